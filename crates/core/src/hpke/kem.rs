@@ -1,0 +1,364 @@
+//! DHKEM (RFC 9180 §4.1) over X25519 and P-256, with the recipient's
+//! Diffie-Hellman behind [`RecipientKey`].
+//!
+//! Splitting the KEM at the DH is what lets the org private key move into an
+//! HSM later: the token computes the DH, and the `ExtractAndExpand` key
+//! schedule around it stays here, checked against the RFC 9180 vectors.
+
+use p256::elliptic_curve::sec1::ToSec1Point;
+use zeroize::Zeroizing;
+
+use super::HpkeError;
+use super::kdf::{KdfId, labeled_expand, labeled_extract};
+use crate::secret::SecretKeyBytes;
+
+/// RFC 9180 KEM identifiers podseal implements.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum KemId {
+    /// DHKEM(X25519, HKDF-SHA256) (0x0020), podseal's default.
+    X25519HkdfSha256,
+    /// DHKEM(P-256, HKDF-SHA256) (0x0010), for keys held in an HSM.
+    P256HkdfSha256,
+}
+
+impl KemId {
+    /// The two-byte identifier of RFC 9180 §7.1.
+    pub const fn id(self) -> u16 {
+        match self {
+            Self::X25519HkdfSha256 => 0x0020,
+            Self::P256HkdfSha256 => 0x0010,
+        }
+    }
+
+    /// Looks up an identifier; `None` for any KEM podseal does not implement.
+    pub const fn from_id(id: u16) -> Option<Self> {
+        match id {
+            0x0020 => Some(Self::X25519HkdfSha256),
+            0x0010 => Some(Self::P256HkdfSha256),
+            _ => None,
+        }
+    }
+
+    /// The name used in key files and `inspect` output.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::X25519HkdfSha256 => "X25519-HKDF-SHA256",
+            Self::P256HkdfSha256 => "P256-HKDF-SHA256",
+        }
+    }
+
+    /// Short name used in key files.
+    pub const fn short_name(self) -> &'static str {
+        match self {
+            Self::X25519HkdfSha256 => "x25519",
+            Self::P256HkdfSha256 => "p256",
+        }
+    }
+
+    /// Looks up a short name.
+    pub fn from_short_name(name: &str) -> Option<Self> {
+        [Self::X25519HkdfSha256, Self::P256HkdfSha256]
+            .into_iter()
+            .find(|kem| kem.short_name() == name)
+    }
+
+    /// `Npk` = `Nenc`: the length of a serialized public key.
+    pub const fn public_key_len(self) -> usize {
+        match self {
+            Self::X25519HkdfSha256 => 32,
+            Self::P256HkdfSha256 => 65,
+        }
+    }
+
+    /// `Nsk`: the length of a serialized private key.
+    pub const fn private_key_len(self) -> usize {
+        32
+    }
+
+    const fn shared_secret_len(self) -> usize {
+        32
+    }
+
+    const KDF: KdfId = KdfId::HkdfSha256;
+
+    fn suite_id(self) -> [u8; 5] {
+        let [hi, lo] = self.id().to_be_bytes();
+        [b'K', b'E', b'M', hi, lo]
+    }
+}
+
+/// The recipient's half of the KEM: its public key, and a Diffie-Hellman with
+/// its private key that never has to leave wherever that key is kept.
+pub trait RecipientKey {
+    /// Which KEM the key belongs to.
+    fn kem(&self) -> KemId;
+    /// `SerializePublicKey(pkR)`.
+    fn public_key_bytes(&self) -> &[u8];
+    /// `DH(skR, DeserializePublicKey(peer_public))`: validates the peer key
+    /// and returns the raw shared value, refusing an all-zero result.
+    fn diffie_hellman(&self, peer_public: &[u8]) -> Result<Zeroizing<Vec<u8>>, HpkeError>;
+}
+
+enum LocalSecret {
+    X25519(x25519_dalek::StaticSecret),
+    P256(p256::SecretKey),
+}
+
+/// A KEM private key held in this process's memory (a key file's key, a
+/// pod's ephemeral recipient key, or an HPKE sender's ephemeral key).
+pub struct LocalPrivateKey {
+    secret: LocalSecret,
+    public: Vec<u8>,
+}
+
+impl std::fmt::Debug for LocalPrivateKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "LocalPrivateKey({}, [redacted])", self.kem().name())
+    }
+}
+
+impl LocalPrivateKey {
+    /// `DeriveKeyPair(ikm)` of RFC 9180 §7.1.3.
+    pub fn derive(kem: KemId, ikm: &[u8]) -> Result<Self, HpkeError> {
+        let suite = kem.suite_id();
+        let prk = labeled_extract(KemId::KDF, &suite, b"", b"dkp_prk", ikm);
+        match kem {
+            KemId::X25519HkdfSha256 => {
+                let sk = labeled_expand(KemId::KDF, &suite, &prk, b"sk", b"", 32)?;
+                Self::from_secret_bytes(kem, &sk)
+            }
+            KemId::P256HkdfSha256 => {
+                for counter in 0u8..=255 {
+                    let candidate =
+                        labeled_expand(KemId::KDF, &suite, &prk, b"candidate", &[counter], 32)?;
+                    // The P-256 bitmask is 0xff: every candidate byte is kept.
+                    if let Ok(key) = Self::from_secret_bytes(kem, &candidate) {
+                        return Ok(key);
+                    }
+                }
+                Err(HpkeError::DeriveKeyPair)
+            }
+        }
+    }
+
+    /// `GenerateKeyPair()`: `DeriveKeyPair` over fresh random bytes, so the
+    /// generated and the test-vector paths are the same code.
+    pub fn generate(kem: KemId) -> Result<Self, HpkeError> {
+        let mut ikm = Zeroizing::new([0u8; 32]);
+        crate::fill_random(ikm.as_mut()).map_err(|_| HpkeError::RandomnessUnavailable)?;
+        Self::derive(kem, ikm.as_ref())
+    }
+
+    /// `DeserializePrivateKey`: refuses the wrong length or, for P-256, a
+    /// scalar that is zero or not below the group order.
+    pub fn from_secret_bytes(kem: KemId, bytes: &[u8]) -> Result<Self, HpkeError> {
+        match kem {
+            KemId::X25519HkdfSha256 => {
+                let raw: [u8; 32] = bytes.try_into().map_err(|_| HpkeError::InvalidPrivateKey)?;
+                let secret = x25519_dalek::StaticSecret::from(raw);
+                let public = x25519_dalek::PublicKey::from(&secret).as_bytes().to_vec();
+                Ok(Self {
+                    secret: LocalSecret::X25519(secret),
+                    public,
+                })
+            }
+            KemId::P256HkdfSha256 => {
+                if bytes.len() != 32 {
+                    return Err(HpkeError::InvalidPrivateKey);
+                }
+                let secret =
+                    p256::SecretKey::from_slice(bytes).map_err(|_| HpkeError::InvalidPrivateKey)?;
+                let public = secret.public_key().to_sec1_point(false).as_bytes().to_vec();
+                Ok(Self {
+                    secret: LocalSecret::P256(secret),
+                    public,
+                })
+            }
+        }
+    }
+
+    /// `SerializePrivateKey`, for writing a key file.
+    pub fn secret_bytes(&self) -> SecretKeyBytes {
+        match &self.secret {
+            LocalSecret::X25519(s) => SecretKeyBytes::new(s.to_bytes().to_vec()),
+            LocalSecret::P256(s) => SecretKeyBytes::new(s.to_bytes().to_vec()),
+        }
+    }
+}
+
+impl RecipientKey for LocalPrivateKey {
+    fn kem(&self) -> KemId {
+        match self.secret {
+            LocalSecret::X25519(_) => KemId::X25519HkdfSha256,
+            LocalSecret::P256(_) => KemId::P256HkdfSha256,
+        }
+    }
+
+    fn public_key_bytes(&self) -> &[u8] {
+        &self.public
+    }
+
+    fn diffie_hellman(&self, peer_public: &[u8]) -> Result<Zeroizing<Vec<u8>>, HpkeError> {
+        let kem = self.kem();
+        let shared = match &self.secret {
+            LocalSecret::X25519(secret) => {
+                let raw: [u8; 32] = peer_public
+                    .try_into()
+                    .map_err(|_| HpkeError::InvalidPublicKey { kem })?;
+                let shared = secret.diffie_hellman(&x25519_dalek::PublicKey::from(raw));
+                // RFC 9180 §7.1.4: an all-zero X25519 output must abort.
+                if !shared.was_contributory() {
+                    return Err(HpkeError::LowOrderPeerKey);
+                }
+                shared.as_bytes().to_vec()
+            }
+            LocalSecret::P256(secret) => {
+                let peer = parse_p256_public(peer_public)?;
+                let shared =
+                    p256::ecdh::diffie_hellman(secret.to_nonzero_scalar(), peer.as_affine());
+                shared.raw_secret_bytes().to_vec()
+            }
+        };
+        Ok(Zeroizing::new(shared))
+    }
+}
+
+/// `DeserializePublicKey` for P-256: uncompressed SEC1 only, on the curve,
+/// not the identity.
+fn parse_p256_public(bytes: &[u8]) -> Result<p256::PublicKey, HpkeError> {
+    let kem = KemId::P256HkdfSha256;
+    if bytes.len() != kem.public_key_len() || bytes.first() != Some(&0x04) {
+        return Err(HpkeError::InvalidPublicKey { kem });
+    }
+    p256::PublicKey::from_sec1_bytes(bytes).map_err(|_| HpkeError::InvalidPublicKey { kem })
+}
+
+/// Checks that `bytes` is a well-formed public key of `kem`.
+pub fn validate_public_key(kem: KemId, bytes: &[u8]) -> Result<(), HpkeError> {
+    match kem {
+        KemId::X25519HkdfSha256 if bytes.len() == 32 => Ok(()),
+        KemId::X25519HkdfSha256 => Err(HpkeError::InvalidPublicKey { kem }),
+        KemId::P256HkdfSha256 => parse_p256_public(bytes).map(|_| ()),
+    }
+}
+
+/// The KEM's output: the shared secret and the encapsulated key.
+pub(crate) struct Encapsulation {
+    pub(crate) shared_secret: Zeroizing<Vec<u8>>,
+    pub(crate) enc: Vec<u8>,
+}
+
+/// `Encap(pkR)` with the ephemeral key derived from `ikm_e`
+/// (random in use, fixed by the test vectors).
+pub(crate) fn encap_with_ikm(
+    kem: KemId,
+    recipient_public: &[u8],
+    ikm_e: &[u8],
+) -> Result<Encapsulation, HpkeError> {
+    let ephemeral = LocalPrivateKey::derive(kem, ikm_e)?;
+    let dh = ephemeral.diffie_hellman(recipient_public)?;
+    let enc = ephemeral.public_key_bytes().to_vec();
+    let shared_secret = extract_and_expand(kem, &dh, &enc, recipient_public)?;
+    Ok(Encapsulation { shared_secret, enc })
+}
+
+/// `Decap(enc, skR)`, with the DH done wherever the recipient key lives.
+pub(crate) fn decap(
+    enc: &[u8],
+    recipient: &dyn RecipientKey,
+) -> Result<Zeroizing<Vec<u8>>, HpkeError> {
+    let kem = recipient.kem();
+    if enc.len() != kem.public_key_len() {
+        return Err(HpkeError::InvalidPublicKey { kem });
+    }
+    let dh = recipient.diffie_hellman(enc)?;
+    extract_and_expand(kem, &dh, enc, recipient.public_key_bytes())
+}
+
+fn extract_and_expand(
+    kem: KemId,
+    dh: &[u8],
+    enc: &[u8],
+    recipient_public: &[u8],
+) -> Result<Zeroizing<Vec<u8>>, HpkeError> {
+    let suite = kem.suite_id();
+    let mut kem_context = Vec::with_capacity(enc.len() + recipient_public.len());
+    kem_context.extend_from_slice(enc);
+    kem_context.extend_from_slice(recipient_public);
+    let eae_prk = labeled_extract(KemId::KDF, &suite, b"", b"eae_prk", dh);
+    labeled_expand(
+        KemId::KDF,
+        &suite,
+        &eae_prk,
+        b"shared_secret",
+        &kem_context,
+        kem.shared_secret_len(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    //! Every Wycheproof X25519 vector through [`LocalPrivateKey`]'s DH.
+    //!
+    //! Wycheproof marks the 31 all-zero shared secrets `acceptable`; podseal
+    //! chooses to refuse them (RFC 9180 §7.1.4). Every other vector must
+    //! produce exactly the expected shared value.
+    use super::*;
+    use crate::test_vectors::{hex, load_json};
+
+    #[test]
+    fn wycheproof_x25519_through_the_wrapper() {
+        let file = load_json("wycheproof/x25519_test.json");
+        let (mut agreed, mut refused_zero) = (0, 0);
+        for group in file["testGroups"].as_array().unwrap() {
+            for test in group["tests"].as_array().unwrap() {
+                let id = &test["tcId"];
+                let key = LocalPrivateKey::from_secret_bytes(
+                    KemId::X25519HkdfSha256,
+                    &hex(&test["private"]),
+                )
+                .unwrap();
+                let expected = hex(&test["shared"]);
+                let zero = expected.iter().all(|b| *b == 0);
+                assert!(
+                    test["result"] != "invalid",
+                    "file has no invalid X25519 vectors"
+                );
+                match key.diffie_hellman(&hex(&test["public"])) {
+                    Ok(shared) => {
+                        assert!(!zero, "tcId {id}: all-zero shared secret accepted");
+                        assert_eq!(*shared, expected, "tcId {id}");
+                        agreed += 1;
+                    }
+                    Err(e) => {
+                        assert!(zero, "tcId {id}: refused a non-zero shared secret: {e}");
+                        assert_eq!(e, HpkeError::LowOrderPeerKey);
+                        refused_zero += 1;
+                    }
+                }
+            }
+        }
+        assert_eq!(
+            agreed + refused_zero,
+            file["numberOfTests"].as_u64().unwrap()
+        );
+        assert_eq!(
+            refused_zero, 31,
+            "the README counts 31 ZeroSharedSecret vectors"
+        );
+    }
+
+    #[test]
+    fn p256_public_keys_must_be_uncompressed_points_on_the_curve() {
+        let key = LocalPrivateKey::generate(KemId::P256HkdfSha256).unwrap();
+        let public = key.public_key_bytes().to_vec();
+        assert!(validate_public_key(KemId::P256HkdfSha256, &public).is_ok());
+        let mut compressed = vec![0x02 | (public[64] & 1)];
+        compressed.extend_from_slice(&public[1..33]);
+        assert!(validate_public_key(KemId::P256HkdfSha256, &compressed).is_err());
+        let mut off_curve = public.clone();
+        off_curve[64] ^= 1;
+        assert!(key.diffie_hellman(&off_curve).is_err());
+        assert!(key.diffie_hellman(&[0u8; 1]).is_err());
+    }
+}

@@ -1,0 +1,24 @@
+//! podseal's core: the capsule format, the HPKE envelope around each capsule's
+//! data key, DPoP proofs, JWK thumbprints and the types that hold secrets.
+//!
+//! Nothing here talks to a network or a database. The release server, the pod
+//! SDK and the CLI all build on this crate, so a capsule sealed by one is read
+//! the same way by every other. The only I/O is reading key files, so that
+//! every binary applies the same permission checks (see [`key_file`]).
+#![deny(missing_docs)]
+
+pub mod hpke;
+pub mod secret;
+
+#[cfg(test)]
+mod test_vectors;
+
+/// The operating system's random number generator failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the system random number generator is unavailable")]
+pub struct RandomnessUnavailable;
+
+/// Fills `buf` from the operating system's CSPRNG.
+pub(crate) fn fill_random(buf: &mut [u8]) -> Result<(), RandomnessUnavailable> {
+    getrandom::fill(buf).map_err(|_| RandomnessUnavailable)
+}
