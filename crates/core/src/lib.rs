@@ -7,7 +7,13 @@
 //! every binary applies the same permission checks (see [`key_file`]).
 #![deny(missing_docs)]
 
+pub mod armor;
+pub mod capsule;
+pub mod envelope;
 pub mod hpke;
+pub mod key_file;
+pub mod key_provider;
+pub mod org_key;
 pub mod secret;
 
 #[cfg(test)]
