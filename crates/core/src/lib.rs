@@ -9,8 +9,11 @@
 
 pub mod armor;
 pub mod capsule;
+pub mod dpop;
 pub mod envelope;
 pub mod hpke;
+pub mod jwk;
+pub mod jws;
 pub mod key_file;
 pub mod key_provider;
 pub mod org_key;
