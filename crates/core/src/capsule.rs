@@ -470,10 +470,11 @@ impl Header {
         if let Some(purpose) = &self.purpose {
             check_name(purpose, NameRule::Subdomain).map_err(|r| field("purpose", r))?;
         }
-        if let Some(not_after) = self.not_after {
-            if not_after <= self.created_at {
-                return Err(field("not_after", "must be later than created_at".into()));
-            }
+        if self
+            .not_after
+            .is_some_and(|not_after| not_after <= self.created_at)
+        {
+            return Err(field("not_after", "must be later than created_at".into()));
         }
         Ok(())
     }

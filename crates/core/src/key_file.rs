@@ -117,7 +117,7 @@ impl KeyFileError {
 
 /// Reads an org public key file.
 pub fn read_public_key(path: &Path) -> Result<OrgPublicKey, KeyFileError> {
-    let text = read_key_text(path, false)?;
+    let (text, _mode) = read_key_text(path)?;
     OrgPublicKey::from_text(&text).map_err(|source| KeyFileError::Parse {
         path: path.to_owned(),
         source,
@@ -125,15 +125,30 @@ pub fn read_public_key(path: &Path) -> Result<OrgPublicKey, KeyFileError> {
 }
 
 /// Reads an org private key file, refusing one that others can access.
+/// A public key handed over by mistake is reported as such before its mode.
 pub fn read_private_key(path: &Path) -> Result<OrgPrivateKey, KeyFileError> {
-    let text = read_key_text(path, true)?;
-    OrgPrivateKey::from_text(&text).map_err(|source| KeyFileError::Parse {
+    let (text, mode) = read_key_text(path)?;
+    let parsed = OrgPrivateKey::from_text(&text);
+    if let Err(source @ OrgKeyError::PublicWherePrivate) = parsed {
+        return Err(KeyFileError::Parse {
+            path: path.to_owned(),
+            source,
+        });
+    }
+    if mode & 0o077 != 0 {
+        return Err(KeyFileError::InsecurePermissions {
+            path: path.to_owned(),
+            mode,
+        });
+    }
+    parsed.map_err(|source| KeyFileError::Parse {
         path: path.to_owned(),
         source,
     })
 }
 
-fn read_key_text(path: &Path, private: bool) -> Result<Zeroizing<String>, KeyFileError> {
+/// Reads a key file and the permission bits of the opened handle.
+fn read_key_text(path: &Path) -> Result<(Zeroizing<String>, u32), KeyFileError> {
     let mut file = File::open(path).map_err(|source| match source.kind() {
         std::io::ErrorKind::NotFound => KeyFileError::NotFound {
             path: path.to_owned(),
@@ -153,12 +168,6 @@ fn read_key_text(path: &Path, private: bool) -> Result<Zeroizing<String>, KeyFil
         });
     }
     let mode = metadata.permissions().mode() & 0o7777;
-    if private && mode & 0o077 != 0 {
-        return Err(KeyFileError::InsecurePermissions {
-            path: path.to_owned(),
-            mode,
-        });
-    }
     if metadata.len() > MAX_KEY_FILE_LEN {
         return Err(KeyFileError::TooLarge {
             path: path.to_owned(),
@@ -178,7 +187,7 @@ fn read_key_text(path: &Path, private: bool) -> Result<Zeroizing<String>, KeyFil
             expected: "a podseal key (the file is not text)",
         },
     })?;
-    Ok(Zeroizing::new(text.to_owned()))
+    Ok((Zeroizing::new(text.to_owned()), mode))
 }
 
 /// Writes `DIR/org.key` (0600) and `DIR/org.pub` (0644), creating `DIR`

@@ -28,7 +28,7 @@ pub(crate) fn load_json(relative: &str) -> serde_json::Value {
 /// Decodes a hex string (a JSON string value or plain text).
 pub(crate) fn hex<S: AsHexStr + ?Sized>(value: &S) -> Vec<u8> {
     let text = value.as_hex_str();
-    assert!(text.len() % 2 == 0, "odd-length hex: {text}");
+    assert!(text.len().is_multiple_of(2), "odd-length hex: {text}");
     (0..text.len())
         .step_by(2)
         .map(|i| u8::from_str_radix(&text[i..i + 2], 16).expect("hex digit"))

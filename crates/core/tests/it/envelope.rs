@@ -142,7 +142,8 @@ fn editing_any_header_field_is_refused() {
     let (key, capsule) = sealed(b"s3cret");
     let ring = KeyRing::from(key);
     let original: Header = capsule.header().clone();
-    let edits: Vec<(&str, Box<dyn Fn(&mut Header)>)> = vec![
+    type Edit = Box<dyn Fn(&mut Header)>;
+    let edits: Vec<(&str, Edit)> = vec![
         ("cluster", Box::new(|h| h.scope.cluster = "staging".into())),
         (
             "namespace",

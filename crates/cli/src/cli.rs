@@ -1,0 +1,173 @@
+//! Command-line definitions. Help text is written to teach: every command
+//! says what it is for, and examples show the usual way to call it.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::output::OutputFormat;
+
+/// podseal keeps Kubernetes secrets sealed everywhere except in the memory of
+/// the one approved, live pod that needs them.
+///
+/// Anyone who can read Secrets, etcd, backups or git sees only capsules.
+/// Sealing needs only the org public key; opening happens in the pod, after
+/// the release server has verified it through four gates.
+#[derive(Debug, Parser)]
+#[command(
+    name = "podseal",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
+#[command(after_help = "Exit codes: 0 success, 1 refused or failed, 2 usage or invalid input.")]
+pub struct Cli {
+    /// Output format for commands that print data.
+    #[arg(
+        short = 'o',
+        long = "output",
+        value_enum,
+        global = true,
+        default_value_t
+    )]
+    pub output: OutputFormat,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create and show org keys (the keys capsules are sealed to).
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Seal a secret into a capsule, or into a Kubernetes Secret manifest of capsules.
+    Seal(SealArgs),
+    /// Show a capsule's header: scope, key ids, purpose, reveal mode, times. Never anything secret.
+    Inspect(InspectArgs),
+    /// BREAK-GLASS: open a capsule with the org PRIVATE key and print the plaintext.
+    Open(OpenArgs),
+}
+
+/// `podseal keys …`
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Generate an org key pair: DIR/org.key (private, mode 0600) and DIR/org.pub.
+    ///
+    /// Refuses to overwrite existing files. Keep org.key on the release server
+    /// only (or in an HSM); give org.pub to everyone who seals.
+    #[command(
+        after_help = "Example:\n  podseal keys init --out ./keys\n  podseal seal --key ./keys/org.pub ..."
+    )]
+    Init {
+        /// Directory to write org.key and org.pub into (created if missing, mode 0700).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// Key algorithm: x25519 (default) or p256 (for keys that will move into an HSM).
+        #[arg(long, value_enum, default_value_t)]
+        algorithm: KeyAlgorithm,
+    },
+    /// Print the key id (kid) and public key of an org key file (public or private).
+    Show {
+        /// The key file (org.pub or org.key).
+        #[arg(value_name = "KEY_FILE")]
+        key: PathBuf,
+    },
+}
+
+/// Org key algorithms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum KeyAlgorithm {
+    /// DHKEM(X25519, HKDF-SHA256).
+    #[default]
+    X25519,
+    /// DHKEM(P-256, HKDF-SHA256).
+    P256,
+}
+
+/// `podseal seal …`
+#[derive(Debug, Args)]
+#[command(after_help = "\
+The secret is read from stdin or --from-file, never from an argument (arguments land in shell history).
+Bytes are sealed exactly as read: `echo` adds a newline, `printf %s` does not.
+
+Examples:
+  printf %s \"$DB_PASSWORD\" | podseal seal --key org.pub --cluster prod --namespace shop \\
+      --service-account api --name db-password > db-password.capsule
+
+  podseal seal --key org.pub --cluster prod --namespace shop --service-account api \\
+      --k8s-secret db --from-file password=./pw.txt --from-file user=./user.txt > db-secret.yaml")]
+pub struct SealArgs {
+    /// Org PUBLIC key file to seal to (repeatable: e.g. add a disaster-recovery key).
+    #[arg(long = "key", value_name = "ORG_PUB", required = true)]
+    pub keys: Vec<PathBuf>,
+    /// Cluster name, as registered with the release server.
+    #[arg(long)]
+    pub cluster: String,
+    /// Namespace of the pods that may receive the secret.
+    #[arg(long)]
+    pub namespace: String,
+    /// Service account allowed to receive it (repeatable).
+    #[arg(long = "service-account", value_name = "NAME", required = true)]
+    pub service_accounts: Vec<String>,
+    /// The secret's name (with --k8s-secret, defaults to the Secret's name).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Purpose id this secret serves (rotation posture is tracked per purpose).
+    #[arg(long)]
+    pub purpose: Option<String>,
+    /// How often the server may release it: many (default) or once, cluster-wide.
+    #[arg(long, value_enum, default_value_t)]
+    pub reveal: Reveal,
+    /// Refuse release after this time: RFC 3339 (2027-01-31T00:00:00Z) or a span from now (90d, 12h).
+    #[arg(long, value_name = "TIME")]
+    pub not_after: Option<String>,
+    /// Read the secret from this file ('-' for stdin). With --k8s-secret: KEY=PATH, repeatable.
+    #[arg(long = "from-file", value_name = "PATH|KEY=PATH")]
+    pub from_file: Vec<String>,
+    /// Print a Kubernetes Secret manifest (YAML) with this name, every data value a capsule.
+    #[arg(long = "k8s-secret", value_name = "NAME")]
+    pub k8s_secret: Option<String>,
+}
+
+/// Reveal modes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum Reveal {
+    /// Release to every approved pod, every time.
+    #[default]
+    Many,
+    /// Release exactly once, cluster-wide.
+    Once,
+}
+
+/// `podseal inspect …`
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Examples:\n  podseal inspect db-password.capsule\n  podseal inspect - -o json < db-password.capsule"
+)]
+pub struct InspectArgs {
+    /// A capsule (podseal:v1:…), a file holding one, or '-' for stdin.
+    #[arg(value_name = "CAPSULE|FILE|-")]
+    pub capsule: String,
+}
+
+/// `podseal open …`
+#[derive(Debug, Args)]
+#[command(
+    long_about = "\
+BREAK-GLASS / DEVELOPMENT TOOL. Opens a capsule with the org PRIVATE key and writes the plaintext to stdout.
+
+This bypasses every gate of the release server: no pod, no identity, no audit record. In production the
+org private key lives only on the release server or in an HSM, and pods open capsules through the
+release server. Use this to recover from disaster or to check a capsule on a development machine.",
+    after_help = "Example:\n  podseal open --key ./keys/org.key db-password.capsule > /dev/shm/pw"
+)]
+pub struct OpenArgs {
+    /// Org PRIVATE key file (mode 0600); repeatable, to hold old keys during rotation.
+    #[arg(long = "key", value_name = "ORG_KEY", required = true)]
+    pub keys: Vec<PathBuf>,
+    /// A capsule (podseal:v1:…), a file holding one, or '-' for stdin.
+    #[arg(value_name = "CAPSULE|FILE|-", default_value = "-")]
+    pub capsule: String,
+}

@@ -1,0 +1,21 @@
+//! One module per subcommand; `run` dispatches.
+
+mod inspect;
+mod keys;
+mod open;
+mod seal;
+
+use crate::cli::{Cli, Command, KeysCommand};
+use crate::error::CliError;
+
+/// Runs the parsed command line.
+pub fn run(cli: Cli) -> Result<(), CliError> {
+    let output = cli.output;
+    match cli.command {
+        Command::Keys(KeysCommand::Init { out, algorithm }) => keys::init(&out, algorithm, output),
+        Command::Keys(KeysCommand::Show { key }) => keys::show(&key, output),
+        Command::Seal(args) => seal::run(&args, output),
+        Command::Inspect(args) => inspect::run(&args, output),
+        Command::Open(args) => open::run(&args),
+    }
+}

@@ -1,0 +1,32 @@
+//! `podseal open`: the break-glass path, with the org private key.
+
+use std::io::Write;
+
+use podseal_core::envelope;
+use podseal_core::key_file;
+use podseal_core::key_provider::KeyRing;
+
+use crate::cli::OpenArgs;
+use crate::error::CliError;
+use crate::input::read_capsule;
+
+/// Opens a capsule and writes the plaintext to stdout.
+pub fn run(args: &OpenArgs) -> Result<(), CliError> {
+    let mut ring = KeyRing::new();
+    for path in &args.keys {
+        ring.add(key_file::read_private_key(path)?);
+    }
+    let capsule = read_capsule(&args.capsule)?;
+    let plaintext = envelope::open(&capsule, &ring)?;
+    eprintln!(
+        "warning: break-glass open of capsule {} ({}/{}); no release server gate or audit record was involved",
+        capsule.header().id,
+        capsule.header().scope.namespace,
+        capsule.header().scope.name
+    );
+    let mut stdout = std::io::stdout().lock();
+    stdout
+        .write_all(plaintext.expose_secret_bytes())
+        .and_then(|()| stdout.flush())
+        .map_err(|e| CliError::failure(format!("cannot write to stdout: {e}")))
+}

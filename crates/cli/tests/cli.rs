@@ -1,0 +1,512 @@
+//! Runs the real `podseal` binary: the happy paths a user takes, and bad
+//! input to every command, which must give one `error:` line (optionally a
+//! `hint:` line), a non-zero exit code, and never a panic or a secret.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "test code: a panic is a test failure"
+)]
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use assert_cmd::Command;
+use k8s_openapi::api::core::v1::Secret;
+use tempfile::TempDir;
+
+const MARKER: &str = "S3CRET-MARKER-7f3a";
+
+fn podseal() -> Command {
+    Command::cargo_bin("podseal").unwrap()
+}
+
+fn cmd(args: &[&str]) -> Command {
+    let mut command = podseal();
+    command.args(args);
+    command
+}
+
+struct Workspace {
+    dir: TempDir,
+}
+
+impl Workspace {
+    fn new() -> Self {
+        let ws = Self {
+            dir: TempDir::new().unwrap(),
+        };
+        podseal()
+            .args(["keys", "init", "--out"])
+            .arg(ws.keys())
+            .assert()
+            .success();
+        ws
+    }
+    fn keys(&self) -> PathBuf {
+        self.dir.path().join("keys")
+    }
+    fn public(&self) -> PathBuf {
+        self.keys().join("org.pub")
+    }
+    fn private(&self) -> PathBuf {
+        self.keys().join("org.key")
+    }
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+    fn seal_args(&self) -> Vec<String> {
+        [
+            "seal",
+            "--key",
+            self.public().to_str().unwrap(),
+            "--cluster",
+            "prod",
+            "--namespace",
+            "shop",
+        ]
+        .into_iter()
+        .chain(["--service-account", "api"])
+        .map(str::to_owned)
+        .collect()
+    }
+    fn seal(&self, secret: &[u8]) -> String {
+        let out = podseal()
+            .args(self.seal_args())
+            .args(["--name", "db"])
+            .write_stdin(secret)
+            .assert()
+            .success();
+        String::from_utf8(out.get_output().stdout.clone()).unwrap()
+    }
+}
+
+/// Asserts a clean failure: exit code, one error line (plus an optional
+/// hint), no panic, no secret. Returns the error line.
+fn assert_clean_failure(output: &std::process::Output, code: i32) -> String {
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(code), "stderr: {stderr}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert!(
+        !lines.is_empty() && lines.len() <= 2,
+        "one error line and at most one hint: {stderr}"
+    );
+    assert!(lines[0].starts_with("error: "), "{stderr}");
+    if let Some(hint) = lines.get(1) {
+        assert!(hint.starts_with("hint: "), "{stderr}");
+    }
+    assert!(
+        !stderr.contains("panicked") && !stderr.contains("RUST_BACKTRACE"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains(MARKER),
+        "secret leaked into an error: {stderr}"
+    );
+    assert!(!String::from_utf8_lossy(&output.stdout).contains(MARKER));
+    lines[0].to_owned()
+}
+
+fn mode(path: &Path) -> u32 {
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+#[test]
+fn keys_init_writes_private_0600_and_refuses_to_overwrite() {
+    let ws = Workspace::new();
+    assert_eq!(mode(&ws.private()), 0o600);
+    assert_eq!(mode(&ws.keys()), 0o700);
+    let out = podseal()
+        .args(["keys", "init", "--out"])
+        .arg(ws.keys())
+        .output()
+        .unwrap();
+    assert!(assert_clean_failure(&out, 2).contains("refusing to overwrite"));
+
+    let shown = |file: &Path| {
+        let out = podseal()
+            .args(["keys", "show", "-o", "json"])
+            .arg(file)
+            .assert()
+            .success();
+        serde_json::from_slice::<serde_json::Value>(&out.get_output().stdout).unwrap()
+    };
+    let (public, private) = (shown(&ws.public()), shown(&ws.private()));
+    assert_eq!(public["kid"], private["kid"]);
+    assert_eq!(public["kid"].as_str().unwrap().len(), 22);
+    let private_text = std::fs::read_to_string(ws.private()).unwrap();
+    let secret_line = private_text
+        .lines()
+        .find(|l| l.starts_with("PODSEAL-ORG-PRIVATE-KEY"))
+        .unwrap();
+    let secret_part = secret_line.rsplit(':').next().unwrap();
+    assert!(
+        !private.to_string().contains(secret_part),
+        "keys show printed the private key"
+    );
+}
+
+#[test]
+fn seal_inspect_open_round_trip() {
+    let ws = Workspace::new();
+    let capsule = ws.seal(MARKER.as_bytes());
+    assert!(capsule.starts_with("podseal:v1:"));
+    assert!(!capsule.contains(MARKER));
+    std::fs::write(ws.path("c"), &capsule).unwrap();
+
+    let inspected = podseal()
+        .args(["inspect", "-o", "json"])
+        .arg(ws.path("c"))
+        .assert()
+        .success();
+    let json: serde_json::Value = serde_json::from_slice(&inspected.get_output().stdout).unwrap();
+    assert_eq!(json["header"]["scope"]["namespace"], "shop");
+    assert_eq!(json["header"]["reveal"], "many");
+    assert!(!String::from_utf8_lossy(&inspected.get_output().stdout).contains(MARKER));
+    podseal()
+        .args(["inspect", capsule.trim()])
+        .assert()
+        .success();
+    podseal()
+        .args(["inspect", "-"])
+        .write_stdin(capsule.clone())
+        .assert()
+        .success();
+
+    let opened = podseal()
+        .args(["open", "--key"])
+        .arg(ws.private())
+        .arg(ws.path("c"))
+        .assert()
+        .success();
+    assert_eq!(opened.get_output().stdout, MARKER.as_bytes());
+    assert!(String::from_utf8_lossy(&opened.get_output().stderr).contains("break-glass"));
+}
+
+#[test]
+fn k8s_secret_manifest_deserializes_into_k8s_openapi_secret() {
+    let ws = Workspace::new();
+    std::fs::write(ws.path("user"), "app-user").unwrap();
+    for format in ["text", "json"] {
+        let out = podseal()
+            .args(ws.seal_args())
+            .args([
+                "--k8s-secret",
+                "db",
+                "--from-file",
+                "password=-",
+                "--from-file",
+            ])
+            .arg(format!("user={}", ws.path("user").display()))
+            .args(["-o", format])
+            .write_stdin(MARKER)
+            .assert()
+            .success();
+        let text = String::from_utf8(out.get_output().stdout.clone()).unwrap();
+        assert!(!text.contains(MARKER));
+        let secret: Secret = if format == "json" {
+            serde_json::from_str(&text).unwrap()
+        } else {
+            serde_saphyr::from_str(&text).unwrap()
+        };
+        assert_eq!(secret.metadata.name.as_deref(), Some("db"));
+        assert_eq!(secret.metadata.namespace.as_deref(), Some("shop"));
+        assert_eq!(secret.type_.as_deref(), Some("podseal.dev/sealed"));
+        assert_eq!(
+            secret.metadata.labels.unwrap()["app.kubernetes.io/managed-by"],
+            "podseal"
+        );
+        let annotations = secret.metadata.annotations.unwrap();
+        assert_eq!(annotations["podseal.dev/cluster"], "prod");
+        assert_eq!(annotations["podseal.dev/kids"].len(), 22);
+        let data = secret.data.unwrap();
+        assert_eq!(data.len(), 2);
+        for (key, expected) in [("password", MARKER), ("user", "app-user")] {
+            let capsule = String::from_utf8(data[key].0.clone()).unwrap();
+            let inspected = podseal()
+                .args(["inspect", "-o", "json", &capsule])
+                .assert()
+                .success();
+            let json: serde_json::Value =
+                serde_json::from_slice(&inspected.get_output().stdout).unwrap();
+            assert_eq!(json["header"]["scope"]["name"], "db");
+            assert_eq!(
+                json["header"]["scope"]["key"], key,
+                "each capsule is bound to its data key"
+            );
+            let opened = podseal()
+                .args(["open", "--key"])
+                .arg(ws.private())
+                .arg(&capsule)
+                .assert()
+                .success();
+            assert_eq!(opened.get_output().stdout, expected.as_bytes());
+        }
+    }
+}
+
+#[test]
+fn bad_input_to_every_command_fails_cleanly() {
+    let ws = Workspace::new();
+    let capsule = ws.seal(MARKER.as_bytes()).trim().to_owned();
+    let body = capsule.strip_prefix("podseal:v1:").unwrap();
+    std::fs::write(ws.path("garbage.key"), "not a key\n").unwrap();
+    std::fs::set_permissions(
+        ws.path("garbage.key"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
+    std::fs::copy(ws.private(), ws.path("loose.key")).unwrap();
+    std::fs::set_permissions(ws.path("loose.key"), std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::fs::write(ws.path("big"), vec![b'x'; (1 << 20) + 1]).unwrap();
+    let other = TempDir::new().unwrap();
+    podseal()
+        .args(["keys", "init", "--out"])
+        .arg(other.path())
+        .assert()
+        .success();
+    let mut tampered = capsule.clone().into_bytes();
+    let last = tampered.len() - 3;
+    tampered[last] = if tampered[last] == b'A' { b'B' } else { b'A' };
+    let tampered = String::from_utf8(tampered).unwrap();
+
+    let seal = |extra: &[&str]| {
+        let mut cmd = podseal();
+        cmd.args(ws.seal_args()).args(extra);
+        cmd
+    };
+    let open = |key: &Path, capsule: &str| {
+        let mut cmd = podseal();
+        cmd.args(["open", "--key"]).arg(key).arg(capsule);
+        cmd
+    };
+    let inspect = |capsule: &str| {
+        let mut cmd = podseal();
+        cmd.args(["inspect", capsule]);
+        cmd
+    };
+    let key_arg = |path: PathBuf| path.to_str().unwrap().to_owned();
+    let cases: Vec<(&str, Command, &[u8], i32, &str)> = vec![
+        (
+            "truncated capsule",
+            inspect(&capsule[..capsule.len() / 2]),
+            b"",
+            2,
+            "truncated",
+        ),
+        (
+            "wrong prefix",
+            inspect(&format!("sealed:v1:{body}")),
+            b"",
+            2,
+            "neither a capsule nor an existing file",
+        ),
+        (
+            "wrong prefix on stdin",
+            inspect("-"),
+            b"age1abc",
+            2,
+            "must start with `podseal:v1:`",
+        ),
+        (
+            "unknown version",
+            inspect(&format!("podseal:v2:{body}")),
+            b"",
+            2,
+            "version `v2` is not supported",
+        ),
+        (
+            "bad base64",
+            inspect(&format!("podseal:v1:{body}=")),
+            b"",
+            2,
+            "not valid base64url",
+        ),
+        (
+            "empty capsule on stdin",
+            inspect("-"),
+            b"",
+            2,
+            "capsule is empty",
+        ),
+        (
+            "missing key file",
+            seal(&["--name", "x", "--key", "/nonexistent/org.pub"]),
+            MARKER.as_bytes(),
+            2,
+            "does not exist",
+        ),
+        (
+            "private key for sealing",
+            cmd(&[
+                "seal",
+                "--key",
+                &key_arg(ws.private()),
+                "--cluster",
+                "c",
+                "--namespace",
+                "n",
+                "--service-account",
+                "s",
+                "--name",
+                "x",
+            ]),
+            MARKER.as_bytes(),
+            2,
+            "PRIVATE key",
+        ),
+        (
+            "garbage key file",
+            open(&ws.path("garbage.key"), &capsule),
+            b"",
+            2,
+            "no podseal org key found",
+        ),
+        (
+            "public key for opening",
+            open(&ws.public(), &capsule),
+            b"",
+            2,
+            "opening needs the private key",
+        ),
+        (
+            "key file with loose permissions",
+            open(&ws.path("loose.key"), &capsule),
+            b"",
+            2,
+            "mode 0644",
+        ),
+        (
+            "another org key",
+            open(&other.path().join("org.key"), &capsule),
+            b"",
+            1,
+            "none of which is held here",
+        ),
+        (
+            "tampered capsule",
+            open(&ws.private(), &tampered),
+            b"",
+            1,
+            "did not open",
+        ),
+        ("empty stdin", seal(&["--name", "x"]), b"", 2, "is empty"),
+        (
+            "secret over the size limit (stdin)",
+            seal(&["--name", "x"]),
+            &[b'x'; (1 << 20) + 1],
+            2,
+            "over the 1048576-byte limit",
+        ),
+        (
+            "secret over the size limit (file)",
+            seal(&["--name", "x", "--from-file", &key_arg(ws.path("big"))]),
+            b"",
+            2,
+            "over the 1048576-byte limit",
+        ),
+        (
+            "missing secret file",
+            seal(&["--name", "x", "--from-file", "/nonexistent/secret"]),
+            b"",
+            2,
+            "cannot read /nonexistent/secret",
+        ),
+        (
+            "not-after in the past",
+            seal(&["--name", "x", "--not-after", "2001-01-01T00:00:00Z"]),
+            MARKER.as_bytes(),
+            2,
+            "not in the future",
+        ),
+        (
+            "not-after not a time",
+            seal(&["--name", "x", "--not-after", "soon"]),
+            MARKER.as_bytes(),
+            2,
+            "is not a time",
+        ),
+        (
+            "invalid namespace",
+            cmd(&[
+                "seal",
+                "--key",
+                &key_arg(ws.public()),
+                "--cluster",
+                "c",
+                "--namespace",
+                "Shop_1",
+                "--service-account",
+                "s",
+                "--name",
+                "x",
+            ]),
+            MARKER.as_bytes(),
+            2,
+            "--namespace `Shop_1` is invalid",
+        ),
+        (
+            "seal without a name",
+            seal(&[]),
+            MARKER.as_bytes(),
+            2,
+            "--name is required",
+        ),
+        (
+            "manifest without files",
+            seal(&["--k8s-secret", "db"]),
+            MARKER.as_bytes(),
+            2,
+            "needs at least one --from-file",
+        ),
+        (
+            "manifest with a bad key",
+            seal(&["--k8s-secret", "db", "--from-file", "a/b=-"]),
+            MARKER.as_bytes(),
+            2,
+            "Secret key `a/b` is invalid",
+        ),
+        (
+            "manifest with a duplicate key",
+            seal(&[
+                "--k8s-secret",
+                "db",
+                "--from-file",
+                "a=-",
+                "--from-file",
+                "a=-",
+            ]),
+            MARKER.as_bytes(),
+            2,
+            "given twice",
+        ),
+        (
+            "keys show of a missing file",
+            cmd(&["keys", "show", "/nonexistent/org.pub"]),
+            b"",
+            2,
+            "does not exist",
+        ),
+    ];
+    for (name, mut command, stdin, code, expected) in cases {
+        let output = command.write_stdin(stdin).output().unwrap();
+        let line = assert_clean_failure(&output, code);
+        assert!(
+            line.contains(expected),
+            "{name}: expected `{expected}` in `{line}`"
+        );
+    }
+}
+
+#[test]
+fn usage_errors_exit_2_and_help_teaches() {
+    let out = podseal().args(["seal", "--bogus"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let help = podseal().args(["open", "--help"]).assert().success();
+    let help = String::from_utf8(help.get_output().stdout.clone()).unwrap();
+    assert!(help.contains("BREAK-GLASS"), "{help}");
+    let help = podseal().args(["seal", "--help"]).assert().success();
+    assert!(String::from_utf8_lossy(&help.get_output().stdout).contains("never from an argument"));
+}
