@@ -119,7 +119,7 @@ fn benches(c: &mut Criterion) {
 fn median_ns(dir: &Path, name: &str) -> Option<f64> {
     let text = std::fs::read_to_string(dir.join(name).join("new/estimates.json")).ok()?;
     let json: serde_json::Value = serde_json::from_str(&text).ok()?;
-    json["median"]["point_estimate"].as_f64()
+    json.get("median")?.get("point_estimate")?.as_f64()
 }
 
 fn print_ratios(dir: &Path) {

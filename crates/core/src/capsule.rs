@@ -282,6 +282,28 @@ pub enum CapsuleError {
     },
 }
 
+impl CapsuleError {
+    /// A stable machine-readable code (used by the testkit, problem+json and audit).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::Armor(ArmorError::Empty) => "armor.empty",
+            Self::Armor(ArmorError::MissingPrefix) => "armor.missing_prefix",
+            Self::Armor(ArmorError::UnsupportedVersion(_)) => "armor.unsupported_version",
+            Self::Armor(ArmorError::TooLarge { .. }) => "armor.too_large",
+            Self::Armor(ArmorError::Base64) => "armor.base64",
+            Self::Truncated { .. } => "capsule.truncated",
+            Self::TrailingBytes(_) => "capsule.trailing_bytes",
+            Self::HeaderSyntax(_) => "capsule.header_syntax",
+            Self::HeaderField { .. } => "capsule.header_field",
+            Self::StanzaCount(_) => "capsule.stanza_count",
+            Self::UnsupportedSuite { .. } => "capsule.unsupported_suite",
+            Self::MalformedStanza(_) => "capsule.malformed_stanza",
+            Self::BadKid => "capsule.bad_kid",
+            Self::TooLarge { .. } => "capsule.too_large",
+        }
+    }
+}
+
 impl Capsule {
     /// Parses an armored capsule.
     pub fn from_armored(text: &str) -> Result<Self, CapsuleError> {

@@ -92,6 +92,18 @@ pub enum OpenError {
     KeyProvider(String),
 }
 
+impl OpenError {
+    /// A stable machine-readable code.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::NoMatchingKey { .. } => "open.no_matching_key",
+            Self::DidNotOpen => "open.did_not_open",
+            Self::BadRecipientKey => "open.bad_recipient_key",
+            Self::KeyProvider(_) => "open.key_provider",
+        }
+    }
+}
+
 fn join(kids: &[Kid]) -> String {
     if kids.is_empty() {
         return "none".into();

@@ -9,3 +9,4 @@
 )]
 
 mod envelope;
+mod testkit;
