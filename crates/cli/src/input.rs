@@ -19,7 +19,7 @@ pub fn read_secret(source: &str) -> Result<Plaintext, CliError> {
                 .hint("pipe the secret in (printf %s \"$SECRET\" | podseal seal …) or use --from-file PATH"));
         }
         (
-            read_limited(std::io::stdin().lock(), MAX_PLAINTEXT_LEN, "stdin (1 MiB)")?,
+            read_limited(std::io::stdin().lock(), MAX_PLAINTEXT_LEN, "stdin")?,
             "stdin".to_owned(),
         )
     } else {
@@ -27,11 +27,7 @@ pub fn read_secret(source: &str) -> Result<Plaintext, CliError> {
         let file = std::fs::File::open(path)
             .map_err(|e| CliError::usage(format!("cannot read {}: {e}", path.display())))?;
         (
-            read_limited(
-                file,
-                MAX_PLAINTEXT_LEN,
-                &format!("{} (1 MiB)", path.display()),
-            )?,
+            read_limited(file, MAX_PLAINTEXT_LEN, &path.display().to_string())?,
             path.display().to_string(),
         )
     };
@@ -40,6 +36,7 @@ pub fn read_secret(source: &str) -> Result<Plaintext, CliError> {
             .hint("nothing to seal: check the pipe or file"));
     }
     let mut bytes = bytes;
+    // Move the buffer (no copy) into the zeroizing plaintext type.
     Ok(Plaintext::new(std::mem::take(&mut *bytes)))
 }
 

@@ -9,4 +9,5 @@
 )]
 
 mod envelope;
+mod parsers;
 mod testkit;
