@@ -1,6 +1,449 @@
-//! A local stand-in for the Kubernetes API subset podseal uses (not yet built).
+//! A local stand-in for the Kubernetes API subset podseal uses.
 //!
-//! It will serve OIDC discovery and the JWKS, the TokenRequest API, and pod
-//! get/list/watch in real Kubernetes JSON shapes over HTTPS, so that the demo
-//! and the tests exercise the same client code the server uses against a real
-//! cluster.
+//! It serves, over HTTPS with a CA it generates and in the JSON shapes of a
+//! real API server (built from `k8s-openapi` types):
+//! - OIDC discovery and the JWKS of the ServiceAccount token issuer;
+//! - the TokenRequest API, issuing RS256 pod-bound tokens;
+//! - pods: get, list (label and field selectors) and watch (resourceVersion,
+//!   ADDED/MODIFIED/DELETED, BOOKMARK, `410 Expired`), so that
+//!   `kube::runtime::watcher` runs against it unmodified;
+//! - service accounts: get and list.
+//!
+//! Two bearer identities exist: a read-only one that may only get, list and
+//! watch pods (what the release server's ClusterRole grants), and an admin
+//! one for everything else; anything outside an identity's rights is a 403
+//! `Status`. Control verbs (create a pod, mark it running, delete, recreate
+//! with a new uid, inject a debug container, rotate the signing key, pause
+//! the API) are methods of [`Handle`], and HTTP routes for the CLI.
+//!
+//! Nothing in the release server knows this is not a real cluster: it gets
+//! a URL, a CA bundle and a token file, as for any cluster.
+
+mod api;
+pub mod issuer;
+pub mod pods;
+mod selectors;
+mod server;
+mod status;
+pub mod store;
+pub mod tls;
+mod watch;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+pub use pods::{ContainerImage, PodTemplate};
+
+use issuer::{Issuer, IssuerError, KubernetesClaim, NameUid, TokenClaims};
+use k8s_openapi::api::core::v1::{Pod, ServiceAccount};
+use store::Store;
+
+/// How the stand-in is set up.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Address to listen on; port 0 picks a free one.
+    pub listen: SocketAddr,
+    /// The token issuer (`iss`), as `--service-account-issuer`.
+    pub issuer: String,
+    /// How many pod changes a watch can resume across.
+    pub history_limit: usize,
+    /// How often a watch that allows bookmarks receives one.
+    pub bookmark_interval: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            issuer: "https://kubernetes.default.svc".into(),
+            history_limit: 1000,
+            bookmark_interval: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Why the stand-in could not start or a control verb failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DevClusterError {
+    /// TLS material could not be generated.
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
+    /// The issuer could not make keys or sign.
+    #[error(transparent)]
+    Issuer(#[from] IssuerError),
+    /// The listener could not bind.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// No such pod.
+    #[error("pod {namespace}/{name} not found")]
+    PodNotFound {
+        /// Namespace.
+        namespace: String,
+        /// Name.
+        name: String,
+    },
+    /// A pod with that name exists already.
+    #[error("pod {namespace}/{name} already exists")]
+    PodExists {
+        /// Namespace.
+        namespace: String,
+        /// Name.
+        name: String,
+    },
+    /// The request is not valid.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// The bearer identities the stand-in accepts.
+#[derive(Clone)]
+pub(crate) struct Identities {
+    reader: String,
+    admin: String,
+}
+
+/// Name the read-only identity is known by in `Status` messages.
+pub const READER_USER: &str = "system:serviceaccount:podseal-system:podseal-reader";
+/// Name the admin identity is known by.
+pub const ADMIN_USER: &str = "dev-cluster-admin";
+
+pub(crate) struct Shared {
+    store: Mutex<Store>,
+    issuer: Mutex<Issuer>,
+    identities: Identities,
+    paused: tokio::sync::watch::Sender<bool>,
+    external_url: String,
+    /// Uid of the one node pods are scheduled on.
+    node_uid: String,
+    config: Config,
+}
+
+impl Shared {
+    fn store(&self) -> MutexGuard<'_, Store> {
+        self.store
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn issuer(&self) -> MutexGuard<'_, Issuer> {
+        self.issuer
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// A running stand-in. Dropping it stops the server.
+pub struct DevCluster {
+    shared: Arc<Shared>,
+    ca_pem: String,
+    addr: SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl DevCluster {
+    /// Generates a CA, keys and tokens, and starts serving.
+    pub async fn start(config: Config) -> Result<Self, DevClusterError> {
+        let tls = tls::generate()?;
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| DevClusterError::Listen {
+                addr: config.listen,
+                source,
+            })?;
+        let addr = listener
+            .local_addr()
+            .map_err(|source| DevClusterError::Listen {
+                addr: config.listen,
+                source,
+            })?;
+        let issuer = Issuer::new(config.issuer.clone())?;
+        let shared = Arc::new(Shared {
+            store: Mutex::new(Store::new(config.history_limit)),
+            issuer: Mutex::new(issuer),
+            identities: Identities {
+                reader: random_token(),
+                admin: random_token(),
+            },
+            paused: tokio::sync::watch::channel(false).0,
+            external_url: format!("https://{addr}"),
+            node_uid: pods::new_uid(),
+            config,
+        });
+        let router = api::router(shared.clone());
+        let task = tokio::spawn(server::serve(
+            listener,
+            tls.server_config,
+            router,
+            shared.paused.subscribe(),
+        ));
+        Ok(Self {
+            shared,
+            ca_pem: tls.ca_pem,
+            addr,
+            task,
+        })
+    }
+
+    /// `https://127.0.0.1:PORT`.
+    pub fn url(&self) -> &str {
+        &self.shared.external_url
+    }
+
+    /// The listening address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The CA certificate (PEM) clients must trust.
+    pub fn ca_pem(&self) -> &str {
+        &self.ca_pem
+    }
+
+    /// Bearer token of the read-only identity (get/list/watch pods only).
+    pub fn reader_token(&self) -> &str {
+        &self.shared.identities.reader
+    }
+
+    /// Bearer token of the admin identity.
+    pub fn admin_token(&self) -> &str {
+        &self.shared.identities.admin
+    }
+
+    /// The control handle.
+    pub fn handle(&self) -> Handle {
+        Handle {
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl Drop for DevCluster {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn random_token() -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(pods::random_bytes::<32>())
+}
+
+/// Control verbs, for demos and tests; every change is seen by watches.
+#[derive(Clone)]
+pub struct Handle {
+    shared: Arc<Shared>,
+}
+
+fn not_found(namespace: &str, name: &str) -> DevClusterError {
+    DevClusterError::PodNotFound {
+        namespace: namespace.into(),
+        name: name.into(),
+    }
+}
+
+impl Handle {
+    /// Creates a pod (Pending, no container statuses), and its service
+    /// account if it does not exist.
+    pub fn create_pod(&self, template: &PodTemplate) -> Result<Pod, DevClusterError> {
+        if template.containers.is_empty() {
+            return Err(DevClusterError::Invalid(
+                "a pod needs at least one container".into(),
+            ));
+        }
+        let mut store = self.shared.store();
+        if store.pod(&template.namespace, &template.name).is_some() {
+            return Err(DevClusterError::PodExists {
+                namespace: template.namespace.clone(),
+                name: template.name.clone(),
+            });
+        }
+        if store
+            .service_account(&template.namespace, &template.service_account)
+            .is_none()
+        {
+            store.put_service_account(pods::new_service_account(
+                &template.namespace,
+                &template.service_account,
+            ));
+        }
+        Ok(store.put_pod(pods::new_pod(template)))
+    }
+
+    fn modify_pod(
+        &self,
+        namespace: &str,
+        name: &str,
+        edit: impl FnOnce(&mut Pod, &PodTemplate),
+    ) -> Result<Pod, DevClusterError> {
+        let mut store = self.shared.store();
+        let mut pod = store
+            .pod(namespace, name)
+            .ok_or_else(|| not_found(namespace, name))?;
+        let template = pods::template_of(&pod)
+            .ok_or_else(|| DevClusterError::Invalid("pod has no template".into()))?;
+        edit(&mut pod, &template);
+        Ok(store.put_pod(pod))
+    }
+
+    /// Reports every container started: phase Running, statuses with imageIDs.
+    pub fn mark_running(&self, namespace: &str, name: &str) -> Result<Pod, DevClusterError> {
+        self.modify_pod(namespace, name, pods::mark_running)
+    }
+
+    /// Adds an ephemeral (debug) container, running, as `kubectl debug` does.
+    pub fn add_ephemeral_container(
+        &self,
+        namespace: &str,
+        name: &str,
+        image: &ContainerImage,
+    ) -> Result<Pod, DevClusterError> {
+        self.modify_pod(namespace, name, |pod, template| {
+            let target = template.containers.first().map(|c| c.name.clone());
+            pods::add_ephemeral(pod, image, target);
+        })
+    }
+
+    /// Deletes a pod.
+    pub fn delete_pod(&self, namespace: &str, name: &str) -> Result<Pod, DevClusterError> {
+        self.shared
+            .store()
+            .delete_pod(namespace, name)
+            .ok_or_else(|| not_found(namespace, name))
+    }
+
+    /// Deletes a pod and creates it again under the same name with a new uid.
+    pub fn recreate_pod(&self, namespace: &str, name: &str) -> Result<Pod, DevClusterError> {
+        let mut store = self.shared.store();
+        let old = store
+            .delete_pod(namespace, name)
+            .ok_or_else(|| not_found(namespace, name))?;
+        let template = pods::template_of(&old)
+            .ok_or_else(|| DevClusterError::Invalid("pod has no template".into()))?;
+        Ok(store.put_pod(pods::new_pod(&template)))
+    }
+
+    /// The pod as stored.
+    pub fn pod(&self, namespace: &str, name: &str) -> Option<Pod> {
+        self.shared.store().pod(namespace, name)
+    }
+
+    /// A service account, created on first use.
+    pub fn service_account(&self, namespace: &str, name: &str) -> ServiceAccount {
+        let mut store = self.shared.store();
+        match store.service_account(namespace, name) {
+            Some(sa) => sa,
+            None => store.put_service_account(pods::new_service_account(namespace, name)),
+        }
+    }
+
+    /// Issues a token for `namespace/service_account`, optionally bound to a
+    /// pod, as the TokenRequest API does.
+    pub fn issue_token(
+        &self,
+        namespace: &str,
+        service_account: &str,
+        audiences: &[String],
+        expiration_seconds: i64,
+        bound_pod: Option<&str>,
+    ) -> Result<(String, TokenClaims), DevClusterError> {
+        let sa = self.service_account(namespace, service_account);
+        let pod = match bound_pod {
+            Some(pod_name) => {
+                let pod = self
+                    .pod(namespace, pod_name)
+                    .ok_or_else(|| not_found(namespace, pod_name))?;
+                let runs_as = pod
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.service_account_name.as_deref());
+                if runs_as != Some(service_account) {
+                    return Err(DevClusterError::Invalid(format!(
+                        "pod {pod_name} does not run as service account {service_account}"
+                    )));
+                }
+                let node = pod.spec.as_ref().and_then(|s| s.node_name.clone());
+                Some((
+                    NameUid {
+                        name: pod_name.into(),
+                        uid: pod.metadata.uid.unwrap_or_default(),
+                    },
+                    node,
+                ))
+            }
+            None => None,
+        };
+        let (pod, node) = match pod {
+            Some((pod, Some(node))) => (
+                Some(pod),
+                Some(NameUid {
+                    uid: self.shared.node_uid.clone(),
+                    name: node,
+                }),
+            ),
+            Some((pod, None)) => (Some(pod), None),
+            None => (None, None),
+        };
+        let issuer = self.shared.issuer();
+        let now = jiff::Timestamp::now().as_second();
+        let claims = TokenClaims {
+            aud: if audiences.is_empty() {
+                vec![issuer.issuer_url().to_owned()]
+            } else {
+                audiences.to_vec()
+            },
+            exp: now + expiration_seconds,
+            iat: now,
+            iss: issuer.issuer_url().to_owned(),
+            jti: pods::new_uid(),
+            kubernetes_io: KubernetesClaim {
+                namespace: namespace.into(),
+                serviceaccount: NameUid {
+                    name: service_account.into(),
+                    uid: sa.metadata.uid.unwrap_or_default(),
+                },
+                node,
+                pod,
+            },
+            nbf: now,
+            sub: format!("system:serviceaccount:{namespace}:{service_account}"),
+        };
+        let token = issuer.sign(&claims)?;
+        Ok((token, claims))
+    }
+
+    /// Rotates the token signing key; `keep_old` keeps old keys in the JWKS.
+    pub fn rotate_signing_key(&self, keep_old: bool) -> Result<String, DevClusterError> {
+        Ok(self.shared.issuer().rotate_signing_key(keep_old)?)
+    }
+
+    /// Publishes a second key in the JWKS that verifies but does not sign.
+    pub fn add_verification_key(&self) -> Result<String, DevClusterError> {
+        Ok(self.shared.issuer().add_verification_key()?)
+    }
+
+    /// The current JWKS.
+    pub fn jwks(&self) -> issuer::Jwks {
+        self.shared.issuer().jwks()
+    }
+
+    /// Forgets watch history: resuming from any older resourceVersion gets 410.
+    pub fn compact_history(&self) {
+        self.shared.store().compact();
+    }
+
+    /// Stops answering: open connections are dropped and new ones closed.
+    pub fn pause(&self) {
+        self.shared.paused.send_replace(true);
+    }
+
+    /// Answers again.
+    pub fn resume(&self) {
+        self.shared.paused.send_replace(false);
+    }
+}

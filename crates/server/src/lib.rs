@@ -1,7 +1,11 @@
-//! The podseal release server (not yet built).
+//! The podseal release server.
 //!
-//! It will hold the HTTPS API, the four gates of `docs/design.md` §3 (bound API
-//! key, projected ServiceAccount token against a pinned JWKS, RAM-only DPoP key
-//! pinned per live pod UID, live pod with approved image digests), release
-//! sessions, the DEK re-wrap (through `podseal_core::envelope`), the admin API,
-//! the hash-chained audit log, storage engines and the Kubernetes pod view.
+//! Built so far: the connection to a registered cluster ([`cluster`]) and the
+//! watch-based pod view that gate 4 reads ([`pod_view`]). Still to come (see
+//! `docs/design.md` §3–§5): the HTTPS API, the four gates, release sessions,
+//! the DEK re-wrap through `podseal_core::envelope`, the admin API, the
+//! hash-chained audit log and the storage engines.
+#![deny(missing_docs)]
+
+pub mod cluster;
+pub mod pod_view;

@@ -1,0 +1,488 @@
+//! Routes, authentication and authorization, and the non-watch handlers.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{HeaderMap, Method, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestStatus};
+use k8s_openapi::api::core::v1::{Pod, ServiceAccount};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ListMeta, ObjectMeta, Time};
+use serde::Deserialize;
+use sha2::Digest as _;
+
+use crate::selectors::Selector;
+use crate::status::ApiError;
+use crate::{ContainerImage, PodTemplate, READER_USER, Shared};
+
+/// The smallest token lifetime the API server accepts.
+const MIN_TOKEN_SECONDS: i64 = 600;
+/// The default token lifetime.
+const DEFAULT_TOKEN_SECONDS: i64 = 3600;
+
+pub(crate) fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/.well-known/openid-configuration", get(discovery))
+        .route("/openid/v1/jwks", get(jwks))
+        .route("/api/v1/pods", get(list_all_pods))
+        .route(
+            "/api/v1/namespaces/{namespace}/pods",
+            get(list_namespaced_pods),
+        )
+        .route("/api/v1/namespaces/{namespace}/pods/{name}", get(get_pod))
+        .route("/api/v1/serviceaccounts", get(list_all_service_accounts))
+        .route(
+            "/api/v1/namespaces/{namespace}/serviceaccounts",
+            get(list_namespaced_service_accounts),
+        )
+        .route(
+            "/api/v1/namespaces/{namespace}/serviceaccounts/{name}",
+            get(get_service_account),
+        )
+        .route(
+            "/api/v1/namespaces/{namespace}/serviceaccounts/{name}/token",
+            post(create_token),
+        )
+        .merge(control_routes())
+        .fallback(|| async { ApiError::not_found("resource", "the requested resource") })
+        .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
+        .layer(middleware::from_fn_with_state(shared.clone(), authorize))
+        .with_state(shared)
+}
+
+/// Who is calling.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Identity {
+    Reader,
+    Admin,
+}
+
+fn identity(shared: &Shared, headers: &HeaderMap) -> Option<Identity> {
+    let token = headers
+        .get(header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")?
+        .trim();
+    // Compare digests so the comparison time says nothing about the tokens.
+    let presented = sha2::Sha256::digest(token.as_bytes());
+    if presented == sha2::Sha256::digest(shared.identities.admin.as_bytes()) {
+        Some(Identity::Admin)
+    } else if presented == sha2::Sha256::digest(shared.identities.reader.as_bytes()) {
+        Some(Identity::Reader)
+    } else {
+        None
+    }
+}
+
+/// What a request asks to do, in RBAC terms.
+struct Access {
+    verb: &'static str,
+    resource: String,
+    namespace: Option<String>,
+}
+
+fn classify(method: &Method, path: &str, query: Option<&str>) -> Access {
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let (namespace, rest) = match segments.as_slice() {
+        ["api", "v1", "namespaces", ns, rest @ ..] if !rest.is_empty() => {
+            (Some((*ns).to_owned()), rest.to_vec())
+        }
+        ["api", "v1", rest @ ..] => (None, rest.to_vec()),
+        _ => (None, Vec::new()),
+    };
+    let resource = match rest.as_slice() {
+        [resource] | [resource, _] => (*resource).to_owned(),
+        [resource, _, sub, ..] => format!("{resource}/{sub}"),
+        _ => path.to_owned(),
+    };
+    let named = rest.len() >= 2;
+    let watching = query.is_some_and(|q| q.split('&').any(|p| p == "watch=true" || p == "watch=1"));
+    let verb = match *method {
+        Method::GET if named => "get",
+        Method::GET if watching => "watch",
+        Method::GET => "list",
+        Method::POST => "create",
+        Method::PUT => "update",
+        Method::PATCH => "patch",
+        Method::DELETE if named => "delete",
+        Method::DELETE => "deletecollection",
+        _ => "unknown",
+    };
+    Access {
+        verb,
+        resource,
+        namespace,
+    }
+}
+
+async fn authorize(State(shared): State<Arc<Shared>>, request: Request, next: Next) -> Response {
+    if *shared.paused.borrow() {
+        return ApiError::unavailable().into_response();
+    }
+    let path = request.uri().path();
+    if path == "/.well-known/openid-configuration" || path == "/openid/v1/jwks" {
+        return next.run(request).await;
+    }
+    match identity(&shared, request.headers()) {
+        None => ApiError::unauthorized().into_response(),
+        Some(Identity::Admin) => next.run(request).await,
+        Some(Identity::Reader) => {
+            let access = classify(request.method(), path, request.uri().query());
+            let allowed =
+                access.resource == "pods" && matches!(access.verb, "get" | "list" | "watch");
+            if allowed {
+                next.run(request).await
+            } else {
+                ApiError::forbidden(
+                    READER_USER,
+                    access.verb,
+                    &access.resource,
+                    access.namespace.as_deref(),
+                )
+                .into_response()
+            }
+        }
+    }
+}
+
+async fn discovery(State(shared): State<Arc<Shared>>) -> Response {
+    Json(shared.issuer().discovery(&shared.external_url)).into_response()
+}
+
+async fn jwks(State(shared): State<Arc<Shared>>) -> Response {
+    let body = serde_json::to_vec(&shared.issuer().jwks()).unwrap_or_default();
+    ([(header::CONTENT_TYPE, "application/jwk-set+json")], body).into_response()
+}
+
+/// Query parameters of list and watch.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct ListParams {
+    pub(crate) watch: Option<String>,
+    pub(crate) resource_version: Option<String>,
+    pub(crate) label_selector: Option<String>,
+    pub(crate) field_selector: Option<String>,
+    pub(crate) allow_watch_bookmarks: Option<String>,
+    pub(crate) timeout_seconds: Option<u64>,
+    pub(crate) send_initial_events: Option<String>,
+    pub(crate) limit: Option<usize>,
+    #[serde(rename = "continue")]
+    pub(crate) continue_token: Option<String>,
+}
+
+pub(crate) fn flag(value: Option<&String>) -> bool {
+    value.is_some_and(|v| v == "true" || v == "1")
+}
+
+async fn list_all_pods(
+    State(shared): State<Arc<Shared>>,
+    Query(params): Query<ListParams>,
+) -> Response {
+    list_or_watch_pods(shared, None, params)
+}
+
+async fn list_namespaced_pods(
+    State(shared): State<Arc<Shared>>,
+    Path(namespace): Path<String>,
+    Query(params): Query<ListParams>,
+) -> Response {
+    list_or_watch_pods(shared, Some(namespace), params)
+}
+
+fn list_or_watch_pods(
+    shared: Arc<Shared>,
+    namespace: Option<String>,
+    params: ListParams,
+) -> Response {
+    let selectors = Selector::labels(params.label_selector.as_deref())
+        .and_then(|labels| Ok((labels, Selector::fields(params.field_selector.as_deref())?)));
+    let (labels, fields) = match selectors {
+        Ok(selectors) => selectors,
+        Err(e) => return e.into_response(),
+    };
+    if flag(params.watch.as_ref()) {
+        return crate::watch::respond(shared, namespace, labels, fields, &params);
+    }
+    let store = shared.store();
+    // A continue token is the key of the last pod of the previous page.
+    let after = params.continue_token.as_deref().map(decode_continue);
+    let mut items: Vec<Pod> = store
+        .pods(namespace.as_deref())
+        .into_iter()
+        .filter(|p| labels.matches(p) && fields.matches(p))
+        .filter(|p| after.as_ref().is_none_or(|after| pod_key(p) > *after))
+        .collect();
+    let mut continue_token = None;
+    if let Some(limit) = params.limit.filter(|l| *l > 0 && items.len() > *l) {
+        items.truncate(limit);
+        continue_token = items.last().map(|p| encode_continue(&pod_key(p)));
+    }
+    let list = k8s_openapi::List::<Pod> {
+        items,
+        metadata: ListMeta {
+            resource_version: Some(store.resource_version().to_string()),
+            continue_: continue_token,
+            ..ListMeta::default()
+        },
+    };
+    Json(list).into_response()
+}
+
+fn pod_key(pod: &Pod) -> (String, String) {
+    (
+        pod.metadata.namespace.clone().unwrap_or_default(),
+        pod.metadata.name.clone().unwrap_or_default(),
+    )
+}
+
+fn encode_continue(key: &(String, String)) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{}/{}", key.0, key.1))
+}
+
+fn decode_continue(token: &str) -> (String, String) {
+    use base64::Engine as _;
+    let text = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(token)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .unwrap_or_default();
+    let (namespace, name) = text.split_once('/').unwrap_or_default();
+    (namespace.to_owned(), name.to_owned())
+}
+
+async fn get_pod(
+    State(shared): State<Arc<Shared>>,
+    Path((namespace, name)): Path<(String, String)>,
+) -> Response {
+    match shared.store().pod(&namespace, &name) {
+        Some(pod) => Json(pod).into_response(),
+        None => ApiError::not_found("pods", &name).into_response(),
+    }
+}
+
+async fn list_all_service_accounts(State(shared): State<Arc<Shared>>) -> Response {
+    service_account_list(&shared, None)
+}
+
+async fn list_namespaced_service_accounts(
+    State(shared): State<Arc<Shared>>,
+    Path(namespace): Path<String>,
+) -> Response {
+    service_account_list(&shared, Some(&namespace))
+}
+
+fn service_account_list(shared: &Shared, namespace: Option<&str>) -> Response {
+    let store = shared.store();
+    let list = k8s_openapi::List::<ServiceAccount> {
+        items: store.service_accounts(namespace),
+        metadata: ListMeta {
+            resource_version: Some(store.resource_version().to_string()),
+            ..ListMeta::default()
+        },
+    };
+    Json(list).into_response()
+}
+
+async fn get_service_account(
+    State(shared): State<Arc<Shared>>,
+    Path((namespace, name)): Path<(String, String)>,
+) -> Response {
+    match shared.store().service_account(&namespace, &name) {
+        Some(sa) => Json(sa).into_response(),
+        None => ApiError::not_found("serviceaccounts", &name).into_response(),
+    }
+}
+
+async fn create_token(
+    State(shared): State<Arc<Shared>>,
+    Path((namespace, name)): Path<(String, String)>,
+    Json(request): Json<TokenRequest>,
+) -> Response {
+    match issue_token(&shared, &namespace, &name, request) {
+        Ok(response) => Json(response).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+fn issue_token(
+    shared: &Arc<Shared>,
+    namespace: &str,
+    name: &str,
+    mut request: TokenRequest,
+) -> Result<TokenRequest, ApiError> {
+    if shared.store().service_account(namespace, name).is_none() {
+        return Err(ApiError::not_found("serviceaccounts", name));
+    }
+    let seconds = request
+        .spec
+        .expiration_seconds
+        .unwrap_or(DEFAULT_TOKEN_SECONDS);
+    if seconds < MIN_TOKEN_SECONDS {
+        return Err(ApiError::bad_request("spec.expirationSeconds: Invalid value: may not specify a duration less than 10 minutes".into()));
+    }
+    let bound_pod = match &request.spec.bound_object_ref {
+        None => None,
+        Some(bound) if bound.kind.as_deref() == Some("Pod") => {
+            let pod_name = bound.name.clone().unwrap_or_default();
+            let pod = shared
+                .store()
+                .pod(namespace, &pod_name)
+                .ok_or_else(|| ApiError::not_found("pods", &pod_name))?;
+            if bound
+                .uid
+                .as_ref()
+                .is_some_and(|uid| Some(uid) != pod.metadata.uid.as_ref())
+            {
+                return Err(ApiError::bad_request(format!(
+                    "the UID in the bound object reference does not match pod {pod_name}"
+                )));
+            }
+            Some(pod_name)
+        }
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "spec.boundObjectRef.kind: Unsupported value (only Pod here)".into(),
+            ));
+        }
+    };
+    let handle = crate::Handle {
+        shared: shared.clone(),
+    };
+    let (token, claims) = handle
+        .issue_token(
+            namespace,
+            name,
+            &request.spec.audiences,
+            seconds,
+            bound_pod.as_deref(),
+        )
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    request.spec.audiences = claims.aud.clone();
+    request.spec.expiration_seconds = Some(seconds);
+    request.metadata = ObjectMeta {
+        name: Some(name.into()),
+        namespace: Some(namespace.into()),
+        creation_timestamp: jiff::Timestamp::from_second(claims.iat).ok().map(Time),
+        ..ObjectMeta::default()
+    };
+    let expiration = jiff::Timestamp::from_second(claims.exp)
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    request.status = Some(TokenRequestStatus {
+        token,
+        expiration_timestamp: Time(expiration),
+    });
+    Ok(request)
+}
+
+/// Control verbs over HTTP, for `podseal dev-cluster` subcommands (admin only).
+fn control_routes() -> Router<Arc<Shared>> {
+    Router::new()
+        .route("/dev-cluster/v1/pods", post(control_create_pod))
+        .route(
+            "/dev-cluster/v1/pods/{namespace}/{name}",
+            axum::routing::delete(control_delete_pod),
+        )
+        .route(
+            "/dev-cluster/v1/pods/{namespace}/{name}/running",
+            post(control_mark_running),
+        )
+        .route(
+            "/dev-cluster/v1/pods/{namespace}/{name}/recreate",
+            post(control_recreate_pod),
+        )
+        .route(
+            "/dev-cluster/v1/pods/{namespace}/{name}/ephemeral",
+            post(control_add_ephemeral),
+        )
+        .route(
+            "/dev-cluster/v1/signing-key/rotate",
+            post(control_rotate_key),
+        )
+        .route("/dev-cluster/v1/signing-key/add", post(control_add_key))
+        .route("/dev-cluster/v1/history/compact", post(control_compact))
+}
+
+fn handle(shared: Arc<Shared>) -> crate::Handle {
+    crate::Handle { shared }
+}
+
+fn control_result<T: serde::Serialize>(result: Result<T, crate::DevClusterError>) -> Response {
+    match result {
+        Ok(value) => Json(value).into_response(),
+        Err(crate::DevClusterError::PodNotFound { name, .. }) => {
+            ApiError::not_found("pods", &name).into_response()
+        }
+        Err(e) => ApiError::bad_request(e.to_string()).into_response(),
+    }
+}
+
+async fn control_create_pod(
+    State(shared): State<Arc<Shared>>,
+    Json(template): Json<PodTemplate>,
+) -> Response {
+    control_result(handle(shared).create_pod(&template))
+}
+
+async fn control_delete_pod(
+    State(shared): State<Arc<Shared>>,
+    Path((ns, name)): Path<(String, String)>,
+) -> Response {
+    control_result(handle(shared).delete_pod(&ns, &name))
+}
+
+async fn control_mark_running(
+    State(shared): State<Arc<Shared>>,
+    Path((ns, name)): Path<(String, String)>,
+) -> Response {
+    control_result(handle(shared).mark_running(&ns, &name))
+}
+
+async fn control_recreate_pod(
+    State(shared): State<Arc<Shared>>,
+    Path((ns, name)): Path<(String, String)>,
+) -> Response {
+    control_result(handle(shared).recreate_pod(&ns, &name))
+}
+
+async fn control_add_ephemeral(
+    State(shared): State<Arc<Shared>>,
+    Path((ns, name)): Path<(String, String)>,
+    Json(image): Json<ContainerImage>,
+) -> Response {
+    control_result(handle(shared).add_ephemeral_container(&ns, &name, &image))
+}
+
+#[derive(Deserialize)]
+struct RotateParams {
+    #[serde(default)]
+    keep_old: bool,
+}
+
+async fn control_rotate_key(
+    State(shared): State<Arc<Shared>>,
+    Query(params): Query<RotateParams>,
+) -> Response {
+    control_result(
+        handle(shared)
+            .rotate_signing_key(params.keep_old)
+            .map(|kid| serde_json::json!({ "kid": kid })),
+    )
+}
+
+async fn control_add_key(State(shared): State<Arc<Shared>>) -> Response {
+    control_result(
+        handle(shared)
+            .add_verification_key()
+            .map(|kid| serde_json::json!({ "kid": kid })),
+    )
+}
+
+async fn control_compact(State(shared): State<Arc<Shared>>) -> Response {
+    handle(shared).compact_history();
+    Json(serde_json::json!({ "compacted": true })).into_response()
+}

@@ -1,0 +1,264 @@
+//! Building pods the way the kubelet and API server would show them: a spec
+//! from the control verbs, then the status a node reports as containers start.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{
+    Container, ContainerState, ContainerStateRunning, ContainerStateTerminated, ContainerStatus,
+    EphemeralContainer, Pod, PodSpec, PodStatus, ServiceAccount,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use serde::{Deserialize, Serialize};
+
+/// A container to run: its image reference and, when the runtime resolved
+/// one, the image digest reported back in `imageID`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerImage {
+    /// Container name.
+    pub name: String,
+    /// Image as written in the spec, e.g. `registry.example/shop/api:1.4`.
+    pub image: String,
+    /// `sha256:<64 hex>` the runtime resolved; `None` reports a tag only.
+    #[serde(default)]
+    pub digest: Option<String>,
+}
+
+impl ContainerImage {
+    /// `imageID` as a container runtime reports it: `repo@sha256:…`.
+    pub fn image_id(&self) -> String {
+        let repository = strip_tag(&self.image);
+        match &self.digest {
+            Some(digest) => format!("{repository}@{digest}"),
+            None => self.image.clone(),
+        }
+    }
+}
+
+fn strip_tag(image: &str) -> &str {
+    let without_digest = image.split('@').next().unwrap_or(image);
+    match without_digest.rfind(':') {
+        Some(colon) if !without_digest[colon..].contains('/') => &without_digest[..colon],
+        _ => without_digest,
+    }
+}
+
+/// What a control verb needs to create a pod.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PodTemplate {
+    /// Namespace.
+    pub namespace: String,
+    /// Pod name.
+    pub name: String,
+    /// Service account the pod runs as.
+    pub service_account: String,
+    /// Labels.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Init containers.
+    #[serde(default)]
+    pub init_containers: Vec<ContainerImage>,
+    /// App and sidecar containers.
+    pub containers: Vec<ContainerImage>,
+}
+
+/// Random bytes from the operating system.
+pub(crate) fn random_bytes<const N: usize>() -> [u8; N] {
+    use rsa::rand_core::RngCore;
+    let mut bytes = [0u8; N];
+    rsa::rand_core::OsRng.fill_bytes(&mut bytes);
+    bytes
+}
+
+/// A random RFC 4122 version 4 UUID, as Kubernetes uses for uids.
+pub fn new_uid() -> String {
+    let mut bytes = random_bytes::<16>();
+    bytes[6] = (bytes[6] & 0x0f) | 0x40;
+    bytes[8] = (bytes[8] & 0x3f) | 0x80;
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    )
+}
+
+fn now() -> Time {
+    Time(jiff::Timestamp::now())
+}
+
+fn container(image: &ContainerImage) -> Container {
+    Container {
+        name: image.name.clone(),
+        image: Some(image.image.clone()),
+        ..Container::default()
+    }
+}
+
+/// A new pod as the API server stores it on creation: Pending, no statuses.
+pub fn new_pod(template: &PodTemplate) -> Pod {
+    Pod {
+        metadata: ObjectMeta {
+            name: Some(template.name.clone()),
+            namespace: Some(template.namespace.clone()),
+            uid: Some(new_uid()),
+            creation_timestamp: Some(now()),
+            labels: (!template.labels.is_empty()).then(|| template.labels.clone()),
+            annotations: Some(BTreeMap::from([(
+                TEMPLATE_ANNOTATION.to_owned(),
+                serde_json::to_string(template).unwrap_or_default(),
+            )])),
+            ..ObjectMeta::default()
+        },
+        spec: Some(PodSpec {
+            service_account_name: Some(template.service_account.clone()),
+            node_name: Some("dev-node-1".into()),
+            init_containers: (!template.init_containers.is_empty())
+                .then(|| template.init_containers.iter().map(container).collect()),
+            containers: template.containers.iter().map(container).collect(),
+            ..PodSpec::default()
+        }),
+        status: Some(PodStatus {
+            phase: Some("Pending".into()),
+            ..PodStatus::default()
+        }),
+    }
+}
+
+/// The annotation that keeps the template, so `recreate` can rebuild the pod.
+pub const TEMPLATE_ANNOTATION: &str = "dev-cluster.podseal.dev/template";
+
+fn running_status(image: &ContainerImage, container_id: &str) -> ContainerStatus {
+    ContainerStatus {
+        name: image.name.clone(),
+        image: image.image.clone(),
+        image_id: image.image_id(),
+        container_id: Some(format!("containerd://{container_id}")),
+        ready: true,
+        started: Some(true),
+        restart_count: 0,
+        state: Some(ContainerState {
+            running: Some(ContainerStateRunning {
+                started_at: Some(now()),
+            }),
+            ..ContainerState::default()
+        }),
+        ..ContainerStatus::default()
+    }
+}
+
+fn completed_status(image: &ContainerImage, container_id: &str) -> ContainerStatus {
+    ContainerStatus {
+        ready: false,
+        started: Some(false),
+        state: Some(ContainerState {
+            terminated: Some(ContainerStateTerminated {
+                exit_code: 0,
+                reason: Some("Completed".into()),
+                ..Default::default()
+            }),
+            ..ContainerState::default()
+        }),
+        ..running_status(image, container_id)
+    }
+}
+
+fn container_id() -> String {
+    new_uid().replace('-', "").repeat(2)
+}
+
+/// The pod as the kubelet reports it once every container started.
+pub fn mark_running(pod: &mut Pod, template: &PodTemplate) {
+    let status = pod.status.get_or_insert_with(PodStatus::default);
+    status.phase = Some("Running".into());
+    status.pod_ip = Some("10.244.0.17".into());
+    status.start_time.get_or_insert_with(now);
+    status.init_container_statuses = (!template.init_containers.is_empty()).then(|| {
+        template
+            .init_containers
+            .iter()
+            .map(|c| completed_status(c, &container_id()))
+            .collect()
+    });
+    status.container_statuses = Some(
+        template
+            .containers
+            .iter()
+            .map(|c| running_status(c, &container_id()))
+            .collect(),
+    );
+}
+
+/// Adds a debug container to a running pod, as `kubectl debug` does.
+pub fn add_ephemeral(pod: &mut Pod, image: &ContainerImage, target: Option<String>) {
+    let spec = pod.spec.get_or_insert_with(PodSpec::default);
+    spec.ephemeral_containers
+        .get_or_insert_with(Vec::new)
+        .push(EphemeralContainer {
+            name: image.name.clone(),
+            image: Some(image.image.clone()),
+            target_container_name: target,
+            stdin: Some(true),
+            tty: Some(true),
+            ..EphemeralContainer::default()
+        });
+    let status = pod.status.get_or_insert_with(PodStatus::default);
+    status
+        .ephemeral_container_statuses
+        .get_or_insert_with(Vec::new)
+        .push(running_status(image, &container_id()));
+}
+
+/// The template kept on a pod.
+pub fn template_of(pod: &Pod) -> Option<PodTemplate> {
+    let text = pod
+        .metadata
+        .annotations
+        .as_ref()?
+        .get(TEMPLATE_ANNOTATION)?;
+    serde_json::from_str(text).ok()
+}
+
+/// A service account with a fresh uid.
+pub fn new_service_account(namespace: &str, name: &str) -> ServiceAccount {
+    ServiceAccount {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            namespace: Some(namespace.into()),
+            uid: Some(new_uid()),
+            creation_timestamp: Some(now()),
+            ..ObjectMeta::default()
+        },
+        ..ServiceAccount::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn image_ids_look_like_a_runtime_reports_them() {
+        let digest = format!("sha256:{}", "ab".repeat(32));
+        let image = |image: &str| ContainerImage {
+            name: "c".into(),
+            image: image.into(),
+            digest: Some(digest.clone()),
+        };
+        assert_eq!(
+            image("registry.example:5000/shop/api:1.4").image_id(),
+            format!("registry.example:5000/shop/api@{digest}")
+        );
+        assert_eq!(image("busybox").image_id(), format!("busybox@{digest}"));
+        let tag_only = ContainerImage {
+            digest: None,
+            ..image("busybox:1.36")
+        };
+        assert_eq!(tag_only.image_id(), "busybox:1.36");
+        let uid = new_uid();
+        assert_eq!(uid.len(), 36);
+        assert_eq!(&uid[14..15], "4");
+    }
+}

@@ -1,0 +1,127 @@
+//! Errors in the Kubernetes `Status` shape, built from `k8s-openapi` types.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Status, StatusDetails};
+
+/// A failed API call: HTTP status plus a `Status` body.
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    code: StatusCode,
+    // Boxed: `Status` is large and travels in every `Result`.
+    status: Box<Status>,
+}
+
+impl ApiError {
+    fn new(
+        code: StatusCode,
+        reason: &str,
+        message: String,
+        details: Option<StatusDetails>,
+    ) -> Self {
+        let status = Status {
+            status: Some("Failure".into()),
+            message: Some(message),
+            reason: Some(reason.into()),
+            details,
+            code: Some(i32::from(code.as_u16())),
+            ..Status::default()
+        };
+        Self {
+            code,
+            status: Box::new(status),
+        }
+    }
+
+    /// 401.
+    pub fn unauthorized() -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "Unauthorized",
+            "Unauthorized".into(),
+            None,
+        )
+    }
+
+    /// 403, worded as the API server words it.
+    pub fn forbidden(user: &str, verb: &str, resource: &str, namespace: Option<&str>) -> Self {
+        let scope = namespace.map_or_else(
+            || "at the cluster scope".to_owned(),
+            |ns| format!("in the namespace \"{ns}\""),
+        );
+        let message = format!(
+            "{resource} is forbidden: User \"{user}\" cannot {verb} resource \"{resource}\" in API group \"\" {scope}"
+        );
+        Self::new(
+            StatusCode::FORBIDDEN,
+            "Forbidden",
+            message,
+            Some(details(resource, None)),
+        )
+    }
+
+    /// 404.
+    pub fn not_found(resource: &str, name: &str) -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            format!("{resource} \"{name}\" not found"),
+            Some(details(resource, Some(name))),
+        )
+    }
+
+    /// 400.
+    pub fn bad_request(message: String) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "BadRequest", message, None)
+    }
+
+    /// 405.
+    pub fn method_not_allowed() -> Self {
+        Self::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "MethodNotAllowed",
+            "the server does not allow this method on the requested resource".into(),
+            None,
+        )
+    }
+
+    /// 503 while the stand-in is paused.
+    pub fn unavailable() -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "ServiceUnavailable",
+            "the server is currently unable to handle the request".into(),
+            None,
+        )
+    }
+
+    /// 410, as a watch ERROR event carries it.
+    pub fn expired(resource_version: u64) -> Self {
+        Self::new(
+            StatusCode::GONE,
+            "Expired",
+            format!("too old resource version: {resource_version}"),
+            None,
+        )
+    }
+
+    /// The `Status` body.
+    pub fn status(&self) -> &Status {
+        &self.status
+    }
+}
+
+fn details(kind: &str, name: Option<&str>) -> StatusDetails {
+    StatusDetails {
+        kind: Some(kind.into()),
+        name: name.map(str::to_owned),
+        ..StatusDetails::default()
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        // k8s-openapi's `Status` serializes its own `kind` and `apiVersion`.
+        (self.code, axum::Json(*self.status)).into_response()
+    }
+}

@@ -1,0 +1,620 @@
+//! The read-only view of one cluster's pods that gate 4 consults.
+//!
+//! A `kube::runtime::watcher` over every pod feeds a reflector store. A lookup
+//! answers from the store, or with a direct GET when the pod is not cached
+//! yet, and returns the facts gate 4 needs: uid, phase, service account, and
+//! every init, app and ephemeral container's image and `imageID` digest.
+//!
+//! **Bounded staleness.** The view is *fresh* while the API server has been
+//! heard from within `max_staleness` — a watch event, or a small
+//! `list pods limit=1` probe sent every `probe_interval` so a quiet cluster
+//! stays fresh — and no watch or probe error is newer than that. Otherwise
+//! every lookup answers [`ViewAnswer::Unknown`], and gate 4 refuses: a view
+//! that cannot decide never approves. The watcher resumes from its last
+//! resourceVersion (or relists after `410 Gone`), so a change is reflected at
+//! most `max_staleness` plus one watch retry (capped at `max_staleness / 2`)
+//! after it happened.
+//!
+//! Deletions, uid changes (a pod recreated under the same name) and other
+//! changes are broadcast as [`PodEvent`]s for the session layer.
+//!
+//! The only API calls are get, list and watch on pods (see `docs/rbac.md`).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt as _;
+use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
+use kube::api::{Api, ListParams};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::watcher;
+use tokio::sync::broadcast;
+
+/// How fresh the view must be to answer.
+#[derive(Debug, Clone, Copy)]
+pub struct ViewConfig {
+    /// After this long without hearing from the API server, answers are `Unknown`.
+    pub max_staleness: Duration,
+    /// How often a quiet cluster is probed.
+    pub probe_interval: Duration,
+}
+
+impl Default for ViewConfig {
+    fn default() -> Self {
+        Self::with_max_staleness(Duration::from_secs(5))
+    }
+}
+
+impl ViewConfig {
+    /// A configuration probing three times per staleness bound.
+    pub fn with_max_staleness(max_staleness: Duration) -> Self {
+        Self {
+            max_staleness,
+            probe_interval: max_staleness / 3,
+        }
+    }
+}
+
+/// Which list a container comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ContainerKind {
+    /// `spec.initContainers`.
+    Init,
+    /// `spec.containers` (apps and sidecars).
+    App,
+    /// `spec.ephemeralContainers` (debug containers).
+    Ephemeral,
+}
+
+/// One container as spec and status describe it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ContainerFacts {
+    /// Which list.
+    pub kind: ContainerKind,
+    /// Name.
+    pub name: String,
+    /// Image as written in the spec.
+    pub image: String,
+    /// `imageID` from the status; `None` when the container has no status yet.
+    pub image_id: Option<String>,
+    /// `sha256:<64 hex>` parsed from `imageID`; `None` for no status or no digest.
+    pub digest: Option<String>,
+}
+
+/// What gate 4 needs to know about a pod.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PodFacts {
+    /// Namespace.
+    pub namespace: String,
+    /// Name.
+    pub name: String,
+    /// Uid.
+    pub uid: String,
+    /// `status.phase`.
+    pub phase: Option<String>,
+    /// True when `deletionTimestamp` is set.
+    pub terminating: bool,
+    /// `spec.serviceAccountName`.
+    pub service_account: Option<String>,
+    /// Every container in the spec, each with its status if reported.
+    pub containers: Vec<ContainerFacts>,
+}
+
+impl PodFacts {
+    /// Running and not being deleted.
+    pub fn is_running(&self) -> bool {
+        self.phase.as_deref() == Some("Running") && !self.terminating
+    }
+}
+
+/// A lookup's answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ViewAnswer {
+    /// The view cannot decide (stale, not synced, API error): refuse.
+    Unknown {
+        /// Why, for logs and refusals (no secrets here).
+        reason: String,
+    },
+    /// No such pod.
+    Absent,
+    /// The pod.
+    Present(PodFacts),
+}
+
+/// A change the session layer must react to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PodEvent {
+    /// The pod with this uid is gone.
+    Deleted {
+        /// Namespace.
+        namespace: String,
+        /// Name.
+        name: String,
+        /// The uid that is gone.
+        uid: String,
+    },
+    /// The name now belongs to a pod with another uid.
+    Replaced {
+        /// Namespace.
+        namespace: String,
+        /// Name.
+        name: String,
+        /// The previous uid.
+        old_uid: String,
+        /// The new uid.
+        new_uid: String,
+    },
+    /// The pod changed (phase, containers): re-check it.
+    Changed {
+        /// Namespace.
+        namespace: String,
+        /// Name.
+        name: String,
+        /// Uid.
+        uid: String,
+    },
+}
+
+#[derive(Debug, Default)]
+struct Health {
+    synced: bool,
+    last_ok: Option<Instant>,
+    last_error: Option<(Instant, String)>,
+}
+
+impl Health {
+    fn ok(&mut self) {
+        self.last_ok = Some(Instant::now());
+    }
+
+    fn error(&mut self, reason: String) {
+        self.last_error = Some((Instant::now(), reason));
+    }
+
+    /// `None` when fresh, else why not.
+    fn staleness_reason(&self, max_staleness: Duration, now: Instant) -> Option<String> {
+        if !self.synced {
+            return Some("pod view has not finished its first list".into());
+        }
+        let Some(last_ok) = self.last_ok else {
+            return Some("API server not heard from yet".into());
+        };
+        if let Some((_, reason)) = self.last_error.as_ref().filter(|(at, _)| *at >= last_ok) {
+            return Some(format!("API server unreachable: {reason}"));
+        }
+        let age = now.saturating_duration_since(last_ok);
+        (age > max_staleness)
+            .then(|| format!("API server last heard from {} ms ago", age.as_millis()))
+    }
+}
+
+/// A live view of one cluster's pods. Dropping it stops its tasks.
+pub struct PodView {
+    client: kube::Client,
+    store: Store<Pod>,
+    health: Arc<Mutex<Health>>,
+    events: broadcast::Sender<PodEvent>,
+    config: ViewConfig,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for PodView {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+fn lock(health: &Mutex<Health>) -> std::sync::MutexGuard<'_, Health> {
+    health
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl PodView {
+    /// Starts watching every pod of the cluster behind `client`.
+    pub fn start(client: kube::Client, config: ViewConfig) -> Self {
+        let (store, writer) = reflector::store::<Pod>();
+        let health = Arc::new(Mutex::new(Health::default()));
+        let (events, _) = broadcast::channel(1024);
+        let watch = tokio::spawn(run_watch(
+            client.clone(),
+            writer,
+            health.clone(),
+            events.clone(),
+            config,
+        ));
+        let probe = tokio::spawn(run_probe(client.clone(), health.clone(), config));
+        Self {
+            client,
+            store,
+            health,
+            events,
+            config,
+            tasks: vec![watch, probe],
+        }
+    }
+
+    /// `None` when the view may answer, else why it may not.
+    pub fn staleness(&self) -> Option<String> {
+        lock(&self.health).staleness_reason(self.config.max_staleness, Instant::now())
+    }
+
+    /// True when the view may answer.
+    pub fn is_fresh(&self) -> bool {
+        self.staleness().is_none()
+    }
+
+    /// Receives deletions, uid changes and other changes.
+    pub fn subscribe(&self) -> broadcast::Receiver<PodEvent> {
+        self.events.subscribe()
+    }
+
+    /// What the view knows of `namespace/name`, from the cache or, on a
+    /// miss, from a direct GET.
+    pub async fn lookup(&self, namespace: &str, name: &str) -> ViewAnswer {
+        if let Some(reason) = self.staleness() {
+            return ViewAnswer::Unknown { reason };
+        }
+        if let Some(pod) = self.store.get(&ObjectRef::new(name).within(namespace)) {
+            return ViewAnswer::Present(pod_facts(&pod));
+        }
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
+        match tokio::time::timeout(self.config.max_staleness, api.get_opt(name)).await {
+            Ok(Ok(Some(pod))) => ViewAnswer::Present(pod_facts(&pod)),
+            Ok(Ok(None)) => ViewAnswer::Absent,
+            Ok(Err(e)) => ViewAnswer::Unknown {
+                reason: format!("direct GET failed: {e}"),
+            },
+            Err(_) => ViewAnswer::Unknown {
+                reason: "direct GET timed out".into(),
+            },
+        }
+    }
+}
+
+type Key = (String, String);
+
+fn key_of(pod: &Pod) -> Key {
+    (
+        pod.metadata.namespace.clone().unwrap_or_default(),
+        pod.metadata.name.clone().unwrap_or_default(),
+    )
+}
+
+fn uid_of(pod: &Pod) -> String {
+    pod.metadata.uid.clone().unwrap_or_default()
+}
+
+/// Turns watcher events into [`PodEvent`]s, including deletions that only
+/// show as absences after a relist.
+#[derive(Default)]
+struct EventTracker {
+    known: HashMap<Key, String>,
+    relisting: Option<HashSet<Key>>,
+}
+
+impl EventTracker {
+    fn apply(&mut self, pod: &Pod, out: &mut Vec<PodEvent>) {
+        let (key, uid) = (key_of(pod), uid_of(pod));
+        let (namespace, name) = key.clone();
+        match self.known.insert(key, uid.clone()) {
+            Some(old_uid) if old_uid != uid => out.push(PodEvent::Replaced {
+                namespace,
+                name,
+                old_uid,
+                new_uid: uid,
+            }),
+            Some(_) => out.push(PodEvent::Changed {
+                namespace,
+                name,
+                uid,
+            }),
+            None => {}
+        }
+    }
+
+    fn track(&mut self, event: &watcher::Event<Pod>) -> Vec<PodEvent> {
+        let mut out = Vec::new();
+        match event {
+            watcher::Event::Apply(pod) => self.apply(pod, &mut out),
+            watcher::Event::Delete(pod) => {
+                let (namespace, name) = key_of(pod);
+                self.known.remove(&(namespace.clone(), name.clone()));
+                out.push(PodEvent::Deleted {
+                    namespace,
+                    name,
+                    uid: uid_of(pod),
+                });
+            }
+            watcher::Event::Init => self.relisting = Some(HashSet::new()),
+            watcher::Event::InitApply(pod) => {
+                if let Some(seen) = &mut self.relisting {
+                    seen.insert(key_of(pod));
+                }
+                self.apply(pod, &mut out);
+            }
+            watcher::Event::InitDone => {
+                let seen = self.relisting.take().unwrap_or_default();
+                let gone: Vec<Key> = self
+                    .known
+                    .keys()
+                    .filter(|k| !seen.contains(*k))
+                    .cloned()
+                    .collect();
+                for (namespace, name) in gone {
+                    if let Some(uid) = self.known.remove(&(namespace.clone(), name.clone())) {
+                        out.push(PodEvent::Deleted {
+                            namespace,
+                            name,
+                            uid,
+                        });
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+async fn run_watch(
+    client: kube::Client,
+    writer: reflector::store::Writer<Pod>,
+    health: Arc<Mutex<Health>>,
+    events: broadcast::Sender<PodEvent>,
+    config: ViewConfig,
+) {
+    let api: Api<Pod> = Api::all(client);
+    let stream = reflector::reflector(writer, watcher(api, watcher::Config::default()));
+    let mut stream = std::pin::pin!(stream);
+    let mut tracker = EventTracker::default();
+    let max_backoff = config.max_staleness / 2;
+    let mut backoff = Duration::from_millis(50).min(max_backoff);
+    while let Some(item) = stream.next().await {
+        match item {
+            Ok(event) => {
+                backoff = Duration::from_millis(50).min(max_backoff);
+                {
+                    let mut health = lock(&health);
+                    if matches!(event, watcher::Event::InitDone) {
+                        health.synced = true;
+                    }
+                    health.ok();
+                }
+                for change in tracker.track(&event) {
+                    // No subscriber is fine.
+                    let _ = events.send(change);
+                }
+            }
+            Err(e) => {
+                lock(&health).error(e.to_string());
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(max_backoff);
+            }
+        }
+    }
+}
+
+async fn run_probe(client: kube::Client, health: Arc<Mutex<Health>>, config: ViewConfig) {
+    let api: Api<Pod> = Api::all(client);
+    let params = ListParams::default().limit(1);
+    let mut ticks = tokio::time::interval(config.probe_interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let probe = tokio::time::timeout(
+            config.probe_interval.max(Duration::from_millis(100)),
+            api.list(&params),
+        );
+        match probe.await {
+            Ok(Ok(_)) => lock(&health).ok(),
+            Ok(Err(e)) => lock(&health).error(e.to_string()),
+            Err(_) => lock(&health).error("probe timed out".into()),
+        }
+    }
+}
+
+/// `sha256:<64 lowercase hex>` from an `imageID` such as
+/// `registry/repo@sha256:…` or `docker-pullable://repo@sha256:…`.
+pub fn digest_of_image_id(image_id: &str) -> Option<String> {
+    let digest = image_id.rsplit_once('@').map_or(image_id, |(_, d)| d);
+    let hex = digest.strip_prefix("sha256:")?;
+    let valid = hex.len() == 64
+        && hex
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    valid.then(|| digest.to_owned())
+}
+
+/// The facts of a pod, from its spec and status.
+pub fn pod_facts(pod: &Pod) -> PodFacts {
+    let spec = pod.spec.as_ref();
+    let status = pod.status.as_ref();
+    let statuses = |list: Option<&Vec<ContainerStatus>>| list.cloned().unwrap_or_default();
+    let find = |list: &[ContainerStatus], name: &str| {
+        list.iter()
+            .find(|s| s.name == name)
+            .map(|s| s.image_id.clone())
+    };
+    let mut containers = Vec::new();
+    let mut push = |kind, name: &str, image: Option<&String>, list: &[ContainerStatus]| {
+        let image_id = find(list, name).filter(|id| !id.is_empty());
+        containers.push(ContainerFacts {
+            kind,
+            name: name.to_owned(),
+            image: image.cloned().unwrap_or_default(),
+            digest: image_id.as_deref().and_then(digest_of_image_id),
+            image_id,
+        });
+    };
+    let init_statuses = statuses(status.and_then(|s| s.init_container_statuses.as_ref()));
+    for c in spec
+        .and_then(|s| s.init_containers.as_ref())
+        .into_iter()
+        .flatten()
+    {
+        push(
+            ContainerKind::Init,
+            &c.name,
+            c.image.as_ref(),
+            &init_statuses,
+        );
+    }
+    let app_statuses = statuses(status.and_then(|s| s.container_statuses.as_ref()));
+    for c in spec.map(|s| s.containers.as_slice()).unwrap_or_default() {
+        push(ContainerKind::App, &c.name, c.image.as_ref(), &app_statuses);
+    }
+    let ephemeral_statuses = statuses(status.and_then(|s| s.ephemeral_container_statuses.as_ref()));
+    for c in spec
+        .and_then(|s| s.ephemeral_containers.as_ref())
+        .into_iter()
+        .flatten()
+    {
+        push(
+            ContainerKind::Ephemeral,
+            &c.name,
+            c.image.as_ref(),
+            &ephemeral_statuses,
+        );
+    }
+    PodFacts {
+        namespace: pod.metadata.namespace.clone().unwrap_or_default(),
+        name: pod.metadata.name.clone().unwrap_or_default(),
+        uid: uid_of(pod),
+        phase: status.and_then(|s| s.phase.clone()),
+        terminating: pod.metadata.deletion_timestamp.is_some(),
+        service_account: spec.and_then(|s| s.service_account_name.clone()),
+        containers,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+    fn pod(name: &str, uid: &str) -> Pod {
+        Pod {
+            metadata: ObjectMeta {
+                namespace: Some("shop".into()),
+                name: Some(name.into()),
+                uid: Some(uid.into()),
+                ..ObjectMeta::default()
+            },
+            ..Pod::default()
+        }
+    }
+
+    #[test]
+    fn tracker_reports_replacements_and_deletions_seen_only_in_a_relist() {
+        let mut tracker = EventTracker::default();
+        assert!(
+            tracker
+                .track(&watcher::Event::Apply(pod("a", "1")))
+                .is_empty()
+        );
+        assert!(
+            tracker
+                .track(&watcher::Event::Apply(pod("b", "2")))
+                .is_empty()
+        );
+        assert_eq!(
+            tracker.track(&watcher::Event::Apply(pod("a", "1"))),
+            [PodEvent::Changed {
+                namespace: "shop".into(),
+                name: "a".into(),
+                uid: "1".into()
+            }]
+        );
+        // A relist (after 410) where `a` came back with a new uid and `b` is gone.
+        assert!(tracker.track(&watcher::Event::Init).is_empty());
+        assert_eq!(
+            tracker.track(&watcher::Event::InitApply(pod("a", "3"))),
+            [PodEvent::Replaced {
+                namespace: "shop".into(),
+                name: "a".into(),
+                old_uid: "1".into(),
+                new_uid: "3".into()
+            }]
+        );
+        assert_eq!(
+            tracker.track(&watcher::Event::InitDone),
+            [PodEvent::Deleted {
+                namespace: "shop".into(),
+                name: "b".into(),
+                uid: "2".into()
+            }]
+        );
+        assert_eq!(
+            tracker.track(&watcher::Event::Delete(pod("a", "3"))),
+            [PodEvent::Deleted {
+                namespace: "shop".into(),
+                name: "a".into(),
+                uid: "3".into()
+            }]
+        );
+    }
+
+    #[test]
+    fn digests_are_read_only_from_well_formed_image_ids() {
+        let hex = "0123456789abcdef".repeat(4);
+        assert_eq!(
+            digest_of_image_id(&format!("registry.example/app@sha256:{hex}")),
+            Some(format!("sha256:{hex}"))
+        );
+        assert_eq!(
+            digest_of_image_id(&format!("docker-pullable://app@sha256:{hex}")),
+            Some(format!("sha256:{hex}"))
+        );
+        assert_eq!(
+            digest_of_image_id(&format!("sha256:{hex}")),
+            Some(format!("sha256:{hex}"))
+        );
+        assert_eq!(digest_of_image_id("registry.example/app:1.4"), None);
+        assert_eq!(
+            digest_of_image_id(&format!("app@sha256:{}", &hex[1..])),
+            None
+        );
+        assert_eq!(
+            digest_of_image_id(&format!("app@sha256:{}", hex.to_uppercase())),
+            None
+        );
+        assert_eq!(digest_of_image_id(""), None);
+    }
+
+    #[test]
+    fn freshness_needs_sync_recent_contact_and_no_newer_error() {
+        let max = Duration::from_secs(5);
+        let mut health = Health::default();
+        let now = Instant::now();
+        assert!(health.staleness_reason(max, now).is_some(), "not synced");
+        health.synced = true;
+        assert!(
+            health.staleness_reason(max, now).is_some(),
+            "never heard from"
+        );
+        health.ok();
+        assert!(health.staleness_reason(max, Instant::now()).is_none());
+        assert!(
+            health
+                .staleness_reason(max, Instant::now() + Duration::from_secs(6))
+                .is_some(),
+            "too old"
+        );
+        health.error("connection refused".into());
+        assert!(
+            health
+                .staleness_reason(max, Instant::now())
+                .unwrap()
+                .contains("unreachable")
+        );
+        health.ok();
+        assert!(
+            health.staleness_reason(max, Instant::now()).is_none(),
+            "recovered"
+        );
+    }
+}
