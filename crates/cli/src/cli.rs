@@ -48,6 +48,152 @@ pub enum Command {
     Inspect(InspectArgs),
     /// BREAK-GLASS: open a capsule with the org PRIVATE key and print the plaintext.
     Open(OpenArgs),
+    /// A local stand-in for the Kubernetes API, for the demo, tests and trying podseal without a cluster.
+    #[command(subcommand, name = "dev-cluster")]
+    DevCluster(DevClusterCommand),
+}
+
+/// Where a running stand-in keeps its connection files.
+#[derive(Debug, Args)]
+pub struct DevClusterDir {
+    /// Directory with the stand-in's connection files (ca.pem, reader.token, admin.token, cluster.json).
+    #[arg(long, value_name = "DIR", default_value = "./dev-cluster")]
+    pub dir: PathBuf,
+}
+
+/// `podseal dev-cluster …`
+#[derive(Debug, Subcommand)]
+pub enum DevClusterCommand {
+    /// Serve the stand-in until interrupted (Ctrl-C).
+    ///
+    /// Serves OIDC discovery, the JWKS, TokenRequest and pod get/list/watch over HTTPS with a CA it
+    /// generates, and writes DIR/ca.pem, DIR/reader.token (read-only: get/list/watch pods),
+    /// DIR/admin.token and DIR/cluster.json. Register it with the release server like any cluster:
+    /// its URL, ca.pem and reader.token.
+    #[command(after_help = "Example:
+  podseal dev-cluster serve --dir ./dev-cluster &
+  podseal dev-cluster pod create --namespace shop --name api-0 --service-account api \\
+      --container api=registry.example/shop/api:1.4@sha256:<64 hex> --running")]
+    Serve {
+        #[command(flatten)]
+        dir: DevClusterDir,
+        /// Address to listen on (port 0 picks a free port; cluster.json records it).
+        #[arg(long, default_value = "127.0.0.1:6443")]
+        listen: std::net::SocketAddr,
+        /// Seconds between watch bookmarks.
+        #[arg(long, default_value_t = 5)]
+        bookmark_interval: u64,
+    },
+    /// Create, start, delete, recreate or debug pods.
+    #[command(subcommand)]
+    Pod(PodCommand),
+    /// Issue a ServiceAccount token through the TokenRequest API, as the kubelet does for a pod.
+    Token {
+        #[command(flatten)]
+        dir: DevClusterDir,
+        /// Namespace.
+        #[arg(long)]
+        namespace: String,
+        /// Service account.
+        #[arg(long = "service-account")]
+        service_account: String,
+        /// Bind the token to this pod (it must run as the service account).
+        #[arg(long)]
+        pod: Option<String>,
+        /// Audience (repeatable); the issuer when none is given.
+        #[arg(long = "audience")]
+        audiences: Vec<String>,
+        /// Lifetime in seconds (at least 600, as the API server requires).
+        #[arg(long, default_value_t = 600)]
+        expiration_seconds: i64,
+    },
+    /// Make a new key sign tokens; --keep-old keeps the previous keys in the JWKS.
+    RotateSigningKey {
+        #[command(flatten)]
+        dir: DevClusterDir,
+        /// Keep old keys published (tokens they signed still verify).
+        #[arg(long)]
+        keep_old: bool,
+    },
+    /// Publish one more key in the JWKS that verifies but does not sign.
+    AddVerificationKey {
+        #[command(flatten)]
+        dir: DevClusterDir,
+    },
+    /// Forget watch history: watches resuming from older resourceVersions get 410 Gone.
+    CompactHistory {
+        #[command(flatten)]
+        dir: DevClusterDir,
+    },
+}
+
+/// `podseal dev-cluster pod …`
+#[derive(Debug, Subcommand)]
+pub enum PodCommand {
+    /// Create a pod (Pending, no container statuses until `running`).
+    Create {
+        #[command(flatten)]
+        dir: DevClusterDir,
+        /// Namespace.
+        #[arg(long)]
+        namespace: String,
+        /// Pod name.
+        #[arg(long)]
+        name: String,
+        /// Service account the pod runs as.
+        #[arg(long = "service-account")]
+        service_account: String,
+        /// NAME=IMAGE[@sha256:DIGEST] (repeatable); without a digest the runtime reports a tag only.
+        #[arg(
+            long = "container",
+            value_name = "NAME=IMAGE[@sha256:…]",
+            required = true
+        )]
+        containers: Vec<String>,
+        /// An init container, same form (repeatable).
+        #[arg(long = "init-container", value_name = "NAME=IMAGE[@sha256:…]")]
+        init_containers: Vec<String>,
+        /// KEY=VALUE label (repeatable).
+        #[arg(long = "label", value_name = "KEY=VALUE")]
+        labels: Vec<String>,
+        /// Also report every container started (phase Running).
+        #[arg(long)]
+        running: bool,
+    },
+    /// Report every container started: phase Running, statuses with image digests.
+    Running {
+        #[command(flatten)]
+        dir: DevClusterDir,
+        /// NAMESPACE/NAME.
+        pod: String,
+    },
+    /// Delete a pod.
+    Delete {
+        #[command(flatten)]
+        dir: DevClusterDir,
+        /// NAMESPACE/NAME.
+        pod: String,
+    },
+    /// Delete a pod and create it again under the same name, with a new uid.
+    Recreate {
+        #[command(flatten)]
+        dir: DevClusterDir,
+        /// NAMESPACE/NAME.
+        pod: String,
+    },
+    /// Add a running ephemeral (debug) container, as `kubectl debug` does.
+    Debug {
+        #[command(flatten)]
+        dir: DevClusterDir,
+        /// NAMESPACE/NAME.
+        pod: String,
+        /// IMAGE[@sha256:DIGEST] of the debug container.
+        #[arg(long, default_value = "busybox:1.36")]
+        image: String,
+        /// Name of the debug container.
+        #[arg(long, default_value = "debugger")]
+        name: String,
+    },
 }
 
 /// `podseal keys …`

@@ -232,3 +232,82 @@ impl Issuer {
         Ok(token)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rsa::BigUint;
+    use rsa::pkcs1v15::{Signature, VerifyingKey};
+    use rsa::signature::Verifier;
+
+    fn claims(issuer: &Issuer) -> TokenClaims {
+        TokenClaims {
+            aud: vec!["podseal".into()],
+            exp: 2000,
+            iat: 1000,
+            iss: issuer.issuer_url().into(),
+            jti: "j".into(),
+            kubernetes_io: KubernetesClaim {
+                namespace: "shop".into(),
+                serviceaccount: NameUid {
+                    name: "api".into(),
+                    uid: "u".into(),
+                },
+                node: None,
+                pod: None,
+            },
+            nbf: 1000,
+            sub: "system:serviceaccount:shop:api".into(),
+        }
+    }
+
+    /// Verifies `token` with the JWKS entry its header names, as a client would.
+    fn verifies(token: &str, jwks: &Jwks) -> bool {
+        let decode = |s: &str| URL_SAFE_NO_PAD.decode(s).unwrap();
+        let (signing_input, signature) = token.rsplit_once('.').unwrap();
+        let header: serde_json::Value =
+            serde_json::from_slice(&decode(signing_input.split('.').next().unwrap())).unwrap();
+        let Some(jwk) = jwks.keys.iter().find(|k| header["kid"] == k.kid.as_str()) else {
+            return false;
+        };
+        let public = RsaPublicKey::new(
+            BigUint::from_bytes_be(&decode(&jwk.n)),
+            BigUint::from_bytes_be(&decode(&jwk.e)),
+        )
+        .unwrap();
+        let signature = Signature::try_from(decode(signature).as_slice()).unwrap();
+        VerifyingKey::<RsaSha256>::new(public)
+            .verify(signing_input.as_bytes(), &signature)
+            .is_ok()
+    }
+
+    #[test]
+    fn tokens_verify_against_the_published_jwks_across_rotation() {
+        let mut issuer = Issuer::new("https://kubernetes.default.svc".into()).unwrap();
+        let first = issuer.sign(&claims(&issuer)).unwrap();
+        assert!(verifies(&first, &issuer.jwks()));
+
+        issuer.add_verification_key().unwrap();
+        assert_eq!(issuer.jwks().keys.len(), 2);
+        assert!(
+            verifies(&first, &issuer.jwks()),
+            "the signing key did not change"
+        );
+
+        issuer.rotate_signing_key(true).unwrap();
+        let second = issuer.sign(&claims(&issuer)).unwrap();
+        assert!(
+            verifies(&first, &issuer.jwks()) && verifies(&second, &issuer.jwks()),
+            "old key kept"
+        );
+
+        issuer.rotate_signing_key(false).unwrap();
+        assert_eq!(issuer.jwks().keys.len(), 1);
+        assert!(
+            !verifies(&first, &issuer.jwks()) && !verifies(&second, &issuer.jwks()),
+            "old keys dropped"
+        );
+        let discovery = issuer.discovery("https://127.0.0.1:6443");
+        assert_eq!(discovery.jwks_uri, "https://127.0.0.1:6443/openid/v1/jwks");
+    }
+}

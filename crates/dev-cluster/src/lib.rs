@@ -447,3 +447,15 @@ impl Handle {
         self.shared.paused.send_replace(false);
     }
 }
+
+/// Files `podseal dev-cluster serve` writes so other processes can connect.
+pub mod connection_files {
+    /// CA certificate (PEM).
+    pub const CA: &str = "ca.pem";
+    /// Read-only bearer token (get/list/watch pods), mode 0600.
+    pub const READER_TOKEN: &str = "reader.token";
+    /// Admin bearer token (control verbs, TokenRequest), mode 0600.
+    pub const ADMIN_TOKEN: &str = "admin.token";
+    /// The URL and the paths above, as JSON.
+    pub const CLUSTER: &str = "cluster.json";
+}

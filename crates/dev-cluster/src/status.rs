@@ -125,3 +125,38 @@ impl IntoResponse for ApiError {
         (self.code, axum::Json(*self.status)).into_response()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn every_error_body_round_trips_through_k8s_openapi_status() {
+        let errors = [
+            ApiError::unauthorized(),
+            ApiError::forbidden(crate::READER_USER, "delete", "pods", Some("shop")),
+            ApiError::forbidden(crate::READER_USER, "list", "secrets", None),
+            ApiError::not_found("pods", "api-0"),
+            ApiError::bad_request("bad".into()),
+            ApiError::method_not_allowed(),
+            ApiError::unavailable(),
+            ApiError::expired(7),
+        ];
+        for error in errors {
+            let code = error.code;
+            let response = error.into_response();
+            assert_eq!(response.status(), code);
+            let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+                .await
+                .unwrap();
+            let value: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+            assert_eq!(
+                (value["kind"].as_str(), value["apiVersion"].as_str()),
+                (Some("Status"), Some("v1"))
+            );
+            assert_eq!(value["code"], i64::from(code.as_u16()));
+            let typed: Status = serde_json::from_value(value.clone()).unwrap();
+            assert_eq!(serde_json::to_value(typed).unwrap(), value);
+        }
+    }
+}

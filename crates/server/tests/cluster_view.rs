@@ -763,3 +763,33 @@ fn facts_of_the_documented_pod_with_a_debug_container() {
             .all(|c| c.digest.is_some())
     );
 }
+
+#[test]
+fn rbac_document_grants_only_pod_reads() {
+    use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
+    let doc = std::fs::read_to_string(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs/rbac.md"),
+    )
+    .unwrap();
+    let yaml = doc
+        .split("```yaml\n")
+        .nth(1)
+        .unwrap()
+        .split("```")
+        .next()
+        .unwrap();
+    let parts: Vec<&str> = yaml.split("\n---\n").collect();
+    assert_eq!(parts.len(), 3);
+    let _: k8s_openapi::api::core::v1::ServiceAccount = serde_saphyr::from_str(parts[0]).unwrap();
+    let role: ClusterRole = serde_saphyr::from_str(parts[1]).unwrap();
+    let binding: ClusterRoleBinding = serde_saphyr::from_str(parts[2]).unwrap();
+    let rules = role.rules.unwrap();
+    assert_eq!(rules.len(), 1);
+    assert_eq!(rules[0].api_groups.as_deref(), Some(&[String::new()][..]));
+    assert_eq!(
+        rules[0].resources.as_deref(),
+        Some(&["pods".to_owned()][..])
+    );
+    assert_eq!(rules[0].verbs, ["get", "list", "watch"]);
+    assert_eq!(binding.role_ref.name, role.metadata.name.unwrap());
+}

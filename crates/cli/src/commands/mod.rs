@@ -1,5 +1,6 @@
 //! One module per subcommand; `run` dispatches.
 
+mod dev_cluster;
 mod inspect;
 mod keys;
 mod open;
@@ -17,5 +18,6 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Seal(args) => seal::run(&args, output),
         Command::Inspect(args) => inspect::run(&args, output),
         Command::Open(args) => open::run(&args),
+        Command::DevCluster(command) => dev_cluster::run(command, output),
     }
 }
