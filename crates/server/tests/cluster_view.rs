@@ -793,3 +793,43 @@ fn rbac_document_grants_only_pod_reads() {
     assert_eq!(rules[0].verbs, ["get", "list", "watch"]);
     assert_eq!(binding.role_ref.name, role.metadata.name.unwrap());
 }
+
+#[tokio::test]
+async fn the_connection_trusts_only_the_registered_ca() {
+    let cluster = Cluster::start().await;
+    let other = DevCluster::start(Config::default()).await.unwrap();
+    std::fs::write(cluster.dir.path().join("other-ca.pem"), other.ca_pem()).unwrap();
+    let registration = ClusterRegistration {
+        name: "dev".into(),
+        api_server_url: cluster.dev.url().into(),
+        ca_bundle: cluster.dir.path().join("other-ca.pem"),
+        token_file: cluster.dir.path().join("reader.token"),
+    };
+    let client = kube_client(&registration).unwrap();
+    let api: Api<Pod> = Api::all(client);
+    let refused = api
+        .list(&kube::api::ListParams::default())
+        .await
+        .unwrap_err();
+    assert!(
+        !matches!(refused, kube::Error::Api(_)),
+        "TLS must fail before any API answer: {refused}"
+    );
+
+    let plain_http = ClusterRegistration {
+        api_server_url: cluster.dev.url().replace("https://", "http://"),
+        ..registration.clone()
+    };
+    assert!(
+        kube_client(&plain_http).is_err(),
+        "only https:// is accepted"
+    );
+    let missing = ClusterRegistration {
+        token_file: cluster.dir.path().join("absent.token"),
+        ..registration
+    };
+    let Err(error) = kube_client(&missing) else {
+        panic!("a missing token file was accepted")
+    };
+    assert!(error.to_string().contains("token file"), "{error}");
+}
