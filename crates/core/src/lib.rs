@@ -8,6 +8,7 @@
 #![deny(missing_docs)]
 
 pub mod armor;
+pub mod audit;
 pub mod capsule;
 pub mod dpop;
 pub mod envelope;
