@@ -9,3 +9,4 @@
 
 pub mod cluster;
 pub mod pod_view;
+pub mod storage;

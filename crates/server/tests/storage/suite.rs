@@ -1,0 +1,308 @@
+//! The storage conformance suite: generic over [`Storage`], so every engine
+//! runs the same checks (SQLite now; PostgreSQL reuses these functions).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use podseal_core::audit::{AuditKey, AuditRecord, Outcome, verify_export};
+use podseal_server::storage::{
+    ApiKeyRecord, ClusterRecord, PinOutcome, PolicyRecord, SessionRecord, Storage, StorageError,
+};
+
+pub fn cluster(name: &str) -> ClusterRecord {
+    ClusterRecord {
+        name: name.into(),
+        issuer: "https://kubernetes.default.svc".into(),
+        audiences: vec!["podseal".into()],
+        api_server_url: "https://127.0.0.1:6443".into(),
+        ca_bundle: "/etc/podseal/ca.pem".into(),
+        token_file: "/etc/podseal/reader.token".into(),
+        jwks: r#"{"keys":[]}"#.into(),
+        created_at: 100,
+        updated_at: 100,
+    }
+}
+
+fn api_key(id: &str, hash_byte: u8) -> ApiKeyRecord {
+    ApiKeyRecord {
+        id: id.into(),
+        key_hash: [hash_byte; 32],
+        cluster: "prod".into(),
+        namespace: "shop".into(),
+        service_account: "api".into(),
+        created_at: 100,
+        revoked_at: None,
+    }
+}
+
+pub fn session(id: &str, pod_uid: &str) -> SessionRecord {
+    SessionRecord {
+        id: id.into(),
+        cluster: "prod".into(),
+        namespace: "shop".into(),
+        service_account: "api".into(),
+        pod_name: "api-0".into(),
+        pod_uid: pod_uid.into(),
+        jkt: "jkt-a".into(),
+        recipient_key: vec![7; 32],
+        api_key_id: "key-1".into(),
+        created_at: 100,
+        expires_at: 1_000,
+        revoked_at: None,
+    }
+}
+
+pub async fn admin_token_is_set_once<S: Storage>(store: &S) {
+    assert_eq!(store.admin_token_hash().await.unwrap(), None);
+    assert!(store.init_admin_token([1; 32]).await.unwrap());
+    assert!(
+        !store.init_admin_token([2; 32]).await.unwrap(),
+        "a second initialisation must not replace the token"
+    );
+    assert_eq!(store.admin_token_hash().await.unwrap(), Some([1; 32]));
+}
+
+pub async fn clusters_keys_and_policies<S: Storage>(store: &S) {
+    assert!(matches!(
+        store.insert_api_key(api_key("key-1", 1)).await,
+        Err(StorageError::NotFound(_))
+    ));
+    store.put_cluster(cluster("prod")).await.unwrap();
+    let mut updated = cluster("prod");
+    updated.jwks = r#"{"keys":[{"kid":"k1"}]}"#.into();
+    updated.updated_at = 200;
+    store.put_cluster(updated.clone()).await.unwrap();
+    assert_eq!(store.cluster("prod").await.unwrap(), Some(updated));
+    assert_eq!(store.clusters().await.unwrap().len(), 1);
+    assert_eq!(store.cluster("nope").await.unwrap(), None);
+
+    store.insert_api_key(api_key("key-1", 1)).await.unwrap();
+    store.insert_api_key(api_key("key-2", 2)).await.unwrap();
+    assert!(
+        store.insert_api_key(api_key("key-3", 1)).await.is_err(),
+        "hashes are unique"
+    );
+    assert_eq!(
+        store.api_key_by_hash([1; 32]).await.unwrap().unwrap().id,
+        "key-1"
+    );
+    assert_eq!(store.api_key_by_hash([9; 32]).await.unwrap(), None);
+    assert!(store.revoke_api_key("key-1", 300).await.unwrap());
+    assert!(
+        !store.revoke_api_key("key-1", 301).await.unwrap(),
+        "already revoked"
+    );
+    assert!(!store.revoke_api_key("missing", 301).await.unwrap());
+    assert_eq!(
+        store
+            .api_key_by_hash([1; 32])
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked_at,
+        Some(300)
+    );
+    assert_eq!(store.api_keys().await.unwrap().len(), 2);
+
+    let mut policy = PolicyRecord {
+        cluster: "prod".into(),
+        namespace: "shop".into(),
+        service_account: "api".into(),
+        digests: vec![format!("sha256:{}", "a".repeat(64))],
+        audit_mode: false,
+        require_nonce: true,
+        updated_at: 100,
+    };
+    store.set_policy(policy.clone()).await.unwrap();
+    policy.digests.push(format!("sha256:{}", "b".repeat(64)));
+    store.set_policy(policy.clone()).await.unwrap();
+    assert_eq!(
+        store.policy("prod", "shop", "api").await.unwrap(),
+        Some(policy.clone())
+    );
+    assert_eq!(store.policy("prod", "shop", "other").await.unwrap(), None);
+    assert!(matches!(
+        store
+            .set_policy(PolicyRecord {
+                cluster: "ghost".into(),
+                ..policy
+            })
+            .await,
+        Err(StorageError::NotFound(_))
+    ));
+}
+
+pub async fn one_key_per_live_pod_uid<S: Storage>(store: Arc<S>) {
+    assert_eq!(
+        store
+            .pin_dpop_key("prod", "uid-1", "jkt-a", 1_000, 100)
+            .await
+            .unwrap(),
+        PinOutcome::Pinned
+    );
+    assert_eq!(
+        store
+            .pin_dpop_key("prod", "uid-1", "jkt-a", 2_000, 150)
+            .await
+            .unwrap(),
+        PinOutcome::AlreadyPinned
+    );
+    assert_eq!(
+        store
+            .pin_dpop_key("prod", "uid-1", "jkt-b", 2_000, 150)
+            .await
+            .unwrap(),
+        PinOutcome::OtherKeyPinned
+    );
+    assert_eq!(
+        store
+            .pin_dpop_key("other", "uid-1", "jkt-b", 2_000, 150)
+            .await
+            .unwrap(),
+        PinOutcome::Pinned,
+        "pins are per cluster"
+    );
+    assert!(
+        !store
+            .rotate_pin("prod", "uid-1", "jkt-x", "jkt-b")
+            .await
+            .unwrap(),
+        "rotation needs the current key"
+    );
+    assert!(
+        store
+            .rotate_pin("prod", "uid-1", "jkt-a", "jkt-b")
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store
+            .pin_dpop_key("prod", "uid-1", "jkt-a", 2_000, 150)
+            .await
+            .unwrap(),
+        PinOutcome::OtherKeyPinned
+    );
+    // An expired pin no longer blocks (the pod's session is over).
+    assert_eq!(
+        store
+            .pin_dpop_key("prod", "uid-1", "jkt-c", 5_000, 2_001)
+            .await
+            .unwrap(),
+        PinOutcome::Pinned
+    );
+
+    // Many enrolments at once for a fresh uid: exactly one wins.
+    let attempts = (0..12).map(|i| {
+        let store = store.clone();
+        tokio::spawn(async move {
+            store
+                .pin_dpop_key("prod", "uid-race", &format!("jkt-{i}"), 1_000, 100)
+                .await
+                .unwrap()
+        })
+    });
+    let outcomes = futures_util::future::join_all(attempts).await;
+    let pinned = outcomes
+        .iter()
+        .filter(|o| matches!(o, Ok(PinOutcome::Pinned)))
+        .count();
+    assert_eq!(pinned, 1, "{outcomes:?}");
+}
+
+pub async fn sessions_are_revoked_with_their_pod<S: Storage>(store: &S) {
+    store.insert_session(session("s1", "uid-1")).await.unwrap();
+    store.insert_session(session("s2", "uid-1")).await.unwrap();
+    store.insert_session(session("s3", "uid-2")).await.unwrap();
+    store
+        .pin_dpop_key("prod", "uid-1", "jkt-a", 1_000, 100)
+        .await
+        .unwrap();
+    store.set_session_jkt("s1", "jkt-b").await.unwrap();
+    assert_eq!(store.session("s1").await.unwrap().unwrap().jkt, "jkt-b");
+    assert_eq!(store.forget_pod("prod", "uid-1", 500).await.unwrap(), 2);
+    assert_eq!(
+        store.session("s1").await.unwrap().unwrap().revoked_at,
+        Some(500)
+    );
+    assert_eq!(store.session("s3").await.unwrap().unwrap().revoked_at, None);
+    assert_eq!(
+        store
+            .pin_dpop_key("prod", "uid-1", "jkt-z", 1_000, 600)
+            .await
+            .unwrap(),
+        PinOutcome::Pinned,
+        "pin dropped"
+    );
+    assert_eq!(store.session("missing").await.unwrap(), None);
+}
+
+pub async fn a_jti_is_accepted_once<S: Storage>(store: Arc<S>) {
+    assert!(store.record_jti("jkt-a", "jti-1", 1_000).await.unwrap());
+    assert!(
+        !store.record_jti("jkt-a", "jti-1", 1_000).await.unwrap(),
+        "replay"
+    );
+    assert!(
+        store.record_jti("jkt-b", "jti-1", 1_000).await.unwrap(),
+        "keyed on (jkt, jti)"
+    );
+    let racers = (0..16).map(|_| {
+        let store = store.clone();
+        tokio::spawn(async move { store.record_jti("jkt-c", "jti-race", 1_000).await.unwrap() })
+    });
+    let fresh = futures_util::future::join_all(racers)
+        .await
+        .into_iter()
+        .filter(|r| matches!(r, Ok(true)))
+        .count();
+    assert_eq!(fresh, 1, "exactly one of many concurrent uses is fresh");
+    assert!(store.purge_expired(1_000).await.unwrap() >= 3);
+}
+
+pub async fn audit_appends_chain_and_export_verifies<S: Storage>(store: &S) {
+    let record = |event: &str, outcome| AuditRecord {
+        seq: 0,
+        time_ms: 1_000,
+        event: event.into(),
+        outcome,
+        gate: (outcome == Outcome::Refused).then(|| "dpop".into()),
+        reason: (outcome == Outcome::Refused).then(|| "jti_replayed".into()),
+        details: BTreeMap::from([("namespace".into(), "shop".into())]),
+    };
+    let stored = store
+        .append_audit(vec![
+            record("session", Outcome::Allowed),
+            record("unwrap", Outcome::Allowed),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(stored.iter().map(|r| r.seq).collect::<Vec<_>>(), [1, 2]);
+    let key = AuditKey::generate().unwrap();
+    let (size, head) = store.audit_head().await.unwrap();
+    store
+        .put_checkpoint(key.checkpoint("test", size, &head, 2_000))
+        .await
+        .unwrap();
+    let stored = store
+        .append_audit(vec![record("unwrap", Outcome::Refused)])
+        .await
+        .unwrap();
+    assert_eq!(stored[0].seq, 3);
+    let (size, head) = store.audit_head().await.unwrap();
+    assert_eq!(size, 3);
+    store
+        .put_checkpoint(key.checkpoint("test", size, &head, 3_000))
+        .await
+        .unwrap();
+
+    let text: Vec<String> = store
+        .audit_export()
+        .await
+        .unwrap()
+        .iter()
+        .map(|l| serde_json::to_string(l).unwrap())
+        .collect();
+    assert_eq!(text.len(), 5, "3 records and 2 checkpoints");
+    let report = verify_export(&text.join("\n"), &key.public_key(), None).unwrap();
+    assert_eq!((report.records, report.checkpoints), (3, 2));
+}
