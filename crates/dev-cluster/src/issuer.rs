@@ -218,12 +218,33 @@ impl Issuer {
 
     /// Signs `claims` as a compact JWS with the current signing key.
     pub fn sign(&self, claims: &TokenClaims) -> Result<String, IssuerError> {
-        let key = self.keys.iter().find(|k| k.signing.is_some());
-        let (Some(key), Some(signing)) = (key, key.and_then(|k| k.signing.as_ref())) else {
-            return Err(IssuerError::KeyGeneration("no signing key".into()));
-        };
-        let header = serde_json::json!({ "alg": "RS256", "kid": key.kid });
-        let mut token = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&header).unwrap_or_default());
+        let kid = self.signing_kid()?;
+        let claims = serde_json::to_value(claims).unwrap_or_default();
+        self.sign_raw(&serde_json::json!({ "alg": "RS256", "kid": kid }), &claims)
+    }
+
+    /// The kid of the current signing key.
+    pub fn signing_kid(&self) -> Result<String, IssuerError> {
+        self.keys
+            .iter()
+            .find(|k| k.signing.is_some())
+            .map(|k| k.kid.clone())
+            .ok_or_else(|| IssuerError::KeyGeneration("no signing key".into()))
+    }
+
+    /// Signs any header and claims with the current RSA signing key: what a
+    /// test needs to forge tokens whose only fault is in their header.
+    pub fn sign_raw(
+        &self,
+        header: &serde_json::Value,
+        claims: &serde_json::Value,
+    ) -> Result<String, IssuerError> {
+        let signing = self
+            .keys
+            .iter()
+            .find_map(|k| k.signing.as_ref())
+            .ok_or_else(|| IssuerError::KeyGeneration("no signing key".into()))?;
+        let mut token = URL_SAFE_NO_PAD.encode(serde_json::to_vec(header).unwrap_or_default());
         token.push('.');
         token.push_str(&URL_SAFE_NO_PAD.encode(serde_json::to_vec(claims).unwrap_or_default()));
         let signature = signing.sign(token.as_bytes());

@@ -8,5 +8,6 @@
 #![deny(missing_docs)]
 
 pub mod cluster;
+pub mod identity;
 pub mod pod_view;
 pub mod storage;

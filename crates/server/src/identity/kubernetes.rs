@@ -1,0 +1,184 @@
+//! Projected ServiceAccount tokens, verified as `kube-apiserver` issues them:
+//! RS256/ES256 over a pinned JWKS, `iss` equal to the registered issuer,
+//! `aud` containing the podseal server's audience, `exp`/`nbf`/`iat` within a
+//! small leeway, and the `kubernetes.io` claims binding the token to a pod.
+//!
+//! Checks run in this order and stop at the first failure: size and shape;
+//! `alg` against the allowlist (before anything else in the header is
+//! believed); header parameters (only `alg`, `kid`, `typ`); the pinned key
+//! for `kid`, of the same algorithm; the signature; then the claims.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde_json::{Map, Value};
+
+use super::jwks::{PinnedJwks, TokenAlgorithm};
+use super::{IdentityError, IdentityProvider, WorkloadIdentity};
+
+/// The largest token accepted.
+pub const MAX_TOKEN_LEN: usize = 16 * 1024;
+/// Clock leeway for `exp`, `nbf` and `iat`, seconds.
+pub const DEFAULT_LEEWAY_SECS: i64 = 30;
+
+/// The projected-token provider of one registered cluster.
+#[derive(Debug, Clone)]
+pub struct KubernetesTokens {
+    /// Expected `iss`.
+    pub issuer: String,
+    /// Accepted audiences (the server's).
+    pub audiences: Vec<String>,
+    /// The pinned keys.
+    pub jwks: PinnedJwks,
+    /// Clock leeway, seconds.
+    pub leeway_secs: i64,
+}
+
+fn decode_json(part: &str, what: &'static str) -> Result<Map<String, Value>, IdentityError> {
+    let bytes = URL_SAFE_NO_PAD
+        .decode(part)
+        .map_err(|_| IdentityError::Malformed(what))?;
+    serde_json::from_slice(&bytes).map_err(|_| IdentityError::Malformed(what))
+}
+
+fn string<'a>(
+    object: &'a Map<String, Value>,
+    name: &'static str,
+) -> Result<&'a str, IdentityError> {
+    object
+        .get(name)
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .ok_or(IdentityError::MissingClaim(name))
+}
+
+fn integer(object: &Map<String, Value>, name: &'static str) -> Result<i64, IdentityError> {
+    object
+        .get(name)
+        .and_then(Value::as_i64)
+        .ok_or(IdentityError::MissingClaim(name))
+}
+
+fn object<'a>(
+    parent: &'a Map<String, Value>,
+    name: &'static str,
+) -> Result<&'a Map<String, Value>, IdentityError> {
+    parent
+        .get(name)
+        .and_then(Value::as_object)
+        .ok_or(IdentityError::MissingClaim(name))
+}
+
+impl KubernetesTokens {
+    fn check_header(
+        &self,
+        header: &Map<String, Value>,
+    ) -> Result<&super::jwks::PinnedKey, IdentityError> {
+        let alg = header
+            .get("alg")
+            .and_then(Value::as_str)
+            .unwrap_or("(missing)");
+        let algorithm = TokenAlgorithm::from_name(alg)
+            .ok_or_else(|| IdentityError::AlgorithmNotAllowed(alg.chars().take(16).collect()))?;
+        if let Some(name) = header
+            .keys()
+            .find(|k| !matches!(k.as_str(), "alg" | "kid" | "typ"))
+        {
+            return Err(IdentityError::HeaderNotAllowed(
+                name.chars().take(16).collect(),
+            ));
+        }
+        let kid = header
+            .get("kid")
+            .and_then(Value::as_str)
+            .ok_or(IdentityError::MissingKid)?;
+        let key = self.jwks.key(kid).ok_or(IdentityError::UnknownKid)?;
+        if key.algorithm != algorithm {
+            return Err(IdentityError::AlgorithmMismatch);
+        }
+        Ok(key)
+    }
+
+    fn check_claims(
+        &self,
+        claims: &Map<String, Value>,
+        now: i64,
+    ) -> Result<WorkloadIdentity, IdentityError> {
+        if string(claims, "iss")? != self.issuer {
+            return Err(IdentityError::WrongIssuer);
+        }
+        let audiences: Vec<&str> = match claims.get("aud") {
+            Some(Value::String(one)) => vec![one.as_str()],
+            Some(Value::Array(many)) => many.iter().filter_map(Value::as_str).collect(),
+            _ => return Err(IdentityError::MissingClaim("aud")),
+        };
+        if !audiences
+            .iter()
+            .any(|aud| self.audiences.iter().any(|ours| ours == aud))
+        {
+            return Err(IdentityError::WrongAudience);
+        }
+        let exp = integer(claims, "exp")?;
+        if exp <= now.saturating_sub(self.leeway_secs) {
+            return Err(IdentityError::Expired);
+        }
+        if integer(claims, "nbf")? > now.saturating_add(self.leeway_secs) {
+            return Err(IdentityError::NotYetValid);
+        }
+        if integer(claims, "iat")? > now.saturating_add(self.leeway_secs) {
+            return Err(IdentityError::IssuedInFuture);
+        }
+        let kubernetes = object(claims, "kubernetes.io")?;
+        let namespace = string(kubernetes, "namespace")?;
+        let service_account = object(kubernetes, "serviceaccount")?;
+        let pod = kubernetes
+            .get("pod")
+            .and_then(Value::as_object)
+            .ok_or(IdentityError::NotPodBound)?;
+        let identity = WorkloadIdentity {
+            namespace: namespace.to_owned(),
+            service_account: string(service_account, "name")?.to_owned(),
+            service_account_uid: string(service_account, "uid")?.to_owned(),
+            pod_name: string(pod, "name")?.to_owned(),
+            pod_uid: string(pod, "uid")?.to_owned(),
+            expires_at: exp,
+        };
+        let subject = format!(
+            "system:serviceaccount:{}:{}",
+            identity.namespace, identity.service_account
+        );
+        if string(claims, "sub")? != subject {
+            return Err(IdentityError::SubjectMismatch);
+        }
+        Ok(identity)
+    }
+}
+
+impl IdentityProvider for KubernetesTokens {
+    fn verify(&self, token: &str, now: i64) -> Result<WorkloadIdentity, IdentityError> {
+        if token.len() > MAX_TOKEN_LEN {
+            return Err(IdentityError::Malformed("token too large"));
+        }
+        let mut parts = token.split('.');
+        let (Some(header), Some(payload), Some(signature), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(IdentityError::Malformed("not a compact JWS"));
+        };
+        let key = self.check_header(&decode_json(header, "header is not base64url JSON")?)?;
+        let signature = URL_SAFE_NO_PAD
+            .decode(signature)
+            .map_err(|_| IdentityError::Malformed("signature is not base64url"))?;
+        let signing_input_len = header.len() + 1 + payload.len();
+        let signing_input = token
+            .get(..signing_input_len)
+            .ok_or(IdentityError::Malformed("not a compact JWS"))?;
+        if !key.verify(signing_input.as_bytes(), &signature) {
+            return Err(IdentityError::BadSignature);
+        }
+        self.check_claims(&decode_json(payload, "payload is not base64url JSON")?, now)
+    }
+
+    fn has_live_workload_view(&self) -> bool {
+        true
+    }
+}

@@ -1,0 +1,111 @@
+//! Gate 2: who is asking. One identity provider behind a small trait; the
+//! Kubernetes projected ServiceAccount token comes first, SPIFFE JWT-SVIDs
+//! and generic OIDC tokens are later providers of the same trait.
+//!
+//! A provider turns a bearer token into a [`WorkloadIdentity`] or a typed
+//! refusal with a stable reason code. It verifies against keys pinned at
+//! registration, never against a key a token points to.
+
+pub mod jwks;
+pub mod kubernetes;
+
+pub use jwks::{JwksError, PinnedJwks};
+pub use kubernetes::KubernetesTokens;
+
+/// A verified workload, as the release scope and gate 4 need it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkloadIdentity {
+    /// Namespace.
+    pub namespace: String,
+    /// Service account name.
+    pub service_account: String,
+    /// Service account uid.
+    pub service_account_uid: String,
+    /// Pod name.
+    pub pod_name: String,
+    /// Pod uid.
+    pub pod_uid: String,
+    /// Token expiry, Unix seconds (bounds a session's lifetime).
+    pub expires_at: i64,
+}
+
+/// Why gate 2 refused. Messages carry no token material.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IdentityError {
+    /// Not a compact JWS, or larger than any real token.
+    #[error("token is malformed: {0}")]
+    Malformed(&'static str),
+    /// `alg` is not RS256 or ES256 (`none`, HMAC and the rest are refused).
+    #[error("token algorithm `{0}` is not allowed")]
+    AlgorithmNotAllowed(String),
+    /// A header parameter that could steer verification (`jku`, `x5u`, `jwk`, `x5c`, `crit`…).
+    #[error("token header parameter `{0}` is not allowed (keys are pinned, never fetched)")]
+    HeaderNotAllowed(String),
+    /// The header has no `kid`.
+    #[error("token has no kid")]
+    MissingKid,
+    /// `kid` names no pinned key.
+    #[error("token kid names no pinned key")]
+    UnknownKid,
+    /// The pinned key is for another algorithm than the header names.
+    #[error("token algorithm does not match the pinned key")]
+    AlgorithmMismatch,
+    /// The signature does not verify.
+    #[error("token signature does not verify")]
+    BadSignature,
+    /// `iss` is not the registered issuer.
+    #[error("token issuer is not the registered issuer")]
+    WrongIssuer,
+    /// `aud` does not contain the server's audience.
+    #[error("token audience does not include this server")]
+    WrongAudience,
+    /// `exp` has passed.
+    #[error("token has expired")]
+    Expired,
+    /// `nbf` is in the future.
+    #[error("token is not valid yet")]
+    NotYetValid,
+    /// `iat` is in the future.
+    #[error("token is issued in the future")]
+    IssuedInFuture,
+    /// A required claim is missing or has the wrong type.
+    #[error("token lacks claim {0}")]
+    MissingClaim(&'static str),
+    /// The token is not bound to a pod.
+    #[error("token is not bound to a pod")]
+    NotPodBound,
+    /// `sub` disagrees with the `kubernetes.io` claims.
+    #[error("token subject does not match its kubernetes.io claims")]
+    SubjectMismatch,
+}
+
+impl IdentityError {
+    /// A stable machine-readable code for problem+json and the audit log.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::Malformed(_) => "token_malformed",
+            Self::AlgorithmNotAllowed(_) => "alg_not_allowed",
+            Self::HeaderNotAllowed(_) => "header_not_allowed",
+            Self::MissingKid => "kid_missing",
+            Self::UnknownKid => "kid_unknown",
+            Self::AlgorithmMismatch => "alg_key_mismatch",
+            Self::BadSignature => "signature_invalid",
+            Self::WrongIssuer => "issuer_mismatch",
+            Self::WrongAudience => "audience_mismatch",
+            Self::Expired => "token_expired",
+            Self::NotYetValid => "token_not_yet_valid",
+            Self::IssuedInFuture => "iat_future",
+            Self::MissingClaim(_) => "claim_missing",
+            Self::NotPodBound => "not_pod_bound",
+            Self::SubjectMismatch => "subject_mismatch",
+        }
+    }
+}
+
+/// A source of workload identities (gate 2).
+pub trait IdentityProvider: Send + Sync {
+    /// Verifies `token` at time `now` (Unix seconds).
+    fn verify(&self, token: &str, now: i64) -> Result<WorkloadIdentity, IdentityError>;
+    /// True when gate 4 can check this provider's workloads against a live view.
+    fn has_live_workload_view(&self) -> bool;
+}

@@ -1,0 +1,255 @@
+//! Gate 2 against tokens the stand-in issues (and forges): each refusal the
+//! issue lists, with its own reason code.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "test code: a panic is a test failure"
+)]
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use podseal_dev_cluster::{Config, ContainerImage, DevCluster, Handle, PodTemplate};
+use podseal_server::identity::{IdentityError, IdentityProvider, KubernetesTokens, PinnedJwks};
+use serde_json::{Value, json};
+
+const ISSUER: &str = "https://kubernetes.default.svc";
+
+struct Fixture {
+    _cluster: DevCluster,
+    handle: Handle,
+    provider: KubernetesTokens,
+    now: i64,
+}
+
+async fn fixture() -> Fixture {
+    let cluster = DevCluster::start(Config::default()).await.unwrap();
+    let handle = cluster.handle();
+    handle
+        .create_pod(&PodTemplate {
+            namespace: "shop".into(),
+            name: "api-0".into(),
+            service_account: "api".into(),
+            labels: Default::default(),
+            init_containers: vec![],
+            containers: vec![ContainerImage {
+                name: "api".into(),
+                image: "registry.example/api:1".into(),
+                digest: None,
+            }],
+        })
+        .unwrap();
+    // Pin the JWKS as `podseal cluster add` will: a snapshot taken once.
+    let jwks = PinnedJwks::parse(&serde_json::to_string(&handle.jwks()).unwrap()).unwrap();
+    let provider = KubernetesTokens {
+        issuer: ISSUER.into(),
+        audiences: vec!["podseal".into()],
+        jwks,
+        leeway_secs: 30,
+    };
+    Fixture {
+        _cluster: cluster,
+        handle,
+        provider,
+        now: jiff::Timestamp::now().as_second(),
+    }
+}
+
+impl Fixture {
+    fn good_claims(&self) -> Value {
+        let (_, claims) = self
+            .handle
+            .issue_token("shop", "api", &["podseal".into()], 600, Some("api-0"))
+            .unwrap();
+        serde_json::to_value(claims).unwrap()
+    }
+
+    fn kid(&self) -> String {
+        self.provider.jwks.kids()[0].to_owned()
+    }
+
+    fn sign(&self, header: Value, claims: &Value) -> String {
+        self.handle.sign_raw(&header, claims).unwrap()
+    }
+
+    fn signed(&self, claims: &Value) -> String {
+        self.sign(json!({ "alg": "RS256", "kid": self.kid() }), claims)
+    }
+
+    fn refusal(&self, token: &str) -> IdentityError {
+        self.provider.verify(token, self.now).unwrap_err()
+    }
+}
+
+fn with(claims: &Value, path: &[&str], value: Value) -> Value {
+    let mut claims = claims.clone();
+    let mut target = &mut claims;
+    for key in &path[..path.len() - 1] {
+        target = &mut target[*key];
+    }
+    target[path[path.len() - 1]] = value;
+    claims
+}
+
+fn without(claims: &Value, path: &[&str]) -> Value {
+    let mut claims = claims.clone();
+    let mut target = &mut claims;
+    for key in &path[..path.len() - 1] {
+        target = &mut target[*key];
+    }
+    target.as_object_mut().unwrap().remove(path[path.len() - 1]);
+    claims
+}
+
+#[tokio::test]
+async fn a_real_token_verifies_into_the_pod_identity() {
+    let f = fixture().await;
+    let pod = f.handle.pod("shop", "api-0").unwrap();
+    let (token, _) = f
+        .handle
+        .issue_token("shop", "api", &["podseal".into()], 600, Some("api-0"))
+        .unwrap();
+    let identity = f.provider.verify(&token, f.now).unwrap();
+    assert_eq!(
+        (
+            identity.namespace.as_str(),
+            identity.service_account.as_str(),
+            identity.pod_name.as_str()
+        ),
+        ("shop", "api", "api-0")
+    );
+    assert_eq!(Some(identity.pod_uid), pod.metadata.uid);
+    assert!(f.provider.has_live_workload_view());
+}
+
+#[tokio::test]
+async fn claim_checks_refuse_with_their_own_reason() {
+    let f = fixture().await;
+    let good = f.good_claims();
+    let cases = [
+        (with(&good, &["aud"], json!(["vault"])), "audience_mismatch"),
+        (
+            with(&good, &["aud"], json!("https://kubernetes.default.svc")),
+            "audience_mismatch",
+        ),
+        (
+            with(&good, &["iss"], json!("https://evil.example")),
+            "issuer_mismatch",
+        ),
+        (with(&good, &["exp"], json!(f.now - 31)), "token_expired"),
+        (
+            with(&good, &["nbf"], json!(f.now + 600)),
+            "token_not_yet_valid",
+        ),
+        (with(&good, &["iat"], json!(f.now + 600)), "iat_future"),
+        (without(&good, &["kubernetes.io", "pod"]), "not_pod_bound"),
+        (
+            with(&good, &["sub"], json!("system:serviceaccount:shop:admin")),
+            "subject_mismatch",
+        ),
+        (
+            with(&good, &["kubernetes.io", "namespace"], json!("payments")),
+            "subject_mismatch",
+        ),
+        (without(&good, &["exp"]), "claim_missing"),
+        (with(&good, &["exp"], json!("tomorrow")), "claim_missing"),
+    ];
+    for (claims, reason) in cases {
+        assert_eq!(f.refusal(&f.signed(&claims)).reason(), reason, "{claims}");
+    }
+    // Within the leeway is fine.
+    f.provider
+        .verify(&f.signed(&with(&good, &["nbf"], json!(f.now + 20))), f.now)
+        .unwrap();
+}
+
+#[tokio::test]
+async fn header_and_key_checks_refuse_with_their_own_reason() {
+    let f = fixture().await;
+    let good = f.good_claims();
+    let payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&good).unwrap());
+
+    // alg: none, unsigned.
+    let none = format!(
+        "{}.{payload}.",
+        URL_SAFE_NO_PAD.encode(br#"{"alg":"none"}"#)
+    );
+    assert_eq!(
+        f.refusal(&none),
+        IdentityError::AlgorithmNotAllowed("none".into())
+    );
+
+    // HS256 "signed" with the public key's bytes as the HMAC secret (the classic confusion).
+    let jwks = serde_json::to_value(f.handle.jwks()).unwrap();
+    let modulus = URL_SAFE_NO_PAD
+        .decode(jwks["keys"][0]["n"].as_str().unwrap())
+        .unwrap();
+    for secret in [modulus, serde_json::to_vec(&jwks["keys"][0]).unwrap()] {
+        let header = URL_SAFE_NO_PAD
+            .encode(serde_json::to_vec(&json!({ "alg": "HS256", "kid": f.kid() })).unwrap());
+        let input = format!("{header}.{payload}");
+        let tag = ring::hmac::sign(
+            &ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &secret),
+            input.as_bytes(),
+        );
+        let token = format!("{input}.{}", URL_SAFE_NO_PAD.encode(tag.as_ref()));
+        assert_eq!(
+            f.refusal(&token),
+            IdentityError::AlgorithmNotAllowed("HS256".into())
+        );
+    }
+
+    // A kid that names no pinned key, and no kid at all.
+    assert_eq!(
+        f.refusal(&f.sign(json!({ "alg": "RS256", "kid": "not-pinned" }), &good)),
+        IdentityError::UnknownKid
+    );
+    assert_eq!(
+        f.refusal(&f.sign(json!({ "alg": "RS256" }), &good)),
+        IdentityError::MissingKid
+    );
+    // The pinned kid with another algorithm.
+    assert_eq!(
+        f.refusal(&f.sign(json!({ "alg": "ES256", "kid": f.kid() }), &good)),
+        IdentityError::AlgorithmMismatch
+    );
+
+    // jku / x5u / jwk / x5c pointing at a listener that must never be contacted.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let url = format!("http://{}/jwks.json", listener.local_addr().unwrap());
+    for (name, value) in [
+        ("jku", json!(url)),
+        ("x5u", json!(url)),
+        ("jwk", jwks["keys"][0].clone()),
+        ("x5c", json!(["MIIB"])),
+        ("crit", json!(["exp"])),
+    ] {
+        let mut header = json!({ "alg": "RS256", "kid": f.kid() });
+        header[name] = value;
+        assert_eq!(
+            f.refusal(&f.sign(header, &good)),
+            IdentityError::HeaderNotAllowed(name.into())
+        );
+    }
+    assert!(
+        matches!(listener.accept(), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+        "a key URL from a token header was fetched"
+    );
+
+    // Signed by a key that was never pinned: the cluster rotated after we pinned.
+    f.handle.rotate_signing_key(false).unwrap();
+    let (rotated, _) = f
+        .handle
+        .issue_token("shop", "api", &["podseal".into()], 600, Some("api-0"))
+        .unwrap();
+    assert_eq!(f.refusal(&rotated), IdentityError::UnknownKid);
+    // The same new key claiming the pinned kid: the signature fails.
+    assert_eq!(f.refusal(&f.signed(&good)), IdentityError::BadSignature);
+
+    // Shape.
+    for bad in ["", "a.b", "a.b.c.d", "!!.!!.!!", &"a".repeat(20_000)] {
+        assert_eq!(f.refusal(bad).reason(), "token_malformed", "{bad:.20}");
+    }
+}
