@@ -20,6 +20,8 @@ pub mod key_provider;
 pub mod org_key;
 pub mod secret;
 
+#[cfg(any(test, feature = "test-support"))]
+pub mod test_support;
 #[cfg(test)]
 mod test_vectors;
 

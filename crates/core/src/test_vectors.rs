@@ -3,15 +3,7 @@
 //! Vectors are never pasted into the source: every known-answer test reads the
 //! file it names. `PODSEAL_TESTDATA` overrides the directory.
 
-use std::path::PathBuf;
-
-/// The shared test-data directory.
-pub(crate) fn testdata_dir() -> PathBuf {
-    match std::env::var_os("PODSEAL_TESTDATA") {
-        Some(dir) => PathBuf::from(dir),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/testdata"),
-    }
-}
+use crate::test_support::shared_testdata_dir as testdata_dir;
 
 /// Reads a test-data file as text, failing the test with the path if absent.
 pub(crate) fn load_text(relative: &str) -> String {

@@ -8,6 +8,7 @@
 #![deny(missing_docs)]
 
 pub mod cluster;
+pub mod gate;
 pub mod identity;
 pub mod pod_view;
 pub mod storage;

@@ -571,17 +571,7 @@ async fn fetch_json(cluster: &Cluster, path: &str) -> serde_json::Value {
     serde_json::from_str(&cluster.reader().request_text(request).await.unwrap()).unwrap()
 }
 
-fn shared_json(relative: &str) -> serde_json::Value {
-    let dir = std::env::var_os("PODSEAL_TESTDATA").map_or_else(
-        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/testdata"),
-        PathBuf::from,
-    );
-    let path = dir.join(relative);
-    serde_json::from_str(
-        &std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())),
-    )
-    .unwrap()
-}
+use podseal_core::test_support::shared_json;
 
 /// Dotted paths of every object key (arrays are leaves).
 fn key_paths(value: &serde_json::Value, prefix: &str) -> Vec<String> {

@@ -217,19 +217,8 @@ mod tests {
         reason = "test code"
     )]
     use super::*;
-    use std::path::PathBuf;
 
-    fn shared(relative: &str) -> Value {
-        let dir = std::env::var_os("PODSEAL_TESTDATA").map_or_else(
-            || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/testdata"),
-            PathBuf::from,
-        );
-        let path = dir.join(relative);
-        serde_json::from_str(
-            &std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())),
-        )
-        .unwrap()
-    }
+    use podseal_core::test_support::shared_json as shared;
 
     fn hex(value: &Value) -> Vec<u8> {
         let text = value.as_str().unwrap();

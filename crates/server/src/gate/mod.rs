@@ -1,0 +1,88 @@
+//! The four gates of `docs/design.md` §3 and the one refusal type they share.
+//!
+//! Every refusal names its gate and a stable reason code; `detail` is a
+//! public, non-secret sentence (a container name, a namespace) — never a
+//! token, key or secret. The HTTP layer turns a [`Refusal`] into RFC 9457
+//! problem+json and the audit log records the same gate and reason.
+
+pub mod live_pod;
+
+use crate::identity::IdentityError;
+
+/// Which gate (or check) refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Gate {
+    /// Gate 1: the bound API key.
+    ApiKey,
+    /// Gate 2: the projected ServiceAccount token.
+    Token,
+    /// Gate 3: the RAM-only DPoP key and its proof.
+    Dpop,
+    /// Gate 4: the live pod and its image digests.
+    LivePod,
+    /// The capsule's release scope against the verified identity.
+    Scope,
+    /// The request itself (malformed, oversized, carries content).
+    Request,
+}
+
+impl Gate {
+    /// The stable code.
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::ApiKey => "api_key",
+            Self::Token => "token",
+            Self::Dpop => "dpop",
+            Self::LivePod => "live_pod",
+            Self::Scope => "scope",
+            Self::Request => "request",
+        }
+    }
+}
+
+/// A refusal: gate, stable reason, and a public detail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// The gate.
+    pub gate: Gate,
+    /// Stable reason code.
+    pub reason: &'static str,
+    /// A public sentence for the client and the audit log.
+    pub detail: String,
+}
+
+impl Refusal {
+    /// A refusal.
+    pub fn new(gate: Gate, reason: &'static str, detail: impl Into<String>) -> Self {
+        Self {
+            gate,
+            reason,
+            detail: detail.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "refused by {} ({}): {}",
+            self.gate.code(),
+            self.reason,
+            self.detail
+        )
+    }
+}
+
+impl From<IdentityError> for Refusal {
+    fn from(error: IdentityError) -> Self {
+        Self::new(Gate::Token, error.reason(), error.to_string())
+    }
+}
+
+impl From<podseal_core::dpop::DpopError> for Refusal {
+    fn from(error: podseal_core::dpop::DpopError) -> Self {
+        Self::new(Gate::Dpop, error.reason(), error.to_string())
+    }
+}
