@@ -11,4 +11,5 @@ pub mod cluster;
 pub mod gate;
 pub mod identity;
 pub mod pod_view;
+pub mod release;
 pub mod storage;

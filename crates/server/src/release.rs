@@ -1,0 +1,625 @@
+//! Release sessions and unwraps: the four gates composed, with storage and
+//! the audit log. HTTP-free, so every refusal is testable directly; the
+//! HTTPS layer only translates requests and [`Refusal`]s.
+//!
+//! Session establishment runs gate 1 (API key), gate 2 (projected token,
+//! scope equal to the key's), gate 3 (one fresh DPoP proof, `jti` recorded),
+//! gate 4 (live pod, approved digests), and only then pins the DPoP key to
+//! the pod uid — so a stolen token cannot pin a key for a pod that is not
+//! live. Unwrap repeats gates 1, 2 and 4, checks the proof is from the
+//! session's pinned key and bound to the session (`ath`), checks each
+//! capsule's scope against the verified identity, and re-wraps only the DEK.
+//!
+//! Every decision is audited; the answer is given only after its audit
+//! records are durable, and a failed audit write refuses.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use podseal_core::audit::{AuditRecord, Outcome};
+use podseal_core::capsule::{DekEnvelope, RevealMode};
+use podseal_core::dpop::{ProofExpectations, VerifiedProof, verify_proof};
+use podseal_core::envelope::{ReleaseBinding, ReleasedDek, rewrap_for_release};
+use podseal_core::key_provider::OrgKeyProvider;
+use sha2::{Digest, Sha256};
+
+use crate::gate::live_pod::{self, LivePodDecision};
+use crate::gate::{Gate, Refusal};
+use crate::identity::{IdentityProvider, KubernetesTokens, WorkloadIdentity};
+use crate::pod_view::PodView;
+use crate::storage::{ApiKeyRecord, PinOutcome, SessionRecord, Storage};
+
+/// Tunables of the release path.
+#[derive(Debug, Clone)]
+pub struct ReleaseConfig {
+    /// The server's external URL (DPoP `htu` is compared against it, never the Host header).
+    pub external_url: String,
+    /// Longest session, seconds (also bounded by the token's `exp`).
+    pub max_session_secs: i64,
+    /// How old a DPoP proof's `iat` may be, seconds.
+    pub dpop_max_age_secs: i64,
+    /// How far in the future `iat` may be, seconds.
+    pub dpop_max_skew_secs: i64,
+}
+
+impl Default for ReleaseConfig {
+    fn default() -> Self {
+        Self {
+            external_url: "https://127.0.0.1:8443".into(),
+            max_session_secs: 3600,
+            dpop_max_age_secs: 60,
+            dpop_max_skew_secs: 5,
+        }
+    }
+}
+
+/// A registered cluster as the release path needs it.
+pub struct ReleaseCluster {
+    /// Gate 2 for this cluster.
+    pub tokens: KubernetesTokens,
+    /// Gate 4's view.
+    pub view: Arc<PodView>,
+}
+
+/// What every request carries.
+#[derive(Debug, Clone, Copy)]
+pub struct Credentials<'a> {
+    /// The bound API key.
+    pub api_key: &'a str,
+    /// The projected ServiceAccount token.
+    pub token: &'a str,
+    /// Every `DPoP` header value the request carried (exactly one is allowed).
+    pub dpop: &'a [&'a str],
+}
+
+/// A granted session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionGrant {
+    /// The session id; also the access token DPoP proofs bind to with `ath`.
+    pub session_id: String,
+    /// Unix seconds.
+    pub expires_at: i64,
+}
+
+/// Everything an unwrap needs besides the credentials.
+#[derive(Debug, Clone)]
+pub struct UnwrapRequest {
+    /// The session.
+    pub session_id: String,
+    /// Capsule headers and wraps only (never content).
+    pub capsules: Vec<DekEnvelope>,
+}
+
+/// One capsule's release.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Release {
+    /// Capsule id.
+    pub capsule_id: String,
+    /// The DEK sealed to the session's recipient key.
+    pub released: ReleasedDek,
+    /// The `jti` the release is bound to.
+    pub jti: String,
+}
+
+/// The release service.
+pub struct ReleaseService<S: Storage> {
+    storage: Arc<S>,
+    clusters: HashMap<String, ReleaseCluster>,
+    org_keys: Arc<dyn OrgKeyProvider + Send + Sync>,
+    config: ReleaseConfig,
+}
+
+fn now() -> i64 {
+    jiff::Timestamp::now().as_second()
+}
+
+fn now_ms() -> i64 {
+    jiff::Timestamp::now().as_millisecond()
+}
+
+/// SHA-256 of an API key, as stored.
+pub fn api_key_hash(api_key: &str) -> [u8; 32] {
+    Sha256::digest(api_key.as_bytes()).into()
+}
+
+/// A short, non-reversible label for a session id in audit records.
+fn session_label(session_id: &str) -> String {
+    let digest = Sha256::digest(session_id.as_bytes());
+    URL_SAFE_NO_PAD.encode(digest.get(..9).unwrap_or_default())
+}
+
+fn random_id() -> Result<String, Refusal> {
+    let mut bytes = [0u8; 32];
+    getrandom_fill(&mut bytes)
+        .map_err(|_| Refusal::new(Gate::Request, "server_error", "randomness unavailable"))?;
+    Ok(URL_SAFE_NO_PAD.encode(bytes))
+}
+
+fn getrandom_fill(bytes: &mut [u8]) -> Result<(), ring::error::Unspecified> {
+    use ring::rand::SecureRandom as _;
+    ring::rand::SystemRandom::new().fill(bytes)
+}
+
+/// The audit context of one request, filled in as gates pass.
+#[derive(Default)]
+struct AuditContext {
+    details: BTreeMap<String, String>,
+}
+
+impl AuditContext {
+    fn set(&mut self, key: &str, value: impl Into<String>) {
+        self.details.insert(key.to_owned(), value.into());
+    }
+
+    fn identity(&mut self, identity: &WorkloadIdentity) {
+        self.set("namespace", &identity.namespace);
+        self.set("service_account", &identity.service_account);
+        self.set("pod", &identity.pod_name);
+        self.set("pod_uid", &identity.pod_uid);
+    }
+
+    fn record(&self, event: &str, outcome: Outcome, refusal: Option<&Refusal>) -> AuditRecord {
+        AuditRecord {
+            seq: 0,
+            time_ms: now_ms(),
+            event: event.to_owned(),
+            outcome,
+            gate: refusal.map(|r| r.gate.code().to_owned()),
+            reason: refusal.map(|r| r.reason.to_owned()),
+            details: self.details.clone(),
+        }
+    }
+}
+
+struct Verified<'a> {
+    key: ApiKeyRecord,
+    cluster: &'a ReleaseCluster,
+    identity: WorkloadIdentity,
+}
+
+impl<S: Storage> ReleaseService<S> {
+    /// A service over `storage`, the registered clusters and the org keys.
+    pub fn new(
+        storage: Arc<S>,
+        clusters: HashMap<String, ReleaseCluster>,
+        org_keys: Arc<dyn OrgKeyProvider + Send + Sync>,
+        config: ReleaseConfig,
+    ) -> Self {
+        Self {
+            storage,
+            clusters,
+            org_keys,
+            config,
+        }
+    }
+
+    fn storage_refusal(error: crate::storage::StorageError) -> Refusal {
+        tracing::error!(%error, "storage failed on the release path");
+        Refusal::new(
+            Gate::Request,
+            "storage_unavailable",
+            "the server cannot decide right now",
+        )
+    }
+
+    /// Appends the records; refuses when they cannot be made durable.
+    async fn audit(&self, records: Vec<AuditRecord>) -> Result<(), Refusal> {
+        self.storage
+            .append_audit(records)
+            .await
+            .map(|_| ())
+            .map_err(|error| {
+                tracing::error!(%error, "audit write failed: refusing");
+                Refusal::new(
+                    Gate::Request,
+                    "audit_unavailable",
+                    "the decision could not be audited, so it is refused",
+                )
+            })
+    }
+
+    /// Audits a refusal, then returns it.
+    async fn refused<T>(
+        &self,
+        event: &str,
+        audit: &AuditContext,
+        refusal: Refusal,
+    ) -> Result<T, Refusal> {
+        tracing::info!(
+            gate = refusal.gate.code(),
+            reason = refusal.reason,
+            "{event} refused"
+        );
+        self.audit(vec![audit.record(event, Outcome::Refused, Some(&refusal))])
+            .await?;
+        Err(refusal)
+    }
+
+    /// Gates 1 and 2: the API key, the token, and their agreement.
+    async fn verify_caller(
+        &self,
+        credentials: &Credentials<'_>,
+        audit: &mut AuditContext,
+    ) -> Result<Verified<'_>, Refusal> {
+        let key = self
+            .storage
+            .api_key_by_hash(api_key_hash(credentials.api_key))
+            .await
+            .map_err(Self::storage_refusal)?;
+        let key = key.ok_or_else(|| {
+            Refusal::new(Gate::ApiKey, "api_key_unknown", "the API key is not known")
+        })?;
+        audit.set("api_key", &key.id);
+        audit.set("cluster", &key.cluster);
+        if key.revoked_at.is_some() {
+            return Err(Refusal::new(
+                Gate::ApiKey,
+                "api_key_revoked",
+                "the API key was revoked",
+            ));
+        }
+        let cluster = self.clusters.get(&key.cluster).ok_or_else(|| {
+            Refusal::new(
+                Gate::ApiKey,
+                "cluster_unknown",
+                "the API key's cluster is not registered",
+            )
+        })?;
+        let identity = cluster.tokens.verify(credentials.token, now())?;
+        audit.identity(&identity);
+        if identity.namespace != key.namespace || identity.service_account != key.service_account {
+            return Err(Refusal::new(
+                Gate::ApiKey,
+                "api_key_scope_mismatch",
+                "the API key is bound to another namespace or service account than the token",
+            ));
+        }
+        Ok(Verified {
+            key,
+            cluster,
+            identity,
+        })
+    }
+
+    /// Gate 3's stateless checks plus the replay record.
+    async fn verify_dpop(
+        &self,
+        proofs: &[&str],
+        route: &str,
+        access_token: Option<&str>,
+        audit: &mut AuditContext,
+    ) -> Result<VerifiedProof, Refusal> {
+        let [proof] = proofs else {
+            return Err(Refusal::new(
+                Gate::Dpop,
+                "dpop_header_count",
+                format!("exactly one DPoP header is required, got {}", proofs.len()),
+            ));
+        };
+        let htu = format!("{}{route}", self.config.external_url.trim_end_matches('/'));
+        let now = now();
+        let expectations = ProofExpectations {
+            htm: "POST",
+            htu: &htu,
+            now,
+            max_age_secs: self.config.dpop_max_age_secs,
+            max_skew_secs: self.config.dpop_max_skew_secs,
+            access_token,
+            nonce: None,
+        };
+        let verified = verify_proof(proof, &expectations)?;
+        audit.set("jkt", &verified.thumbprint);
+        let keep_until =
+            verified.claims.iat + self.config.dpop_max_age_secs + self.config.dpop_max_skew_secs;
+        let fresh = self
+            .storage
+            .record_jti(&verified.thumbprint, &verified.claims.jti, keep_until)
+            .await
+            .map_err(Self::storage_refusal)?;
+        if !fresh {
+            return Err(Refusal::new(
+                Gate::Dpop,
+                "jti_replayed",
+                "this DPoP proof was already used",
+            ));
+        }
+        Ok(verified)
+    }
+
+    /// Gate 4 with audit mode recorded loudly.
+    async fn check_live_pod(
+        &self,
+        verified: &Verified<'_>,
+        audit: &mut AuditContext,
+    ) -> Result<(), Refusal> {
+        let identity = &verified.identity;
+        let policy = self
+            .storage
+            .policy(
+                &verified.key.cluster,
+                &identity.namespace,
+                &identity.service_account,
+            )
+            .await
+            .map_err(Self::storage_refusal)?;
+        let answer = verified
+            .cluster
+            .view
+            .lookup(&identity.namespace, &identity.pod_name)
+            .await;
+        match live_pod::decide(&answer, identity, policy.as_ref())? {
+            LivePodDecision::Allowed => Ok(()),
+            LivePodDecision::AuditOnly(refusal) => {
+                tracing::warn!(
+                    gate = refusal.gate.code(),
+                    reason = refusal.reason,
+                    "AUDIT MODE: strict mode would refuse this release"
+                );
+                self.audit(vec![audit.record(
+                    "audit_mode",
+                    Outcome::AuditModeWouldRefuse,
+                    Some(&refusal),
+                )])
+                .await
+            }
+        }
+    }
+
+    /// `POST /v1/sessions`: the four gates, then the pin and the session.
+    pub async fn establish_session(
+        &self,
+        credentials: Credentials<'_>,
+        recipient_key: &[u8],
+    ) -> Result<SessionGrant, Refusal> {
+        let mut audit = AuditContext::default();
+        match self
+            .try_establish(credentials, recipient_key, &mut audit)
+            .await
+        {
+            Ok(grant) => {
+                audit.set("session", session_label(&grant.session_id));
+                self.audit(vec![audit.record("session", Outcome::Allowed, None)])
+                    .await?;
+                Ok(grant)
+            }
+            Err(refusal) => self.refused("session", &audit, refusal).await,
+        }
+    }
+
+    async fn try_establish(
+        &self,
+        credentials: Credentials<'_>,
+        recipient_key: &[u8],
+        audit: &mut AuditContext,
+    ) -> Result<SessionGrant, Refusal> {
+        let verified = self.verify_caller(&credentials, audit).await?;
+        let proof = self
+            .verify_dpop(credentials.dpop, "/v1/sessions", None, audit)
+            .await?;
+        if podseal_core::hpke::validate_public_key(
+            podseal_core::hpke::KemId::X25519HkdfSha256,
+            recipient_key,
+        )
+        .is_err()
+        {
+            return Err(Refusal::new(
+                Gate::Request,
+                "recipient_key_invalid",
+                "the recipient key must be a 32-byte X25519 public key",
+            ));
+        }
+        self.check_live_pod(&verified, audit).await?;
+        let identity = &verified.identity;
+        let now = now();
+        let expires_at = identity.expires_at.min(now + self.config.max_session_secs);
+        let pinned = self
+            .storage
+            .pin_dpop_key(
+                &verified.key.cluster,
+                &identity.pod_uid,
+                &proof.thumbprint,
+                expires_at,
+                now,
+            )
+            .await
+            .map_err(Self::storage_refusal)?;
+        if pinned == PinOutcome::OtherKeyPinned {
+            return Err(Refusal::new(
+                Gate::Dpop,
+                "pod_key_already_pinned",
+                "another DPoP key is pinned to this live pod; rotate with the previous key's proof",
+            ));
+        }
+        let session_id = random_id()?;
+        let session = SessionRecord {
+            id: session_id.clone(),
+            cluster: verified.key.cluster.clone(),
+            namespace: identity.namespace.clone(),
+            service_account: identity.service_account.clone(),
+            pod_name: identity.pod_name.clone(),
+            pod_uid: identity.pod_uid.clone(),
+            jkt: proof.thumbprint,
+            recipient_key: recipient_key.to_vec(),
+            api_key_id: verified.key.id.clone(),
+            created_at: now,
+            expires_at,
+            revoked_at: None,
+        };
+        self.storage
+            .insert_session(session)
+            .await
+            .map_err(Self::storage_refusal)?;
+        Ok(SessionGrant {
+            session_id,
+            expires_at,
+        })
+    }
+
+    /// `POST /v1/unwrap`: gates again, then one re-wrap per capsule.
+    pub async fn unwrap(
+        &self,
+        credentials: Credentials<'_>,
+        request: UnwrapRequest,
+    ) -> Result<Vec<Release>, Refusal> {
+        let mut audit = AuditContext::default();
+        audit.set("session", session_label(&request.session_id));
+        match self.try_unwrap(credentials, &request, &mut audit).await {
+            Ok(releases) => {
+                let records = releases
+                    .iter()
+                    .map(|release| {
+                        let mut context = AuditContext {
+                            details: audit.details.clone(),
+                        };
+                        context.set("capsule", &release.capsule_id);
+                        context.record("unwrap", Outcome::Allowed, None)
+                    })
+                    .collect();
+                self.audit(records).await?;
+                Ok(releases)
+            }
+            Err(refusal) => self.refused("unwrap", &audit, refusal).await,
+        }
+    }
+
+    async fn try_unwrap(
+        &self,
+        credentials: Credentials<'_>,
+        request: &UnwrapRequest,
+        audit: &mut AuditContext,
+    ) -> Result<Vec<Release>, Refusal> {
+        if request.capsules.is_empty() || request.capsules.len() > MAX_BATCH {
+            return Err(Refusal::new(
+                Gate::Request,
+                "batch_size",
+                format!("an unwrap carries 1 to {MAX_BATCH} capsules"),
+            ));
+        }
+        let verified = self.verify_caller(&credentials, audit).await?;
+        let session = self.live_session(&request.session_id, &verified).await?;
+        let proof = self
+            .verify_dpop(
+                credentials.dpop,
+                "/v1/unwrap",
+                Some(&request.session_id),
+                audit,
+            )
+            .await?;
+        if proof.thumbprint != session.jkt {
+            return Err(Refusal::new(
+                Gate::Dpop,
+                "key_not_pinned",
+                "the proof is not signed by the session's pinned key",
+            ));
+        }
+        self.check_live_pod(&verified, audit).await?;
+        let binding = ReleaseBinding {
+            session_id: &request.session_id,
+            jti: &proof.claims.jti,
+        };
+        let mut releases = Vec::with_capacity(request.capsules.len());
+        for envelope in &request.capsules {
+            let header = envelope.header();
+            audit.set("capsule", &header.id);
+            check_scope(envelope, &verified)?;
+            let released = rewrap_for_release(envelope, self.org_keys.as_ref(), &session.recipient_key, binding)
+                .map_err(|e| Refusal::new(Gate::Scope, e.reason(), "the capsule did not open with this server's org keys (altered, or sealed to another key)"))?;
+            releases.push(Release {
+                capsule_id: header.id.clone(),
+                released,
+                jti: proof.claims.jti.clone(),
+            });
+        }
+        Ok(releases)
+    }
+
+    async fn live_session(
+        &self,
+        session_id: &str,
+        verified: &Verified<'_>,
+    ) -> Result<SessionRecord, Refusal> {
+        let session = self
+            .storage
+            .session(session_id)
+            .await
+            .map_err(Self::storage_refusal)?;
+        let session = session
+            .ok_or_else(|| Refusal::new(Gate::Dpop, "session_unknown", "no such session"))?;
+        if session.revoked_at.is_some() {
+            return Err(Refusal::new(
+                Gate::Dpop,
+                "session_revoked",
+                "the session was revoked (its pod is gone)",
+            ));
+        }
+        if session.expires_at <= now() {
+            return Err(Refusal::new(
+                Gate::Dpop,
+                "session_expired",
+                "the session has expired",
+            ));
+        }
+        let identity = &verified.identity;
+        let same = session.cluster == verified.key.cluster
+            && session.pod_uid == identity.pod_uid
+            && session.namespace == identity.namespace
+            && session.service_account == identity.service_account
+            && session.api_key_id == verified.key.id;
+        if !same {
+            return Err(Refusal::new(
+                Gate::Dpop,
+                "session_mismatch",
+                "the session belongs to another pod or key",
+            ));
+        }
+        Ok(session)
+    }
+}
+
+/// The most capsules one unwrap may carry.
+pub const MAX_BATCH: usize = 64;
+
+/// The capsule's release scope against the verified caller.
+fn check_scope(envelope: &DekEnvelope, verified: &Verified<'_>) -> Result<(), Refusal> {
+    let header = envelope.header();
+    let scope = &header.scope;
+    let identity = &verified.identity;
+    if scope.cluster != verified.key.cluster {
+        return Err(Refusal::new(
+            Gate::Scope,
+            "cluster_mismatch",
+            "the capsule is sealed for another cluster",
+        ));
+    }
+    if scope.namespace != identity.namespace {
+        return Err(Refusal::new(
+            Gate::Scope,
+            "namespace_mismatch",
+            "the capsule is sealed for another namespace",
+        ));
+    }
+    if !scope.service_accounts.contains(&identity.service_account) {
+        return Err(Refusal::new(
+            Gate::Scope,
+            "service_account_mismatch",
+            "the capsule is not sealed for this service account",
+        ));
+    }
+    if header.not_after.is_some_and(|t| t <= now()) {
+        return Err(Refusal::new(
+            Gate::Scope,
+            "capsule_expired",
+            "the capsule's not-after time has passed",
+        ));
+    }
+    if header.reveal == RevealMode::Once {
+        return Err(Refusal::new(
+            Gate::Scope,
+            "reveal_once_unsupported",
+            "reveal-once capsules are not released by this server version",
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,549 @@
+//! The release path end to end without HTTP: the stand-in's tokens and pods,
+//! the pod view, SQLite, real DPoP proofs and capsules. The happy path opens
+//! the secret on the pod side; each attack is refused by the right gate and
+//! audited; the audit export verifies.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "test code: a panic is a test failure"
+)]
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use podseal_core::audit::{AuditKey, verify_export};
+use podseal_core::capsule::{Capsule, DekEnvelope, RevealMode, Scope};
+use podseal_core::dpop::DpopKey;
+use podseal_core::envelope::{self, ReleaseBinding, SealParams};
+use podseal_core::hpke::{KemId, LocalPrivateKey, RecipientKey};
+use podseal_core::key_provider::KeyRing;
+use podseal_core::org_key::OrgPrivateKey;
+use podseal_dev_cluster::{Config, ContainerImage, DevCluster, Handle, PodTemplate};
+use podseal_server::cluster::{ClusterRegistration, kube_client};
+use podseal_server::gate::Refusal;
+use podseal_server::identity::{KubernetesTokens, PinnedJwks};
+use podseal_server::pod_view::{PodView, ViewAnswer, ViewConfig};
+use podseal_server::release::{
+    Credentials, ReleaseCluster, ReleaseConfig, ReleaseService, UnwrapRequest, api_key_hash,
+};
+use podseal_server::storage::{ApiKeyRecord, ClusterRecord, PolicyRecord, SqliteStorage, Storage};
+use tempfile::TempDir;
+
+const URL: &str = "https://podseal.test:8443";
+const API_KEY: &str = "psk_shop_api_0123456789";
+const SECRET: &[u8] = b"postgres://app:hunter2@db/shop";
+
+fn digest(c: char) -> String {
+    format!("sha256:{}", c.to_string().repeat(64))
+}
+
+struct World {
+    _cluster: DevCluster,
+    dir: TempDir,
+    handle: Handle,
+    storage: Arc<SqliteStorage>,
+    service: ReleaseService<SqliteStorage>,
+    view: Arc<PodView>,
+    org: OrgPrivateKey,
+}
+
+async fn world() -> World {
+    let cluster = DevCluster::start(Config {
+        bookmark_interval: Duration::from_millis(200),
+        ..Config::default()
+    })
+    .await
+    .unwrap();
+    let handle = cluster.handle();
+    let template = PodTemplate {
+        namespace: "shop".into(),
+        name: "api-0".into(),
+        service_account: "api".into(),
+        labels: Default::default(),
+        init_containers: vec![],
+        containers: vec![ContainerImage {
+            name: "api".into(),
+            image: "registry.example/shop/api:1.4".into(),
+            digest: Some(digest('a')),
+        }],
+    };
+    handle.create_pod(&template).unwrap();
+    handle.mark_running("shop", "api-0").unwrap();
+
+    let dir = TempDir::new().unwrap();
+    std::fs::write(dir.path().join("ca.pem"), cluster.ca_pem()).unwrap();
+    std::fs::write(dir.path().join("reader.token"), cluster.reader_token()).unwrap();
+    let client = kube_client(&ClusterRegistration {
+        name: "prod".into(),
+        api_server_url: cluster.url().into(),
+        ca_bundle: dir.path().join("ca.pem"),
+        token_file: dir.path().join("reader.token"),
+    })
+    .unwrap();
+    let view = Arc::new(PodView::start(
+        client,
+        ViewConfig::with_max_staleness(Duration::from_secs(3)),
+    ));
+    let storage = Arc::new(SqliteStorage::open(&dir.path().join("podseal.db")).unwrap());
+    let jwks_json = serde_json::to_string(&handle.jwks()).unwrap();
+    storage
+        .put_cluster(ClusterRecord {
+            name: "prod".into(),
+            issuer: "https://kubernetes.default.svc".into(),
+            audiences: vec!["podseal".into()],
+            api_server_url: cluster.url().into(),
+            ca_bundle: "ca.pem".into(),
+            token_file: "reader.token".into(),
+            jwks: jwks_json.clone(),
+            created_at: 0,
+            updated_at: 0,
+        })
+        .await
+        .unwrap();
+    for (id, key, namespace) in [
+        ("key-shop", API_KEY, "shop"),
+        ("key-other", "psk_other_ns", "payments"),
+    ] {
+        storage
+            .insert_api_key(ApiKeyRecord {
+                id: id.into(),
+                key_hash: api_key_hash(key),
+                cluster: "prod".into(),
+                namespace: namespace.into(),
+                service_account: "api".into(),
+                created_at: 0,
+                revoked_at: None,
+            })
+            .await
+            .unwrap();
+    }
+    storage
+        .set_policy(PolicyRecord {
+            cluster: "prod".into(),
+            namespace: "shop".into(),
+            service_account: "api".into(),
+            digests: vec![digest('a')],
+            audit_mode: false,
+            require_nonce: false,
+            updated_at: 0,
+        })
+        .await
+        .unwrap();
+    let org = OrgPrivateKey::generate(KemId::X25519HkdfSha256).unwrap();
+    let service = service_over(storage.clone(), view.clone(), &jwks_json, &org);
+    let world = World {
+        _cluster: cluster,
+        dir,
+        handle,
+        storage,
+        service,
+        view,
+        org,
+    };
+    world
+        .until_view(|answer| matches!(answer, ViewAnswer::Present(f) if f.is_running()))
+        .await;
+    world
+}
+
+fn service_over(
+    storage: Arc<SqliteStorage>,
+    view: Arc<PodView>,
+    jwks: &str,
+    org: &OrgPrivateKey,
+) -> ReleaseService<SqliteStorage> {
+    let tokens = KubernetesTokens {
+        issuer: "https://kubernetes.default.svc".into(),
+        audiences: vec!["podseal".into()],
+        jwks: PinnedJwks::parse(jwks).unwrap(),
+        leeway_secs: 30,
+    };
+    let clusters = HashMap::from([("prod".to_owned(), ReleaseCluster { tokens, view })]);
+    let ring = KeyRing::from(OrgPrivateKey::from_text(&org.to_text()).unwrap());
+    ReleaseService::new(
+        storage,
+        clusters,
+        Arc::new(ring),
+        ReleaseConfig {
+            external_url: URL.into(),
+            ..ReleaseConfig::default()
+        },
+    )
+}
+
+/// What a pod holds in RAM.
+struct Pod {
+    dpop: DpopKey,
+    recipient: LocalPrivateKey,
+    token: String,
+}
+
+impl World {
+    fn pod(&self) -> Pod {
+        let (token, _) = self
+            .handle
+            .issue_token("shop", "api", &["podseal".into()], 600, Some("api-0"))
+            .unwrap();
+        Pod {
+            dpop: DpopKey::generate().unwrap(),
+            recipient: LocalPrivateKey::generate(KemId::X25519HkdfSha256).unwrap(),
+            token,
+        }
+    }
+
+    fn capsule(&self, namespace: &str, service_account: &str) -> Capsule {
+        let scope = Scope {
+            cluster: "prod".into(),
+            namespace: namespace.into(),
+            service_accounts: vec![service_account.into()],
+            name: "db".into(),
+            key: None,
+        };
+        let params = SealParams {
+            scope,
+            purpose: None,
+            reveal: RevealMode::Many,
+            created_at: 1,
+            not_after: None,
+        };
+        envelope::seal(params, SECRET, &[self.org.public()]).unwrap()
+    }
+
+    async fn until_view(&self, mut condition: impl FnMut(&ViewAnswer) -> bool) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        let mut ticks = tokio::time::interval(Duration::from_millis(20));
+        loop {
+            if condition(&self.view.lookup("shop", "api-0").await) {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the view never reached the expected state"
+            );
+            ticks.tick().await;
+        }
+    }
+
+    async fn session(&self, pod: &Pod, api_key: &str) -> Result<String, Refusal> {
+        let (proof, _) = pod
+            .dpop
+            .proof("POST", &format!("{URL}/v1/sessions"), now(), None, None)
+            .unwrap();
+        let credentials = Credentials {
+            api_key,
+            token: &pod.token,
+            dpop: &[&proof],
+        };
+        self.service
+            .establish_session(credentials, pod.recipient.public_key_bytes())
+            .await
+            .map(|g| g.session_id)
+    }
+
+    async fn unwrap_with(
+        &self,
+        pod: &Pod,
+        dpop: &DpopKey,
+        session: &str,
+        capsule: &Capsule,
+        ath: bool,
+    ) -> Result<Vec<u8>, Refusal> {
+        let access_token = ath.then_some(session);
+        let (proof, _) = dpop
+            .proof(
+                "POST",
+                &format!("{URL}/v1/unwrap"),
+                now(),
+                access_token,
+                None,
+            )
+            .unwrap();
+        let credentials = Credentials {
+            api_key: API_KEY,
+            token: &pod.token,
+            dpop: &[&proof],
+        };
+        let request = UnwrapRequest {
+            session_id: session.into(),
+            capsules: vec![capsule.envelope.clone()],
+        };
+        let releases = self.service.unwrap(credentials, request).await?;
+        let binding = ReleaseBinding {
+            session_id: session,
+            jti: &releases[0].jti,
+        };
+        let dek = envelope::open_release(
+            &releases[0].released,
+            &pod.recipient,
+            capsule.envelope.header_bytes(),
+            binding,
+        )
+        .unwrap();
+        Ok(envelope::decrypt_content(capsule, &dek)
+            .unwrap()
+            .expose_secret_bytes()
+            .to_vec())
+    }
+
+    async fn unwrap(
+        &self,
+        pod: &Pod,
+        session: &str,
+        capsule: &Capsule,
+    ) -> Result<Vec<u8>, Refusal> {
+        self.unwrap_with(pod, &pod.dpop, session, capsule, true)
+            .await
+    }
+}
+
+fn now() -> i64 {
+    jiff::Timestamp::now().as_second()
+}
+
+#[track_caller]
+fn assert_refused<T: std::fmt::Debug>(result: Result<T, Refusal>, gate: &str, reason: &str) {
+    let refusal = result.expect_err("expected a refusal");
+    assert_eq!(
+        (refusal.gate.code(), refusal.reason),
+        (gate, reason),
+        "{refusal}"
+    );
+    assert!(
+        !refusal.detail.contains("eyJ"),
+        "no token in a refusal: {}",
+        refusal.detail
+    );
+}
+
+#[tokio::test]
+async fn the_release_path_and_its_refusals() {
+    let w = world().await;
+    let pod = w.pod();
+    let capsule = w.capsule("shop", "api");
+
+    // Happy path: session, unwrap, open in the pod's memory.
+    let session = w.session(&pod, API_KEY).await.unwrap();
+    assert_eq!(w.unwrap(&pod, &session, &capsule).await.unwrap(), SECRET);
+
+    // Gate 1: unknown key; a key bound to another namespace.
+    assert_refused(
+        w.session(&pod, "psk_stolen_guess").await,
+        "api_key",
+        "api_key_unknown",
+    );
+    assert_refused(
+        w.session(&pod, "psk_other_ns").await,
+        "api_key",
+        "api_key_scope_mismatch",
+    );
+
+    // Gate 3: a second key for the same live pod uid cannot enroll.
+    let thief = Pod {
+        dpop: DpopKey::generate().unwrap(),
+        ..w.pod()
+    };
+    assert_refused(
+        w.session(&thief, API_KEY).await,
+        "dpop",
+        "pod_key_already_pinned",
+    );
+    // A stolen token and API key with another DPoP key cannot use the session.
+    assert_refused(
+        w.unwrap_with(&pod, &thief.dpop, &session, &capsule, true)
+            .await,
+        "dpop",
+        "key_not_pinned",
+    );
+    // Missing ath on unwrap.
+    assert_refused(
+        w.unwrap_with(&pod, &pod.dpop, &session, &capsule, false)
+            .await,
+        "dpop",
+        "ath_missing",
+    );
+    // A replayed proof, and two DPoP headers.
+    let (proof, _) = pod
+        .dpop
+        .proof(
+            "POST",
+            &format!("{URL}/v1/unwrap"),
+            now(),
+            Some(&session),
+            None,
+        )
+        .unwrap();
+    let request = || UnwrapRequest {
+        session_id: session.clone(),
+        capsules: vec![capsule.envelope.clone()],
+    };
+    w.service
+        .unwrap(
+            Credentials {
+                api_key: API_KEY,
+                token: &pod.token,
+                dpop: &[&proof],
+            },
+            request(),
+        )
+        .await
+        .unwrap();
+    assert_refused(
+        w.service
+            .unwrap(
+                Credentials {
+                    api_key: API_KEY,
+                    token: &pod.token,
+                    dpop: &[&proof],
+                },
+                request(),
+            )
+            .await,
+        "dpop",
+        "jti_replayed",
+    );
+    assert_refused(
+        w.service
+            .unwrap(
+                Credentials {
+                    api_key: API_KEY,
+                    token: &pod.token,
+                    dpop: &[&proof, &proof],
+                },
+                request(),
+            )
+            .await,
+        "dpop",
+        "dpop_header_count",
+    );
+    // The replay record survives a restart of the server.
+    let restarted = service_over(
+        Arc::new(SqliteStorage::open(&w.dir.path().join("podseal.db")).unwrap()),
+        w.view.clone(),
+        &serde_json::to_string(&w.handle.jwks()).unwrap(),
+        &w.org,
+    );
+    assert_refused(
+        restarted
+            .unwrap(
+                Credentials {
+                    api_key: API_KEY,
+                    token: &pod.token,
+                    dpop: &[&proof],
+                },
+                request(),
+            )
+            .await,
+        "dpop",
+        "jti_replayed",
+    );
+
+    // Scope: a capsule for another namespace or service account; a header edited after sealing.
+    assert_refused(
+        w.unwrap(&pod, &session, &w.capsule("payments", "api"))
+            .await,
+        "scope",
+        "namespace_mismatch",
+    );
+    assert_refused(
+        w.unwrap(&pod, &session, &w.capsule("shop", "worker")).await,
+        "scope",
+        "service_account_mismatch",
+    );
+    let mut edited_header = capsule.envelope.header().clone();
+    edited_header.scope.service_accounts.push("worker".into());
+    let edited = Capsule {
+        envelope: DekEnvelope::new(
+            serde_json::to_vec(&edited_header).unwrap(),
+            capsule.envelope.stanzas().to_vec(),
+        )
+        .unwrap(),
+        ..capsule.clone()
+    };
+    assert_refused(
+        w.unwrap(&pod, &session, &edited).await,
+        "scope",
+        "open.did_not_open",
+    );
+
+    // Gate 4: a debug container injected after the session started stops the next unwrap.
+    let debugger = ContainerImage {
+        name: "debugger".into(),
+        image: "busybox:1.36".into(),
+        digest: Some(digest('d')),
+    };
+    w.handle
+        .add_ephemeral_container("shop", "api-0", &debugger)
+        .unwrap();
+    w.until_view(|answer| matches!(answer, ViewAnswer::Present(f) if f.containers.len() == 2))
+        .await;
+    assert_refused(
+        w.unwrap(&pod, &session, &capsule).await,
+        "live_pod",
+        "debug_container_not_approved",
+    );
+
+    // Gate 4: the pod recreated under the same name has another uid than the token's.
+    w.handle.recreate_pod("shop", "api-0").unwrap();
+    w.handle.mark_running("shop", "api-0").unwrap();
+    w.until_view(|answer| matches!(answer, ViewAnswer::Present(f) if f.is_running() && f.containers.len() == 1)).await;
+    assert_refused(
+        w.unwrap(&pod, &session, &capsule).await,
+        "live_pod",
+        "pod_uid_mismatch",
+    );
+    // And deleted: not found.
+    w.handle.delete_pod("shop", "api-0").unwrap();
+    w.until_view(|answer| *answer == ViewAnswer::Absent).await;
+    assert_refused(
+        w.unwrap(&pod, &session, &capsule).await,
+        "live_pod",
+        "pod_not_found",
+    );
+
+    // Gate 1 again: a revoked key.
+    w.storage.revoke_api_key("key-shop", now()).await.unwrap();
+    assert_refused(w.session(&pod, API_KEY).await, "api_key", "api_key_revoked");
+
+    // Every decision above is in the audit log, and the log verifies.
+    let key = AuditKey::generate().unwrap();
+    let (size, head) = w.storage.audit_head().await.unwrap();
+    w.storage
+        .put_checkpoint(key.checkpoint("test", size, &head, now() * 1000))
+        .await
+        .unwrap();
+    let export: Vec<String> = w
+        .storage
+        .audit_export()
+        .await
+        .unwrap()
+        .iter()
+        .map(|l| serde_json::to_string(l).unwrap())
+        .collect();
+    let text = export.join("\n");
+    let report = verify_export(&text, &key.public_key(), None).unwrap();
+    assert!(report.records >= 18, "{report:?}");
+    for reason in [
+        "api_key_unknown",
+        "pod_key_already_pinned",
+        "jti_replayed",
+        "namespace_mismatch",
+        "debug_container_not_approved",
+        "pod_uid_mismatch",
+        "pod_not_found",
+        "api_key_revoked",
+    ] {
+        assert!(
+            text.contains(&format!("\\\"reason\\\":\\\"{reason}\\\"")),
+            "no audit record for {reason}"
+        );
+    }
+    assert!(
+        !text.contains(std::str::from_utf8(SECRET).unwrap())
+            && !text.contains(&pod.token)
+            && !text.contains(API_KEY),
+        "secret material in the audit log"
+    );
+}
