@@ -23,53 +23,13 @@ use podseal_server::cluster::{ClusterRegistration, kube_client};
 use podseal_server::pod_view::{
     ContainerKind, PodEvent, PodView, ViewAnswer, ViewConfig, pod_facts,
 };
-use tempfile::TempDir;
 use tokio::sync::mpsc;
 
+mod support;
+
+use support::{Cluster, digest};
+
 const DEADLINE: Duration = Duration::from_secs(20);
-
-struct Cluster {
-    dev: DevCluster,
-    dir: TempDir,
-}
-
-impl Cluster {
-    async fn start() -> Self {
-        let config = Config {
-            bookmark_interval: Duration::from_millis(200),
-            ..Config::default()
-        };
-        let dev = DevCluster::start(config).await.unwrap();
-        let dir = TempDir::new().unwrap();
-        std::fs::write(dir.path().join("ca.pem"), dev.ca_pem()).unwrap();
-        std::fs::write(dir.path().join("reader.token"), dev.reader_token()).unwrap();
-        std::fs::write(dir.path().join("admin.token"), dev.admin_token()).unwrap();
-        Self { dev, dir }
-    }
-
-    fn client_with(&self, token_file: &str) -> kube::Client {
-        let registration = ClusterRegistration {
-            name: "dev".into(),
-            api_server_url: self.dev.url().into(),
-            ca_bundle: self.dir.path().join("ca.pem"),
-            token_file: self.dir.path().join(token_file),
-        };
-        kube_client(&registration).unwrap()
-    }
-
-    /// The read-only identity the release server uses.
-    fn reader(&self) -> kube::Client {
-        self.client_with("reader.token")
-    }
-
-    fn admin(&self) -> kube::Client {
-        self.client_with("admin.token")
-    }
-}
-
-fn digest(byte: char) -> String {
-    format!("sha256:{}", byte.to_string().repeat(64))
-}
 
 fn template(name: &str) -> PodTemplate {
     PodTemplate {

@@ -10,36 +10,25 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use podseal_dev_cluster::{Config, ContainerImage, DevCluster, Handle, PodTemplate};
+use podseal_dev_cluster::Handle;
 use podseal_server::identity::{IdentityError, IdentityProvider, KubernetesTokens, PinnedJwks};
 use serde_json::{Value, json};
+
+mod support;
 
 const ISSUER: &str = "https://kubernetes.default.svc";
 
 struct Fixture {
-    _cluster: DevCluster,
+    _cluster: support::Cluster,
     handle: Handle,
     provider: KubernetesTokens,
     now: i64,
 }
 
 async fn fixture() -> Fixture {
-    let cluster = DevCluster::start(Config::default()).await.unwrap();
-    let handle = cluster.handle();
-    handle
-        .create_pod(&PodTemplate {
-            namespace: "shop".into(),
-            name: "api-0".into(),
-            service_account: "api".into(),
-            labels: Default::default(),
-            init_containers: vec![],
-            containers: vec![ContainerImage {
-                name: "api".into(),
-                image: "registry.example/api:1".into(),
-                digest: None,
-            }],
-        })
-        .unwrap();
+    let cluster = support::Cluster::start().await;
+    let handle = cluster.dev.handle();
+    handle.create_pod(&support::api_pod("api-0")).unwrap();
     // Pin the JWKS as `podseal cluster add` will: a snapshot taken once.
     let jwks = PinnedJwks::parse(&serde_json::to_string(&handle.jwks()).unwrap()).unwrap();
     let provider = KubernetesTokens {

@@ -21,8 +21,7 @@ use podseal_core::envelope::{self, ReleaseBinding, SealParams};
 use podseal_core::hpke::{KemId, LocalPrivateKey, RecipientKey};
 use podseal_core::key_provider::KeyRing;
 use podseal_core::org_key::OrgPrivateKey;
-use podseal_dev_cluster::{Config, ContainerImage, DevCluster, Handle, PodTemplate};
-use podseal_server::cluster::{ClusterRegistration, kube_client};
+use podseal_dev_cluster::{ContainerImage, Handle};
 use podseal_server::gate::Refusal;
 use podseal_server::identity::{KubernetesTokens, PinnedJwks};
 use podseal_server::pod_view::{PodView, ViewAnswer, ViewConfig};
@@ -30,19 +29,17 @@ use podseal_server::release::{
     Credentials, ReleaseCluster, ReleaseConfig, ReleaseService, UnwrapRequest, api_key_hash,
 };
 use podseal_server::storage::{ApiKeyRecord, ClusterRecord, PolicyRecord, SqliteStorage, Storage};
-use tempfile::TempDir;
+
+mod support;
+
+use support::digest;
 
 const URL: &str = "https://podseal.test:8443";
 const API_KEY: &str = "psk_shop_api_0123456789";
 const SECRET: &[u8] = b"postgres://app:hunter2@db/shop";
 
-fn digest(c: char) -> String {
-    format!("sha256:{}", c.to_string().repeat(64))
-}
-
 struct World {
-    _cluster: DevCluster,
-    dir: TempDir,
+    cluster: support::Cluster,
     handle: Handle,
     storage: Arc<SqliteStorage>,
     service: ReleaseService<SqliteStorage>,
@@ -51,50 +48,23 @@ struct World {
 }
 
 async fn world() -> World {
-    let cluster = DevCluster::start(Config {
-        bookmark_interval: Duration::from_millis(200),
-        ..Config::default()
-    })
-    .await
-    .unwrap();
-    let handle = cluster.handle();
-    let template = PodTemplate {
-        namespace: "shop".into(),
-        name: "api-0".into(),
-        service_account: "api".into(),
-        labels: Default::default(),
-        init_containers: vec![],
-        containers: vec![ContainerImage {
-            name: "api".into(),
-            image: "registry.example/shop/api:1.4".into(),
-            digest: Some(digest('a')),
-        }],
-    };
-    handle.create_pod(&template).unwrap();
+    let cluster = support::Cluster::start().await;
+    let handle = cluster.dev.handle();
+    handle.create_pod(&support::api_pod("api-0")).unwrap();
     handle.mark_running("shop", "api-0").unwrap();
-
-    let dir = TempDir::new().unwrap();
-    std::fs::write(dir.path().join("ca.pem"), cluster.ca_pem()).unwrap();
-    std::fs::write(dir.path().join("reader.token"), cluster.reader_token()).unwrap();
-    let client = kube_client(&ClusterRegistration {
-        name: "prod".into(),
-        api_server_url: cluster.url().into(),
-        ca_bundle: dir.path().join("ca.pem"),
-        token_file: dir.path().join("reader.token"),
-    })
-    .unwrap();
+    let client = cluster.reader();
     let view = Arc::new(PodView::start(
         client,
         ViewConfig::with_max_staleness(Duration::from_secs(3)),
     ));
-    let storage = Arc::new(SqliteStorage::open(&dir.path().join("podseal.db")).unwrap());
+    let storage = Arc::new(SqliteStorage::open(&cluster.dir.path().join("podseal.db")).unwrap());
     let jwks_json = serde_json::to_string(&handle.jwks()).unwrap();
     storage
         .put_cluster(ClusterRecord {
             name: "prod".into(),
             issuer: "https://kubernetes.default.svc".into(),
             audiences: vec!["podseal".into()],
-            api_server_url: cluster.url().into(),
+            api_server_url: cluster.dev.url().into(),
             ca_bundle: "ca.pem".into(),
             token_file: "reader.token".into(),
             jwks: jwks_json.clone(),
@@ -135,8 +105,7 @@ async fn world() -> World {
     let org = OrgPrivateKey::generate(KemId::X25519HkdfSha256).unwrap();
     let service = service_over(storage.clone(), view.clone(), &jwks_json, &org);
     let world = World {
-        _cluster: cluster,
-        dir,
+        cluster,
         handle,
         storage,
         service,
@@ -420,7 +389,7 @@ async fn the_release_path_and_its_refusals() {
     );
     // The replay record survives a restart of the server.
     let restarted = service_over(
-        Arc::new(SqliteStorage::open(&w.dir.path().join("podseal.db")).unwrap()),
+        Arc::new(SqliteStorage::open(&w.cluster.dir.path().join("podseal.db")).unwrap()),
         w.view.clone(),
         &serde_json::to_string(&w.handle.jwks()).unwrap(),
         &w.org,
