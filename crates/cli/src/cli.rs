@@ -48,9 +48,36 @@ pub enum Command {
     Inspect(InspectArgs),
     /// BREAK-GLASS: open a capsule with the org PRIVATE key and print the plaintext.
     Open(OpenArgs),
+    /// Verify an audit log export offline.
+    #[command(subcommand)]
+    Audit(AuditCommand),
     /// A local stand-in for the Kubernetes API, for the demo, tests and trying podseal without a cluster.
     #[command(subcommand, name = "dev-cluster")]
     DevCluster(DevClusterCommand),
+}
+
+/// `podseal audit …`
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Check an export (JSON lines) against the server's audit public key, offline.
+    ///
+    /// Fails (exit 1) on any edited, removed, inserted or reordered record, a checkpoint not
+    /// signed by this key, a checkpoint over records that are missing, and records that no
+    /// checkpoint covers (a cut or appended tail).
+    #[command(
+        after_help = "Example:\n  podseal audit verify --key audit.pub audit.jsonl\n  podseal audit verify --key audit.pub --expected-size 1200 - < audit.jsonl"
+    )]
+    Verify {
+        /// The audit public key file (podseal-audit-public-key:v1:…).
+        #[arg(long = "key", value_name = "AUDIT_PUB")]
+        key: PathBuf,
+        /// Fail unless the export covers at least this many records (the server's latest size).
+        #[arg(long, value_name = "N")]
+        expected_size: Option<u64>,
+        /// The export file, or '-' for stdin.
+        #[arg(value_name = "EXPORT|-")]
+        export: String,
+    },
 }
 
 /// Where a running stand-in keeps its connection files.

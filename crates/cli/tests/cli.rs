@@ -510,3 +510,69 @@ fn usage_errors_exit_2_and_help_teaches() {
     let help = podseal().args(["seal", "--help"]).assert().success();
     assert!(String::from_utf8_lossy(&help.get_output().stdout).contains("never from an argument"));
 }
+
+#[test]
+fn audit_verify_passes_on_an_intact_export_and_fails_on_an_edited_one() {
+    use podseal_core::audit::{
+        AuditKey, AuditRecord, ExportLine, GENESIS, Outcome, chain, public_key_text,
+    };
+    let dir = TempDir::new().unwrap();
+    let key = AuditKey::generate().unwrap();
+    std::fs::write(
+        dir.path().join("audit.pub"),
+        public_key_text(&key.public_key()),
+    )
+    .unwrap();
+    let mut lines = Vec::new();
+    let mut head = GENESIS;
+    for seq in 1..=3 {
+        let record = AuditRecord {
+            seq,
+            time_ms: 1,
+            event: "unwrap".into(),
+            outcome: Outcome::Allowed,
+            gate: None,
+            reason: None,
+            details: Default::default(),
+        };
+        let bytes = serde_json::to_vec(&record).unwrap();
+        head = chain(&head, &bytes);
+        lines.push(serde_json::to_string(&ExportLine::record(seq, &bytes, &head)).unwrap());
+    }
+    lines.push(
+        serde_json::to_string(&ExportLine::Checkpoint(key.checkpoint("test", 3, &head, 5)))
+            .unwrap(),
+    );
+    std::fs::write(dir.path().join("audit.jsonl"), lines.join("\n")).unwrap();
+    let verify = |file: &str| {
+        podseal()
+            .args(["audit", "verify", "--key"])
+            .arg(dir.path().join("audit.pub"))
+            .arg(dir.path().join(file))
+            .output()
+            .unwrap()
+    };
+
+    let ok = verify("audit.jsonl");
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&ok.stdout)
+            .starts_with("audit log verifies: 3 records, 1 checkpoints")
+    );
+
+    let mut swapped = lines.clone();
+    swapped.swap(0, 1);
+    std::fs::write(dir.path().join("swapped.jsonl"), swapped.join("\n")).unwrap();
+    let line = assert_clean_failure(&verify("swapped.jsonl"), 1);
+    assert!(
+        line.contains("does NOT verify") && line.contains("removed, inserted or reordered"),
+        "{line}"
+    );
+
+    let line = assert_clean_failure(&verify("missing.jsonl"), 2);
+    assert!(line.contains("cannot read the export"), "{line}");
+}

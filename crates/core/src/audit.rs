@@ -158,6 +158,28 @@ impl AuditKey {
     }
 }
 
+/// Prefix of the audit public key's text form.
+pub const PUBLIC_KEY_PREFIX: &str = "podseal-audit-public-key:v1:";
+
+/// The one-line text form of an audit public key.
+pub fn public_key_text(public_key: &[u8; 32]) -> String {
+    format!("{PUBLIC_KEY_PREFIX}{}", URL_SAFE_NO_PAD.encode(public_key))
+}
+
+/// Parses an audit public key file (comment lines with `#` are ignored).
+pub fn parse_public_key(text: &str) -> Option<[u8; 32]> {
+    let mut lines = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'));
+    let encoded = lines.next()?.strip_prefix(PUBLIC_KEY_PREFIX)?;
+    if lines.next().is_some() {
+        return None;
+    }
+    let bytes: [u8; 32] = URL_SAFE_NO_PAD.decode(encoded).ok()?.try_into().ok()?;
+    VerifyingKey::from_bytes(&bytes).ok().map(|_| bytes)
+}
+
 /// One line of an export.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -407,6 +429,15 @@ mod tests {
 
     fn verify(key: &AuditKey, lines: &[String]) -> Result<VerifyReport, AuditVerifyError> {
         verify_export(&lines.join("\n"), &key.public_key(), None)
+    }
+
+    #[test]
+    fn public_key_text_round_trips() {
+        let key = AuditKey::generate().unwrap();
+        let text = format!("# audit key\n{}\n", public_key_text(&key.public_key()));
+        assert_eq!(parse_public_key(&text), Some(key.public_key()));
+        assert_eq!(parse_public_key("podseal-audit-public-key:v1:AAAA"), None);
+        assert_eq!(parse_public_key(""), None);
     }
 
     #[test]

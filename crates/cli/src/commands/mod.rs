@@ -1,12 +1,13 @@
 //! One module per subcommand; `run` dispatches.
 
+mod audit;
 mod dev_cluster;
 mod inspect;
 mod keys;
 mod open;
 mod seal;
 
-use crate::cli::{Cli, Command, KeysCommand};
+use crate::cli::{AuditCommand, Cli, Command, KeysCommand};
 use crate::error::CliError;
 
 /// Runs the parsed command line.
@@ -19,5 +20,10 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Inspect(args) => inspect::run(&args, output),
         Command::Open(args) => open::run(&args),
         Command::DevCluster(command) => dev_cluster::run(command, output),
+        Command::Audit(AuditCommand::Verify {
+            key,
+            expected_size,
+            export,
+        }) => audit::verify(&key, expected_size, &export, output),
     }
 }
