@@ -195,6 +195,25 @@ impl DekEnvelope {
         })
     }
 
+    /// The envelope's own encoding: the capsule body without nonce and
+    /// ciphertext, which is all a release request may carry.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.header_bytes.len() + 256);
+        write_envelope(&mut out, self);
+        out
+    }
+
+    /// Parses [`DekEnvelope::to_bytes`]. Bytes after the stanzas mean the
+    /// sender included content: refused as [`CapsuleError::ContentPresent`].
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, CapsuleError> {
+        let mut reader = Reader { rest: bytes };
+        let envelope = read_envelope(&mut reader)?;
+        if !reader.rest.is_empty() {
+            return Err(CapsuleError::ContentPresent);
+        }
+        Ok(envelope)
+    }
+
     /// The wraps of the data key, in capsule order.
     pub fn stanzas(&self) -> &[Stanza] {
         &self.stanzas
@@ -274,6 +293,9 @@ pub enum CapsuleError {
     /// A stanza's kid is not 22 base64url characters.
     #[error("wrap stanza has a malformed key id")]
     BadKid,
+    /// A DEK envelope was followed by more bytes: the sender included content.
+    #[error("the request carries capsule content; send the header and wraps only")]
+    ContentPresent,
     /// A length field exceeds what its format allows.
     #[error("capsule {field} is too large")]
     TooLarge {
@@ -300,6 +322,7 @@ impl CapsuleError {
             Self::MalformedStanza(_) => "capsule.malformed_stanza",
             Self::BadKid => "capsule.bad_kid",
             Self::TooLarge { .. } => "capsule.too_large",
+            Self::ContentPresent => "content_ciphertext_present",
         }
     }
 }
@@ -318,18 +341,7 @@ impl Capsule {
     /// Parses a binary body.
     pub fn from_bytes(body: &[u8]) -> Result<Self, CapsuleError> {
         let mut reader = Reader { rest: body };
-        let header_len = usize::from(reader.u16("header length")?);
-        if header_len > MAX_HEADER_LEN {
-            return Err(CapsuleError::TooLarge { field: "header" });
-        }
-        let header_bytes = reader.take(header_len, "header")?.to_vec();
-        let count = usize::from(reader.u8("stanza count")?);
-        if count == 0 || count > MAX_STANZAS {
-            return Err(CapsuleError::StanzaCount(count));
-        }
-        let stanzas = (0..count)
-            .map(|_| read_stanza(&mut reader))
-            .collect::<Result<_, _>>()?;
+        let envelope = read_envelope(&mut reader)?;
         let nonce: [u8; NONCE_LEN] = reader
             .take(NONCE_LEN, "content nonce")?
             .try_into()
@@ -351,7 +363,7 @@ impl Capsule {
             return Err(CapsuleError::TrailingBytes(reader.rest.len()));
         }
         Ok(Self {
-            envelope: DekEnvelope::new(header_bytes, stanzas)?,
+            envelope,
             nonce,
             ciphertext,
         })
@@ -370,6 +382,22 @@ impl Capsule {
     pub fn header(&self) -> &Header {
         self.envelope.header()
     }
+}
+
+fn read_envelope(reader: &mut Reader<'_>) -> Result<DekEnvelope, CapsuleError> {
+    let header_len = usize::from(reader.u16("header length")?);
+    if header_len > MAX_HEADER_LEN {
+        return Err(CapsuleError::TooLarge { field: "header" });
+    }
+    let header_bytes = reader.take(header_len, "header")?.to_vec();
+    let count = usize::from(reader.u8("stanza count")?);
+    if count == 0 || count > MAX_STANZAS {
+        return Err(CapsuleError::StanzaCount(count));
+    }
+    let stanzas = (0..count)
+        .map(|_| read_stanza(reader))
+        .collect::<Result<_, _>>()?;
+    DekEnvelope::new(header_bytes, stanzas)
 }
 
 fn write_envelope(out: &mut Vec<u8>, envelope: &DekEnvelope) {

@@ -279,3 +279,23 @@ fn oversized_secrets_are_refused() {
     let err = envelope::seal(params(), &too_big, &[key.public()]).unwrap_err();
     assert!(err.to_string().contains("1 MiB"), "{err}");
 }
+
+#[test]
+fn the_envelope_encoding_carries_no_content_and_refuses_content() {
+    let (_key, capsule) = sealed(b"content that must never reach the server");
+    let bytes = capsule.envelope.to_bytes();
+    assert_eq!(
+        podseal_core::capsule::DekEnvelope::from_bytes(&bytes).unwrap(),
+        capsule.envelope
+    );
+    assert!(
+        !bytes
+            .windows(capsule.ciphertext.len())
+            .any(|w| w == capsule.ciphertext.as_slice())
+    );
+    // A whole capsule body sent where an envelope belongs is named for what it is.
+    assert_eq!(
+        podseal_core::capsule::DekEnvelope::from_bytes(&capsule.to_bytes()),
+        Err(CapsuleError::ContentPresent)
+    );
+}
