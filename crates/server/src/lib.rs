@@ -7,6 +7,7 @@
 //! hash-chained audit log and the storage engines.
 #![deny(missing_docs)]
 
+pub mod api;
 pub mod cluster;
 pub mod gate;
 pub mod identity;

@@ -195,6 +195,23 @@ impl<S: Storage> ReleaseService<S> {
         }
     }
 
+    /// What keeps the server from deciding now (empty when ready): storage,
+    /// and each cluster's pod view.
+    pub async fn readiness(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if let Err(error) = self.storage.audit_head().await {
+            problems.push(format!("storage: {error}"));
+        }
+        let mut names: Vec<&String> = self.clusters.keys().collect();
+        names.sort();
+        for name in names {
+            if let Some(reason) = self.clusters.get(name).and_then(|c| c.view.staleness()) {
+                problems.push(format!("cluster {name}: {reason}"));
+            }
+        }
+        problems
+    }
+
     fn storage_refusal(error: crate::storage::StorageError) -> Refusal {
         tracing::error!(%error, "storage failed on the release path");
         Refusal::new(

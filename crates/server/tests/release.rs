@@ -42,7 +42,7 @@ struct World {
     cluster: support::Cluster,
     handle: Handle,
     storage: Arc<SqliteStorage>,
-    service: ReleaseService<SqliteStorage>,
+    service: Arc<ReleaseService<SqliteStorage>>,
     view: Arc<PodView>,
     org: OrgPrivateKey,
 }
@@ -103,7 +103,12 @@ async fn world() -> World {
         .await
         .unwrap();
     let org = OrgPrivateKey::generate(KemId::X25519HkdfSha256).unwrap();
-    let service = service_over(storage.clone(), view.clone(), &jwks_json, &org);
+    let service = Arc::new(service_over(
+        storage.clone(),
+        view.clone(),
+        &jwks_json,
+        &org,
+    ));
     let world = World {
         cluster,
         handle,
@@ -514,5 +519,295 @@ async fn the_release_path_and_its_refusals() {
             && !text.contains(&pod.token)
             && !text.contains(API_KEY),
         "secret material in the audit log"
+    );
+}
+
+/// Sends one request to the router in-process.
+async fn call(
+    app: &axum::Router,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    content_type: &str,
+    body: Vec<u8>,
+) -> (u16, http::HeaderMap, serde_json::Value) {
+    use tower::ServiceExt as _;
+    let mut request = http::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("content-type", content_type);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let response = app
+        .clone()
+        .oneshot(request.body(axum::body::Body::from(body)).unwrap())
+        .await
+        .unwrap();
+    let (parts, body) = response.into_parts();
+    let bytes = axum::body::to_bytes(body, 1 << 20).await.unwrap();
+    let json = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
+    (parts.status.as_u16(), parts.headers, json)
+}
+
+#[tokio::test]
+async fn the_http_api_releases_and_answers_refusals_with_problem_json() {
+    use base64::Engine as _;
+    use podseal_server::api::{self, API_KEY_HEADER, SessionAnswer, TOKEN_HEADER, UnwrapAnswer};
+    let b64 = |bytes: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+    let w = world().await;
+    let app = api::router(w.service.clone());
+    let pod = w.pod();
+    let capsule = w.capsule("shop", "api");
+    let json = "application/json";
+
+    let (proof, _) = pod
+        .dpop
+        .proof("POST", &format!("{URL}/v1/sessions"), now(), None, None)
+        .unwrap();
+    let body = serde_json::to_vec(
+        &serde_json::json!({ "recipient_key": b64(pod.recipient.public_key_bytes()) }),
+    )
+    .unwrap();
+    let headers = [
+        (API_KEY_HEADER, API_KEY),
+        (TOKEN_HEADER, pod.token.as_str()),
+        ("dpop", proof.as_str()),
+    ];
+    let (status, _, answer) =
+        call(&app, "POST", "/v1/sessions", &headers, json, body.clone()).await;
+    assert_eq!(status, 201, "{answer}");
+    let session: SessionAnswer = serde_json::from_value(answer).unwrap();
+
+    let unwrap_body = |capsules: Vec<String>| {
+        serde_json::to_vec(&serde_json::json!({ "capsules": capsules })).unwrap()
+    };
+    let proof_for_unwrap = || {
+        pod.dpop
+            .proof(
+                "POST",
+                &format!("{URL}/v1/unwrap"),
+                now(),
+                Some(&session.session_id),
+                None,
+            )
+            .unwrap()
+            .0
+    };
+    let authorization = format!("DPoP {}", session.session_id);
+    let proof = proof_for_unwrap();
+    let headers = [
+        (API_KEY_HEADER, API_KEY),
+        (TOKEN_HEADER, pod.token.as_str()),
+        ("dpop", proof.as_str()),
+        ("authorization", authorization.as_str()),
+    ];
+    let (status, _, answer) = call(
+        &app,
+        "POST",
+        "/v1/unwrap",
+        &headers,
+        json,
+        unwrap_body(vec![b64(&capsule.envelope.to_bytes())]),
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    let answer: UnwrapAnswer = serde_json::from_value(answer).unwrap();
+    let decode = |s: &str| {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(s)
+            .unwrap()
+    };
+    let released = podseal_core::envelope::ReleasedDek {
+        enc: decode(&answer.releases[0].enc),
+        wrapped_dek: decode(&answer.releases[0].wrapped_dek),
+    };
+    let binding = ReleaseBinding {
+        session_id: &session.session_id,
+        jti: &answer.releases[0].jti,
+    };
+    let dek = envelope::open_release(
+        &released,
+        &pod.recipient,
+        capsule.envelope.header_bytes(),
+        binding,
+    )
+    .unwrap();
+    assert_eq!(
+        envelope::decrypt_content(&capsule, &dek)
+            .unwrap()
+            .expose_secret_bytes(),
+        SECRET
+    );
+
+    // Refusals, each as problem+json with its gate and reason.
+    let replayed = [
+        (API_KEY_HEADER, API_KEY),
+        (TOKEN_HEADER, pod.token.as_str()),
+        ("dpop", proof.as_str()),
+        ("authorization", authorization.as_str()),
+    ];
+    let fresh = proof_for_unwrap();
+    let two_proofs = [
+        (API_KEY_HEADER, API_KEY),
+        (TOKEN_HEADER, pod.token.as_str()),
+        ("dpop", fresh.as_str()),
+        ("dpop", fresh.as_str()),
+        ("authorization", authorization.as_str()),
+    ];
+    let fresh2 = proof_for_unwrap();
+    let ok_headers = [
+        (API_KEY_HEADER, API_KEY),
+        (TOKEN_HEADER, pod.token.as_str()),
+        ("dpop", fresh2.as_str()),
+        ("authorization", authorization.as_str()),
+    ];
+    let no_key = [
+        (TOKEN_HEADER, pod.token.as_str()),
+        ("dpop", fresh2.as_str()),
+    ];
+    let envelope_only = b64(&capsule.envelope.to_bytes());
+    /// Path, headers, content type, body, then the expected status, gate and reason.
+    type Case<'a> = (
+        &'a str,
+        &'a [(&'a str, &'a str)],
+        &'a str,
+        Vec<u8>,
+        u16,
+        &'a str,
+        &'a str,
+    );
+    let cases: Vec<Case<'_>> = vec![
+        (
+            "/v1/unwrap",
+            &replayed,
+            json,
+            unwrap_body(vec![envelope_only.clone()]),
+            401,
+            "dpop",
+            "jti_replayed",
+        ),
+        (
+            "/v1/unwrap",
+            &two_proofs,
+            json,
+            unwrap_body(vec![envelope_only.clone()]),
+            400,
+            "dpop",
+            "dpop_header_count",
+        ),
+        (
+            "/v1/unwrap",
+            &ok_headers,
+            json,
+            unwrap_body(vec![b64(&capsule.to_bytes())]),
+            400,
+            "request",
+            "content_ciphertext_present",
+        ),
+        (
+            "/v1/unwrap",
+            &ok_headers,
+            json,
+            serde_json::to_vec(
+                &serde_json::json!({ "capsules": [envelope_only], "ciphertext": "AAAA" }),
+            )
+            .unwrap(),
+            400,
+            "request",
+            "malformed_body",
+        ),
+        (
+            "/v1/unwrap",
+            &ok_headers,
+            json,
+            b"{not json".to_vec(),
+            400,
+            "request",
+            "malformed_body",
+        ),
+        (
+            "/v1/unwrap",
+            &ok_headers,
+            json,
+            vec![b' '; api::MAX_BODY_BYTES + 1],
+            413,
+            "request",
+            "body_too_large",
+        ),
+        (
+            "/v1/unwrap",
+            &ok_headers,
+            "text/plain",
+            b"{}".to_vec(),
+            415,
+            "request",
+            "unsupported_media_type",
+        ),
+        (
+            "/v1/sessions",
+            &no_key,
+            json,
+            body.clone(),
+            401,
+            "api_key",
+            "api_key_missing",
+        ),
+        (
+            "/v1/nothing",
+            &no_key,
+            json,
+            b"{}".to_vec(),
+            404,
+            "request",
+            "not_found",
+        ),
+    ];
+    for (path, headers, content_type, body, status, gate, reason) in cases {
+        let (got, response_headers, problem) =
+            call(&app, "POST", path, headers, content_type, body).await;
+        assert_eq!(
+            (got, problem["gate"].as_str(), problem["reason"].as_str()),
+            (status, Some(gate), Some(reason)),
+            "{problem}"
+        );
+        assert_eq!(response_headers["content-type"], "application/problem+json");
+        assert_eq!(problem["status"], status);
+        let text = problem.to_string();
+        assert!(
+            !text.contains(&pod.token)
+                && !text.contains(API_KEY)
+                && !text.contains(&session.session_id),
+            "secret in a problem: {text}"
+        );
+        if gate == "dpop" && status == 401 {
+            assert!(
+                response_headers["www-authenticate"]
+                    .to_str()
+                    .unwrap()
+                    .starts_with("DPoP error=\"invalid_dpop_proof\"")
+            );
+        }
+    }
+
+    let (status, _, health) = call(&app, "GET", "/healthz", &[], json, Vec::new()).await;
+    assert_eq!((status, health["status"].as_str()), (200, Some("ok")));
+    let (status, _, ready) = call(&app, "GET", "/readyz", &[], json, Vec::new()).await;
+    assert_eq!(
+        (status, ready["ready"].as_bool()),
+        (200, Some(true)),
+        "{ready}"
+    );
+    w.cluster.dev.handle().pause();
+    w.until_view(|answer| matches!(answer, ViewAnswer::Unknown { .. }))
+        .await;
+    let (status, _, ready) = call(&app, "GET", "/readyz", &[], json, Vec::new()).await;
+    assert_eq!(status, 503, "{ready}");
+    assert!(
+        ready["not_ready"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("cluster prod:"),
+        "{ready}"
     );
 }
