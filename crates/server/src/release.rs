@@ -195,6 +195,79 @@ impl<S: Storage> ReleaseService<S> {
         }
     }
 
+    /// Revokes sessions and DPoP pins of pods the views report deleted or
+    /// replaced (a new uid under the same name), and audits each revocation.
+    /// Runs until every view's event stream closes; spawn it once.
+    pub async fn revoke_gone_pods(self: Arc<Self>) {
+        use crate::pod_view::PodEvent;
+        let mut streams = futures_util::stream::SelectAll::new();
+        for (name, cluster) in &self.clusters {
+            let name = name.clone();
+            let receiver = cluster.view.subscribe();
+            streams.push(Box::pin(futures_util::stream::unfold(
+                receiver,
+                move |mut receiver| {
+                    let name = name.clone();
+                    async move {
+                        loop {
+                            match receiver.recv().await {
+                                Ok(event) => return Some(((name, event), receiver)),
+                                // Missed events: the pods involved are also refused by gate 4.
+                                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                                Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                                    return None;
+                                }
+                            }
+                        }
+                    }
+                },
+            )));
+        }
+        use futures_util::StreamExt as _;
+        while let Some((cluster, event)) = streams.next().await {
+            let (namespace, name, uid) = match event {
+                PodEvent::Deleted {
+                    namespace,
+                    name,
+                    uid,
+                } => (namespace, name, uid),
+                PodEvent::Replaced {
+                    namespace,
+                    name,
+                    old_uid,
+                    ..
+                } => (namespace, name, old_uid),
+                PodEvent::Changed { .. } => continue,
+            };
+            match self.storage.forget_pod(&cluster, &uid, now()).await {
+                Ok(revoked) => {
+                    let mut audit = AuditContext::default();
+                    audit.set("cluster", &cluster);
+                    audit.set("namespace", &namespace);
+                    audit.set("pod", &name);
+                    audit.set("pod_uid", &uid);
+                    audit.set("sessions_revoked", revoked.to_string());
+                    let refusal =
+                        Refusal::new(Gate::LivePod, "pod_gone", "the pod was deleted or replaced");
+                    if self
+                        .audit(vec![audit.record(
+                            "session_revoked",
+                            Outcome::Refused,
+                            Some(&refusal),
+                        )])
+                        .await
+                        .is_err()
+                    {
+                        tracing::error!("could not audit a session revocation");
+                    }
+                }
+                Err(error) => {
+                    tracing::error!(%error, "could not revoke the sessions of a deleted pod")
+                }
+            }
+        }
+    }
+
     /// What keeps the server from deciding now (empty when ready): storage,
     /// and each cluster's pod view.
     pub async fn readiness(&self) -> Vec<String> {

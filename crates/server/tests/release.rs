@@ -811,3 +811,44 @@ async fn the_http_api_releases_and_answers_refusals_with_problem_json() {
         "{ready}"
     );
 }
+
+#[tokio::test]
+async fn deleting_the_pod_revokes_its_session() {
+    let w = world().await;
+    let revoker = tokio::spawn(w.service.clone().revoke_gone_pods());
+    let pod = w.pod();
+    let session = w.session(&pod, API_KEY).await.unwrap();
+    let stored = w.storage.session(&session).await.unwrap().unwrap();
+    assert_eq!(stored.revoked_at, None);
+
+    w.handle.delete_pod("shop", "api-0").unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let mut ticks = tokio::time::interval(Duration::from_millis(20));
+    while w
+        .storage
+        .session(&session)
+        .await
+        .unwrap()
+        .unwrap()
+        .revoked_at
+        .is_none()
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the session was not revoked"
+        );
+        ticks.tick().await;
+    }
+    assert_refused(
+        w.unwrap(&pod, &session, &w.capsule("shop", "api")).await,
+        "dpop",
+        "session_revoked",
+    );
+    let export = w.storage.audit_export().await.unwrap();
+    assert!(export.iter().any(|line| {
+        serde_json::to_string(line)
+            .unwrap()
+            .contains("session_revoked")
+    }));
+    revoker.abort();
+}
