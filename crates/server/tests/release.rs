@@ -273,6 +273,26 @@ impl World {
     }
 }
 
+/// An unwrap with exactly the DPoP header values given.
+async fn raw_unwrap(
+    service: &ReleaseService<SqliteStorage>,
+    pod: &Pod,
+    dpop: &[&str],
+    session: &str,
+    capsule: &Capsule,
+) -> Result<Vec<podseal_server::release::Release>, Refusal> {
+    let credentials = Credentials {
+        api_key: API_KEY,
+        token: &pod.token,
+        dpop,
+    };
+    let request = UnwrapRequest {
+        session_id: session.into(),
+        capsules: vec![capsule.envelope.clone()],
+    };
+    service.unwrap(credentials, request).await
+}
+
 fn now() -> i64 {
     jiff::Timestamp::now().as_second()
 }
@@ -349,46 +369,16 @@ async fn the_release_path_and_its_refusals() {
             None,
         )
         .unwrap();
-    let request = || UnwrapRequest {
-        session_id: session.clone(),
-        capsules: vec![capsule.envelope.clone()],
-    };
-    w.service
-        .unwrap(
-            Credentials {
-                api_key: API_KEY,
-                token: &pod.token,
-                dpop: &[&proof],
-            },
-            request(),
-        )
+    raw_unwrap(&w.service, &pod, &[&proof], &session, &capsule)
         .await
         .unwrap();
     assert_refused(
-        w.service
-            .unwrap(
-                Credentials {
-                    api_key: API_KEY,
-                    token: &pod.token,
-                    dpop: &[&proof],
-                },
-                request(),
-            )
-            .await,
+        raw_unwrap(&w.service, &pod, &[&proof], &session, &capsule).await,
         "dpop",
         "jti_replayed",
     );
     assert_refused(
-        w.service
-            .unwrap(
-                Credentials {
-                    api_key: API_KEY,
-                    token: &pod.token,
-                    dpop: &[&proof, &proof],
-                },
-                request(),
-            )
-            .await,
+        raw_unwrap(&w.service, &pod, &[&proof, &proof], &session, &capsule).await,
         "dpop",
         "dpop_header_count",
     );
@@ -400,16 +390,7 @@ async fn the_release_path_and_its_refusals() {
         &w.org,
     );
     assert_refused(
-        restarted
-            .unwrap(
-                Credentials {
-                    api_key: API_KEY,
-                    token: &pod.token,
-                    dpop: &[&proof],
-                },
-                request(),
-            )
-            .await,
+        raw_unwrap(&restarted, &pod, &[&proof], &session, &capsule).await,
         "dpop",
         "jti_replayed",
     );
