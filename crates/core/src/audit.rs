@@ -131,6 +131,29 @@ impl AuditKey {
         crate::secret::SecretKeyBytes::new(self.key.to_bytes().to_vec())
     }
 
+    /// The one-line private text form. Secret: write it only to a 0600 file.
+    pub fn to_text(&self) -> zeroize::Zeroizing<String> {
+        zeroize::Zeroizing::new(format!(
+            "{PRIVATE_KEY_PREFIX}{}",
+            URL_SAFE_NO_PAD.encode(self.key.to_bytes())
+        ))
+    }
+
+    /// Parses the private text form (comment lines with `#` are ignored).
+    pub fn from_text(text: &str) -> Option<Self> {
+        let mut lines = text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'));
+        let encoded = lines.next()?.strip_prefix(PRIVATE_KEY_PREFIX)?;
+        if lines.next().is_some() {
+            return None;
+        }
+        let seed: zeroize::Zeroizing<[u8; 32]> =
+            zeroize::Zeroizing::new(URL_SAFE_NO_PAD.decode(encoded).ok()?.try_into().ok()?);
+        Some(Self::from_seed(&seed))
+    }
+
     /// The public key that verifies checkpoints.
     pub fn public_key(&self) -> [u8; 32] {
         self.key.verifying_key().to_bytes()
@@ -157,6 +180,9 @@ impl AuditKey {
         }
     }
 }
+
+/// Prefix of the audit private key's text form.
+const PRIVATE_KEY_PREFIX: &str = "PODSEAL-AUDIT-KEY:V1:";
 
 /// Prefix of the audit public key's text form.
 pub const PUBLIC_KEY_PREFIX: &str = "podseal-audit-public-key:v1:";
@@ -437,6 +463,11 @@ mod tests {
         let text = format!("# audit key\n{}\n", public_key_text(&key.public_key()));
         assert_eq!(parse_public_key(&text), Some(key.public_key()));
         assert_eq!(parse_public_key("podseal-audit-public-key:v1:AAAA"), None);
+        let reread =
+            AuditKey::from_text(&format!("# secret\n{}\n", key.to_text().as_str())).unwrap();
+        assert_eq!(reread.public_key(), key.public_key());
+        assert!(AuditKey::from_text(&public_key_text(&key.public_key())).is_none());
+        assert!(!format!("{key:?}").contains(&key.to_text()[21..]));
         assert_eq!(parse_public_key(""), None);
     }
 

@@ -69,6 +69,14 @@ pub enum KeyFileError {
         /// What is wrong with the contents.
         source: OrgKeyError,
     },
+    /// The contents are not the expected key format.
+    #[error("key file {}: {reason}", .path.display())]
+    Format {
+        /// The path.
+        path: PathBuf,
+        /// What is wrong.
+        reason: &'static str,
+    },
     /// Refusing to overwrite.
     #[error("{} already exists; refusing to overwrite a key", .path.display())]
     Exists {
@@ -145,6 +153,24 @@ pub fn read_private_key(path: &Path) -> Result<OrgPrivateKey, KeyFileError> {
         path: path.to_owned(),
         source,
     })
+}
+
+/// Reads any secret text file with the same checks as a private key: a
+/// regular file, at most 64 KiB, no access for group or others.
+pub fn read_secret_text(path: &Path) -> Result<Zeroizing<String>, KeyFileError> {
+    let (text, mode) = read_key_text(path)?;
+    if mode & 0o077 != 0 {
+        return Err(KeyFileError::InsecurePermissions {
+            path: path.to_owned(),
+            mode,
+        });
+    }
+    Ok(text)
+}
+
+/// Reads any public key text file (no permission requirement).
+pub fn read_public_text(path: &Path) -> Result<Zeroizing<String>, KeyFileError> {
+    read_key_text(path).map(|(text, _)| text)
 }
 
 /// Reads a key file and the permission bits of the opened handle.
@@ -235,7 +261,9 @@ pub fn write_key_pair(
     Ok((private_path, public_path))
 }
 
-fn write_new(path: &Path, contents: &[u8], mode: u32) -> Result<(), KeyFileError> {
+/// Creates `path` exclusively with `mode` and writes `contents`, synced;
+/// refuses an existing file and removes a partial one.
+pub fn write_new(path: &Path, contents: &[u8], mode: u32) -> Result<(), KeyFileError> {
     let write_error = |source: std::io::Error| match source.kind() {
         std::io::ErrorKind::AlreadyExists => KeyFileError::Exists {
             path: path.to_owned(),

@@ -8,6 +8,7 @@
 #![deny(missing_docs)]
 
 pub mod api;
+pub mod audit_log;
 pub mod cluster;
 pub mod gate;
 pub mod identity;
