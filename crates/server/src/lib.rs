@@ -15,3 +15,4 @@ pub mod identity;
 pub mod pod_view;
 pub mod release;
 pub mod storage;
+pub mod tls;

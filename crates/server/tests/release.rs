@@ -833,3 +833,125 @@ async fn deleting_the_pod_revokes_its_session() {
     }));
     revoker.abort();
 }
+
+/// A TLS client trusting exactly `leaf_pem`, offering `alpn` and `versions`.
+fn tls_client(
+    leaf_pem: &str,
+    alpn: &[u8],
+    versions: &[&'static rustls::SupportedProtocolVersion],
+) -> tokio_rustls::TlsConnector {
+    use rustls::pki_types::pem::PemObject as _;
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(rustls::pki_types::CertificateDer::from_pem_slice(leaf_pem.as_bytes()).unwrap())
+        .unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(versions)
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![alpn.to_vec()];
+    tokio_rustls::TlsConnector::from(Arc::new(config))
+}
+
+#[tokio::test]
+async fn the_api_is_served_over_tls_13_with_http1_and_http2() {
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    use podseal_server::tls::{self, TlsSource};
+    let w = world().await;
+    let tls = tls::load(&TlsSource::SelfSigned {
+        names: vec!["localhost".into()],
+    })
+    .unwrap();
+    assert_eq!(tls.fingerprint_sha256.len(), 32 * 3 - 1);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(tls::serve(
+        listener,
+        tls.config.clone(),
+        podseal_server::api::router(w.service.clone()),
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+
+    for alpn in [&b"http/1.1"[..], &b"h2"[..]] {
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let stream = tls_client(&tls.leaf_pem, alpn, &[&rustls::version::TLS13])
+            .connect(name.clone(), tcp)
+            .await
+            .unwrap();
+        let (_, session) = stream.get_ref();
+        assert_eq!(session.alpn_protocol(), Some(alpn));
+        assert_eq!(
+            session.protocol_version(),
+            Some(rustls::ProtocolVersion::TLSv1_3)
+        );
+        let io = TokioIo::new(stream);
+        let send = |path: &str, method: &str| {
+            http::Request::builder()
+                .method(method)
+                .uri(format!("https://localhost{path}"))
+                .header("host", "localhost")
+                .header("content-type", "application/json")
+                .body(http_body_util::Full::new(axum::body::Bytes::from_static(
+                    b"{\"capsules\":[]}",
+                )))
+                .unwrap()
+        };
+        let (health, refused) = if alpn == b"h2" {
+            let (mut sender, connection) =
+                hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
+                    .await
+                    .unwrap();
+            tokio::spawn(connection);
+            let health = sender
+                .send_request(send("/healthz", "GET"))
+                .await
+                .unwrap()
+                .status();
+            (
+                health,
+                sender
+                    .send_request(send("/v1/unwrap", "POST"))
+                    .await
+                    .unwrap(),
+            )
+        } else {
+            use http_body_util::BodyExt as _;
+            let (mut sender, connection) = hyper::client::conn::http1::handshake(io).await.unwrap();
+            tokio::spawn(connection);
+            let response = sender.send_request(send("/healthz", "GET")).await.unwrap();
+            let health = response.status();
+            response.into_body().collect().await.unwrap();
+            // Keep-alive: the second request goes over the same connection.
+            (
+                health,
+                sender
+                    .send_request(send("/v1/unwrap", "POST"))
+                    .await
+                    .unwrap(),
+            )
+        };
+        assert_eq!(health, 200);
+        assert_eq!(refused.status(), 401);
+        assert_eq!(
+            refused.headers()["content-type"],
+            "application/problem+json"
+        );
+    }
+
+    // A client that only speaks TLS 1.2 is refused.
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    assert!(
+        tls_client(&tls.leaf_pem, b"http/1.1", &[&rustls::version::TLS12])
+            .connect(name, tcp)
+            .await
+            .is_err()
+    );
+    stop.send(()).unwrap();
+    server.await.unwrap();
+}

@@ -1,0 +1,181 @@
+//! HTTPS for the release server: TLS 1.3 only, ALPN `h2` and `http/1.1`,
+//! keep-alive, from certificate and key files or — for development — a
+//! self-signed certificate generated at start whose SHA-256 fingerprint is
+//! printed, so a client can pin it.
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use axum::Router;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::service::TowerToHyperService;
+use rustls::pki_types::pem::PemObject as _;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use sha2::{Digest, Sha256};
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+
+/// Where the serving certificate comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TlsSource {
+    /// PEM files: a certificate chain and its private key.
+    Files {
+        /// Certificate chain (leaf first).
+        cert: PathBuf,
+        /// Private key (PKCS#8, PKCS#1 or SEC1).
+        key: PathBuf,
+    },
+    /// Generated at start, for development, for these DNS names / IP addresses.
+    SelfSigned {
+        /// Subject alternative names.
+        names: Vec<String>,
+    },
+}
+
+/// Why TLS could not be configured.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// A PEM file could not be read or holds nothing usable.
+    #[error("cannot read {what} {}: {message}", .path.display())]
+    Pem {
+        /// Which file.
+        what: &'static str,
+        /// The path.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
+    /// Certificate generation failed.
+    #[error("cannot generate a self-signed certificate: {0}")]
+    Generate(#[from] rcgen::Error),
+    /// rustls refused the configuration.
+    #[error("cannot configure TLS: {0}")]
+    Config(#[from] rustls::Error),
+}
+
+/// A ready TLS configuration.
+pub struct ServerTls {
+    /// rustls configuration.
+    pub config: Arc<rustls::ServerConfig>,
+    /// SHA-256 of the leaf certificate (DER), lowercase hex pairs joined by `:`.
+    pub fingerprint_sha256: String,
+    /// The leaf certificate, PEM (what a development client pins or trusts).
+    pub leaf_pem: String,
+}
+
+/// `AA:BB:…` of SHA-256 over a DER certificate.
+pub fn fingerprint(der: &[u8]) -> String {
+    Sha256::digest(der)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+fn pem_error(
+    what: &'static str,
+    path: &Path,
+) -> impl Fn(rustls::pki_types::pem::Error) -> TlsError {
+    let path = path.to_owned();
+    move |e| TlsError::Pem {
+        what,
+        path: path.clone(),
+        message: e.to_string(),
+    }
+}
+
+/// Builds the server TLS configuration.
+pub fn load(source: &TlsSource) -> Result<ServerTls, TlsError> {
+    let (chain, key): (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>) = match source {
+        TlsSource::Files { cert, key } => {
+            let chain = CertificateDer::pem_file_iter(cert)
+                .map_err(pem_error("certificate file", cert))?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(pem_error("certificate file", cert))?;
+            if chain.is_empty() {
+                return Err(TlsError::Pem {
+                    what: "certificate file",
+                    path: cert.clone(),
+                    message: "no certificate in it".into(),
+                });
+            }
+            (
+                chain,
+                PrivateKeyDer::from_pem_file(key).map_err(pem_error("key file", key))?,
+            )
+        }
+        TlsSource::SelfSigned { names } => {
+            let key = rcgen::KeyPair::generate()?;
+            let mut params = rcgen::CertificateParams::new(names.clone())?;
+            params.distinguished_name.push(
+                rcgen::DnType::CommonName,
+                "podseal release server (development, self-signed)",
+            );
+            let cert = params.self_signed(&key)?;
+            (
+                vec![cert.der().clone()],
+                PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
+            )
+        }
+    };
+    let leaf = chain
+        .first()
+        .cloned()
+        .ok_or_else(|| TlsError::Config(rustls::Error::NoCertificatesPresented))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    let leaf_pem = format!(
+        "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
+        base64_lines(leaf.as_ref())
+    );
+    Ok(ServerTls {
+        config: Arc::new(config),
+        fingerprint_sha256: fingerprint(leaf.as_ref()),
+        leaf_pem,
+    })
+}
+
+fn base64_lines(der: &[u8]) -> String {
+    use base64::Engine as _;
+    let text = base64::engine::general_purpose::STANDARD.encode(der);
+    text.as_bytes()
+        .chunks(64)
+        .map(|c| String::from_utf8_lossy(c).into_owned())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Serves `router` over TLS (HTTP/1.1 with keep-alive, or HTTP/2 by ALPN)
+/// until `shutdown` resolves.
+pub async fn serve(
+    listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    router: Router,
+    shutdown: impl Future<Output = ()>,
+) {
+    let acceptor = TlsAcceptor::from(tls);
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let accepted = tokio::select! {
+            () = &mut shutdown => return,
+            accepted = listener.accept() => accepted,
+        };
+        let Ok((tcp, _)) = accepted else { continue };
+        let (acceptor, router) = (acceptor.clone(), router.clone());
+        tokio::spawn(async move {
+            let Ok(stream) = acceptor.accept(tcp).await else {
+                return;
+            };
+            let service = TowerToHyperService::new(router);
+            let _ = auto::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
