@@ -625,6 +625,86 @@ impl<S: Storage> ReleaseService<S> {
         Ok(releases)
     }
 
+    /// `POST /v1/sessions/rotate-key`: the `DPoP` header holds a proof from
+    /// the session's current key, `new_proof` one from the new key; both bound
+    /// to the session (`ath`) and fresh. The pin and the session move to the
+    /// new key atomically, or nothing changes.
+    pub async fn rotate_key(
+        &self,
+        credentials: Credentials<'_>,
+        session_id: &str,
+        new_proof: &str,
+    ) -> Result<String, Refusal> {
+        let mut audit = AuditContext::default();
+        audit.set("session", session_label(session_id));
+        match self
+            .try_rotate(credentials, session_id, new_proof, &mut audit)
+            .await
+        {
+            Ok(new_jkt) => {
+                audit.set("new_jkt", &new_jkt);
+                self.audit(vec![audit.record("rotate_key", Outcome::Allowed, None)])
+                    .await?;
+                Ok(new_jkt)
+            }
+            Err(refusal) => self.refused("rotate_key", &audit, refusal).await,
+        }
+    }
+
+    async fn try_rotate(
+        &self,
+        credentials: Credentials<'_>,
+        session_id: &str,
+        new_proof: &str,
+        audit: &mut AuditContext,
+    ) -> Result<String, Refusal> {
+        const ROUTE: &str = "/v1/sessions/rotate-key";
+        let verified = self.verify_caller(&credentials, audit).await?;
+        let session = self.live_session(session_id, &verified).await?;
+        let old = self
+            .verify_dpop(credentials.dpop, ROUTE, Some(session_id), audit)
+            .await?;
+        if old.thumbprint != session.jkt {
+            return Err(Refusal::new(
+                Gate::Dpop,
+                "key_not_pinned",
+                "rotation needs a proof signed by the session's current key",
+            ));
+        }
+        let new = self
+            .verify_dpop(&[new_proof], ROUTE, Some(session_id), audit)
+            .await?;
+        if new.thumbprint == old.thumbprint {
+            return Err(Refusal::new(
+                Gate::Dpop,
+                "same_key",
+                "the new key is the current key",
+            ));
+        }
+        let rotated = self
+            .storage
+            .rotate_pin(
+                &session.cluster,
+                &session.pod_uid,
+                &old.thumbprint,
+                &new.thumbprint,
+            )
+            .await
+            .map_err(Self::storage_refusal)?;
+        if !rotated {
+            return Err(Refusal::new(
+                Gate::Dpop,
+                "key_not_pinned",
+                "the pin moved meanwhile; rotation refused",
+            ));
+        }
+        self.storage
+            .set_session_jkt(session_id, &new.thumbprint)
+            .await
+            .map_err(Self::storage_refusal)?;
+        Ok(new.thumbprint)
+    }
+
     async fn live_session(
         &self,
         session_id: &str,

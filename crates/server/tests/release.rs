@@ -955,3 +955,76 @@ async fn the_api_is_served_over_tls_13_with_http1_and_http2() {
     stop.send(()).unwrap();
     server.await.unwrap();
 }
+
+#[tokio::test]
+async fn rotating_the_dpop_key_needs_the_previous_keys_proof() {
+    let w = world().await;
+    let pod = w.pod();
+    let session = w.session(&pod, API_KEY).await.unwrap();
+    let capsule = w.capsule("shop", "api");
+    let route = format!("{URL}/v1/sessions/rotate-key");
+    let proof = |key: &DpopKey| {
+        key.proof("POST", &route, now(), Some(&session), None)
+            .unwrap()
+            .0
+    };
+    let rotate = |old_proof: String, new_proof: String| {
+        let service = w.service.clone();
+        let (token, session) = (pod.token.clone(), session.clone());
+        async move {
+            service
+                .rotate_key(
+                    Credentials {
+                        api_key: API_KEY,
+                        token: &token,
+                        dpop: &[&old_proof],
+                    },
+                    &session,
+                    &new_proof,
+                )
+                .await
+        }
+    };
+    let new_key = DpopKey::generate().unwrap();
+    let attacker = DpopKey::generate().unwrap();
+
+    // Without the previous key's proof: refused, and nothing moves.
+    assert_refused(
+        rotate(proof(&attacker), proof(&attacker)).await,
+        "dpop",
+        "key_not_pinned",
+    );
+    assert_refused(
+        rotate(proof(&attacker), proof(&new_key)).await,
+        "dpop",
+        "key_not_pinned",
+    );
+    assert_eq!(
+        w.unwrap(&pod, &session, &capsule).await.unwrap(),
+        SECRET,
+        "the old key still works"
+    );
+    // A replayed old-key proof cannot rotate either.
+    let used = proof(&pod.dpop);
+    assert_refused(
+        rotate(used.clone(), proof(&pod.dpop)).await,
+        "dpop",
+        "same_key",
+    );
+    assert_refused(rotate(used, proof(&new_key)).await, "dpop", "jti_replayed");
+
+    // With it: the pin and the session move to the new key.
+    let jkt = rotate(proof(&pod.dpop), proof(&new_key)).await.unwrap();
+    assert_eq!(jkt, new_key.thumbprint());
+    assert_eq!(
+        w.unwrap_with(&pod, &new_key, &session, &capsule, true)
+            .await
+            .unwrap(),
+        SECRET
+    );
+    assert_refused(
+        w.unwrap(&pod, &session, &capsule).await,
+        "dpop",
+        "key_not_pinned",
+    );
+}

@@ -5,6 +5,7 @@
 //! |---|---|
 //! | `POST /v1/sessions` | gates 1–4, pin the DPoP key, open a session |
 //! | `POST /v1/unwrap` | gates again, re-wrap each capsule's DEK to the session key |
+//! | `POST /v1/sessions/rotate-key` | move the pin to a new DPoP key, with the previous key's proof |
 //! | `GET /healthz` | the process answers |
 //! | `GET /readyz` | storage and every cluster's pod view can decide |
 //!
@@ -45,6 +46,7 @@ pub fn router<S: Storage>(service: Arc<ReleaseService<S>>) -> Router {
     Router::new()
         .route("/v1/sessions", post(create_session::<S>))
         .route("/v1/unwrap", post(unwrap::<S>))
+        .route("/v1/sessions/rotate-key", post(rotate_key::<S>))
         .route(
             "/healthz",
             get(|| async { axum::Json(serde_json::json!({ "status": "ok" })) }),
@@ -161,6 +163,65 @@ pub struct ReleaseAnswer {
 pub struct UnwrapAnswer {
     /// One release per capsule, in request order.
     pub releases: Vec<ReleaseAnswer>,
+}
+
+/// `POST /v1/sessions/rotate-key` body.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RotateBody {
+    /// A DPoP proof signed by the new key (same route, bound to the session).
+    pub new_proof: String,
+}
+
+/// `POST /v1/sessions/rotate-key` answer.
+#[derive(Debug, Deserialize, Serialize)]
+pub struct RotateAnswer {
+    /// RFC 7638 thumbprint of the now pinned key.
+    pub jkt: String,
+}
+
+fn session_from(headers: &HeaderMap) -> Result<&str, Refusal> {
+    let authorization = header_text(headers, "authorization", Gate::Dpop, "session_missing")?;
+    authorization
+        .strip_prefix("DPoP ")
+        .map(str::trim)
+        .ok_or_else(|| {
+            Refusal::new(
+                Gate::Dpop,
+                "session_missing",
+                "Authorization must be `DPoP <session id>`",
+            )
+        })
+}
+
+async fn rotate_key<S: Storage>(
+    State(service): State<Arc<ReleaseService<S>>>,
+    request: Request,
+) -> Response {
+    let result = async {
+        let (headers, body): (HeaderMap, RotateBody) = json_body(request).await?;
+        let api_key = header_text(&headers, API_KEY_HEADER, Gate::ApiKey, "api_key_missing")?;
+        let token = header_text(&headers, TOKEN_HEADER, Gate::Token, "token_missing")?;
+        let session_id = session_from(&headers)?;
+        let dpop = dpop_headers(&headers);
+        let jkt = service
+            .rotate_key(
+                Credentials {
+                    api_key,
+                    token,
+                    dpop: &dpop,
+                },
+                session_id,
+                &body.new_proof,
+            )
+            .await?;
+        Ok::<_, Refusal>(RotateAnswer { jkt })
+    }
+    .await;
+    match result {
+        Ok(answer) => axum::Json(answer).into_response(),
+        Err(refusal) => ProblemResponse(refusal).into_response(),
+    }
 }
 
 fn dpop_headers(headers: &HeaderMap) -> Vec<&str> {
