@@ -126,11 +126,6 @@ impl AuditKey {
         }
     }
 
-    /// The seed, to store. Secret.
-    pub fn seed(&self) -> crate::secret::SecretKeyBytes {
-        crate::secret::SecretKeyBytes::new(self.key.to_bytes().to_vec())
-    }
-
     /// The one-line private text form. Secret: write it only to a 0600 file.
     pub fn to_text(&self) -> zeroize::Zeroizing<String> {
         zeroize::Zeroizing::new(format!(

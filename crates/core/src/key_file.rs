@@ -168,11 +168,6 @@ pub fn read_secret_text(path: &Path) -> Result<Zeroizing<String>, KeyFileError> 
     Ok(text)
 }
 
-/// Reads any public key text file (no permission requirement).
-pub fn read_public_text(path: &Path) -> Result<Zeroizing<String>, KeyFileError> {
-    read_key_text(path).map(|(text, _)| text)
-}
-
 /// Reads a key file and the permission bits of the opened handle.
 fn read_key_text(path: &Path) -> Result<(Zeroizing<String>, u32), KeyFileError> {
     let mut file = File::open(path).map_err(|source| match source.kind() {
