@@ -128,9 +128,7 @@ impl DpopKey {
 
 /// A random 128-bit `jti`, base64url.
 pub fn new_jti() -> Result<String, crate::RandomnessUnavailable> {
-    let mut bytes = [0u8; 16];
-    crate::fill_random(&mut bytes)?;
-    Ok(URL_SAFE_NO_PAD.encode(bytes))
+    crate::random_id::<16>()
 }
 
 /// `ath`: base64url of SHA-256 over the ASCII access token.

@@ -16,9 +16,6 @@
 //! a big-endian u32), so no two different tuples produce the same bytes.
 //! Every opening failure is the one opaque [`OpenError::DidNotOpen`].
 
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-
 use crate::capsule::{
     Capsule, CapsuleError, ContentCipher, DekEnvelope, FORMAT_VERSION, Header, Kid,
     MAX_PLAINTEXT_LEN, MAX_STANZAS, RevealMode, Scope, Stanza,
@@ -157,7 +154,7 @@ pub fn seal(
     let header = Header {
         v: FORMAT_VERSION,
         cipher: ContentCipher::Aes256Gcm,
-        id: random_id()?,
+        id: crate::random_id::<16>().map_err(|_| HpkeError::RandomnessUnavailable)?,
         scope: params.scope,
         purpose: params.purpose,
         reveal: params.reveal,
@@ -183,12 +180,6 @@ pub fn seal(
         nonce,
         ciphertext,
     })
-}
-
-fn random_id() -> Result<String, HpkeError> {
-    let mut id = [0u8; 16];
-    crate::fill_random(&mut id).map_err(|_| HpkeError::RandomnessUnavailable)?;
-    Ok(URL_SAFE_NO_PAD.encode(id))
 }
 
 fn content_cipher(dek: &Dek) -> Result<AeadKey, HpkeError> {

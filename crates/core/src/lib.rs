@@ -34,3 +34,12 @@ pub struct RandomnessUnavailable;
 pub(crate) fn fill_random(buf: &mut [u8]) -> Result<(), RandomnessUnavailable> {
     getrandom::fill(buf).map_err(|_| RandomnessUnavailable)
 }
+
+/// `N` bytes from the operating system's CSPRNG as unpadded base64url: the
+/// one way podseal makes random identifiers (capsule ids, `jti`s, session ids).
+pub fn random_id<const N: usize>() -> Result<String, RandomnessUnavailable> {
+    use base64::Engine as _;
+    let mut bytes = [0u8; N];
+    fill_random(&mut bytes)?;
+    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
+}

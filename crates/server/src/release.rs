@@ -131,15 +131,8 @@ fn session_label(session_id: &str) -> String {
 }
 
 fn random_id() -> Result<String, Refusal> {
-    let mut bytes = [0u8; 32];
-    getrandom_fill(&mut bytes)
-        .map_err(|_| Refusal::new(Gate::Request, "server_error", "randomness unavailable"))?;
-    Ok(URL_SAFE_NO_PAD.encode(bytes))
-}
-
-fn getrandom_fill(bytes: &mut [u8]) -> Result<(), ring::error::Unspecified> {
-    use ring::rand::SecureRandom as _;
-    ring::rand::SystemRandom::new().fill(bytes)
+    podseal_core::random_id::<32>()
+        .map_err(|_| Refusal::new(Gate::Request, "server_error", "randomness unavailable"))
 }
 
 /// The audit context of one request, filled in as gates pass.
