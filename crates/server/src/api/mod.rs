@@ -180,11 +180,49 @@ pub struct RotateAnswer {
     pub jkt: String,
 }
 
-fn session_from(headers: &HeaderMap) -> Result<&str, Refusal> {
+/// The credentials every release request carries in its headers.
+struct Caller {
+    api_key: String,
+    token: String,
+    dpop: Vec<String>,
+}
+
+impl Caller {
+    fn from_headers(headers: &HeaderMap) -> Result<Self, Refusal> {
+        Ok(Self {
+            api_key: header_text(headers, API_KEY_HEADER, Gate::ApiKey, "api_key_missing")?
+                .to_owned(),
+            token: header_text(headers, TOKEN_HEADER, Gate::Token, "token_missing")?.to_owned(),
+            dpop: headers
+                .get_all("dpop")
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .map(str::to_owned)
+                .collect(),
+        })
+    }
+
+    /// Runs `call` with these credentials borrowed as the release service wants them.
+    async fn with<T, F: AsyncFnOnce(Credentials<'_>) -> Result<T, Refusal>>(
+        &self,
+        call: F,
+    ) -> Result<T, Refusal> {
+        let dpop: Vec<&str> = self.dpop.iter().map(String::as_str).collect();
+        call(Credentials {
+            api_key: &self.api_key,
+            token: &self.token,
+            dpop: &dpop,
+        })
+        .await
+    }
+}
+
+/// The session named by `Authorization: DPoP <session id>`.
+fn session_from(headers: &HeaderMap) -> Result<String, Refusal> {
     let authorization = header_text(headers, "authorization", Gate::Dpop, "session_missing")?;
     authorization
         .strip_prefix("DPoP ")
-        .map(str::trim)
+        .map(|s| s.trim().to_owned())
         .ok_or_else(|| {
             Refusal::new(
                 Gate::Dpop,
@@ -194,42 +232,12 @@ fn session_from(headers: &HeaderMap) -> Result<&str, Refusal> {
         })
 }
 
-async fn rotate_key<S: Storage>(
-    State(service): State<Arc<ReleaseService<S>>>,
-    request: Request,
-) -> Response {
-    let result = async {
-        let (headers, body): (HeaderMap, RotateBody) = json_body(request).await?;
-        let api_key = header_text(&headers, API_KEY_HEADER, Gate::ApiKey, "api_key_missing")?;
-        let token = header_text(&headers, TOKEN_HEADER, Gate::Token, "token_missing")?;
-        let session_id = session_from(&headers)?;
-        let dpop = dpop_headers(&headers);
-        let jkt = service
-            .rotate_key(
-                Credentials {
-                    api_key,
-                    token,
-                    dpop: &dpop,
-                },
-                session_id,
-                &body.new_proof,
-            )
-            .await?;
-        Ok::<_, Refusal>(RotateAnswer { jkt })
-    }
-    .await;
+/// A handler's outcome as a response: JSON with `status`, or problem+json.
+fn answer<T: Serialize>(status: StatusCode, result: Result<T, Refusal>) -> Response {
     match result {
-        Ok(answer) => axum::Json(answer).into_response(),
+        Ok(body) => (status, axum::Json(body)).into_response(),
         Err(refusal) => ProblemResponse(refusal).into_response(),
     }
-}
-
-fn dpop_headers(headers: &HeaderMap) -> Vec<&str> {
-    headers
-        .get_all("dpop")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .collect()
 }
 
 async fn create_session<S: Storage>(
@@ -238,32 +246,19 @@ async fn create_session<S: Storage>(
 ) -> Response {
     let result = async {
         let (headers, body): (HeaderMap, SessionBody) = json_body(request).await?;
-        let api_key = header_text(&headers, API_KEY_HEADER, Gate::ApiKey, "api_key_missing")?;
-        let token = header_text(&headers, TOKEN_HEADER, Gate::Token, "token_missing")?;
-        let dpop = dpop_headers(&headers);
+        let caller = Caller::from_headers(&headers)?;
         let recipient_key = URL_SAFE_NO_PAD
             .decode(&body.recipient_key)
             .map_err(|_| bad("recipient_key_invalid", "recipient_key is not base64url"))?;
-        let grant = service
-            .establish_session(
-                Credentials {
-                    api_key,
-                    token,
-                    dpop: &dpop,
-                },
-                &recipient_key,
-            )
+        let grant = caller
+            .with(async |credentials| service.establish_session(credentials, &recipient_key).await)
             .await?;
-        Ok::<_, Refusal>(SessionAnswer {
+        Ok(SessionAnswer {
             session_id: grant.session_id,
             expires_at: grant.expires_at,
         })
-    }
-    .await;
-    match result {
-        Ok(answer) => (StatusCode::CREATED, axum::Json(answer)).into_response(),
-        Err(refusal) => ProblemResponse(refusal).into_response(),
-    }
+    };
+    answer(StatusCode::CREATED, result.await)
 }
 
 async fn unwrap<S: Storage>(
@@ -272,19 +267,8 @@ async fn unwrap<S: Storage>(
 ) -> Response {
     let result = async {
         let (headers, body): (HeaderMap, UnwrapBody) = json_body(request).await?;
-        let api_key = header_text(&headers, API_KEY_HEADER, Gate::ApiKey, "api_key_missing")?;
-        let token = header_text(&headers, TOKEN_HEADER, Gate::Token, "token_missing")?;
-        let authorization = header_text(&headers, "authorization", Gate::Dpop, "session_missing")?;
-        let session_id = authorization
-            .strip_prefix("DPoP ")
-            .map(str::trim)
-            .ok_or_else(|| {
-                Refusal::new(
-                    Gate::Dpop,
-                    "session_missing",
-                    "Authorization must be `DPoP <session id>`",
-                )
-            })?;
+        let caller = Caller::from_headers(&headers)?;
+        let session_id = session_from(&headers)?;
         let capsules = body
             .capsules
             .iter()
@@ -295,37 +279,45 @@ async fn unwrap<S: Storage>(
                 DekEnvelope::from_bytes(&bytes).map_err(|e| bad(e.reason(), e.to_string()))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let dpop = dpop_headers(&headers);
-        let releases = service
-            .unwrap(
-                Credentials {
-                    api_key,
-                    token,
-                    dpop: &dpop,
-                },
-                UnwrapRequest {
-                    session_id: session_id.to_owned(),
-                    capsules,
-                },
-            )
+        let request = UnwrapRequest {
+            session_id,
+            capsules,
+        };
+        let releases = caller
+            .with(async |credentials| service.unwrap(credentials, request).await)
             .await?;
-        Ok::<_, Refusal>(UnwrapAnswer {
-            releases: releases
-                .into_iter()
-                .map(|r| ReleaseAnswer {
-                    capsule_id: r.capsule_id,
-                    enc: URL_SAFE_NO_PAD.encode(&r.released.enc),
-                    wrapped_dek: URL_SAFE_NO_PAD.encode(&r.released.wrapped_dek),
-                    jti: r.jti,
-                })
-                .collect(),
-        })
-    }
-    .await;
-    match result {
-        Ok(answer) => axum::Json(answer).into_response(),
-        Err(refusal) => ProblemResponse(refusal).into_response(),
-    }
+        let releases = releases
+            .into_iter()
+            .map(|r| ReleaseAnswer {
+                capsule_id: r.capsule_id,
+                enc: URL_SAFE_NO_PAD.encode(&r.released.enc),
+                wrapped_dek: URL_SAFE_NO_PAD.encode(&r.released.wrapped_dek),
+                jti: r.jti,
+            })
+            .collect();
+        Ok(UnwrapAnswer { releases })
+    };
+    answer(StatusCode::OK, result.await)
+}
+
+async fn rotate_key<S: Storage>(
+    State(service): State<Arc<ReleaseService<S>>>,
+    request: Request,
+) -> Response {
+    let result = async {
+        let (headers, body): (HeaderMap, RotateBody) = json_body(request).await?;
+        let caller = Caller::from_headers(&headers)?;
+        let session_id = session_from(&headers)?;
+        let jkt = caller
+            .with(async |credentials| {
+                service
+                    .rotate_key(credentials, &session_id, &body.new_proof)
+                    .await
+            })
+            .await?;
+        Ok(RotateAnswer { jkt })
+    };
+    answer(StatusCode::OK, result.await)
 }
 
 async fn ready<S: Storage>(State(service): State<Arc<ReleaseService<S>>>) -> Response {
