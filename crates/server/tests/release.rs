@@ -498,7 +498,8 @@ async fn the_release_path_and_its_refusals() {
     assert!(
         !text.contains(std::str::from_utf8(SECRET).unwrap())
             && !text.contains(&pod.token)
-            && !text.contains(API_KEY),
+            && !text.contains(API_KEY)
+            && !text.contains(&session),
         "secret material in the audit log"
     );
 }
@@ -1027,4 +1028,32 @@ async fn rotating_the_dpop_key_needs_the_previous_keys_proof() {
         "dpop",
         "key_not_pinned",
     );
+}
+
+#[tokio::test]
+async fn a_release_that_cannot_be_audited_is_refused() {
+    let w = world().await;
+    let pod = w.pod();
+    let session = w.session(&pod, API_KEY).await.unwrap();
+    let capsule = w.capsule("shop", "api");
+    // The audit table stops accepting records (as a full disk would).
+    let raw = rusqlite::Connection::open(w.cluster.dir.path().join("podseal.db")).unwrap();
+    raw.execute_batch("CREATE TRIGGER audit_down BEFORE INSERT ON audit_log BEGIN SELECT RAISE(ABORT, 'disk full'); END;").unwrap();
+    assert_refused(
+        w.unwrap(&pod, &session, &capsule).await,
+        "request",
+        "audit_unavailable",
+    );
+    let fresh_pod = Pod {
+        dpop: DpopKey::generate().unwrap(),
+        ..w.pod()
+    };
+    assert_refused(
+        w.session(&fresh_pod, API_KEY).await,
+        "request",
+        "audit_unavailable",
+    );
+    // Once records can be written again, releases resume.
+    raw.execute_batch("DROP TRIGGER audit_down;").unwrap();
+    assert_eq!(w.unwrap(&pod, &session, &capsule).await.unwrap(), SECRET);
 }
