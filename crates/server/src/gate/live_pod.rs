@@ -41,9 +41,12 @@ fn check(
 ) -> Result<(), Refusal> {
     let facts: &PodFacts = match answer {
         ViewAnswer::Unknown { reason } => {
+            // The reason (API server errors, addresses) is for the operator's
+            // log and /readyz, not for the client.
+            tracing::warn!(%reason, "pod view cannot decide: refusing");
             return Err(refuse(
                 "view_unknown",
-                format!("the cluster's pod view cannot decide: {reason}"),
+                "the cluster's pod view cannot decide right now".into(),
             ));
         }
         ViewAnswer::Absent => {
@@ -296,6 +299,16 @@ mod tests {
             reason(debugged, Some(&strict)),
             "debug_container_not_approved"
         );
+    }
+
+    #[test]
+    fn an_undecidable_view_keeps_its_reason_out_of_the_refusal() {
+        let answer = ViewAnswer::Unknown {
+            reason: "API server unreachable: tcp connect error 10.0.0.1:6443".into(),
+        };
+        let refusal = decide(&answer, &identity(), Some(&policy(false))).unwrap_err();
+        assert_eq!(refusal.reason, "view_unknown");
+        assert!(!refusal.detail.contains("10.0.0.1"), "{}", refusal.detail);
     }
 
     #[test]
