@@ -48,7 +48,18 @@ pub enum Command {
     Inspect(InspectArgs),
     /// BREAK-GLASS: open a capsule with the org PRIVATE key and print the plaintext.
     Open(OpenArgs),
-    /// Verify an audit log export offline.
+    /// Run the release server (HTTPS): the four gates, sessions, re-wrap, admin API, audit log.
+    Serve(ServeArgs),
+    /// Register clusters with the release server and show their pinned token keys (admin).
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
+    /// Create, list and revoke API keys bound to one service account (admin).
+    #[command(subcommand, name = "apikey")]
+    ApiKey(ApiKeyCommand),
+    /// Set and show release policies: approved image digests per service account (admin).
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+    /// Export the server's audit log (admin) and verify an export offline.
     #[command(subcommand)]
     Audit(AuditCommand),
     /// A local stand-in for the Kubernetes API, for the demo, tests and trying podseal without a cluster.
@@ -56,9 +67,207 @@ pub enum Command {
     DevCluster(DevClusterCommand),
 }
 
+/// `podseal serve`
+#[derive(Debug, Args)]
+#[command(
+    long_about = "\
+Run the release server until interrupted (Ctrl-C or SIGTERM; a final audit checkpoint is signed).
+
+Configuration comes from --config (TOML; every key has a default), then from PODSEAL_* environment
+variables, which win. On the first start with a new state directory the server creates its store,
+its audit key (STATE_DIR/audit.key, with audit.pub beside it) and the admin token, which is shown
+exactly once (or written to --admin-token-file) and stored only as a hash. Without tls.cert_file and
+tls.key_file a development certificate is generated at each start; its SHA-256 fingerprint is
+printed and the certificate written to STATE_DIR/tls-dev.crt for clients' --ca.",
+    after_help = "\
+Environment overrides: PODSEAL_LISTEN, PODSEAL_EXTERNAL_URL, PODSEAL_STATE_DIR, PODSEAL_ORG_KEY_FILES
+(comma-separated), PODSEAL_LOG_LEVEL, PODSEAL_TLS_CERT_FILE, PODSEAL_TLS_KEY_FILE,
+PODSEAL_RELEASE_MAX_SESSION_SECS, PODSEAL_RELEASE_DPOP_MAX_AGE_SECS, PODSEAL_RELEASE_DPOP_MAX_SKEW_SECS,
+PODSEAL_RELEASE_NONCE_LIFETIME_SECS, PODSEAL_RELEASE_TOKEN_LEEWAY_SECS,
+PODSEAL_AUDIT_CHECKPOINT_INTERVAL_SECS, PODSEAL_AUDIT_ORIGIN, PODSEAL_CLUSTERS_MAX_STALENESS_SECS,
+PODSEAL_STORAGE_ENGINE, PODSEAL_STORAGE_PATH.
+
+Examples:
+  podseal serve --print-config > podseal.toml
+  PODSEAL_ORG_KEY_FILES=./keys/org.key podseal serve --config podseal.toml --admin-token-file ./admin.token"
+)]
+pub struct ServeArgs {
+    /// TOML configuration file.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Print the effective configuration (file + environment + defaults) as TOML and exit.
+    #[arg(long)]
+    pub print_config: bool,
+    /// On the first start, write the new admin token to this new file (mode 0600) instead of printing it.
+    #[arg(long, value_name = "FILE")]
+    pub admin_token_file: Option<PathBuf>,
+}
+
+/// How admin commands reach the server.
+#[derive(Debug, Args)]
+pub struct AdminConnection {
+    /// The release server's URL.
+    #[arg(long, env = "PODSEAL_SERVER", default_value = "https://127.0.0.1:8443")]
+    pub server: String,
+    /// CA bundle (PEM) to trust for the server; the system roots when absent.
+    /// For a development server: STATE_DIR/tls-dev.crt.
+    #[arg(long, env = "PODSEAL_CA", value_name = "FILE")]
+    pub ca: Option<PathBuf>,
+    /// File holding the admin token (mode 0600).
+    #[arg(long, env = "PODSEAL_ADMIN_TOKEN_FILE", value_name = "FILE")]
+    pub admin_token_file: Option<PathBuf>,
+}
+
+/// `podseal cluster …`
+#[derive(Debug, Subcommand)]
+pub enum ClusterCommand {
+    /// Register a cluster: its API server, CA, read-only token, and the token-signing keys to pin.
+    ///
+    /// The JWKS is read from --jwks-file, or fetched ONCE from the cluster now; either way it is
+    /// pinned: tokens signed by any other key are refused until an admin changes the pin with
+    /// --replace. Paths are files on the server's machine.
+    #[command(after_help = "Examples:
+  podseal cluster add prod --api-server https://10.0.0.1:6443 --ca-bundle /etc/podseal/prod-ca.pem \
+      --token-file /etc/podseal/prod-reader.token
+  podseal cluster add prod ... --jwks-file prod-jwks.json --issuer https://kubernetes.default.svc --replace")]
+    Add {
+        #[command(flatten)]
+        connection: AdminConnection,
+        /// Cluster name, as capsules name it.
+        name: String,
+        /// API server URL (https://…).
+        #[arg(long = "api-server", value_name = "URL")]
+        api_server: String,
+        /// CA bundle of the API server (a path on the server's machine).
+        #[arg(long, value_name = "FILE")]
+        ca_bundle: PathBuf,
+        /// Read-only token file (get/list/watch pods; see docs/rbac.md), on the server's machine.
+        #[arg(long, value_name = "FILE")]
+        token_file: PathBuf,
+        /// Expected token issuer; read from the cluster's discovery document when absent.
+        #[arg(long)]
+        issuer: Option<String>,
+        /// Accepted token audience (repeatable; default podseal).
+        #[arg(long = "audience")]
+        audiences: Vec<String>,
+        /// JWKS file to pin instead of fetching it from the cluster.
+        #[arg(long, value_name = "FILE")]
+        jwks_file: Option<PathBuf>,
+        /// Replace an existing registration and its pinned keys.
+        #[arg(long)]
+        replace: bool,
+    },
+    /// Show one cluster: issuer, API server, pinned key ids, view readiness.
+    Show {
+        #[command(flatten)]
+        connection: AdminConnection,
+        /// Cluster name.
+        name: String,
+    },
+    /// List clusters.
+    List {
+        #[command(flatten)]
+        connection: AdminConnection,
+    },
+}
+
+/// `podseal apikey …`
+#[derive(Debug, Subcommand)]
+pub enum ApiKeyCommand {
+    /// Create an API key bound to one cluster, namespace and service account. Shown once.
+    #[command(
+        after_help = "Example:\n  podseal apikey create --cluster prod --namespace shop --service-account api -o json"
+    )]
+    Create {
+        #[command(flatten)]
+        connection: AdminConnection,
+        /// Cluster.
+        #[arg(long)]
+        cluster: String,
+        /// Namespace.
+        #[arg(long)]
+        namespace: String,
+        /// Service account.
+        #[arg(long = "service-account")]
+        service_account: String,
+    },
+    /// List API keys (ids and bindings, never the keys).
+    List {
+        #[command(flatten)]
+        connection: AdminConnection,
+    },
+    /// Revoke an API key by id: its sessions' next request is refused.
+    Revoke {
+        #[command(flatten)]
+        connection: AdminConnection,
+        /// The key id (ak_…).
+        id: String,
+    },
+}
+
+/// `podseal policy …`
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Set the release policy of one service account (replaces the previous one).
+    ///
+    /// Every container of a pod — init, app and ephemeral (debug) — must run an image whose digest
+    /// is allowed, or gate 4 refuses. --audit-mode records those refusals instead of enforcing
+    /// them: an explicit opt-in for rollout, loud in the log and in every audit record.
+    #[command(after_help = "Example:
+  podseal policy set --cluster prod --namespace shop --service-account api \
+      --allow-digest sha256:0123…cdef --allow-digest sha256:4567…89ab --require-nonce")]
+    Set {
+        #[command(flatten)]
+        connection: AdminConnection,
+        /// Cluster.
+        #[arg(long)]
+        cluster: String,
+        /// Namespace.
+        #[arg(long)]
+        namespace: String,
+        /// Service account.
+        #[arg(long = "service-account")]
+        service_account: String,
+        /// An approved image digest, sha256:<64 hex> (repeatable).
+        #[arg(long = "allow-digest", value_name = "sha256:…")]
+        digests: Vec<String>,
+        /// DANGER: record what gate 4 would refuse instead of refusing.
+        #[arg(long)]
+        audit_mode: bool,
+        /// Require RFC 9449 server nonces in DPoP proofs (a stolen key cannot pre-mint proofs).
+        #[arg(long)]
+        require_nonce: bool,
+    },
+    /// Show policies (all, or one service account's).
+    Show {
+        #[command(flatten)]
+        connection: AdminConnection,
+        /// Only this cluster.
+        #[arg(long)]
+        cluster: Option<String>,
+        /// Only this namespace.
+        #[arg(long)]
+        namespace: Option<String>,
+        /// Only this service account.
+        #[arg(long = "service-account")]
+        service_account: Option<String>,
+    },
+}
+
 /// `podseal audit …`
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
+    /// Download the audit log as JSON lines, ending with a checkpoint the server signs now (admin).
+    #[command(
+        after_help = "Example:\n  podseal audit export --out audit.jsonl && podseal audit verify --key audit.pub audit.jsonl"
+    )]
+    Export {
+        #[command(flatten)]
+        connection: AdminConnection,
+        /// Write to this file instead of stdout.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
     /// Check an export (JSON lines) against the server's audit public key, offline.
     ///
     /// Fails (exit 1) on any edited, removed, inserted or reordered record, a checkpoint not

@@ -31,7 +31,7 @@ mod test_vectors;
 pub struct RandomnessUnavailable;
 
 /// Fills `buf` from the operating system's CSPRNG.
-pub(crate) fn fill_random(buf: &mut [u8]) -> Result<(), RandomnessUnavailable> {
+pub fn fill_random(buf: &mut [u8]) -> Result<(), RandomnessUnavailable> {
     getrandom::fill(buf).map_err(|_| RandomnessUnavailable)
 }
 

@@ -1,6 +1,14 @@
-//! The pod-side podseal SDK (not yet built).
+//! Client side of podseal.
 //!
-//! It will generate the Ed25519 DPoP key and the X25519 recipient key in RAM,
-//! establish a release session with the server, ask for DEKs re-wrapped to the
-//! recipient key, and decrypt capsules locally into zeroizing plaintext types
-//! (through `podseal_core::envelope::open_release`). `podseal exec` builds on it.
+//! Built so far: [`transport`], the HTTPS client every podseal client uses
+//! to reach the release server (TLS 1.3, the server's CA pinned from a file
+//! or the system roots, a timeout on every request). The admin CLI is its
+//! first user.
+//!
+//! To come: the pod SDK proper — generate the Ed25519 DPoP key and the
+//! X25519 recipient key in RAM, establish a release session, ask for DEKs
+//! re-wrapped to the recipient key, and decrypt capsules locally into
+//! zeroizing plaintext types (through `podseal_core::envelope::open_release`).
+#![deny(missing_docs)]
+
+pub mod transport;

@@ -10,6 +10,12 @@ use std::time::Duration;
 use podseal_core::audit::{AuditKey, Checkpoint, ExportLine, public_key_text};
 use podseal_core::key_file::{KeyFileError, read_secret_text, write_new};
 
+use std::collections::BTreeMap;
+
+use podseal_core::audit::{AuditRecord, Outcome};
+
+use crate::gate::Refusal;
+use crate::identity::WorkloadIdentity;
 use crate::storage::{Storage, StorageError};
 
 /// File name of the audit private key.
@@ -53,6 +59,42 @@ pub fn load_or_create_key(dir: &Path) -> Result<AuditKey, AuditLogError> {
     );
     write_new(&dir.join(AUDIT_PUBLIC_KEY_FILE), public.as_bytes(), 0o644)?;
     Ok(key)
+}
+
+/// The audit context of one request, filled in as gates pass.
+#[derive(Default, Clone)]
+pub(crate) struct AuditContext {
+    details: BTreeMap<String, String>,
+}
+
+impl AuditContext {
+    pub(crate) fn set(&mut self, key: &str, value: impl Into<String>) {
+        self.details.insert(key.to_owned(), value.into());
+    }
+
+    pub(crate) fn identity(&mut self, identity: &WorkloadIdentity) {
+        self.set("namespace", &identity.namespace);
+        self.set("service_account", &identity.service_account);
+        self.set("pod", &identity.pod_name);
+        self.set("pod_uid", &identity.pod_uid);
+    }
+
+    pub(crate) fn record(
+        &self,
+        event: &str,
+        outcome: Outcome,
+        refusal: Option<&Refusal>,
+    ) -> AuditRecord {
+        AuditRecord {
+            seq: 0,
+            time_ms: jiff::Timestamp::now().as_millisecond(),
+            event: event.to_owned(),
+            outcome,
+            gate: refusal.map(|r| r.gate.code().to_owned()),
+            reason: refusal.map(|r| r.reason.to_owned()),
+            details: self.details.clone(),
+        }
+    }
 }
 
 /// Signs checkpoints over the log in storage.

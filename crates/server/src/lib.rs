@@ -7,12 +7,17 @@
 //! hash-chained audit log and the storage engines.
 #![deny(missing_docs)]
 
+pub mod admin;
 pub mod api;
 pub mod audit_log;
 pub mod cluster;
+pub mod config;
 pub mod gate;
 pub mod identity;
+pub mod metrics;
+pub mod nonce;
 pub mod pod_view;
 pub mod release;
+pub mod serve;
 pub mod storage;
 pub mod tls;

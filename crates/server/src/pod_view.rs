@@ -243,6 +243,13 @@ impl PodView {
         lock(&self.health).staleness_reason(self.config.max_staleness, Instant::now())
     }
 
+    /// How long ago the API server was last heard from (`None`: never).
+    pub fn last_heard_age(&self) -> Option<Duration> {
+        lock(&self.health)
+            .last_ok
+            .map(|at| Instant::now().saturating_duration_since(at))
+    }
+
     /// True when the view may answer.
     pub fn is_fresh(&self) -> bool {
         self.staleness().is_none()

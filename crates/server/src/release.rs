@@ -13,8 +13,8 @@
 //! Every decision is audited; the answer is given only after its audit
 //! records are durable, and a failed audit write refuses.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -25,11 +25,13 @@ use podseal_core::envelope::{ReleaseBinding, ReleasedDek, rewrap_for_release};
 use podseal_core::key_provider::OrgKeyProvider;
 use sha2::{Digest, Sha256};
 
+use crate::audit_log::AuditContext;
 use crate::gate::live_pod::{self, LivePodDecision};
 use crate::gate::{Gate, Refusal};
 use crate::identity::{IdentityProvider, KubernetesTokens, WorkloadIdentity};
+use crate::nonce::NonceIssuer;
 use crate::pod_view::PodView;
-use crate::storage::{ApiKeyRecord, PinOutcome, SessionRecord, Storage};
+use crate::storage::{ApiKeyRecord, PinOutcome, PolicyRecord, SessionRecord, Storage};
 
 /// Tunables of the release path.
 #[derive(Debug, Clone)]
@@ -106,17 +108,14 @@ pub struct Release {
 /// The release service.
 pub struct ReleaseService<S: Storage> {
     storage: Arc<S>,
-    clusters: HashMap<String, ReleaseCluster>,
+    clusters: RwLock<HashMap<String, Arc<ReleaseCluster>>>,
     org_keys: Arc<dyn OrgKeyProvider + Send + Sync>,
+    nonces: NonceIssuer,
     config: ReleaseConfig,
 }
 
 fn now() -> i64 {
     jiff::Timestamp::now().as_second()
-}
-
-fn now_ms() -> i64 {
-    jiff::Timestamp::now().as_millisecond()
 }
 
 /// SHA-256 of an API key, as stored.
@@ -135,89 +134,113 @@ fn random_id() -> Result<String, Refusal> {
         .map_err(|_| Refusal::new(Gate::Request, "server_error", "randomness unavailable"))
 }
 
-/// The audit context of one request, filled in as gates pass.
-#[derive(Default)]
-struct AuditContext {
-    details: BTreeMap<String, String>,
-}
-
-impl AuditContext {
-    fn set(&mut self, key: &str, value: impl Into<String>) {
-        self.details.insert(key.to_owned(), value.into());
-    }
-
-    fn identity(&mut self, identity: &WorkloadIdentity) {
-        self.set("namespace", &identity.namespace);
-        self.set("service_account", &identity.service_account);
-        self.set("pod", &identity.pod_name);
-        self.set("pod_uid", &identity.pod_uid);
-    }
-
-    fn record(&self, event: &str, outcome: Outcome, refusal: Option<&Refusal>) -> AuditRecord {
-        AuditRecord {
-            seq: 0,
-            time_ms: now_ms(),
-            event: event.to_owned(),
-            outcome,
-            gate: refusal.map(|r| r.gate.code().to_owned()),
-            reason: refusal.map(|r| r.reason.to_owned()),
-            details: self.details.clone(),
-        }
-    }
-}
-
-struct Verified<'a> {
+struct Verified {
     key: ApiKeyRecord,
-    cluster: &'a ReleaseCluster,
+    cluster: Arc<ReleaseCluster>,
     identity: WorkloadIdentity,
+    policy: Option<PolicyRecord>,
+}
+
+impl Verified {
+    fn require_nonce(&self) -> bool {
+        self.policy.as_ref().is_some_and(|p| p.require_nonce)
+    }
 }
 
 impl<S: Storage> ReleaseService<S> {
-    /// A service over `storage`, the registered clusters and the org keys.
+    /// A service over `storage` and the org keys, with no cluster yet
+    /// (see [`ReleaseService::add_cluster`]).
     pub fn new(
         storage: Arc<S>,
-        clusters: HashMap<String, ReleaseCluster>,
         org_keys: Arc<dyn OrgKeyProvider + Send + Sync>,
+        nonces: NonceIssuer,
         config: ReleaseConfig,
     ) -> Self {
         Self {
             storage,
-            clusters,
+            clusters: RwLock::new(HashMap::new()),
             org_keys,
+            nonces,
             config,
         }
     }
 
-    /// Revokes sessions and DPoP pins of pods the views report deleted or
-    /// replaced (a new uid under the same name), and audits each revocation.
-    /// Runs until every view's event stream closes; spawn it once.
-    pub async fn revoke_gone_pods(self: Arc<Self>) {
+    /// A fresh DPoP server nonce (sent as `DPoP-Nonce` on every release answer).
+    pub fn issue_nonce(&self) -> String {
+        self.nonces.issue(now())
+    }
+
+    /// The storage this service decides from.
+    pub fn storage(&self) -> &Arc<S> {
+        &self.storage
+    }
+
+    /// The release configuration.
+    pub fn config(&self) -> &ReleaseConfig {
+        &self.config
+    }
+
+    /// Starts releasing to `name` (or replaces its tokens and view), and
+    /// spawns the task that revokes the sessions of its deleted or replaced
+    /// pods. Needs a Tokio runtime.
+    pub fn add_cluster(self: &Arc<Self>, name: &str, cluster: ReleaseCluster) {
+        let receiver = cluster.view.subscribe();
+        self.clusters_mut()
+            .insert(name.to_owned(), Arc::new(cluster));
+        tokio::spawn(Self::revoke_gone_pods(
+            Arc::downgrade(self),
+            name.to_owned(),
+            receiver,
+        ));
+    }
+
+    /// The registered cluster names, sorted.
+    pub fn cluster_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.clusters_read().keys().cloned().collect();
+        names.sort();
+        names
+    }
+
+    /// The cluster called `name`.
+    pub fn cluster(&self, name: &str) -> Option<Arc<ReleaseCluster>> {
+        self.clusters_read().get(name).cloned()
+    }
+
+    fn clusters_read(
+        &self,
+    ) -> std::sync::RwLockReadGuard<'_, HashMap<String, Arc<ReleaseCluster>>> {
+        // A poisoned lock only means a panic elsewhere; the map itself is always whole.
+        self.clusters
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn clusters_mut(
+        &self,
+    ) -> std::sync::RwLockWriteGuard<'_, HashMap<String, Arc<ReleaseCluster>>> {
+        self.clusters
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Revokes sessions and DPoP pins of pods the view of `cluster` reports
+    /// deleted or replaced (a new uid under the same name), and audits each
+    /// revocation. Runs until the view or the service is dropped (it holds
+    /// the service weakly, so it never keeps either alive).
+    async fn revoke_gone_pods(
+        service: std::sync::Weak<Self>,
+        cluster: String,
+        mut events: tokio::sync::broadcast::Receiver<crate::pod_view::PodEvent>,
+    ) {
         use crate::pod_view::PodEvent;
-        let mut streams = futures_util::stream::SelectAll::new();
-        for (name, cluster) in &self.clusters {
-            let name = name.clone();
-            let receiver = cluster.view.subscribe();
-            streams.push(Box::pin(futures_util::stream::unfold(
-                receiver,
-                move |mut receiver| {
-                    let name = name.clone();
-                    async move {
-                        loop {
-                            match receiver.recv().await {
-                                Ok(event) => return Some(((name, event), receiver)),
-                                // Missed events: the pods involved are also refused by gate 4.
-                                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
-                                Err(tokio::sync::broadcast::error::RecvError::Closed) => {
-                                    return None;
-                                }
-                            }
-                        }
-                    }
-                },
-            )));
-        }
-        use futures_util::StreamExt as _;
-        while let Some((cluster, event)) = streams.next().await {
+        use tokio::sync::broadcast::error::RecvError;
+        loop {
+            let event = match events.recv().await {
+                Ok(event) => event,
+                // Missed events: the pods involved are also refused by gate 4.
+                Err(RecvError::Lagged(_)) => continue,
+                Err(RecvError::Closed) => return,
+            };
             let (namespace, name, uid) = match event {
                 PodEvent::Deleted {
                     namespace,
@@ -232,7 +255,10 @@ impl<S: Storage> ReleaseService<S> {
                 } => (namespace, name, old_uid),
                 PodEvent::Changed { .. } => continue,
             };
-            match self.storage.forget_pod(&cluster, &uid, now()).await {
+            let Some(service) = service.upgrade() else {
+                return;
+            };
+            match service.storage.forget_pod(&cluster, &uid, now()).await {
                 Ok(revoked) => {
                     let mut audit = AuditContext::default();
                     audit.set("cluster", &cluster);
@@ -242,7 +268,7 @@ impl<S: Storage> ReleaseService<S> {
                     audit.set("sessions_revoked", revoked.to_string());
                     let refusal =
                         Refusal::new(Gate::LivePod, "pod_gone", "the pod was deleted or replaced");
-                    if self
+                    if service
                         .audit(vec![audit.record(
                             "session_revoked",
                             Outcome::Refused,
@@ -268,10 +294,8 @@ impl<S: Storage> ReleaseService<S> {
         if let Err(error) = self.storage.audit_head().await {
             problems.push(format!("storage: {error}"));
         }
-        let mut names: Vec<&String> = self.clusters.keys().collect();
-        names.sort();
-        for name in names {
-            if let Some(reason) = self.clusters.get(name).and_then(|c| c.view.staleness()) {
+        for name in self.cluster_names() {
+            if let Some(reason) = self.cluster(&name).and_then(|c| c.view.staleness()) {
                 problems.push(format!("cluster {name}: {reason}"));
             }
         }
@@ -288,7 +312,7 @@ impl<S: Storage> ReleaseService<S> {
     }
 
     /// Appends the records; refuses when they cannot be made durable.
-    async fn audit(&self, records: Vec<AuditRecord>) -> Result<(), Refusal> {
+    pub(crate) async fn audit(&self, records: Vec<AuditRecord>) -> Result<(), Refusal> {
         self.storage
             .append_audit(records)
             .await
@@ -325,7 +349,7 @@ impl<S: Storage> ReleaseService<S> {
         &self,
         credentials: &Credentials<'_>,
         audit: &mut AuditContext,
-    ) -> Result<Verified<'_>, Refusal> {
+    ) -> Result<Verified, Refusal> {
         let key = self
             .storage
             .api_key_by_hash(api_key_hash(credentials.api_key))
@@ -343,7 +367,7 @@ impl<S: Storage> ReleaseService<S> {
                 "the API key was revoked",
             ));
         }
-        let cluster = self.clusters.get(&key.cluster).ok_or_else(|| {
+        let cluster = self.cluster(&key.cluster).ok_or_else(|| {
             Refusal::new(
                 Gate::ApiKey,
                 "cluster_unknown",
@@ -359,10 +383,16 @@ impl<S: Storage> ReleaseService<S> {
                 "the API key is bound to another namespace or service account than the token",
             ));
         }
+        let policy = self
+            .storage
+            .policy(&key.cluster, &identity.namespace, &identity.service_account)
+            .await
+            .map_err(Self::storage_refusal)?;
         Ok(Verified {
             key,
             cluster,
             identity,
+            policy,
         })
     }
 
@@ -372,6 +402,7 @@ impl<S: Storage> ReleaseService<S> {
         proofs: &[&str],
         route: &str,
         access_token: Option<&str>,
+        require_nonce: bool,
         audit: &mut AuditContext,
     ) -> Result<VerifiedProof, Refusal> {
         let [proof] = proofs else {
@@ -394,6 +425,19 @@ impl<S: Storage> ReleaseService<S> {
         };
         let verified = verify_proof(proof, &expectations)?;
         audit.set("jkt", &verified.thumbprint);
+        if require_nonce
+            && !verified
+                .claims
+                .nonce
+                .as_deref()
+                .is_some_and(|nonce| self.nonces.is_fresh(nonce, now))
+        {
+            return Err(Refusal::new(
+                Gate::Dpop,
+                "use_dpop_nonce",
+                "this service account's policy requires a fresh server nonce in the DPoP proof (see the DPoP-Nonce header)",
+            ));
+        }
         let keep_until =
             verified.claims.iat + self.config.dpop_max_age_secs + self.config.dpop_max_skew_secs;
         let fresh = self
@@ -414,25 +458,16 @@ impl<S: Storage> ReleaseService<S> {
     /// Gate 4 with audit mode recorded loudly.
     async fn check_live_pod(
         &self,
-        verified: &Verified<'_>,
+        verified: &Verified,
         audit: &mut AuditContext,
     ) -> Result<(), Refusal> {
         let identity = &verified.identity;
-        let policy = self
-            .storage
-            .policy(
-                &verified.key.cluster,
-                &identity.namespace,
-                &identity.service_account,
-            )
-            .await
-            .map_err(Self::storage_refusal)?;
         let answer = verified
             .cluster
             .view
             .lookup(&identity.namespace, &identity.pod_name)
             .await;
-        match live_pod::decide(&answer, identity, policy.as_ref())? {
+        match live_pod::decide(&answer, identity, verified.policy.as_ref())? {
             LivePodDecision::Allowed => Ok(()),
             LivePodDecision::AuditOnly(refusal) => {
                 tracing::warn!(
@@ -479,7 +514,13 @@ impl<S: Storage> ReleaseService<S> {
     ) -> Result<SessionGrant, Refusal> {
         let verified = self.verify_caller(&credentials, audit).await?;
         let proof = self
-            .verify_dpop(credentials.dpop, "/v1/sessions", None, audit)
+            .verify_dpop(
+                credentials.dpop,
+                "/v1/sessions",
+                None,
+                verified.require_nonce(),
+                audit,
+            )
             .await?;
         if podseal_core::hpke::validate_public_key(
             podseal_core::hpke::KemId::X25519HkdfSha256,
@@ -553,9 +594,7 @@ impl<S: Storage> ReleaseService<S> {
                 let records = releases
                     .iter()
                     .map(|release| {
-                        let mut context = AuditContext {
-                            details: audit.details.clone(),
-                        };
+                        let mut context = audit.clone();
                         context.set("capsule", &release.capsule_id);
                         context.record("unwrap", Outcome::Allowed, None)
                     })
@@ -587,6 +626,7 @@ impl<S: Storage> ReleaseService<S> {
                 credentials.dpop,
                 "/v1/unwrap",
                 Some(&request.session_id),
+                verified.require_nonce(),
                 audit,
             )
             .await?;
@@ -655,7 +695,13 @@ impl<S: Storage> ReleaseService<S> {
         let verified = self.verify_caller(&credentials, audit).await?;
         let session = self.live_session(session_id, &verified).await?;
         let old = self
-            .verify_dpop(credentials.dpop, ROUTE, Some(session_id), audit)
+            .verify_dpop(
+                credentials.dpop,
+                ROUTE,
+                Some(session_id),
+                verified.require_nonce(),
+                audit,
+            )
             .await?;
         if old.thumbprint != session.jkt {
             return Err(Refusal::new(
@@ -665,7 +711,13 @@ impl<S: Storage> ReleaseService<S> {
             ));
         }
         let new = self
-            .verify_dpop(&[new_proof], ROUTE, Some(session_id), audit)
+            .verify_dpop(
+                &[new_proof],
+                ROUTE,
+                Some(session_id),
+                verified.require_nonce(),
+                audit,
+            )
             .await?;
         if new.thumbprint == old.thumbprint {
             return Err(Refusal::new(
@@ -701,7 +753,7 @@ impl<S: Storage> ReleaseService<S> {
     async fn live_session(
         &self,
         session_id: &str,
-        verified: &Verified<'_>,
+        verified: &Verified,
     ) -> Result<SessionRecord, Refusal> {
         let session = self
             .storage
@@ -745,7 +797,7 @@ impl<S: Storage> ReleaseService<S> {
 pub const MAX_BATCH: usize = 64;
 
 /// The capsule's release scope against the verified caller.
-fn check_scope(envelope: &DekEnvelope, verified: &Verified<'_>) -> Result<(), Refusal> {
+fn check_scope(envelope: &DekEnvelope, verified: &Verified) -> Result<(), Refusal> {
     let header = envelope.header();
     let scope = &header.scope;
     let identity = &verified.identity;

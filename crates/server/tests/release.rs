@@ -10,7 +10,6 @@
     reason = "test code: a panic is a test failure"
 )]
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,6 +23,7 @@ use podseal_core::org_key::OrgPrivateKey;
 use podseal_dev_cluster::{ContainerImage, Handle};
 use podseal_server::gate::Refusal;
 use podseal_server::identity::{KubernetesTokens, PinnedJwks};
+use podseal_server::nonce::NonceIssuer;
 use podseal_server::pod_view::{PodView, ViewAnswer, ViewConfig};
 use podseal_server::release::{
     Credentials, ReleaseCluster, ReleaseConfig, ReleaseService, UnwrapRequest, api_key_hash,
@@ -103,12 +103,7 @@ async fn world() -> World {
         .await
         .unwrap();
     let org = OrgPrivateKey::generate(KemId::X25519HkdfSha256).unwrap();
-    let service = Arc::new(service_over(
-        storage.clone(),
-        view.clone(),
-        &jwks_json,
-        &org,
-    ));
+    let service = service_over(storage.clone(), view.clone(), &jwks_json, &org);
     let world = World {
         cluster,
         handle,
@@ -128,24 +123,25 @@ fn service_over(
     view: Arc<PodView>,
     jwks: &str,
     org: &OrgPrivateKey,
-) -> ReleaseService<SqliteStorage> {
+) -> Arc<ReleaseService<SqliteStorage>> {
     let tokens = KubernetesTokens {
         issuer: "https://kubernetes.default.svc".into(),
         audiences: vec!["podseal".into()],
         jwks: PinnedJwks::parse(jwks).unwrap(),
         leeway_secs: 30,
     };
-    let clusters = HashMap::from([("prod".to_owned(), ReleaseCluster { tokens, view })]);
     let ring = KeyRing::from(OrgPrivateKey::from_text(&org.to_text()).unwrap());
-    ReleaseService::new(
+    let service = Arc::new(ReleaseService::new(
         storage,
-        clusters,
         Arc::new(ring),
+        NonceIssuer::new(&[7; 32], 60),
         ReleaseConfig {
             external_url: URL.into(),
             ..ReleaseConfig::default()
         },
-    )
+    ));
+    service.add_cluster("prod", ReleaseCluster { tokens, view });
+    service
 }
 
 /// What a pod holds in RAM.
@@ -156,6 +152,25 @@ struct Pod {
 }
 
 impl World {
+    /// The HTTP API over this world's services.
+    fn app(&self) -> axum::Router {
+        let audit_log = Arc::new(podseal_server::audit_log::AuditLog::new(
+            self.storage.clone(),
+            AuditKey::generate().unwrap(),
+            "test".into(),
+        ));
+        podseal_server::api::router(podseal_server::api::App {
+            release: self.service.clone(),
+            admin: Arc::new(podseal_server::admin::AdminService::new(
+                self.service.clone(),
+                audit_log,
+                ViewConfig::with_max_staleness(Duration::from_secs(3)),
+                30,
+            )),
+            metrics: Arc::default(),
+        })
+    }
+
     fn pod(&self) -> Pod {
         let (token, _) = self
             .handle
@@ -196,6 +211,27 @@ impl World {
             assert!(
                 tokio::time::Instant::now() < deadline,
                 "the view never reached the expected state"
+            );
+            ticks.tick().await;
+        }
+    }
+
+    /// Waits (with a deadline) until storage shows the session revoked.
+    async fn until_revoked(&self, session: &str) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        let mut ticks = tokio::time::interval(Duration::from_millis(20));
+        while self
+            .storage
+            .session(session)
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked_at
+            .is_none()
+        {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the session was not revoked"
             );
             ticks.tick().await;
         }
@@ -444,19 +480,23 @@ async fn the_release_path_and_its_refusals() {
     w.handle.recreate_pod("shop", "api-0").unwrap();
     w.handle.mark_running("shop", "api-0").unwrap();
     w.until_view(|answer| matches!(answer, ViewAnswer::Present(f) if f.is_running() && f.containers.len() == 1)).await;
+    // The old pod's token (still unexpired) cannot open a session for the new pod...
     assert_refused(
-        w.unwrap(&pod, &session, &capsule).await,
+        w.session(&pod, API_KEY).await,
         "live_pod",
         "pod_uid_mismatch",
+    );
+    // ...and the old session was revoked when the view saw the uid change.
+    w.until_revoked(&session).await;
+    assert_refused(
+        w.unwrap(&pod, &session, &capsule).await,
+        "dpop",
+        "session_revoked",
     );
     // And deleted: not found.
     w.handle.delete_pod("shop", "api-0").unwrap();
     w.until_view(|answer| *answer == ViewAnswer::Absent).await;
-    assert_refused(
-        w.unwrap(&pod, &session, &capsule).await,
-        "live_pod",
-        "pod_not_found",
-    );
+    assert_refused(w.session(&pod, API_KEY).await, "live_pod", "pod_not_found");
 
     // Gate 1 again: a revoked key.
     w.storage.revoke_api_key("key-shop", now()).await.unwrap();
@@ -538,7 +578,7 @@ async fn the_http_api_releases_and_answers_refusals_with_problem_json() {
     use podseal_server::api::{self, API_KEY_HEADER, SessionAnswer, TOKEN_HEADER, UnwrapAnswer};
     let b64 = |bytes: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
     let w = world().await;
-    let app = api::router(w.service.clone());
+    let app = w.app();
     let pod = w.pod();
     let capsule = w.capsule("shop", "api");
     let json = "application/json";
@@ -797,30 +837,13 @@ async fn the_http_api_releases_and_answers_refusals_with_problem_json() {
 #[tokio::test]
 async fn deleting_the_pod_revokes_its_session() {
     let w = world().await;
-    let revoker = tokio::spawn(w.service.clone().revoke_gone_pods());
     let pod = w.pod();
     let session = w.session(&pod, API_KEY).await.unwrap();
     let stored = w.storage.session(&session).await.unwrap().unwrap();
     assert_eq!(stored.revoked_at, None);
 
     w.handle.delete_pod("shop", "api-0").unwrap();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    let mut ticks = tokio::time::interval(Duration::from_millis(20));
-    while w
-        .storage
-        .session(&session)
-        .await
-        .unwrap()
-        .unwrap()
-        .revoked_at
-        .is_none()
-    {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the session was not revoked"
-        );
-        ticks.tick().await;
-    }
+    w.until_revoked(&session).await;
     assert_refused(
         w.unwrap(&pod, &session, &w.capsule("shop", "api")).await,
         "dpop",
@@ -832,7 +855,6 @@ async fn deleting_the_pod_revokes_its_session() {
             .unwrap()
             .contains("session_revoked")
     }));
-    revoker.abort();
 }
 
 /// A TLS client trusting exactly `leaf_pem`, offering `alpn` and `versions`.
@@ -869,14 +891,9 @@ async fn the_api_is_served_over_tls_13_with_http1_and_http2() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(tls::serve(
-        listener,
-        tls.config.clone(),
-        podseal_server::api::router(w.service.clone()),
-        async {
-            let _ = stopped.await;
-        },
-    ));
+    let server = tokio::spawn(tls::serve(listener, tls.config.clone(), w.app(), async {
+        let _ = stopped.await;
+    }));
     let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
 
     for alpn in [&b"http/1.1"[..], &b"h2"[..]] {

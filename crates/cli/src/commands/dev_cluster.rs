@@ -29,11 +29,7 @@ struct ClusterFile {
 
 /// Runs a `dev-cluster` subcommand.
 pub fn run(command: DevClusterCommand, output: OutputFormat) -> Result<(), CliError> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| CliError::failure(format!("cannot start the async runtime: {e}")))?;
-    runtime.block_on(async move {
+    super::runtime()?.block_on(async move {
         match command {
             DevClusterCommand::Serve {
                 dir,

@@ -1,11 +1,13 @@
 //! One module per subcommand; `run` dispatches.
 
+mod admin;
 mod audit;
 mod dev_cluster;
 mod inspect;
 mod keys;
 mod open;
 mod seal;
+mod serve;
 
 use crate::cli::{AuditCommand, Cli, Command, KeysCommand};
 use crate::error::CliError;
@@ -25,5 +27,20 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
             expected_size,
             export,
         }) => audit::verify(&key, expected_size, &export, output),
+        Command::Audit(AuditCommand::Export { connection, out }) => {
+            admin::audit_export(&connection, out.as_deref())
+        }
+        Command::Serve(args) => serve::run(&args),
+        Command::Cluster(command) => admin::cluster(command, output),
+        Command::ApiKey(command) => admin::api_key(command, output),
+        Command::Policy(command) => admin::policy(command, output),
     }
+}
+
+/// A multi-threaded Tokio runtime for the commands that talk over the network.
+pub fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::failure(format!("cannot start the async runtime: {e}")))
 }

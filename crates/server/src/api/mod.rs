@@ -8,31 +8,38 @@
 //! | `POST /v1/sessions/rotate-key` | move the pin to a new DPoP key, with the previous key's proof |
 //! | `GET /healthz` | the process answers |
 //! | `GET /readyz` | storage and every cluster's pod view can decide |
+//! | `GET /metrics` | Prometheus text: requests, refusals by gate and reason, latency, view staleness |
+//! | `/v1/admin/…` | clusters, API keys, policies, audit export ([`admin`]), with `Authorization: Bearer <admin token>` |
 //!
 //! Credentials travel in headers: `X-Podseal-Api-Key`, `X-Podseal-Token`
 //! (the projected ServiceAccount token), `DPoP` (exactly one), and on unwrap
 //! `Authorization: DPoP <session id>`. Bodies are JSON, at most
 //! [`MAX_BODY_BYTES`]; anything else is a problem+json refusal.
 
+pub mod admin;
 pub mod problem;
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Request, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post, put};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use podseal_core::capsule::DekEnvelope;
 use serde::{Deserialize, Serialize};
 
+use crate::admin::AdminService;
 use crate::gate::{Gate, Refusal};
+use crate::metrics::{Metrics, ViewSample};
 use crate::release::{Credentials, ReleaseService, UnwrapRequest};
 use crate::storage::Storage;
-use problem::ProblemResponse;
+use problem::{ProblemResponse, RefusalCodes};
 
 /// The largest request body accepted (64 capsules with room to spare).
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -40,9 +47,127 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 pub const API_KEY_HEADER: &str = "x-podseal-api-key";
 /// Header carrying the projected ServiceAccount token.
 pub const TOKEN_HEADER: &str = "x-podseal-token";
+/// RFC 9449 server nonce header, sent on every release answer.
+pub const DPOP_NONCE_HEADER: &str = "dpop-nonce";
 
-/// The API over a release service.
-pub fn router<S: Storage>(service: Arc<ReleaseService<S>>) -> Router {
+/// One route and every status it can answer with (the OpenAPI document in
+/// `docs/openapi.yaml` is checked against this table, and the HTTPS suite
+/// checks every status it sees is listed here).
+#[derive(Debug, Clone, Copy)]
+pub struct Route {
+    /// HTTP method.
+    pub method: &'static str,
+    /// Path pattern, OpenAPI style (`{name}`).
+    pub path: &'static str,
+    /// Statuses it can answer.
+    pub statuses: &'static [u16],
+}
+
+/// Every route the server has.
+pub const ROUTES: &[Route] = &[
+    Route {
+        method: "POST",
+        path: "/v1/sessions",
+        statuses: &[201, 400, 401, 403, 413, 415, 503],
+    },
+    Route {
+        method: "POST",
+        path: "/v1/unwrap",
+        statuses: &[200, 400, 401, 403, 413, 415, 503],
+    },
+    Route {
+        method: "POST",
+        path: "/v1/sessions/rotate-key",
+        statuses: &[200, 400, 401, 403, 413, 415, 503],
+    },
+    Route {
+        method: "GET",
+        path: "/healthz",
+        statuses: &[200],
+    },
+    Route {
+        method: "GET",
+        path: "/readyz",
+        statuses: &[200, 503],
+    },
+    Route {
+        method: "GET",
+        path: "/metrics",
+        statuses: &[200],
+    },
+    Route {
+        method: "POST",
+        path: "/v1/admin/clusters",
+        statuses: &[201, 400, 401, 409, 413, 415, 502, 503],
+    },
+    Route {
+        method: "GET",
+        path: "/v1/admin/clusters",
+        statuses: &[200, 401, 503],
+    },
+    Route {
+        method: "GET",
+        path: "/v1/admin/clusters/{name}",
+        statuses: &[200, 401, 404, 503],
+    },
+    Route {
+        method: "POST",
+        path: "/v1/admin/apikeys",
+        statuses: &[201, 400, 401, 404, 413, 415, 503],
+    },
+    Route {
+        method: "GET",
+        path: "/v1/admin/apikeys",
+        statuses: &[200, 401, 503],
+    },
+    Route {
+        method: "DELETE",
+        path: "/v1/admin/apikeys/{id}",
+        statuses: &[200, 401, 404, 503],
+    },
+    Route {
+        method: "PUT",
+        path: "/v1/admin/policies",
+        statuses: &[200, 400, 401, 404, 413, 415, 503],
+    },
+    Route {
+        method: "GET",
+        path: "/v1/admin/policies",
+        statuses: &[200, 401, 503],
+    },
+    Route {
+        method: "GET",
+        path: "/v1/admin/audit/export",
+        statuses: &[200, 401, 503],
+    },
+];
+
+/// Statuses any path can answer: unknown route, wrong method.
+pub const FALLBACK_STATUSES: &[u16] = &[404, 405];
+
+/// What the handlers share.
+pub struct App<S: Storage> {
+    /// The release path.
+    pub release: Arc<ReleaseService<S>>,
+    /// The admin path.
+    pub admin: Arc<AdminService<S>>,
+    /// Counters for `/metrics`.
+    pub metrics: Arc<Metrics>,
+}
+
+impl<S: Storage> Clone for App<S> {
+    fn clone(&self) -> Self {
+        Self {
+            release: self.release.clone(),
+            admin: self.admin.clone(),
+            metrics: self.metrics.clone(),
+        }
+    }
+}
+
+/// The API over the release and admin services.
+pub fn router<S: Storage>(app: App<S>) -> Router {
+    let metrics = app.metrics.clone();
     Router::new()
         .route("/v1/sessions", post(create_session::<S>))
         .route("/v1/unwrap", post(unwrap::<S>))
@@ -52,6 +177,22 @@ pub fn router<S: Storage>(service: Arc<ReleaseService<S>>) -> Router {
             get(|| async { axum::Json(serde_json::json!({ "status": "ok" })) }),
         )
         .route("/readyz", get(ready::<S>))
+        .route("/metrics", get(metrics_text::<S>))
+        .route(
+            "/v1/admin/clusters",
+            post(admin::add_cluster::<S>).get(admin::clusters::<S>),
+        )
+        .route("/v1/admin/clusters/{name}", get(admin::cluster::<S>))
+        .route(
+            "/v1/admin/apikeys",
+            post(admin::create_api_key::<S>).get(admin::api_keys::<S>),
+        )
+        .route("/v1/admin/apikeys/{id}", delete(admin::revoke_api_key::<S>))
+        .route(
+            "/v1/admin/policies",
+            put(admin::set_policy::<S>).get(admin::policies::<S>),
+        )
+        .route("/v1/admin/audit/export", get(admin::audit_export::<S>))
         .fallback(|| async {
             ProblemResponse(Refusal::new(Gate::Request, "not_found", "no such route"))
         })
@@ -62,14 +203,60 @@ pub fn router<S: Storage>(service: Arc<ReleaseService<S>>) -> Router {
                 "method not allowed on this route",
             ))
         })
-        .with_state(service)
+        .with_state(app)
+        .layer(middleware::from_fn_with_state(metrics, track))
 }
 
-fn bad(reason: &'static str, detail: impl Into<String>) -> Refusal {
+/// Counts every answer by route pattern, status and refusal codes, and times it.
+async fn track(State(metrics): State<Arc<Metrics>>, request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let started = Instant::now();
+    let response = next.run(request).await;
+    let refusal = response
+        .extensions()
+        .get::<RefusalCodes>()
+        .map(|codes| (codes.gate, codes.reason));
+    metrics.request(
+        &route,
+        response.status().as_u16(),
+        started.elapsed(),
+        refusal,
+    );
+    response
+}
+
+async fn metrics_text<S: Storage>(State(app): State<App<S>>) -> Response {
+    let views: Vec<ViewSample> = app
+        .release
+        .cluster_names()
+        .into_iter()
+        .filter_map(|name| {
+            let cluster = app.release.cluster(&name)?;
+            Some(ViewSample {
+                last_heard: cluster.view.last_heard_age(),
+                fresh: cluster.view.is_fresh(),
+                cluster: name,
+            })
+        })
+        .collect();
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        app.metrics.render(&views),
+    )
+        .into_response()
+}
+
+pub(crate) fn bad(reason: &'static str, detail: impl Into<String>) -> Refusal {
     Refusal::new(Gate::Request, reason, detail)
 }
 
-fn header_text<'a>(
+pub(crate) fn header_text<'a>(
     headers: &'a HeaderMap,
     name: &str,
     gate: Gate,
@@ -84,7 +271,7 @@ fn header_text<'a>(
 }
 
 /// Reads a JSON body within the size limit.
-async fn json_body<T: serde::de::DeserializeOwned>(
+pub(crate) async fn json_body<T: serde::de::DeserializeOwned>(
     request: Request,
 ) -> Result<(HeaderMap, T), Refusal> {
     let (parts, body) = request.into_parts();
@@ -233,17 +420,15 @@ fn session_from(headers: &HeaderMap) -> Result<String, Refusal> {
 }
 
 /// A handler's outcome as a response: JSON with `status`, or problem+json.
-fn answer<T: Serialize>(status: StatusCode, result: Result<T, Refusal>) -> Response {
+pub(crate) fn answer<T: Serialize>(status: StatusCode, result: Result<T, Refusal>) -> Response {
     match result {
         Ok(body) => (status, axum::Json(body)).into_response(),
         Err(refusal) => ProblemResponse(refusal).into_response(),
     }
 }
 
-async fn create_session<S: Storage>(
-    State(service): State<Arc<ReleaseService<S>>>,
-    request: Request,
-) -> Response {
+async fn create_session<S: Storage>(State(app): State<App<S>>, request: Request) -> Response {
+    let service = &app.release;
     let result = async {
         let (headers, body): (HeaderMap, SessionBody) = json_body(request).await?;
         let caller = Caller::from_headers(&headers)?;
@@ -258,13 +443,11 @@ async fn create_session<S: Storage>(
             expires_at: grant.expires_at,
         })
     };
-    answer(StatusCode::CREATED, result.await)
+    with_nonce(service, answer(StatusCode::CREATED, result.await))
 }
 
-async fn unwrap<S: Storage>(
-    State(service): State<Arc<ReleaseService<S>>>,
-    request: Request,
-) -> Response {
+async fn unwrap<S: Storage>(State(app): State<App<S>>, request: Request) -> Response {
+    let service = &app.release;
     let result = async {
         let (headers, body): (HeaderMap, UnwrapBody) = json_body(request).await?;
         let caller = Caller::from_headers(&headers)?;
@@ -297,13 +480,11 @@ async fn unwrap<S: Storage>(
             .collect();
         Ok(UnwrapAnswer { releases })
     };
-    answer(StatusCode::OK, result.await)
+    with_nonce(service, answer(StatusCode::OK, result.await))
 }
 
-async fn rotate_key<S: Storage>(
-    State(service): State<Arc<ReleaseService<S>>>,
-    request: Request,
-) -> Response {
+async fn rotate_key<S: Storage>(State(app): State<App<S>>, request: Request) -> Response {
+    let service = &app.release;
     let result = async {
         let (headers, body): (HeaderMap, RotateBody) = json_body(request).await?;
         let caller = Caller::from_headers(&headers)?;
@@ -317,11 +498,20 @@ async fn rotate_key<S: Storage>(
             .await?;
         Ok(RotateAnswer { jkt })
     };
-    answer(StatusCode::OK, result.await)
+    with_nonce(service, answer(StatusCode::OK, result.await))
 }
 
-async fn ready<S: Storage>(State(service): State<Arc<ReleaseService<S>>>) -> Response {
-    let problems = service.readiness().await;
+/// Every release answer carries a fresh server nonce (RFC 9449 §8.2), so a
+/// client whose policy requires nonces always has one for its next proof.
+fn with_nonce<S: Storage>(service: &ReleaseService<S>, mut response: Response) -> Response {
+    if let Ok(value) = HeaderValue::from_str(&service.issue_nonce()) {
+        response.headers_mut().insert(DPOP_NONCE_HEADER, value);
+    }
+    response
+}
+
+async fn ready<S: Storage>(State(app): State<App<S>>) -> Response {
+    let problems = app.release.readiness().await;
     let status = if problems.is_empty() {
         StatusCode::OK
     } else {

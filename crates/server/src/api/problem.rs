@@ -35,6 +35,11 @@ pub fn status_of(refusal: &Refusal) -> StatusCode {
         (Gate::Request, _) | (Gate::Dpop, "dpop_header_count") => StatusCode::BAD_REQUEST,
         (Gate::ApiKey | Gate::Token | Gate::Dpop, _) => StatusCode::UNAUTHORIZED,
         (Gate::LivePod | Gate::Scope, _) => StatusCode::FORBIDDEN,
+        (Gate::Admin, "admin_token_missing" | "admin_token_invalid") => StatusCode::UNAUTHORIZED,
+        (Gate::Admin, "not_found") => StatusCode::NOT_FOUND,
+        (Gate::Admin, "already_exists") => StatusCode::CONFLICT,
+        (Gate::Admin, "cluster_unreachable") => StatusCode::BAD_GATEWAY,
+        (Gate::Admin, _) => StatusCode::BAD_REQUEST,
     }
 }
 
@@ -46,11 +51,21 @@ fn title(gate: Gate) -> &'static str {
         Gate::LivePod => "refused by gate 4: live pod and image digests",
         Gate::Scope => "refused: capsule scope",
         Gate::Request => "bad request",
+        Gate::Admin => "admin request refused",
     }
 }
 
 /// A refusal as an HTTP response.
 pub struct ProblemResponse(pub Refusal);
+
+/// The refusal's codes, left in the response's extensions for the metrics.
+#[derive(Debug, Clone, Copy)]
+pub struct RefusalCodes {
+    /// Gate code.
+    pub gate: &'static str,
+    /// Reason code.
+    pub reason: &'static str,
+}
 
 impl IntoResponse for ProblemResponse {
     fn into_response(self) -> Response {
@@ -74,9 +89,20 @@ impl IntoResponse for ProblemResponse {
         if refusal.gate == Gate::Dpop && status == StatusCode::UNAUTHORIZED {
             headers.insert(
                 header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("DPoP error=\"invalid_dpop_proof\", algs=\"EdDSA\""),
+                HeaderValue::from_static(if refusal.reason == "use_dpop_nonce" {
+                    "DPoP error=\"use_dpop_nonce\", algs=\"EdDSA\""
+                } else {
+                    "DPoP error=\"invalid_dpop_proof\", algs=\"EdDSA\""
+                }),
             );
         }
+        if refusal.gate == Gate::Admin && status == StatusCode::UNAUTHORIZED {
+            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response.extensions_mut().insert(RefusalCodes {
+            gate: refusal.gate.code(),
+            reason: refusal.reason,
+        });
         response
     }
 }

@@ -25,6 +25,8 @@ pub enum Gate {
     Scope,
     /// The request itself (malformed, oversized, carries content).
     Request,
+    /// The admin API: its token, or an admin request's arguments.
+    Admin,
 }
 
 impl Gate {
@@ -37,6 +39,7 @@ impl Gate {
             Self::LivePod => "live_pod",
             Self::Scope => "scope",
             Self::Request => "request",
+            Self::Admin => "admin",
         }
     }
 }

@@ -148,6 +148,15 @@ pub trait Storage: Send + Sync + 'static {
         &self,
     ) -> impl Future<Output = Result<Option<[u8; 32]>, StorageError>> + Send;
 
+    /// The server-wide secret called `name`, shared by every replica: stores
+    /// `candidate` if none exists, and returns the stored one (used to MAC
+    /// DPoP server nonces so any replica can check another's).
+    fn server_secret(
+        &self,
+        name: &str,
+        candidate: [u8; 32],
+    ) -> impl Future<Output = Result<[u8; 32], StorageError>> + Send;
+
     /// Adds or replaces a cluster.
     fn put_cluster(
         &self,

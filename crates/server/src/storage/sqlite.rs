@@ -236,6 +236,28 @@ impl Storage for SqliteStorage {
         .await
     }
 
+    async fn server_secret(
+        &self,
+        name: &str,
+        candidate: [u8; 32],
+    ) -> Result<[u8; 32], StorageError> {
+        let key = format!("secret:{name}");
+        self.run("read server secret", move |c| {
+            let tx = c.transaction()?;
+            tx.execute(
+                "INSERT OR IGNORE INTO meta (key, value) VALUES (?1, ?2)",
+                params![key, candidate.to_vec()],
+            )?;
+            let value: Vec<u8> =
+                tx.query_row("SELECT value FROM meta WHERE key = ?1", [&key], |row| {
+                    row.get(0)
+                })?;
+            tx.commit()?;
+            hash32(value)
+        })
+        .await
+    }
+
     async fn put_cluster(&self, cluster: ClusterRecord) -> Result<(), StorageError> {
         self.run("put cluster", move |c| {
             c.execute(

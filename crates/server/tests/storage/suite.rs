@@ -60,6 +60,19 @@ pub async fn admin_token_is_set_once<S: Storage>(store: &S) {
         "a second initialisation must not replace the token"
     );
     assert_eq!(store.admin_token_hash().await.unwrap(), Some([1; 32]));
+    // A server secret is created once and shared: the second candidate loses.
+    assert_eq!(
+        store.server_secret("nonce", [7; 32]).await.unwrap(),
+        [7; 32]
+    );
+    assert_eq!(
+        store.server_secret("nonce", [8; 32]).await.unwrap(),
+        [7; 32]
+    );
+    assert_eq!(
+        store.server_secret("other", [9; 32]).await.unwrap(),
+        [9; 32]
+    );
 }
 
 pub async fn clusters_keys_and_policies<S: Storage>(store: &S) {

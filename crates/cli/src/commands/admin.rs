@@ -1,0 +1,437 @@
+//! Admin commands: `cluster`, `apikey`, `policy`, `audit export`. Each is
+//! one HTTPS request to the server's admin API with the admin token; a
+//! refusal prints the server's gate, reason and detail.
+
+use std::io::Write as _;
+use std::path::Path;
+
+use http::Method;
+use podseal_core::key_file::read_secret_text;
+use podseal_sdk::transport::{Answer, HttpsClient};
+use podseal_server::admin::{ApiKeyCreated, ClusterInfo, ClusterRequest, PolicyRequest};
+use podseal_server::storage::{ApiKeyRecord, PolicyRecord};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use zeroize::Zeroizing;
+
+use crate::cli::{AdminConnection, ApiKeyCommand, ClusterCommand, PolicyCommand};
+use crate::error::CliError;
+use crate::output::{OutputFormat, print_json};
+
+/// A connection to the admin API.
+struct Admin {
+    http: HttpsClient,
+    token: Zeroizing<String>,
+}
+
+impl Admin {
+    fn connect(connection: &AdminConnection) -> Result<Self, CliError> {
+        let token = match (
+            &connection.admin_token_file,
+            std::env::var("PODSEAL_ADMIN_TOKEN"),
+        ) {
+            (Some(path), _) => read_secret_text(path)?,
+            (None, Ok(token)) => Zeroizing::new(token),
+            (None, Err(_)) => {
+                return Err(CliError::usage("no admin token").hint(
+                    "pass --admin-token-file FILE (or set PODSEAL_ADMIN_TOKEN_FILE); `podseal serve` showed the token once on its first start",
+                ));
+            }
+        };
+        let token = Zeroizing::new(token.trim().to_owned());
+        let http = match &connection.ca {
+            Some(ca) => HttpsClient::with_ca_file(&connection.server, ca),
+            None => HttpsClient::new(&connection.server, None),
+        }
+        .map_err(|e| CliError::usage(e.to_string()))?;
+        Ok(Self { http, token })
+    }
+
+    async fn call<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&impl Serialize>,
+    ) -> Result<T, CliError> {
+        let answer = self.send(method, path, body).await?;
+        serde_json::from_slice(&answer.body).map_err(|e| {
+            CliError::failure(format!(
+                "the server's answer is not what this client expects: {e}"
+            ))
+        })
+    }
+
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&impl Serialize>,
+    ) -> Result<Answer, CliError> {
+        let body = body
+            .map(serde_json::to_vec)
+            .transpose()
+            .map_err(|e| CliError::failure(format!("cannot encode the request: {e}")))?;
+        let authorization = Zeroizing::new(format!("Bearer {}", self.token.as_str()));
+        let answer = self
+            .http
+            .send(method, path, &[("authorization", authorization.as_str())], body)
+            .await
+            .map_err(|e| {
+                CliError::failure(e.to_string()).hint(
+                    "is the server running? for a development server pass --ca STATE_DIR/tls-dev.crt",
+                )
+            })?;
+        if answer.status.is_success() {
+            return Ok(answer);
+        }
+        Err(refusal(&answer))
+    }
+}
+
+/// A problem+json answer as a CLI error: exit 2 for a bad request, else 1.
+fn refusal(answer: &Answer) -> CliError {
+    let problem: serde_json::Value = serde_json::from_slice(&answer.body).unwrap_or_default();
+    let text = |key: &str| {
+        problem
+            .get(key)
+            .and_then(|v| v.as_str())
+            .unwrap_or("?")
+            .to_owned()
+    };
+    let message = format!(
+        "refused by the server ({} {}, {}/{}): {}",
+        answer.status.as_u16(),
+        answer.status.canonical_reason().unwrap_or(""),
+        text("gate"),
+        text("reason"),
+        text("detail")
+    );
+    match (answer.status.as_u16(), text("reason").as_str()) {
+        (_, "admin_token_invalid" | "admin_token_missing") => CliError::failure(message)
+            .hint("the admin token is the one `podseal serve` showed on its first start"),
+        (400, _) => CliError::usage(message),
+        _ => CliError::failure(message),
+    }
+}
+
+fn block_on<T>(work: impl Future<Output = Result<T, CliError>>) -> Result<T, CliError> {
+    super::runtime()?.block_on(work)
+}
+
+fn print_cluster(info: &ClusterInfo) {
+    println!("cluster:      {}", info.name);
+    println!("issuer:       {}", info.issuer);
+    println!("audiences:    {}", info.audiences.join(", "));
+    println!("api server:   {}", info.api_server_url);
+    println!("ca bundle:    {}", info.ca_bundle);
+    println!("token file:   {}", info.token_file);
+    println!("pinned kids:  {}", info.pinned_kids.join(", "));
+    match &info.not_ready {
+        None => println!("view:         ready"),
+        Some(why) => println!("view:         NOT READY: {why}"),
+    }
+}
+
+/// `podseal cluster …`
+pub fn cluster(command: ClusterCommand, output: OutputFormat) -> Result<(), CliError> {
+    block_on(async move {
+        match command {
+            ClusterCommand::Add {
+                connection,
+                name,
+                api_server,
+                ca_bundle,
+                token_file,
+                issuer,
+                audiences,
+                jwks_file,
+                replace,
+            } => {
+                let jwks = jwks_file
+                    .map(|path| {
+                        std::fs::read_to_string(&path).map_err(|e| {
+                            CliError::usage(format!("cannot read {}: {e}", path.display()))
+                        })
+                    })
+                    .transpose()?;
+                let request = ClusterRequest {
+                    name,
+                    api_server_url: api_server,
+                    ca_bundle,
+                    token_file,
+                    issuer,
+                    audiences,
+                    jwks,
+                    replace,
+                };
+                let admin = Admin::connect(&connection)?;
+                let info: ClusterInfo = admin
+                    .call(Method::POST, "/v1/admin/clusters", Some(&request))
+                    .await?;
+                match output {
+                    OutputFormat::Json => print_json(&info),
+                    OutputFormat::Text => {
+                        print_cluster(&info);
+                        eprintln!(
+                            "pinned {} key(s); tokens signed by any other key are refused until `cluster add --replace`",
+                            info.pinned_kids.len()
+                        );
+                        Ok(())
+                    }
+                }
+            }
+            ClusterCommand::Show { connection, name } => {
+                let admin = Admin::connect(&connection)?;
+                let info: ClusterInfo = admin
+                    .call(
+                        Method::GET,
+                        &format!("/v1/admin/clusters/{name}"),
+                        None::<&()>,
+                    )
+                    .await?;
+                match output {
+                    OutputFormat::Json => print_json(&info),
+                    OutputFormat::Text => {
+                        print_cluster(&info);
+                        Ok(())
+                    }
+                }
+            }
+            ClusterCommand::List { connection } => {
+                let admin = Admin::connect(&connection)?;
+                let list: Listing<ClusterInfo> = admin
+                    .call(Method::GET, "/v1/admin/clusters", None::<&()>)
+                    .await?;
+                let clusters = list.clusters.unwrap_or_default();
+                match output {
+                    OutputFormat::Json => print_json(&clusters),
+                    OutputFormat::Text => {
+                        println!(
+                            "{:<20} {:<8} {:<40} PINNED KIDS",
+                            "NAME", "VIEW", "API SERVER"
+                        );
+                        for c in &clusters {
+                            let view = if c.ready { "ready" } else { "NOT-READY" };
+                            println!(
+                                "{:<20} {:<8} {:<40} {}",
+                                c.name,
+                                view,
+                                c.api_server_url,
+                                c.pinned_kids.join(",")
+                            );
+                        }
+                        Ok(())
+                    }
+                }
+            }
+        }
+    })
+}
+
+/// The admin API's list answers.
+#[derive(serde::Deserialize)]
+struct Listing<T> {
+    clusters: Option<Vec<T>>,
+    api_keys: Option<Vec<T>>,
+    policies: Option<Vec<T>>,
+}
+
+fn time(seconds: i64) -> String {
+    jiff::Timestamp::from_second(seconds).map_or_else(|_| seconds.to_string(), |t| t.to_string())
+}
+
+/// `podseal apikey …`
+pub fn api_key(command: ApiKeyCommand, output: OutputFormat) -> Result<(), CliError> {
+    block_on(async move {
+        match command {
+            ApiKeyCommand::Create {
+                connection,
+                cluster,
+                namespace,
+                service_account,
+            } => {
+                let admin = Admin::connect(&connection)?;
+                let request = podseal_server::admin::ApiKeyRequest {
+                    cluster,
+                    namespace,
+                    service_account,
+                };
+                let created: ApiKeyCreated = admin
+                    .call(Method::POST, "/v1/admin/apikeys", Some(&request))
+                    .await?;
+                match output {
+                    OutputFormat::Json => print_json(&created),
+                    OutputFormat::Text => {
+                        eprintln!(
+                            "API key {} for {}/{}/{} (shown once: only its hash is stored):",
+                            created.id, created.cluster, created.namespace, created.service_account
+                        );
+                        println!("{}", created.key);
+                        Ok(())
+                    }
+                }
+            }
+            ApiKeyCommand::List { connection } => {
+                let admin = Admin::connect(&connection)?;
+                let list: Listing<ApiKeyRecord> = admin
+                    .call(Method::GET, "/v1/admin/apikeys", None::<&()>)
+                    .await?;
+                let keys = list.api_keys.unwrap_or_default();
+                match output {
+                    OutputFormat::Json => print_json(&keys),
+                    OutputFormat::Text => {
+                        println!(
+                            "{:<16} {:<12} {:<20} {:<20} {:<22} REVOKED",
+                            "ID", "CLUSTER", "NAMESPACE", "SERVICE ACCOUNT", "CREATED"
+                        );
+                        for k in &keys {
+                            println!(
+                                "{:<16} {:<12} {:<20} {:<20} {:<22} {}",
+                                k.id,
+                                k.cluster,
+                                k.namespace,
+                                k.service_account,
+                                time(k.created_at),
+                                k.revoked_at.map_or_else(|| "-".to_owned(), time)
+                            );
+                        }
+                        Ok(())
+                    }
+                }
+            }
+            ApiKeyCommand::Revoke { connection, id } => {
+                let admin = Admin::connect(&connection)?;
+                let answer: serde_json::Value = admin
+                    .call(
+                        Method::DELETE,
+                        &format!("/v1/admin/apikeys/{id}"),
+                        None::<&()>,
+                    )
+                    .await?;
+                match output {
+                    OutputFormat::Json => print_json(&answer),
+                    OutputFormat::Text => {
+                        println!("revoked API key {id}");
+                        Ok(())
+                    }
+                }
+            }
+        }
+    })
+}
+
+fn print_policy(p: &PolicyRecord) {
+    println!("{}/{}/{}", p.cluster, p.namespace, p.service_account);
+    if p.audit_mode {
+        println!("  mode:           AUDIT MODE (gate 4 records instead of refusing)");
+    } else {
+        println!("  mode:           enforce");
+    }
+    println!(
+        "  require nonce:  {}",
+        if p.require_nonce { "yes" } else { "no" }
+    );
+    if p.digests.is_empty() {
+        println!("  allowed digests: none (every release is refused by gate 4)");
+    }
+    for digest in &p.digests {
+        println!("  allow           {digest}");
+    }
+}
+
+/// `podseal policy …`
+pub fn policy(command: PolicyCommand, output: OutputFormat) -> Result<(), CliError> {
+    block_on(async move {
+        match command {
+            PolicyCommand::Set {
+                connection,
+                cluster,
+                namespace,
+                service_account,
+                digests,
+                audit_mode,
+                require_nonce,
+            } => {
+                let admin = Admin::connect(&connection)?;
+                let request = PolicyRequest {
+                    cluster,
+                    namespace,
+                    service_account,
+                    digests,
+                    audit_mode,
+                    require_nonce,
+                };
+                let record: PolicyRecord = admin
+                    .call(Method::PUT, "/v1/admin/policies", Some(&request))
+                    .await?;
+                if record.audit_mode {
+                    eprintln!(
+                        "WARNING: AUDIT MODE is on for {}/{}/{}: gate 4 will RELEASE to pods running unapproved images and only record it. Turn it off with `podseal policy set` without --audit-mode.",
+                        record.cluster, record.namespace, record.service_account
+                    );
+                }
+                match output {
+                    OutputFormat::Json => print_json(&record),
+                    OutputFormat::Text => {
+                        print_policy(&record);
+                        Ok(())
+                    }
+                }
+            }
+            PolicyCommand::Show {
+                connection,
+                cluster,
+                namespace,
+                service_account,
+            } => {
+                let admin = Admin::connect(&connection)?;
+                let list: Listing<PolicyRecord> = admin
+                    .call(Method::GET, "/v1/admin/policies", None::<&()>)
+                    .await?;
+                let matches =
+                    |want: &Option<String>, have: &str| want.as_deref().is_none_or(|w| w == have);
+                let policies: Vec<PolicyRecord> = list
+                    .policies
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(|p| {
+                        matches(&cluster, &p.cluster)
+                            && matches(&namespace, &p.namespace)
+                            && matches(&service_account, &p.service_account)
+                    })
+                    .collect();
+                match output {
+                    OutputFormat::Json => print_json(&policies),
+                    OutputFormat::Text => {
+                        if policies.is_empty() {
+                            println!(
+                                "no policy matches (a service account without a policy is refused by gate 4)"
+                            );
+                        }
+                        for p in &policies {
+                            print_policy(p);
+                        }
+                        Ok(())
+                    }
+                }
+            }
+        }
+    })
+}
+
+/// `podseal audit export`
+pub fn audit_export(connection: &AdminConnection, out: Option<&Path>) -> Result<(), CliError> {
+    block_on(async move {
+        let admin = Admin::connect(connection)?;
+        let answer = admin
+            .send(Method::GET, "/v1/admin/audit/export", None::<&()>)
+            .await?;
+        match out {
+            Some(path) => std::fs::write(path, &answer.body)
+                .map_err(|e| CliError::failure(format!("cannot write {}: {e}", path.display()))),
+            None => std::io::stdout()
+                .write_all(&answer.body)
+                .map_err(|e| CliError::failure(format!("cannot write the export: {e}"))),
+        }
+    })
+}

@@ -1,0 +1,129 @@
+//! `podseal serve`: load the configuration, start the server, say once what
+//! a first start created, and stop cleanly on Ctrl-C or SIGTERM.
+
+use std::io::Write as _;
+use std::os::unix::fs::OpenOptionsExt as _;
+use std::path::Path;
+
+use podseal_server::config::ServerConfig;
+use podseal_server::serve::{ServeError, start};
+
+use crate::cli::ServeArgs;
+use crate::error::CliError;
+
+fn config_error(error: impl std::fmt::Display) -> CliError {
+    CliError::usage(error.to_string())
+        .hint("`podseal serve --print-config` shows the effective configuration; `podseal serve --help` lists the variables")
+}
+
+impl From<ServeError> for CliError {
+    fn from(error: ServeError) -> Self {
+        match error {
+            ServeError::Config(e) => config_error(e),
+            ServeError::NoOrgKey => CliError::usage(error.to_string()),
+            ServeError::OrgKey(e) => e.into(),
+            other => CliError::failure(other.to_string()),
+        }
+    }
+}
+
+/// Writes the admin token to a new 0600 file.
+fn write_token(path: &Path, token: &str) -> Result<(), CliError> {
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| {
+            CliError::failure(format!(
+                "cannot create the admin token file {}: {e}",
+                path.display()
+            ))
+        })?;
+    file.write_all(format!("{token}\n").as_bytes())
+        .and_then(|()| file.sync_all())
+        .map_err(|e| CliError::failure(format!("cannot write {}: {e}", path.display())))
+}
+
+/// Runs `podseal serve`.
+pub fn run(args: &ServeArgs) -> Result<(), CliError> {
+    let config = ServerConfig::load(args.config.as_deref(), |name| std::env::var(name).ok())
+        .map_err(config_error)?;
+    if args.print_config {
+        print!("{}", config.to_toml());
+        return Ok(());
+    }
+    if let Some(path) = &args.admin_token_file
+        && path.exists()
+    {
+        return Err(CliError::usage(format!(
+            "--admin-token-file {} already exists; the token is written only on the first start, to a new file",
+            path.display()
+        )));
+    }
+    let level = config
+        .log_level
+        .parse::<tracing::Level>()
+        .unwrap_or(tracing::Level::INFO);
+    let _ = tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .try_init();
+    super::runtime()?.block_on(async move {
+        let running = start(config.clone()).await?;
+        eprintln!(
+            "podseal release server listening on {} (external URL {})",
+            running.addr, config.external_url
+        );
+        match &running.dev_cert_file {
+            Some(path) => eprintln!(
+                "TLS: DEVELOPMENT certificate, SHA-256 fingerprint {}\n     clients trust it with --ca {}",
+                running.tls_fingerprint,
+                path.display()
+            ),
+            None => eprintln!("TLS: certificate SHA-256 fingerprint {}", running.tls_fingerprint),
+        }
+        eprintln!(
+            "audit public key (for `podseal audit verify`): {}",
+            running.audit_public_key_file.display()
+        );
+        for (cluster, why) in &running.cluster_errors {
+            eprintln!("warning: cluster {cluster} is not connected, its releases are refused: {why}");
+        }
+        if let Some(token) = &running.admin_token {
+            match &args.admin_token_file {
+                Some(path) => {
+                    write_token(path, token)?;
+                    eprintln!(
+                        "admin token written to {} (shown once: only its hash is stored)",
+                        path.display()
+                    );
+                }
+                None => {
+                    eprintln!("admin token (shown once: only its hash is stored; save it now):");
+                    println!("{}", token.as_str());
+                }
+            }
+        }
+        wait_for_signal().await;
+        eprintln!("shutting down: signing a final audit checkpoint");
+        running.shutdown().await?;
+        Ok(())
+    })
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut terminate) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = terminate.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}

@@ -1,0 +1,657 @@
+//! The admin API's logic: clusters with pinned JWKS, API keys shown once,
+//! release policies, and the audit export — each action audited, each
+//! refusal a [`Refusal`] with gate `admin`.
+//!
+//! The admin token is created when the store is first initialised, shown
+//! once, and stored only as its SHA-256. Comparing digests of the presented
+//! and stored tokens says nothing useful about the token through timing.
+//!
+//! A change is audited *before* it is carried out; a refused admin request
+//! (bad token, bad argument, or a change that then failed) is audited with
+//! its reason. A change is never made unaudited. Reads (list, show) are not
+//! audited; the audit export is.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use podseal_core::audit::{ExportLine, Outcome};
+use podseal_core::capsule::{NameRule, check_name};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::audit_log::{AuditContext, AuditLog};
+use crate::cluster::{ClusterRegistration, kube_client};
+use crate::gate::{Gate, Refusal};
+use crate::identity::{KubernetesTokens, PinnedJwks};
+use crate::pod_view::{PodView, ViewConfig};
+use crate::release::{ReleaseCluster, ReleaseService, api_key_hash};
+use crate::storage::{ApiKeyRecord, ClusterRecord, PolicyRecord, Storage, StorageError};
+
+/// Prefix of admin tokens.
+pub const ADMIN_TOKEN_PREFIX: &str = "psa_";
+/// Prefix of API keys.
+pub const API_KEY_PREFIX: &str = "psk_";
+
+/// `POST /v1/admin/clusters` body.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterRequest {
+    /// The name capsules use for this cluster.
+    pub name: String,
+    /// `https://…` of the API server.
+    pub api_server_url: String,
+    /// CA bundle file, on the server's machine.
+    pub ca_bundle: PathBuf,
+    /// Read-only token file, on the server's machine.
+    pub token_file: PathBuf,
+    /// Expected `iss`; when absent, read once from the cluster's discovery document.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
+    /// Accepted token audiences; default `["podseal"]`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub audiences: Vec<String>,
+    /// The JWKS to pin (JSON text); when absent, fetched once from the cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks: Option<String>,
+    /// Replace an existing registration (and its pinned keys).
+    #[serde(default)]
+    pub replace: bool,
+}
+
+/// A cluster as the admin API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterInfo {
+    /// Name.
+    pub name: String,
+    /// Expected `iss`.
+    pub issuer: String,
+    /// Accepted audiences.
+    pub audiences: Vec<String>,
+    /// API server URL.
+    pub api_server_url: String,
+    /// CA bundle file.
+    pub ca_bundle: String,
+    /// Read-only token file.
+    pub token_file: String,
+    /// Key ids of the pinned JWKS.
+    pub pinned_kids: Vec<String>,
+    /// Whether its pod view can decide now.
+    pub ready: bool,
+    /// Why not, when not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_ready: Option<String>,
+    /// Unix seconds.
+    pub created_at: i64,
+    /// Unix seconds.
+    pub updated_at: i64,
+}
+
+/// `POST /v1/admin/apikeys` body.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKeyRequest {
+    /// Cluster.
+    pub cluster: String,
+    /// Namespace.
+    pub namespace: String,
+    /// Service account.
+    pub service_account: String,
+}
+
+/// A new API key: the only time `key` is ever shown.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ApiKeyCreated {
+    /// Public id.
+    pub id: String,
+    /// The key itself.
+    pub key: String,
+    /// Cluster.
+    pub cluster: String,
+    /// Namespace.
+    pub namespace: String,
+    /// Service account.
+    pub service_account: String,
+    /// Unix seconds.
+    pub created_at: i64,
+}
+
+/// `PUT /v1/admin/policies` body.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyRequest {
+    /// Cluster.
+    pub cluster: String,
+    /// Namespace.
+    pub namespace: String,
+    /// Service account.
+    pub service_account: String,
+    /// Approved image digests, `sha256:<64 hex>`.
+    pub digests: Vec<String>,
+    /// Record what strict mode would refuse instead of refusing.
+    #[serde(default)]
+    pub audit_mode: bool,
+    /// Require DPoP server nonces.
+    #[serde(default)]
+    pub require_nonce: bool,
+}
+
+fn refused(reason: &'static str, detail: impl Into<String>) -> Refusal {
+    Refusal::new(Gate::Admin, reason, detail)
+}
+
+fn storage_refusal(error: StorageError) -> Refusal {
+    match error {
+        StorageError::NotFound(what) => refused("not_found", what),
+        other => {
+            tracing::error!(error = %other, "storage failed on the admin path");
+            Refusal::new(
+                Gate::Request,
+                "storage_unavailable",
+                "the server cannot store this right now",
+            )
+        }
+    }
+}
+
+fn now() -> i64 {
+    jiff::Timestamp::now().as_second()
+}
+
+fn check(field: &str, value: &str, rule: NameRule) -> Result<(), Refusal> {
+    check_name(value, rule).map_err(|why| refused("invalid_argument", format!("{field} {why}")))
+}
+
+/// `sha256:` and 64 lowercase hex digits.
+pub fn is_digest(value: &str) -> bool {
+    value.strip_prefix("sha256:").is_some_and(|hex| {
+        hex.len() == 64
+            && hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    })
+}
+
+/// Builds what the release path needs for a stored cluster: the pinned
+/// token verifier and a started pod view.
+pub fn connect_cluster(
+    record: &ClusterRecord,
+    views: ViewConfig,
+    leeway_secs: i64,
+) -> Result<ReleaseCluster, String> {
+    let jwks = PinnedJwks::parse(&record.jwks).map_err(|e| e.to_string())?;
+    let client = kube_client(&registration(record)).map_err(|e| e.to_string())?;
+    Ok(ReleaseCluster {
+        tokens: KubernetesTokens {
+            issuer: record.issuer.clone(),
+            audiences: record.audiences.clone(),
+            jwks,
+            leeway_secs,
+        },
+        view: Arc::new(PodView::start(client, views)),
+    })
+}
+
+fn registration(record: &ClusterRecord) -> ClusterRegistration {
+    ClusterRegistration {
+        name: record.name.clone(),
+        api_server_url: record.api_server_url.clone(),
+        ca_bundle: record.ca_bundle.clone().into(),
+        token_file: record.token_file.clone().into(),
+    }
+}
+
+/// The admin service.
+pub struct AdminService<S: Storage> {
+    release: Arc<ReleaseService<S>>,
+    audit_log: Arc<AuditLog<S>>,
+    views: ViewConfig,
+    leeway_secs: i64,
+}
+
+impl<S: Storage> AdminService<S> {
+    /// Admin over `release` (whose clusters it adds) and `audit_log`.
+    pub fn new(
+        release: Arc<ReleaseService<S>>,
+        audit_log: Arc<AuditLog<S>>,
+        views: ViewConfig,
+        leeway_secs: i64,
+    ) -> Self {
+        Self {
+            release,
+            audit_log,
+            views,
+            leeway_secs,
+        }
+    }
+
+    fn storage(&self) -> &S {
+        self.release.storage()
+    }
+
+    /// Checks the admin token; a refusal is audited.
+    pub async fn authorize(&self, action: &str, token: Option<&str>) -> Result<(), Refusal> {
+        let stored = self
+            .storage()
+            .admin_token_hash()
+            .await
+            .map_err(storage_refusal)?;
+        let refusal = match (token, stored) {
+            (None, _) => refused(
+                "admin_token_missing",
+                "Authorization: Bearer <admin token> is required",
+            ),
+            (Some(token), Some(hash))
+                if <[u8; 32]>::from(Sha256::digest(token.as_bytes())) == hash =>
+            {
+                return Ok(());
+            }
+            _ => refused("admin_token_invalid", "the admin token is not valid"),
+        };
+        let mut audit = AuditContext::default();
+        audit.set("action", action);
+        self.release
+            .audit(vec![audit.record(
+                "admin",
+                Outcome::Refused,
+                Some(&refusal),
+            )])
+            .await?;
+        Err(refusal)
+    }
+
+    /// Audits an admin action about to be carried out.
+    async fn audit_intent(&self, audit: &AuditContext) -> Result<(), Refusal> {
+        self.release
+            .audit(vec![audit.record("admin", Outcome::Allowed, None)])
+            .await
+    }
+
+    /// Runs an admin action: a refusal at any point is audited (the
+    /// action's intent was audited by `audit_intent` before any change).
+    async fn audited<T>(
+        &self,
+        action: &str,
+        work: impl AsyncFnOnce(&mut AuditContext) -> Result<T, Refusal>,
+    ) -> Result<T, Refusal> {
+        let mut audit = AuditContext::default();
+        audit.set("action", action);
+        match work(&mut audit).await {
+            Ok(value) => Ok(value),
+            Err(refusal) => {
+                self.release
+                    .audit(vec![audit.record(
+                        "admin",
+                        Outcome::Refused,
+                        Some(&refusal),
+                    )])
+                    .await?;
+                Err(refusal)
+            }
+        }
+    }
+
+    /// Registers a cluster (or, with `replace`, changes it): the JWKS is
+    /// taken from the request or fetched once from the cluster, then pinned.
+    pub async fn add_cluster(&self, request: ClusterRequest) -> Result<ClusterInfo, Refusal> {
+        self.audited("cluster_add", async |audit| {
+            self.try_add_cluster(request, audit).await
+        })
+        .await
+    }
+
+    async fn try_add_cluster(
+        &self,
+        request: ClusterRequest,
+        audit: &mut AuditContext,
+    ) -> Result<ClusterInfo, Refusal> {
+        audit.set("cluster", &request.name);
+        check("name", &request.name, NameRule::Subdomain)?;
+        if !request.api_server_url.starts_with("https://") {
+            return Err(refused(
+                "invalid_argument",
+                "api_server_url must be https://…",
+            ));
+        }
+        let absolute = |what: &str, path: &PathBuf| {
+            std::fs::canonicalize(path).map_err(|e| {
+                refused(
+                    "invalid_argument",
+                    format!(
+                        "{what} {} is not readable on the server: {e}",
+                        path.display()
+                    ),
+                )
+            })
+        };
+        let ca_bundle = absolute("ca_bundle", &request.ca_bundle)?;
+        let token_file = absolute("token_file", &request.token_file)?;
+        let existing = self
+            .storage()
+            .cluster(&request.name)
+            .await
+            .map_err(storage_refusal)?;
+        if existing.is_some() && !request.replace {
+            return Err(refused(
+                "already_exists",
+                format!(
+                    "cluster {} is already registered; changing its pinned keys needs --replace",
+                    request.name
+                ),
+            ));
+        }
+        let audiences = if request.audiences.is_empty() {
+            vec!["podseal".to_owned()]
+        } else {
+            request.audiences.clone()
+        };
+        let mut record = ClusterRecord {
+            name: request.name.clone(),
+            issuer: request.issuer.clone().unwrap_or_default(),
+            audiences,
+            api_server_url: request.api_server_url.clone(),
+            ca_bundle: ca_bundle.display().to_string(),
+            token_file: token_file.display().to_string(),
+            jwks: request.jwks.clone().unwrap_or_default(),
+            created_at: existing.as_ref().map_or_else(now, |e| e.created_at),
+            updated_at: now(),
+        };
+        if request.jwks.is_none() || request.issuer.is_none() {
+            self.fetch_from_cluster(
+                &mut record,
+                request.jwks.is_none(),
+                request.issuer.is_none(),
+            )
+            .await?;
+        }
+        let jwks = PinnedJwks::parse(&record.jwks)
+            .map_err(|e| refused("invalid_argument", format!("jwks: {e}")))?;
+        let kids: Vec<String> = jwks.kids().into_iter().map(str::to_owned).collect();
+
+        audit.set("issuer", &record.issuer);
+        audit.set("pinned_kids", kids.join(","));
+        if let Some(old) = &existing {
+            let old_kids = PinnedJwks::parse(&old.jwks)
+                .map(|j| j.kids().join(","))
+                .unwrap_or_default();
+            audit.set("replaced_kids", old_kids);
+        }
+        if existing.is_some() {
+            audit.set("action", "cluster_replace");
+        }
+        self.audit_intent(audit).await?;
+        let cluster = connect_cluster(&record, self.views, self.leeway_secs)
+            .map_err(|why| refused("invalid_argument", why))?;
+        self.storage()
+            .put_cluster(record.clone())
+            .await
+            .map_err(storage_refusal)?;
+        self.release.add_cluster(&record.name, cluster);
+        Ok(self.info(record))
+    }
+
+    /// Reads the JWKS and/or issuer from the cluster, once.
+    async fn fetch_from_cluster(
+        &self,
+        record: &mut ClusterRecord,
+        jwks: bool,
+        issuer: bool,
+    ) -> Result<(), Refusal> {
+        let client = kube_client(&registration(record))
+            .map_err(|e| refused("invalid_argument", e.to_string()))?;
+        let get = async |path: &str| {
+            let request = http::Request::get(path)
+                .body(Vec::new())
+                .map_err(|e| refused("cluster_unreachable", e.to_string()))?;
+            client.request_text(request).await.map_err(|e| {
+                refused(
+                    "cluster_unreachable",
+                    format!("cannot read {path} from the cluster: {e}"),
+                )
+            })
+        };
+        if jwks {
+            record.jwks = get("/openid/v1/jwks").await?;
+        }
+        if issuer {
+            let discovery = get("/.well-known/openid-configuration").await?;
+            record.issuer = serde_json::from_str::<serde_json::Value>(&discovery)
+                .ok()
+                .and_then(|v| v.get("issuer")?.as_str().map(str::to_owned))
+                .ok_or_else(|| {
+                    refused(
+                        "cluster_unreachable",
+                        "the cluster's discovery document names no issuer; pass --issuer",
+                    )
+                })?;
+        }
+        Ok(())
+    }
+
+    fn info(&self, record: ClusterRecord) -> ClusterInfo {
+        let pinned_kids = PinnedJwks::parse(&record.jwks)
+            .map(|j| j.kids().into_iter().map(str::to_owned).collect())
+            .unwrap_or_default();
+        let not_ready = match self.release.cluster(&record.name) {
+            Some(cluster) => cluster.view.staleness(),
+            None => Some("not connected (see the server log)".into()),
+        };
+        ClusterInfo {
+            name: record.name,
+            issuer: record.issuer,
+            audiences: record.audiences,
+            api_server_url: record.api_server_url,
+            ca_bundle: record.ca_bundle,
+            token_file: record.token_file,
+            pinned_kids,
+            ready: not_ready.is_none(),
+            not_ready,
+            created_at: record.created_at,
+            updated_at: record.updated_at,
+        }
+    }
+
+    /// Every cluster.
+    pub async fn clusters(&self) -> Result<Vec<ClusterInfo>, Refusal> {
+        let records = self.storage().clusters().await.map_err(storage_refusal)?;
+        Ok(records.into_iter().map(|r| self.info(r)).collect())
+    }
+
+    /// One cluster.
+    pub async fn cluster(&self, name: &str) -> Result<ClusterInfo, Refusal> {
+        match self
+            .storage()
+            .cluster(name)
+            .await
+            .map_err(storage_refusal)?
+        {
+            Some(record) => Ok(self.info(record)),
+            None => Err(refused("not_found", format!("no cluster named {name}"))),
+        }
+    }
+
+    async fn require_cluster(&self, name: &str) -> Result<(), Refusal> {
+        self.cluster(name).await.map(|_| ())
+    }
+
+    /// Creates an API key bound to one service account; the key is returned once.
+    pub async fn create_api_key(&self, request: ApiKeyRequest) -> Result<ApiKeyCreated, Refusal> {
+        self.audited("apikey_create", async |audit| {
+            self.try_create_api_key(request, audit).await
+        })
+        .await
+    }
+
+    async fn try_create_api_key(
+        &self,
+        request: ApiKeyRequest,
+        audit: &mut AuditContext,
+    ) -> Result<ApiKeyCreated, Refusal> {
+        audit.set("cluster", &request.cluster);
+        audit.set("namespace", &request.namespace);
+        audit.set("service_account", &request.service_account);
+        check("namespace", &request.namespace, NameRule::Label)?;
+        check(
+            "service_account",
+            &request.service_account,
+            NameRule::Subdomain,
+        )?;
+        self.require_cluster(&request.cluster).await?;
+        let random = |_| Refusal::new(Gate::Request, "server_error", "randomness unavailable");
+        let id = format!("ak_{}", podseal_core::random_id::<9>().map_err(random)?);
+        let key = format!(
+            "{API_KEY_PREFIX}{}",
+            podseal_core::random_id::<32>().map_err(random)?
+        );
+        let record = ApiKeyRecord {
+            id: id.clone(),
+            key_hash: api_key_hash(&key),
+            cluster: request.cluster.clone(),
+            namespace: request.namespace.clone(),
+            service_account: request.service_account.clone(),
+            created_at: now(),
+            revoked_at: None,
+        };
+        audit.set("api_key", &id);
+        self.audit_intent(audit).await?;
+        let created_at = record.created_at;
+        self.storage()
+            .insert_api_key(record)
+            .await
+            .map_err(storage_refusal)?;
+        Ok(ApiKeyCreated {
+            id,
+            key,
+            cluster: request.cluster,
+            namespace: request.namespace,
+            service_account: request.service_account,
+            created_at,
+        })
+    }
+
+    /// Every API key (ids and bindings; never a key).
+    pub async fn api_keys(&self) -> Result<Vec<ApiKeyRecord>, Refusal> {
+        self.storage().api_keys().await.map_err(storage_refusal)
+    }
+
+    /// Revokes an API key.
+    pub async fn revoke_api_key(&self, id: &str) -> Result<(), Refusal> {
+        self.audited("apikey_revoke", async |audit| {
+            audit.set("api_key", id);
+            self.audit_intent(audit).await?;
+            let revoked = self
+                .storage()
+                .revoke_api_key(id, now())
+                .await
+                .map_err(storage_refusal)?;
+            if revoked {
+                Ok(())
+            } else {
+                Err(refused(
+                    "not_found",
+                    format!("no unrevoked API key with id {id}"),
+                ))
+            }
+        })
+        .await
+    }
+
+    /// Sets the release policy of one service account.
+    pub async fn set_policy(&self, request: PolicyRequest) -> Result<PolicyRecord, Refusal> {
+        self.audited("policy_set", async |audit| {
+            self.try_set_policy(request, audit).await
+        })
+        .await
+    }
+
+    async fn try_set_policy(
+        &self,
+        request: PolicyRequest,
+        audit: &mut AuditContext,
+    ) -> Result<PolicyRecord, Refusal> {
+        audit.set("cluster", &request.cluster);
+        audit.set("namespace", &request.namespace);
+        audit.set("service_account", &request.service_account);
+        check("namespace", &request.namespace, NameRule::Label)?;
+        check(
+            "service_account",
+            &request.service_account,
+            NameRule::Subdomain,
+        )?;
+        if let Some(bad) = request.digests.iter().find(|d| !is_digest(d)) {
+            return Err(refused(
+                "invalid_argument",
+                format!("{bad:?} is not a digest like sha256:<64 lowercase hex>"),
+            ));
+        }
+        self.require_cluster(&request.cluster).await?;
+        let mut digests = request.digests.clone();
+        digests.sort();
+        digests.dedup();
+        let record = PolicyRecord {
+            cluster: request.cluster,
+            namespace: request.namespace,
+            service_account: request.service_account,
+            digests,
+            audit_mode: request.audit_mode,
+            require_nonce: request.require_nonce,
+            updated_at: now(),
+        };
+        audit.set("digests", record.digests.join(","));
+        audit.set("audit_mode", record.audit_mode.to_string());
+        audit.set("require_nonce", record.require_nonce.to_string());
+        if record.audit_mode {
+            tracing::warn!(
+                cluster = %record.cluster,
+                namespace = %record.namespace,
+                service_account = %record.service_account,
+                "AUDIT MODE enabled: gate 4 will record instead of refusing unapproved images for this service account"
+            );
+        }
+        self.audit_intent(audit).await?;
+        self.storage()
+            .set_policy(record.clone())
+            .await
+            .map_err(storage_refusal)?;
+        Ok(record)
+    }
+
+    /// Every policy.
+    pub async fn policies(&self) -> Result<Vec<PolicyRecord>, Refusal> {
+        self.storage().policies().await.map_err(storage_refusal)
+    }
+
+    /// The audit log, ending with a checkpoint signed now (the export itself is audited).
+    pub async fn audit_export(&self) -> Result<Vec<ExportLine>, Refusal> {
+        self.audited("audit_export", async |audit| {
+            self.audit_intent(audit).await?;
+            self.audit_log.export().await.map_err(|error| {
+                tracing::error!(%error, "audit export failed");
+                Refusal::new(
+                    Gate::Request,
+                    "storage_unavailable",
+                    "the audit log cannot be read right now",
+                )
+            })
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn digests_are_sha256_lowercase_hex() {
+        assert!(is_digest(&format!("sha256:{}", "ab".repeat(32))));
+        for bad in [
+            "sha256:",
+            "sha512:00",
+            &format!("sha256:{}", "AB".repeat(32)),
+            &format!("sha256:{}", "a".repeat(63)),
+            &"a".repeat(64),
+        ] {
+            assert!(!is_digest(bad), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,163 @@
+//! Admin routes: `Authorization: Bearer <admin token>` on every one; bodies
+//! and answers are JSON (the audit export is JSON lines). Each handler asks
+//! [`AdminService`](crate::admin::AdminService), which audits the action.
+
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use super::{App, answer, header_text, json_body};
+use crate::admin::{ApiKeyRequest, ClusterRequest, PolicyRequest};
+use crate::gate::{Gate, Refusal};
+use crate::storage::Storage;
+
+/// The bearer token of `Authorization`, if the header has one.
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    header_text(headers, "authorization", Gate::Admin, "admin_token_missing")
+        .ok()?
+        .strip_prefix("Bearer ")
+        .map(str::trim)
+}
+
+async fn authorized<S: Storage>(
+    app: &App<S>,
+    action: &str,
+    headers: &HeaderMap,
+) -> Result<(), Refusal> {
+    app.admin.authorize(action, bearer(headers)).await
+}
+
+/// `{ "<field>": [...] }`.
+#[derive(Serialize)]
+struct Listing<T: Serialize> {
+    #[serde(flatten)]
+    items: std::collections::BTreeMap<&'static str, Vec<T>>,
+}
+
+fn listing<T: Serialize>(field: &'static str, items: Vec<T>) -> Listing<T> {
+    Listing {
+        items: std::collections::BTreeMap::from([(field, items)]),
+    }
+}
+
+pub(super) async fn add_cluster<S: Storage>(
+    State(app): State<App<S>>,
+    request: Request,
+) -> Response {
+    let result = async {
+        authorized(&app, "cluster_add", request.headers()).await?;
+        let (_, body): (_, ClusterRequest) = json_body(request).await?;
+        app.admin.add_cluster(body).await
+    };
+    answer(StatusCode::CREATED, result.await)
+}
+
+pub(super) async fn clusters<S: Storage>(
+    State(app): State<App<S>>,
+    headers: HeaderMap,
+) -> Response {
+    let result = async {
+        authorized(&app, "cluster_list", &headers).await?;
+        Ok(listing("clusters", app.admin.clusters().await?))
+    };
+    answer(StatusCode::OK, result.await)
+}
+
+pub(super) async fn cluster<S: Storage>(
+    State(app): State<App<S>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let result = async {
+        authorized(&app, "cluster_show", &headers).await?;
+        app.admin.cluster(&name).await
+    };
+    answer(StatusCode::OK, result.await)
+}
+
+pub(super) async fn create_api_key<S: Storage>(
+    State(app): State<App<S>>,
+    request: Request,
+) -> Response {
+    let result = async {
+        authorized(&app, "apikey_create", request.headers()).await?;
+        let (_, body): (_, ApiKeyRequest) = json_body(request).await?;
+        app.admin.create_api_key(body).await
+    };
+    let mut response = answer(StatusCode::CREATED, result.await);
+    // The only answer that carries a key: never cached anywhere.
+    response.headers_mut().insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("no-store"),
+    );
+    response
+}
+
+pub(super) async fn api_keys<S: Storage>(
+    State(app): State<App<S>>,
+    headers: HeaderMap,
+) -> Response {
+    let result = async {
+        authorized(&app, "apikey_list", &headers).await?;
+        Ok(listing("api_keys", app.admin.api_keys().await?))
+    };
+    answer(StatusCode::OK, result.await)
+}
+
+pub(super) async fn revoke_api_key<S: Storage>(
+    State(app): State<App<S>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let result = async {
+        authorized(&app, "apikey_revoke", &headers).await?;
+        app.admin.revoke_api_key(&id).await?;
+        Ok(serde_json::json!({ "revoked": id }))
+    };
+    answer(StatusCode::OK, result.await)
+}
+
+pub(super) async fn set_policy<S: Storage>(
+    State(app): State<App<S>>,
+    request: Request,
+) -> Response {
+    let result = async {
+        authorized(&app, "policy_set", request.headers()).await?;
+        let (_, body): (_, PolicyRequest) = json_body(request).await?;
+        app.admin.set_policy(body).await
+    };
+    answer(StatusCode::OK, result.await)
+}
+
+pub(super) async fn policies<S: Storage>(
+    State(app): State<App<S>>,
+    headers: HeaderMap,
+) -> Response {
+    let result = async {
+        authorized(&app, "policy_list", &headers).await?;
+        Ok(listing("policies", app.admin.policies().await?))
+    };
+    answer(StatusCode::OK, result.await)
+}
+
+pub(super) async fn audit_export<S: Storage>(
+    State(app): State<App<S>>,
+    headers: HeaderMap,
+) -> Response {
+    let result = async {
+        authorized(&app, "audit_export", &headers).await?;
+        app.admin.audit_export().await
+    };
+    match result.await {
+        Ok(lines) => {
+            let mut text = String::new();
+            for line in lines {
+                text.push_str(&serde_json::to_string(&line).unwrap_or_default());
+                text.push('\n');
+            }
+            ([(header::CONTENT_TYPE, "application/x-ndjson")], text).into_response()
+        }
+        Err(refusal) => super::problem::ProblemResponse(refusal).into_response(),
+    }
+}

@@ -1,0 +1,520 @@
+//! `podseal serve` configuration: a TOML file, then environment overrides,
+//! then validation. Every key has a default, so an empty file (or none) is
+//! a working development server on loopback; `podseal serve --print-config`
+//! prints the effective result.
+//!
+//! The file holds no secret: org keys, TLS keys and tokens are named by path.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// The whole configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address to listen on.
+    pub listen: String,
+    /// The URL clients use; DPoP `htu` is compared against it, never the Host header.
+    pub external_url: String,
+    /// Directory for the database, the audit key and the development certificate.
+    pub state_dir: PathBuf,
+    /// Org private key files (`podseal keys init`), newest first or any order.
+    pub org_key_files: Vec<PathBuf>,
+    /// `error`, `warn`, `info`, `debug` or `trace`.
+    pub log_level: String,
+    /// HTTPS.
+    pub tls: TlsSection,
+    /// The release path.
+    pub release: ReleaseSection,
+    /// The audit log.
+    pub audit: AuditSection,
+    /// Registered clusters' pod views.
+    pub clusters: ClustersSection,
+    /// The store.
+    pub storage: StorageSection,
+}
+
+/// `[tls]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsSection {
+    /// Certificate chain (PEM). With `key_file`; without both, a development
+    /// certificate is generated at start and its fingerprint printed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cert_file: Option<PathBuf>,
+    /// Private key (PEM).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_file: Option<PathBuf>,
+}
+
+/// `[release]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ReleaseSection {
+    /// Longest session, seconds (also bounded by the projected token's `exp`).
+    pub max_session_secs: i64,
+    /// How old a DPoP proof's `iat` may be, seconds.
+    pub dpop_max_age_secs: i64,
+    /// How far ahead of the server's clock `iat` may be, seconds.
+    pub dpop_max_skew_secs: i64,
+    /// How long a DPoP server nonce stays valid, seconds (when a policy requires nonces).
+    pub nonce_lifetime_secs: i64,
+    /// Clock leeway for projected tokens' `exp`/`nbf`, seconds.
+    pub token_leeway_secs: i64,
+}
+
+impl Default for ReleaseSection {
+    fn default() -> Self {
+        Self {
+            max_session_secs: 3600,
+            dpop_max_age_secs: 60,
+            dpop_max_skew_secs: 5,
+            nonce_lifetime_secs: 60,
+            token_leeway_secs: 30,
+        }
+    }
+}
+
+/// `[audit]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuditSection {
+    /// Seconds between signed checkpoints (one is also signed at shutdown and on export).
+    pub checkpoint_interval_secs: u64,
+    /// The log's name inside every checkpoint.
+    pub origin: String,
+}
+
+impl Default for AuditSection {
+    fn default() -> Self {
+        Self {
+            checkpoint_interval_secs: 300,
+            origin: "podseal".into(),
+        }
+    }
+}
+
+/// `[clusters]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClustersSection {
+    /// A view that has not heard from its API server for this long refuses (gate 4).
+    pub max_staleness_secs: u64,
+}
+
+impl Default for ClustersSection {
+    fn default() -> Self {
+        Self {
+            max_staleness_secs: 30,
+        }
+    }
+}
+
+/// `[storage]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageSection {
+    /// `sqlite` (embedded default).
+    pub engine: String,
+    /// SQLite database file; default `<state_dir>/podseal.db`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<PathBuf>,
+}
+
+impl Default for StorageSection {
+    fn default() -> Self {
+        Self {
+            engine: "sqlite".into(),
+            path: None,
+        }
+    }
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8443".into(),
+            external_url: "https://127.0.0.1:8443".into(),
+            state_dir: PathBuf::from("podseal-state"),
+            org_key_files: Vec::new(),
+            log_level: "info".into(),
+            tls: TlsSection::default(),
+            release: ReleaseSection::default(),
+            audit: AuditSection::default(),
+            clusters: ClustersSection::default(),
+            storage: StorageSection::default(),
+        }
+    }
+}
+
+/// Why the configuration was refused. Messages name the file or variable.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read the config file {}: {message}", .path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The system's message.
+        message: String,
+    },
+    /// The file is not valid TOML or has an unknown or mistyped key.
+    #[error("config file {}: {message}", .path.display())]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message.
+        message: String,
+    },
+    /// An environment override has the wrong type.
+    #[error("environment variable {var}: {message}")]
+    Env {
+        /// The variable.
+        var: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+    /// A value is out of range or inconsistent.
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+#[derive(Clone, Copy)]
+enum Kind {
+    Text,
+    Integer,
+    /// Comma-separated.
+    List,
+}
+
+/// Every environment override: variable, key path, type.
+const ENV_OVERRIDES: &[(&str, &[&str], Kind)] = &[
+    ("PODSEAL_LISTEN", &["listen"], Kind::Text),
+    ("PODSEAL_EXTERNAL_URL", &["external_url"], Kind::Text),
+    ("PODSEAL_STATE_DIR", &["state_dir"], Kind::Text),
+    ("PODSEAL_ORG_KEY_FILES", &["org_key_files"], Kind::List),
+    ("PODSEAL_LOG_LEVEL", &["log_level"], Kind::Text),
+    ("PODSEAL_TLS_CERT_FILE", &["tls", "cert_file"], Kind::Text),
+    ("PODSEAL_TLS_KEY_FILE", &["tls", "key_file"], Kind::Text),
+    (
+        "PODSEAL_RELEASE_MAX_SESSION_SECS",
+        &["release", "max_session_secs"],
+        Kind::Integer,
+    ),
+    (
+        "PODSEAL_RELEASE_DPOP_MAX_AGE_SECS",
+        &["release", "dpop_max_age_secs"],
+        Kind::Integer,
+    ),
+    (
+        "PODSEAL_RELEASE_DPOP_MAX_SKEW_SECS",
+        &["release", "dpop_max_skew_secs"],
+        Kind::Integer,
+    ),
+    (
+        "PODSEAL_RELEASE_NONCE_LIFETIME_SECS",
+        &["release", "nonce_lifetime_secs"],
+        Kind::Integer,
+    ),
+    (
+        "PODSEAL_RELEASE_TOKEN_LEEWAY_SECS",
+        &["release", "token_leeway_secs"],
+        Kind::Integer,
+    ),
+    (
+        "PODSEAL_AUDIT_CHECKPOINT_INTERVAL_SECS",
+        &["audit", "checkpoint_interval_secs"],
+        Kind::Integer,
+    ),
+    ("PODSEAL_AUDIT_ORIGIN", &["audit", "origin"], Kind::Text),
+    (
+        "PODSEAL_CLUSTERS_MAX_STALENESS_SECS",
+        &["clusters", "max_staleness_secs"],
+        Kind::Integer,
+    ),
+    ("PODSEAL_STORAGE_ENGINE", &["storage", "engine"], Kind::Text),
+    ("PODSEAL_STORAGE_PATH", &["storage", "path"], Kind::Text),
+];
+
+/// The names of every environment override, for `--help`.
+pub fn env_override_names() -> impl Iterator<Item = &'static str> {
+    ENV_OVERRIDES.iter().map(|(var, _, _)| *var)
+}
+
+impl ServerConfig {
+    /// Reads `file` (if given), applies the overrides `env` finds, validates.
+    pub fn load(
+        file: Option<&std::path::Path>,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let mut table = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+                    path: path.to_owned(),
+                    message: e.to_string(),
+                })?;
+                let parse_error = |e: toml::de::Error| ConfigError::Parse {
+                    path: path.to_owned(),
+                    message: e.to_string().trim().to_owned(),
+                };
+                // Typed first, for errors that name the line and key.
+                toml::from_str::<Self>(&text).map_err(parse_error)?;
+                text.parse::<toml::Table>().map_err(parse_error)?
+            }
+            None => toml::Table::new(),
+        };
+        for (var, path, kind) in ENV_OVERRIDES {
+            let Some(raw) = env(var) else { continue };
+            let value = match kind {
+                Kind::Text => toml::Value::String(raw),
+                Kind::Integer => {
+                    toml::Value::Integer(raw.trim().parse().map_err(|_| ConfigError::Env {
+                        var,
+                        message: "must be a whole number".into(),
+                    })?)
+                }
+                Kind::List => toml::Value::Array(
+                    raw.split(',')
+                        .map(str::trim)
+                        .filter(|s| !s.is_empty())
+                        .map(|s| toml::Value::String(s.to_owned()))
+                        .collect(),
+                ),
+            };
+            set_path(&mut table, path, value)
+                .map_err(|message| ConfigError::Env { var, message })?;
+        }
+        let source = file.map_or_else(|| PathBuf::from("(environment)"), ToOwned::to_owned);
+        let config: Self = table
+            .try_into()
+            .map_err(|e: toml::de::Error| ConfigError::Parse {
+                path: source,
+                message: e.message().to_owned(),
+            })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// The effective configuration as TOML.
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_default()
+    }
+
+    /// The address to bind.
+    pub fn listen_addr(&self) -> Result<SocketAddr, ConfigError> {
+        self.listen.parse().map_err(|_| {
+            ConfigError::Invalid(format!(
+                "listen = {:?} is not an address like 127.0.0.1:8443",
+                self.listen
+            ))
+        })
+    }
+
+    /// The SQLite file.
+    pub fn database_path(&self) -> PathBuf {
+        self.storage
+            .path
+            .clone()
+            .unwrap_or_else(|| self.state_dir.join("podseal.db"))
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        self.listen_addr()?;
+        let url = self.external_url.trim_end_matches('/');
+        let host = url.strip_prefix("https://").unwrap_or_default();
+        if host.is_empty() || host.contains(['/', '?', '#', '@']) {
+            return Err(ConfigError::Invalid(format!(
+                "external_url = {:?} must be https://host[:port] with no path",
+                self.external_url
+            )));
+        }
+        if self.storage.engine != "sqlite" {
+            return Err(ConfigError::Invalid(format!(
+                "storage.engine = {:?} is not supported by this build (sqlite)",
+                self.storage.engine
+            )));
+        }
+        if self.tls.cert_file.is_some() != self.tls.key_file.is_some() {
+            return Err(ConfigError::Invalid(
+                "tls.cert_file and tls.key_file go together (or neither, for a development certificate)".into(),
+            ));
+        }
+        if !["error", "warn", "info", "debug", "trace"].contains(&self.log_level.as_str()) {
+            return Err(ConfigError::Invalid(format!(
+                "log_level = {:?} is not one of error, warn, info, debug, trace",
+                self.log_level
+            )));
+        }
+        let release = &self.release;
+        for (name, value, low, high) in [
+            (
+                "release.max_session_secs",
+                release.max_session_secs,
+                60,
+                86_400,
+            ),
+            (
+                "release.dpop_max_age_secs",
+                release.dpop_max_age_secs,
+                1,
+                600,
+            ),
+            (
+                "release.dpop_max_skew_secs",
+                release.dpop_max_skew_secs,
+                0,
+                300,
+            ),
+            (
+                "release.nonce_lifetime_secs",
+                release.nonce_lifetime_secs,
+                5,
+                3600,
+            ),
+            (
+                "release.token_leeway_secs",
+                release.token_leeway_secs,
+                0,
+                300,
+            ),
+        ] {
+            if !(low..=high).contains(&value) {
+                return Err(ConfigError::Invalid(format!(
+                    "{name} = {value} must be between {low} and {high}"
+                )));
+            }
+        }
+        if self.audit.checkpoint_interval_secs == 0 || self.clusters.max_staleness_secs == 0 {
+            return Err(ConfigError::Invalid(
+                "audit.checkpoint_interval_secs and clusters.max_staleness_secs must be positive"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The host part of the external URL (for the development certificate).
+    pub fn external_host(&self) -> String {
+        let host = self
+            .external_url
+            .trim_end_matches('/')
+            .trim_start_matches("https://");
+        match host.strip_prefix('[') {
+            Some(v6) => v6.split(']').next().unwrap_or_default().to_owned(),
+            None => host.rsplit_once(':').map_or(host, |(h, _)| h).to_owned(),
+        }
+    }
+}
+
+fn set_path(table: &mut toml::Table, path: &[&str], value: toml::Value) -> Result<(), String> {
+    match path {
+        [key] => {
+            table.insert((*key).to_owned(), value);
+            Ok(())
+        }
+        [section, rest @ ..] => {
+            let entry = table
+                .entry((*section).to_owned())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            match entry {
+                toml::Value::Table(inner) => set_path(inner, rest, value),
+                _ => Err(format!("the file's `{section}` is not a table")),
+            }
+        }
+        [] => Err("empty key path".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "test code")]
+    use super::*;
+    use std::collections::HashMap;
+
+    fn load(file: &str, env: &[(&str, &str)]) -> Result<ServerConfig, ConfigError> {
+        let dir = tempfile::TempDir::new().unwrap();
+        let path = dir.path().join("podseal.toml");
+        std::fs::write(&path, file).unwrap();
+        let env: HashMap<String, String> = env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        ServerConfig::load(Some(&path), |k| env.get(k).cloned())
+    }
+
+    #[test]
+    fn an_empty_file_is_the_default_and_print_config_round_trips() {
+        let config = load("", &[]).unwrap();
+        assert_eq!(config, ServerConfig::default());
+        let printed = config.to_toml();
+        assert_eq!(load(&printed, &[]).unwrap(), config);
+    }
+
+    #[test]
+    fn environment_overrides_the_file() {
+        let config = load(
+            "listen = \"0.0.0.0:9000\"\n[release]\nmax_session_secs = 600\n",
+            &[
+                ("PODSEAL_RELEASE_MAX_SESSION_SECS", "900"),
+                ("PODSEAL_ORG_KEY_FILES", "a.key, b.key"),
+                ("PODSEAL_TLS_CERT_FILE", "c.pem"),
+                ("PODSEAL_TLS_KEY_FILE", "k.pem"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(config.listen, "0.0.0.0:9000");
+        assert_eq!(config.release.max_session_secs, 900);
+        assert_eq!(
+            config.org_key_files,
+            vec![PathBuf::from("a.key"), PathBuf::from("b.key")]
+        );
+        assert_eq!(config.tls.cert_file, Some(PathBuf::from("c.pem")));
+    }
+
+    #[test]
+    fn bad_configurations_are_refused_with_the_key_named() {
+        for (file, env, needle) in [
+            ("lisen = \"x\"", vec![], "lisen"),
+            (
+                "[release]\nmax_session_secs = \"long\"",
+                vec![],
+                "max_session_secs",
+            ),
+            (
+                "",
+                vec![("PODSEAL_RELEASE_MAX_SESSION_SECS", "soon")],
+                "PODSEAL_RELEASE_MAX_SESSION_SECS",
+            ),
+            (
+                "[release]\nmax_session_secs = 5",
+                vec![],
+                "release.max_session_secs",
+            ),
+            ("external_url = \"http://x\"", vec![], "external_url"),
+            ("listen = \"nowhere\"", vec![], "listen"),
+            ("[tls]\ncert_file = \"c.pem\"", vec![], "tls.cert_file"),
+            ("[storage]\nengine = \"mysql\"", vec![], "storage.engine"),
+            ("not toml [", vec![], "podseal.toml"),
+        ] {
+            let error = load(file, &env).unwrap_err().to_string();
+            assert!(error.contains(needle), "{file:?}: {error}");
+        }
+    }
+
+    #[test]
+    fn the_external_host_is_what_the_certificate_names() {
+        for (url, host) in [
+            ("https://127.0.0.1:8443", "127.0.0.1"),
+            ("https://podseal.example", "podseal.example"),
+            ("https://[::1]:8443/", "::1"),
+        ] {
+            let config = ServerConfig {
+                external_url: url.into(),
+                ..ServerConfig::default()
+            };
+            assert_eq!(config.external_host(), host);
+        }
+    }
+}

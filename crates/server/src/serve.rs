@@ -1,0 +1,282 @@
+//! `podseal serve`: everything wired from a [`ServerConfig`] — the store,
+//! the audit key, the admin token (created and shown once on a new store),
+//! the org keys, a pod view per stored cluster, TLS, the API, and the
+//! background tasks (checkpoints, purge of expired records). [`start`]
+//! returns once the listener is bound; [`Running::shutdown`] stops serving
+//! and signs a final checkpoint.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use podseal_core::key_file::{KeyFileError, read_private_key};
+use podseal_core::key_provider::KeyRing;
+use sha2::{Digest, Sha256};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use zeroize::Zeroizing;
+
+use crate::admin::{ADMIN_TOKEN_PREFIX, AdminService, connect_cluster};
+use crate::api::{App, router};
+use crate::audit_log::{AUDIT_PUBLIC_KEY_FILE, AuditLog, AuditLogError, load_or_create_key};
+use crate::config::{ConfigError, ServerConfig};
+use crate::metrics::Metrics;
+use crate::nonce::NonceIssuer;
+use crate::pod_view::ViewConfig;
+use crate::release::{ReleaseConfig, ReleaseService};
+use crate::storage::{SqliteStorage, Storage, StorageError};
+use crate::tls::{self, TlsError, TlsSource};
+
+/// File the development certificate is written to, for clients to trust.
+pub const DEV_CERT_FILE: &str = "tls-dev.crt";
+/// How often expired replay records, pins and sessions are purged.
+const PURGE_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The configuration is wrong.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The state directory cannot be made.
+    #[error("cannot create the state directory {}: {message}", .path.display())]
+    StateDir {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        message: String,
+    },
+    /// The store failed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// The audit key failed.
+    #[error(transparent)]
+    Audit(#[from] AuditLogError),
+    /// An org key file failed.
+    #[error(transparent)]
+    OrgKey(#[from] KeyFileError),
+    /// No org key configured.
+    #[error(
+        "no org key: set org_key_files (or PODSEAL_ORG_KEY_FILES) to the private key file(s) from `podseal keys init`"
+    )]
+    NoOrgKey,
+    /// TLS failed.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    /// The listener could not be bound.
+    #[error("cannot listen on {addr}: {message}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        message: String,
+    },
+    /// Randomness failed.
+    #[error("the system random generator failed")]
+    Random,
+}
+
+/// A started server.
+pub struct Running {
+    /// The bound address.
+    pub addr: SocketAddr,
+    /// The new admin token, present only on the start that initialised the store.
+    pub admin_token: Option<Zeroizing<String>>,
+    /// SHA-256 fingerprint of the serving certificate.
+    pub tls_fingerprint: String,
+    /// Where the development certificate was written, when one was generated.
+    pub dev_cert_file: Option<PathBuf>,
+    /// The audit public key file.
+    pub audit_public_key_file: PathBuf,
+    /// Clusters that could not be connected at start (name, why): they refuse until fixed.
+    pub cluster_errors: Vec<(String, String)>,
+    shutdown: oneshot::Sender<()>,
+    served: tokio::task::JoinHandle<()>,
+    audit_log: Arc<AuditLog<SqliteStorage>>,
+    background: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Running {
+    /// Stops accepting connections, stops the background tasks and signs a
+    /// final audit checkpoint.
+    pub async fn shutdown(self) -> Result<(), ServeError> {
+        let _ = self.shutdown.send(());
+        let _ = self.served.await;
+        for task in &self.background {
+            task.abort();
+        }
+        self.audit_log.checkpoint().await?;
+        Ok(())
+    }
+}
+
+fn create_state_dir(path: &Path) -> Result<(), ServeError> {
+    use std::os::unix::fs::DirBuilderExt as _;
+    if path.is_dir() {
+        return Ok(());
+    }
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)
+        .map_err(|e| ServeError::StateDir {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })
+}
+
+/// Writes a public file atomically (temp file, then rename).
+fn replace_file(path: &Path, contents: &str) -> Result<(), ServeError> {
+    let temp = path.with_extension("tmp");
+    std::fs::write(&temp, contents)
+        .and_then(|()| std::fs::rename(&temp, path))
+        .map_err(|e| ServeError::StateDir {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })
+}
+
+/// Starts the server described by `config`.
+pub async fn start(config: ServerConfig) -> Result<Running, ServeError> {
+    let addr = config.listen_addr()?;
+    create_state_dir(&config.state_dir)?;
+
+    let storage = Arc::new(SqliteStorage::open(&config.database_path())?);
+    let audit_key = load_or_create_key(&config.state_dir)?;
+    let audit_log = Arc::new(AuditLog::new(
+        storage.clone(),
+        audit_key,
+        config.audit.origin.clone(),
+    ));
+
+    let token = Zeroizing::new(format!(
+        "{ADMIN_TOKEN_PREFIX}{}",
+        podseal_core::random_id::<32>().map_err(|_| ServeError::Random)?
+    ));
+    let admin_token = storage
+        .init_admin_token(Sha256::digest(token.as_bytes()).into())
+        .await?
+        .then_some(token);
+
+    if config.org_key_files.is_empty() {
+        return Err(ServeError::NoOrgKey);
+    }
+    let mut ring = KeyRing::new();
+    for path in &config.org_key_files {
+        ring.add(read_private_key(path)?);
+    }
+
+    let mut nonce_secret = [0u8; 32];
+    podseal_core::fill_random(&mut nonce_secret).map_err(|_| ServeError::Random)?;
+    let nonce_secret = storage.server_secret("dpop_nonce", nonce_secret).await?;
+    let release = Arc::new(ReleaseService::new(
+        storage.clone(),
+        Arc::new(ring),
+        NonceIssuer::new(&nonce_secret, config.release.nonce_lifetime_secs),
+        ReleaseConfig {
+            external_url: config.external_url.trim_end_matches('/').to_owned(),
+            max_session_secs: config.release.max_session_secs,
+            dpop_max_age_secs: config.release.dpop_max_age_secs,
+            dpop_max_skew_secs: config.release.dpop_max_skew_secs,
+        },
+    ));
+    let views =
+        ViewConfig::with_max_staleness(Duration::from_secs(config.clusters.max_staleness_secs));
+    let mut cluster_errors = Vec::new();
+    for record in storage.clusters().await? {
+        match connect_cluster(&record, views, config.release.token_leeway_secs) {
+            Ok(cluster) => release.add_cluster(&record.name, cluster),
+            Err(why) => {
+                tracing::error!(cluster = %record.name, %why, "cannot connect a registered cluster; its releases are refused");
+                cluster_errors.push((record.name.clone(), why));
+            }
+        }
+    }
+    let admin = Arc::new(AdminService::new(
+        release.clone(),
+        audit_log.clone(),
+        views,
+        config.release.token_leeway_secs,
+    ));
+
+    let (source, dev_cert_file) = match (&config.tls.cert_file, &config.tls.key_file) {
+        (Some(cert), Some(key)) => (
+            TlsSource::Files {
+                cert: cert.clone(),
+                key: key.clone(),
+            },
+            None,
+        ),
+        _ => {
+            let mut names = vec![config.external_host(), "localhost".to_owned()];
+            names.dedup();
+            (
+                TlsSource::SelfSigned { names },
+                Some(config.state_dir.join(DEV_CERT_FILE)),
+            )
+        }
+    };
+    let server_tls = tls::load(&source)?;
+    if let Some(path) = &dev_cert_file {
+        replace_file(path, &server_tls.leaf_pem)?;
+    }
+
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|e| ServeError::Bind {
+            addr,
+            message: e.to_string(),
+        })?;
+    let addr = listener.local_addr().map_err(|e| ServeError::Bind {
+        addr,
+        message: e.to_string(),
+    })?;
+    let app = router(App {
+        release,
+        admin,
+        metrics: Arc::new(Metrics::default()),
+    });
+    let (shutdown, stop) = oneshot::channel::<()>();
+    let served = tokio::spawn(tls::serve(
+        listener,
+        server_tls.config.clone(),
+        app,
+        async {
+            let _ = stop.await;
+        },
+    ));
+    let checkpoints = tokio::spawn(
+        audit_log
+            .clone()
+            .run_checkpoints(Duration::from_secs(config.audit.checkpoint_interval_secs)),
+    );
+    let purge = tokio::spawn(run_purge(storage));
+    Ok(Running {
+        addr,
+        admin_token,
+        tls_fingerprint: server_tls.fingerprint_sha256,
+        dev_cert_file,
+        audit_public_key_file: config.state_dir.join(AUDIT_PUBLIC_KEY_FILE),
+        cluster_errors,
+        shutdown,
+        served,
+        audit_log,
+        background: vec![checkpoints, purge],
+    })
+}
+
+async fn run_purge<S: Storage>(storage: Arc<S>) {
+    let mut ticks = tokio::time::interval(PURGE_INTERVAL);
+    loop {
+        ticks.tick().await;
+        match storage
+            .purge_expired(jiff::Timestamp::now().as_second())
+            .await
+        {
+            Ok(removed) if removed > 0 => tracing::debug!(removed, "purged expired records"),
+            Ok(_) => {}
+            Err(error) => tracing::error!(%error, "could not purge expired records"),
+        }
+    }
+}
