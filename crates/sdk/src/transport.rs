@@ -162,7 +162,10 @@ impl HttpsClient {
         let mut request = Request::builder()
             .method(method)
             .uri(format!("{}{path}", self.base_url));
-        if body.is_some() {
+        let typed = headers
+            .iter()
+            .any(|(name, _)| name.eq_ignore_ascii_case("content-type"));
+        if body.is_some() && !typed {
             request = request.header(http::header::CONTENT_TYPE, "application/json");
         }
         for (name, value) in headers {

@@ -91,6 +91,7 @@ pub struct Running {
     pub audit_public_key_file: PathBuf,
     /// Clusters that could not be connected at start (name, why): they refuse until fixed.
     pub cluster_errors: Vec<(String, String)>,
+    release: Arc<ReleaseService<SqliteStorage>>,
     shutdown: oneshot::Sender<()>,
     served: tokio::task::JoinHandle<()>,
     audit_log: Arc<AuditLog<SqliteStorage>>,
@@ -98,6 +99,11 @@ pub struct Running {
 }
 
 impl Running {
+    /// The release service (its clusters' views, for embedding and tests).
+    pub fn release(&self) -> &Arc<ReleaseService<SqliteStorage>> {
+        &self.release
+    }
+
     /// Stops accepting connections, stops the background tasks and signs a
     /// final audit checkpoint.
     pub async fn shutdown(self) -> Result<(), ServeError> {
@@ -233,7 +239,7 @@ pub async fn start(config: ServerConfig) -> Result<Running, ServeError> {
         message: e.to_string(),
     })?;
     let app = router(App {
-        release,
+        release: release.clone(),
         admin,
         metrics: Arc::new(Metrics::default()),
     });
@@ -259,6 +265,7 @@ pub async fn start(config: ServerConfig) -> Result<Running, ServeError> {
         dev_cert_file,
         audit_public_key_file: config.state_dir.join(AUDIT_PUBLIC_KEY_FILE),
         cluster_errors,
+        release,
         shutdown,
         served,
         audit_log,

@@ -1,0 +1,1257 @@
+//! The release server as users run it: `serve::start` from a configuration,
+//! real HTTPS on loopback through the client transport, the stand-in as the
+//! cluster, everything registered through the admin API. Every attack of
+//! the release path is refused with its gate and reason named, and audited;
+//! the happy path opens the secret; the audit export verifies, and stops
+//! verifying after any single record is edited, removed, inserted or
+//! swapped. Every status seen is one `api::ROUTES` documents.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "test code: a panic is a test failure"
+)]
+
+use std::collections::BTreeSet;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use http::Method;
+use podseal_core::audit::{parse_public_key, verify_export};
+use podseal_core::capsule::{Capsule, DekEnvelope, RevealMode, Scope};
+use podseal_core::dpop::{DpopKey, ProofClaims, new_jti};
+use podseal_core::envelope::{self, ReleaseBinding, ReleasedDek, SealParams};
+use podseal_core::hpke::{KemId, LocalPrivateKey, RecipientKey as _};
+use podseal_core::jwk::ed25519_jwk;
+use podseal_core::key_file::write_new;
+use podseal_core::org_key::OrgPrivateKey;
+use podseal_dev_cluster::{ContainerImage, Handle, PodTemplate};
+use podseal_sdk::transport::{Answer, HttpsClient};
+use podseal_server::api::{API_KEY_HEADER, DPOP_NONCE_HEADER, ROUTES, TOKEN_HEADER};
+use podseal_server::config::ServerConfig;
+use podseal_server::nonce::NonceIssuer;
+use podseal_server::pod_view::ViewAnswer;
+use podseal_server::serve::{Running, start};
+use podseal_server::storage::{SqliteStorage, Storage as _};
+use serde_json::{Value, json};
+use tempfile::TempDir;
+
+mod support;
+
+use support::digest;
+
+const EXTERNAL_URL: &str = "https://podseal.test";
+const SECRET: &[u8] = b"postgres://app:hunter2@db/shop";
+
+/// The server, its cluster and an admin.
+struct Suite {
+    cluster: support::Cluster,
+    handle: Handle,
+    state: TempDir,
+    config: ServerConfig,
+    running: Option<Running>,
+    client: HttpsClient,
+    admin_token: String,
+    org: OrgPrivateKey,
+    seen: Mutex<BTreeSet<(String, String, u16)>>,
+}
+
+/// What a pod holds in RAM.
+struct Pod {
+    dpop: DpopKey,
+    recipient: LocalPrivateKey,
+    token: String,
+}
+
+fn now() -> i64 {
+    jiff::Timestamp::now().as_second()
+}
+
+fn b64(bytes: &[u8]) -> String {
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+fn image(name: &str, digest_char: Option<char>) -> ContainerImage {
+    ContainerImage {
+        name: name.into(),
+        image: format!("registry.example/shop/{name}:1"),
+        digest: digest_char.map(digest),
+    }
+}
+
+fn client_for(running: &Running) -> HttpsClient {
+    let pem = std::fs::read(running.dev_cert_file.as_ref().unwrap()).unwrap();
+    HttpsClient::new(
+        &format!("https://localhost:{}", running.addr.port()),
+        Some(&pem),
+    )
+    .unwrap()
+}
+
+impl Suite {
+    async fn start() -> Self {
+        let cluster = support::Cluster::start().await;
+        let handle = cluster.dev.handle();
+        let state = TempDir::new().unwrap();
+        let org = OrgPrivateKey::generate(KemId::X25519HkdfSha256).unwrap();
+        let key_file = state.path().join("org.key");
+        write_new(&key_file, org.to_text().as_bytes(), 0o600).unwrap();
+        let config = ServerConfig {
+            listen: "127.0.0.1:0".into(),
+            external_url: EXTERNAL_URL.into(),
+            state_dir: state.path().join("state"),
+            org_key_files: vec![key_file],
+            clusters: podseal_server::config::ClustersSection {
+                max_staleness_secs: 5,
+            },
+            ..ServerConfig::default()
+        };
+        let running = start(config.clone()).await.unwrap();
+        let admin_token = running
+            .admin_token
+            .as_ref()
+            .expect("a new store shows the admin token")
+            .to_string();
+        let client = client_for(&running);
+        Self {
+            cluster,
+            handle,
+            state,
+            config,
+            running: Some(running),
+            client,
+            admin_token,
+            org,
+            seen: Mutex::default(),
+        }
+    }
+
+    fn running(&self) -> &Running {
+        self.running.as_ref().unwrap()
+    }
+
+    /// Stops the server and starts it again on the same state directory.
+    async fn restart(&mut self) {
+        self.running.take().unwrap().shutdown().await.unwrap();
+        let running = start(self.config.clone()).await.unwrap();
+        assert!(
+            running.admin_token.is_none(),
+            "the admin token is shown only on the first start"
+        );
+        self.client = client_for(&running);
+        self.running = Some(running);
+    }
+
+    /// One request; records (method, route, status) for the ROUTES check.
+    async fn send(
+        &self,
+        method: Method,
+        route: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<Vec<u8>>,
+    ) -> Answer {
+        let answer = self
+            .client
+            .send(method.clone(), path, headers, body)
+            .await
+            .unwrap();
+        self.seen.lock().unwrap().insert((
+            method.to_string(),
+            route.to_owned(),
+            answer.status.as_u16(),
+        ));
+        answer
+    }
+
+    async fn admin(&self, method: Method, route: &str, path: &str, body: Option<Value>) -> Value {
+        let authorization = format!("Bearer {}", self.admin_token);
+        let answer = self
+            .send(
+                method,
+                route,
+                path,
+                &[("authorization", &authorization)],
+                body.map(|b| serde_json::to_vec(&b).unwrap()),
+            )
+            .await;
+        assert!(
+            answer.status.is_success(),
+            "{path}: {} {}",
+            answer.status,
+            String::from_utf8_lossy(&answer.body)
+        );
+        serde_json::from_slice(&answer.body).unwrap()
+    }
+
+    async fn api_key(&self, namespace: &str, service_account: &str) -> (String, String) {
+        let created = self
+            .admin(
+                Method::POST,
+                "/v1/admin/apikeys",
+                "/v1/admin/apikeys",
+                Some(json!({ "cluster": "prod", "namespace": namespace, "service_account": service_account })),
+            )
+            .await;
+        (
+            created["id"].as_str().unwrap().to_owned(),
+            created["key"].as_str().unwrap().to_owned(),
+        )
+    }
+
+    async fn policy(&self, service_account: &str, digests: &[String], require_nonce: bool) {
+        self.admin(
+            Method::PUT,
+            "/v1/admin/policies",
+            "/v1/admin/policies",
+            Some(json!({
+                "cluster": "prod", "namespace": "shop", "service_account": service_account,
+                "digests": digests, "require_nonce": require_nonce,
+            })),
+        )
+        .await;
+    }
+
+    fn create_pod(
+        &self,
+        name: &str,
+        service_account: &str,
+        init: Vec<ContainerImage>,
+        app: Vec<ContainerImage>,
+        running: bool,
+    ) {
+        self.handle
+            .create_pod(&PodTemplate {
+                namespace: "shop".into(),
+                name: name.into(),
+                service_account: service_account.into(),
+                labels: Default::default(),
+                init_containers: init,
+                containers: app,
+            })
+            .unwrap();
+        if running {
+            self.handle.mark_running("shop", name).unwrap();
+        }
+    }
+
+    /// A pod's RAM: fresh keys and a projected token for audience podseal.
+    fn pod(&self, name: &str, service_account: &str) -> Pod {
+        Pod {
+            dpop: DpopKey::generate().unwrap(),
+            recipient: LocalPrivateKey::generate(KemId::X25519HkdfSha256).unwrap(),
+            token: self.token(name, service_account, &["podseal"]),
+        }
+    }
+
+    fn token(&self, pod: &str, service_account: &str, audiences: &[&str]) -> String {
+        let audiences: Vec<String> = audiences.iter().map(|a| (*a).to_owned()).collect();
+        self.handle
+            .issue_token("shop", service_account, &audiences, 600, Some(pod))
+            .unwrap()
+            .0
+    }
+
+    async fn until_view(&self, pod: &str, mut condition: impl FnMut(&ViewAnswer) -> bool) {
+        let view = self
+            .running()
+            .release()
+            .cluster("prod")
+            .unwrap()
+            .view
+            .clone();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        let mut ticks = tokio::time::interval(Duration::from_millis(20));
+        while !condition(&view.lookup("shop", pod).await) {
+            assert!(tokio::time::Instant::now() < deadline, "view never changed");
+            ticks.tick().await;
+        }
+    }
+
+    fn capsule(&self, cluster: &str, namespace: &str, service_account: &str) -> Capsule {
+        let params = SealParams {
+            scope: Scope {
+                cluster: cluster.into(),
+                namespace: namespace.into(),
+                service_accounts: vec![service_account.into()],
+                name: "db".into(),
+                key: None,
+            },
+            purpose: None,
+            reveal: RevealMode::Many,
+            created_at: 1,
+            not_after: None,
+        };
+        envelope::seal(params, SECRET, &[self.org.public()]).unwrap()
+    }
+
+    fn proof(
+        &self,
+        key: &DpopKey,
+        route: &str,
+        session: Option<&str>,
+        nonce: Option<&str>,
+    ) -> String {
+        key.proof(
+            "POST",
+            &format!("{EXTERNAL_URL}{route}"),
+            now(),
+            session,
+            nonce,
+        )
+        .unwrap()
+        .0
+    }
+
+    /// `POST /v1/sessions` with exactly these credentials.
+    async fn session_with(&self, pod: &Pod, api_key: &str, token: &str, proofs: &[&str]) -> Answer {
+        let mut headers = vec![(API_KEY_HEADER, api_key), (TOKEN_HEADER, token)];
+        headers.extend(proofs.iter().map(|p| ("dpop", *p)));
+        let body = json!({ "recipient_key": b64(pod.recipient.public_key_bytes()) });
+        self.send(
+            Method::POST,
+            "/v1/sessions",
+            "/v1/sessions",
+            &headers,
+            Some(serde_json::to_vec(&body).unwrap()),
+        )
+        .await
+    }
+
+    async fn session(&self, pod: &Pod, api_key: &str) -> Answer {
+        let proof = self.proof(&pod.dpop, "/v1/sessions", None, None);
+        self.session_with(pod, api_key, &pod.token, &[&proof]).await
+    }
+
+    async fn open_session(&self, pod: &Pod, api_key: &str) -> String {
+        let answer = self.session(pod, api_key).await;
+        assert_eq!(
+            answer.status,
+            201,
+            "{}",
+            String::from_utf8_lossy(&answer.body)
+        );
+        let body: Value = serde_json::from_slice(&answer.body).unwrap();
+        body["session_id"].as_str().unwrap().to_owned()
+    }
+
+    /// `POST /v1/unwrap` with this proof and raw body.
+    async fn unwrap_raw(
+        &self,
+        pod: &Pod,
+        api_key: &str,
+        session: &str,
+        proofs: &[&str],
+        body: Vec<u8>,
+    ) -> Answer {
+        let authorization = format!("DPoP {session}");
+        let mut headers = vec![
+            (API_KEY_HEADER, api_key),
+            (TOKEN_HEADER, pod.token.as_str()),
+            ("authorization", authorization.as_str()),
+        ];
+        headers.extend(proofs.iter().map(|p| ("dpop", *p)));
+        self.send(
+            Method::POST,
+            "/v1/unwrap",
+            "/v1/unwrap",
+            &headers,
+            Some(body),
+        )
+        .await
+    }
+
+    async fn unwrap(&self, pod: &Pod, api_key: &str, session: &str, capsule: &Capsule) -> Answer {
+        let proof = self.proof(&pod.dpop, "/v1/unwrap", Some(session), None);
+        self.unwrap_raw(pod, api_key, session, &[&proof], envelope_body(capsule))
+            .await
+    }
+
+    /// The secret, opened in the pod's memory from a successful unwrap.
+    fn open(&self, pod: &Pod, session: &str, capsule: &Capsule, answer: &Answer) -> Vec<u8> {
+        assert_eq!(
+            answer.status,
+            200,
+            "{}",
+            String::from_utf8_lossy(&answer.body)
+        );
+        let body: Value = serde_json::from_slice(&answer.body).unwrap();
+        let release = &body["releases"][0];
+        let decode = |k: &str| {
+            URL_SAFE_NO_PAD
+                .decode(release[k].as_str().unwrap())
+                .unwrap()
+        };
+        let released = ReleasedDek {
+            enc: decode("enc"),
+            wrapped_dek: decode("wrapped_dek"),
+        };
+        let binding = ReleaseBinding {
+            session_id: session,
+            jti: release["jti"].as_str().unwrap(),
+        };
+        let dek = envelope::open_release(
+            &released,
+            &pod.recipient,
+            capsule.envelope.header_bytes(),
+            binding,
+        )
+        .unwrap();
+        envelope::decrypt_content(capsule, &dek)
+            .unwrap()
+            .expose_secret_bytes()
+            .to_vec()
+    }
+}
+
+fn envelope_body(capsule: &Capsule) -> Vec<u8> {
+    serde_json::to_vec(&json!({ "capsules": [b64(&capsule.envelope.to_bytes())] })).unwrap()
+}
+
+/// Asserts a problem+json refusal with this status, gate and reason.
+#[track_caller]
+fn refused(answer: &Answer, status: u16, gate: &str, reason: &str) {
+    let problem: Value = serde_json::from_slice(&answer.body).unwrap_or_default();
+    assert_eq!(
+        (
+            answer.status.as_u16(),
+            problem["gate"].as_str(),
+            problem["reason"].as_str()
+        ),
+        (status, Some(gate), Some(reason)),
+        "{problem}"
+    );
+    assert_eq!(answer.headers["content-type"], "application/problem+json");
+}
+
+/// A DPoP proof with any header, signed by a fresh Ed25519 key.
+fn forged_proof(header: impl FnOnce(Value) -> Value, claims: &ProofClaims) -> String {
+    let signing = ed25519_dalek::SigningKey::from_bytes(&[9; 32]);
+    let jwk = Value::Object(ed25519_jwk(signing.verifying_key().as_bytes()));
+    let header = header(json!({ "typ": "dpop+jwt", "alg": "EdDSA", "jwk": jwk }));
+    podseal_core::jws::sign_ed25519(
+        &signing,
+        &serde_json::to_vec(&header).unwrap(),
+        &serde_json::to_vec(claims).unwrap(),
+    )
+}
+
+fn claims(route: &str) -> ProofClaims {
+    ProofClaims {
+        jti: new_jti().unwrap(),
+        htm: "POST".into(),
+        htu: format!("{EXTERNAL_URL}{route}"),
+        iat: now(),
+        ath: None,
+        nonce: None,
+    }
+}
+
+/// An unsigned or HMAC-signed token with this header.
+fn token_with_header(header: &Value, claims: &Value, hmac_key: Option<&[u8]>) -> String {
+    let signing_input = format!(
+        "{}.{}",
+        b64(&serde_json::to_vec(header).unwrap()),
+        b64(&serde_json::to_vec(claims).unwrap())
+    );
+    let signature = match hmac_key {
+        Some(key) => {
+            let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, key);
+            b64(ring::hmac::sign(&key, signing_input.as_bytes()).as_ref())
+        }
+        None => String::new(),
+    };
+    format!("{signing_input}.{signature}")
+}
+
+fn claims_of(token: &str) -> Value {
+    let payload = token.split('.').nth(1).unwrap();
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_attack_is_refused_over_https_with_its_gate_named_and_audited() {
+    let mut s = Suite::start().await;
+
+    // Registration, through the admin API, as an operator does it.
+    let added = s
+        .admin(
+            Method::POST,
+            "/v1/admin/clusters",
+            "/v1/admin/clusters",
+            Some(json!({
+                "name": "prod",
+                "api_server_url": s.cluster.dev.url(),
+                "ca_bundle": s.cluster.dir.path().join("ca.pem"),
+                "token_file": s.cluster.dir.path().join("reader.token"),
+            })),
+        )
+        .await;
+    let pinned_kid = added["pinned_kids"][0].as_str().unwrap().to_owned();
+    assert_eq!(added["issuer"], "https://kubernetes.default.svc");
+    let (_, key) = s.api_key("shop", "api").await;
+    let (_, other_namespace_key) = s.api_key("payments", "api").await;
+    let (_, other_sa_key) = s.api_key("shop", "worker").await;
+    let (revoked_id, revoked_key) = s.api_key("shop", "api").await;
+    s.policy("api", &[digest('a'), digest('1')], false).await;
+
+    s.create_pod(
+        "api-0",
+        "api",
+        vec![image("migrate", Some('1'))],
+        vec![image("api", Some('a'))],
+        true,
+    );
+    let pod = s.pod("api-0", "api");
+    let capsule = s.capsule("prod", "shop", "api");
+
+    // The happy path: session, unwrap, open in the pod's memory.
+    let session = s.open_session(&pod, &key).await;
+    let answer = s.unwrap(&pod, &key, &session, &capsule).await;
+    assert_eq!(s.open(&pod, &session, &capsule, &answer), SECRET);
+    assert!(answer.headers.contains_key(DPOP_NONCE_HEADER));
+
+    // Gate 1: another namespace's key, another service account's, a revoked one, none.
+    refused(
+        &s.session(&pod, &other_namespace_key).await,
+        401,
+        "api_key",
+        "api_key_scope_mismatch",
+    );
+    refused(
+        &s.session(&pod, &other_sa_key).await,
+        401,
+        "api_key",
+        "api_key_scope_mismatch",
+    );
+    s.admin(
+        Method::DELETE,
+        "/v1/admin/apikeys/{id}",
+        &format!("/v1/admin/apikeys/{revoked_id}"),
+        None,
+    )
+    .await;
+    refused(
+        &s.session(&pod, &revoked_key).await,
+        401,
+        "api_key",
+        "api_key_revoked",
+    );
+    refused(
+        &s.session(&pod, "psk_guessed").await,
+        401,
+        "api_key",
+        "api_key_unknown",
+    );
+
+    // Gate 2: the token's audience, issuer, times and header.
+    let good = claims_of(&pod.token);
+    let kid_header = json!({ "alg": "RS256", "kid": pinned_kid });
+    let sign = |header: &Value, claims: &Value| s.handle.sign_raw(header, claims).unwrap();
+    let with = |edit: &dyn Fn(&mut Value)| {
+        let mut claims = good.clone();
+        edit(&mut claims);
+        sign(&kid_header, &claims)
+    };
+    let token_cases: Vec<(String, &str)> = vec![
+        (s.token("api-0", "api", &["vault"]), "audience_mismatch"),
+        (
+            with(&|c| c["iss"] = json!("https://evil.example")),
+            "issuer_mismatch",
+        ),
+        (
+            with(&|c| {
+                c["exp"] = json!(now() - 3600);
+                c["iat"] = json!(now() - 7200);
+                c["nbf"] = json!(now() - 7200);
+            }),
+            "token_expired",
+        ),
+        (
+            with(&|c| c["nbf"] = json!(now() + 3600)),
+            "token_not_yet_valid",
+        ),
+        (
+            sign(&json!({ "alg": "RS256", "kid": "no-such-kid" }), &good),
+            "kid_unknown",
+        ),
+        (
+            sign(
+                &json!({ "alg": "RS256", "kid": pinned_kid, "jku": "https://evil.example/jwks" }),
+                &good,
+            ),
+            "header_not_allowed",
+        ),
+        (
+            sign(
+                &json!({ "alg": "RS256", "kid": pinned_kid, "x5u": "https://evil.example/cert" }),
+                &good,
+            ),
+            "header_not_allowed",
+        ),
+        (
+            token_with_header(&json!({ "alg": "none", "kid": pinned_kid }), &good, None),
+            "alg_not_allowed",
+        ),
+        (
+            token_with_header(
+                &json!({ "alg": "HS256", "kid": pinned_kid }),
+                &good,
+                Some(serde_json::to_string(&s.handle.jwks()).unwrap().as_bytes()),
+            ),
+            "alg_not_allowed",
+        ),
+    ];
+    for (token, reason) in &token_cases {
+        let proof = s.proof(&pod.dpop, "/v1/sessions", None, None);
+        refused(
+            &s.session_with(&pod, &key, token, &[&proof]).await,
+            401,
+            "token",
+            reason,
+        );
+    }
+
+    // Gate 3: the DPoP proof.
+    let at = |iat: i64| {
+        pod.dpop
+            .proof(
+                "POST",
+                &format!("{EXTERNAL_URL}/v1/sessions"),
+                iat,
+                None,
+                None,
+            )
+            .unwrap()
+            .0
+    };
+    let wrong_htm = pod
+        .dpop
+        .proof(
+            "GET",
+            &format!("{EXTERNAL_URL}/v1/sessions"),
+            now(),
+            None,
+            None,
+        )
+        .unwrap()
+        .0;
+    let wrong_htu = pod
+        .dpop
+        .proof("POST", "https://localhost/v1/sessions", now(), None, None)
+        .unwrap()
+        .0;
+    let mut foreign_signature = s.proof(&DpopKey::generate().unwrap(), "/v1/sessions", None, None);
+    let own = s.proof(&pod.dpop, "/v1/sessions", None, None);
+    // The header and claims of one key's proof with another key's signature.
+    foreign_signature = format!(
+        "{}.{}",
+        own.rsplit_once('.').unwrap().0,
+        foreign_signature.rsplit('.').next().unwrap()
+    );
+    let proof_cases: Vec<(String, &str)> = vec![
+        (at(now() - 600), "iat_stale"),
+        (at(now() + 600), "iat_future"),
+        (wrong_htm, "htm_mismatch"),
+        (wrong_htu, "htu_mismatch"),
+        (foreign_signature, "signature_invalid"),
+        (
+            forged_proof(
+                |mut h| {
+                    h["typ"] = json!("JWT");
+                    h
+                },
+                &claims("/v1/sessions"),
+            ),
+            "typ_not_dpop",
+        ),
+        (
+            forged_proof(
+                |mut h| {
+                    h["jwk"] = json!({ "kty": "EC", "crv": "P-256", "x": b64(&[1; 32]), "y": b64(&[2; 32]) });
+                    h
+                },
+                &claims("/v1/sessions"),
+            ),
+            "jwk_invalid",
+        ),
+        (
+            forged_proof(
+                |mut h| {
+                    h["jwk"]["d"] = json!(b64(&[9; 32]));
+                    h
+                },
+                &claims("/v1/sessions"),
+            ),
+            "jwk_invalid",
+        ),
+        (
+            forged_proof(
+                |mut h| {
+                    h["alg"] = json!("ES256");
+                    h
+                },
+                &claims("/v1/sessions"),
+            ),
+            "alg_not_allowed",
+        ),
+    ];
+    for (proof, reason) in &proof_cases {
+        refused(
+            &s.session_with(&pod, &key, &pod.token, &[proof]).await,
+            401,
+            "dpop",
+            reason,
+        );
+    }
+    let fresh = s.proof(&pod.dpop, "/v1/sessions", None, None);
+    refused(
+        &s.session_with(&pod, &key, &pod.token, &[&fresh, &fresh])
+            .await,
+        400,
+        "dpop",
+        "dpop_header_count",
+    );
+    refused(
+        &s.session_with(&pod, &key, &pod.token, &[]).await,
+        400,
+        "dpop",
+        "dpop_header_count",
+    );
+
+    // Unwrap: ath missing or for another session, another key, a replay.
+    let no_ath = s.proof(&pod.dpop, "/v1/unwrap", None, None);
+    refused(
+        &s.unwrap_raw(&pod, &key, &session, &[&no_ath], envelope_body(&capsule))
+            .await,
+        401,
+        "dpop",
+        "ath_missing",
+    );
+    let wrong_ath = s.proof(&pod.dpop, "/v1/unwrap", Some("another-session"), None);
+    refused(
+        &s.unwrap_raw(&pod, &key, &session, &[&wrong_ath], envelope_body(&capsule))
+            .await,
+        401,
+        "dpop",
+        "ath_mismatch",
+    );
+    let thief = DpopKey::generate().unwrap();
+    let stolen = s.proof(&thief, "/v1/unwrap", Some(&session), None);
+    refused(
+        &s.unwrap_raw(&pod, &key, &session, &[&stolen], envelope_body(&capsule))
+            .await,
+        401,
+        "dpop",
+        "key_not_pinned",
+    );
+    let once = s.proof(&pod.dpop, "/v1/unwrap", Some(&session), None);
+    let answer = s
+        .unwrap_raw(&pod, &key, &session, &[&once], envelope_body(&capsule))
+        .await;
+    assert_eq!(s.open(&pod, &session, &capsule, &answer), SECRET);
+    refused(
+        &s.unwrap_raw(&pod, &key, &session, &[&once], envelope_body(&capsule))
+            .await,
+        401,
+        "dpop",
+        "jti_replayed",
+    );
+
+    // A second key cannot enroll for the same live pod uid; rotation needs the previous key.
+    let second = Pod {
+        dpop: DpopKey::generate().unwrap(),
+        ..s.pod("api-0", "api")
+    };
+    refused(
+        &s.session(&second, &key).await,
+        401,
+        "dpop",
+        "pod_key_already_pinned",
+    );
+    let authorization = format!("DPoP {session}");
+    let rotate = |current: &DpopKey, next: &DpopKey| {
+        (
+            s.proof(current, "/v1/sessions/rotate-key", Some(&session), None),
+            serde_json::to_vec(&json!({ "new_proof": s.proof(next, "/v1/sessions/rotate-key", Some(&session), None) })).unwrap(),
+        )
+    };
+    let (proof, body) = rotate(&thief, &second.dpop);
+    let answer = s
+        .send(
+            Method::POST,
+            "/v1/sessions/rotate-key",
+            "/v1/sessions/rotate-key",
+            &[
+                (API_KEY_HEADER, &key),
+                (TOKEN_HEADER, &pod.token),
+                ("authorization", &authorization),
+                ("dpop", &proof),
+            ],
+            Some(body),
+        )
+        .await;
+    refused(&answer, 401, "dpop", "key_not_pinned");
+
+    // Scope: another namespace, cluster, service account; a header edited after sealing.
+    for (other, reason) in [
+        (s.capsule("prod", "payments", "api"), "namespace_mismatch"),
+        (s.capsule("staging", "shop", "api"), "cluster_mismatch"),
+        (
+            s.capsule("prod", "shop", "worker"),
+            "service_account_mismatch",
+        ),
+    ] {
+        refused(
+            &s.unwrap(&pod, &key, &session, &other).await,
+            403,
+            "scope",
+            reason,
+        );
+    }
+    let mut header = capsule.envelope.header().clone();
+    header.scope.name = "admin-password".into();
+    let edited = Capsule {
+        envelope: DekEnvelope::new(
+            serde_json::to_vec(&header).unwrap(),
+            capsule.envelope.stanzas().to_vec(),
+        )
+        .unwrap(),
+        ..capsule.clone()
+    };
+    refused(
+        &s.unwrap(&pod, &key, &session, &edited).await,
+        403,
+        "scope",
+        "open.did_not_open",
+    );
+
+    // The request: content ciphertext, malformed or oversized bodies, wrong media type.
+    let proof = s.proof(&pod.dpop, "/v1/unwrap", Some(&session), None);
+    let with_content =
+        serde_json::to_vec(&json!({ "capsules": [b64(&capsule.to_bytes())] })).unwrap();
+    refused(
+        &s.unwrap_raw(&pod, &key, &session, &[&proof], with_content)
+            .await,
+        400,
+        "request",
+        "content_ciphertext_present",
+    );
+    for (body, status, reason) in [
+        (b"{\"capsules\": [".to_vec(), 400, "malformed_body"),
+        (
+            serde_json::to_vec(&json!({ "capsules": ["!!"] })).unwrap(),
+            400,
+            "capsule_malformed",
+        ),
+        (
+            serde_json::to_vec(&json!({ "capsules": [], "content": "AAAA" })).unwrap(),
+            400,
+            "malformed_body",
+        ),
+        (
+            serde_json::to_vec(&json!({ "capsules": [] })).unwrap(),
+            400,
+            "batch_size",
+        ),
+        (vec![b' '; 2 * 1024 * 1024], 413, "body_too_large"),
+    ] {
+        let proof = s.proof(&pod.dpop, "/v1/unwrap", Some(&session), None);
+        refused(
+            &s.unwrap_raw(&pod, &key, &session, &[&proof], body).await,
+            status,
+            "request",
+            reason,
+        );
+    }
+    let answer = s
+        .send(
+            Method::POST,
+            "/v1/unwrap",
+            "/v1/unwrap",
+            &[("content-type", "text/plain")],
+            Some(b"x".to_vec()),
+        )
+        .await;
+    refused(&answer, 415, "request", "unsupported_media_type");
+
+    // Gate 4: not running, no digest, unapproved init/app/ephemeral images.
+    /// Pod name, init containers, app containers, running, expected reason.
+    type Gate4Case<'a> = (
+        &'a str,
+        Vec<ContainerImage>,
+        Vec<ContainerImage>,
+        bool,
+        &'a str,
+    );
+    let gate4: Vec<Gate4Case<'_>> = vec![
+        (
+            "pending-0",
+            vec![],
+            vec![image("api", Some('a'))],
+            false,
+            "pod_not_running",
+        ),
+        (
+            "nodigest-0",
+            vec![],
+            vec![image("api", None)],
+            true,
+            "image_without_digest",
+        ),
+        (
+            "badinit-0",
+            vec![image("migrate", Some('b'))],
+            vec![image("api", Some('a'))],
+            true,
+            "image_not_approved",
+        ),
+        (
+            "badapp-0",
+            vec![],
+            vec![image("api", Some('c'))],
+            true,
+            "image_not_approved",
+        ),
+    ];
+    for (name, init, app, running, reason) in gate4 {
+        s.create_pod(name, "api", init, app, running);
+        let other = s.pod(name, "api");
+        refused(&s.session(&other, &key).await, 403, "live_pod", reason);
+    }
+    s.create_pod(
+        "debugged-0",
+        "api",
+        vec![],
+        vec![image("api", Some('a'))],
+        true,
+    );
+    s.handle
+        .add_ephemeral_container("shop", "debugged-0", &image("debugger", Some('d')))
+        .unwrap();
+    s.until_view(
+        "debugged-0",
+        |a| matches!(a, ViewAnswer::Present(f) if f.containers.len() == 2),
+    )
+    .await;
+    refused(
+        &s.session(&s.pod("debugged-0", "api"), &key).await,
+        403,
+        "live_pod",
+        "debug_container_not_approved",
+    );
+
+    // An ephemeral container injected after the session started stops the next unwrap.
+    s.handle
+        .add_ephemeral_container("shop", "api-0", &image("debugger", Some('d')))
+        .unwrap();
+    s.until_view(
+        "api-0",
+        |a| matches!(a, ViewAnswer::Present(f) if f.containers.len() == 3),
+    )
+    .await;
+    refused(
+        &s.unwrap(&pod, &key, &session, &capsule).await,
+        403,
+        "live_pod",
+        "debug_container_not_approved",
+    );
+
+    // Recreated under the same name (new uid): the old token is refused; then deleted: not found.
+    s.handle.recreate_pod("shop", "api-0").unwrap();
+    s.handle.mark_running("shop", "api-0").unwrap();
+    s.until_view(
+        "api-0",
+        |a| matches!(a, ViewAnswer::Present(f) if f.is_running() && f.containers.len() == 2),
+    )
+    .await;
+    refused(
+        &s.session(&pod, &key).await,
+        403,
+        "live_pod",
+        "pod_uid_mismatch",
+    );
+    s.handle.delete_pod("shop", "api-0").unwrap();
+    s.until_view("api-0", |a| *a == ViewAnswer::Absent).await;
+    refused(
+        &s.session(&pod, &key).await,
+        403,
+        "live_pod",
+        "pod_not_found",
+    );
+
+    // Server nonces, for a policy that requires them.
+    s.create_pod(
+        "worker-0",
+        "worker",
+        vec![],
+        vec![image("worker", Some('a'))],
+        true,
+    );
+    s.policy("worker", &[digest('a')], true).await;
+    let worker = s.pod("worker-0", "worker");
+    let answer = s.session(&worker, &other_sa_key).await;
+    refused(&answer, 401, "dpop", "use_dpop_nonce");
+    assert!(
+        answer.headers["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .contains("use_dpop_nonce")
+    );
+    let nonce = answer.headers[DPOP_NONCE_HEADER]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    // A nonce issued long ago (with the server's own secret) is stale.
+    let secret = SqliteStorage::open(&s.config.database_path())
+        .unwrap()
+        .server_secret("dpop_nonce", [0; 32])
+        .await
+        .unwrap();
+    let stale = NonceIssuer::new(&secret, 60).issue(now() - 600);
+    let proof = s.proof(&worker.dpop, "/v1/sessions", None, Some(&stale));
+    refused(
+        &s.session_with(&worker, &other_sa_key, &worker.token, &[&proof])
+            .await,
+        401,
+        "dpop",
+        "use_dpop_nonce",
+    );
+    let proof = s.proof(&worker.dpop, "/v1/sessions", None, Some(&nonce));
+    let answer = s
+        .session_with(&worker, &other_sa_key, &worker.token, &[&proof])
+        .await;
+    assert_eq!(
+        answer.status,
+        201,
+        "{}",
+        String::from_utf8_lossy(&answer.body)
+    );
+    let worker_session = serde_json::from_slice::<Value>(&answer.body).unwrap()["session_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let nonce = answer.headers[DPOP_NONCE_HEADER]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let worker_capsule = s.capsule("prod", "shop", "worker");
+    let proof = s.proof(
+        &worker.dpop,
+        "/v1/unwrap",
+        Some(&worker_session),
+        Some(&nonce),
+    );
+    let answer = s
+        .unwrap_raw(
+            &worker,
+            &other_sa_key,
+            &worker_session,
+            &[&proof],
+            envelope_body(&worker_capsule),
+        )
+        .await;
+    assert_eq!(
+        s.open(&worker, &worker_session, &worker_capsule, &answer),
+        SECRET
+    );
+
+    // A replayed proof stays refused after a restart (the record is in storage).
+    let replay = s.proof(
+        &worker.dpop,
+        "/v1/unwrap",
+        Some(&worker_session),
+        Some(&nonce),
+    );
+    let answer = s
+        .unwrap_raw(
+            &worker,
+            &other_sa_key,
+            &worker_session,
+            &[&replay],
+            envelope_body(&worker_capsule),
+        )
+        .await;
+    assert_eq!(answer.status, 200);
+    s.restart().await;
+    s.until_view(
+        "worker-0",
+        |a| matches!(a, ViewAnswer::Present(f) if f.is_running()),
+    )
+    .await;
+    refused(
+        &s.unwrap_raw(
+            &worker,
+            &other_sa_key,
+            &worker_session,
+            &[&replay],
+            envelope_body(&worker_capsule),
+        )
+        .await,
+        401,
+        "dpop",
+        "jti_replayed",
+    );
+
+    // Tokens from a key the cluster rotated to, which was never pinned; and the
+    // pinned kid on a token that key signed.
+    s.handle.rotate_signing_key(true).unwrap();
+    let unpinned = s.token("worker-0", "worker", &["podseal"]);
+    let proof = s.proof(&worker.dpop, "/v1/sessions", None, Some(&nonce));
+    refused(
+        &s.session_with(&worker, &other_sa_key, &unpinned, &[&proof])
+            .await,
+        401,
+        "token",
+        "kid_unknown",
+    );
+    let mislabeled = s
+        .handle
+        .sign_raw(
+            &json!({ "alg": "RS256", "kid": pinned_kid }),
+            &claims_of(&unpinned),
+        )
+        .unwrap();
+    let proof = s.proof(&worker.dpop, "/v1/sessions", None, Some(&nonce));
+    refused(
+        &s.session_with(&worker, &other_sa_key, &mislabeled, &[&proof])
+            .await,
+        401,
+        "token",
+        "signature_invalid",
+    );
+
+    // Admin refusals.
+    let answer = s
+        .send(
+            Method::GET,
+            "/v1/admin/apikeys",
+            "/v1/admin/apikeys",
+            &[("authorization", "Bearer psa_wrong")],
+            None,
+        )
+        .await;
+    refused(&answer, 401, "admin", "admin_token_invalid");
+    let answer = s
+        .send(
+            Method::GET,
+            "/v1/admin/policies",
+            "/v1/admin/policies",
+            &[],
+            None,
+        )
+        .await;
+    refused(&answer, 401, "admin", "admin_token_missing");
+
+    // The audit export: every refusal above is in it, with gate and reason, and it verifies.
+    let authorization = format!("Bearer {}", s.admin_token);
+    let export = s
+        .send(
+            Method::GET,
+            "/v1/admin/audit/export",
+            "/v1/admin/audit/export",
+            &[("authorization", &authorization)],
+            None,
+        )
+        .await;
+    assert_eq!(export.status, 200);
+    let text = String::from_utf8(export.body.to_vec()).unwrap();
+    let public =
+        parse_public_key(&std::fs::read_to_string(&s.running().audit_public_key_file).unwrap())
+            .unwrap();
+    let report = verify_export(&text, &public, None).unwrap();
+    assert!(report.records > 60, "{report:?}");
+    let reasons: Vec<&str> = token_cases
+        .iter()
+        .map(|(_, r)| *r)
+        .chain(proof_cases.iter().map(|(_, r)| *r))
+        .chain([
+            "api_key_scope_mismatch",
+            "api_key_revoked",
+            "api_key_unknown",
+            "ath_missing",
+            "ath_mismatch",
+            "key_not_pinned",
+            "jti_replayed",
+            "pod_key_already_pinned",
+            "namespace_mismatch",
+            "cluster_mismatch",
+            "service_account_mismatch",
+            "open.did_not_open",
+            "pod_not_running",
+            "image_without_digest",
+            "image_not_approved",
+            "debug_container_not_approved",
+            "pod_uid_mismatch",
+            "pod_not_found",
+            "use_dpop_nonce",
+            "kid_unknown",
+            "signature_invalid",
+            "admin_token_invalid",
+            "dpop_header_count",
+        ])
+        .collect();
+    for reason in reasons {
+        assert!(
+            text.contains(&format!("\\\"reason\\\":\\\"{reason}\\\"")),
+            "no audit record for {reason}"
+        );
+    }
+    for secret in [
+        std::str::from_utf8(SECRET).unwrap(),
+        &pod.token,
+        &key,
+        &session,
+        &s.admin_token,
+    ] {
+        assert!(!text.contains(secret), "secret material in the audit log");
+    }
+
+    // Any single edit, removal, insertion or swap of a record is detected.
+    let lines: Vec<&str> = text.lines().collect();
+    let records: Vec<usize> = (0..lines.len())
+        .filter(|i| lines[*i].contains("\"type\":\"record\""))
+        .collect();
+    let (a, b) = (records[10], records[11]);
+    let mut tampered: Vec<Vec<String>> = Vec::new();
+    let owned = |v: &[&str]| v.iter().map(|l| (*l).to_owned()).collect::<Vec<_>>();
+    let mut edited = owned(&lines);
+    edited[a] = edited[a].replacen("\\\"event\\\":\\\"", "\\\"event\\\":\\\"x", 1);
+    assert_ne!(edited[a], lines[a], "the edit must change something");
+    tampered.push(edited);
+    let mut removed = owned(&lines);
+    removed.remove(a);
+    tampered.push(removed);
+    let mut inserted = owned(&lines);
+    inserted.insert(b, lines[a].to_owned());
+    tampered.push(inserted);
+    let mut swapped = owned(&lines);
+    swapped.swap(a, b);
+    tampered.push(swapped);
+    let mut cut = owned(&lines);
+    cut.truncate(cut.len() - 1);
+    tampered.push(cut);
+    for (i, lines) in tampered.iter().enumerate() {
+        assert!(
+            verify_export(&lines.join("\n"), &public, None).is_err(),
+            "tampering {i} went unnoticed"
+        );
+    }
+
+    // Every status the server answered is one ROUTES (and so the OpenAPI document) lists.
+    for (method, route, status) in s.seen.lock().unwrap().iter() {
+        let documented = ROUTES
+            .iter()
+            .find(|r| r.method == method && r.path == route)
+            .unwrap_or_else(|| panic!("{method} {route} is not in ROUTES"));
+        assert!(
+            documented.statuses.contains(status),
+            "{method} {route} answered {status}, not in ROUTES"
+        );
+    }
+    s.running.take().unwrap().shutdown().await.unwrap();
+    drop(s.state);
+}
