@@ -145,26 +145,9 @@ fn replace_file(path: &Path, contents: &str) -> Result<(), ServeError> {
 
 /// Starts the server described by `config`.
 pub async fn start(config: ServerConfig) -> Result<Running, ServeError> {
+    // Everything that can fail comes before the admin token is created, so a
+    // failed first start never consumes a token nobody saw.
     let addr = config.listen_addr()?;
-    create_state_dir(&config.state_dir)?;
-
-    let storage = Arc::new(SqliteStorage::open(&config.database_path())?);
-    let audit_key = load_or_create_key(&config.state_dir)?;
-    let audit_log = Arc::new(AuditLog::new(
-        storage.clone(),
-        audit_key,
-        config.audit.origin.clone(),
-    ));
-
-    let token = Zeroizing::new(format!(
-        "{ADMIN_TOKEN_PREFIX}{}",
-        podseal_core::random_id::<32>().map_err(|_| ServeError::Random)?
-    ));
-    let admin_token = storage
-        .init_admin_token(Sha256::digest(token.as_bytes()).into())
-        .await?
-        .then_some(token);
-
     if config.org_key_files.is_empty() {
         return Err(ServeError::NoOrgKey);
     }
@@ -172,40 +155,6 @@ pub async fn start(config: ServerConfig) -> Result<Running, ServeError> {
     for path in &config.org_key_files {
         ring.add(read_private_key(path)?);
     }
-
-    let mut nonce_secret = [0u8; 32];
-    podseal_core::fill_random(&mut nonce_secret).map_err(|_| ServeError::Random)?;
-    let nonce_secret = storage.server_secret("dpop_nonce", nonce_secret).await?;
-    let release = Arc::new(ReleaseService::new(
-        storage.clone(),
-        Arc::new(ring),
-        NonceIssuer::new(&nonce_secret, config.release.nonce_lifetime_secs),
-        ReleaseConfig {
-            external_url: config.external_url.trim_end_matches('/').to_owned(),
-            max_session_secs: config.release.max_session_secs,
-            dpop_max_age_secs: config.release.dpop_max_age_secs,
-            dpop_max_skew_secs: config.release.dpop_max_skew_secs,
-        },
-    ));
-    let views =
-        ViewConfig::with_max_staleness(Duration::from_secs(config.clusters.max_staleness_secs));
-    let mut cluster_errors = Vec::new();
-    for record in storage.clusters().await? {
-        match connect_cluster(&record, views, config.release.token_leeway_secs) {
-            Ok(cluster) => release.add_cluster(&record.name, cluster),
-            Err(why) => {
-                tracing::error!(cluster = %record.name, %why, "cannot connect a registered cluster; its releases are refused");
-                cluster_errors.push((record.name.clone(), why));
-            }
-        }
-    }
-    let admin = Arc::new(AdminService::new(
-        release.clone(),
-        audit_log.clone(),
-        views,
-        config.release.token_leeway_secs,
-    ));
-
     let (source, dev_cert_file) = match (&config.tls.cert_file, &config.tls.key_file) {
         (Some(cert), Some(key)) => (
             TlsSource::Files {
@@ -224,10 +173,6 @@ pub async fn start(config: ServerConfig) -> Result<Running, ServeError> {
         }
     };
     let server_tls = tls::load(&source)?;
-    if let Some(path) = &dev_cert_file {
-        replace_file(path, &server_tls.leaf_pem)?;
-    }
-
     let listener = TcpListener::bind(addr)
         .await
         .map_err(|e| ServeError::Bind {
@@ -238,6 +183,60 @@ pub async fn start(config: ServerConfig) -> Result<Running, ServeError> {
         addr,
         message: e.to_string(),
     })?;
+
+    create_state_dir(&config.state_dir)?;
+    if let Some(path) = &dev_cert_file {
+        replace_file(path, &server_tls.leaf_pem)?;
+    }
+    let storage = Arc::new(SqliteStorage::open(&config.database_path())?);
+    let audit_key = load_or_create_key(&config.state_dir)?;
+    let audit_log = Arc::new(AuditLog::new(
+        storage.clone(),
+        audit_key,
+        config.audit.origin.clone(),
+    ));
+    let mut nonce_secret = [0u8; 32];
+    podseal_core::fill_random(&mut nonce_secret).map_err(|_| ServeError::Random)?;
+    let nonce_secret = storage.server_secret("dpop_nonce", nonce_secret).await?;
+    let stored_clusters = storage.clusters().await?;
+    let token = Zeroizing::new(format!(
+        "{ADMIN_TOKEN_PREFIX}{}",
+        podseal_core::random_id::<32>().map_err(|_| ServeError::Random)?
+    ));
+    let admin_token = storage
+        .init_admin_token(Sha256::digest(token.as_bytes()).into())
+        .await?
+        .then_some(token);
+
+    let release = Arc::new(ReleaseService::new(
+        storage.clone(),
+        Arc::new(ring),
+        NonceIssuer::new(&nonce_secret, config.release.nonce_lifetime_secs),
+        ReleaseConfig {
+            external_url: config.external_url.trim_end_matches('/').to_owned(),
+            max_session_secs: config.release.max_session_secs,
+            dpop_max_age_secs: config.release.dpop_max_age_secs,
+            dpop_max_skew_secs: config.release.dpop_max_skew_secs,
+        },
+    ));
+    let views =
+        ViewConfig::with_max_staleness(Duration::from_secs(config.clusters.max_staleness_secs));
+    let mut cluster_errors = Vec::new();
+    for record in stored_clusters {
+        match connect_cluster(&record, views, config.release.token_leeway_secs) {
+            Ok(cluster) => release.add_cluster(&record.name, cluster),
+            Err(why) => {
+                tracing::error!(cluster = %record.name, %why, "cannot connect a registered cluster; its releases are refused");
+                cluster_errors.push((record.name.clone(), why));
+            }
+        }
+    }
+    let admin = Arc::new(AdminService::new(
+        release.clone(),
+        audit_log.clone(),
+        views,
+        config.release.token_leeway_secs,
+    ));
     let app = router(App {
         release: release.clone(),
         admin,

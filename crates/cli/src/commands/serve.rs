@@ -71,6 +71,8 @@ pub fn run(args: &ServeArgs) -> Result<(), CliError> {
         .with_ansi(false)
         .try_init();
     super::runtime()?.block_on(async move {
+        // Handlers first: a SIGTERM that arrives while starting still stops cleanly.
+        let stop = shutdown_signal()?;
         let running = start(config.clone()).await?;
         eprintln!(
             "podseal release server listening on {} (external URL {})",
@@ -93,37 +95,42 @@ pub fn run(args: &ServeArgs) -> Result<(), CliError> {
         }
         if let Some(token) = &running.admin_token {
             match &args.admin_token_file {
-                Some(path) => {
-                    write_token(path, token)?;
-                    eprintln!(
+                Some(path) => match write_token(path, token) {
+                    Ok(()) => eprintln!(
                         "admin token written to {} (shown once: only its hash is stored)",
                         path.display()
-                    );
-                }
+                    ),
+                    Err(error) => {
+                        // Never lose the only copy: print it instead.
+                        error.print();
+                        eprintln!("admin token (shown once: only its hash is stored; save it now):");
+                        println!("{}", token.as_str());
+                    }
+                },
                 None => {
                     eprintln!("admin token (shown once: only its hash is stored; save it now):");
                     println!("{}", token.as_str());
                 }
             }
         }
-        wait_for_signal().await;
+        stop.await;
         eprintln!("shutting down: signing a final audit checkpoint");
         running.shutdown().await?;
         Ok(())
     })
 }
 
-async fn wait_for_signal() {
+/// Resolves on Ctrl-C or SIGTERM; the handlers are installed when this returns.
+fn shutdown_signal() -> Result<impl Future<Output = ()>, CliError> {
     use tokio::signal::unix::{SignalKind, signal};
-    match signal(SignalKind::terminate()) {
-        Ok(mut terminate) => {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = terminate.recv() => {}
-            }
+    let mut terminate = signal(SignalKind::terminate())
+        .map_err(|e| CliError::failure(format!("cannot handle SIGTERM: {e}")))?;
+    let mut interrupt = signal(SignalKind::interrupt())
+        .map_err(|e| CliError::failure(format!("cannot handle SIGINT: {e}")))?;
+    Ok(async move {
+        tokio::select! {
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
         }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
+    })
 }

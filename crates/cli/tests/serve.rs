@@ -1,0 +1,442 @@
+//! `podseal serve` and the admin commands as an operator runs them: real
+//! processes (the stand-in, the server), the admin token file from the first
+//! start, every admin command with `-o json`, exit codes, the audit export
+//! verified offline, and a clean SIGTERM shutdown.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "test code: a panic is a test failure"
+)]
+
+use std::io::{BufRead as _, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tempfile::TempDir;
+
+/// Kills the child on drop.
+struct Process(Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn bin() -> PathBuf {
+    assert_cmd::cargo::cargo_bin("podseal")
+}
+
+/// Spawns `podseal ARGS` and waits (with a deadline) for a line on `stream`
+/// containing `ready`; returns the process, that line, and later lines.
+fn spawn(
+    args: &[&str],
+    env: &[(&str, &str)],
+    from_stderr: bool,
+    ready: &str,
+) -> (Process, String, mpsc::Receiver<String>) {
+    let mut command = Command::new(bin());
+    command.args(args).envs(env.iter().copied());
+    if from_stderr {
+        command.stderr(Stdio::piped()).stdout(Stdio::null());
+    } else {
+        command.stdout(Stdio::piped());
+    }
+    let mut process = Process(command.spawn().unwrap());
+    let stream: Box<dyn std::io::Read + Send> = if from_stderr {
+        Box::new(process.0.stderr.take().unwrap())
+    } else {
+        Box::new(process.0.stdout.take().unwrap())
+    };
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stream).lines() {
+            let Ok(line) = line else { return };
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = rx.recv_timeout(left).unwrap_or_else(|_| {
+            panic!(
+                "`podseal {}` did not print {ready:?} in time",
+                args.join(" ")
+            )
+        });
+        if line.contains(ready) {
+            return (process, line, rx);
+        }
+    }
+}
+
+fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
+    Command::new(bin())
+        .args(args)
+        .envs(env.iter().copied())
+        .env_remove("PODSEAL_ADMIN_TOKEN")
+        .output()
+        .unwrap()
+}
+
+/// The port in `... listening on 127.0.0.1:PORT (external URL ...)`.
+fn port_of(line: &str) -> String {
+    let addr = line.split("listening on ").nth(1).unwrap();
+    addr.split([' ', ':']).nth(1).unwrap().to_owned()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[track_caller]
+fn ok_json(output: &Output) -> Value {
+    assert!(
+        output.status.success(),
+        "exit {:?}: {}",
+        output.status.code(),
+        text(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+#[track_caller]
+fn fails(output: &Output, code: i32, needle: &str) {
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(code), "{stderr}");
+    assert!(stderr.starts_with("error: "), "{stderr}");
+    assert!(stderr.contains(needle), "{needle:?} not in {stderr}");
+}
+
+#[test]
+fn print_config_and_configuration_errors() {
+    let dir = TempDir::new().unwrap();
+    let printed = run(
+        &["serve", "--print-config"],
+        &[
+            ("PODSEAL_LISTEN", "0.0.0.0:9443"),
+            ("PODSEAL_RELEASE_MAX_SESSION_SECS", "900"),
+        ],
+    );
+    assert!(printed.status.success(), "{}", text(&printed.stderr));
+    let printed = text(&printed.stdout);
+    assert!(printed.contains("listen = \"0.0.0.0:9443\""), "{printed}");
+    assert!(printed.contains("max_session_secs = 900"), "{printed}");
+    // What --print-config prints is a configuration file serve accepts.
+    let file = dir.path().join("podseal.toml");
+    std::fs::write(&file, &printed).unwrap();
+    let again = run(
+        &[
+            "serve",
+            "--print-config",
+            "--config",
+            file.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(text(&again.stdout), printed);
+
+    std::fs::write(&file, "[release]\nmax_sesion_secs = 10\n").unwrap();
+    fails(
+        &run(&["serve", "--config", file.to_str().unwrap()], &[]),
+        2,
+        "max_sesion_secs",
+    );
+    fails(
+        &run(
+            &["serve", "--print-config"],
+            &[("PODSEAL_RELEASE_MAX_SESSION_SECS", "soon")],
+        ),
+        2,
+        "PODSEAL_RELEASE_MAX_SESSION_SECS",
+    );
+    let state = dir.path().join("state");
+    fails(
+        &run(
+            &["serve"],
+            &[
+                ("PODSEAL_STATE_DIR", state.to_str().unwrap()),
+                ("PODSEAL_LISTEN", "127.0.0.1:0"),
+            ],
+        ),
+        2,
+        "no org key",
+    );
+    assert!(
+        !state.exists(),
+        "a failed first start must not create the store (and consume an unseen admin token)"
+    );
+}
+
+#[test]
+fn serve_then_administer_it_from_the_command_line() {
+    let dir = TempDir::new().unwrap();
+    let path = |name: &str| dir.path().join(name).to_str().unwrap().to_owned();
+    let (_cluster, line, _) = spawn(
+        &[
+            "dev-cluster",
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--dir",
+            &path("dc"),
+        ],
+        &[],
+        false,
+        "dev-cluster serving",
+    );
+    let cluster_url = line.split_whitespace().nth(2).unwrap().to_owned();
+    assert!(
+        run(&["keys", "init", "--out", &path("keys")], &[])
+            .status
+            .success()
+    );
+
+    let env_server = [
+        ("PODSEAL_ORG_KEY_FILES", path("keys/org.key")),
+        ("PODSEAL_STATE_DIR", path("state")),
+        ("PODSEAL_LISTEN", "127.0.0.1:0".to_owned()),
+        ("PODSEAL_EXTERNAL_URL", "https://localhost".to_owned()),
+    ];
+    let env_server: Vec<(&str, &str)> = env_server.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let token_file = path("admin.token");
+    let (mut server, line, lines) = spawn(
+        &["serve", "--admin-token-file", &token_file],
+        &env_server,
+        true,
+        "listening on",
+    );
+    let port = port_of(&line);
+    // The token file is written after the listening line; wait for it.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !Path::new(&token_file).exists() {
+        assert!(Instant::now() < deadline, "no admin token file");
+        let _ = lines.recv_timeout(Duration::from_millis(50));
+    }
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&token_file).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+    let server_url = format!("https://localhost:{port}");
+    let admin_env_owned = [
+        ("PODSEAL_SERVER", server_url.clone()),
+        ("PODSEAL_CA", path("state/tls-dev.crt")),
+        ("PODSEAL_ADMIN_TOKEN_FILE", token_file.clone()),
+    ];
+    let admin: Vec<(&str, &str)> = admin_env_owned
+        .iter()
+        .map(|(k, v)| (*k, v.as_str()))
+        .collect();
+
+    // Register the stand-in: the JWKS is fetched once and pinned.
+    let added = ok_json(&run(
+        &[
+            "cluster",
+            "add",
+            "prod",
+            "--api-server",
+            &cluster_url,
+            "--ca-bundle",
+            &path("dc/ca.pem"),
+            "--token-file",
+            &path("dc/reader.token"),
+            "-o",
+            "json",
+        ],
+        &admin,
+    ));
+    assert_eq!(added["name"], "prod");
+    assert_eq!(added["pinned_kids"].as_array().unwrap().len(), 1);
+    fails(
+        &run(
+            &[
+                "cluster",
+                "add",
+                "prod",
+                "--api-server",
+                &cluster_url,
+                "--ca-bundle",
+                &path("dc/ca.pem"),
+                "--token-file",
+                &path("dc/reader.token"),
+            ],
+            &admin,
+        ),
+        1,
+        "already_exists",
+    );
+    let shown = ok_json(&run(&["cluster", "show", "prod", "-o", "json"], &admin));
+    assert_eq!(shown["pinned_kids"], added["pinned_kids"]);
+    fails(&run(&["cluster", "show", "nope"], &admin), 1, "not_found");
+
+    // API keys: shown once, listed without the key, revoked.
+    let created = ok_json(&run(
+        &[
+            "apikey",
+            "create",
+            "--cluster",
+            "prod",
+            "--namespace",
+            "shop",
+            "--service-account",
+            "api",
+            "-o",
+            "json",
+        ],
+        &admin,
+    ));
+    let key = created["key"].as_str().unwrap();
+    assert!(key.starts_with("psk_"));
+    let listed = run(&["apikey", "list", "-o", "json"], &admin);
+    assert!(!text(&listed.stdout).contains(key), "a listing shows a key");
+    let listed = ok_json(&listed);
+    assert_eq!(listed[0]["id"], created["id"]);
+    assert_eq!(listed[0]["revoked_at"], Value::Null);
+    let id = created["id"].as_str().unwrap();
+    ok_json(&run(&["apikey", "revoke", id, "-o", "json"], &admin));
+    assert!(ok_json(&run(&["apikey", "list", "-o", "json"], &admin))[0]["revoked_at"].is_i64());
+    fails(&run(&["apikey", "revoke", id], &admin), 1, "not_found");
+    fails(
+        &run(
+            &[
+                "apikey",
+                "create",
+                "--cluster",
+                "prod",
+                "--namespace",
+                "Shop!",
+                "--service-account",
+                "api",
+            ],
+            &admin,
+        ),
+        2,
+        "invalid_argument",
+    );
+
+    // Policies: digests checked, audit mode loud.
+    let digest = format!("sha256:{}", "a".repeat(64));
+    let set = run(
+        &[
+            "policy",
+            "set",
+            "--cluster",
+            "prod",
+            "--namespace",
+            "shop",
+            "--service-account",
+            "api",
+            "--allow-digest",
+            &digest,
+            "--audit-mode",
+            "-o",
+            "json",
+        ],
+        &admin,
+    );
+    assert!(
+        text(&set.stderr).contains("WARNING: AUDIT MODE"),
+        "{}",
+        text(&set.stderr)
+    );
+    assert_eq!(ok_json(&set)["audit_mode"], true);
+    fails(
+        &run(
+            &[
+                "policy",
+                "set",
+                "--cluster",
+                "prod",
+                "--namespace",
+                "shop",
+                "--service-account",
+                "api",
+                "--allow-digest",
+                "sha256:abc",
+            ],
+            &admin,
+        ),
+        2,
+        "not a digest",
+    );
+    let shown = ok_json(&run(
+        &["policy", "show", "--namespace", "shop", "-o", "json"],
+        &admin,
+    ));
+    assert_eq!(shown[0]["digests"][0], digest.as_str());
+
+    // A wrong admin token, and none.
+    let wrong = dir.path().join("wrong.token");
+    podseal_core::key_file::write_new(&wrong, b"psa_wrong\n", 0o600).unwrap();
+    let mut wrong_env = admin.clone();
+    wrong_env[2].1 = wrong.to_str().unwrap();
+    fails(
+        &run(&["apikey", "list"], &wrong_env),
+        1,
+        "admin_token_invalid",
+    );
+    fails(&run(&["apikey", "list"], &admin[..2]), 2, "no admin token");
+
+    // The export verifies offline with the public key the server wrote.
+    let export = path("audit.jsonl");
+    let exported = run(&["audit", "export", "--out", &export], &admin);
+    assert!(exported.status.success(), "{}", text(&exported.stderr));
+    let verified = ok_json(&run(
+        &[
+            "audit",
+            "verify",
+            "--key",
+            &path("state/audit.pub"),
+            &export,
+            "-o",
+            "json",
+        ],
+        &[],
+    ));
+    assert!(verified["records"].as_u64().unwrap() >= 8, "{verified}");
+
+    // SIGTERM: a clean exit with a final checkpoint.
+    let pid = server.0.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = server.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the server did not stop on SIGTERM"
+        );
+        let _ = lines.recv_timeout(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status:?}");
+
+    // A second start on the same state shows no new admin token and keeps the registrations.
+    let (_server, line, _) = spawn(
+        &["serve", "--admin-token-file", &path("second.token")],
+        &env_server,
+        true,
+        "listening on",
+    );
+    let mut again = admin.clone();
+    let second_url = format!("https://localhost:{}", port_of(&line));
+    again[0].1 = &second_url;
+    let shown = ok_json(&run(&["cluster", "show", "prod", "-o", "json"], &again));
+    assert_eq!(shown["pinned_kids"], added["pinned_kids"]);
+    assert!(!Path::new(&path("second.token")).exists());
+}
