@@ -1,10 +1,12 @@
 //! The podseal release server.
 //!
-//! Built so far: the connection to a registered cluster ([`cluster`]) and the
-//! watch-based pod view that gate 4 reads ([`pod_view`]). Still to come (see
-//! `docs/design.md` §3–§5): the HTTPS API, the four gates, release sessions,
-//! the DEK re-wrap through `podseal_core::envelope`, the admin API, the
-//! hash-chained audit log and the storage engines.
+//! [`serve::start`] wires a [`config::ServerConfig`] into a running HTTPS
+//! server: [`api`] (release and admin routes, problem+json), [`release`]
+//! (the four gates of [`gate`], sessions, re-wrap), [`admin`], [`nonce`],
+//! [`metrics`], the signed [`audit_log`], [`storage`] (SQLite), and for each
+//! registered cluster its connection ([`cluster`]), token verifier
+//! ([`identity`]) and watch-based [`pod_view`]. See `docs/design.md` §3–§5
+//! and §8.
 #![deny(missing_docs)]
 
 pub mod admin;

@@ -1,0 +1,388 @@
+//! The release server measured as it runs: `podseal serve` and the stand-in
+//! as separate processes, one pod, one session, then a simple loop of
+//! unwraps over HTTPS (one capsule each, sequential, keep-alive) and a loop
+//! of refused requests. Reports the server's RSS idle and at the end, and
+//! unwrap latency (median, p99) as a multiple of one raw X25519 operation
+//! timed in the same run.
+//!
+//! Run: `cargo bench -p podseal-cli --bench release_loop` (UNWRAPS=N to change the count).
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    missing_docs,
+    reason = "benchmark code: a panic is a failed run"
+)]
+
+use std::io::{BufRead as _, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use http::Method;
+use podseal_core::capsule::{RevealMode, Scope};
+use podseal_core::dpop::DpopKey;
+use podseal_core::envelope::{self, SealParams};
+use podseal_core::hpke::{KemId, LocalPrivateKey, RecipientKey as _};
+use podseal_core::key_file::read_public_key;
+use podseal_sdk::transport::HttpsClient;
+use serde_json::{Value, json};
+
+const PODSEAL: &str = env!("CARGO_BIN_EXE_podseal");
+const EXTERNAL: &str = "https://localhost";
+
+struct Process(Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn(args: &[&str], env: &[(&str, &str)], stderr: bool, ready: &str) -> (Process, String) {
+    let mut command = Command::new(PODSEAL);
+    command.args(args).envs(env.iter().copied());
+    if stderr {
+        command.stderr(Stdio::piped()).stdout(Stdio::null());
+    } else {
+        command.stdout(Stdio::piped());
+    }
+    let mut process = Process(command.spawn().unwrap());
+    let stream: Box<dyn std::io::Read + Send> = if stderr {
+        Box::new(process.0.stderr.take().unwrap())
+    } else {
+        Box::new(process.0.stdout.take().unwrap())
+    };
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stream).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    loop {
+        let line = rx.recv_timeout(Duration::from_secs(60)).unwrap();
+        if line.contains(ready) {
+            // Keep draining so the child never blocks on a full pipe.
+            std::thread::spawn(move || while rx.recv().is_ok() {});
+            return (process, line);
+        }
+    }
+}
+
+fn podseal(args: &[&str]) -> String {
+    let output = Command::new(PODSEAL).args(args).output().unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[index]
+}
+
+/// Median of `runs` timings of one X25519 scalar multiplication.
+fn raw_x25519() -> Duration {
+    let secret = x25519_dalek::StaticSecret::from([7u8; 32]);
+    let public = x25519_dalek::PublicKey::from([9u8; 32]);
+    let mut samples: Vec<Duration> = (0..2000)
+        .map(|_| {
+            let start = Instant::now();
+            std::hint::black_box(secret.diffie_hellman(std::hint::black_box(&public)));
+            start.elapsed()
+        })
+        .collect();
+    samples.sort();
+    samples[samples.len() / 2]
+}
+
+fn main() {
+    let unwraps: usize = std::env::var("UNWRAPS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2000);
+    let dir = tempfile::TempDir::new().unwrap();
+    let path = |name: &str| dir.path().join(name).to_str().unwrap().to_owned();
+    let (_cluster, line) = spawn(
+        &[
+            "dev-cluster",
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--dir",
+            &path("dc"),
+        ],
+        &[],
+        false,
+        "dev-cluster serving",
+    );
+    let cluster_url = line.split_whitespace().nth(2).unwrap().to_owned();
+    podseal(&["keys", "init", "--out", &path("keys")]);
+    let (server, line) = spawn(
+        &["serve", "--admin-token-file", &path("admin.token")],
+        &[
+            ("PODSEAL_ORG_KEY_FILES", &path("keys/org.key")),
+            ("PODSEAL_STATE_DIR", &path("state")),
+            ("PODSEAL_LISTEN", "127.0.0.1:0"),
+            ("PODSEAL_EXTERNAL_URL", EXTERNAL),
+            ("PODSEAL_LOG_LEVEL", "warn"),
+        ],
+        true,
+        "listening on",
+    );
+    let port = line
+        .split("listening on ")
+        .nth(1)
+        .unwrap()
+        .split([' ', ':'])
+        .nth(1)
+        .unwrap()
+        .to_owned();
+    let pid = server.0.id();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !Path::new(&path("admin.token")).exists() {
+        assert!(Instant::now() < deadline, "no admin token");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let admin_token = std::fs::read_to_string(path("admin.token")).unwrap();
+    let authorization = format!("Bearer {}", admin_token.trim());
+    let pem = std::fs::read(path("state/tls-dev.crt")).unwrap();
+    let client = HttpsClient::new(&format!("https://localhost:{port}"), Some(&pem)).unwrap();
+    let digest = format!("sha256:{}", "a".repeat(64));
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+
+    let admin = |method: Method, route: &str, body: Value| {
+        let answer = runtime
+            .block_on(client.send(
+                method,
+                route,
+                &[("authorization", &authorization)],
+                Some(serde_json::to_vec(&body).unwrap()),
+            ))
+            .unwrap();
+        assert!(
+            answer.status.is_success(),
+            "{}",
+            String::from_utf8_lossy(&answer.body)
+        );
+        serde_json::from_slice::<Value>(&answer.body).unwrap()
+    };
+    admin(
+        Method::POST,
+        "/v1/admin/clusters",
+        json!({ "name": "prod", "api_server_url": cluster_url, "ca_bundle": path("dc/ca.pem"), "token_file": path("dc/reader.token") }),
+    );
+    let key = admin(
+        Method::POST,
+        "/v1/admin/apikeys",
+        json!({ "cluster": "prod", "namespace": "shop", "service_account": "api" }),
+    )["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    admin(
+        Method::PUT,
+        "/v1/admin/policies",
+        json!({ "cluster": "prod", "namespace": "shop", "service_account": "api", "digests": [digest] }),
+    );
+    let container = format!("api=registry.example/shop/api:1@{digest}");
+    podseal(&[
+        "dev-cluster",
+        "pod",
+        "create",
+        "--dir",
+        &path("dc"),
+        "--namespace",
+        "shop",
+        "--name",
+        "api-0",
+        "--service-account",
+        "api",
+        "--container",
+        &container,
+        "--running",
+    ]);
+    let token: Value = serde_json::from_str(&podseal(&[
+        "dev-cluster",
+        "token",
+        "--dir",
+        &path("dc"),
+        "--namespace",
+        "shop",
+        "--service-account",
+        "api",
+        "--pod",
+        "api-0",
+        "--audience",
+        "podseal",
+        "-o",
+        "json",
+    ]))
+    .unwrap();
+    let token = token["token"].as_str().unwrap().to_owned();
+    let idle_rss = rss_kib(pid);
+
+    let org = read_public_key(Path::new(&path("keys/org.pub"))).unwrap();
+    let capsule = envelope::seal(
+        SealParams {
+            scope: Scope {
+                cluster: "prod".into(),
+                namespace: "shop".into(),
+                service_accounts: vec!["api".into()],
+                name: "db".into(),
+                key: None,
+            },
+            purpose: None,
+            reveal: RevealMode::Many,
+            created_at: 1,
+            not_after: None,
+        },
+        b"postgres://app:hunter2@db/shop",
+        &[&org],
+    )
+    .unwrap();
+    let body = serde_json::to_vec(
+        &json!({ "capsules": [URL_SAFE_NO_PAD.encode(capsule.envelope.to_bytes())] }),
+    )
+    .unwrap();
+    let dpop = DpopKey::generate().unwrap();
+    let recipient = LocalPrivateKey::generate(KemId::X25519HkdfSha256).unwrap();
+    let now = || jiff::Timestamp::now().as_second();
+
+    let (proof, _) = dpop
+        .proof(
+            "POST",
+            &format!("{EXTERNAL}/v1/sessions"),
+            now(),
+            None,
+            None,
+        )
+        .unwrap();
+    let answer = runtime
+        .block_on(client.send(
+            Method::POST,
+            "/v1/sessions",
+            &[("x-podseal-api-key", &key), ("x-podseal-token", &token), ("dpop", &proof)],
+            Some(serde_json::to_vec(&json!({ "recipient_key": URL_SAFE_NO_PAD.encode(recipient.public_key_bytes()) })).unwrap()),
+        ))
+        .unwrap();
+    assert_eq!(
+        answer.status,
+        201,
+        "{}",
+        String::from_utf8_lossy(&answer.body)
+    );
+    let session: Value = serde_json::from_slice(&answer.body).unwrap();
+    let session = session["session_id"].as_str().unwrap().to_owned();
+    let session_auth = format!("DPoP {session}");
+
+    let unwrap = |proof: &str| {
+        runtime
+            .block_on(client.send(
+                Method::POST,
+                "/v1/unwrap",
+                &[
+                    ("x-podseal-api-key", &key),
+                    ("x-podseal-token", &token),
+                    ("authorization", &session_auth),
+                    ("dpop", proof),
+                ],
+                Some(body.clone()),
+            ))
+            .unwrap()
+    };
+    let mut latencies = Vec::with_capacity(unwraps);
+    for _ in 0..unwraps {
+        let (proof, _) = dpop
+            .proof(
+                "POST",
+                &format!("{EXTERNAL}/v1/unwrap"),
+                now(),
+                Some(&session),
+                None,
+            )
+            .unwrap();
+        let start = Instant::now();
+        let answer = unwrap(&proof);
+        latencies.push(start.elapsed());
+        assert_eq!(
+            answer.status,
+            200,
+            "{}",
+            String::from_utf8_lossy(&answer.body)
+        );
+    }
+    // Refusals: a replayed proof, and a proof from a key that is not pinned.
+    let (replayed, _) = dpop
+        .proof(
+            "POST",
+            &format!("{EXTERNAL}/v1/unwrap"),
+            now(),
+            Some(&session),
+            None,
+        )
+        .unwrap();
+    assert_eq!(unwrap(&replayed).status, 200);
+    let thief = DpopKey::generate().unwrap();
+    for i in 0..unwraps {
+        let proof = if i % 2 == 0 {
+            replayed.clone()
+        } else {
+            thief
+                .proof(
+                    "POST",
+                    &format!("{EXTERNAL}/v1/unwrap"),
+                    now(),
+                    Some(&session),
+                    None,
+                )
+                .unwrap()
+                .0
+        };
+        assert_eq!(unwrap(&proof).status, 401);
+    }
+    let end_rss = rss_kib(pid);
+    let raw = raw_x25519();
+
+    latencies.sort();
+    let median = percentile(&latencies, 0.5);
+    let p99 = percentile(&latencies, 0.99);
+    let ratio = |d: Duration| d.as_secs_f64() / raw.as_secs_f64();
+    println!(
+        "release_loop: {unwraps} unwraps then {unwraps} refusals over HTTPS (one connection, sequential)"
+    );
+    println!(
+        "raw X25519 (same run, median):  {:>9.1} µs",
+        raw.as_secs_f64() * 1e6
+    );
+    println!(
+        "unwrap latency median:          {:>9.1} µs  = {:>6.1} × X25519",
+        median.as_secs_f64() * 1e6,
+        ratio(median)
+    );
+    println!(
+        "unwrap latency p99:             {:>9.1} µs  = {:>6.1} × X25519",
+        p99.as_secs_f64() * 1e6,
+        ratio(p99)
+    );
+    println!("server RSS idle (registered):   {:>9} KiB", idle_rss);
+    println!("server RSS at the end:          {:>9} KiB", end_rss);
+    let _ = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status();
+}
