@@ -16,10 +16,8 @@
     reason = "benchmark code: a panic is a failed run"
 )]
 
-use std::io::{BufRead as _, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
@@ -36,43 +34,17 @@ use serde_json::{Value, json};
 const PODSEAL: &str = env!("CARGO_BIN_EXE_podseal");
 const EXTERNAL: &str = "https://localhost";
 
-struct Process(Child);
+#[path = "../tests/support/mod.rs"]
+mod support;
 
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn spawn(args: &[&str], env: &[(&str, &str)], stderr: bool, ready: &str) -> (Process, String) {
-    let mut command = Command::new(PODSEAL);
-    command.args(args).envs(env.iter().copied());
-    if stderr {
-        command.stderr(Stdio::piped()).stdout(Stdio::null());
-    } else {
-        command.stdout(Stdio::piped());
-    }
-    let mut process = Process(command.spawn().unwrap());
-    let stream: Box<dyn std::io::Read + Send> = if stderr {
-        Box::new(process.0.stderr.take().unwrap())
-    } else {
-        Box::new(process.0.stdout.take().unwrap())
-    };
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stream).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    loop {
-        let line = rx.recv_timeout(Duration::from_secs(60)).unwrap();
-        if line.contains(ready) {
-            // Keep draining so the child never blocks on a full pipe.
-            std::thread::spawn(move || while rx.recv().is_ok() {});
-            return (process, line);
-        }
-    }
+fn spawn(
+    args: &[&str],
+    env: &[(&str, &str)],
+    stderr: bool,
+    ready: &str,
+) -> (support::Process, String) {
+    let (process, line, _) = support::spawn(Path::new(PODSEAL), args, env, stderr, ready);
+    (process, line)
 }
 
 fn podseal(args: &[&str]) -> String {
@@ -145,14 +117,7 @@ fn main() {
         true,
         "listening on",
     );
-    let port = line
-        .split("listening on ")
-        .nth(1)
-        .unwrap()
-        .split([' ', ':'])
-        .nth(1)
-        .unwrap()
-        .to_owned();
+    let port = support::port_of(&line);
     let pid = server.0.id();
     let deadline = Instant::now() + Duration::from_secs(30);
     while !Path::new(&path("admin.token")).exists() {

@@ -22,3 +22,18 @@ pub fn print_json<T: Serialize>(value: &T) -> Result<(), CliError> {
     println!("{text}");
     Ok(())
 }
+
+/// Prints `value` as JSON, or runs `text` to print it for people.
+pub fn emit<T: Serialize>(
+    output: OutputFormat,
+    value: &T,
+    text: impl FnOnce(&T),
+) -> Result<(), CliError> {
+    match output {
+        OutputFormat::Json => print_json(value),
+        OutputFormat::Text => {
+            text(value);
+            Ok(())
+        }
+    }
+}

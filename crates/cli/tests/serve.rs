@@ -10,72 +10,28 @@
     reason = "test code: a panic is a test failure"
 )]
 
-use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use tempfile::TempDir;
 
-/// Kills the child on drop.
-struct Process(Child);
+mod support;
 
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use support::{port_of, wait_for_file};
 
 fn bin() -> PathBuf {
     assert_cmd::cargo::cargo_bin("podseal")
 }
 
-/// Spawns `podseal ARGS` and waits (with a deadline) for a line on `stream`
-/// containing `ready`; returns the process, that line, and later lines.
 fn spawn(
     args: &[&str],
     env: &[(&str, &str)],
     from_stderr: bool,
     ready: &str,
-) -> (Process, String, mpsc::Receiver<String>) {
-    let mut command = Command::new(bin());
-    command.args(args).envs(env.iter().copied());
-    if from_stderr {
-        command.stderr(Stdio::piped()).stdout(Stdio::null());
-    } else {
-        command.stdout(Stdio::piped());
-    }
-    let mut process = Process(command.spawn().unwrap());
-    let stream: Box<dyn std::io::Read + Send> = if from_stderr {
-        Box::new(process.0.stderr.take().unwrap())
-    } else {
-        Box::new(process.0.stdout.take().unwrap())
-    };
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stream).lines() {
-            let Ok(line) = line else { return };
-            if tx.send(line).is_err() {
-                return;
-            }
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let line = rx.recv_timeout(left).unwrap_or_else(|_| {
-            panic!(
-                "`podseal {}` did not print {ready:?} in time",
-                args.join(" ")
-            )
-        });
-        if line.contains(ready) {
-            return (process, line, rx);
-        }
-    }
+) -> (support::Process, String, std::sync::mpsc::Receiver<String>) {
+    support::spawn(&bin(), args, env, from_stderr, ready)
 }
 
 fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
@@ -85,12 +41,6 @@ fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
         .env_remove("PODSEAL_ADMIN_TOKEN")
         .output()
         .unwrap()
-}
-
-/// The port in `... listening on 127.0.0.1:PORT (external URL ...)`.
-fn port_of(line: &str) -> String {
-    let addr = line.split("listening on ").nth(1).unwrap();
-    addr.split([' ', ':']).nth(1).unwrap().to_owned()
 }
 
 fn text(bytes: &[u8]) -> String {
@@ -216,11 +166,7 @@ fn serve_then_administer_it_from_the_command_line() {
     );
     let port = port_of(&line);
     // The token file is written after the listening line; wait for it.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !Path::new(&token_file).exists() {
-        assert!(Instant::now() < deadline, "no admin token file");
-        let _ = lines.recv_timeout(Duration::from_millis(50));
-    }
+    wait_for_file(Path::new(&token_file), &lines);
     {
         use std::os::unix::fs::PermissionsExt as _;
         let mode = std::fs::metadata(&token_file).unwrap().permissions().mode() & 0o777;
@@ -426,7 +372,9 @@ fn serve_then_administer_it_from_the_command_line() {
     };
     assert!(status.success(), "{status:?}");
 
-    // A second start on the same state shows no new admin token and keeps the registrations.
+    // A second start on the same state shows no new admin token and keeps the
+    // registrations; a cluster whose CA file vanished is reported, not fatal.
+    std::fs::rename(path("dc/ca.pem"), path("dc/ca.pem.moved")).unwrap();
     let (_server, line, _) = spawn(
         &["serve", "--admin-token-file", &path("second.token")],
         &env_server,
@@ -438,5 +386,6 @@ fn serve_then_administer_it_from_the_command_line() {
     again[0].1 = &second_url;
     let shown = ok_json(&run(&["cluster", "show", "prod", "-o", "json"], &again));
     assert_eq!(shown["pinned_kids"], added["pinned_kids"]);
+    assert_eq!(shown["ready"], false, "{shown}");
     assert!(!Path::new(&path("second.token")).exists());
 }

@@ -161,6 +161,20 @@ fn check(field: &str, value: &str, rule: NameRule) -> Result<(), Refusal> {
     check_name(value, rule).map_err(|why| refused("invalid_argument", format!("{field} {why}")))
 }
 
+/// Records a service account's scope in the audit context and checks its names.
+fn service_account_scope(
+    audit: &mut AuditContext,
+    cluster: &str,
+    namespace: &str,
+    service_account: &str,
+) -> Result<(), Refusal> {
+    audit.set("cluster", cluster);
+    audit.set("namespace", namespace);
+    audit.set("service_account", service_account);
+    check("namespace", namespace, NameRule::Label)?;
+    check("service_account", service_account, NameRule::Subdomain)
+}
+
 /// `sha256:` and 64 lowercase hex digits.
 pub fn is_digest(value: &str) -> bool {
     value.strip_prefix("sha256:").is_some_and(|hex| {
@@ -486,14 +500,11 @@ impl<S: Storage> AdminService<S> {
         request: ApiKeyRequest,
         audit: &mut AuditContext,
     ) -> Result<ApiKeyCreated, Refusal> {
-        audit.set("cluster", &request.cluster);
-        audit.set("namespace", &request.namespace);
-        audit.set("service_account", &request.service_account);
-        check("namespace", &request.namespace, NameRule::Label)?;
-        check(
-            "service_account",
+        service_account_scope(
+            audit,
+            &request.cluster,
+            &request.namespace,
             &request.service_account,
-            NameRule::Subdomain,
         )?;
         self.require_cluster(&request.cluster).await?;
         let random = |_| Refusal::new(Gate::Request, "server_error", "randomness unavailable");
@@ -568,14 +579,11 @@ impl<S: Storage> AdminService<S> {
         request: PolicyRequest,
         audit: &mut AuditContext,
     ) -> Result<PolicyRecord, Refusal> {
-        audit.set("cluster", &request.cluster);
-        audit.set("namespace", &request.namespace);
-        audit.set("service_account", &request.service_account);
-        check("namespace", &request.namespace, NameRule::Label)?;
-        check(
-            "service_account",
+        service_account_scope(
+            audit,
+            &request.cluster,
+            &request.namespace,
             &request.service_account,
-            NameRule::Subdomain,
         )?;
         if let Some(bad) = request.digests.iter().find(|d| !is_digest(d)) {
             return Err(refused(

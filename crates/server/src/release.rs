@@ -109,6 +109,8 @@ pub struct Release {
 pub struct ReleaseService<S: Storage> {
     storage: Arc<S>,
     clusters: RwLock<HashMap<String, Arc<ReleaseCluster>>>,
+    /// Registered clusters that could not be connected, and why.
+    unconnected: RwLock<HashMap<String, String>>,
     org_keys: Arc<dyn OrgKeyProvider + Send + Sync>,
     nonces: NonceIssuer,
     config: ReleaseConfig,
@@ -159,6 +161,7 @@ impl<S: Storage> ReleaseService<S> {
         Self {
             storage,
             clusters: RwLock::new(HashMap::new()),
+            unconnected: RwLock::new(HashMap::new()),
             org_keys,
             nonces,
             config,
@@ -192,6 +195,15 @@ impl<S: Storage> ReleaseService<S> {
             name.to_owned(),
             receiver,
         ));
+    }
+
+    /// Records a registered cluster that could not be connected: its
+    /// releases are refused and readiness names it until it is added.
+    pub fn mark_unconnected(&self, name: &str, why: &str) {
+        self.unconnected
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(name.to_owned(), why.to_owned());
     }
 
     /// The registered cluster names, sorted.
@@ -298,6 +310,15 @@ impl<S: Storage> ReleaseService<S> {
             if let Some(reason) = self.cluster(&name).and_then(|c| c.view.staleness()) {
                 problems.push(format!("cluster {name}: {reason}"));
             }
+        }
+        let unconnected = self
+            .unconnected
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut unconnected: Vec<_> = unconnected.iter().collect();
+        unconnected.sort();
+        for (name, why) in unconnected {
+            problems.push(format!("cluster {name}: not connected: {why}"));
         }
         problems
     }

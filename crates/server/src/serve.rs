@@ -227,6 +227,7 @@ pub async fn start(config: ServerConfig) -> Result<Running, ServeError> {
             Ok(cluster) => release.add_cluster(&record.name, cluster),
             Err(why) => {
                 tracing::error!(cluster = %record.name, %why, "cannot connect a registered cluster; its releases are refused");
+                release.mark_unconnected(&record.name, &why);
                 cluster_errors.push((record.name.clone(), why));
             }
         }

@@ -16,7 +16,7 @@ use zeroize::Zeroizing;
 
 use crate::cli::{AdminConnection, ApiKeyCommand, ClusterCommand, PolicyCommand};
 use crate::error::CliError;
-use crate::output::{OutputFormat, print_json};
+use crate::output::{OutputFormat, emit};
 
 /// A connection to the admin API.
 struct Admin {
@@ -168,17 +168,13 @@ pub fn cluster(command: ClusterCommand, output: OutputFormat) -> Result<(), CliE
                 let info: ClusterInfo = admin
                     .call(Method::POST, "/v1/admin/clusters", Some(&request))
                     .await?;
-                match output {
-                    OutputFormat::Json => print_json(&info),
-                    OutputFormat::Text => {
-                        print_cluster(&info);
-                        eprintln!(
-                            "pinned {} key(s); tokens signed by any other key are refused until `cluster add --replace`",
-                            info.pinned_kids.len()
-                        );
-                        Ok(())
-                    }
-                }
+                emit(output, &info, |info| {
+                    print_cluster(info);
+                    eprintln!(
+                        "pinned {} key(s); tokens signed by any other key are refused until `cluster add --replace`",
+                        info.pinned_kids.len()
+                    );
+                })
             }
             ClusterCommand::Show { connection, name } => {
                 let admin = Admin::connect(&connection)?;
@@ -189,13 +185,9 @@ pub fn cluster(command: ClusterCommand, output: OutputFormat) -> Result<(), CliE
                         None::<&()>,
                     )
                     .await?;
-                match output {
-                    OutputFormat::Json => print_json(&info),
-                    OutputFormat::Text => {
-                        print_cluster(&info);
-                        Ok(())
-                    }
-                }
+                emit(output, &info, |info| {
+                    print_cluster(info);
+                })
             }
             ClusterCommand::List { connection } => {
                 let admin = Admin::connect(&connection)?;
@@ -203,26 +195,22 @@ pub fn cluster(command: ClusterCommand, output: OutputFormat) -> Result<(), CliE
                     .call(Method::GET, "/v1/admin/clusters", None::<&()>)
                     .await?;
                 let clusters = list.clusters.unwrap_or_default();
-                match output {
-                    OutputFormat::Json => print_json(&clusters),
-                    OutputFormat::Text => {
+                emit(output, &clusters, |clusters| {
+                    println!(
+                        "{:<20} {:<8} {:<40} PINNED KIDS",
+                        "NAME", "VIEW", "API SERVER"
+                    );
+                    for c in clusters {
+                        let view = if c.ready { "ready" } else { "NOT-READY" };
                         println!(
-                            "{:<20} {:<8} {:<40} PINNED KIDS",
-                            "NAME", "VIEW", "API SERVER"
+                            "{:<20} {:<8} {:<40} {}",
+                            c.name,
+                            view,
+                            c.api_server_url,
+                            c.pinned_kids.join(",")
                         );
-                        for c in &clusters {
-                            let view = if c.ready { "ready" } else { "NOT-READY" };
-                            println!(
-                                "{:<20} {:<8} {:<40} {}",
-                                c.name,
-                                view,
-                                c.api_server_url,
-                                c.pinned_kids.join(",")
-                            );
-                        }
-                        Ok(())
                     }
-                }
+                })
             }
         }
     })
@@ -259,17 +247,13 @@ pub fn api_key(command: ApiKeyCommand, output: OutputFormat) -> Result<(), CliEr
                 let created: ApiKeyCreated = admin
                     .call(Method::POST, "/v1/admin/apikeys", Some(&request))
                     .await?;
-                match output {
-                    OutputFormat::Json => print_json(&created),
-                    OutputFormat::Text => {
-                        eprintln!(
-                            "API key {} for {}/{}/{} (shown once: only its hash is stored):",
-                            created.id, created.cluster, created.namespace, created.service_account
-                        );
-                        println!("{}", created.key);
-                        Ok(())
-                    }
-                }
+                emit(output, &created, |created| {
+                    eprintln!(
+                        "API key {} for {}/{}/{} (shown once: only its hash is stored):",
+                        created.id, created.cluster, created.namespace, created.service_account
+                    );
+                    println!("{}", created.key);
+                })
             }
             ApiKeyCommand::List { connection } => {
                 let admin = Admin::connect(&connection)?;
@@ -277,27 +261,23 @@ pub fn api_key(command: ApiKeyCommand, output: OutputFormat) -> Result<(), CliEr
                     .call(Method::GET, "/v1/admin/apikeys", None::<&()>)
                     .await?;
                 let keys = list.api_keys.unwrap_or_default();
-                match output {
-                    OutputFormat::Json => print_json(&keys),
-                    OutputFormat::Text => {
+                emit(output, &keys, |keys| {
+                    println!(
+                        "{:<16} {:<12} {:<20} {:<20} {:<22} REVOKED",
+                        "ID", "CLUSTER", "NAMESPACE", "SERVICE ACCOUNT", "CREATED"
+                    );
+                    for k in keys {
                         println!(
-                            "{:<16} {:<12} {:<20} {:<20} {:<22} REVOKED",
-                            "ID", "CLUSTER", "NAMESPACE", "SERVICE ACCOUNT", "CREATED"
+                            "{:<16} {:<12} {:<20} {:<20} {:<22} {}",
+                            k.id,
+                            k.cluster,
+                            k.namespace,
+                            k.service_account,
+                            time(k.created_at),
+                            k.revoked_at.map_or_else(|| "-".to_owned(), time)
                         );
-                        for k in &keys {
-                            println!(
-                                "{:<16} {:<12} {:<20} {:<20} {:<22} {}",
-                                k.id,
-                                k.cluster,
-                                k.namespace,
-                                k.service_account,
-                                time(k.created_at),
-                                k.revoked_at.map_or_else(|| "-".to_owned(), time)
-                            );
-                        }
-                        Ok(())
                     }
-                }
+                })
             }
             ApiKeyCommand::Revoke { connection, id } => {
                 let admin = Admin::connect(&connection)?;
@@ -308,13 +288,9 @@ pub fn api_key(command: ApiKeyCommand, output: OutputFormat) -> Result<(), CliEr
                         None::<&()>,
                     )
                     .await?;
-                match output {
-                    OutputFormat::Json => print_json(&answer),
-                    OutputFormat::Text => {
-                        println!("revoked API key {id}");
-                        Ok(())
-                    }
-                }
+                emit(output, &answer, |_| {
+                    println!("revoked API key {id}");
+                })
             }
         }
     })
@@ -370,13 +346,9 @@ pub fn policy(command: PolicyCommand, output: OutputFormat) -> Result<(), CliErr
                         record.cluster, record.namespace, record.service_account
                     );
                 }
-                match output {
-                    OutputFormat::Json => print_json(&record),
-                    OutputFormat::Text => {
-                        print_policy(&record);
-                        Ok(())
-                    }
-                }
+                emit(output, &record, |record| {
+                    print_policy(record);
+                })
             }
             PolicyCommand::Show {
                 connection,
@@ -400,20 +372,16 @@ pub fn policy(command: PolicyCommand, output: OutputFormat) -> Result<(), CliErr
                             && matches(&service_account, &p.service_account)
                     })
                     .collect();
-                match output {
-                    OutputFormat::Json => print_json(&policies),
-                    OutputFormat::Text => {
-                        if policies.is_empty() {
-                            println!(
-                                "no policy matches (a service account without a policy is refused by gate 4)"
-                            );
-                        }
-                        for p in &policies {
-                            print_policy(p);
-                        }
-                        Ok(())
+                emit(output, &policies, |policies| {
+                    if policies.is_empty() {
+                        println!(
+                            "no policy matches (a service account without a policy is refused by gate 4)"
+                        );
                     }
-                }
+                    for p in policies {
+                        print_policy(p);
+                    }
+                })
             }
         }
     })
