@@ -19,6 +19,7 @@ pub mod key_file;
 pub mod key_provider;
 pub mod org_key;
 pub mod secret;
+pub mod wire;
 
 #[cfg(any(test, feature = "test-support"))]
 pub mod test_support;

@@ -1,14 +1,25 @@
-//! Client side of podseal.
+//! The client side of podseal: what runs in the pod.
 //!
-//! Built so far: [`transport`], the HTTPS client every podseal client uses
-//! to reach the release server (TLS 1.3, the server's CA pinned from a file
-//! or the system roots, a timeout on every request). The admin CLI is its
-//! first user.
+//! [`client::Client`] generates an Ed25519 DPoP key and an X25519 recipient
+//! key in RAM (never serialised), opens a release session through the four
+//! gates, asks for DEKs re-wrapped to its recipient key, and decrypts
+//! capsules locally into [`Plaintext`](podseal_core::secret::Plaintext),
+//! which zeroizes on drop and never prints. [`blocking::BlockingClient`]
+//! wraps it for programs without an async runtime. [`transport`] is the
+//! HTTPS client (TLS 1.3; CA, system roots or a pinned certificate
+//! fingerprint); [`memory`] hardens the process best effort.
 //!
-//! To come: the pod SDK proper — generate the Ed25519 DPoP key and the
-//! X25519 recipient key in RAM, establish a release session, ask for DEKs
-//! re-wrapped to the recipient key, and decrypt capsules locally into
-//! zeroizing plaintext types (through `podseal_core::envelope::open_release`).
+//! ```no_run
+//! # async fn example(capsule: podseal_core::capsule::Capsule) -> Result<(), podseal_sdk::client::SdkError> {
+//! let client = podseal_sdk::client::Client::from_env()?; // PODSEAL_SERVER, PODSEAL_CA_FILE, ...
+//! let secret = client.open(&capsule).await?;
+//! use_password(secret.expose_secret_bytes());
+//! # Ok(()) }
+//! # fn use_password(_: &[u8]) {}
+//! ```
 #![deny(missing_docs)]
 
+pub mod blocking;
+pub mod client;
+pub mod memory;
 pub mod transport;

@@ -1,6 +1,8 @@
-//! HTTPS to the podseal server: TLS 1.3 only, certificates checked against
-//! a pinned CA bundle (or, when none is given, the system's roots), HTTP/1.1
-//! with keep-alive, and a deadline on every request.
+//! HTTPS to the podseal server: TLS 1.3 only; the server's certificate
+//! checked against a CA bundle, the system's roots, or a pinned SHA-256
+//! fingerprint of the leaf certificate (for a development server's
+//! self-signed certificate); HTTP/1.1 with keep-alive; a deadline on every
+//! request.
 
 use std::path::Path;
 use std::time::Duration;
@@ -63,6 +65,98 @@ pub struct Answer {
     pub body: Bytes,
 }
 
+/// How the server's certificate is trusted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Trust {
+    /// Certificates chaining to these PEM CA certificates (and naming the host).
+    CaPem(Vec<u8>),
+    /// The system's roots.
+    SystemRoots,
+    /// Exactly the leaf certificate with this SHA-256 (the handshake
+    /// signature is still verified with its key; names and expiry are not
+    /// checked — the pin is the identity).
+    Fingerprint([u8; 32]),
+}
+
+impl Trust {
+    /// Parses `AA:BB:…` or plain hex (64 digits, any case).
+    pub fn fingerprint(text: &str) -> Result<Self, TransportError> {
+        let hex: String = text.chars().filter(|c| *c != ':').collect();
+        let bad = || {
+            TransportError::Tls("a fingerprint is 32 bytes of hex, like the server prints".into())
+        };
+        if hex.len() != 64 {
+            return Err(bad());
+        }
+        let mut out = [0u8; 32];
+        for (i, byte) in out.iter_mut().enumerate() {
+            let pair = hex.get(i * 2..i * 2 + 2).ok_or_else(bad)?;
+            *byte = u8::from_str_radix(pair, 16).map_err(|_| bad())?;
+        }
+        Ok(Self::Fingerprint(out))
+    }
+}
+
+/// Accepts exactly one leaf certificate, by its SHA-256.
+#[derive(Debug)]
+struct PinnedLeaf {
+    sha256: [u8; 32],
+    provider: std::sync::Arc<rustls::crypto::CryptoProvider>,
+}
+
+impl rustls::client::danger::ServerCertVerifier for PinnedLeaf {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &rustls::pki_types::ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        use sha2::Digest as _;
+        let seen: [u8; 32] = sha2::Sha256::digest(end_entity.as_ref()).into();
+        if seen == self.sha256 {
+            Ok(rustls::client::danger::ServerCertVerified::assertion())
+        } else {
+            Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::ApplicationVerificationFailure,
+            ))
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        _message: &[u8],
+        _cert: &CertificateDer<'_>,
+        _dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        // TLS 1.3 only: never reached.
+        Err(rustls::Error::PeerIncompatible(
+            rustls::PeerIncompatible::Tls12NotOffered,
+        ))
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
 /// An HTTPS client bound to one server.
 #[derive(Clone)]
 pub struct HttpsClient {
@@ -108,17 +202,37 @@ impl HttpsClient {
     /// A client for `base_url` trusting `ca_pem` (PEM certificates), or the
     /// system roots when `None`.
     pub fn new(base_url: &str, ca_pem: Option<&[u8]>) -> Result<Self, TransportError> {
+        let trust = match ca_pem {
+            Some(pem) => Trust::CaPem(pem.to_vec()),
+            None => Trust::SystemRoots,
+        };
+        Self::with_trust(base_url, &trust)
+    }
+
+    /// A client for `base_url` with this trust.
+    pub fn with_trust(base_url: &str, trust: &Trust) -> Result<Self, TransportError> {
         let base_url = base_url.trim_end_matches('/').to_owned();
         let host = base_url.strip_prefix("https://").unwrap_or_default();
         if host.is_empty() || host.contains(['/', '?', '#', '@']) {
             return Err(TransportError::BadUrl(base_url));
         }
         let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
-        let config = rustls::ClientConfig::builder_with_provider(provider)
+        let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
             .with_protocol_versions(&[&rustls::version::TLS13])
-            .map_err(|e| TransportError::Tls(e.to_string()))?
-            .with_root_certificates(roots(ca_pem)?)
-            .with_no_client_auth();
+            .map_err(|e| TransportError::Tls(e.to_string()))?;
+        let config = match trust {
+            Trust::CaPem(pem) => builder.with_root_certificates(roots(Some(pem))?),
+            Trust::SystemRoots => builder.with_root_certificates(roots(None)?),
+            Trust::Fingerprint(sha256) => {
+                builder
+                    .dangerous()
+                    .with_custom_certificate_verifier(std::sync::Arc::new(PinnedLeaf {
+                        sha256: *sha256,
+                        provider,
+                    }))
+            }
+        }
+        .with_no_client_auth();
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(config)
             .https_only()

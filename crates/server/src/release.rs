@@ -814,8 +814,7 @@ impl<S: Storage> ReleaseService<S> {
     }
 }
 
-/// The most capsules one unwrap may carry.
-pub const MAX_BATCH: usize = 64;
+pub use podseal_core::wire::MAX_BATCH;
 
 /// The capsule's release scope against the verified caller.
 fn check_scope(envelope: &DekEnvelope, verified: &Verified) -> Result<(), Refusal> {

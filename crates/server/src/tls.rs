@@ -151,8 +151,13 @@ fn base64_lines(der: &[u8]) -> String {
         .join("\n")
 }
 
+/// How long shutdown waits for requests in flight before closing anyway.
+pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Serves `router` over TLS (HTTP/1.1 with keep-alive, or HTTP/2 by ALPN)
-/// until `shutdown` resolves.
+/// until `shutdown` resolves; then stops accepting, lets requests in flight
+/// finish (up to [`SHUTDOWN_GRACE`]) and closes every connection, so no
+/// keep-alive connection outlives the server.
 pub async fn serve(
     listener: TcpListener,
     tls: Arc<rustls::ServerConfig>,
@@ -160,22 +165,32 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) {
     let acceptor = TlsAcceptor::from(tls);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let (closing, _) = tokio::sync::watch::channel(false);
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         let accepted = tokio::select! {
-            () = &mut shutdown => return,
+            () = &mut shutdown => break,
             accepted = listener.accept() => accepted,
         };
         let Ok((tcp, _)) = accepted else { continue };
         let (acceptor, router) = (acceptor.clone(), router.clone());
+        let watcher = graceful.watcher();
+        let mut closing = closing.subscribe();
         tokio::spawn(async move {
-            let Ok(stream) = acceptor.accept(tcp).await else {
-                return;
+            // A handshake still running at shutdown is dropped.
+            let stream = tokio::select! {
+                stream = acceptor.accept(tcp) => stream,
+                _ = closing.changed() => return,
             };
+            let Ok(stream) = stream else { return };
             let service = TowerToHyperService::new(router);
-            let _ = auto::Builder::new(TokioExecutor::new())
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
+            let builder = auto::Builder::new(TokioExecutor::new());
+            let connection = builder.serve_connection(TokioIo::new(stream), service);
+            let _ = watcher.watch(connection.into_owned()).await;
         });
     }
+    drop(listener);
+    let _ = closing.send(true);
+    let _ = tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown()).await;
 }

@@ -32,7 +32,7 @@ use axum::routing::{delete, get, post, put};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use podseal_core::capsule::DekEnvelope;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::admin::AdminService;
 use crate::gate::{Gate, Refusal};
@@ -41,14 +41,10 @@ use crate::release::{Credentials, ReleaseService, UnwrapRequest};
 use crate::storage::Storage;
 use problem::{ProblemResponse, RefusalCodes};
 
-/// The largest request body accepted (64 capsules with room to spare).
-pub const MAX_BODY_BYTES: usize = 1024 * 1024;
-/// Header carrying the bound API key.
-pub const API_KEY_HEADER: &str = "x-podseal-api-key";
-/// Header carrying the projected ServiceAccount token.
-pub const TOKEN_HEADER: &str = "x-podseal-token";
-/// RFC 9449 server nonce header, sent on every release answer.
-pub const DPOP_NONCE_HEADER: &str = "dpop-nonce";
+pub use podseal_core::wire::{
+    API_KEY_HEADER, DPOP_NONCE_HEADER, MAX_BODY_BYTES, ReleaseAnswer, RotateAnswer, RotateBody,
+    SessionAnswer, SessionBody, TOKEN_HEADER, UnwrapAnswer, UnwrapBody,
+};
 
 /// One route and every status it can answer with (the OpenAPI document in
 /// `docs/openapi.yaml` is checked against this table, and the HTTPS suite
@@ -305,66 +301,6 @@ pub(crate) async fn json_body<T: serde::de::DeserializeOwned>(
         )
     })?;
     Ok((parts.headers, value))
-}
-
-/// `POST /v1/sessions` body.
-#[derive(Debug, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct SessionBody {
-    /// The pod's ephemeral X25519 public key, base64url.
-    pub recipient_key: String,
-}
-
-/// `POST /v1/sessions` answer.
-#[derive(Debug, Deserialize, Serialize)]
-pub struct SessionAnswer {
-    /// The session id (the DPoP access token of later requests).
-    pub session_id: String,
-    /// Unix seconds.
-    pub expires_at: i64,
-}
-
-/// `POST /v1/unwrap` body.
-#[derive(Debug, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct UnwrapBody {
-    /// Each capsule's header and wraps (`DekEnvelope` bytes), base64url. Never content.
-    pub capsules: Vec<String>,
-}
-
-/// One release in an unwrap answer.
-#[derive(Debug, Deserialize, Serialize)]
-pub struct ReleaseAnswer {
-    /// Capsule id.
-    pub capsule_id: String,
-    /// HPKE enc, base64url.
-    pub enc: String,
-    /// The DEK sealed to the session key, base64url.
-    pub wrapped_dek: String,
-    /// The DPoP `jti` the release is bound to.
-    pub jti: String,
-}
-
-/// `POST /v1/unwrap` answer.
-#[derive(Debug, Deserialize, Serialize)]
-pub struct UnwrapAnswer {
-    /// One release per capsule, in request order.
-    pub releases: Vec<ReleaseAnswer>,
-}
-
-/// `POST /v1/sessions/rotate-key` body.
-#[derive(Debug, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct RotateBody {
-    /// A DPoP proof signed by the new key (same route, bound to the session).
-    pub new_proof: String,
-}
-
-/// `POST /v1/sessions/rotate-key` answer.
-#[derive(Debug, Deserialize, Serialize)]
-pub struct RotateAnswer {
-    /// RFC 7638 thumbprint of the now pinned key.
-    pub jkt: String,
 }
 
 /// The credentials every release request carries in its headers.

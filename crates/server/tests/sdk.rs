@@ -1,0 +1,374 @@
+//! The pod SDK against a served release server and the stand-in: it opens
+//! capsules; picks up a rotated projected token and API key from their
+//! files; renews its session; rotates its DPoP key with the previous key's
+//! proof; rides out a server restart (retrying while the server is down);
+//! and never retries a refusal.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "test code: a panic is a test failure"
+)]
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use http::Method;
+use podseal_core::capsule::{Capsule, RevealMode, Scope};
+use podseal_core::envelope::{self, SealParams};
+use podseal_core::hpke::KemId;
+use podseal_core::key_file::write_new;
+use podseal_core::org_key::OrgPrivateKey;
+use podseal_dev_cluster::{ContainerImage, Handle, PodTemplate};
+use podseal_sdk::blocking::BlockingClient;
+use podseal_sdk::client::{Client, ClientConfig, SdkError};
+use podseal_sdk::transport::{HttpsClient, Trust};
+use podseal_server::config::{ServerConfig, TlsSection};
+use podseal_server::serve::{Running, start};
+use serde_json::{Value, json};
+use tempfile::TempDir;
+
+mod support;
+
+const SECRET: &[u8] = b"postgres://app:hunter2@db/shop";
+
+struct World {
+    _cluster: support::Cluster,
+    handle: Handle,
+    dir: TempDir,
+    config: ServerConfig,
+    running: Option<Running>,
+    url: String,
+    ca: Vec<u8>,
+    admin: String,
+    org: OrgPrivateKey,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl World {
+    async fn start() -> Self {
+        let cluster = support::Cluster::start().await;
+        let handle = cluster.dev.handle();
+        let dir = TempDir::new().unwrap();
+        let org = OrgPrivateKey::generate(KemId::X25519HkdfSha256).unwrap();
+        write_new(&dir.path().join("org.key"), org.to_text().as_bytes(), 0o600).unwrap();
+        // A certificate from files, so it stays the same across a restart.
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["localhost".into()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        std::fs::write(dir.path().join("tls.crt"), cert.pem()).unwrap();
+        write_new(
+            &dir.path().join("tls.key"),
+            key.serialize_pem().as_bytes(),
+            0o600,
+        )
+        .unwrap();
+        let port = free_port();
+        let url = format!("https://localhost:{port}");
+        let config = ServerConfig {
+            listen: format!("127.0.0.1:{port}"),
+            external_url: url.clone(),
+            state_dir: dir.path().join("state"),
+            org_key_files: vec![dir.path().join("org.key")],
+            tls: TlsSection {
+                cert_file: Some(dir.path().join("tls.crt")),
+                key_file: Some(dir.path().join("tls.key")),
+            },
+            ..ServerConfig::default()
+        };
+        let running = start(config.clone()).await.unwrap();
+        let admin = running.admin_token.as_ref().unwrap().to_string();
+        let world = Self {
+            ca: cert.pem().into_bytes(),
+            _cluster: cluster,
+            handle,
+            dir,
+            config,
+            running: Some(running),
+            url,
+            admin,
+            org,
+        };
+        world
+            .admin_call(
+                Method::POST,
+                "/v1/admin/clusters",
+                json!({
+                    "name": "prod",
+                    "api_server_url": world._cluster.dev.url(),
+                    "ca_bundle": world._cluster.dir.path().join("ca.pem"),
+                    "token_file": world._cluster.dir.path().join("reader.token"),
+                }),
+            )
+            .await;
+        world
+            .admin_call(
+                Method::PUT,
+                "/v1/admin/policies",
+                json!({ "cluster": "prod", "namespace": "shop", "service_account": "api",
+                        "digests": [support::digest('a')], "require_nonce": true }),
+            )
+            .await;
+        let key = world
+            .admin_call(
+                Method::POST,
+                "/v1/admin/apikeys",
+                json!({ "cluster": "prod", "namespace": "shop", "service_account": "api" }),
+            )
+            .await;
+        std::fs::write(world.path("api-key"), key["key"].as_str().unwrap()).unwrap();
+        world
+            .handle
+            .create_pod(&PodTemplate {
+                namespace: "shop".into(),
+                name: "api-0".into(),
+                service_account: "api".into(),
+                labels: Default::default(),
+                init_containers: vec![],
+                containers: vec![ContainerImage {
+                    name: "api".into(),
+                    image: "registry.example/shop/api:1".into(),
+                    digest: Some(support::digest('a')),
+                }],
+            })
+            .unwrap();
+        world.handle.mark_running("shop", "api-0").unwrap();
+        world.rotate_token();
+        world
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn http(&self) -> HttpsClient {
+        HttpsClient::new(&self.url, Some(&self.ca)).unwrap()
+    }
+
+    async fn admin_call(&self, method: Method, path: &str, body: Value) -> Value {
+        let authorization = format!("Bearer {}", self.admin);
+        let answer = self
+            .http()
+            .send(
+                method,
+                path,
+                &[("authorization", &authorization)],
+                Some(serde_json::to_vec(&body).unwrap()),
+            )
+            .await
+            .unwrap();
+        assert!(
+            answer.status.is_success(),
+            "{}",
+            String::from_utf8_lossy(&answer.body)
+        );
+        serde_json::from_slice(&answer.body).unwrap()
+    }
+
+    /// What the kubelet does: a fresh projected token in the file.
+    fn rotate_token(&self) {
+        let (token, _) = self
+            .handle
+            .issue_token("shop", "api", &["podseal".into()], 600, Some("api-0"))
+            .unwrap();
+        std::fs::write(self.path("token"), token).unwrap();
+    }
+
+    fn client_config(&self) -> ClientConfig {
+        let mut config = ClientConfig::new(&self.url, Trust::CaPem(self.ca.clone()));
+        config.api_key_file = self.path("api-key");
+        config.token_file = self.path("token");
+        config
+    }
+
+    fn capsule(&self) -> Capsule {
+        let params = SealParams {
+            scope: Scope {
+                cluster: "prod".into(),
+                namespace: "shop".into(),
+                service_accounts: vec!["api".into()],
+                name: "db".into(),
+                key: None,
+            },
+            purpose: None,
+            reveal: RevealMode::Many,
+            created_at: 1,
+            not_after: None,
+        };
+        envelope::seal(params, SECRET, &[self.org.public()]).unwrap()
+    }
+
+    async fn metric(&self, line_prefix: &str) -> u64 {
+        let answer = self
+            .http()
+            .send(Method::GET, "/metrics", &[], None)
+            .await
+            .unwrap();
+        let text = String::from_utf8(answer.body.to_vec()).unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix(line_prefix))
+            .map_or(0, |n| n.trim().parse().unwrap())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sdk_opens_renews_rotates_survives_a_restart_and_never_retries_a_refusal() {
+    let mut w = World::start().await;
+    let capsule = w.capsule();
+    let client = Client::new(w.client_config()).unwrap();
+
+    // Open (the policy requires server nonces: the client follows the challenge).
+    let secret = client.open(&capsule).await.unwrap();
+    assert_eq!(secret.expose_secret_bytes(), SECRET);
+    assert!(!format!("{secret:?}").contains("hunter2"));
+    let first = client.session().await.unwrap();
+    // A second open reuses the session; a batch opens several at once.
+    let many = client
+        .open_many(&[capsule.clone(), w.capsule()])
+        .await
+        .unwrap();
+    assert_eq!(many.len(), 2);
+    assert_eq!(client.session().await.unwrap(), first);
+
+    // The kubelet rotates the token: the client reads the file on every request.
+    std::fs::write(w.path("token"), "not-a-token").unwrap();
+    let refused = client.open(&capsule).await.unwrap_err();
+    assert_eq!(
+        (refused.gate(), refused.reason()),
+        (Some("token"), Some("token_malformed")),
+        "{refused}"
+    );
+    w.rotate_token();
+    assert_eq!(
+        client.open(&capsule).await.unwrap().expose_secret_bytes(),
+        SECRET
+    );
+
+    // DPoP key rotation with the previous key's proof; the new key then works.
+    let before = client.dpop_thumbprint().await;
+    client.rotate_dpop_key().await.unwrap();
+    assert_ne!(client.dpop_thumbprint().await, before);
+    assert_eq!(
+        client.open(&capsule).await.unwrap().expose_secret_bytes(),
+        SECRET
+    );
+
+    // Another client in the same pod (another DPoP key) is refused: one key per live pod.
+    let second_key = Client::new(w.client_config())
+        .unwrap()
+        .open(&capsule)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        second_key.reason(),
+        Some("pod_key_already_pinned"),
+        "{second_key}"
+    );
+
+    // A restart mid-session: the client's connection breaks, it reconnects
+    // (retrying while the server is not back), and the session, kept in
+    // storage, carries on.
+    let session = client.session().await.unwrap();
+    w.running.take().unwrap().shutdown().await.unwrap();
+    let (opened, running) = tokio::join!(client.open(&capsule), async {
+        start(w.config.clone()).await.unwrap()
+    });
+    w.running = Some(running);
+    assert_eq!(opened.unwrap().expose_secret_bytes(), SECRET);
+    assert_eq!(client.session().await.unwrap().id, session.id);
+
+    // A refusal is never retried: exactly one request reaches the server.
+    std::fs::write(w.path("api-key"), "psk_revoked_or_guessed").unwrap();
+    let before = w
+        .metric("podseal_refusals_total{gate=\"api_key\",reason=\"api_key_unknown\"}")
+        .await;
+    let refused = client.open(&capsule).await.unwrap_err();
+    assert!(
+        matches!(refused, SdkError::Refused { status: 401, .. }),
+        "{refused}"
+    );
+    assert_eq!(refused.gate(), Some("api_key"));
+    let after = w
+        .metric("podseal_refusals_total{gate=\"api_key\",reason=\"api_key_unknown\"}")
+        .await;
+    assert_eq!(after - before, 1, "a refusal was retried");
+
+    // With the server gone for good, the client gives up after its retries.
+    w.running.take().unwrap().shutdown().await.unwrap();
+    let mut quick = w.client_config();
+    quick.retry.base = Duration::from_millis(1);
+    quick.retry.cap = Duration::from_millis(5);
+    let gone = Client::new(quick)
+        .unwrap()
+        .open(&capsule)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(gone, SdkError::Unavailable { attempts: 5, .. }),
+        "{gone}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_is_renewed_before_it_expires_and_the_blocking_client_works() {
+    let w = World::start().await;
+    let capsule = w.capsule();
+    let mut config = w.client_config();
+    // Sessions last at most the token's life (600 s) here; renewing 100000 s
+    // ahead means every open renews.
+    config.renew_before_secs = 100_000;
+    let blocking_config = config.clone();
+    let client = Client::new(config).unwrap();
+    client.open(&capsule).await.unwrap();
+    let first = client.session().await.unwrap();
+    client.open(&capsule).await.unwrap();
+    let second = client.session().await.unwrap();
+    assert_ne!(first.id, second.id, "the session was not renewed");
+
+    drop(client);
+    // The same pod's pin belongs to the first client's key until it expires,
+    // so the blocking client runs as another pod.
+    w.handle
+        .create_pod(&PodTemplate {
+            namespace: "shop".into(),
+            name: "api-1".into(),
+            service_account: "api".into(),
+            labels: Default::default(),
+            init_containers: vec![],
+            containers: vec![ContainerImage {
+                name: "api".into(),
+                image: "registry.example/shop/api:1".into(),
+                digest: Some(support::digest('a')),
+            }],
+        })
+        .unwrap();
+    w.handle.mark_running("shop", "api-1").unwrap();
+    let (token, _) = w
+        .handle
+        .issue_token("shop", "api", &["podseal".into()], 600, Some("api-1"))
+        .unwrap();
+    std::fs::write(w.path("token-1"), token).unwrap();
+    let mut blocking_config = blocking_config;
+    blocking_config.token_file = w.path("token-1");
+    let opened = tokio::task::spawn_blocking(move || {
+        let client = BlockingClient::new(blocking_config).unwrap();
+        client
+            .open(&capsule)
+            .unwrap()
+            .expose_secret_bytes()
+            .to_vec()
+    })
+    .await
+    .unwrap();
+    assert_eq!(opened, SECRET);
+}
