@@ -166,7 +166,7 @@ fn serve_then_administer_it_from_the_command_line() {
     );
     let port = port_of(&line);
     // The token file is written after the listening line; wait for it.
-    wait_for_file(Path::new(&token_file), &lines);
+    wait_for_file(Path::new(&token_file));
     {
         use std::os::unix::fs::PermissionsExt as _;
         let mode = std::fs::metadata(&token_file).unwrap().permissions().mode() & 0o777;

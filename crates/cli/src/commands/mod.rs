@@ -3,6 +3,7 @@
 mod admin;
 mod audit;
 mod dev_cluster;
+mod exec;
 mod inspect;
 mod keys;
 mod open;
@@ -31,6 +32,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
             admin::audit_export(&connection, out.as_deref())
         }
         Command::Serve(args) => serve::run(&args),
+        Command::Exec(args) => exec::run(&args),
         Command::Cluster(command) => admin::cluster(command, output),
         Command::ApiKey(command) => admin::api_key(command, output),
         Command::Policy(command) => admin::policy(command, output),

@@ -73,8 +73,8 @@ pub fn port_of(line: &str) -> String {
     addr.split([' ', ':']).nth(1).expect("a port").to_owned()
 }
 
-/// Waits (deadline 30 s) until `path` exists, draining `lines` meanwhile.
-pub fn wait_for_file(path: &Path, lines: &mpsc::Receiver<String>) {
+/// Waits (polling, deadline 30 s) until `path` exists.
+pub fn wait_for_file(path: &Path) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while !path.exists() {
         assert!(
@@ -82,6 +82,6 @@ pub fn wait_for_file(path: &Path, lines: &mpsc::Receiver<String>) {
             "{} never appeared",
             path.display()
         );
-        let _ = lines.recv_timeout(Duration::from_millis(20));
+        std::thread::sleep(Duration::from_millis(20));
     }
 }

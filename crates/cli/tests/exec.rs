@@ -1,0 +1,344 @@
+//! `podseal exec` as a pod runs it: a real child process against a served
+//! release server and the stand-in (both real processes, the server logging
+//! at trace level). The program sees the plaintext in its environment and in
+//! a file on tmpfs; nothing on disk — the temporary directories, the SQLite
+//! database, the server's log, the audit export — holds the plaintext; a
+//! refusal stops the program from starting.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "test code: a panic is a test failure"
+)]
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use tempfile::TempDir;
+
+mod support;
+
+const SECRET: &str = "correct-horse-battery-staple-5b1f";
+const OTHER_SECRET: &str = "tls-private-key-9c2e";
+
+fn bin() -> PathBuf {
+    assert_cmd::cargo::cargo_bin("podseal")
+}
+
+fn run(args: &[&str], env: &[(&str, &str)], stdin: Option<&str>) -> Output {
+    let mut child = Command::new(bin())
+        .args(args)
+        .envs(env.iter().copied())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    if let Some(text) = stdin {
+        input.write_all(text.as_bytes()).unwrap();
+    }
+    drop(input);
+    child.wait_with_output().unwrap()
+}
+
+#[track_caller]
+fn ok(output: &Output) -> String {
+    assert!(
+        output.status.success(),
+        "exit {:?}: {}",
+        output.status.code(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout.clone()).unwrap()
+}
+
+/// Every file below `dir`, recursively.
+fn files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(files(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
+#[test]
+fn exec_gives_the_program_its_secrets_and_leaves_none_on_disk() {
+    let dir = TempDir::new().unwrap();
+    let p = |name: &str| dir.path().join(name).to_str().unwrap().to_owned();
+    let (_cluster, line, _) = support::spawn(
+        &bin(),
+        &[
+            "dev-cluster",
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--dir",
+            &p("dc"),
+        ],
+        &[],
+        false,
+        "dev-cluster serving",
+    );
+    let cluster_url = line.split_whitespace().nth(2).unwrap().to_owned();
+    ok(&run(&["keys", "init", "--out", &p("keys")], &[], None));
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("https://localhost:{port}");
+    let log = std::fs::File::create(p("server.log")).unwrap();
+    let mut server = Command::new(bin())
+        .args(["serve", "--admin-token-file", &p("admin.token")])
+        .envs([
+            ("PODSEAL_ORG_KEY_FILES", p("keys/org.key")),
+            ("PODSEAL_STATE_DIR", p("state")),
+            ("PODSEAL_LISTEN", format!("127.0.0.1:{port}")),
+            ("PODSEAL_EXTERNAL_URL", url.clone()),
+            ("PODSEAL_LOG_LEVEL", "trace".to_owned()),
+        ])
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let _server_guard = ServerGuard(&mut server);
+    support::wait_for_file(Path::new(&p("admin.token")));
+    let admin = [
+        ("PODSEAL_SERVER", url.as_str()),
+        ("PODSEAL_CA", &p("state/tls-dev.crt")),
+        ("PODSEAL_ADMIN_TOKEN_FILE", &p("admin.token")),
+    ];
+    let admin: Vec<(&str, &str)> = admin.iter().map(|(k, v)| (*k, *v)).collect();
+    ok(&run(
+        &[
+            "cluster",
+            "add",
+            "prod",
+            "--api-server",
+            &cluster_url,
+            "--ca-bundle",
+            &p("dc/ca.pem"),
+            "--token-file",
+            &p("dc/reader.token"),
+        ],
+        &admin,
+        None,
+    ));
+    let created: serde_json::Value = serde_json::from_str(&ok(&run(
+        &[
+            "apikey",
+            "create",
+            "--cluster",
+            "prod",
+            "--namespace",
+            "shop",
+            "--service-account",
+            "api",
+            "-o",
+            "json",
+        ],
+        &admin,
+        None,
+    )))
+    .unwrap();
+    std::fs::write(p("api-key"), created["key"].as_str().unwrap()).unwrap();
+    let digest = format!("sha256:{}", "a".repeat(64));
+    ok(&run(
+        &[
+            "policy",
+            "set",
+            "--cluster",
+            "prod",
+            "--namespace",
+            "shop",
+            "--service-account",
+            "api",
+            "--allow-digest",
+            &digest,
+        ],
+        &admin,
+        None,
+    ));
+    // Two pods: each exec is a new process with a new DPoP key, and one key
+    // is pinned per live pod.
+    let dc = ["--dir", &p("dc")];
+    for pod in ["api-0", "api-1"] {
+        let container = format!("api=registry.example/shop/api:1@{digest}");
+        let create = [
+            "--namespace",
+            "shop",
+            "--name",
+            pod,
+            "--service-account",
+            "api",
+            "--container",
+            &container,
+            "--running",
+        ];
+        ok(&run(
+            &[&["dev-cluster", "pod", "create"][..], &dc, &create].concat(),
+            &[],
+            None,
+        ));
+        let request = [
+            "--namespace",
+            "shop",
+            "--service-account",
+            "api",
+            "--pod",
+            pod,
+            "--audience",
+            "podseal",
+        ];
+        let token = ok(&run(
+            &[&["dev-cluster", "token"][..], &dc, &request].concat(),
+            &[],
+            None,
+        ));
+        std::fs::write(p(&format!("{pod}.token")), token.trim()).unwrap();
+    }
+
+    // Seal from stdin (the plaintext never touches the disk here either).
+    let seal = |secret: &str, namespace: &str, out: &str| {
+        let capsule = ok(&run(
+            &[
+                "seal",
+                "--key",
+                &p("keys/org.pub"),
+                "--cluster",
+                "prod",
+                "--namespace",
+                namespace,
+                "--service-account",
+                "api",
+                "--name",
+                "db",
+            ],
+            &[],
+            Some(secret),
+        ));
+        std::fs::write(p(out), &capsule).unwrap();
+        capsule.trim().to_owned()
+    };
+    let env_capsule = seal(SECRET, "shop", "db.capsule");
+    seal(OTHER_SECRET, "shop", "tls.capsule");
+    seal(SECRET, "payments", "foreign.capsule");
+
+    let pod_env = [
+        ("PODSEAL_SERVER", url.as_str()),
+        ("PODSEAL_CA_FILE", &p("state/tls-dev.crt")),
+        ("PODSEAL_API_KEY_FILE", &p("api-key")),
+        ("PODSEAL_TOKEN_FILE", &p("api-0.token")),
+    ];
+    let mut second_pod = pod_env;
+    let second_token = p("api-1.token");
+    second_pod[3].1 = &second_token;
+    let shm = PathBuf::from(format!("/dev/shm/podseal-exec-test-{}", std::process::id()));
+    let _ = std::fs::remove_file(&shm);
+    let mut env: Vec<(&str, &str)> = pod_env.to_vec();
+    env.push(("FROM_ENV", &env_capsule));
+    let file_arg = format!("{}={}", shm.display(), p("tls.capsule"));
+    let output = run(
+        &[
+            "exec",
+            "--env",
+            &format!("DB_PASSWORD={}", p("db.capsule")),
+            "--file",
+            &file_arg,
+            "--",
+            "sh",
+            "-c",
+            "printf '%s|%s|' \"$DB_PASSWORD\" \"$FROM_ENV\"; cat \"$0\"; stat -c '|%a' \"$0\"; exit 7",
+            shm.to_str().unwrap(),
+        ],
+        &env,
+        None,
+    );
+    let _ = std::fs::remove_file(&shm);
+    assert_eq!(
+        output.status.code(),
+        Some(7),
+        "the program's exit code passes through: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(
+        String::from_utf8(output.stdout).unwrap(),
+        format!("{SECRET}|{SECRET}|{OTHER_SECRET}|400\n")
+    );
+
+    // A refusal: the program never starts, and the gate and reason are named.
+    let output = run(
+        &[
+            "exec",
+            "--env",
+            &format!("X={}", p("foreign.capsule")),
+            "--",
+            "sh",
+            "-c",
+            "echo started",
+        ],
+        &second_pod,
+        None,
+    );
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        output.stdout.is_empty(),
+        "the program started after a refusal"
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("scope/namespace_mismatch"), "{stderr}");
+
+    // A --file destination on disk is refused unless --allow-disk.
+    let on_disk = format!("{}={}", p("plain.txt"), p("tls.capsule"));
+    let output = run(&["exec", "--file", &on_disk, "--", "true"], &pod_env, None);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("not on a RAM-backed filesystem"));
+    assert!(!Path::new(&p("plain.txt")).exists());
+
+    // The export, then: no plaintext anywhere on disk (server log at trace level included).
+    ok(&run(
+        &["audit", "export", "--out", &p("audit.jsonl")],
+        &admin,
+        None,
+    ));
+    drop(_server_guard);
+    let scanned = files(dir.path());
+    assert!(
+        scanned.iter().any(|f| f.ends_with("podseal.db")),
+        "{scanned:?}"
+    );
+    assert!(
+        std::fs::metadata(p("server.log")).unwrap().len() > 0,
+        "the server logged nothing"
+    );
+    for file in scanned {
+        let bytes = std::fs::read(&file).unwrap();
+        for secret in [SECRET, OTHER_SECRET] {
+            assert!(
+                !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+                "{} holds a plaintext",
+                file.display()
+            );
+        }
+    }
+}
+
+/// Stops the server (SIGTERM, so it writes its final checkpoint) on drop.
+struct ServerGuard<'a>(&'a mut std::process::Child);
+
+impl Drop for ServerGuard<'_> {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status();
+        let _ = self.0.wait();
+    }
+}
