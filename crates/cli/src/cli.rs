@@ -52,6 +52,12 @@ pub enum Command {
     Serve(ServeArgs),
     /// In a pod: open capsules through the release server, then run a program with the plaintext.
     Exec(ExecArgs),
+    /// Show podseal end to end on this machine in seconds: a stand-in cluster, the release server,
+    /// a pod opening a sealed Secret through the four gates, and the attacks each gate refuses.
+    #[command(
+        after_help = "Exit code 1 if any step misbehaves (an attack that succeeds is a failure). -o json for machines."
+    )]
+    Demo,
     /// Register clusters with the release server and show their pinned token keys (admin).
     #[command(subcommand)]
     Cluster(ClusterCommand),

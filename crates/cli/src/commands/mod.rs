@@ -2,6 +2,7 @@
 
 mod admin;
 mod audit;
+mod demo;
 mod dev_cluster;
 mod exec;
 mod inspect;
@@ -33,6 +34,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         }
         Command::Serve(args) => serve::run(&args),
         Command::Exec(args) => exec::run(&args),
+        Command::Demo => demo::run(output),
         Command::Cluster(command) => admin::cluster(command, output),
         Command::ApiKey(command) => admin::api_key(command, output),
         Command::Policy(command) => admin::policy(command, output),
