@@ -744,6 +744,63 @@ fn rbac_document_grants_only_pod_reads() {
     assert_eq!(binding.role_ref.name, role.metadata.name.unwrap());
 }
 
+#[test]
+fn kubernetes_walkthrough_manifests_are_real_objects() {
+    use k8s_openapi::api::apps::v1::Deployment;
+    use k8s_openapi::api::core::v1::ServiceAccount;
+    use k8s_openapi::api::networking::v1::NetworkPolicy;
+    let doc = std::fs::read_to_string(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs/kubernetes.md"),
+    )
+    .unwrap();
+    let yaml = doc
+        .split("```yaml\n")
+        .nth(1)
+        .unwrap()
+        .split("```")
+        .next()
+        .unwrap();
+    let parts: Vec<&str> = yaml.split("\n---\n").collect();
+    assert_eq!(parts.len(), 4);
+    let account: ServiceAccount = serde_saphyr::from_str(parts[0]).unwrap();
+    assert_eq!(account.automount_service_account_token, Some(false));
+    let deployment: Deployment = serde_saphyr::from_str(parts[1]).unwrap();
+    let pod = deployment.spec.unwrap().template.spec.unwrap();
+    assert_eq!(pod.service_account_name.as_deref(), Some("api"));
+    let container = &pod.containers[0];
+    assert!(container.image.as_deref().unwrap().contains("@sha256:"));
+    assert_eq!(
+        container.command.as_ref().unwrap()[..2],
+        ["podseal", "exec"]
+    );
+    let volumes = pod.volumes.unwrap();
+    let token = volumes
+        .iter()
+        .filter_map(|v| v.projected.as_ref())
+        .flat_map(|p| p.sources.iter().flatten())
+        .find_map(|s| s.service_account_token.as_ref())
+        .unwrap();
+    assert_eq!(token.audience.as_deref(), Some("podseal"));
+    assert!(volumes.iter().any(|v| {
+        v.empty_dir
+            .as_ref()
+            .is_some_and(|e| e.medium.as_deref() == Some("Memory"))
+    }));
+    let egress: NetworkPolicy = serde_saphyr::from_str(parts[2]).unwrap();
+    assert!(
+        egress.spec.unwrap().egress.unwrap()[0]
+            .ports
+            .as_ref()
+            .unwrap()[0]
+            .port
+            .is_some()
+    );
+    let ingress: NetworkPolicy = serde_saphyr::from_str(parts[3]).unwrap();
+    let spec = ingress.spec.unwrap();
+    assert_eq!(spec.policy_types.unwrap(), ["Ingress", "Egress"]);
+    assert!(spec.ingress.is_some());
+}
+
 #[tokio::test]
 async fn the_connection_trusts_only_the_registered_ca() {
     let cluster = Cluster::start().await;
