@@ -32,7 +32,6 @@ use podseal_sdk::transport::HttpsClient;
 use serde_json::{Value, json};
 
 const PODSEAL: &str = env!("CARGO_BIN_EXE_podseal");
-const EXTERNAL: &str = "https://localhost";
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -105,19 +104,26 @@ fn main() {
     );
     let cluster_url = line.split_whitespace().nth(2).unwrap().to_owned();
     podseal(&["keys", "init", "--out", &path("keys")]);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let external = format!("https://localhost:{port}");
+    let listen = format!("127.0.0.1:{port}");
     let (server, line) = spawn(
         &["serve", "--admin-token-file", &path("admin.token")],
         &[
             ("PODSEAL_ORG_KEY_FILES", &path("keys/org.key")),
             ("PODSEAL_STATE_DIR", &path("state")),
-            ("PODSEAL_LISTEN", "127.0.0.1:0"),
-            ("PODSEAL_EXTERNAL_URL", EXTERNAL),
+            ("PODSEAL_LISTEN", &listen),
+            ("PODSEAL_EXTERNAL_URL", &external),
             ("PODSEAL_LOG_LEVEL", "warn"),
         ],
         true,
         "listening on",
     );
-    let port = support::port_of(&line);
+    assert_eq!(support::port_of(&line), port.to_string());
     let pid = server.0.id();
     let deadline = Instant::now() + Duration::from_secs(30);
     while !Path::new(&path("admin.token")).exists() {
@@ -232,7 +238,7 @@ fn main() {
     let (proof, _) = dpop
         .proof(
             "POST",
-            &format!("{EXTERNAL}/v1/sessions"),
+            &format!("{external}/v1/sessions"),
             now(),
             None,
             None,
@@ -276,7 +282,7 @@ fn main() {
         let (proof, _) = dpop
             .proof(
                 "POST",
-                &format!("{EXTERNAL}/v1/unwrap"),
+                &format!("{external}/v1/unwrap"),
                 now(),
                 Some(&session),
                 None,
@@ -296,7 +302,7 @@ fn main() {
     let (replayed, _) = dpop
         .proof(
             "POST",
-            &format!("{EXTERNAL}/v1/unwrap"),
+            &format!("{external}/v1/unwrap"),
             now(),
             Some(&session),
             None,
@@ -311,7 +317,7 @@ fn main() {
             thief
                 .proof(
                     "POST",
-                    &format!("{EXTERNAL}/v1/unwrap"),
+                    &format!("{external}/v1/unwrap"),
                     now(),
                     Some(&session),
                     None,
@@ -322,6 +328,86 @@ fn main() {
         assert_eq!(unwrap(&proof).status, 401);
     }
     let end_rss = rss_kib(pid);
+
+    // The pod side. Each pod is new: one DPoP key is pinned per live pod.
+    let new_pod = |name: &str| {
+        podseal(&[
+            "dev-cluster",
+            "pod",
+            "create",
+            "--dir",
+            &path("dc"),
+            "--namespace",
+            "shop",
+            "--name",
+            name,
+            "--service-account",
+            "api",
+            "--container",
+            &container,
+            "--running",
+        ]);
+        let token = podseal(&[
+            "dev-cluster",
+            "token",
+            "--dir",
+            &path("dc"),
+            "--namespace",
+            "shop",
+            "--service-account",
+            "api",
+            "--pod",
+            name,
+            "--audience",
+            "podseal",
+        ]);
+        let file = path(&format!("{name}.token"));
+        std::fs::write(&file, token.trim()).unwrap();
+        file
+    };
+    std::fs::write(path("api-key"), &key).unwrap();
+    std::fs::write(path("db.capsule"), capsule.to_armored()).unwrap();
+    // SDK resident memory: this process before and after a client opens one capsule.
+    let sdk_token = new_pod("sdk-0");
+    let before_sdk = rss_kib(std::process::id());
+    let opened = runtime.block_on(async {
+        let mut config = podseal_sdk::client::ClientConfig::new(
+            &format!("https://localhost:{port}"),
+            podseal_sdk::transport::Trust::CaPem(pem.clone()),
+        );
+        config.api_key_file = path("api-key").into();
+        config.token_file = sdk_token.into();
+        let client = podseal_sdk::client::Client::new(config).unwrap();
+        let secret = client.open(&capsule).await.unwrap();
+        let after = rss_kib(std::process::id());
+        drop(secret);
+        after
+    });
+    let sdk_rss = opened.saturating_sub(before_sdk);
+    // `podseal exec` from process start to the program running (`true`), one new pod each.
+    let runs = 20;
+    let mut exec_times = Vec::with_capacity(runs);
+    for i in 0..runs {
+        let token = new_pod(&format!("exec-{i}"));
+        let start = Instant::now();
+        let status = Command::new(PODSEAL)
+            .args([
+                "exec",
+                "--env",
+                &format!("DB={}", path("db.capsule")),
+                "--",
+                "true",
+            ])
+            .env("PODSEAL_SERVER", format!("https://localhost:{port}"))
+            .env("PODSEAL_CA_FILE", path("state/tls-dev.crt"))
+            .env("PODSEAL_API_KEY_FILE", path("api-key"))
+            .env("PODSEAL_TOKEN_FILE", &token)
+            .status()
+            .unwrap();
+        exec_times.push(start.elapsed());
+        assert!(status.success());
+    }
+    exec_times.sort();
     let raw = raw_x25519();
 
     latencies.sort();
@@ -347,6 +433,12 @@ fn main() {
     );
     println!("server RSS idle (registered):   {:>9} KiB", idle_rss);
     println!("server RSS at the end:          {:>9} KiB", end_rss);
+    println!(
+        "podseal exec start → program running, median of {runs} (new pod each): {:.1} ms (p90 {:.1} ms)",
+        percentile(&exec_times, 0.5).as_secs_f64() * 1e3,
+        percentile(&exec_times, 0.9).as_secs_f64() * 1e3
+    );
+    println!("SDK client + one open, added RSS in this process: {sdk_rss} KiB");
     let _ = Command::new("kill")
         .args(["-TERM", &pid.to_string()])
         .status();
