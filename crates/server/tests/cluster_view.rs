@@ -717,22 +717,11 @@ fn facts_of_the_documented_pod_with_a_debug_container() {
 #[test]
 fn rbac_document_grants_only_pod_reads() {
     use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
-    let doc = std::fs::read_to_string(
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs/rbac.md"),
-    )
-    .unwrap();
-    let yaml = doc
-        .split("```yaml\n")
-        .nth(1)
-        .unwrap()
-        .split("```")
-        .next()
-        .unwrap();
-    let parts: Vec<&str> = yaml.split("\n---\n").collect();
+    let parts = yaml_documents("rbac.md");
     assert_eq!(parts.len(), 3);
-    let _: k8s_openapi::api::core::v1::ServiceAccount = serde_saphyr::from_str(parts[0]).unwrap();
-    let role: ClusterRole = serde_saphyr::from_str(parts[1]).unwrap();
-    let binding: ClusterRoleBinding = serde_saphyr::from_str(parts[2]).unwrap();
+    let _: k8s_openapi::api::core::v1::ServiceAccount = serde_saphyr::from_str(&parts[0]).unwrap();
+    let role: ClusterRole = serde_saphyr::from_str(&parts[1]).unwrap();
+    let binding: ClusterRoleBinding = serde_saphyr::from_str(&parts[2]).unwrap();
     let rules = role.rules.unwrap();
     assert_eq!(rules.len(), 1);
     assert_eq!(rules[0].api_groups.as_deref(), Some(&[String::new()][..]));
@@ -744,13 +733,12 @@ fn rbac_document_grants_only_pod_reads() {
     assert_eq!(binding.role_ref.name, role.metadata.name.unwrap());
 }
 
-#[test]
-fn kubernetes_walkthrough_manifests_are_real_objects() {
-    use k8s_openapi::api::apps::v1::Deployment;
-    use k8s_openapi::api::core::v1::ServiceAccount;
-    use k8s_openapi::api::networking::v1::NetworkPolicy;
+/// The YAML documents of the first yaml block in `docs/NAME`.
+fn yaml_documents(name: &str) -> Vec<String> {
     let doc = std::fs::read_to_string(
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs/kubernetes.md"),
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../../docs")
+            .join(name),
     )
     .unwrap();
     let yaml = doc
@@ -760,11 +748,19 @@ fn kubernetes_walkthrough_manifests_are_real_objects() {
         .split("```")
         .next()
         .unwrap();
-    let parts: Vec<&str> = yaml.split("\n---\n").collect();
+    yaml.split("\n---\n").map(str::to_owned).collect()
+}
+
+#[test]
+fn kubernetes_walkthrough_manifests_are_real_objects() {
+    use k8s_openapi::api::apps::v1::Deployment;
+    use k8s_openapi::api::core::v1::ServiceAccount;
+    use k8s_openapi::api::networking::v1::NetworkPolicy;
+    let parts = yaml_documents("kubernetes.md");
     assert_eq!(parts.len(), 4);
-    let account: ServiceAccount = serde_saphyr::from_str(parts[0]).unwrap();
+    let account: ServiceAccount = serde_saphyr::from_str(&parts[0]).unwrap();
     assert_eq!(account.automount_service_account_token, Some(false));
-    let deployment: Deployment = serde_saphyr::from_str(parts[1]).unwrap();
+    let deployment: Deployment = serde_saphyr::from_str(&parts[1]).unwrap();
     let pod = deployment.spec.unwrap().template.spec.unwrap();
     assert_eq!(pod.service_account_name.as_deref(), Some("api"));
     let container = &pod.containers[0];
@@ -786,7 +782,7 @@ fn kubernetes_walkthrough_manifests_are_real_objects() {
             .as_ref()
             .is_some_and(|e| e.medium.as_deref() == Some("Memory"))
     }));
-    let egress: NetworkPolicy = serde_saphyr::from_str(parts[2]).unwrap();
+    let egress: NetworkPolicy = serde_saphyr::from_str(&parts[2]).unwrap();
     assert!(
         egress.spec.unwrap().egress.unwrap()[0]
             .ports
@@ -795,7 +791,7 @@ fn kubernetes_walkthrough_manifests_are_real_objects() {
             .port
             .is_some()
     );
-    let ingress: NetworkPolicy = serde_saphyr::from_str(parts[3]).unwrap();
+    let ingress: NetworkPolicy = serde_saphyr::from_str(&parts[3]).unwrap();
     let spec = ingress.spec.unwrap();
     assert_eq!(spec.policy_types.unwrap(), ["Ingress", "Egress"]);
     assert!(spec.ingress.is_some());
