@@ -38,7 +38,6 @@ fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
     Command::new(bin())
         .args(args)
         .envs(env.iter().copied())
-        .env_remove("PODSEAL_ADMIN_TOKEN")
         .output()
         .unwrap()
 }
@@ -123,6 +122,33 @@ fn print_config_and_configuration_errors() {
     assert!(
         !state.exists(),
         "a failed first start must not create the store (and consume an unseen admin token)"
+    );
+    // A state directory open to others is refused (it holds the audit key and the database).
+    let keys = dir.path().join("keys");
+    assert!(
+        run(&["keys", "init", "--out", keys.to_str().unwrap()], &[])
+            .status
+            .success()
+    );
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::create_dir(&state).unwrap();
+        std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    fails(
+        &run(
+            &["serve"],
+            &[
+                ("PODSEAL_STATE_DIR", state.to_str().unwrap()),
+                ("PODSEAL_LISTEN", "127.0.0.1:0"),
+                (
+                    "PODSEAL_ORG_KEY_FILES",
+                    keys.join("org.key").to_str().unwrap(),
+                ),
+            ],
+        ),
+        1,
+        "chmod 700",
     );
 }
 

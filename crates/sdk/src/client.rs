@@ -291,7 +291,9 @@ impl Client {
     pub fn new(config: ClientConfig) -> Result<Self, SdkError> {
         let http = HttpsClient::with_trust(&config.server_url, &config.trust)
             .map_err(|e| SdkError::Config(e.to_string()))?
-            .with_timeout(config.timeout);
+            .with_timeout(config.timeout)
+            // 64 releases are a few KiB; nothing a pod reads is larger than this.
+            .with_max_answer_bytes(1024 * 1024);
         Ok(Self {
             http,
             recipient: LocalPrivateKey::generate(KemId::X25519HkdfSha256)

@@ -16,7 +16,7 @@ use hyper_util::rt::TokioExecutor;
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject as _;
 
-/// The longest answer body read (the audit export can be large).
+/// The longest answer body read by default (the audit export can be large).
 pub const MAX_ANSWER_BYTES: usize = 256 * 1024 * 1024;
 /// Default deadline of one request.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -163,6 +163,7 @@ pub struct HttpsClient {
     client: Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>,
     base_url: String,
     timeout: Duration,
+    max_answer: usize,
 }
 
 fn roots(ca_pem: Option<&[u8]>) -> Result<rustls::RootCertStore, TransportError> {
@@ -242,6 +243,7 @@ impl HttpsClient {
             client: Client::builder(TokioExecutor::new()).build(connector),
             base_url,
             timeout: DEFAULT_TIMEOUT,
+            max_answer: MAX_ANSWER_BYTES,
         })
     }
 
@@ -257,6 +259,12 @@ impl HttpsClient {
     /// The same client with another per-request deadline.
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
+        self
+    }
+
+    /// The same client reading at most `bytes` of any answer body.
+    pub fn with_max_answer_bytes(mut self, bytes: usize) -> Self {
+        self.max_answer = bytes;
         self
     }
 
@@ -299,7 +307,7 @@ impl HttpsClient {
                 .await
                 .map_err(|e| unreachable(error_chain(&e)))?;
             let (parts, body) = response.into_parts();
-            let body = Limited::new(body, MAX_ANSWER_BYTES)
+            let body = Limited::new(body, self.max_answer)
                 .collect()
                 .await
                 .map_err(|e| unreachable(e.to_string()))?

@@ -98,8 +98,8 @@ pub struct ApiKeyRequest {
     pub service_account: String,
 }
 
-/// A new API key: the only time `key` is ever shown.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// A new API key: the only time `key` is ever shown. `Debug` redacts it.
+#[derive(Clone, Serialize, Deserialize)]
 pub struct ApiKeyCreated {
     /// Public id.
     pub id: String,
@@ -113,6 +113,18 @@ pub struct ApiKeyCreated {
     pub service_account: String,
     /// Unix seconds.
     pub created_at: i64,
+}
+
+impl std::fmt::Debug for ApiKeyCreated {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiKeyCreated")
+            .field("id", &self.id)
+            .field("key", &"[redacted]")
+            .field("cluster", &self.cluster)
+            .field("namespace", &self.namespace)
+            .field("service_account", &self.service_account)
+            .finish()
+    }
 }
 
 /// `PUT /v1/admin/policies` body.
@@ -358,6 +370,34 @@ impl<S: Storage> AdminService<S> {
         } else {
             request.audiences.clone()
         };
+        // Everything the registration trusts, old and new, is in the record,
+        // written before the server contacts the cluster with its token.
+        audit.set("api_server_url", &request.api_server_url);
+        audit.set("ca_bundle", ca_bundle.display().to_string());
+        audit.set("token_file", token_file.display().to_string());
+        audit.set("audiences", audiences.join(","));
+        audit.set(
+            "jwks_source",
+            if request.jwks.is_some() {
+                "given"
+            } else {
+                "fetched once from the cluster"
+            },
+        );
+        if let Some(old) = &existing {
+            audit.set("action", "cluster_replace");
+            audit.set("old_api_server_url", &old.api_server_url);
+            audit.set("old_ca_bundle", &old.ca_bundle);
+            audit.set("old_token_file", &old.token_file);
+            audit.set("old_issuer", &old.issuer);
+            audit.set(
+                "old_pinned_kids",
+                PinnedJwks::parse(&old.jwks)
+                    .map(|j| j.kids().join(","))
+                    .unwrap_or_default(),
+            );
+        }
+        self.audit_intent(audit).await?;
         let mut record = ClusterRecord {
             name: request.name.clone(),
             issuer: request.issuer.clone().unwrap_or_default(),
@@ -381,17 +421,9 @@ impl<S: Storage> AdminService<S> {
             .map_err(|e| refused("invalid_argument", format!("jwks: {e}")))?;
         let kids: Vec<String> = jwks.kids().into_iter().map(str::to_owned).collect();
 
+        // The keys now pinned, recorded before they take effect.
         audit.set("issuer", &record.issuer);
         audit.set("pinned_kids", kids.join(","));
-        if let Some(old) = &existing {
-            let old_kids = PinnedJwks::parse(&old.jwks)
-                .map(|j| j.kids().join(","))
-                .unwrap_or_default();
-            audit.set("replaced_kids", old_kids);
-        }
-        if existing.is_some() {
-            audit.set("action", "cluster_replace");
-        }
         self.audit_intent(audit).await?;
         let cluster = connect_cluster(&record, self.views, self.leeway_secs)
             .map_err(|why| refused("invalid_argument", why))?;

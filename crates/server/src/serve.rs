@@ -117,9 +117,28 @@ impl Running {
     }
 }
 
+/// Creates the state directory 0700, or checks an existing one is not
+/// open to group or others (it holds the audit key and the database, whose
+/// nonce secret and hashes must stay private).
 fn create_state_dir(path: &Path) -> Result<(), ServeError> {
-    use std::os::unix::fs::DirBuilderExt as _;
+    use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
     if path.is_dir() {
+        let mode = std::fs::metadata(path)
+            .map_err(|e| ServeError::StateDir {
+                path: path.to_owned(),
+                message: e.to_string(),
+            })?
+            .permissions()
+            .mode();
+        if mode & 0o077 != 0 {
+            return Err(ServeError::StateDir {
+                path: path.to_owned(),
+                message: format!(
+                    "it is open to group or others (mode {:o}); run chmod 700 on it",
+                    mode & 0o777
+                ),
+            });
+        }
         return Ok(());
     }
     std::fs::DirBuilder::new()
@@ -188,7 +207,21 @@ pub async fn start(config: ServerConfig) -> Result<Running, ServeError> {
     if let Some(path) = &dev_cert_file {
         replace_file(path, &server_tls.leaf_pem)?;
     }
-    let storage = Arc::new(SqliteStorage::open(&config.database_path())?);
+    let database = config.database_path();
+    if !database.exists() {
+        // SQLite gives its -wal and -shm files the database file's mode.
+        use std::os::unix::fs::OpenOptionsExt as _;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&database)
+            .map_err(|e| ServeError::StateDir {
+                path: database.clone(),
+                message: e.to_string(),
+            })?;
+    }
+    let storage = Arc::new(SqliteStorage::open(&database)?);
     let audit_key = load_or_create_key(&config.state_dir)?;
     let audit_log = Arc::new(AuditLog::new(
         storage.clone(),

@@ -153,11 +153,17 @@ fn base64_lines(der: &[u8]) -> String {
 
 /// How long shutdown waits for requests in flight before closing anyway.
 pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+/// How long a client may take to finish the TLS handshake, or to send a request's headers.
+pub const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// The most connections served at once; more wait in the listen backlog.
+pub const MAX_CONNECTIONS: usize = 4096;
 
 /// Serves `router` over TLS (HTTP/1.1 with keep-alive, or HTTP/2 by ALPN)
 /// until `shutdown` resolves; then stops accepting, lets requests in flight
-/// finish (up to [`SHUTDOWN_GRACE`]) and closes every connection, so no
-/// keep-alive connection outlives the server.
+/// finish (up to [`SHUTDOWN_GRACE`]) and aborts every connection left, so no
+/// connection outlives the server. Slow clients are bounded: the handshake
+/// and each request's headers must arrive within [`HANDSHAKE_TIMEOUT`], and
+/// at most [`MAX_CONNECTIONS`] are served at once.
 pub async fn serve(
     listener: TcpListener,
     tls: Arc<rustls::ServerConfig>,
@@ -166,31 +172,49 @@ pub async fn serve(
 ) {
     let acceptor = TlsAcceptor::from(tls);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let (closing, _) = tokio::sync::watch::channel(false);
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let mut connections = tokio::task::JoinSet::new();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            break;
+        };
         let accepted = tokio::select! {
             () = &mut shutdown => break,
             accepted = listener.accept() => accepted,
         };
-        let Ok((tcp, _)) = accepted else { continue };
+        let tcp = match accepted {
+            Ok((tcp, _)) => tcp,
+            Err(error) => {
+                // Out of file descriptors, say: back off instead of spinning.
+                tracing::warn!(%error, "accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        // Reap finished connections so the set does not grow.
+        while connections.try_join_next().is_some() {}
         let (acceptor, router) = (acceptor.clone(), router.clone());
         let watcher = graceful.watcher();
-        let mut closing = closing.subscribe();
-        tokio::spawn(async move {
-            // A handshake still running at shutdown is dropped.
-            let stream = tokio::select! {
-                stream = acceptor.accept(tcp) => stream,
-                _ = closing.changed() => return,
+        connections.spawn(async move {
+            let _slot = slot;
+            let Ok(Ok(stream)) =
+                tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await
+            else {
+                return;
             };
-            let Ok(stream) = stream else { return };
             let service = TowerToHyperService::new(router);
-            let builder = auto::Builder::new(TokioExecutor::new());
+            let mut builder = auto::Builder::new(TokioExecutor::new());
+            builder
+                .http1()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(HANDSHAKE_TIMEOUT);
             let connection = builder.serve_connection(TokioIo::new(stream), service);
             let _ = watcher.watch(connection.into_owned()).await;
         });
     }
     drop(listener);
-    let _ = closing.send(true);
     let _ = tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown()).await;
+    connections.abort_all();
+    while connections.join_next().await.is_some() {}
 }

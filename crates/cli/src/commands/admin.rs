@@ -26,18 +26,12 @@ struct Admin {
 
 impl Admin {
     fn connect(connection: &AdminConnection) -> Result<Self, CliError> {
-        let token = match (
-            &connection.admin_token_file,
-            std::env::var("PODSEAL_ADMIN_TOKEN"),
-        ) {
-            (Some(path), _) => read_secret_text(path)?,
-            (None, Ok(token)) => Zeroizing::new(token),
-            (None, Err(_)) => {
-                return Err(CliError::usage("no admin token").hint(
-                    "pass --admin-token-file FILE (or set PODSEAL_ADMIN_TOKEN_FILE); `podseal serve` showed the token once on its first start",
-                ));
-            }
+        let Some(path) = &connection.admin_token_file else {
+            return Err(CliError::usage("no admin token").hint(
+                "pass --admin-token-file FILE (or set PODSEAL_ADMIN_TOKEN_FILE); `podseal serve` showed the token once on its first start",
+            ));
         };
+        let token = read_secret_text(path)?;
         let token = Zeroizing::new(token.trim().to_owned());
         let http = match &connection.ca {
             Some(ca) => HttpsClient::with_ca_file(&connection.server, ca),

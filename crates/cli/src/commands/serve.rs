@@ -27,6 +27,39 @@ impl From<ServeError> for CliError {
     }
 }
 
+/// A line on stderr; a closed stderr is not worth a panic.
+fn say(text: &str) {
+    let _ = writeln!(std::io::stderr(), "{text}");
+}
+
+/// Shows the new admin token exactly once: in `file` (a new 0600 file); or,
+/// when stdout is not a terminal (a log), in `STATE_DIR/admin.token`; else
+/// on stdout. If the file cannot be written the token is printed, so the
+/// only copy is never lost.
+fn show_token(token: &str, file: Option<&Path>, state_dir: &Path) {
+    use std::io::IsTerminal as _;
+    let default_file = state_dir.join("admin.token");
+    let file = match file {
+        Some(path) => Some(path),
+        None if !std::io::stdout().is_terminal() => Some(default_file.as_path()),
+        None => None,
+    };
+    if let Some(path) = file {
+        match write_token(path, token) {
+            Ok(()) => {
+                say(&format!(
+                    "admin token written to {} (shown once: only its hash is stored)",
+                    path.display()
+                ));
+                return;
+            }
+            Err(error) => error.print(),
+        }
+    }
+    say("admin token (shown once: only its hash is stored; save it now):");
+    let _ = writeln!(std::io::stdout(), "{token}");
+}
+
 /// Writes the admin token to a new 0600 file.
 fn write_token(path: &Path, token: &str) -> Result<(), CliError> {
     let mut file = std::fs::OpenOptions::new()
@@ -53,14 +86,6 @@ pub fn run(args: &ServeArgs) -> Result<(), CliError> {
         print!("{}", config.to_toml());
         return Ok(());
     }
-    if let Some(path) = &args.admin_token_file
-        && path.exists()
-    {
-        return Err(CliError::usage(format!(
-            "--admin-token-file {} already exists; the token is written only on the first start, to a new file",
-            path.display()
-        )));
-    }
     let level = config
         .log_level
         .parse::<tracing::Level>()
@@ -74,47 +99,35 @@ pub fn run(args: &ServeArgs) -> Result<(), CliError> {
         // Handlers first: a SIGTERM that arrives while starting still stops cleanly.
         let stop = shutdown_signal()?;
         let running = start(config.clone()).await?;
-        eprintln!(
+        say(&format!(
             "podseal release server listening on {} (external URL {})",
             running.addr, config.external_url
-        );
+        ));
         match &running.dev_cert_file {
-            Some(path) => eprintln!(
+            Some(path) => say(&format!(
                 "TLS: DEVELOPMENT certificate, SHA-256 fingerprint {}\n     clients trust it with --ca {}",
                 running.tls_fingerprint,
                 path.display()
-            ),
-            None => eprintln!("TLS: certificate SHA-256 fingerprint {}", running.tls_fingerprint),
+            )),
+            None => say(&format!(
+                "TLS: certificate SHA-256 fingerprint {}",
+                running.tls_fingerprint
+            )),
         }
-        eprintln!(
+        say(&format!(
             "audit public key (for `podseal audit verify`): {}",
             running.audit_public_key_file.display()
-        );
+        ));
         for (cluster, why) in &running.cluster_errors {
-            eprintln!("warning: cluster {cluster} is not connected, its releases are refused: {why}");
+            say(&format!(
+                "warning: cluster {cluster} is not connected, its releases are refused: {why}"
+            ));
         }
         if let Some(token) = &running.admin_token {
-            match &args.admin_token_file {
-                Some(path) => match write_token(path, token) {
-                    Ok(()) => eprintln!(
-                        "admin token written to {} (shown once: only its hash is stored)",
-                        path.display()
-                    ),
-                    Err(error) => {
-                        // Never lose the only copy: print it instead.
-                        error.print();
-                        eprintln!("admin token (shown once: only its hash is stored; save it now):");
-                        println!("{}", token.as_str());
-                    }
-                },
-                None => {
-                    eprintln!("admin token (shown once: only its hash is stored; save it now):");
-                    println!("{}", token.as_str());
-                }
-            }
+            show_token(token, args.admin_token_file.as_deref(), &config.state_dir);
         }
         stop.await;
-        eprintln!("shutting down: signing a final audit checkpoint");
+        say("shutting down: signing a final audit checkpoint");
         running.shutdown().await?;
         Ok(())
     })

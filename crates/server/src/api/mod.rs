@@ -225,7 +225,7 @@ async fn track(State(metrics): State<Arc<Metrics>>, request: Request, next: Next
 }
 
 async fn metrics_text<S: Storage>(State(app): State<App<S>>) -> Response {
-    let views: Vec<ViewSample> = app
+    let mut views: Vec<ViewSample> = app
         .release
         .cluster_names()
         .into_iter()
@@ -238,6 +238,18 @@ async fn metrics_text<S: Storage>(State(app): State<App<S>>) -> Response {
             })
         })
         .collect();
+    // A registered cluster that could not be connected refuses every release:
+    // it must show as not fresh, not vanish from the metrics.
+    views.extend(
+        app.release
+            .unconnected_clusters()
+            .into_iter()
+            .map(|(cluster, _)| ViewSample {
+                cluster,
+                last_heard: None,
+                fresh: false,
+            }),
+    );
     (
         [(
             header::CONTENT_TYPE,
