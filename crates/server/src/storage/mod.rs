@@ -6,6 +6,7 @@
 //! that must be atomic across replicas — pinning a key, recording a `jti`,
 //! appending audit records — are single transactions in the engine.
 
+mod postgres;
 mod sqlite;
 
 use std::future::Future;
@@ -13,6 +14,7 @@ use std::future::Future;
 use podseal_core::audit::{AuditRecord, ChainHash, Checkpoint, ExportLine};
 use serde::{Deserialize, Serialize};
 
+pub use postgres::PostgresStorage;
 pub use sqlite::SqliteStorage;
 
 /// Why storage failed. Messages name the operation, never a secret.

@@ -1,5 +1,10 @@
-//! Storage engines against the conformance suite. SQLite runs here; the
-//! PostgreSQL engine will add its own instantiation of the same functions.
+//! Storage engines against the conformance suite: every function of
+//! `suite.rs` runs against SQLite and against PostgreSQL.
+//!
+//! PostgreSQL is `PODSEAL_TEST_POSTGRES_URL` (default
+//! `postgres://postgres@127.0.0.1:5432/test`); each test gets a fresh
+//! schema. An unreachable server FAILS the tests (CI must not skip them);
+//! on a machine without PostgreSQL, `.ci/run` installs and starts one.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -13,13 +18,129 @@ mod suite;
 use std::sync::Arc;
 
 use podseal_core::audit::{AuditKey, verify_export};
-use podseal_server::storage::{SqliteStorage, Storage};
+use podseal_server::storage::{PostgresStorage, SqliteStorage, Storage};
 use tempfile::TempDir;
 
 fn sqlite() -> (TempDir, SqliteStorage) {
     let dir = TempDir::new().unwrap();
     let store = SqliteStorage::open(&dir.path().join("podseal.db")).unwrap();
     (dir, store)
+}
+
+/// A PostgreSQL store in a schema of its own.
+async fn postgres() -> PostgresStorage {
+    postgres_pair().await.0
+}
+
+/// Two stores (two pools, as two replicas would have) on one fresh schema.
+async fn postgres_pair() -> (PostgresStorage, PostgresStorage) {
+    let base = std::env::var("PODSEAL_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    let (client, connection) = tokio_postgres::connect(&base, tokio_postgres::NoTls)
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "PostgreSQL at {base} is unreachable ({e}): start it (pg_ctlcluster … main start) or set PODSEAL_TEST_POSTGRES_URL"
+            )
+        });
+    tokio::spawn(connection);
+    let mut random = [0u8; 8];
+    podseal_core::fill_random(&mut random).unwrap();
+    let schema: String = random.iter().map(|b| format!("{b:02x}")).collect();
+    let schema = format!("podseal_test_{schema}");
+    client
+        .batch_execute(&format!("CREATE SCHEMA {schema}"))
+        .await
+        .unwrap();
+    let separator = if base.contains('?') { '&' } else { '?' };
+    let url = format!("{base}{separator}options=-csearch_path%3D{schema}");
+    // Both migrate at once, as replicas starting together do.
+    let (a, b) = tokio::join!(
+        PostgresStorage::connect(&url),
+        PostgresStorage::connect(&url)
+    );
+    (a.unwrap(), b.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_replicas_append_to_one_verifiable_chain() {
+    use podseal_core::audit::{AuditRecord, Outcome};
+    let (a, b) = postgres_pair().await;
+    let record = |replica: &str| AuditRecord {
+        seq: 0,
+        time_ms: 1,
+        event: "unwrap".into(),
+        outcome: Outcome::Allowed,
+        gate: None,
+        reason: None,
+        details: [("replica".to_owned(), replica.to_owned())].into(),
+    };
+    let mut tasks = Vec::new();
+    for i in 0..40 {
+        let (store, name) = if i % 2 == 0 {
+            (a.clone(), "a")
+        } else {
+            (b.clone(), "b")
+        };
+        let batch = vec![record(name), record(name)];
+        tasks.push(tokio::spawn(async move {
+            store.append_audit(batch).await.unwrap()
+        }));
+    }
+    let mut seqs: Vec<u64> = Vec::new();
+    for task in tasks {
+        seqs.extend(task.await.unwrap().iter().map(|r| r.seq));
+    }
+    seqs.sort_unstable();
+    assert_eq!(
+        seqs,
+        (1..=80).collect::<Vec<u64>>(),
+        "gaps or duplicates in the chain"
+    );
+    let key = AuditKey::generate().unwrap();
+    let (size, head) = b.audit_head().await.unwrap();
+    a.put_checkpoint(key.checkpoint("test", size, &head, 1))
+        .await
+        .unwrap();
+    let export: Vec<String> = b
+        .audit_export()
+        .await
+        .unwrap()
+        .iter()
+        .map(|l| serde_json::to_string(l).unwrap())
+        .collect();
+    let report = verify_export(&export.join("\n"), &key.public_key(), Some(80)).unwrap();
+    assert_eq!(report.records, 80);
+}
+
+#[tokio::test]
+async fn postgres_admin_token_is_set_once() {
+    suite::admin_token_is_set_once(&postgres().await).await;
+}
+
+#[tokio::test]
+async fn postgres_clusters_keys_and_policies() {
+    suite::clusters_keys_and_policies(&postgres().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_one_key_per_live_pod_uid() {
+    suite::one_key_per_live_pod_uid(Arc::new(postgres().await)).await;
+}
+
+#[tokio::test]
+async fn postgres_sessions_are_revoked_with_their_pod() {
+    suite::sessions_are_revoked_with_their_pod(&postgres().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_a_jti_is_accepted_once() {
+    suite::a_jti_is_accepted_once(Arc::new(postgres().await)).await;
+}
+
+#[tokio::test]
+async fn postgres_audit_appends_chain_and_export_verifies() {
+    suite::audit_appends_chain_and_export_verifies(&postgres().await).await;
 }
 
 #[tokio::test]

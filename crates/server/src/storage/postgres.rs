@@ -1,0 +1,746 @@
+//! The PostgreSQL engine, for several release-server replicas on one
+//! database. Every decision that must hold across replicas is decided by
+//! the database: a `jti` is recorded by a primary key, a DPoP pin is taken
+//! under a row lock (`INSERT … ON CONFLICT DO NOTHING`, then `SELECT … FOR
+//! UPDATE`), and audit records are appended under a transaction-scoped
+//! advisory lock, so all replicas write one hash chain. Migrations run under
+//! another advisory lock, so replicas starting together apply each once.
+//!
+//! Connections come from a pool (`deadpool-postgres`) over plain TCP or a
+//! Unix socket: TLS to the database is not built yet, so keep the database
+//! on loopback, a socket, or a network you trust (docs/design.md §8).
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use podseal_core::audit::{AuditRecord, ChainHash, Checkpoint, ExportLine, GENESIS, chain};
+use tokio_postgres::{NoTls, Row};
+
+use super::{
+    ApiKeyRecord, ClusterRecord, PinOutcome, PolicyRecord, SessionRecord, Storage, StorageError,
+};
+
+/// Migrations in order; a database records the versions it has applied.
+const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../../migrations/postgres/0001_init.sql"))];
+
+/// Advisory lock keys (arbitrary, fixed): migrations, and the audit chain's head.
+const MIGRATION_LOCK: i64 = 0x706f_6473_6561_6c01;
+const AUDIT_LOCK: i64 = 0x706f_6473_6561_6c02;
+const ADMIN_TOKEN_KEY: &str = "admin_token_sha256";
+
+/// PostgreSQL storage.
+#[derive(Clone)]
+pub struct PostgresStorage {
+    pool: Pool,
+}
+
+fn db_error(operation: &'static str) -> impl Fn(tokio_postgres::Error) -> StorageError {
+    move |e| StorageError::Database {
+        operation,
+        // The server's message, never the connection string (which may hold a password).
+        message: e
+            .as_db_error()
+            .map_or_else(|| e.to_string(), |db| db.message().to_owned()),
+    }
+}
+
+fn pool_error(operation: &'static str) -> impl Fn(deadpool_postgres::PoolError) -> StorageError {
+    move |e| StorageError::Database {
+        operation,
+        message: match e {
+            deadpool_postgres::PoolError::Backend(e) => e
+                .as_db_error()
+                .map_or_else(|| e.to_string(), |db| db.message().to_owned()),
+            other => other.to_string(),
+        },
+    }
+}
+
+fn hash32(bytes: Vec<u8>) -> Result<[u8; 32], StorageError> {
+    bytes.try_into().map_err(|_| StorageError::Corrupt("hash"))
+}
+
+fn json_list(text: &str) -> Result<Vec<String>, StorageError> {
+    serde_json::from_str(text).map_err(|_| StorageError::Corrupt("list"))
+}
+
+fn to_json(list: &[String]) -> String {
+    serde_json::to_string(list).unwrap_or_else(|_| "[]".into())
+}
+
+fn seq_of(value: i64) -> Result<u64, StorageError> {
+    u64::try_from(value).map_err(|_| StorageError::Corrupt("audit sequence"))
+}
+
+fn seq_to(value: u64) -> Result<i64, StorageError> {
+    i64::try_from(value).map_err(|_| StorageError::Corrupt("audit sequence"))
+}
+
+const CLUSTER_COLUMNS: &str =
+    "name, issuer, audiences, api_server_url, ca_bundle, token_file, jwks, created_at, updated_at";
+const API_KEY_COLUMNS: &str =
+    "id, key_hash, cluster, namespace, service_account, created_at, revoked_at";
+const POLICY_COLUMNS: &str =
+    "cluster, namespace, service_account, digests, audit_mode, require_nonce, updated_at";
+const SESSION_COLUMNS: &str = "id, cluster, namespace, service_account, pod_name, pod_uid, jkt, recipient_key, api_key_id, created_at, expires_at, revoked_at";
+
+fn cluster_from(row: &Row) -> Result<ClusterRecord, StorageError> {
+    Ok(ClusterRecord {
+        name: row.get(0),
+        issuer: row.get(1),
+        audiences: json_list(row.get(2))?,
+        api_server_url: row.get(3),
+        ca_bundle: row.get(4),
+        token_file: row.get(5),
+        jwks: row.get(6),
+        created_at: row.get(7),
+        updated_at: row.get(8),
+    })
+}
+
+fn api_key_from(row: &Row) -> Result<ApiKeyRecord, StorageError> {
+    Ok(ApiKeyRecord {
+        id: row.get(0),
+        key_hash: hash32(row.get(1))?,
+        cluster: row.get(2),
+        namespace: row.get(3),
+        service_account: row.get(4),
+        created_at: row.get(5),
+        revoked_at: row.get(6),
+    })
+}
+
+fn policy_from(row: &Row) -> Result<PolicyRecord, StorageError> {
+    Ok(PolicyRecord {
+        cluster: row.get(0),
+        namespace: row.get(1),
+        service_account: row.get(2),
+        digests: json_list(row.get(3))?,
+        audit_mode: row.get(4),
+        require_nonce: row.get(5),
+        updated_at: row.get(6),
+    })
+}
+
+fn session_from(row: &Row) -> SessionRecord {
+    SessionRecord {
+        id: row.get(0),
+        cluster: row.get(1),
+        namespace: row.get(2),
+        service_account: row.get(3),
+        pod_name: row.get(4),
+        pod_uid: row.get(5),
+        jkt: row.get(6),
+        recipient_key: row.get(7),
+        api_key_id: row.get(8),
+        created_at: row.get(9),
+        expires_at: row.get(10),
+        revoked_at: row.get(11),
+    }
+}
+
+impl PostgresStorage {
+    /// Connects to `url` (`postgres://user[:password]@host[:port]/db[?options]`)
+    /// and applies any missing migration.
+    pub async fn connect(url: &str) -> Result<Self, StorageError> {
+        let config: tokio_postgres::Config = url.parse().map_err(|_| StorageError::Database {
+            operation: "connect",
+            message: "the PostgreSQL URL is not valid (postgres://user@host:port/database)".into(),
+        })?;
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool =
+            Pool::builder(manager)
+                .max_size(16)
+                .build()
+                .map_err(|e| StorageError::Database {
+                    operation: "connect",
+                    message: e.to_string(),
+                })?;
+        let storage = Self { pool };
+        storage.migrate().await?;
+        Ok(storage)
+    }
+
+    async fn client(
+        &self,
+        operation: &'static str,
+    ) -> Result<deadpool_postgres::Object, StorageError> {
+        self.pool.get().await.map_err(pool_error(operation))
+    }
+
+    async fn migrate(&self) -> Result<(), StorageError> {
+        let error = db_error("migrate");
+        let mut client = self.client("migrate").await?;
+        let tx = client.transaction().await.map_err(&error)?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+            .await
+            .map_err(&error)?;
+        tx.batch_execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)",
+        )
+        .await
+        .map_err(&error)?;
+        let current: i64 = tx
+            .query_one(
+                "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+                &[],
+            )
+            .await
+            .map_err(&error)?
+            .get(0);
+        let latest = MIGRATIONS.last().map_or(0, |(v, _)| *v);
+        if current > latest {
+            return Err(StorageError::Database {
+                operation: "migrate",
+                message: format!(
+                    "database schema version {current} is newer than this build's {latest}; upgrade podseal"
+                ),
+            });
+        }
+        for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > current) {
+            tx.batch_execute(sql).await.map_err(&error)?;
+            tx.execute(
+                "INSERT INTO schema_migrations (version, applied_at) VALUES ($1, EXTRACT(EPOCH FROM now())::BIGINT)",
+                &[version],
+            )
+            .await
+            .map_err(&error)?;
+        }
+        tx.commit().await.map_err(&error)
+    }
+
+    /// Runs one statement; returns the rows it changed.
+    async fn execute(
+        &self,
+        operation: &'static str,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<u64, StorageError> {
+        let client = self.client(operation).await?;
+        client
+            .execute(sql, params)
+            .await
+            .map_err(db_error(operation))
+    }
+
+    /// Runs one query.
+    async fn query(
+        &self,
+        operation: &'static str,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<Vec<Row>, StorageError> {
+        let client = self.client(operation).await?;
+        client.query(sql, params).await.map_err(db_error(operation))
+    }
+
+    /// Inserts or upserts a row that needs its cluster to exist.
+    async fn with_cluster(
+        &self,
+        operation: &'static str,
+        cluster: &str,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<(), StorageError> {
+        match self.execute(operation, sql, params).await {
+            Err(StorageError::Database { message, .. })
+                if message.contains("foreign key")
+                    || message.contains("violates") && message.contains("clusters") =>
+            {
+                Err(StorageError::NotFound(format!(
+                    "cluster {cluster} is not registered"
+                )))
+            }
+            other => other.map(|_| ()),
+        }
+    }
+}
+
+impl Storage for PostgresStorage {
+    async fn init_admin_token(&self, hash: [u8; 32]) -> Result<bool, StorageError> {
+        let changed = self
+            .execute(
+                "init admin token",
+                "INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING",
+                &[&ADMIN_TOKEN_KEY, &hash.to_vec()],
+            )
+            .await?;
+        Ok(changed == 1)
+    }
+
+    async fn admin_token_hash(&self) -> Result<Option<[u8; 32]>, StorageError> {
+        let rows = self
+            .query(
+                "read admin token",
+                "SELECT value FROM meta WHERE key = $1",
+                &[&ADMIN_TOKEN_KEY],
+            )
+            .await?;
+        rows.first().map(|row| hash32(row.get(0))).transpose()
+    }
+
+    async fn server_secret(
+        &self,
+        name: &str,
+        candidate: [u8; 32],
+    ) -> Result<[u8; 32], StorageError> {
+        let key = format!("secret:{name}");
+        // One statement: insert unless present, and return what is stored.
+        let rows = self
+            .query(
+                "read server secret",
+                "WITH inserted AS (
+                     INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING RETURNING value
+                 )
+                 SELECT value FROM inserted UNION ALL SELECT value FROM meta WHERE key = $1",
+                &[&key, &candidate.to_vec()],
+            )
+            .await?;
+        let row = rows.first().ok_or(StorageError::Corrupt("server secret"))?;
+        hash32(row.get(0))
+    }
+
+    async fn put_cluster(&self, cluster: ClusterRecord) -> Result<(), StorageError> {
+        self.execute(
+            "put cluster",
+            &format!(
+                "INSERT INTO clusters ({CLUSTER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+                 ON CONFLICT (name) DO UPDATE SET issuer = excluded.issuer, audiences = excluded.audiences,
+                   api_server_url = excluded.api_server_url, ca_bundle = excluded.ca_bundle,
+                   token_file = excluded.token_file, jwks = excluded.jwks, updated_at = excluded.updated_at"
+            ),
+            &[
+                &cluster.name,
+                &cluster.issuer,
+                &to_json(&cluster.audiences),
+                &cluster.api_server_url,
+                &cluster.ca_bundle,
+                &cluster.token_file,
+                &cluster.jwks,
+                &cluster.created_at,
+                &cluster.updated_at,
+            ],
+        )
+        .await
+        .map(|_| ())
+    }
+
+    async fn cluster(&self, name: &str) -> Result<Option<ClusterRecord>, StorageError> {
+        let rows = self
+            .query(
+                "read cluster",
+                &format!("SELECT {CLUSTER_COLUMNS} FROM clusters WHERE name = $1"),
+                &[&name],
+            )
+            .await?;
+        rows.first().map(cluster_from).transpose()
+    }
+
+    async fn clusters(&self) -> Result<Vec<ClusterRecord>, StorageError> {
+        let rows = self
+            .query(
+                "list clusters",
+                &format!("SELECT {CLUSTER_COLUMNS} FROM clusters ORDER BY name"),
+                &[],
+            )
+            .await?;
+        rows.iter().map(cluster_from).collect()
+    }
+
+    async fn insert_api_key(&self, key: ApiKeyRecord) -> Result<(), StorageError> {
+        self.with_cluster(
+            "insert API key",
+            &key.cluster,
+            &format!(
+                "INSERT INTO api_keys ({API_KEY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"
+            ),
+            &[
+                &key.id,
+                &key.key_hash.to_vec(),
+                &key.cluster,
+                &key.namespace,
+                &key.service_account,
+                &key.created_at,
+                &key.revoked_at,
+            ],
+        )
+        .await
+    }
+
+    async fn api_key_by_hash(&self, hash: [u8; 32]) -> Result<Option<ApiKeyRecord>, StorageError> {
+        let rows = self
+            .query(
+                "read API key",
+                &format!("SELECT {API_KEY_COLUMNS} FROM api_keys WHERE key_hash = $1"),
+                &[&hash.to_vec()],
+            )
+            .await?;
+        rows.first().map(api_key_from).transpose()
+    }
+
+    async fn api_keys(&self) -> Result<Vec<ApiKeyRecord>, StorageError> {
+        let rows = self
+            .query(
+                "list API keys",
+                &format!("SELECT {API_KEY_COLUMNS} FROM api_keys ORDER BY created_at, id"),
+                &[],
+            )
+            .await?;
+        rows.iter().map(api_key_from).collect()
+    }
+
+    async fn revoke_api_key(&self, id: &str, now: i64) -> Result<bool, StorageError> {
+        let changed = self
+            .execute(
+                "revoke API key",
+                "UPDATE api_keys SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL",
+                &[&id, &now],
+            )
+            .await?;
+        Ok(changed == 1)
+    }
+
+    async fn set_policy(&self, policy: PolicyRecord) -> Result<(), StorageError> {
+        self.with_cluster(
+            "set policy",
+            &policy.cluster,
+            &format!(
+                "INSERT INTO policies ({POLICY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)
+                 ON CONFLICT (cluster, namespace, service_account) DO UPDATE SET digests = excluded.digests,
+                   audit_mode = excluded.audit_mode, require_nonce = excluded.require_nonce, updated_at = excluded.updated_at"
+            ),
+            &[
+                &policy.cluster,
+                &policy.namespace,
+                &policy.service_account,
+                &to_json(&policy.digests),
+                &policy.audit_mode,
+                &policy.require_nonce,
+                &policy.updated_at,
+            ],
+        )
+        .await
+    }
+
+    async fn policy(
+        &self,
+        cluster: &str,
+        namespace: &str,
+        service_account: &str,
+    ) -> Result<Option<PolicyRecord>, StorageError> {
+        let rows = self
+            .query(
+                "read policy",
+                &format!("SELECT {POLICY_COLUMNS} FROM policies WHERE cluster = $1 AND namespace = $2 AND service_account = $3"),
+                &[&cluster, &namespace, &service_account],
+            )
+            .await?;
+        rows.first().map(policy_from).transpose()
+    }
+
+    async fn policies(&self) -> Result<Vec<PolicyRecord>, StorageError> {
+        let rows = self
+            .query(
+                "list policies",
+                &format!("SELECT {POLICY_COLUMNS} FROM policies ORDER BY cluster, namespace, service_account"),
+                &[],
+            )
+            .await?;
+        rows.iter().map(policy_from).collect()
+    }
+
+    async fn pin_dpop_key(
+        &self,
+        cluster: &str,
+        pod_uid: &str,
+        jkt: &str,
+        expires_at: i64,
+        now: i64,
+    ) -> Result<PinOutcome, StorageError> {
+        let error = db_error("pin DPoP key");
+        let mut client = self.client("pin DPoP key").await?;
+        let tx = client.transaction().await.map_err(&error)?;
+        let inserted = tx
+            .execute(
+                "INSERT INTO dpop_pins (cluster, pod_uid, jkt, expires_at) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (cluster, pod_uid) DO NOTHING",
+                &[&cluster, &pod_uid, &jkt, &expires_at],
+            )
+            .await
+            .map_err(&error)?;
+        let outcome = if inserted == 1 {
+            PinOutcome::Pinned
+        } else {
+            // The row exists: lock it and decide.
+            let row = tx
+                .query_one(
+                    "SELECT jkt, expires_at FROM dpop_pins WHERE cluster = $1 AND pod_uid = $2 FOR UPDATE",
+                    &[&cluster, &pod_uid],
+                )
+                .await
+                .map_err(&error)?;
+            let (pinned, until): (String, i64) = (row.get(0), row.get(1));
+            if until > now && pinned != jkt {
+                return Ok(PinOutcome::OtherKeyPinned);
+            }
+            let outcome = if until > now {
+                PinOutcome::AlreadyPinned
+            } else {
+                PinOutcome::Pinned
+            };
+            tx.execute(
+                "UPDATE dpop_pins SET jkt = $3, expires_at = GREATEST(CASE WHEN jkt = $3 THEN expires_at ELSE 0 END, $4)
+                 WHERE cluster = $1 AND pod_uid = $2",
+                &[&cluster, &pod_uid, &jkt, &expires_at],
+            )
+            .await
+            .map_err(&error)?;
+            outcome
+        };
+        tx.commit().await.map_err(&error)?;
+        Ok(outcome)
+    }
+
+    async fn rotate_pin(
+        &self,
+        cluster: &str,
+        pod_uid: &str,
+        old_jkt: &str,
+        new_jkt: &str,
+    ) -> Result<bool, StorageError> {
+        let changed = self
+            .execute(
+                "rotate DPoP pin",
+                "UPDATE dpop_pins SET jkt = $4 WHERE cluster = $1 AND pod_uid = $2 AND jkt = $3",
+                &[&cluster, &pod_uid, &old_jkt, &new_jkt],
+            )
+            .await?;
+        Ok(changed == 1)
+    }
+
+    async fn forget_pod(
+        &self,
+        cluster: &str,
+        pod_uid: &str,
+        now: i64,
+    ) -> Result<u64, StorageError> {
+        let error = db_error("forget pod");
+        let mut client = self.client("forget pod").await?;
+        let tx = client.transaction().await.map_err(&error)?;
+        tx.execute(
+            "DELETE FROM dpop_pins WHERE cluster = $1 AND pod_uid = $2",
+            &[&cluster, &pod_uid],
+        )
+        .await
+        .map_err(&error)?;
+        let revoked = tx
+            .execute(
+                "UPDATE sessions SET revoked_at = $3 WHERE cluster = $1 AND pod_uid = $2 AND revoked_at IS NULL",
+                &[&cluster, &pod_uid, &now],
+            )
+            .await
+            .map_err(&error)?;
+        tx.commit().await.map_err(&error)?;
+        Ok(revoked)
+    }
+
+    async fn insert_session(&self, session: SessionRecord) -> Result<(), StorageError> {
+        self.execute(
+            "insert session",
+            &format!("INSERT INTO sessions ({SESSION_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"),
+            &[
+                &session.id,
+                &session.cluster,
+                &session.namespace,
+                &session.service_account,
+                &session.pod_name,
+                &session.pod_uid,
+                &session.jkt,
+                &session.recipient_key,
+                &session.api_key_id,
+                &session.created_at,
+                &session.expires_at,
+                &session.revoked_at,
+            ],
+        )
+        .await
+        .map(|_| ())
+    }
+
+    async fn session(&self, id: &str) -> Result<Option<SessionRecord>, StorageError> {
+        let rows = self
+            .query(
+                "read session",
+                &format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE id = $1"),
+                &[&id],
+            )
+            .await?;
+        Ok(rows.first().map(session_from))
+    }
+
+    async fn set_session_jkt(&self, id: &str, jkt: &str) -> Result<(), StorageError> {
+        self.execute(
+            "update session key",
+            "UPDATE sessions SET jkt = $2 WHERE id = $1",
+            &[&id, &jkt],
+        )
+        .await
+        .map(|_| ())
+    }
+
+    async fn record_jti(
+        &self,
+        jkt: &str,
+        jti: &str,
+        expires_at: i64,
+    ) -> Result<bool, StorageError> {
+        let changed = self
+            .execute(
+                "record jti",
+                "INSERT INTO dpop_jti (jkt, jti, expires_at) VALUES ($1, $2, $3) ON CONFLICT (jkt, jti) DO NOTHING",
+                &[&jkt, &jti, &expires_at],
+            )
+            .await?;
+        Ok(changed == 1)
+    }
+
+    async fn purge_expired(&self, now: i64) -> Result<u64, StorageError> {
+        let error = db_error("purge expired");
+        let mut client = self.client("purge expired").await?;
+        let tx = client.transaction().await.map_err(&error)?;
+        let mut removed = 0;
+        for sql in [
+            "DELETE FROM dpop_jti WHERE expires_at <= $1",
+            "DELETE FROM dpop_pins WHERE expires_at <= $1",
+            "DELETE FROM sessions WHERE expires_at <= $1",
+        ] {
+            removed += tx.execute(sql, &[&now]).await.map_err(&error)?;
+        }
+        tx.commit().await.map_err(&error)?;
+        Ok(removed)
+    }
+
+    async fn append_audit(
+        &self,
+        records: Vec<AuditRecord>,
+    ) -> Result<Vec<AuditRecord>, StorageError> {
+        let error = db_error("append audit");
+        let mut client = self.client("append audit").await?;
+        let tx = client.transaction().await.map_err(&error)?;
+        // One chain across every replica: appenders take turns on its head.
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&AUDIT_LOCK])
+            .await
+            .map_err(&error)?;
+        let head = tx
+            .query_opt(
+                "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1",
+                &[],
+            )
+            .await
+            .map_err(&error)?;
+        let (mut seq, mut prev) = match head {
+            None => (0, GENESIS),
+            Some(row) => (seq_of(row.get(0))?, hash32(row.get(1))?),
+        };
+        let mut stored = Vec::with_capacity(records.len());
+        for mut record in records {
+            seq += 1;
+            record.seq = seq;
+            let bytes =
+                serde_json::to_vec(&record).map_err(|_| StorageError::Corrupt("audit record"))?;
+            let hash = chain(&prev, &bytes);
+            tx.execute(
+                "INSERT INTO audit_log (seq, entry, hash) VALUES ($1, $2, $3)",
+                &[&seq_to(seq)?, &bytes, &hash.to_vec()],
+            )
+            .await
+            .map_err(&error)?;
+            prev = hash;
+            stored.push(record);
+        }
+        tx.commit().await.map_err(&error)?;
+        Ok(stored)
+    }
+
+    async fn audit_head(&self) -> Result<(u64, ChainHash), StorageError> {
+        let rows = self
+            .query(
+                "read audit head",
+                "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1",
+                &[],
+            )
+            .await?;
+        match rows.first() {
+            None => Ok((0, GENESIS)),
+            Some(row) => Ok((seq_of(row.get(0))?, hash32(row.get(1))?)),
+        }
+    }
+
+    async fn put_checkpoint(&self, checkpoint: Checkpoint) -> Result<(), StorageError> {
+        let json =
+            serde_json::to_string(&checkpoint).map_err(|_| StorageError::Corrupt("checkpoint"))?;
+        self.execute(
+            "store checkpoint",
+            "INSERT INTO audit_checkpoints (size, checkpoint) VALUES ($1, $2)
+             ON CONFLICT (size) DO UPDATE SET checkpoint = excluded.checkpoint",
+            &[&seq_to(checkpoint.size)?, &json],
+        )
+        .await
+        .map(|_| ())
+    }
+
+    async fn audit_export(&self) -> Result<Vec<ExportLine>, StorageError> {
+        let error = db_error("export audit");
+        let mut client = self.client("export audit").await?;
+        // One snapshot for records and checkpoints.
+        let tx = client
+            .build_transaction()
+            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .await
+            .map_err(&error)?;
+        let mut checkpoints: Vec<(u64, Checkpoint)> = tx
+            .query(
+                "SELECT size, checkpoint FROM audit_checkpoints ORDER BY size DESC",
+                &[],
+            )
+            .await
+            .map_err(&error)?
+            .iter()
+            .map(|row| {
+                Ok((
+                    seq_of(row.get(0))?,
+                    serde_json::from_str(row.get(1))
+                        .map_err(|_| StorageError::Corrupt("checkpoint"))?,
+                ))
+            })
+            .collect::<Result<_, StorageError>>()?;
+        let mut lines = Vec::new();
+        let mut take = |upto: u64, lines: &mut Vec<ExportLine>| {
+            while checkpoints.last().is_some_and(|(size, _)| *size <= upto) {
+                if let Some((_, checkpoint)) = checkpoints.pop() {
+                    lines.push(ExportLine::Checkpoint(checkpoint));
+                }
+            }
+        };
+        take(0, &mut lines);
+        for row in tx
+            .query("SELECT seq, entry, hash FROM audit_log ORDER BY seq", &[])
+            .await
+            .map_err(&error)?
+        {
+            let seq = seq_of(row.get(0))?;
+            let entry: Vec<u8> = row.get(1);
+            lines.push(ExportLine::record(seq, &entry, &hash32(row.get(2))?));
+            take(seq, &mut lines);
+        }
+        take(u64::MAX, &mut lines);
+        tx.commit().await.map_err(&error)?;
+        Ok(lines)
+    }
+}
