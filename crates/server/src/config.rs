@@ -116,11 +116,15 @@ impl Default for ClustersSection {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StorageSection {
-    /// `sqlite` (embedded default).
+    /// `sqlite` (embedded default, one replica) or `postgres` (several replicas).
     pub engine: String,
     /// SQLite database file; default `<state_dir>/podseal.db`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub path: Option<PathBuf>,
+    /// PostgreSQL: a file (0600) holding the `postgres://` URL, which may
+    /// carry a password and so never sits in this configuration.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url_file: Option<PathBuf>,
 }
 
 impl Default for StorageSection {
@@ -128,6 +132,7 @@ impl Default for StorageSection {
         Self {
             engine: "sqlite".into(),
             path: None,
+            url_file: None,
         }
     }
 }
@@ -236,6 +241,11 @@ const ENV_OVERRIDES: &[(&str, &[&str], Kind)] = &[
     ),
     ("PODSEAL_STORAGE_ENGINE", &["storage", "engine"], Kind::Text),
     ("PODSEAL_STORAGE_PATH", &["storage", "path"], Kind::Text),
+    (
+        "PODSEAL_STORAGE_URL_FILE",
+        &["storage", "url_file"],
+        Kind::Text,
+    ),
 ];
 
 /// The names of every environment override, for `--help`.
@@ -330,11 +340,19 @@ impl ServerConfig {
                 self.external_url
             )));
         }
-        if self.storage.engine != "sqlite" {
-            return Err(ConfigError::Invalid(format!(
-                "storage.engine = {:?} is not supported by this build (sqlite)",
-                self.storage.engine
-            )));
+        match self.storage.engine.as_str() {
+            "sqlite" => {}
+            "postgres" if self.storage.url_file.is_some() => {}
+            "postgres" => {
+                return Err(ConfigError::Invalid(
+                    "storage.engine = \"postgres\" needs storage.url_file (a 0600 file holding the postgres:// URL)".into(),
+                ));
+            }
+            other => {
+                return Err(ConfigError::Invalid(format!(
+                    "storage.engine = {other:?} is not one of sqlite, postgres"
+                )));
+            }
         }
         if self.tls.cert_file.is_some() != self.tls.key_file.is_some() {
             return Err(ConfigError::Invalid(
@@ -496,6 +514,11 @@ mod tests {
             ("listen = \"nowhere\"", vec![], "listen"),
             ("[tls]\ncert_file = \"c.pem\"", vec![], "tls.cert_file"),
             ("[storage]\nengine = \"mysql\"", vec![], "storage.engine"),
+            (
+                "[storage]\nengine = \"postgres\"",
+                vec![],
+                "storage.url_file",
+            ),
             ("not toml [", vec![], "podseal.toml"),
         ] {
             let error = load(file, &env).unwrap_err().to_string();

@@ -25,7 +25,7 @@ use crate::metrics::Metrics;
 use crate::nonce::NonceIssuer;
 use crate::pod_view::ViewConfig;
 use crate::release::{ReleaseConfig, ReleaseService};
-use crate::storage::{SqliteStorage, Storage, StorageError};
+use crate::storage::{PostgresStorage, SqliteStorage, Storage, StorageError};
 use crate::tls::{self, TlsError, TlsSource};
 
 /// File the development certificate is written to, for clients to trust.
@@ -77,8 +77,8 @@ pub enum ServeError {
     Random,
 }
 
-/// A started server.
-pub struct Running {
+/// A started server (on SQLite unless said otherwise).
+pub struct Running<S: Storage = SqliteStorage> {
     /// The bound address.
     pub addr: SocketAddr,
     /// The new admin token, present only on the start that initialised the store.
@@ -91,16 +91,16 @@ pub struct Running {
     pub audit_public_key_file: PathBuf,
     /// Clusters that could not be connected at start (name, why): they refuse until fixed.
     pub cluster_errors: Vec<(String, String)>,
-    release: Arc<ReleaseService<SqliteStorage>>,
+    release: Arc<ReleaseService<S>>,
     shutdown: oneshot::Sender<()>,
     served: tokio::task::JoinHandle<()>,
-    audit_log: Arc<AuditLog<SqliteStorage>>,
+    audit_log: Arc<AuditLog<S>>,
     background: Vec<tokio::task::JoinHandle<()>>,
 }
 
-impl Running {
+impl<S: Storage> Running<S> {
     /// The release service (its clusters' views, for embedding and tests).
-    pub fn release(&self) -> &Arc<ReleaseService<SqliteStorage>> {
+    pub fn release(&self) -> &Arc<ReleaseService<S>> {
         &self.release
     }
 
@@ -162,8 +162,58 @@ fn replace_file(path: &Path, contents: &str) -> Result<(), ServeError> {
         })
 }
 
-/// Starts the server described by `config`.
+/// Starts the server described by `config` on SQLite (`storage.engine = "sqlite"`).
 pub async fn start(config: ServerConfig) -> Result<Running, ServeError> {
+    if config.storage.engine != "sqlite" {
+        return Err(ServeError::Config(ConfigError::Invalid(
+            "this start needs storage.engine = \"sqlite\"".into(),
+        )));
+    }
+    start_with(config, open_sqlite).await
+}
+
+/// Starts the server described by `config` on PostgreSQL (`storage.engine =
+/// "postgres"`, the URL in `storage.url_file`).
+pub async fn start_postgres(config: ServerConfig) -> Result<Running<PostgresStorage>, ServeError> {
+    start_with(config, open_postgres).await
+}
+
+async fn open_sqlite(config: ServerConfig) -> Result<Arc<SqliteStorage>, ServeError> {
+    let database = config.database_path();
+    if !database.exists() {
+        // SQLite gives its -wal and -shm files the database file's mode.
+        use std::os::unix::fs::OpenOptionsExt as _;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&database)
+            .map_err(|e| ServeError::StateDir {
+                path: database.clone(),
+                message: e.to_string(),
+            })?;
+    }
+    Ok(Arc::new(SqliteStorage::open(&database)?))
+}
+
+async fn open_postgres(config: ServerConfig) -> Result<Arc<PostgresStorage>, ServeError> {
+    let Some(path) = &config.storage.url_file else {
+        return Err(ServeError::Config(ConfigError::Invalid(
+            "storage.engine = \"postgres\" needs storage.url_file (a file holding the postgres:// URL)".into(),
+        )));
+    };
+    let url = podseal_core::key_file::read_secret_text(path)?;
+    Ok(Arc::new(PostgresStorage::connect(url.trim()).await?))
+}
+
+async fn start_with<S, F>(
+    config: ServerConfig,
+    open: impl FnOnce(ServerConfig) -> F,
+) -> Result<Running<S>, ServeError>
+where
+    S: Storage,
+    F: Future<Output = Result<Arc<S>, ServeError>>,
+{
     // Everything that can fail comes before the admin token is created, so a
     // failed first start never consumes a token nobody saw.
     let addr = config.listen_addr()?;
@@ -207,21 +257,7 @@ pub async fn start(config: ServerConfig) -> Result<Running, ServeError> {
     if let Some(path) = &dev_cert_file {
         replace_file(path, &server_tls.leaf_pem)?;
     }
-    let database = config.database_path();
-    if !database.exists() {
-        // SQLite gives its -wal and -shm files the database file's mode.
-        use std::os::unix::fs::OpenOptionsExt as _;
-        std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&database)
-            .map_err(|e| ServeError::StateDir {
-                path: database.clone(),
-                message: e.to_string(),
-            })?;
-    }
-    let storage = Arc::new(SqliteStorage::open(&database)?);
+    let storage = open(config.clone()).await?;
     let audit_key = load_or_create_key(&config.state_dir)?;
     let audit_log = Arc::new(AuditLog::new(
         storage.clone(),

@@ -25,7 +25,8 @@ use podseal_sdk::blocking::BlockingClient;
 use podseal_sdk::client::{Client, ClientConfig, SdkError};
 use podseal_sdk::transport::{HttpsClient, Trust};
 use podseal_server::config::{ServerConfig, TlsSection};
-use podseal_server::serve::{Running, start};
+use podseal_server::serve::{Running, start, start_postgres};
+use podseal_server::storage::PostgresStorage;
 use serde_json::{Value, json};
 use tempfile::TempDir;
 
@@ -38,11 +39,41 @@ struct World {
     handle: Handle,
     dir: TempDir,
     config: ServerConfig,
-    running: Option<Running>,
+    running: Option<Server>,
     url: String,
     ca: Vec<u8>,
     admin: String,
     org: OrgPrivateKey,
+}
+
+/// The server on either engine.
+enum Server {
+    Sqlite(Running),
+    Postgres(Running<PostgresStorage>),
+}
+
+impl Server {
+    async fn start(config: &ServerConfig) -> Self {
+        if config.storage.engine == "postgres" {
+            Self::Postgres(start_postgres(config.clone()).await.unwrap())
+        } else {
+            Self::Sqlite(start(config.clone()).await.unwrap())
+        }
+    }
+
+    fn admin_token(&self) -> Option<String> {
+        match self {
+            Self::Sqlite(r) => r.admin_token.as_ref().map(|t| t.to_string()),
+            Self::Postgres(r) => r.admin_token.as_ref().map(|t| t.to_string()),
+        }
+    }
+
+    async fn shutdown(self) {
+        match self {
+            Self::Sqlite(r) => r.shutdown().await.unwrap(),
+            Self::Postgres(r) => r.shutdown().await.unwrap(),
+        }
+    }
 }
 
 fn free_port() -> u16 {
@@ -54,7 +85,7 @@ fn free_port() -> u16 {
 }
 
 impl World {
-    async fn start() -> Self {
+    async fn start(postgres: bool) -> Self {
         let cluster = support::Cluster::start().await;
         let handle = cluster.dev.handle();
         let dir = TempDir::new().unwrap();
@@ -86,8 +117,15 @@ impl World {
             },
             ..ServerConfig::default()
         };
-        let running = start(config.clone()).await.unwrap();
-        let admin = running.admin_token.as_ref().unwrap().to_string();
+        let mut config = config;
+        if postgres {
+            let url_file = dir.path().join("postgres.url");
+            write_new(&url_file, support::postgres_url().await.as_bytes(), 0o600).unwrap();
+            config.storage.engine = "postgres".into();
+            config.storage.url_file = Some(url_file);
+        }
+        let running = Server::start(&config).await;
+        let admin = running.admin_token().unwrap();
         let world = Self {
             ca: cert.pem().into_bytes(),
             _cluster: cluster,
@@ -223,7 +261,16 @@ impl World {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_sdk_opens_renews_rotates_survives_a_restart_and_never_retries_a_refusal() {
-    let mut w = World::start().await;
+    sdk_scenario(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_postgres_the_sdk_opens_renews_rotates_survives_a_restart_and_never_retries_a_refusal() {
+    sdk_scenario(true).await;
+}
+
+async fn sdk_scenario(postgres: bool) {
+    let mut w = World::start(postgres).await;
     let capsule = w.capsule();
     let client = Client::new(w.client_config()).unwrap();
 
@@ -279,10 +326,8 @@ async fn the_sdk_opens_renews_rotates_survives_a_restart_and_never_retries_a_ref
     // (retrying while the server is not back), and the session, kept in
     // storage, carries on.
     let session = client.session().await.unwrap();
-    w.running.take().unwrap().shutdown().await.unwrap();
-    let (opened, running) = tokio::join!(client.open(&capsule), async {
-        start(w.config.clone()).await.unwrap()
-    });
+    w.running.take().unwrap().shutdown().await;
+    let (opened, running) = tokio::join!(client.open(&capsule), Server::start(&w.config));
     w.running = Some(running);
     assert_eq!(opened.unwrap().expose_secret_bytes(), SECRET);
     assert_eq!(client.session().await.unwrap().id, session.id);
@@ -304,7 +349,7 @@ async fn the_sdk_opens_renews_rotates_survives_a_restart_and_never_retries_a_ref
     assert_eq!(after - before, 1, "a refusal was retried");
 
     // With the server gone for good, the client gives up after its retries.
-    w.running.take().unwrap().shutdown().await.unwrap();
+    w.running.take().unwrap().shutdown().await;
     let mut quick = w.client_config();
     quick.retry.base = Duration::from_millis(1);
     quick.retry.cap = Duration::from_millis(5);
@@ -321,7 +366,7 @@ async fn the_sdk_opens_renews_rotates_survives_a_restart_and_never_retries_a_ref
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_session_is_renewed_before_it_expires_and_the_blocking_client_works() {
-    let w = World::start().await;
+    let w = World::start(false).await;
     let capsule = w.capsule();
     let mut config = w.client_config();
     // Sessions last at most the token's life (600 s) here; renewing 100000 s

@@ -6,7 +6,8 @@ use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::Path;
 
 use podseal_server::config::ServerConfig;
-use podseal_server::serve::{ServeError, start};
+use podseal_server::serve::{Running, ServeError, start, start_postgres};
+use podseal_server::storage::Storage;
 
 use crate::cli::ServeArgs;
 use crate::error::CliError;
@@ -98,39 +99,59 @@ pub fn run(args: &ServeArgs) -> Result<(), CliError> {
     super::runtime()?.block_on(async move {
         // Handlers first: a SIGTERM that arrives while starting still stops cleanly.
         let stop = shutdown_signal()?;
-        let running = start(config.clone()).await?;
-        say(&format!(
-            "podseal release server listening on {} (external URL {})",
-            running.addr, config.external_url
-        ));
-        match &running.dev_cert_file {
-            Some(path) => say(&format!(
-                "TLS: DEVELOPMENT certificate, SHA-256 fingerprint {}\n     clients trust it with --ca {}",
-                running.tls_fingerprint,
-                path.display()
-            )),
-            None => say(&format!(
-                "TLS: certificate SHA-256 fingerprint {}",
-                running.tls_fingerprint
-            )),
+        let token_file = args.admin_token_file.as_deref();
+        if config.storage.engine == "postgres" {
+            serve_until(
+                start_postgres(config.clone()).await?,
+                &config,
+                token_file,
+                stop,
+            )
+            .await
+        } else {
+            serve_until(start(config.clone()).await?, &config, token_file, stop).await
         }
-        say(&format!(
-            "audit public key (for `podseal audit verify`): {}",
-            running.audit_public_key_file.display()
-        ));
-        for (cluster, why) in &running.cluster_errors {
-            say(&format!(
-                "warning: cluster {cluster} is not connected, its releases are refused: {why}"
-            ));
-        }
-        if let Some(token) = &running.admin_token {
-            show_token(token, args.admin_token_file.as_deref(), &config.state_dir);
-        }
-        stop.await;
-        say("shutting down: signing a final audit checkpoint");
-        running.shutdown().await?;
-        Ok(())
     })
+}
+
+/// Announces a started server, shows a new admin token once, and serves until `stop`.
+async fn serve_until<S: Storage>(
+    running: Running<S>,
+    config: &ServerConfig,
+    token_file: Option<&Path>,
+    stop: impl Future<Output = ()>,
+) -> Result<(), CliError> {
+    say(&format!(
+        "podseal release server listening on {} (external URL {}, storage {})",
+        running.addr, config.external_url, config.storage.engine
+    ));
+    match &running.dev_cert_file {
+        Some(path) => say(&format!(
+            "TLS: DEVELOPMENT certificate, SHA-256 fingerprint {}\n     clients trust it with --ca {}",
+            running.tls_fingerprint,
+            path.display()
+        )),
+        None => say(&format!(
+            "TLS: certificate SHA-256 fingerprint {}",
+            running.tls_fingerprint
+        )),
+    }
+    say(&format!(
+        "audit public key (for `podseal audit verify`): {}",
+        running.audit_public_key_file.display()
+    ));
+    for (cluster, why) in &running.cluster_errors {
+        say(&format!(
+            "warning: cluster {cluster} is not connected, its releases are refused: {why}"
+        ));
+    }
+    if let Some(token) = &running.admin_token {
+        show_token(token, token_file, &config.state_dir);
+    }
+    stop.await;
+    say("shutting down: signing a final audit checkpoint");
+    running.shutdown().await?;
+    Ok(())
 }
 
 /// Resolves on Ctrl-C or SIGTERM; the handlers are installed when this returns.

@@ -14,6 +14,8 @@
 )]
 
 mod suite;
+#[path = "../support/mod.rs"]
+mod support;
 
 use std::sync::Arc;
 
@@ -34,26 +36,7 @@ async fn postgres() -> PostgresStorage {
 
 /// Two stores (two pools, as two replicas would have) on one fresh schema.
 async fn postgres_pair() -> (PostgresStorage, PostgresStorage) {
-    let base = std::env::var("PODSEAL_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
-    let (client, connection) = tokio_postgres::connect(&base, tokio_postgres::NoTls)
-        .await
-        .unwrap_or_else(|e| {
-            panic!(
-                "PostgreSQL at {base} is unreachable ({e}): start it (pg_ctlcluster … main start) or set PODSEAL_TEST_POSTGRES_URL"
-            )
-        });
-    tokio::spawn(connection);
-    let mut random = [0u8; 8];
-    podseal_core::fill_random(&mut random).unwrap();
-    let schema: String = random.iter().map(|b| format!("{b:02x}")).collect();
-    let schema = format!("podseal_test_{schema}");
-    client
-        .batch_execute(&format!("CREATE SCHEMA {schema}"))
-        .await
-        .unwrap();
-    let separator = if base.contains('?') { '&' } else { '?' };
-    let url = format!("{base}{separator}options=-csearch_path%3D{schema}");
+    let url = support::postgres_url().await;
     // Both migrate at once, as replicas starting together do.
     let (a, b) = tokio::join!(
         PostgresStorage::connect(&url),

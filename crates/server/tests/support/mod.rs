@@ -76,3 +76,29 @@ pub fn api_pod(name: &str) -> PodTemplate {
         }],
     }
 }
+
+/// A `postgres://` URL whose `search_path` is a fresh schema, on
+/// `PODSEAL_TEST_POSTGRES_URL` (default `postgres://postgres@127.0.0.1:5432/test`).
+/// An unreachable server fails the test: CI must never skip it.
+pub async fn postgres_url() -> String {
+    let base = std::env::var("PODSEAL_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    let (client, connection) = tokio_postgres::connect(&base, tokio_postgres::NoTls)
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "PostgreSQL at {base} is unreachable ({e}): start it (pg_ctlcluster … main start) or set PODSEAL_TEST_POSTGRES_URL"
+            )
+        });
+    tokio::spawn(connection);
+    let mut random = [0u8; 8];
+    podseal_core::fill_random(&mut random).unwrap();
+    let schema: String = random.iter().map(|b| format!("{b:02x}")).collect();
+    let schema = format!("podseal_test_{schema}");
+    client
+        .batch_execute(&format!("CREATE SCHEMA {schema}"))
+        .await
+        .unwrap();
+    let separator = if base.contains('?') { '&' } else { '?' };
+    format!("{base}{separator}options=-csearch_path%3D{schema}")
+}
