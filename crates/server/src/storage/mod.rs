@@ -273,3 +273,27 @@ pub trait Storage: Send + Sync + 'static {
     /// The whole log as export lines, each checkpoint after the record it covers up to.
     fn audit_export(&self) -> impl Future<Output = Result<Vec<ExportLine>, StorageError>> + Send;
 }
+
+/// The export: records in order, each checkpoint right after the record it
+/// covers up to (checkpoints of an empty log first). Shared by the engines.
+fn export_lines(
+    records: Vec<(u64, Vec<u8>, ChainHash)>,
+    mut checkpoints: Vec<(u64, Checkpoint)>,
+) -> Vec<ExportLine> {
+    checkpoints.sort_by_key(|(size, _)| std::cmp::Reverse(*size));
+    let mut lines = Vec::with_capacity(records.len() + checkpoints.len());
+    let mut take = |upto: u64, lines: &mut Vec<ExportLine>| {
+        while checkpoints.last().is_some_and(|(size, _)| *size <= upto) {
+            if let Some((_, checkpoint)) = checkpoints.pop() {
+                lines.push(ExportLine::Checkpoint(checkpoint));
+            }
+        }
+    };
+    take(0, &mut lines);
+    for (seq, entry, hash) in records {
+        lines.push(ExportLine::record(seq, &entry, &hash));
+        take(seq, &mut lines);
+    }
+    take(u64::MAX, &mut lines);
+    lines
+}

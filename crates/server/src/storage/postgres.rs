@@ -704,11 +704,8 @@ impl Storage for PostgresStorage {
             .start()
             .await
             .map_err(&error)?;
-        let mut checkpoints: Vec<(u64, Checkpoint)> = tx
-            .query(
-                "SELECT size, checkpoint FROM audit_checkpoints ORDER BY size DESC",
-                &[],
-            )
+        let checkpoints: Vec<(u64, Checkpoint)> = tx
+            .query("SELECT size, checkpoint FROM audit_checkpoints", &[])
             .await
             .map_err(&error)?
             .iter()
@@ -720,26 +717,14 @@ impl Storage for PostgresStorage {
                 ))
             })
             .collect::<Result<_, StorageError>>()?;
-        let mut lines = Vec::new();
-        let mut take = |upto: u64, lines: &mut Vec<ExportLine>| {
-            while checkpoints.last().is_some_and(|(size, _)| *size <= upto) {
-                if let Some((_, checkpoint)) = checkpoints.pop() {
-                    lines.push(ExportLine::Checkpoint(checkpoint));
-                }
-            }
-        };
-        take(0, &mut lines);
-        for row in tx
+        let records = tx
             .query("SELECT seq, entry, hash FROM audit_log ORDER BY seq", &[])
             .await
             .map_err(&error)?
-        {
-            let seq = seq_of(row.get(0))?;
-            let entry: Vec<u8> = row.get(1);
-            lines.push(ExportLine::record(seq, &entry, &hash32(row.get(2))?));
-            take(seq, &mut lines);
-        }
-        take(u64::MAX, &mut lines);
+            .iter()
+            .map(|row| Ok((seq_of(row.get(0))?, row.get(1), hash32(row.get(2))?)))
+            .collect::<Result<Vec<_>, StorageError>>()?;
+        let lines = super::export_lines(records, checkpoints);
         tx.commit().await.map_err(&error)?;
         Ok(lines)
     }

@@ -643,49 +643,45 @@ impl Storage for SqliteStorage {
     }
 
     async fn audit_export(&self) -> Result<Vec<ExportLine>, StorageError> {
-        self.run("export audit", |c| {
-            let mut checkpoints: Vec<(u64, Checkpoint)> = {
-                let mut statement =
-                    c.prepare("SELECT size, checkpoint FROM audit_checkpoints ORDER BY size")?;
-                let rows = statement.query_map([], |row| {
-                    Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?))
-                })?;
-                rows.map(|row| {
-                    let (size, json) = row?;
-                    Ok((
-                        u64::try_from(size).map_err(conversion)?,
-                        serde_json::from_str(&json).map_err(conversion)?,
-                    ))
-                })
-                .collect::<rusqlite::Result<_>>()?
-            };
-            checkpoints.reverse();
-            let mut lines = Vec::new();
-            let mut take_checkpoints = |upto: u64, lines: &mut Vec<ExportLine>| {
-                while checkpoints.last().is_some_and(|(size, _)| *size <= upto) {
-                    if let Some((_, checkpoint)) = checkpoints.pop() {
-                        lines.push(ExportLine::Checkpoint(checkpoint));
+        let (records, checkpoints) = self
+            .run("export audit", |c| {
+                let tx = c.transaction()?;
+                let checkpoints: Vec<(u64, Checkpoint)> = {
+                    let mut statement =
+                        tx.prepare("SELECT size, checkpoint FROM audit_checkpoints")?;
+                    let rows = statement.query_map([], |row| {
+                        Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?))
+                    })?;
+                    rows.map(|row| {
+                        let (size, json) = row?;
+                        Ok((
+                            u64::try_from(size).map_err(conversion)?,
+                            serde_json::from_str(&json).map_err(conversion)?,
+                        ))
+                    })
+                    .collect::<rusqlite::Result<_>>()?
+                };
+                let mut records = Vec::new();
+                {
+                    let mut statement =
+                        tx.prepare("SELECT seq, entry, hash FROM audit_log ORDER BY seq")?;
+                    let mut rows = statement.query([])?;
+                    while let Some(row) = rows.next()? {
+                        let seq = u64::try_from(row.get::<_, i64>(0)?).map_err(conversion)?;
+                        // Whatever type the cell now has (an edited row may hold TEXT),
+                        // export its bytes and let verification judge them.
+                        let entry = match row.get_ref(1)? {
+                            rusqlite::types::ValueRef::Blob(bytes)
+                            | rusqlite::types::ValueRef::Text(bytes) => bytes.to_vec(),
+                            _ => Vec::new(),
+                        };
+                        records.push((seq, entry, hash32(row.get(2)?)?));
                     }
                 }
-            };
-            take_checkpoints(0, &mut lines);
-            let mut statement = c.prepare("SELECT seq, entry, hash FROM audit_log ORDER BY seq")?;
-            let mut rows = statement.query([])?;
-            while let Some(row) = rows.next()? {
-                let seq = u64::try_from(row.get::<_, i64>(0)?).map_err(conversion)?;
-                // Whatever type the cell now has (an edited row may hold TEXT),
-                // export its bytes and let verification judge them.
-                let entry = match row.get_ref(1)? {
-                    rusqlite::types::ValueRef::Blob(bytes)
-                    | rusqlite::types::ValueRef::Text(bytes) => bytes.to_vec(),
-                    _ => Vec::new(),
-                };
-                lines.push(ExportLine::record(seq, &entry, &hash32(row.get(2)?)?));
-                take_checkpoints(seq, &mut lines);
-            }
-            take_checkpoints(u64::MAX, &mut lines);
-            Ok(lines)
-        })
-        .await
+                tx.commit()?;
+                Ok((records, checkpoints))
+            })
+            .await?;
+        Ok(super::export_lines(records, checkpoints))
     }
 }
