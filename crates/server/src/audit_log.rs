@@ -135,10 +135,17 @@ impl<S: Storage> AuditLog<S> {
         Ok(Some(checkpoint))
     }
 
-    /// The whole log, ending with a checkpoint signed now.
+    /// The whole log, ending with a checkpoint signed now. Records appended
+    /// after that checkpoint (the server keeps running) are left for the next
+    /// export, so what is exported always ends signed.
     pub async fn export(&self) -> Result<Vec<ExportLine>, AuditLogError> {
-        self.checkpoint().await?;
-        Ok(self.storage.audit_export().await?)
+        let signed = self.checkpoint().await?.map_or(0, |c| c.size);
+        let mut lines = self.storage.audit_export().await?;
+        lines.retain(|line| match line {
+            ExportLine::Record { seq, .. } => *seq <= signed,
+            ExportLine::Checkpoint(checkpoint) => checkpoint.size <= signed,
+        });
+        Ok(lines)
     }
 
     /// Signs a checkpoint every `every` until the task is dropped; failures are logged.

@@ -261,13 +261,20 @@ impl PodView {
     }
 
     /// What the view knows of `namespace/name`, from the cache or, on a
-    /// miss, from a direct GET.
+    /// miss or a cached pod that is not Running, from a direct GET.
     pub async fn lookup(&self, namespace: &str, name: &str) -> ViewAnswer {
         if let Some(reason) = self.staleness() {
             return ViewAnswer::Unknown { reason };
         }
         if let Some(pod) = self.store.get(&ObjectRef::new(name).within(namespace)) {
-            return ViewAnswer::Present(pod_facts(&pod));
+            let facts = pod_facts(&pod);
+            // The watch can lag a pod's start by an event: a pod the cache
+            // shows not Running is asked for directly, so a pod that already
+            // runs is not refused for an old event. (The other direction — a
+            // cached Running pod that changed — is bounded by the staleness.)
+            if facts.is_running() {
+                return ViewAnswer::Present(facts);
+            }
         }
         let api: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
         match tokio::time::timeout(self.config.max_staleness, api.get_opt(name)).await {

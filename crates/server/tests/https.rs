@@ -154,11 +154,12 @@ impl Suite {
         headers: &[(&str, &str)],
         body: Option<Vec<u8>>,
     ) -> Answer {
+        let size = body.as_ref().map_or(0, Vec::len);
         let answer = self
             .client
             .send(method.clone(), path, headers, body)
             .await
-            .unwrap();
+            .unwrap_or_else(|e| panic!("{method} {path} ({size} bytes): {e}"));
         self.seen.lock().unwrap().insert((
             method.to_string(),
             route.to_owned(),
@@ -857,7 +858,6 @@ async fn every_attack_is_refused_over_https_with_its_gate_named_and_audited() {
             400,
             "batch_size",
         ),
-        (vec![b' '; 2 * 1024 * 1024], 413, "body_too_large"),
     ] {
         let proof = s.proof(&pod.dpop, "/v1/unwrap", Some(&session), None);
         refused(
@@ -866,6 +866,42 @@ async fn every_attack_is_refused_over_https_with_its_gate_named_and_audited() {
             "request",
             reason,
         );
+    }
+    // An oversized body: the server answers 413 and closes the connection
+    // without reading the rest, so a client still writing may see the close
+    // instead of the answer; either way nothing past the limit is read. (The
+    // in-process test reads the 413 every time.)
+    let proof = s.proof(&pod.dpop, "/v1/unwrap", Some(&session), None);
+    let authorization = format!("DPoP {session}");
+    let oversized = s
+        .client
+        .send(
+            Method::POST,
+            "/v1/unwrap",
+            &[
+                (API_KEY_HEADER, &key),
+                (TOKEN_HEADER, &pod.token),
+                ("authorization", &authorization),
+                ("dpop", &proof),
+            ],
+            Some(vec![b' '; 2 * 1024 * 1024]),
+        )
+        .await;
+    match oversized {
+        Ok(answer) => {
+            s.seen.lock().unwrap().insert((
+                "POST".into(),
+                "/v1/unwrap".into(),
+                answer.status.as_u16(),
+            ));
+            refused(&answer, 413, "request", "body_too_large");
+        }
+        Err(error) => assert!(
+            error.to_string().contains("connection closed")
+                || error.to_string().contains("reset")
+                || error.to_string().contains("broken pipe"),
+            "{error}"
+        ),
     }
     let answer = s
         .send(

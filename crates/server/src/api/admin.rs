@@ -7,7 +7,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
-use super::{App, answer, header_text, json_body};
+use super::{App, answer, header_text, parse_json, read_body};
 use crate::admin::{ApiKeyRequest, ClusterRequest, PolicyRequest};
 use crate::gate::{Gate, Refusal};
 use crate::storage::Storage;
@@ -46,8 +46,9 @@ pub(super) async fn add_cluster<S: Storage>(
     request: Request,
 ) -> Response {
     let result = async {
-        authorized(&app, "cluster_add", request.headers()).await?;
-        let (_, body): (_, ClusterRequest) = json_body(request).await?;
+        let (headers, bytes) = read_body(request).await?;
+        authorized(&app, "cluster_add", &headers).await?;
+        let body: ClusterRequest = parse_json(&headers, &bytes)?;
         app.admin.add_cluster(body).await
     };
     answer(StatusCode::CREATED, result.await)
@@ -81,8 +82,9 @@ pub(super) async fn create_api_key<S: Storage>(
     request: Request,
 ) -> Response {
     let result = async {
-        authorized(&app, "apikey_create", request.headers()).await?;
-        let (_, body): (_, ApiKeyRequest) = json_body(request).await?;
+        let (headers, bytes) = read_body(request).await?;
+        authorized(&app, "apikey_create", &headers).await?;
+        let body: ApiKeyRequest = parse_json(&headers, &bytes)?;
         app.admin.create_api_key(body).await
     };
     let mut response = answer(StatusCode::CREATED, result.await);
@@ -123,8 +125,9 @@ pub(super) async fn set_policy<S: Storage>(
     request: Request,
 ) -> Response {
     let result = async {
-        authorized(&app, "policy_set", request.headers()).await?;
-        let (_, body): (_, PolicyRequest) = json_body(request).await?;
+        let (headers, bytes) = read_body(request).await?;
+        authorized(&app, "policy_set", &headers).await?;
+        let body: PolicyRequest = parse_json(&headers, &bytes)?;
         app.admin.set_policy(body).await
     };
     answer(StatusCode::OK, result.await)

@@ -278,13 +278,27 @@ pub(crate) fn header_text<'a>(
         .ok_or_else(|| Refusal::new(gate, reason, format!("the {name} header is required")))
 }
 
-/// Reads a JSON body within the size limit.
-pub(crate) async fn json_body<T: serde::de::DeserializeOwned>(
-    request: Request,
-) -> Result<(HeaderMap, T), Refusal> {
+/// Reads the whole body (within the size limit) before anything is
+/// decided, so a refused request still leaves the connection reusable.
+pub(crate) async fn read_body(request: Request) -> Result<(HeaderMap, axum::body::Bytes), Refusal> {
     let (parts, body) = request.into_parts();
-    let is_json = parts
-        .headers
+    let bytes = axum::body::to_bytes(Body::new(body), MAX_BODY_BYTES)
+        .await
+        .map_err(|_| {
+            bad(
+                "body_too_large",
+                format!("the body exceeds {MAX_BODY_BYTES} bytes"),
+            )
+        })?;
+    Ok((parts.headers, bytes))
+}
+
+/// Parses a body already read as JSON of the expected shape.
+pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(
+    headers: &HeaderMap,
+    bytes: &[u8],
+) -> Result<T, Refusal> {
+    let is_json = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| {
@@ -298,21 +312,21 @@ pub(crate) async fn json_body<T: serde::de::DeserializeOwned>(
             "the body must be application/json",
         ));
     }
-    let bytes = axum::body::to_bytes(Body::new(body), MAX_BODY_BYTES)
-        .await
-        .map_err(|_| {
-            bad(
-                "body_too_large",
-                format!("the body exceeds {MAX_BODY_BYTES} bytes"),
-            )
-        })?;
-    let value = serde_json::from_slice(&bytes).map_err(|e| {
+    serde_json::from_slice(bytes).map_err(|e| {
         bad(
             "malformed_body",
             format!("the body is not the expected JSON: {e}"),
         )
-    })?;
-    Ok((parts.headers, value))
+    })
+}
+
+/// Reads and parses a JSON body.
+pub(crate) async fn json_body<T: serde::de::DeserializeOwned>(
+    request: Request,
+) -> Result<(HeaderMap, T), Refusal> {
+    let (headers, bytes) = read_body(request).await?;
+    let value = parse_json(&headers, &bytes)?;
+    Ok((headers, value))
 }
 
 /// The credentials every release request carries in its headers.

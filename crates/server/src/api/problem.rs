@@ -25,9 +25,9 @@ struct Problem<'a> {
 /// The HTTP status of a refusal.
 pub fn status_of(refusal: &Refusal) -> StatusCode {
     match (refusal.gate, refusal.reason) {
-        (_, "storage_unavailable" | "audit_unavailable" | "server_error") => {
-            StatusCode::SERVICE_UNAVAILABLE
-        }
+        // The server cannot decide right now (never a release): retry later.
+        (_, "storage_unavailable" | "audit_unavailable" | "server_error")
+        | (Gate::LivePod, "view_unknown") => StatusCode::SERVICE_UNAVAILABLE,
         (Gate::Request, "body_too_large") => StatusCode::PAYLOAD_TOO_LARGE,
         (Gate::Request, "not_found") => StatusCode::NOT_FOUND,
         (Gate::Request, "method_not_allowed") => StatusCode::METHOD_NOT_ALLOWED,
@@ -95,6 +95,11 @@ impl IntoResponse for ProblemResponse {
                     "DPoP error=\"invalid_dpop_proof\", algs=\"EdDSA\""
                 }),
             );
+        }
+        if refusal.reason == "body_too_large" {
+            // The rest of the body is never read, so this connection cannot
+            // carry another request: say so, or a client would reuse it.
+            headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         if refusal.gate == Gate::Admin && status == StatusCode::UNAUTHORIZED {
             headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
