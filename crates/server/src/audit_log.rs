@@ -97,6 +97,30 @@ impl AuditContext {
     }
 }
 
+/// Loads a given audit key file (0600; never created here) and writes its
+/// public half to `public_file`, for `audit verify`.
+pub fn load_key_file(key_file: &Path, public_file: &Path) -> Result<AuditKey, AuditLogError> {
+    let text = read_secret_text(key_file)?;
+    let key = AuditKey::from_text(&text).ok_or(AuditLogError::KeyFile(KeyFileError::Format {
+        path: key_file.to_owned(),
+        reason: "not a podseal audit key",
+    }))?;
+    let public = format!(
+        "# podseal audit public key: give it to whoever runs `podseal audit verify`.\n{}\n",
+        public_key_text(&key.public_key())
+    );
+    let temp = public_file.with_extension("tmp");
+    std::fs::write(&temp, public)
+        .and_then(|()| std::fs::rename(&temp, public_file))
+        .map_err(|e| {
+            AuditLogError::KeyFile(KeyFileError::Write {
+                path: public_file.to_owned(),
+                source: e,
+            })
+        })?;
+    Ok(key)
+}
+
 /// Signs checkpoints over the log in storage.
 pub struct AuditLog<S: Storage> {
     storage: Arc<S>,

@@ -85,6 +85,10 @@ pub struct AuditSection {
     pub checkpoint_interval_secs: u64,
     /// The log's name inside every checkpoint.
     pub origin: String,
+    /// The audit signing key file (0600). Replicas sharing one database
+    /// share one key; without it, `<state_dir>/audit.key` is created.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_file: Option<PathBuf>,
 }
 
 impl Default for AuditSection {
@@ -92,6 +96,7 @@ impl Default for AuditSection {
         Self {
             checkpoint_interval_secs: 300,
             origin: "podseal".into(),
+            key_file: None,
         }
     }
 }
@@ -234,6 +239,7 @@ const ENV_OVERRIDES: &[(&str, &[&str], Kind)] = &[
         Kind::Integer,
     ),
     ("PODSEAL_AUDIT_ORIGIN", &["audit", "origin"], Kind::Text),
+    ("PODSEAL_AUDIT_KEY_FILE", &["audit", "key_file"], Kind::Text),
     (
         "PODSEAL_CLUSTERS_MAX_STALENESS_SECS",
         &["clusters", "max_staleness_secs"],

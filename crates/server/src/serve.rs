@@ -19,7 +19,9 @@ use zeroize::Zeroizing;
 
 use crate::admin::{ADMIN_TOKEN_PREFIX, AdminService, connect_cluster};
 use crate::api::{App, router};
-use crate::audit_log::{AUDIT_PUBLIC_KEY_FILE, AuditLog, AuditLogError, load_or_create_key};
+use crate::audit_log::{
+    AUDIT_PUBLIC_KEY_FILE, AuditLog, AuditLogError, load_key_file, load_or_create_key,
+};
 use crate::config::{ConfigError, ServerConfig};
 use crate::metrics::Metrics;
 use crate::nonce::NonceIssuer;
@@ -258,7 +260,10 @@ where
         replace_file(path, &server_tls.leaf_pem)?;
     }
     let storage = open(config.clone()).await?;
-    let audit_key = load_or_create_key(&config.state_dir)?;
+    let audit_key = match &config.audit.key_file {
+        Some(file) => load_key_file(file, &config.state_dir.join(AUDIT_PUBLIC_KEY_FILE))?,
+        None => load_or_create_key(&config.state_dir)?,
+    };
     let audit_log = Arc::new(AuditLog::new(
         storage.clone(),
         audit_key,

@@ -1,0 +1,316 @@
+//! Three release-server instances on one PostgreSQL database, as replicas
+//! behind one Service: one external URL, one org key, one audit key, one
+//! store. (Instances in this test process; the multi-process tests with a
+//! replica killed mid-burst are still to come.) A proof replayed against
+//! another replica is refused; a second DPoP key for a pod is refused on
+//! another replica; 32 concurrent enrolments for one pod across replicas
+//! pin exactly one key; an API key revoked through one replica is refused
+//! by the others at once (nothing is cached); the audit log of all three
+//! is one chain that verifies.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "test code: a panic is a test failure"
+)]
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use http::Method;
+use podseal_core::audit::{AuditKey, parse_public_key, verify_export};
+use podseal_core::dpop::DpopKey;
+use podseal_core::hpke::{KemId, LocalPrivateKey, RecipientKey as _};
+use podseal_core::key_file::write_new;
+use podseal_core::org_key::OrgPrivateKey;
+use podseal_core::wire::{API_KEY_HEADER, Problem, TOKEN_HEADER};
+use podseal_sdk::transport::{Answer, HttpsClient};
+use podseal_server::config::{ServerConfig, TlsSection};
+use podseal_server::serve::{Running, start_postgres};
+use podseal_server::storage::PostgresStorage;
+use serde_json::{Value, json};
+use tempfile::TempDir;
+
+mod support;
+
+const EXTERNAL_URL: &str = "https://podseal.test";
+
+fn reason(answer: &Answer) -> String {
+    serde_json::from_slice::<Problem>(&answer.body)
+        .map(|p| format!("{}/{}", p.gate, p.reason))
+        .unwrap_or_else(|_| format!("HTTP {}", answer.status))
+}
+
+fn now() -> i64 {
+    jiff::Timestamp::now().as_second()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_on_one_postgres_share_every_decision() {
+    let cluster = support::Cluster::start().await;
+    let handle = cluster.dev.handle();
+    let dir = TempDir::new().unwrap();
+    let path = |name: &str| dir.path().join(name);
+    let org = OrgPrivateKey::generate(KemId::X25519HkdfSha256).unwrap();
+    write_new(&path("org.key"), org.to_text().as_bytes(), 0o600).unwrap();
+    let audit = AuditKey::generate().unwrap();
+    write_new(&path("audit.key"), audit.to_text().as_bytes(), 0o600).unwrap();
+    write_new(
+        &path("postgres.url"),
+        support::postgres_url().await.as_bytes(),
+        0o600,
+    )
+    .unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["localhost".into(), "podseal.test".into()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    std::fs::write(path("tls.crt"), cert.pem()).unwrap();
+    write_new(&path("tls.key"), key.serialize_pem().as_bytes(), 0o600).unwrap();
+
+    let mut replicas: Vec<Running<PostgresStorage>> = Vec::new();
+    let mut clients = Vec::new();
+    for name in ["a", "b", "c"] {
+        let mut config = ServerConfig {
+            listen: "127.0.0.1:0".into(),
+            external_url: EXTERNAL_URL.into(),
+            state_dir: path(name),
+            org_key_files: vec![path("org.key")],
+            tls: TlsSection {
+                cert_file: Some(path("tls.crt")),
+                key_file: Some(path("tls.key")),
+            },
+            ..ServerConfig::default()
+        };
+        config.storage.engine = "postgres".into();
+        config.storage.url_file = Some(path("postgres.url"));
+        config.audit.key_file = Some(path("audit.key"));
+        let running = start_postgres(config).await.unwrap();
+        clients.push(
+            HttpsClient::new(
+                &format!("https://localhost:{}", running.addr.port()),
+                Some(cert.pem().as_bytes()),
+            )
+            .unwrap(),
+        );
+        replicas.push(running);
+    }
+    let admin_token = replicas[0].admin_token.as_ref().unwrap().to_string();
+    assert!(
+        replicas[1].admin_token.is_none() && replicas[2].admin_token.is_none(),
+        "one store, one admin token"
+    );
+    let admin = async |replica: usize, method: Method, route: &str, body: Option<Value>| {
+        let authorization = format!("Bearer {admin_token}");
+        let answer = clients[replica]
+            .send(
+                method,
+                route,
+                &[("authorization", &authorization)],
+                body.map(|b| serde_json::to_vec(&b).unwrap()),
+            )
+            .await
+            .unwrap();
+        assert!(answer.status.is_success(), "{}", reason(&answer));
+        serde_json::from_slice::<Value>(&answer.body).unwrap_or_default()
+    };
+    // Registered through replica a. A replica connects a cluster's view at
+    // start or when told through its own admin API; b and c are told here
+    // (`--replace`, same record). Picking up registrations made elsewhere
+    // while running is not built yet (docs/design.md §8.36).
+    let registration = json!({
+        "name": "prod",
+        "api_server_url": cluster.dev.url(),
+        "ca_bundle": cluster.dir.path().join("ca.pem"),
+        "token_file": cluster.dir.path().join("reader.token"),
+    });
+    admin(
+        0,
+        Method::POST,
+        "/v1/admin/clusters",
+        Some(registration.clone()),
+    )
+    .await;
+    let mut replace = registration;
+    replace["replace"] = json!(true);
+    for replica in 1..3 {
+        admin(
+            replica,
+            Method::POST,
+            "/v1/admin/clusters",
+            Some(replace.clone()),
+        )
+        .await;
+    }
+    let created = admin(
+        0,
+        Method::POST,
+        "/v1/admin/apikeys",
+        Some(json!({ "cluster": "prod", "namespace": "shop", "service_account": "api" })),
+    )
+    .await;
+    let api_key = created["key"].as_str().unwrap().to_owned();
+    admin(
+        1,
+        Method::PUT,
+        "/v1/admin/policies",
+        Some(json!({ "cluster": "prod", "namespace": "shop", "service_account": "api", "digests": [support::digest('a')] })),
+    )
+    .await;
+    handle.create_pod(&support::api_pod("api-0")).unwrap();
+    handle.mark_running("shop", "api-0").unwrap();
+    let (token, _) = handle
+        .issue_token("shop", "api", &["podseal".into()], 600, Some("api-0"))
+        .unwrap();
+    let recipient = LocalPrivateKey::generate(KemId::X25519HkdfSha256).unwrap();
+    let session_body = serde_json::to_vec(
+        &json!({ "recipient_key": URL_SAFE_NO_PAD.encode(recipient.public_key_bytes()) }),
+    )
+    .unwrap();
+    let proof = |key: &DpopKey, route: &str, session: Option<&str>| {
+        key.proof(
+            "POST",
+            &format!("{EXTERNAL_URL}{route}"),
+            now(),
+            session,
+            None,
+        )
+        .unwrap()
+        .0
+    };
+    let session_on = async |replica: usize, key: &DpopKey| {
+        let proof = proof(key, "/v1/sessions", None);
+        clients[replica]
+            .send(
+                Method::POST,
+                "/v1/sessions",
+                &[
+                    (API_KEY_HEADER, &api_key),
+                    (TOKEN_HEADER, &token),
+                    ("dpop", &proof),
+                ],
+                Some(session_body.clone()),
+            )
+            .await
+            .unwrap()
+    };
+
+    // 32 concurrent enrolments for one pod uid, spread over the replicas: one pin.
+    let keys: Vec<DpopKey> = (0..32).map(|_| DpopKey::generate().unwrap()).collect();
+    let attempts = keys
+        .iter()
+        .enumerate()
+        .map(|(i, key)| session_on(i % 3, key));
+    let answers = futures_util::future::join_all(attempts).await;
+    let granted: Vec<usize> = (0..answers.len())
+        .filter(|i| answers[*i].status == 201)
+        .collect();
+    assert_eq!(
+        granted.len(),
+        1,
+        "{:?}",
+        answers.iter().map(reason).collect::<Vec<_>>()
+    );
+    for answer in answers.iter().filter(|a| a.status != 201) {
+        assert_eq!(reason(answer), "dpop/pod_key_already_pinned");
+    }
+    let pod_key = &keys[granted[0]];
+    let session: Value = serde_json::from_slice(&answers[granted[0]].body).unwrap();
+    let session = session["session_id"].as_str().unwrap().to_owned();
+
+    // A second key on every replica is refused.
+    let other = DpopKey::generate().unwrap();
+    for replica in 0..3 {
+        assert_eq!(
+            reason(&session_on(replica, &other).await),
+            "dpop/pod_key_already_pinned"
+        );
+    }
+
+    // A proof used on one replica is refused on the others.
+    let capsule = {
+        let params = podseal_core::envelope::SealParams {
+            scope: podseal_core::capsule::Scope {
+                cluster: "prod".into(),
+                namespace: "shop".into(),
+                service_accounts: vec!["api".into()],
+                name: "db".into(),
+                key: None,
+            },
+            purpose: None,
+            reveal: podseal_core::capsule::RevealMode::Many,
+            created_at: 1,
+            not_after: None,
+        };
+        podseal_core::envelope::seal(params, b"s3cret", &[org.public()]).unwrap()
+    };
+    let unwrap_body = serde_json::to_vec(
+        &json!({ "capsules": [URL_SAFE_NO_PAD.encode(capsule.envelope.to_bytes())] }),
+    )
+    .unwrap();
+    let authorization = format!("DPoP {session}");
+    let unwrap_on = async |replica: usize, proof: &str, api_key: &str| {
+        clients[replica]
+            .send(
+                Method::POST,
+                "/v1/unwrap",
+                &[
+                    (API_KEY_HEADER, api_key),
+                    (TOKEN_HEADER, &token),
+                    ("authorization", &authorization),
+                    ("dpop", proof),
+                ],
+                Some(unwrap_body.clone()),
+            )
+            .await
+            .unwrap()
+    };
+    let used = proof(pod_key, "/v1/unwrap", Some(&session));
+    let answer = unwrap_on(0, &used, &api_key).await;
+    assert_eq!(answer.status, 200, "{}", reason(&answer));
+    for replica in 1..3 {
+        assert_eq!(
+            reason(&unwrap_on(replica, &used, &api_key).await),
+            "dpop/jti_replayed"
+        );
+    }
+    // Every replica serves the session with a fresh proof.
+    for replica in 0..3 {
+        let fresh = proof(pod_key, "/v1/unwrap", Some(&session));
+        let answer = unwrap_on(replica, &fresh, &api_key).await;
+        assert_eq!(answer.status, 200, "replica {replica}: {}", reason(&answer));
+    }
+
+    // Revoked through replica c: refused by a and b at once.
+    let id = created["id"].as_str().unwrap();
+    admin(2, Method::DELETE, &format!("/v1/admin/apikeys/{id}"), None).await;
+    for replica in 0..2 {
+        let fresh = proof(pod_key, "/v1/unwrap", Some(&session));
+        assert_eq!(
+            reason(&unwrap_on(replica, &fresh, &api_key).await),
+            "api_key/api_key_revoked"
+        );
+    }
+
+    // One chain: exported from b, signed by the shared key, verifies.
+    let authorization = format!("Bearer {admin_token}");
+    let export = clients[1]
+        .send(
+            Method::GET,
+            "/v1/admin/audit/export",
+            &[("authorization", &authorization)],
+            None,
+        )
+        .await
+        .unwrap();
+    let text = String::from_utf8(export.body.to_vec()).unwrap();
+    let public =
+        parse_public_key(&std::fs::read_to_string(path("b").join("audit.pub")).unwrap()).unwrap();
+    assert_eq!(public, audit.public_key());
+    let report = verify_export(&text, &public, None).unwrap();
+    assert!(report.records >= 45, "{report:?}");
+    for running in replicas {
+        running.shutdown().await.unwrap();
+    }
+}
