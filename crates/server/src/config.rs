@@ -107,12 +107,16 @@ impl Default for AuditSection {
 pub struct ClustersSection {
     /// A view that has not heard from its API server for this long refuses (gate 4).
     pub max_staleness_secs: u64,
+    /// How often a replica looks for clusters registered or changed through
+    /// another replica (the bound on how long they take to reach it).
+    pub refresh_secs: u64,
 }
 
 impl Default for ClustersSection {
     fn default() -> Self {
         Self {
             max_staleness_secs: 30,
+            refresh_secs: 10,
         }
     }
 }
@@ -243,6 +247,11 @@ const ENV_OVERRIDES: &[(&str, &[&str], Kind)] = &[
     (
         "PODSEAL_CLUSTERS_MAX_STALENESS_SECS",
         &["clusters", "max_staleness_secs"],
+        Kind::Integer,
+    ),
+    (
+        "PODSEAL_CLUSTERS_REFRESH_SECS",
+        &["clusters", "refresh_secs"],
         Kind::Integer,
     ),
     ("PODSEAL_STORAGE_ENGINE", &["storage", "engine"], Kind::Text),
@@ -410,9 +419,12 @@ impl ServerConfig {
                 )));
             }
         }
-        if self.audit.checkpoint_interval_secs == 0 || self.clusters.max_staleness_secs == 0 {
+        if self.audit.checkpoint_interval_secs == 0
+            || self.clusters.max_staleness_secs == 0
+            || self.clusters.refresh_secs == 0
+        {
             return Err(ConfigError::Invalid(
-                "audit.checkpoint_interval_secs and clusters.max_staleness_secs must be positive"
+                "audit.checkpoint_interval_secs, clusters.max_staleness_secs and clusters.refresh_secs must be positive"
                     .into(),
             ));
         }

@@ -296,7 +296,9 @@ where
     let views =
         ViewConfig::with_max_staleness(Duration::from_secs(config.clusters.max_staleness_secs));
     let mut cluster_errors = Vec::new();
+    let mut known = std::collections::HashMap::new();
     for record in stored_clusters {
+        known.insert(record.name.clone(), record.updated_at);
         match connect_cluster(&record, views, config.release.token_leeway_secs) {
             Ok(cluster) => release.add_cluster(&record.name, cluster),
             Err(why) => {
@@ -331,6 +333,13 @@ where
             .clone()
             .run_checkpoints(Duration::from_secs(config.audit.checkpoint_interval_secs)),
     );
+    let refresh = tokio::spawn(run_cluster_refresh(
+        release.clone(),
+        known,
+        views,
+        config.release.token_leeway_secs,
+        Duration::from_secs(config.clusters.refresh_secs),
+    ));
     let purge = tokio::spawn(run_purge(storage));
     Ok(Running {
         addr,
@@ -343,8 +352,48 @@ where
         shutdown,
         served,
         audit_log,
-        background: vec![checkpoints, purge],
+        background: vec![checkpoints, refresh, purge],
     })
+}
+
+/// Connects clusters registered or changed through another replica (or
+/// this one: a change seen here reconnects once). `known` maps each cluster
+/// to the `updated_at` this replica last connected.
+async fn run_cluster_refresh<S: Storage>(
+    release: Arc<ReleaseService<S>>,
+    mut known: std::collections::HashMap<String, i64>,
+    views: ViewConfig,
+    leeway_secs: i64,
+    every: Duration,
+) {
+    let mut ticks = tokio::time::interval(every);
+    ticks.tick().await;
+    loop {
+        ticks.tick().await;
+        let records = match release.storage().clusters().await {
+            Ok(records) => records,
+            Err(error) => {
+                tracing::warn!(%error, "cannot read the registered clusters");
+                continue;
+            }
+        };
+        for record in records {
+            if known.get(&record.name) == Some(&record.updated_at) {
+                continue;
+            }
+            known.insert(record.name.clone(), record.updated_at);
+            match connect_cluster(&record, views, leeway_secs) {
+                Ok(cluster) => {
+                    tracing::info!(cluster = %record.name, "connected a cluster registered or changed elsewhere");
+                    release.add_cluster(&record.name, cluster);
+                }
+                Err(why) => {
+                    tracing::error!(cluster = %record.name, %why, "cannot connect a registered cluster; its releases are refused");
+                    release.mark_unconnected(&record.name, &why);
+                }
+            }
+        }
+    }
 }
 
 async fn run_purge<S: Storage>(storage: Arc<S>) {

@@ -106,6 +106,7 @@ impl Suite {
             org_key_files: vec![key_file],
             clusters: podseal_server::config::ClustersSection {
                 max_staleness_secs: 5,
+                ..Default::default()
             },
             ..ServerConfig::default()
         };

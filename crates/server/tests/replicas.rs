@@ -86,6 +86,7 @@ async fn replicas_on_one_postgres_share_every_decision() {
         config.storage.engine = "postgres".into();
         config.storage.url_file = Some(path("postgres.url"));
         config.audit.key_file = Some(path("audit.key"));
+        config.clusters.refresh_secs = 1;
         let running = start_postgres(config).await.unwrap();
         clients.push(
             HttpsClient::new(
@@ -115,33 +116,27 @@ async fn replicas_on_one_postgres_share_every_decision() {
         assert!(answer.status.is_success(), "{}", reason(&answer));
         serde_json::from_slice::<Value>(&answer.body).unwrap_or_default()
     };
-    // Registered through replica a. A replica connects a cluster's view at
-    // start or when told through its own admin API; b and c are told here
-    // (`--replace`, same record). Picking up registrations made elsewhere
-    // while running is not built yet (docs/design.md §8.36).
+    // Registered through replica a only: b and c notice it within their
+    // refresh interval (1 s here) and connect their own views.
     let registration = json!({
         "name": "prod",
         "api_server_url": cluster.dev.url(),
         "ca_bundle": cluster.dir.path().join("ca.pem"),
         "token_file": cluster.dir.path().join("reader.token"),
     });
-    admin(
-        0,
-        Method::POST,
-        "/v1/admin/clusters",
-        Some(registration.clone()),
-    )
-    .await;
-    let mut replace = registration;
-    replace["replace"] = json!(true);
-    for replica in 1..3 {
-        admin(
-            replica,
-            Method::POST,
-            "/v1/admin/clusters",
-            Some(replace.clone()),
-        )
-        .await;
+    admin(0, Method::POST, "/v1/admin/clusters", Some(registration)).await;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    let mut ticks = tokio::time::interval(std::time::Duration::from_millis(20));
+    while !replicas.iter().all(|r| {
+        r.release()
+            .cluster("prod")
+            .is_some_and(|c| c.view.is_fresh())
+    }) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "a replica never connected the cluster registered through another"
+        );
+        ticks.tick().await;
     }
     let created = admin(
         0,
