@@ -299,13 +299,8 @@ where
     let mut known = std::collections::HashMap::new();
     for record in stored_clusters {
         known.insert(record.name.clone(), record.updated_at);
-        match connect_cluster(&record, views, config.release.token_leeway_secs) {
-            Ok(cluster) => release.add_cluster(&record.name, cluster),
-            Err(why) => {
-                tracing::error!(cluster = %record.name, %why, "cannot connect a registered cluster; its releases are refused");
-                release.mark_unconnected(&record.name, &why);
-                cluster_errors.push((record.name.clone(), why));
-            }
+        if let Err(why) = connect(&release, &record, views, config.release.token_leeway_secs) {
+            cluster_errors.push((record.name.clone(), why));
         }
     }
     let admin = Arc::new(AdminService::new(
@@ -356,6 +351,27 @@ where
     })
 }
 
+/// Connects a stored cluster to the release path, or records (and logs)
+/// why it cannot be: its releases are then refused.
+fn connect<S: Storage>(
+    release: &Arc<ReleaseService<S>>,
+    record: &crate::storage::ClusterRecord,
+    views: ViewConfig,
+    leeway_secs: i64,
+) -> Result<(), String> {
+    match connect_cluster(record, views, leeway_secs) {
+        Ok(cluster) => {
+            release.add_cluster(&record.name, cluster);
+            Ok(())
+        }
+        Err(why) => {
+            tracing::error!(cluster = %record.name, %why, "cannot connect a registered cluster; its releases are refused");
+            release.mark_unconnected(&record.name, &why);
+            Err(why)
+        }
+    }
+}
+
 /// Connects clusters registered or changed through another replica (or
 /// this one: a change seen here reconnects once). `known` maps each cluster
 /// to the `updated_at` this replica last connected.
@@ -382,15 +398,8 @@ async fn run_cluster_refresh<S: Storage>(
                 continue;
             }
             known.insert(record.name.clone(), record.updated_at);
-            match connect_cluster(&record, views, leeway_secs) {
-                Ok(cluster) => {
-                    tracing::info!(cluster = %record.name, "connected a cluster registered or changed elsewhere");
-                    release.add_cluster(&record.name, cluster);
-                }
-                Err(why) => {
-                    tracing::error!(cluster = %record.name, %why, "cannot connect a registered cluster; its releases are refused");
-                    release.mark_unconnected(&record.name, &why);
-                }
+            if connect(&release, &record, views, leeway_secs).is_ok() {
+                tracing::info!(cluster = %record.name, "connected a cluster registered or changed elsewhere");
             }
         }
     }

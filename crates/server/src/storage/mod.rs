@@ -297,3 +297,16 @@ fn export_lines(
     take(u64::MAX, &mut lines);
     lines
 }
+
+/// Refuses a database whose schema is newer than this build's migrations.
+fn check_schema_version(current: i64, latest: i64) -> Result<(), StorageError> {
+    if current > latest {
+        return Err(StorageError::Database {
+            operation: "migrate",
+            message: format!(
+                "database schema version {current} is newer than this build's {latest}; upgrade podseal"
+            ),
+        });
+    }
+    Ok(())
+}

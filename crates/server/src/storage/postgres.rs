@@ -193,14 +193,7 @@ impl PostgresStorage {
             .map_err(&error)?
             .get(0);
         let latest = MIGRATIONS.last().map_or(0, |(v, _)| *v);
-        if current > latest {
-            return Err(StorageError::Database {
-                operation: "migrate",
-                message: format!(
-                    "database schema version {current} is newer than this build's {latest}; upgrade podseal"
-                ),
-            });
-        }
+        super::check_schema_version(current, latest)?;
         for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > current) {
             tx.batch_execute(sql).await.map_err(&error)?;
             tx.execute(

@@ -102,14 +102,7 @@ fn migrate(connection: &mut Connection) -> Result<(), StorageError> {
             |row| row.get(0),
         )
         .map_err(&migrate_error)?;
-    if current > latest {
-        return Err(StorageError::Database {
-            operation: "migrate",
-            message: format!(
-                "database schema version {current} is newer than this build's {latest}; upgrade podseal"
-            ),
-        });
-    }
+    super::check_schema_version(current, latest)?;
     for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > current) {
         tx.execute_batch(sql).map_err(&migrate_error)?;
         tx.execute(
