@@ -36,26 +36,6 @@ const PODSEAL: &str = env!("CARGO_BIN_EXE_podseal");
 #[path = "../tests/support/mod.rs"]
 mod support;
 
-fn spawn(
-    args: &[&str],
-    env: &[(&str, &str)],
-    stderr: bool,
-    ready: &str,
-) -> (support::Process, String) {
-    let (process, line, _) = support::spawn(Path::new(PODSEAL), args, env, stderr, ready);
-    (process, line)
-}
-
-fn podseal(args: &[&str]) -> String {
-    let output = Command::new(PODSEAL).args(args).output().unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).unwrap()
-}
-
 fn rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
@@ -89,123 +69,15 @@ fn main() {
         .unwrap_or(2000);
     let dir = tempfile::TempDir::new().unwrap();
     let path = |name: &str| dir.path().join(name).to_str().unwrap().to_owned();
-    let (_cluster, line) = spawn(
-        &[
-            "dev-cluster",
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--dir",
-            &path("dc"),
-        ],
-        &[],
-        false,
-        "dev-cluster serving",
-    );
-    let cluster_url = line.split_whitespace().nth(2).unwrap().to_owned();
-    podseal(&["keys", "init", "--out", &path("keys")]);
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let external = format!("https://localhost:{port}");
-    let listen = format!("127.0.0.1:{port}");
-    let (server, line) = spawn(
-        &["serve", "--admin-token-file", &path("admin.token")],
-        &[
-            ("PODSEAL_ORG_KEY_FILES", &path("keys/org.key")),
-            ("PODSEAL_STATE_DIR", &path("state")),
-            ("PODSEAL_LISTEN", &listen),
-            ("PODSEAL_EXTERNAL_URL", &external),
-            ("PODSEAL_LOG_LEVEL", "warn"),
-        ],
-        true,
-        "listening on",
-    );
-    assert_eq!(support::port_of(&line), port.to_string());
-    let pid = server.0.id();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !Path::new(&path("admin.token")).exists() {
-        assert!(Instant::now() < deadline, "no admin token");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let admin_token = std::fs::read_to_string(path("admin.token")).unwrap();
-    let authorization = format!("Bearer {}", admin_token.trim());
+    let mut deployment = support::Deployment::start(Path::new(PODSEAL), dir.path(), "warn");
+    let pid = deployment.server.0.id();
+    let external = deployment.url.clone();
+    let key = deployment.api_key.clone();
     let pem = std::fs::read(path("state/tls-dev.crt")).unwrap();
-    let client = HttpsClient::new(&format!("https://localhost:{port}"), Some(&pem)).unwrap();
-    let digest = format!("sha256:{}", "a".repeat(64));
+    let client = HttpsClient::new(&external, Some(&pem)).unwrap();
     let runtime = tokio::runtime::Runtime::new().unwrap();
-
-    let admin = |method: Method, route: &str, body: Value| {
-        let answer = runtime
-            .block_on(client.send(
-                method,
-                route,
-                &[("authorization", &authorization)],
-                Some(serde_json::to_vec(&body).unwrap()),
-            ))
-            .unwrap();
-        assert!(
-            answer.status.is_success(),
-            "{}",
-            String::from_utf8_lossy(&answer.body)
-        );
-        serde_json::from_slice::<Value>(&answer.body).unwrap()
-    };
-    admin(
-        Method::POST,
-        "/v1/admin/clusters",
-        json!({ "name": "prod", "api_server_url": cluster_url, "ca_bundle": path("dc/ca.pem"), "token_file": path("dc/reader.token") }),
-    );
-    let key = admin(
-        Method::POST,
-        "/v1/admin/apikeys",
-        json!({ "cluster": "prod", "namespace": "shop", "service_account": "api" }),
-    )["key"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    admin(
-        Method::PUT,
-        "/v1/admin/policies",
-        json!({ "cluster": "prod", "namespace": "shop", "service_account": "api", "digests": [digest] }),
-    );
-    let container = format!("api=registry.example/shop/api:1@{digest}");
-    podseal(&[
-        "dev-cluster",
-        "pod",
-        "create",
-        "--dir",
-        &path("dc"),
-        "--namespace",
-        "shop",
-        "--name",
-        "api-0",
-        "--service-account",
-        "api",
-        "--container",
-        &container,
-        "--running",
-    ]);
-    let token: Value = serde_json::from_str(&podseal(&[
-        "dev-cluster",
-        "token",
-        "--dir",
-        &path("dc"),
-        "--namespace",
-        "shop",
-        "--service-account",
-        "api",
-        "--pod",
-        "api-0",
-        "--audience",
-        "podseal",
-        "-o",
-        "json",
-    ]))
-    .unwrap();
-    let token = token["token"].as_str().unwrap().to_owned();
+    let pod = deployment.pod("api-0");
+    let token = std::fs::read_to_string(&pod[3].1).unwrap();
     let idle_rss = rss_kib(pid);
 
     let org = read_public_key(Path::new(&path("keys/org.pub"))).unwrap();
@@ -330,53 +202,17 @@ fn main() {
     let end_rss = rss_kib(pid);
 
     // The pod side. Each pod is new: one DPoP key is pinned per live pod.
-    let new_pod = |name: &str| {
-        podseal(&[
-            "dev-cluster",
-            "pod",
-            "create",
-            "--dir",
-            &path("dc"),
-            "--namespace",
-            "shop",
-            "--name",
-            name,
-            "--service-account",
-            "api",
-            "--container",
-            &container,
-            "--running",
-        ]);
-        let token = podseal(&[
-            "dev-cluster",
-            "token",
-            "--dir",
-            &path("dc"),
-            "--namespace",
-            "shop",
-            "--service-account",
-            "api",
-            "--pod",
-            name,
-            "--audience",
-            "podseal",
-        ]);
-        let file = path(&format!("{name}.token"));
-        std::fs::write(&file, token.trim()).unwrap();
-        file
-    };
-    std::fs::write(path("api-key"), &key).unwrap();
     std::fs::write(path("db.capsule"), capsule.to_armored()).unwrap();
     // SDK resident memory: this process before and after a client opens one capsule.
-    let sdk_token = new_pod("sdk-0");
+    let sdk_pod = deployment.pod("sdk-0");
     let before_sdk = rss_kib(std::process::id());
     let opened = runtime.block_on(async {
         let mut config = podseal_sdk::client::ClientConfig::new(
-            &format!("https://localhost:{port}"),
+            &external,
             podseal_sdk::transport::Trust::CaPem(pem.clone()),
         );
         config.api_key_file = path("api-key").into();
-        config.token_file = sdk_token.into();
+        config.token_file = sdk_pod[3].1.clone().into();
         let client = podseal_sdk::client::Client::new(config).unwrap();
         let secret = client.open(&capsule).await.unwrap();
         let after = rss_kib(std::process::id());
@@ -388,7 +224,7 @@ fn main() {
     let runs = 20;
     let mut exec_times = Vec::with_capacity(runs);
     for i in 0..runs {
-        let token = new_pod(&format!("exec-{i}"));
+        let pod_env = deployment.pod(&format!("exec-{i}"));
         let start = Instant::now();
         let status = Command::new(PODSEAL)
             .args([
@@ -398,10 +234,7 @@ fn main() {
                 "--",
                 "true",
             ])
-            .env("PODSEAL_SERVER", format!("https://localhost:{port}"))
-            .env("PODSEAL_CA_FILE", path("state/tls-dev.crt"))
-            .env("PODSEAL_API_KEY_FILE", path("api-key"))
-            .env("PODSEAL_TOKEN_FILE", &token)
+            .envs(pod_env)
             .status()
             .unwrap();
         exec_times.push(start.elapsed());
@@ -439,7 +272,5 @@ fn main() {
         percentile(&exec_times, 0.9).as_secs_f64() * 1e3
     );
     println!("SDK client + one open, added RSS in this process: {sdk_rss} KiB");
-    let _ = Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status();
+    deployment.stop();
 }

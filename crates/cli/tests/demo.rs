@@ -11,10 +11,18 @@ use serde_json::Value;
 
 #[test]
 fn the_demo_passes_every_step_and_each_attack_is_refused_by_its_gate() {
+    // Its temporary directory (keys, database, tokens) is removed afterwards.
+    let tmp = tempfile::TempDir::new().unwrap();
     let output = std::process::Command::new(assert_cmd::cargo::cargo_bin("podseal"))
         .args(["demo", "-o", "json"])
+        .env("TMPDIR", tmp.path())
         .output()
         .unwrap();
+    assert_eq!(
+        std::fs::read_dir(tmp.path()).unwrap().count(),
+        0,
+        "the demo left files behind"
+    );
     assert!(
         output.status.success(),
         "exit {:?}: {}",

@@ -73,138 +73,15 @@ fn files(dir: &Path) -> Vec<PathBuf> {
 fn exec_gives_the_program_its_secrets_and_leaves_none_on_disk() {
     let dir = TempDir::new().unwrap();
     let p = |name: &str| dir.path().join(name).to_str().unwrap().to_owned();
-    let (_cluster, line, _) = support::spawn(
-        &bin(),
-        &[
-            "dev-cluster",
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--dir",
-            &p("dc"),
-        ],
-        &[],
-        false,
-        "dev-cluster serving",
-    );
-    let cluster_url = line.split_whitespace().nth(2).unwrap().to_owned();
-    ok(&run(&["keys", "init", "--out", &p("keys")], &[], None));
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let url = format!("https://localhost:{port}");
-    let log = std::fs::File::create(p("server.log")).unwrap();
-    let mut server = Command::new(bin())
-        .args(["serve", "--admin-token-file", &p("admin.token")])
-        .envs([
-            ("PODSEAL_ORG_KEY_FILES", p("keys/org.key")),
-            ("PODSEAL_STATE_DIR", p("state")),
-            ("PODSEAL_LISTEN", format!("127.0.0.1:{port}")),
-            ("PODSEAL_EXTERNAL_URL", url.clone()),
-            ("PODSEAL_LOG_LEVEL", "trace".to_owned()),
-        ])
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    let _server_guard = ServerGuard(&mut server);
-    support::wait_for_file(Path::new(&p("admin.token")));
-    let admin = [
-        ("PODSEAL_SERVER", url.as_str()),
-        ("PODSEAL_CA", &p("state/tls-dev.crt")),
-        ("PODSEAL_ADMIN_TOKEN_FILE", &p("admin.token")),
-    ];
-    let admin: Vec<(&str, &str)> = admin.iter().map(|(k, v)| (*k, *v)).collect();
-    ok(&run(
-        &[
-            "cluster",
-            "add",
-            "prod",
-            "--api-server",
-            &cluster_url,
-            "--ca-bundle",
-            &p("dc/ca.pem"),
-            "--token-file",
-            &p("dc/reader.token"),
-        ],
-        &admin,
-        None,
-    ));
-    let created: serde_json::Value = serde_json::from_str(&ok(&run(
-        &[
-            "apikey",
-            "create",
-            "--cluster",
-            "prod",
-            "--namespace",
-            "shop",
-            "--service-account",
-            "api",
-            "-o",
-            "json",
-        ],
-        &admin,
-        None,
-    )))
-    .unwrap();
-    std::fs::write(p("api-key"), created["key"].as_str().unwrap()).unwrap();
-    let digest = format!("sha256:{}", "a".repeat(64));
-    ok(&run(
-        &[
-            "policy",
-            "set",
-            "--cluster",
-            "prod",
-            "--namespace",
-            "shop",
-            "--service-account",
-            "api",
-            "--allow-digest",
-            &digest,
-        ],
-        &admin,
-        None,
-    ));
+    let mut deployment = support::Deployment::start(&bin(), dir.path(), "trace");
+    let admin = deployment.admin_env();
+    let admin: Vec<(&str, &str)> = admin.iter().map(|(k, v)| (*k, v.as_str())).collect();
     // Two pods: each exec is a new process with a new DPoP key, and one key
     // is pinned per live pod.
-    let dc = ["--dir", &p("dc")];
-    for pod in ["api-0", "api-1"] {
-        let container = format!("api=registry.example/shop/api:1@{digest}");
-        let create = [
-            "--namespace",
-            "shop",
-            "--name",
-            pod,
-            "--service-account",
-            "api",
-            "--container",
-            &container,
-            "--running",
-        ];
-        ok(&run(
-            &[&["dev-cluster", "pod", "create"][..], &dc, &create].concat(),
-            &[],
-            None,
-        ));
-        let request = [
-            "--namespace",
-            "shop",
-            "--service-account",
-            "api",
-            "--pod",
-            pod,
-            "--audience",
-            "podseal",
-        ];
-        let token = ok(&run(
-            &[&["dev-cluster", "token"][..], &dc, &request].concat(),
-            &[],
-            None,
-        ));
-        std::fs::write(p(&format!("{pod}.token")), token.trim()).unwrap();
-    }
+    let first = deployment.pod("api-0");
+    let pod_env: Vec<(&str, &str)> = first.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let second = deployment.pod("api-1");
+    let second_pod: Vec<(&str, &str)> = second.iter().map(|(k, v)| (*k, v.as_str())).collect();
 
     // Seal from stdin (the plaintext never touches the disk here either).
     let seal = |secret: &str, namespace: &str, out: &str| {
@@ -232,15 +109,6 @@ fn exec_gives_the_program_its_secrets_and_leaves_none_on_disk() {
     seal(OTHER_SECRET, "shop", "tls.capsule");
     seal(SECRET, "payments", "foreign.capsule");
 
-    let pod_env = [
-        ("PODSEAL_SERVER", url.as_str()),
-        ("PODSEAL_CA_FILE", &p("state/tls-dev.crt")),
-        ("PODSEAL_API_KEY_FILE", &p("api-key")),
-        ("PODSEAL_TOKEN_FILE", &p("api-0.token")),
-    ];
-    let mut second_pod = pod_env;
-    let second_token = p("api-1.token");
-    second_pod[3].1 = &second_token;
     let shm = PathBuf::from(format!("/dev/shm/podseal-exec-test-{}", std::process::id()));
     let _ = std::fs::remove_file(&shm);
     let mut env: Vec<(&str, &str)> = pod_env.to_vec();
@@ -303,13 +171,29 @@ fn exec_gives_the_program_its_secrets_and_leaves_none_on_disk() {
     assert!(String::from_utf8_lossy(&output.stderr).contains("not on a RAM-backed filesystem"));
     assert!(!Path::new(&p("plain.txt")).exists());
 
-    // The export, then: no plaintext anywhere on disk (server log at trace level included).
+    // A --file destination that exists is never overwritten.
+    let existing = format!("{}={}", shm.display(), p("tls.capsule"));
+    std::fs::write(&shm, b"keep").unwrap();
+    let output = run(
+        &["exec", "--file", &existing, "--", "true"],
+        &second_pod,
+        None,
+    );
+    let kept = std::fs::read(&shm).unwrap();
+    let _ = std::fs::remove_file(&shm);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("never overwrites"));
+    assert_eq!(kept, b"keep");
+
+    // The export, then: no plaintext anywhere on disk (the server's log, at
+    // trace level, written out in full).
     ok(&run(
         &["audit", "export", "--out", &p("audit.jsonl")],
         &admin,
         None,
     ));
-    drop(_server_guard);
+    let log = deployment.stop();
+    std::fs::write(p("server.log"), log.join("\n")).unwrap();
     let scanned = files(dir.path());
     assert!(
         scanned.iter().any(|f| f.ends_with("podseal.db")),
@@ -328,17 +212,5 @@ fn exec_gives_the_program_its_secrets_and_leaves_none_on_disk() {
                 file.display()
             );
         }
-    }
-}
-
-/// Stops the server (SIGTERM, so it writes its final checkpoint) on drop.
-struct ServerGuard<'a>(&'a mut std::process::Child);
-
-impl Drop for ServerGuard<'_> {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.0.id().to_string()])
-            .status();
-        let _ = self.0.wait();
     }
 }

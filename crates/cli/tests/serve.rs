@@ -19,7 +19,7 @@ use tempfile::TempDir;
 
 mod support;
 
-use support::{port_of, wait_for_file};
+use support::{port_of, wait_for_line};
 
 fn bin() -> PathBuf {
     assert_cmd::cargo::cargo_bin("podseal")
@@ -191,8 +191,8 @@ fn serve_then_administer_it_from_the_command_line() {
         "listening on",
     );
     let port = port_of(&line);
-    // The token file is written after the listening line; wait for it.
-    wait_for_file(Path::new(&token_file));
+    // The token file is written (and said) after the listening line.
+    wait_for_line(&lines, "admin token written to");
     {
         use std::os::unix::fs::PermissionsExt as _;
         let mode = std::fs::metadata(&token_file).unwrap().permissions().mode() & 0o777;

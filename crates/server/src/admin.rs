@@ -516,7 +516,15 @@ impl<S: Storage> AdminService<S> {
     }
 
     async fn require_cluster(&self, name: &str) -> Result<(), Refusal> {
-        self.cluster(name).await.map(|_| ())
+        match self
+            .storage()
+            .cluster(name)
+            .await
+            .map_err(storage_refusal)?
+        {
+            Some(_) => Ok(()),
+            None => Err(refused("not_found", format!("no cluster named {name}"))),
+        }
     }
 
     /// Creates an API key bound to one service account; the key is returned once.

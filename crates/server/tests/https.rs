@@ -190,14 +190,21 @@ impl Suite {
     }
 
     async fn api_key(&self, namespace: &str, service_account: &str) -> (String, String) {
-        let created = self
-            .admin(
+        let authorization = format!("Bearer {}", self.admin_token);
+        let body = json!({ "cluster": "prod", "namespace": namespace, "service_account": service_account });
+        let answer = self
+            .send(
                 Method::POST,
                 "/v1/admin/apikeys",
                 "/v1/admin/apikeys",
-                Some(json!({ "cluster": "prod", "namespace": namespace, "service_account": service_account })),
+                &[("authorization", &authorization)],
+                Some(serde_json::to_vec(&body).unwrap()),
             )
             .await;
+        assert_eq!(answer.status, 201);
+        // The only answer that carries a key is never cached.
+        assert_eq!(answer.headers["cache-control"], "no-store");
+        let created: Value = serde_json::from_slice(&answer.body).unwrap();
         (
             created["id"].as_str().unwrap().to_owned(),
             created["key"].as_str().unwrap().to_owned(),

@@ -527,7 +527,11 @@ async fn demo(output: OutputFormat) -> Result<(), CliError> {
         gate: None,
         reason: None,
         detail: match &secret {
-            Ok(s) => format!("plaintext in the pod's memory only: {} bytes, starts {:?}…", s.len(), String::from_utf8_lossy(s.expose_secret_bytes().get(..11).unwrap_or_default())),
+Ok(s) => format!(
+                "plaintext in the pod's memory only: {} bytes, {} (not printed)",
+                s.len(),
+                if opened { "the bytes that were sealed" } else { "NOT the bytes that were sealed" }
+            ),
             Err(e) => e.to_string(),
         },
         millis,
