@@ -15,6 +15,7 @@ pub mod audit_log;
 pub mod cluster;
 pub mod config;
 pub mod gate;
+pub mod group_commit;
 pub mod identity;
 pub mod metrics;
 pub mod nonce;

@@ -88,8 +88,8 @@ impl Metrics {
             .observe(elapsed.as_secs_f64());
     }
 
-    /// The exposition text.
-    pub fn render(&self, views: &[ViewSample]) -> String {
+    /// The exposition text; `storage` is the engine's (round trips, commits).
+    pub fn render(&self, views: &[ViewSample], storage: (u64, u64)) -> String {
         let inner = self.lock();
         let mut out = String::new();
         out.push_str("# HELP podseal_requests_total Requests answered, by route and HTTP status.\n# TYPE podseal_requests_total counter\n");
@@ -140,6 +140,11 @@ impl Metrics {
                 u8::from(view.fresh)
             );
         }
+        let (round_trips, commits) = storage;
+        let _ = writeln!(
+            out,
+            "# HELP podseal_storage_round_trips_total Times this server waited on its database (a pipelined flight counts once).\n# TYPE podseal_storage_round_trips_total counter\npodseal_storage_round_trips_total {round_trips}\n# HELP podseal_storage_commits_total Durable commits this server made.\n# TYPE podseal_storage_commits_total counter\npodseal_storage_commits_total {commits}"
+        );
         out
     }
 }
@@ -166,11 +171,14 @@ mod tests {
             Duration::from_millis(30),
             Some(("dpop", "jti_replayed")),
         );
-        let text = metrics.render(&[ViewSample {
-            cluster: "prod".into(),
-            last_heard: Some(Duration::from_millis(1500)),
-            fresh: true,
-        }]);
+        let text = metrics.render(
+            &[ViewSample {
+                cluster: "prod".into(),
+                last_heard: Some(Duration::from_millis(1500)),
+                fresh: true,
+            }],
+            (7, 3),
+        );
         for line in [
             "podseal_requests_total{route=\"/v1/unwrap\",status=\"200\"} 1",
             "podseal_requests_total{route=\"/v1/unwrap\",status=\"401\"} 1",
@@ -181,6 +189,8 @@ mod tests {
             "podseal_request_duration_seconds_count{route=\"/v1/unwrap\"} 2",
             "podseal_view_last_heard_seconds{cluster=\"prod\"} 1.5",
             "podseal_view_fresh{cluster=\"prod\"} 1",
+            "podseal_storage_round_trips_total 7",
+            "podseal_storage_commits_total 3",
         ] {
             assert!(text.lines().any(|l| l == line), "missing {line}\n{text}");
         }

@@ -28,10 +28,14 @@ use sha2::{Digest, Sha256};
 use crate::audit_log::AuditContext;
 use crate::gate::live_pod::{self, LivePodDecision};
 use crate::gate::{Gate, Refusal};
-use crate::identity::{IdentityProvider, KubernetesTokens, WorkloadIdentity};
+use crate::group_commit::GroupCommit;
+use crate::identity::cache::TokenCache;
+use crate::identity::{KubernetesTokens, WorkloadIdentity};
 use crate::nonce::NonceIssuer;
 use crate::pod_view::PodView;
-use crate::storage::{ApiKeyRecord, PinOutcome, PolicyRecord, SessionRecord, Storage};
+use crate::storage::{
+    ApiKeyRecord, CommitItem, JtiRecord, PinOutcome, PolicyRecord, SessionRecord, Storage,
+};
 
 /// Tunables of the release path.
 #[derive(Debug, Clone)]
@@ -114,6 +118,10 @@ pub struct ReleaseService<S: Storage> {
     org_keys: Arc<dyn OrgKeyProvider + Send + Sync>,
     nonces: NonceIssuer,
     config: ReleaseConfig,
+    /// Durable writes of concurrent requests share one transaction.
+    commits: GroupCommit<S>,
+    /// Verified projected tokens by hash, until `exp`.
+    tokens: TokenCache,
 }
 
 fn now() -> i64 {
@@ -159,6 +167,8 @@ impl<S: Storage> ReleaseService<S> {
         config: ReleaseConfig,
     ) -> Self {
         Self {
+            commits: GroupCommit::new(storage.clone()),
+            tokens: TokenCache::default(),
             storage,
             clusters: RwLock::new(HashMap::new()),
             unconnected: RwLock::new(HashMap::new()),
@@ -190,6 +200,8 @@ impl<S: Storage> ReleaseService<S> {
         let receiver = cluster.view.subscribe();
         self.clusters_mut()
             .insert(name.to_owned(), Arc::new(cluster));
+        // Its keys may have changed: no token verified by the old ones is kept.
+        self.tokens.forget_cluster(name);
         self.unconnected
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -348,10 +360,22 @@ impl<S: Storage> ReleaseService<S> {
 
     /// Appends the records; refuses when they cannot be made durable.
     pub(crate) async fn audit(&self, records: Vec<AuditRecord>) -> Result<(), Refusal> {
-        self.storage
-            .append_audit(records)
+        self.commit(CommitItem {
+            records,
+            ..CommitItem::default()
+        })
+        .await
+        .map(|_| ())
+    }
+
+    /// Commits one request's durable writes with the others waiting (group
+    /// commit); returns false when its `jti` was seen before. Refuses when
+    /// they cannot be made durable.
+    async fn commit(&self, item: CommitItem) -> Result<bool, Refusal> {
+        self.commits
+            .commit(item)
             .await
-            .map(|_| ())
+            .map(|committed| committed.fresh)
             .map_err(|error| {
                 tracing::error!(%error, "audit write failed: refusing");
                 Refusal::new(
@@ -379,18 +403,21 @@ impl<S: Storage> ReleaseService<S> {
         Err(refusal)
     }
 
-    /// Gates 1 and 2: the API key, the token, and their agreement.
+    /// Gates 1 and 2: the API key, the token, and their agreement. The key,
+    /// its policy and the session `session_id` (returned as is) come from
+    /// storage in one read.
     async fn verify_caller(
         &self,
         credentials: &Credentials<'_>,
+        session_id: Option<&str>,
         audit: &mut AuditContext,
-    ) -> Result<Verified, Refusal> {
-        let key = self
+    ) -> Result<(Verified, Option<SessionRecord>), Refusal> {
+        let context = self
             .storage
-            .api_key_by_hash(api_key_hash(credentials.api_key))
+            .request_context(api_key_hash(credentials.api_key), session_id)
             .await
             .map_err(Self::storage_refusal)?;
-        let key = key.ok_or_else(|| {
+        let key = context.api_key.ok_or_else(|| {
             Refusal::new(Gate::ApiKey, "api_key_unknown", "the API key is not known")
         })?;
         audit.set("api_key", &key.id);
@@ -409,7 +436,13 @@ impl<S: Storage> ReleaseService<S> {
                 "the API key's cluster is not registered",
             )
         })?;
-        let identity = cluster.tokens.verify(credentials.token, now())?;
+        let identity = self.tokens.verify(
+            &key.cluster,
+            &cluster.tokens,
+            cluster.tokens.leeway_secs,
+            credentials.token,
+            now(),
+        )?;
         audit.identity(&identity);
         if identity.namespace != key.namespace || identity.service_account != key.service_account {
             return Err(Refusal::new(
@@ -418,21 +451,54 @@ impl<S: Storage> ReleaseService<S> {
                 "the API key is bound to another namespace or service account than the token",
             ));
         }
-        let policy = self
-            .storage
-            .policy(&key.cluster, &identity.namespace, &identity.service_account)
-            .await
-            .map_err(Self::storage_refusal)?;
-        Ok(Verified {
+        // The read took the policy of the key's namespace and service
+        // account, which are the token's (checked just above).
+        let verified = Verified {
             key,
             cluster,
             identity,
-            policy,
-        })
+            policy: context.policy,
+        };
+        Ok((verified, context.session))
     }
 
     /// Gate 3's stateless checks plus the replay record.
     async fn verify_dpop(
+        &self,
+        proofs: &[&str],
+        route: &str,
+        access_token: Option<&str>,
+        require_nonce: bool,
+        audit: &mut AuditContext,
+    ) -> Result<VerifiedProof, Refusal> {
+        let verified = self.check_proof(proofs, route, access_token, require_nonce, audit)?;
+        let jti = self.jti_record(&verified);
+        let fresh = self
+            .storage
+            .record_jti(&jti.jkt, &jti.jti, jti.expires_at)
+            .await
+            .map_err(Self::storage_refusal)?;
+        if !fresh {
+            return Err(replayed());
+        }
+        Ok(verified)
+    }
+
+    /// The replay record of a verified proof, kept while it could be fresh.
+    fn jti_record(&self, proof: &VerifiedProof) -> JtiRecord {
+        JtiRecord {
+            jkt: proof.thumbprint.clone(),
+            jti: proof.claims.jti.clone(),
+            expires_at: proof.claims.iat
+                + self.config.dpop_max_age_secs
+                + self.config.dpop_max_skew_secs,
+        }
+    }
+
+    /// Gate 3's stateless checks: one proof, its signature and claims, and
+    /// the server nonce when the policy requires one. The `jti` is recorded
+    /// by the caller.
+    fn check_proof(
         &self,
         proofs: &[&str],
         route: &str,
@@ -471,20 +537,6 @@ impl<S: Storage> ReleaseService<S> {
                 Gate::Dpop,
                 "use_dpop_nonce",
                 "this service account's policy requires a fresh server nonce in the DPoP proof (see the DPoP-Nonce header)",
-            ));
-        }
-        let keep_until =
-            verified.claims.iat + self.config.dpop_max_age_secs + self.config.dpop_max_skew_secs;
-        let fresh = self
-            .storage
-            .record_jti(&verified.thumbprint, &verified.claims.jti, keep_until)
-            .await
-            .map_err(Self::storage_refusal)?;
-        if !fresh {
-            return Err(Refusal::new(
-                Gate::Dpop,
-                "jti_replayed",
-                "this DPoP proof was already used",
             ));
         }
         Ok(verified)
@@ -547,7 +599,7 @@ impl<S: Storage> ReleaseService<S> {
         recipient_key: &[u8],
         audit: &mut AuditContext,
     ) -> Result<SessionGrant, Refusal> {
-        let verified = self.verify_caller(&credentials, audit).await?;
+        let (verified, _) = self.verify_caller(&credentials, None, audit).await?;
         let proof = self
             .verify_dpop(
                 credentials.dpop,
@@ -616,7 +668,11 @@ impl<S: Storage> ReleaseService<S> {
         })
     }
 
-    /// `POST /v1/unwrap`: gates again, then one re-wrap per capsule.
+    /// `POST /v1/unwrap`: gates again, then one re-wrap per capsule. The
+    /// proof's `jti` is recorded in the same transaction as the audit
+    /// records (group commit), so an unwrap costs one read and a share of
+    /// one commit; a replayed proof is refused there, after the re-wrap was
+    /// computed and before anything is answered.
     pub async fn unwrap(
         &self,
         credentials: Credentials<'_>,
@@ -624,7 +680,12 @@ impl<S: Storage> ReleaseService<S> {
     ) -> Result<Vec<Release>, Refusal> {
         let mut audit = AuditContext::default();
         audit.set("session", session_label(&request.session_id));
-        match self.try_unwrap(credentials, &request, &mut audit).await {
+        let mut jti = None;
+        let outcome = self
+            .try_unwrap(credentials, &request, &mut audit, &mut jti)
+            .await;
+        let replay = audit.record("unwrap", Outcome::Refused, Some(&replayed()));
+        match outcome {
             Ok(releases) => {
                 let records = releases
                     .iter()
@@ -634,10 +695,36 @@ impl<S: Storage> ReleaseService<S> {
                         context.record("unwrap", Outcome::Allowed, None)
                     })
                     .collect();
-                self.audit(records).await?;
-                Ok(releases)
+                let item = CommitItem {
+                    jti,
+                    records,
+                    if_replayed: vec![replay],
+                };
+                if self.commit(item).await? {
+                    Ok(releases)
+                } else {
+                    tracing::info!(gate = "dpop", reason = "jti_replayed", "unwrap refused");
+                    Err(replayed())
+                }
             }
-            Err(refusal) => self.refused("unwrap", &audit, refusal).await,
+            Err(refusal) => {
+                tracing::info!(
+                    gate = refusal.gate.code(),
+                    reason = refusal.reason,
+                    "unwrap refused"
+                );
+                // A proof that got this far is used up, refused or not.
+                let item = CommitItem {
+                    jti,
+                    records: vec![audit.record("unwrap", Outcome::Refused, Some(&refusal))],
+                    if_replayed: vec![replay],
+                };
+                if self.commit(item).await? {
+                    Err(refusal)
+                } else {
+                    Err(replayed())
+                }
+            }
         }
     }
 
@@ -646,6 +733,7 @@ impl<S: Storage> ReleaseService<S> {
         credentials: Credentials<'_>,
         request: &UnwrapRequest,
         audit: &mut AuditContext,
+        jti: &mut Option<JtiRecord>,
     ) -> Result<Vec<Release>, Refusal> {
         if request.capsules.is_empty() || request.capsules.len() > MAX_BATCH {
             return Err(Refusal::new(
@@ -654,17 +742,18 @@ impl<S: Storage> ReleaseService<S> {
                 format!("an unwrap carries 1 to {MAX_BATCH} capsules"),
             ));
         }
-        let verified = self.verify_caller(&credentials, audit).await?;
-        let session = self.live_session(&request.session_id, &verified).await?;
-        let proof = self
-            .verify_dpop(
-                credentials.dpop,
-                "/v1/unwrap",
-                Some(&request.session_id),
-                verified.require_nonce(),
-                audit,
-            )
+        let (verified, session) = self
+            .verify_caller(&credentials, Some(&request.session_id), audit)
             .await?;
+        let session = live_session(session, &verified)?;
+        let proof = self.check_proof(
+            credentials.dpop,
+            "/v1/unwrap",
+            Some(&request.session_id),
+            verified.require_nonce(),
+            audit,
+        )?;
+        *jti = Some(self.jti_record(&proof));
         if proof.thumbprint != session.jkt {
             return Err(Refusal::new(
                 Gate::Dpop,
@@ -727,8 +816,10 @@ impl<S: Storage> ReleaseService<S> {
         audit: &mut AuditContext,
     ) -> Result<String, Refusal> {
         const ROUTE: &str = "/v1/sessions/rotate-key";
-        let verified = self.verify_caller(&credentials, audit).await?;
-        let session = self.live_session(session_id, &verified).await?;
+        let (verified, session) = self
+            .verify_caller(&credentials, Some(session_id), audit)
+            .await?;
+        let session = live_session(session, &verified)?;
         let old = self
             .verify_dpop(
                 credentials.dpop,
@@ -784,51 +875,54 @@ impl<S: Storage> ReleaseService<S> {
             .map_err(Self::storage_refusal)?;
         Ok(new.thumbprint)
     }
+}
 
-    async fn live_session(
-        &self,
-        session_id: &str,
-        verified: &Verified,
-    ) -> Result<SessionRecord, Refusal> {
-        let session = self
-            .storage
-            .session(session_id)
-            .await
-            .map_err(Self::storage_refusal)?;
-        let session = session
-            .ok_or_else(|| Refusal::new(Gate::Dpop, "session_unknown", "no such session"))?;
-        if session.revoked_at.is_some() {
-            return Err(Refusal::new(
-                Gate::Dpop,
-                "session_revoked",
-                "the session was revoked (its pod is gone)",
-            ));
-        }
-        if session.expires_at <= now() {
-            return Err(Refusal::new(
-                Gate::Dpop,
-                "session_expired",
-                "the session has expired",
-            ));
-        }
-        let identity = &verified.identity;
-        let same = session.cluster == verified.key.cluster
-            && session.pod_uid == identity.pod_uid
-            && session.namespace == identity.namespace
-            && session.service_account == identity.service_account
-            && session.api_key_id == verified.key.id;
-        if !same {
-            return Err(Refusal::new(
-                Gate::Dpop,
-                "session_mismatch",
-                "the session belongs to another pod or key",
-            ));
-        }
-        Ok(session)
+/// The session of an unwrap or rotation, checked against the verified caller.
+fn live_session(
+    session: Option<SessionRecord>,
+    verified: &Verified,
+) -> Result<SessionRecord, Refusal> {
+    let session =
+        session.ok_or_else(|| Refusal::new(Gate::Dpop, "session_unknown", "no such session"))?;
+    if session.revoked_at.is_some() {
+        return Err(Refusal::new(
+            Gate::Dpop,
+            "session_revoked",
+            "the session was revoked (its pod is gone)",
+        ));
     }
+    if session.expires_at <= now() {
+        return Err(Refusal::new(
+            Gate::Dpop,
+            "session_expired",
+            "the session has expired",
+        ));
+    }
+    let identity = &verified.identity;
+    let same = session.cluster == verified.key.cluster
+        && session.pod_uid == identity.pod_uid
+        && session.namespace == identity.namespace
+        && session.service_account == identity.service_account
+        && session.api_key_id == verified.key.id;
+    if !same {
+        return Err(Refusal::new(
+            Gate::Dpop,
+            "session_mismatch",
+            "the session belongs to another pod or key",
+        ));
+    }
+    Ok(session)
 }
 
 pub use podseal_core::wire::MAX_BATCH;
+
+fn replayed() -> Refusal {
+    Refusal::new(
+        Gate::Dpop,
+        "jti_replayed",
+        "this DPoP proof was already used",
+    )
+}
 
 /// The capsule's release scope against the verified caller.
 fn check_scope(envelope: &DekEnvelope, verified: &Verified) -> Result<(), Refusal> {

@@ -255,7 +255,8 @@ async fn metrics_text<S: Storage>(State(app): State<App<S>>) -> Response {
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        app.metrics.render(&views),
+        app.metrics
+            .render(&views, app.release.storage().stats().snapshot()),
     )
         .into_response()
 }

@@ -6,6 +6,7 @@
 //! refusal with a stable reason code. It verifies against keys pinned at
 //! registration, never against a key a token points to.
 
+pub mod cache;
 pub mod jwks;
 pub mod kubernetes;
 

@@ -1,15 +1,24 @@
-//! Storage: one interface, engines behind it (SQLite now, PostgreSQL next).
+//! Storage: one interface, two engines behind it (SQLite, PostgreSQL).
 //!
 //! Everything that decides a release is here, not in one replica's memory:
 //! DPoP key pins per pod uid, sessions, `jti` replay records, API key hashes,
 //! policies, clusters with their pinned JWKS, and the audit log. Decisions
 //! that must be atomic across replicas — pinning a key, recording a `jti`,
 //! appending audit records — are single transactions in the engine.
+//!
+//! The release hot path needs two calls: [`Storage::request_context`] reads
+//! the API key, its policy and the session in one round trip, and
+//! [`Storage::commit_batch`] records the proofs' `jti`s and appends the
+//! audit records of many requests in one durable transaction (group commit,
+//! see `crate::group_commit`). Every engine counts its round trips and
+//! commits in [`StorageStats`] for `/metrics` and the load benchmark.
 
 mod postgres;
 mod sqlite;
 
+use std::collections::HashSet;
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use podseal_core::audit::{AuditRecord, ChainHash, Checkpoint, ExportLine};
 use serde::{Deserialize, Serialize};
@@ -138,8 +147,97 @@ pub enum PinOutcome {
     OtherKeyPinned,
 }
 
+/// What one release request needs from storage, read in one round trip.
+#[derive(Debug, Clone, Default)]
+pub struct RequestContext {
+    /// The API key with the request's hash, revoked or not.
+    pub api_key: Option<ApiKeyRecord>,
+    /// The policy of the key's cluster, namespace and service account.
+    pub policy: Option<PolicyRecord>,
+    /// The session named by the request, revoked or not.
+    pub session: Option<SessionRecord>,
+}
+
+/// A DPoP proof's replay record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JtiRecord {
+    /// Thumbprint of the proof's key.
+    pub jkt: String,
+    /// The proof's `jti`.
+    pub jti: String,
+    /// Unix seconds after which the record may be purged.
+    pub expires_at: i64,
+}
+
+/// One request's durable write in a group commit.
+#[derive(Debug, Clone, Default)]
+pub struct CommitItem {
+    /// A proof to record; when it was seen before, the item is a replay.
+    pub jti: Option<JtiRecord>,
+    /// Appended when the `jti` is fresh (or there is none).
+    pub records: Vec<AuditRecord>,
+    /// Appended instead when the `jti` was seen before.
+    pub if_replayed: Vec<AuditRecord>,
+}
+
+/// What a [`CommitItem`] became.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Committed {
+    /// False when the item's `jti` was seen before (a replay).
+    pub fresh: bool,
+    /// The records stored for it, with their sequence numbers.
+    pub stored: Vec<AuditRecord>,
+}
+
+/// Round trips and commits an engine has made, for `/metrics`.
+#[derive(Debug, Default)]
+pub struct StorageStats {
+    round_trips: AtomicU64,
+    commits: AtomicU64,
+}
+
+impl StorageStats {
+    /// Counts `n` waits on the database (a pipelined flight counts once).
+    pub fn round_trips(&self, n: u64) {
+        self.round_trips.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Counts one durable commit.
+    pub fn commit(&self) {
+        self.commits.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// (round trips, commits) so far.
+    pub fn snapshot(&self) -> (u64, u64) {
+        (
+            self.round_trips.load(Ordering::Relaxed),
+            self.commits.load(Ordering::Relaxed),
+        )
+    }
+}
+
 /// The storage interface every engine implements.
 pub trait Storage: Send + Sync + 'static {
+    /// This engine's round-trip and commit counters.
+    fn stats(&self) -> &StorageStats;
+
+    /// The API key with this hash, its policy and the session `session_id`,
+    /// in one round trip.
+    fn request_context(
+        &self,
+        api_key_hash: [u8; 32],
+        session_id: Option<&str>,
+    ) -> impl Future<Output = Result<RequestContext, StorageError>> + Send;
+
+    /// Records the items' `jti`s and appends their audit records in one
+    /// durable transaction, in order, on the one chain; an item whose `jti`
+    /// was seen before (also earlier in the same batch) stores its
+    /// `if_replayed` records instead. All or nothing.
+    fn commit_batch(
+        &self,
+        items: Vec<CommitItem>,
+    ) -> impl Future<Output = Result<Vec<Committed>, StorageError>> + Send;
+
     /// Stores the admin token hash if none exists; true when this call stored it.
     fn init_admin_token(
         &self,
@@ -262,7 +360,16 @@ pub trait Storage: Send + Sync + 'static {
     fn append_audit(
         &self,
         records: Vec<AuditRecord>,
-    ) -> impl Future<Output = Result<Vec<AuditRecord>, StorageError>> + Send;
+    ) -> impl Future<Output = Result<Vec<AuditRecord>, StorageError>> + Send {
+        async move {
+            let item = CommitItem {
+                records,
+                ..CommitItem::default()
+            };
+            let mut committed = self.commit_batch(vec![item]).await?;
+            Ok(committed.pop().map(|c| c.stored).unwrap_or_default())
+        }
+    }
     /// Size of the log and its head hash.
     fn audit_head(&self) -> impl Future<Output = Result<(u64, ChainHash), StorageError>> + Send;
     /// Stores a checkpoint.
@@ -297,6 +404,75 @@ fn export_lines(
     take(u64::MAX, &mut lines);
     lines
 }
+
+/// A row of the audit log: sequence number, record bytes, chain hash.
+type ChainRow = (u64, Vec<u8>, ChainHash);
+
+/// Which items of a batch are fresh, given the `(jkt, jti)` pairs the
+/// engine newly inserted: an item without a `jti` is fresh, and of two items
+/// with the same pair only the first.
+fn fresh_items(items: &[CommitItem], mut inserted: HashSet<(String, String)>) -> Vec<bool> {
+    items
+        .iter()
+        .map(|item| {
+            item.jti
+                .as_ref()
+                .is_none_or(|j| inserted.remove(&(j.jkt.clone(), j.jti.clone())))
+        })
+        .collect()
+}
+
+/// The batch's records chained after `head`: the rows to insert, and what
+/// each item stored. Shared by the engines, so both write the same chain.
+fn chain_items(
+    items: Vec<CommitItem>,
+    fresh: &[bool],
+    head: (u64, ChainHash),
+) -> Result<(Vec<ChainRow>, Vec<Committed>), StorageError> {
+    let (mut seq, mut prev) = head;
+    let mut rows = Vec::new();
+    let mut committed = Vec::with_capacity(items.len());
+    for (item, fresh) in items.into_iter().zip(fresh.iter().copied()) {
+        let records = if fresh {
+            item.records
+        } else {
+            item.if_replayed
+        };
+        let mut stored = Vec::with_capacity(records.len());
+        for mut record in records {
+            seq += 1;
+            record.seq = seq;
+            let bytes =
+                serde_json::to_vec(&record).map_err(|_| StorageError::Corrupt("audit record"))?;
+            let hash = podseal_core::audit::chain(&prev, &bytes);
+            rows.push((seq, bytes, hash));
+            prev = hash;
+            stored.push(record);
+        }
+        committed.push(Committed { fresh, stored });
+    }
+    Ok((rows, committed))
+}
+
+/// Reads the API key, its policy and the session in one statement (the
+/// same SQL on both engines; `?1`/`$1` is the key hash, `?2`/`$2` the
+/// session id or NULL).
+fn request_context_sql(placeholder: char) -> String {
+    format!(
+        "SELECT k.id, k.key_hash, k.cluster, k.namespace, k.service_account, k.created_at, k.revoked_at,
+                p.cluster, p.namespace, p.service_account, p.digests, p.audit_mode, p.require_nonce, p.updated_at,
+                s.id, s.cluster, s.namespace, s.service_account, s.pod_name, s.pod_uid, s.jkt, s.recipient_key,
+                s.api_key_id, s.created_at, s.expires_at, s.revoked_at
+         FROM (SELECT 1 AS one) AS one
+         LEFT JOIN api_keys k ON k.key_hash = {placeholder}1
+         LEFT JOIN policies p ON p.cluster = k.cluster AND p.namespace = k.namespace AND p.service_account = k.service_account
+         LEFT JOIN sessions s ON s.id = {placeholder}2"
+    )
+}
+
+/// Column offsets in [`request_context_sql`]'s row.
+const CONTEXT_POLICY: usize = 7;
+const CONTEXT_SESSION: usize = 14;
 
 /// Refuses a database whose schema is newer than this build's migrations.
 fn check_schema_version(current: i64, latest: i64) -> Result<(), StorageError> {

@@ -10,12 +10,16 @@
 //! Unix socket: TLS to the database is not built yet, so keep the database
 //! on loopback, a socket, or a network you trust (docs/design.md §8).
 
+use std::sync::Arc;
+
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
-use podseal_core::audit::{AuditRecord, ChainHash, Checkpoint, ExportLine, GENESIS, chain};
+use futures_util::future::{try_join, try_join4};
+use podseal_core::audit::{ChainHash, Checkpoint, ExportLine, GENESIS};
 use tokio_postgres::{NoTls, Row};
 
 use super::{
-    ApiKeyRecord, ClusterRecord, PinOutcome, PolicyRecord, SessionRecord, Storage, StorageError,
+    ApiKeyRecord, ClusterRecord, CommitItem, Committed, PinOutcome, PolicyRecord, RequestContext,
+    SessionRecord, Storage, StorageError, StorageStats,
 };
 
 /// Migrations in order; a database records the versions it has applied.
@@ -30,6 +34,7 @@ const ADMIN_TOKEN_KEY: &str = "admin_token_sha256";
 #[derive(Clone)]
 pub struct PostgresStorage {
     pool: Pool,
+    stats: Arc<StorageStats>,
 }
 
 fn db_error(operation: &'static str) -> impl Fn(tokio_postgres::Error) -> StorageError {
@@ -97,43 +102,55 @@ fn cluster_from(row: &Row) -> Result<ClusterRecord, StorageError> {
 }
 
 fn api_key_from(row: &Row) -> Result<ApiKeyRecord, StorageError> {
+    api_key_at(row, 0)
+}
+
+fn api_key_at(row: &Row, base: usize) -> Result<ApiKeyRecord, StorageError> {
     Ok(ApiKeyRecord {
-        id: row.get(0),
-        key_hash: hash32(row.get(1))?,
-        cluster: row.get(2),
-        namespace: row.get(3),
-        service_account: row.get(4),
-        created_at: row.get(5),
-        revoked_at: row.get(6),
+        id: row.get(base),
+        key_hash: hash32(row.get(base + 1))?,
+        cluster: row.get(base + 2),
+        namespace: row.get(base + 3),
+        service_account: row.get(base + 4),
+        created_at: row.get(base + 5),
+        revoked_at: row.get(base + 6),
     })
 }
 
 fn policy_from(row: &Row) -> Result<PolicyRecord, StorageError> {
+    policy_at(row, 0)
+}
+
+fn policy_at(row: &Row, base: usize) -> Result<PolicyRecord, StorageError> {
     Ok(PolicyRecord {
-        cluster: row.get(0),
-        namespace: row.get(1),
-        service_account: row.get(2),
-        digests: json_list(row.get(3))?,
-        audit_mode: row.get(4),
-        require_nonce: row.get(5),
-        updated_at: row.get(6),
+        cluster: row.get(base),
+        namespace: row.get(base + 1),
+        service_account: row.get(base + 2),
+        digests: json_list(row.get(base + 3))?,
+        audit_mode: row.get(base + 4),
+        require_nonce: row.get(base + 5),
+        updated_at: row.get(base + 6),
     })
 }
 
 fn session_from(row: &Row) -> SessionRecord {
+    session_at(row, 0)
+}
+
+fn session_at(row: &Row, base: usize) -> SessionRecord {
     SessionRecord {
-        id: row.get(0),
-        cluster: row.get(1),
-        namespace: row.get(2),
-        service_account: row.get(3),
-        pod_name: row.get(4),
-        pod_uid: row.get(5),
-        jkt: row.get(6),
-        recipient_key: row.get(7),
-        api_key_id: row.get(8),
-        created_at: row.get(9),
-        expires_at: row.get(10),
-        revoked_at: row.get(11),
+        id: row.get(base),
+        cluster: row.get(base + 1),
+        namespace: row.get(base + 2),
+        service_account: row.get(base + 3),
+        pod_name: row.get(base + 4),
+        pod_uid: row.get(base + 5),
+        jkt: row.get(base + 6),
+        recipient_key: row.get(base + 7),
+        api_key_id: row.get(base + 8),
+        created_at: row.get(base + 9),
+        expires_at: row.get(base + 10),
+        revoked_at: row.get(base + 11),
     }
 }
 
@@ -160,7 +177,10 @@ impl PostgresStorage {
                     operation: "connect",
                     message: e.to_string(),
                 })?;
-        let storage = Self { pool };
+        let storage = Self {
+            pool,
+            stats: Arc::new(StorageStats::default()),
+        };
         storage.migrate().await?;
         Ok(storage)
     }
@@ -214,10 +234,33 @@ impl PostgresStorage {
         params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
     ) -> Result<u64, StorageError> {
         let client = self.client(operation).await?;
-        client
-            .execute(sql, params)
+        let statement = self.prepare(&client, operation, sql).await?;
+        self.stats.round_trips(1);
+        let changed = client
+            .execute(&statement, params)
             .await
-            .map_err(db_error(operation))
+            .map_err(db_error(operation))?;
+        self.stats.commit();
+        Ok(changed)
+    }
+
+    /// A prepared statement from the connection's cache (a round trip the
+    /// first time a connection sees `sql`, none afterwards).
+    async fn prepare(
+        &self,
+        client: &deadpool_postgres::Object,
+        operation: &'static str,
+        sql: &str,
+    ) -> Result<tokio_postgres::Statement, StorageError> {
+        let cached = client.statement_cache.size();
+        let statement = client
+            .prepare_cached(sql)
+            .await
+            .map_err(db_error(operation))?;
+        if client.statement_cache.size() > cached {
+            self.stats.round_trips(1);
+        }
+        Ok(statement)
     }
 
     /// Runs one query.
@@ -228,7 +271,12 @@ impl PostgresStorage {
         params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
     ) -> Result<Vec<Row>, StorageError> {
         let client = self.client(operation).await?;
-        client.query(sql, params).await.map_err(db_error(operation))
+        let statement = self.prepare(&client, operation, sql).await?;
+        self.stats.round_trips(1);
+        client
+            .query(&statement, params)
+            .await
+            .map_err(db_error(operation))
     }
 
     /// Inserts or upserts a row that needs its cluster to exist.
@@ -617,46 +665,119 @@ impl Storage for PostgresStorage {
         Ok(removed)
     }
 
-    async fn append_audit(
-        &self,
-        records: Vec<AuditRecord>,
-    ) -> Result<Vec<AuditRecord>, StorageError> {
-        let error = db_error("append audit");
-        let mut client = self.client("append audit").await?;
-        let tx = client.transaction().await.map_err(&error)?;
-        // One chain across every replica: appenders take turns on its head.
-        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&AUDIT_LOCK])
-            .await
-            .map_err(&error)?;
-        let head = tx
-            .query_opt(
+    async fn commit_batch(&self, items: Vec<CommitItem>) -> Result<Vec<Committed>, StorageError> {
+        const OPERATION: &str = "commit audit";
+        let error = db_error(OPERATION);
+        let client = self.client(OPERATION).await?;
+        let lock = self
+            .prepare(&client, OPERATION, "SELECT pg_advisory_xact_lock($1)")
+            .await?;
+        let record_jtis = self
+            .prepare(
+                &client,
+                OPERATION,
+                "INSERT INTO dpop_jti (jkt, jti, expires_at)
+                 SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[])
+                 ON CONFLICT (jkt, jti) DO NOTHING RETURNING jkt, jti",
+            )
+            .await?;
+        let head = self
+            .prepare(
+                &client,
+                OPERATION,
                 "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1",
-                &[],
+            )
+            .await?;
+        let append = self
+            .prepare(
+                &client,
+                OPERATION,
+                "INSERT INTO audit_log (seq, entry, hash)
+                 SELECT * FROM unnest($1::bigint[], $2::bytea[], $3::bytea[])",
+            )
+            .await?;
+        let jtis: Vec<super::JtiRecord> = items.iter().filter_map(|i| i.jti.clone()).collect();
+        let jkts: Vec<&str> = jtis.iter().map(|j| j.jkt.as_str()).collect();
+        let ids: Vec<&str> = jtis.iter().map(|j| j.jti.as_str()).collect();
+        let expiries: Vec<i64> = jtis.iter().map(|j| j.expires_at).collect();
+        // Two pipelined flights. The first begins, takes the chain's lock
+        // (so every replica's batches take turns, and no two wait on each
+        // other's jti rows), records the jtis and reads the head; the
+        // second appends and commits.
+        let outcome = async {
+            let (_, _, inserted, head) = try_join4(
+                client.batch_execute("BEGIN"),
+                client.execute(&lock, &[&AUDIT_LOCK]),
+                client.query(&record_jtis, &[&jkts, &ids, &expiries]),
+                client.query_opt(&head, &[]),
             )
             .await
             .map_err(&error)?;
-        let (mut seq, mut prev) = match head {
-            None => (0, GENESIS),
-            Some(row) => (seq_of(row.get(0))?, hash32(row.get(1))?),
-        };
-        let mut stored = Vec::with_capacity(records.len());
-        for mut record in records {
-            seq += 1;
-            record.seq = seq;
-            let bytes =
-                serde_json::to_vec(&record).map_err(|_| StorageError::Corrupt("audit record"))?;
-            let hash = chain(&prev, &bytes);
-            tx.execute(
-                "INSERT INTO audit_log (seq, entry, hash) VALUES ($1, $2, $3)",
-                &[&seq_to(seq)?, &bytes, &hash.to_vec()],
+            self.stats.round_trips(1);
+            let inserted = inserted
+                .iter()
+                .map(|row| (row.get::<_, String>(0), row.get::<_, String>(1)))
+                .collect();
+            let head = match head {
+                None => (0, GENESIS),
+                Some(row) => (seq_of(row.get(0))?, hash32(row.get(1))?),
+            };
+            let fresh = super::fresh_items(&items, inserted);
+            let (rows, committed) = super::chain_items(items, &fresh, head)?;
+            let seqs = rows
+                .iter()
+                .map(|(seq, _, _)| seq_to(*seq))
+                .collect::<Result<Vec<i64>, _>>()?;
+            let entries: Vec<&[u8]> = rows.iter().map(|(_, bytes, _)| bytes.as_slice()).collect();
+            let hashes: Vec<&[u8]> = rows.iter().map(|(_, _, hash)| hash.as_slice()).collect();
+            // An aborted transaction answers COMMIT with a rollback, not an
+            // error: the append's own result decides.
+            try_join(
+                client.execute(&append, &[&seqs, &entries, &hashes]),
+                client.batch_execute("COMMIT"),
             )
             .await
             .map_err(&error)?;
-            prev = hash;
-            stored.push(record);
+            self.stats.round_trips(1);
+            self.stats.commit();
+            Ok(committed)
         }
-        tx.commit().await.map_err(&error)?;
-        Ok(stored)
+        .await;
+        if outcome.is_err() {
+            // Leave no open transaction on a pooled connection.
+            let _ = client.batch_execute("ROLLBACK").await;
+        }
+        outcome
+    }
+
+    async fn request_context(
+        &self,
+        api_key_hash: [u8; 32],
+        session_id: Option<&str>,
+    ) -> Result<RequestContext, StorageError> {
+        let rows = self
+            .query(
+                "read request context",
+                &super::request_context_sql('$'),
+                &[&api_key_hash.as_slice(), &session_id],
+            )
+            .await?;
+        let row = rows
+            .first()
+            .ok_or(StorageError::Corrupt("request context"))?;
+        let present = |base: usize| row.get::<_, Option<String>>(base).is_some();
+        Ok(RequestContext {
+            api_key: present(0).then(|| api_key_at(row, 0)).transpose()?,
+            policy: present(super::CONTEXT_POLICY)
+                .then(|| policy_at(row, super::CONTEXT_POLICY))
+                .transpose()?,
+            session: present(super::CONTEXT_SESSION)
+                .then(|| session_at(row, super::CONTEXT_SESSION)),
+        })
+    }
+
+    fn stats(&self) -> &StorageStats {
+        &self.stats
     }
 
     async fn audit_head(&self) -> Result<(u64, ChainHash), StorageError> {

@@ -8,11 +8,12 @@
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use podseal_core::audit::{AuditRecord, ChainHash, Checkpoint, ExportLine, GENESIS, chain};
+use podseal_core::audit::{ChainHash, Checkpoint, ExportLine, GENESIS};
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 
 use super::{
-    ApiKeyRecord, ClusterRecord, PinOutcome, PolicyRecord, SessionRecord, Storage, StorageError,
+    ApiKeyRecord, ClusterRecord, CommitItem, Committed, PinOutcome, PolicyRecord, RequestContext,
+    SessionRecord, Storage, StorageError, StorageStats,
 };
 
 /// Migrations in order; a database records the versions it has applied.
@@ -24,6 +25,7 @@ const ADMIN_TOKEN_KEY: &str = "admin_token_sha256";
 #[derive(Clone)]
 pub struct SqliteStorage {
     connection: Arc<Mutex<Connection>>,
+    stats: Arc<StorageStats>,
 }
 
 fn db_error(operation: &'static str) -> impl Fn(rusqlite::Error) -> StorageError {
@@ -61,6 +63,7 @@ impl SqliteStorage {
         migrate(&mut connection)?;
         Ok(Self {
             connection: Arc::new(Mutex::new(connection)),
+            stats: Arc::new(StorageStats::default()),
         })
     }
 
@@ -70,6 +73,7 @@ impl SqliteStorage {
         F: FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
     {
         let connection = self.connection.clone();
+        self.stats.round_trips(1);
         let joined = tokio::task::spawn_blocking(move || {
             let mut guard = connection
                 .lock()
@@ -132,14 +136,18 @@ const CLUSTER_COLUMNS: &str =
     "name, issuer, audiences, api_server_url, ca_bundle, token_file, jwks, created_at, updated_at";
 
 fn api_key_from(row: &Row<'_>) -> rusqlite::Result<ApiKeyRecord> {
+    api_key_at(row, 0)
+}
+
+fn api_key_at(row: &Row<'_>, base: usize) -> rusqlite::Result<ApiKeyRecord> {
     Ok(ApiKeyRecord {
-        id: row.get(0)?,
-        key_hash: hash32(row.get(1)?)?,
-        cluster: row.get(2)?,
-        namespace: row.get(3)?,
-        service_account: row.get(4)?,
-        created_at: row.get(5)?,
-        revoked_at: row.get(6)?,
+        id: row.get(base)?,
+        key_hash: hash32(row.get(base + 1)?)?,
+        cluster: row.get(base + 2)?,
+        namespace: row.get(base + 3)?,
+        service_account: row.get(base + 4)?,
+        created_at: row.get(base + 5)?,
+        revoked_at: row.get(base + 6)?,
     })
 }
 
@@ -147,14 +155,18 @@ const API_KEY_COLUMNS: &str =
     "id, key_hash, cluster, namespace, service_account, created_at, revoked_at";
 
 fn policy_from(row: &Row<'_>) -> rusqlite::Result<PolicyRecord> {
+    policy_at(row, 0)
+}
+
+fn policy_at(row: &Row<'_>, base: usize) -> rusqlite::Result<PolicyRecord> {
     Ok(PolicyRecord {
-        cluster: row.get(0)?,
-        namespace: row.get(1)?,
-        service_account: row.get(2)?,
-        digests: json_list(row.get(3)?)?,
-        audit_mode: row.get(4)?,
-        require_nonce: row.get(5)?,
-        updated_at: row.get(6)?,
+        cluster: row.get(base)?,
+        namespace: row.get(base + 1)?,
+        service_account: row.get(base + 2)?,
+        digests: json_list(row.get(base + 3)?)?,
+        audit_mode: row.get(base + 4)?,
+        require_nonce: row.get(base + 5)?,
+        updated_at: row.get(base + 6)?,
     })
 }
 
@@ -162,19 +174,23 @@ const POLICY_COLUMNS: &str =
     "cluster, namespace, service_account, digests, audit_mode, require_nonce, updated_at";
 
 fn session_from(row: &Row<'_>) -> rusqlite::Result<SessionRecord> {
+    session_at(row, 0)
+}
+
+fn session_at(row: &Row<'_>, base: usize) -> rusqlite::Result<SessionRecord> {
     Ok(SessionRecord {
-        id: row.get(0)?,
-        cluster: row.get(1)?,
-        namespace: row.get(2)?,
-        service_account: row.get(3)?,
-        pod_name: row.get(4)?,
-        pod_uid: row.get(5)?,
-        jkt: row.get(6)?,
-        recipient_key: row.get(7)?,
-        api_key_id: row.get(8)?,
-        created_at: row.get(9)?,
-        expires_at: row.get(10)?,
-        revoked_at: row.get(11)?,
+        id: row.get(base)?,
+        cluster: row.get(base + 1)?,
+        namespace: row.get(base + 2)?,
+        service_account: row.get(base + 3)?,
+        pod_name: row.get(base + 4)?,
+        pod_uid: row.get(base + 5)?,
+        jkt: row.get(base + 6)?,
+        recipient_key: row.get(base + 7)?,
+        api_key_id: row.get(base + 8)?,
+        created_at: row.get(base + 9)?,
+        expires_at: row.get(base + 10)?,
+        revoked_at: row.get(base + 11)?,
     })
 }
 
@@ -588,34 +604,76 @@ impl Storage for SqliteStorage {
         .await
     }
 
-    async fn append_audit(
-        &self,
-        records: Vec<AuditRecord>,
-    ) -> Result<Vec<AuditRecord>, StorageError> {
-        self.run("append audit", move |c| {
+    async fn commit_batch(&self, items: Vec<CommitItem>) -> Result<Vec<Committed>, StorageError> {
+        let stats = self.stats.clone();
+        self.run("commit audit", move |c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let (mut seq, mut prev) = audit_head(&tx)?;
-            let mut stored = Vec::with_capacity(records.len());
-            for mut record in records {
-                seq += 1;
-                record.seq = seq;
-                let bytes = serde_json::to_vec(&record).map_err(conversion)?;
-                let hash = chain(&prev, &bytes);
-                tx.execute(
-                    "INSERT INTO audit_log (seq, entry, hash) VALUES (?1, ?2, ?3)",
-                    params![
+            let mut inserted = std::collections::HashSet::new();
+            {
+                let mut record_jti = tx.prepare(
+                    "INSERT OR IGNORE INTO dpop_jti (jkt, jti, expires_at) VALUES (?1, ?2, ?3)",
+                )?;
+                for jti in items.iter().filter_map(|item| item.jti.as_ref()) {
+                    if record_jti.execute(params![jti.jkt, jti.jti, jti.expires_at])? == 1 {
+                        inserted.insert((jti.jkt.clone(), jti.jti.clone()));
+                    }
+                }
+            }
+            let fresh = super::fresh_items(&items, inserted);
+            let head = audit_head(&tx)?;
+            let (rows, committed) = super::chain_items(items, &fresh, head).map_err(conversion)?;
+            {
+                let mut insert =
+                    tx.prepare("INSERT INTO audit_log (seq, entry, hash) VALUES (?1, ?2, ?3)")?;
+                for (seq, bytes, hash) in rows {
+                    insert.execute(params![
                         i64::try_from(seq).map_err(conversion)?,
                         bytes,
                         hash.to_vec()
-                    ],
-                )?;
-                prev = hash;
-                stored.push(record);
+                    ])?;
+                }
             }
             tx.commit()?;
-            Ok(stored)
+            stats.commit();
+            Ok(committed)
         })
         .await
+    }
+
+    async fn request_context(
+        &self,
+        api_key_hash: [u8; 32],
+        session_id: Option<&str>,
+    ) -> Result<RequestContext, StorageError> {
+        let session_id = session_id.map(str::to_owned);
+        self.run("read request context", move |c| {
+            let mut statement = c.prepare(&super::request_context_sql('?'))?;
+            statement.query_row(params![api_key_hash.to_vec(), session_id], |row| {
+                let present = |base: usize| row.get::<_, Option<String>>(base).map(|v| v.is_some());
+                Ok(RequestContext {
+                    api_key: if present(0)? {
+                        Some(api_key_at(row, 0)?)
+                    } else {
+                        None
+                    },
+                    policy: if present(super::CONTEXT_POLICY)? {
+                        Some(policy_at(row, super::CONTEXT_POLICY)?)
+                    } else {
+                        None
+                    },
+                    session: if present(super::CONTEXT_SESSION)? {
+                        Some(session_at(row, super::CONTEXT_SESSION)?)
+                    } else {
+                        None
+                    },
+                })
+            })
+        })
+        .await
+    }
+
+    fn stats(&self) -> &StorageStats {
+        &self.stats
     }
 
     async fn audit_head(&self) -> Result<(u64, ChainHash), StorageError> {

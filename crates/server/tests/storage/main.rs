@@ -126,6 +126,30 @@ async fn postgres_audit_appends_chain_and_export_verifies() {
     suite::audit_appends_chain_and_export_verifies(&postgres().await).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_group_commit_records_each_jti_once() {
+    let (a, b) = postgres_pair().await;
+    suite::group_commit_records_each_jti_once(Arc::new(a), Arc::new(b)).await;
+}
+
+#[tokio::test]
+async fn postgres_request_context_reads_key_policy_and_session() {
+    suite::request_context_reads_key_policy_and_session(&postgres().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_group_commit_records_each_jti_once() {
+    let (_dir, store) = sqlite();
+    let store = Arc::new(store);
+    suite::group_commit_records_each_jti_once(store.clone(), store).await;
+}
+
+#[tokio::test]
+async fn sqlite_request_context_reads_key_policy_and_session() {
+    let (_dir, store) = sqlite();
+    suite::request_context_reads_key_policy_and_session(&store).await;
+}
+
 #[tokio::test]
 async fn sqlite_admin_token_is_set_once() {
     let (_dir, store) = sqlite();

@@ -1,12 +1,13 @@
 //! The storage conformance suite: generic over [`Storage`], so every engine
-//! runs the same checks (SQLite now; PostgreSQL reuses these functions).
+//! runs the same checks.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use podseal_core::audit::{AuditKey, AuditRecord, Outcome, verify_export};
 use podseal_server::storage::{
-    ApiKeyRecord, ClusterRecord, PinOutcome, PolicyRecord, SessionRecord, Storage, StorageError,
+    ApiKeyRecord, ClusterRecord, CommitItem, JtiRecord, PinOutcome, PolicyRecord, SessionRecord,
+    Storage, StorageError,
 };
 
 pub fn cluster(name: &str) -> ClusterRecord {
@@ -318,4 +319,134 @@ pub async fn audit_appends_chain_and_export_verifies<S: Storage>(store: &S) {
     assert_eq!(text.len(), 5, "3 records and 2 checkpoints");
     let report = verify_export(&text.join("\n"), &key.public_key(), None).unwrap();
     assert_eq!((report.records, report.checkpoints), (3, 2));
+}
+
+fn jti_item(jkt: &str, jti: &str, label: &str) -> CommitItem {
+    let record = |event: &str, outcome| AuditRecord {
+        seq: 0,
+        time_ms: 1_000,
+        event: event.into(),
+        outcome,
+        gate: None,
+        reason: None,
+        details: BTreeMap::from([("label".into(), label.into())]),
+    };
+    CommitItem {
+        jti: Some(JtiRecord {
+            jkt: jkt.into(),
+            jti: jti.into(),
+            expires_at: 1_000,
+        }),
+        records: vec![record("unwrap", Outcome::Allowed)],
+        if_replayed: vec![record("unwrap", Outcome::Refused)],
+    }
+}
+
+/// A group commit records each proof once — a replay in the same batch, in
+/// a later batch, or in a concurrent batch of another pool (replica) stores
+/// its refusal instead — and every batch lands on one chain that verifies.
+pub async fn group_commit_records_each_jti_once<S: Storage>(a: Arc<S>, b: Arc<S>) {
+    let committed = a
+        .commit_batch(vec![
+            jti_item("jkt-a", "jti-1", "first"),
+            jti_item("jkt-a", "jti-1", "same batch replay"),
+            jti_item("jkt-b", "jti-1", "other key"),
+            CommitItem::default(),
+        ])
+        .await
+        .unwrap();
+    let fresh: Vec<bool> = committed.iter().map(|c| c.fresh).collect();
+    assert_eq!(fresh, [true, false, true, true]);
+    assert_eq!(committed[1].stored[0].outcome, Outcome::Refused);
+    assert_eq!(
+        committed
+            .iter()
+            .flat_map(|c| c.stored.iter().map(|r| r.seq))
+            .collect::<Vec<_>>(),
+        [1, 2, 3],
+        "an item without records stores nothing"
+    );
+    let again = b
+        .commit_batch(vec![jti_item("jkt-a", "jti-1", "later replay")])
+        .await
+        .unwrap();
+    assert!(!again[0].fresh);
+    // Sixteen concurrent batches over two pools race for one jti.
+    let racers = (0..16).map(|i| {
+        let store = if i % 2 == 0 { a.clone() } else { b.clone() };
+        tokio::spawn(async move {
+            store
+                .commit_batch(vec![
+                    jti_item("jkt-c", "race", "racer"),
+                    jti_item("jkt-d", &format!("own-{i}"), "own"),
+                ])
+                .await
+                .unwrap()
+        })
+    });
+    let results = futures_util::future::join_all(racers).await;
+    let mut fresh_racers = 0;
+    for result in results {
+        let committed = result.unwrap();
+        fresh_racers += usize::from(committed[0].fresh);
+        assert!(committed[1].fresh, "distinct jtis are all fresh");
+    }
+    assert_eq!(fresh_racers, 1, "exactly one concurrent use is fresh");
+    let (size, head) = a.audit_head().await.unwrap();
+    assert_eq!(size, 3 + 1 + 32);
+    let key = AuditKey::generate().unwrap();
+    b.put_checkpoint(key.checkpoint("test", size, &head, 2_000))
+        .await
+        .unwrap();
+    let export: Vec<String> = a
+        .audit_export()
+        .await
+        .unwrap()
+        .iter()
+        .map(|l| serde_json::to_string(l).unwrap())
+        .collect();
+    let report = verify_export(&export.join("\n"), &key.public_key(), Some(size)).unwrap();
+    assert_eq!(report.records, size);
+}
+
+/// The release path's one read: the key, its policy and the session.
+pub async fn request_context_reads_key_policy_and_session<S: Storage>(store: &S) {
+    store.put_cluster(cluster("prod")).await.unwrap();
+    let none = store.request_context([9; 32], Some("s1")).await.unwrap();
+    assert!(none.api_key.is_none() && none.policy.is_none() && none.session.is_none());
+    store.insert_api_key(api_key("key-1", 3)).await.unwrap();
+    let key_only = store.request_context([3; 32], None).await.unwrap();
+    assert_eq!(key_only.api_key, Some(api_key("key-1", 3)));
+    assert!(key_only.policy.is_none() && key_only.session.is_none());
+    let policy = PolicyRecord {
+        cluster: "prod".into(),
+        namespace: "shop".into(),
+        service_account: "api".into(),
+        digests: vec![format!("sha256:{}", "a".repeat(64))],
+        audit_mode: false,
+        require_nonce: true,
+        updated_at: 100,
+    };
+    store.set_policy(policy.clone()).await.unwrap();
+    // Another service account's policy is not this key's.
+    store
+        .set_policy(PolicyRecord {
+            service_account: "batch".into(),
+            digests: vec![],
+            ..policy.clone()
+        })
+        .await
+        .unwrap();
+    store.insert_session(session("s1", "uid-1")).await.unwrap();
+    let all = store.request_context([3; 32], Some("s1")).await.unwrap();
+    assert_eq!(all.api_key, Some(api_key("key-1", 3)));
+    assert_eq!(all.policy, Some(policy));
+    assert_eq!(all.session, Some(session("s1", "uid-1")));
+    // The session is read whatever the key; the release path matches them.
+    let session_only = store.request_context([9; 32], Some("s1")).await.unwrap();
+    assert!(session_only.api_key.is_none() && session_only.session.is_some());
+    assert!(store.revoke_api_key("key-1", 200).await.unwrap());
+    let revoked = store.request_context([3; 32], Some("s2")).await.unwrap();
+    assert_eq!(revoked.api_key.unwrap().revoked_at, Some(200));
+    assert!(revoked.session.is_none());
 }
