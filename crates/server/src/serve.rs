@@ -298,7 +298,7 @@ where
     let mut cluster_errors = Vec::new();
     let mut known = std::collections::HashMap::new();
     for record in stored_clusters {
-        known.insert(record.name.clone(), record.updated_at);
+        known.insert(record.name.clone(), record.clone());
         if let Err(why) = connect(&release, &record, views, config.release.token_leeway_secs) {
             cluster_errors.push((record.name.clone(), why));
         }
@@ -374,10 +374,11 @@ fn connect<S: Storage>(
 
 /// Connects clusters registered or changed through another replica (or
 /// this one: a change seen here reconnects once). `known` maps each cluster
-/// to the `updated_at` this replica last connected.
+/// to the record this replica last connected; any difference reconnects
+/// (not `updated_at` alone: two changes within one second share it).
 async fn run_cluster_refresh<S: Storage>(
     release: Arc<ReleaseService<S>>,
-    mut known: std::collections::HashMap<String, i64>,
+    mut known: std::collections::HashMap<String, crate::storage::ClusterRecord>,
     views: ViewConfig,
     leeway_secs: i64,
     every: Duration,
@@ -394,10 +395,10 @@ async fn run_cluster_refresh<S: Storage>(
             }
         };
         for record in records {
-            if known.get(&record.name) == Some(&record.updated_at) {
+            if known.get(&record.name) == Some(&record) {
                 continue;
             }
-            known.insert(record.name.clone(), record.updated_at);
+            known.insert(record.name.clone(), record.clone());
             if connect(&release, &record, views, leeway_secs).is_ok() {
                 tracing::info!(cluster = %record.name, "connected a cluster registered or changed elsewhere");
             }

@@ -27,7 +27,7 @@ use podseal_core::wire::{API_KEY_HEADER, Problem, TOKEN_HEADER};
 use podseal_sdk::transport::{Answer, HttpsClient};
 use podseal_server::config::{ServerConfig, TlsSection};
 use podseal_server::serve::{Running, start_postgres};
-use podseal_server::storage::PostgresStorage;
+use podseal_server::storage::{PostgresStorage, Storage as _};
 use serde_json::{Value, json};
 use tempfile::TempDir;
 
@@ -305,6 +305,26 @@ async fn replicas_on_one_postgres_share_every_decision() {
     assert_eq!(public, audit.public_key());
     let report = verify_export(&text, &public, None).unwrap();
     assert!(report.records >= 45, "{report:?}");
+
+    // A second change within the same second as the last one (same
+    // `updated_at`, as two `cluster add --replace` in one second store)
+    // still reaches the other replicas: they compare whole records.
+    let storage = replicas[0].release().storage().clone();
+    let mut record = storage.cluster("prod").await.unwrap().unwrap();
+    record.audiences.push("podseal-second".into());
+    storage.put_cluster(record).await.unwrap();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !replicas[1..].iter().all(|r| {
+        r.release()
+            .cluster("prod")
+            .is_some_and(|c| c.tokens.audiences.iter().any(|a| a == "podseal-second"))
+    }) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "a change sharing its updated_at with the previous one never reached the other replicas"
+        );
+        ticks.tick().await;
+    }
     for running in replicas {
         running.shutdown().await.unwrap();
     }
