@@ -3,7 +3,7 @@
 #![allow(dead_code, reason = "each binary uses a different subset")]
 
 use std::io::{BufRead as _, BufReader};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -126,21 +126,7 @@ impl Deployment {
     /// Starts everything under `dir`, the server logging at `log_level`.
     pub fn start(binary: &Path, dir: &Path, log_level: &str) -> Self {
         let p = |name: &str| dir.join(name).to_str().expect("utf-8 path").to_owned();
-        let (cluster, line, _) = spawn(
-            binary,
-            &[
-                "dev-cluster",
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--dir",
-                &p("dc"),
-            ],
-            &[],
-            false,
-            "dev-cluster serving",
-        );
-        let cluster_url = line.split_whitespace().nth(2).expect("a URL").to_owned();
+        let (cluster, cluster_url) = start_dev_cluster(binary, &dir.join("dc"));
         run_ok(binary, &["keys", "init", "--out", &p("keys")], &[]);
         // The external URL must name the port clients use (DPoP htu), so pick it first.
         let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -174,56 +160,15 @@ impl Deployment {
         };
         let admin = deployment.admin_env();
         let admin: Vec<(&str, &str)> = admin.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        run_ok(
+        let created = register_shop(
             binary,
-            &[
-                "cluster",
-                "add",
-                "prod",
-                "--api-server",
-                &cluster_url,
-                "--ca-bundle",
-                &p("dc/ca.pem"),
-                "--token-file",
-                &p("dc/reader.token"),
-            ],
+            &dir.join("dc"),
+            &cluster_url,
+            &deployment.digest,
             &admin,
         );
-        let created: serde_json::Value = serde_json::from_str(&run_ok(
-            binary,
-            &[
-                "apikey",
-                "create",
-                "--cluster",
-                "prod",
-                "--namespace",
-                "shop",
-                "--service-account",
-                "api",
-                "-o",
-                "json",
-            ],
-            &admin,
-        ))
-        .expect("JSON");
         deployment.api_key = created["key"].as_str().expect("a key").to_owned();
         std::fs::write(dir.join("api-key"), &deployment.api_key).expect("write the API key");
-        run_ok(
-            binary,
-            &[
-                "policy",
-                "set",
-                "--cluster",
-                "prod",
-                "--namespace",
-                "shop",
-                "--service-account",
-                "api",
-                "--allow-digest",
-                &deployment.digest,
-            ],
-            &admin,
-        );
         deployment
     }
 
@@ -244,48 +189,9 @@ impl Deployment {
     /// and its projected token in `NAME.token`; returns the pod's client
     /// environment.
     pub fn pod(&self, name: &str) -> Vec<(&'static str, String)> {
-        let dc = self.path("dc");
-        let container = format!("api=registry.example/shop/api:1@{}", self.digest);
-        run_ok(
-            &self.binary,
-            &[
-                "dev-cluster",
-                "pod",
-                "create",
-                "--dir",
-                &dc,
-                "--namespace",
-                "shop",
-                "--name",
-                name,
-                "--service-account",
-                "api",
-                "--container",
-                &container,
-                "--running",
-            ],
-            &[],
-        );
-        let token = run_ok(
-            &self.binary,
-            &[
-                "dev-cluster",
-                "token",
-                "--dir",
-                &dc,
-                "--namespace",
-                "shop",
-                "--service-account",
-                "api",
-                "--pod",
-                name,
-                "--audience",
-                "podseal",
-            ],
-            &[],
-        );
+        let token = create_pod(&self.binary, &self.dir.join("dc"), &self.digest, name);
         let token_file = self.path(&format!("{name}.token"));
-        std::fs::write(&token_file, token.trim()).expect("write the token");
+        std::fs::write(&token_file, &token).expect("write the token");
         vec![
             ("PODSEAL_SERVER", self.url.clone()),
             ("PODSEAL_CA_FILE", self.path("state/tls-dev.crt")),
@@ -297,25 +203,497 @@ impl Deployment {
     /// SIGTERM to the server (it signs a final checkpoint); waits (deadline
     /// 30 s) for it to exit and returns its log.
     pub fn stop(&mut self) -> Vec<String> {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.server.0.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let mut log = Vec::new();
-        loop {
-            if let Ok(Some(status)) = self.server.0.try_wait() {
-                assert!(status.success(), "the server exited with {status}");
-                log.extend(self.server_log.try_iter());
-                return log;
-            }
+        terminate(&mut self.server, &self.server_log)
+    }
+}
+
+/// Starts the stand-in (`podseal dev-cluster serve`) with its files in
+/// `dir`; returns the process and its URL.
+pub fn start_dev_cluster(binary: &Path, dir: &Path) -> (Process, String) {
+    let dir = dir.to_str().expect("utf-8 path");
+    let (cluster, line, _) = spawn(
+        binary,
+        &[
+            "dev-cluster",
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--dir",
+            dir,
+        ],
+        &[],
+        false,
+        "dev-cluster serving",
+    );
+    let url = line.split_whitespace().nth(2).expect("a URL").to_owned();
+    (cluster, url)
+}
+
+/// Registers the stand-in (files in `dc`) as cluster `prod`, creates an API
+/// key for `prod/shop/api` and allows `digest` for it, through the admin
+/// commands with `admin` (server, CA, token file). Returns `apikey create`'s
+/// JSON (`id`, `key`).
+pub fn register_shop(
+    binary: &Path,
+    dc: &Path,
+    cluster_url: &str,
+    digest: &str,
+    admin: &[(&str, &str)],
+) -> serde_json::Value {
+    let p = |name: &str| dc.join(name).to_str().expect("utf-8 path").to_owned();
+    run_ok(
+        binary,
+        &[
+            "cluster",
+            "add",
+            "prod",
+            "--api-server",
+            cluster_url,
+            "--ca-bundle",
+            &p("ca.pem"),
+            "--token-file",
+            &p("reader.token"),
+        ],
+        admin,
+    );
+    let created = create_api_key(binary, admin);
+    run_ok(
+        binary,
+        &[
+            "policy",
+            "set",
+            "--cluster",
+            "prod",
+            "--namespace",
+            "shop",
+            "--service-account",
+            "api",
+            "--allow-digest",
+            digest,
+        ],
+        admin,
+    );
+    created
+}
+
+/// `podseal apikey create` for `prod/shop/api`: its JSON (`id`, `key`).
+pub fn create_api_key(binary: &Path, admin: &[(&str, &str)]) -> serde_json::Value {
+    serde_json::from_str(&run_ok(
+        binary,
+        &[
+            "apikey",
+            "create",
+            "--cluster",
+            "prod",
+            "--namespace",
+            "shop",
+            "--service-account",
+            "api",
+            "-o",
+            "json",
+        ],
+        admin,
+    ))
+    .expect("JSON")
+}
+
+/// Creates a running pod `shop/NAME` (service account `api`, one container
+/// at `digest`) in the stand-in whose files are in `dc`; returns its
+/// projected token (audience `podseal`).
+pub fn create_pod(binary: &Path, dc: &Path, digest: &str, name: &str) -> String {
+    let dc = dc.to_str().expect("utf-8 path");
+    let container = format!("api=registry.example/shop/api:1@{digest}");
+    run_ok(
+        binary,
+        &[
+            "dev-cluster",
+            "pod",
+            "create",
+            "--dir",
+            dc,
+            "--namespace",
+            "shop",
+            "--name",
+            name,
+            "--service-account",
+            "api",
+            "--container",
+            &container,
+            "--running",
+        ],
+        &[],
+    );
+    pod_token(binary, Path::new(dc), name)
+}
+
+/// A new projected token (audience `podseal`) for the pod `shop/NAME` of the
+/// stand-in whose files are in `dc`.
+pub fn pod_token(binary: &Path, dc: &Path, name: &str) -> String {
+    run_ok(
+        binary,
+        &[
+            "dev-cluster",
+            "token",
+            "--dir",
+            dc.to_str().expect("utf-8 path"),
+            "--namespace",
+            "shop",
+            "--service-account",
+            "api",
+            "--pod",
+            name,
+            "--audience",
+            "podseal",
+        ],
+        &[],
+    )
+    .trim()
+    .to_owned()
+}
+
+/// SIGTERM to `process` (a server signs a final checkpoint); waits
+/// (deadline 30 s) for it to exit successfully and returns the rest of its
+/// log from `log`.
+pub fn terminate(process: &mut Process, log: &mpsc::Receiver<String>) -> Vec<String> {
+    let _ = Command::new("kill")
+        .args(["-TERM", &process.0.id().to_string()])
+        .status();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut lines = Vec::new();
+    loop {
+        if let Ok(Some(status)) = process.0.try_wait() {
+            lines.extend(log.try_iter());
             assert!(
-                Instant::now() < deadline,
-                "the server did not stop on SIGTERM"
+                status.success(),
+                "the server exited with {status}: {}",
+                lines.join("\n")
             );
-            // Waits on the log: lines until the server closes stderr.
-            if let Ok(line) = self.server_log.recv_timeout(Duration::from_millis(20)) {
-                log.push(line);
-            }
+            return lines;
         }
+        assert!(
+            Instant::now() < deadline,
+            "the server did not stop on SIGTERM"
+        );
+        // Waits on the log: lines until the server closes stderr.
+        if let Ok(line) = log.recv_timeout(Duration::from_millis(20)) {
+            lines.push(line);
+        }
+    }
+}
+
+/// A `postgres://` URL whose `search_path` is a fresh schema, on
+/// `PODSEAL_TEST_POSTGRES_URL` (default `postgres://postgres@127.0.0.1:5432/test`).
+/// An unreachable server fails the test: CI must never skip it. (Its own
+/// thread and runtime, so it may be called from anywhere.)
+pub fn postgres_url() -> String {
+    let base = std::env::var("PODSEAL_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    let mut random = [0u8; 8];
+    podseal_core::fill_random(&mut random).expect("randomness");
+    let schema: String = random.iter().map(|b| format!("{b:02x}")).collect();
+    let schema = format!("podseal_test_{schema}");
+    let (url, create) = (base.clone(), format!("CREATE SCHEMA {schema}"));
+    let created = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        runtime.block_on(async move {
+            let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                .await
+                .map_err(|e| e.to_string())?;
+            tokio::spawn(connection);
+            client
+                .batch_execute(&create)
+                .await
+                .map_err(|e| e.to_string())
+        })
+    })
+    .join()
+    .expect("the PostgreSQL thread");
+    if let Err(e) = created {
+        panic!(
+            "PostgreSQL at {base} is unreachable or refused CREATE SCHEMA ({e}): start it (pg_ctlcluster … main start) or set PODSEAL_TEST_POSTGRES_URL"
+        );
+    }
+    let separator = if base.contains('?') { '&' } else { '?' };
+    format!("{base}{separator}options=-csearch_path%3D{schema}")
+}
+
+/// Free loopback ports, distinct from each other.
+fn free_ports(count: usize) -> Vec<u16> {
+    let listeners: Vec<std::net::TcpListener> = (0..count)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("a free port"))
+        .collect();
+    listeners
+        .iter()
+        .map(|l| l.local_addr().expect("an address").port())
+        .collect()
+}
+
+/// Spawns `podseal serve --config CONFIG --admin-token-file TOKEN_FILE`
+/// and waits until it listens.
+fn spawn_replica(
+    binary: &Path,
+    config: &Path,
+    token_file: &Path,
+) -> (Process, mpsc::Receiver<String>) {
+    let (process, _, log) = spawn(
+        binary,
+        &[
+            "serve",
+            "--config",
+            config.to_str().expect("utf-8 path"),
+            "--admin-token-file",
+            token_file.to_str().expect("utf-8 path"),
+        ],
+        &[],
+        true,
+        "listening on",
+    );
+    (process, log)
+}
+
+/// One `podseal serve` process of [`Replicas`].
+pub struct Replica {
+    /// Where this replica listens: `https://localhost:PORT`.
+    pub url: String,
+    /// Its state directory (`audit.pub` is written there).
+    pub state_dir: PathBuf,
+    config: PathBuf,
+    /// The process, while it runs.
+    pub process: Option<Process>,
+    /// Its stderr (the log), line by line, while it runs.
+    pub log: Option<mpsc::Receiver<String>>,
+}
+
+/// Several `podseal serve` processes on one PostgreSQL, as replicas behind
+/// one Service: one external URL (DPoP `htu`), one org key, one audit key
+/// (`audit.key_file`), one TLS certificate, one database (a fresh schema);
+/// each replica has its own port, state directory and TOML config file.
+/// The stand-in runs as `podseal dev-cluster serve`. Cluster `prod`, an API
+/// key and a digest policy for `shop/api` are registered through replica 0
+/// before the others start.
+pub struct Replicas {
+    binary: PathBuf,
+    dir: PathBuf,
+    _cluster: Process,
+    /// The replicas, each started and ready.
+    pub replicas: Vec<Replica>,
+    /// The URL of the Service (DPoP `htu`); no replica listens on it.
+    pub external_url: String,
+    /// The certificate every replica serves (self-signed; the clients' CA).
+    pub ca_pem: Vec<u8>,
+    /// The approved image digest.
+    pub digest: String,
+    /// The API key bound to `prod/shop/api`.
+    pub api_key: String,
+    /// The shared audit public key, as `podseal-audit-public-key:v1:…` text.
+    pub audit_public_key: String,
+    /// The org public key file.
+    pub org_pub: PathBuf,
+    /// The stand-in's URL.
+    pub cluster_url: String,
+}
+
+/// The external URL of [`Replicas`].
+pub const SERVICE_URL: &str = "https://podseal.test";
+
+impl Replicas {
+    /// Starts the stand-in and `count` replicas under `dir`, logging at
+    /// `log_level`; returns once every replica answers `/readyz` with 200.
+    pub fn start(binary: &Path, dir: &Path, count: usize, log_level: &str) -> Self {
+        use podseal_core::key_file::write_new;
+        let p = |name: &str| dir.join(name);
+        let text = |path: &Path| path.to_str().expect("utf-8 path").to_owned();
+        let (cluster, cluster_url) = start_dev_cluster(binary, &p("dc"));
+        run_ok(binary, &["keys", "init", "--out", &text(&p("keys"))], &[]);
+        let audit = podseal_core::audit::AuditKey::generate().expect("randomness");
+        write_new(&p("audit.key"), audit.to_text().as_bytes(), 0o600).expect("audit.key");
+        write_new(&p("postgres.url"), postgres_url().as_bytes(), 0o600).expect("postgres.url");
+        let key = rcgen::KeyPair::generate().expect("a TLS key");
+        let cert = rcgen::CertificateParams::new(vec!["localhost".into(), "podseal.test".into()])
+            .expect("certificate parameters")
+            .self_signed(&key)
+            .expect("a certificate");
+        std::fs::write(p("tls.crt"), cert.pem()).expect("tls.crt");
+        write_new(&p("tls.key"), key.serialize_pem().as_bytes(), 0o600).expect("tls.key");
+        let replicas = free_ports(count)
+            .into_iter()
+            .enumerate()
+            .map(|(i, port)| {
+                let state_dir = p(&format!("replica-{i}"));
+                let config = p(&format!("replica-{i}.toml"));
+                let toml = format!(
+                    "listen = \"127.0.0.1:{port}\"\n\
+                     external_url = \"{SERVICE_URL}\"\n\
+                     state_dir = {state:?}\n\
+                     org_key_files = [{org:?}]\n\
+                     log_level = {log_level:?}\n\
+                     [tls]\ncert_file = {cert:?}\nkey_file = {key:?}\n\
+                     [audit]\nkey_file = {audit:?}\n\
+                     [clusters]\nrefresh_secs = 1\n\
+                     [storage]\nengine = \"postgres\"\nurl_file = {url:?}\n",
+                    state = text(&state_dir),
+                    org = text(&p("keys/org.key")),
+                    cert = text(&p("tls.crt")),
+                    key = text(&p("tls.key")),
+                    audit = text(&p("audit.key")),
+                    url = text(&p("postgres.url")),
+                );
+                std::fs::write(&config, toml).expect("a config file");
+                Replica {
+                    url: format!("https://localhost:{port}"),
+                    state_dir,
+                    config,
+                    process: None,
+                    log: None,
+                }
+            })
+            .collect();
+        let mut this = Self {
+            binary: binary.to_owned(),
+            dir: dir.to_owned(),
+            _cluster: cluster,
+            replicas,
+            external_url: SERVICE_URL.into(),
+            ca_pem: cert.pem().into_bytes(),
+            digest: format!("sha256:{}", "a".repeat(64)),
+            api_key: String::new(),
+            audit_public_key: podseal_core::audit::public_key_text(&audit.public_key()),
+            org_pub: p("keys/org.pub"),
+            cluster_url: cluster_url.clone(),
+        };
+        // The first start initialises the store and shows the admin token;
+        // the others find it initialised.
+        this.start_replica(0);
+        wait_for_line(
+            this.replicas[0].log.as_ref().expect("a log"),
+            "admin token written to",
+        );
+        let admin = this.admin_env(0);
+        let admin: Vec<(&str, &str)> = admin.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let created = register_shop(binary, &p("dc"), &cluster_url, &this.digest, &admin);
+        this.api_key = created["key"].as_str().expect("a key").to_owned();
+        // The others start at once, and load the cluster at start.
+        let (binary, token_file) = (&this.binary, &this.dir.join("admin.token"));
+        let configs: Vec<PathBuf> = this.replicas.iter().map(|r| r.config.clone()).collect();
+        let started: Vec<_> = std::thread::scope(|scope| {
+            let threads: Vec<_> = configs[1..]
+                .iter()
+                .map(|config| scope.spawn(move || spawn_replica(binary, config, token_file)))
+                .collect();
+            threads
+                .into_iter()
+                .map(|t| t.join().expect("a replica started"))
+                .collect()
+        });
+        for (i, (process, log)) in (1..count).zip(started) {
+            this.replicas[i].process = Some(process);
+            this.replicas[i].log = Some(log);
+        }
+        for i in 0..count {
+            this.wait_ready(i);
+        }
+        this
+    }
+
+    /// Starts replica `i` with its config (it must not be running);
+    /// returns once it listens (not yet ready: see [`Replicas::wait_ready`]).
+    pub fn start_replica(&mut self, i: usize) {
+        assert!(self.replicas[i].process.is_none(), "replica {i} runs");
+        let (process, log) = spawn_replica(
+            &self.binary,
+            &self.replicas[i].config,
+            &self.dir.join("admin.token"),
+        );
+        self.replicas[i].process = Some(process);
+        self.replicas[i].log = Some(log);
+    }
+
+    /// Waits (deadline 30 s) until replica `i` answers `/readyz` with 200.
+    pub fn wait_ready(&self, i: usize) {
+        let client =
+            podseal_sdk::transport::HttpsClient::new(&self.replicas[i].url, Some(&self.ca_pem))
+                .expect("a client")
+                .with_timeout(Duration::from_secs(5));
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut last = String::new();
+        runtime.block_on(async {
+            loop {
+                match client.send(http::Method::GET, "/readyz", &[], None).await {
+                    Ok(answer) if answer.status == 200 => return,
+                    Ok(answer) => last = String::from_utf8_lossy(&answer.body).into_owned(),
+                    Err(e) => last = e.to_string(),
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "replica {i} is not ready after 30 s: {last}"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        });
+    }
+
+    /// SIGTERM to replica `i`; waits for it to exit successfully and returns
+    /// the rest of its log.
+    pub fn terminate(&mut self, i: usize) -> Vec<String> {
+        let mut process = self.replicas[i].process.take().expect("a running replica");
+        let log = self.replicas[i].log.take().expect("a log");
+        terminate(&mut process, &log)
+    }
+
+    /// SIGKILL to replica `i`, reaped before this returns.
+    pub fn kill(&mut self, i: usize) {
+        let mut process = self.replicas[i].process.take().expect("a running replica");
+        process.0.kill().expect("SIGKILL");
+        let status = process.0.wait().expect("reaped");
+        assert!(!status.success(), "killed, not exited: {status}");
+        self.replicas[i].log = None;
+    }
+
+    /// What admin commands through replica `i` need: server, CA, token file.
+    pub fn admin_env(&self, i: usize) -> Vec<(&'static str, String)> {
+        let text = |path: PathBuf| path.to_str().expect("utf-8 path").to_owned();
+        vec![
+            ("PODSEAL_SERVER", self.replicas[i].url.clone()),
+            ("PODSEAL_CA", text(self.dir.join("tls.crt"))),
+            (
+                "PODSEAL_ADMIN_TOKEN_FILE",
+                text(self.dir.join("admin.token")),
+            ),
+        ]
+    }
+
+    /// Runs `podseal ARGS` as an admin command through replica `i`; returns stdout.
+    pub fn admin(&self, i: usize, args: &[&str]) -> String {
+        let env = self.admin_env(i);
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        run_ok(&self.binary, args, &env)
+    }
+
+    /// A running pod `shop/NAME` (service account `api`, approved image);
+    /// returns its projected token.
+    pub fn pod(&self, name: &str) -> String {
+        create_pod(&self.binary, &self.dir.join("dc"), &self.digest, name)
+    }
+
+    /// A new projected token for the pod `shop/NAME`.
+    pub fn token(&self, name: &str) -> String {
+        pod_token(&self.binary, &self.dev_cluster_dir(), name)
+    }
+
+    /// The stand-in's files (ca.pem, reader.token, …): `--dir` of `podseal dev-cluster`.
+    pub fn dev_cluster_dir(&self) -> PathBuf {
+        self.dir.join("dc")
+    }
+
+    /// Runs `podseal ARGS` (no server involved); returns stdout.
+    pub fn run(&self, args: &[&str]) -> String {
+        run_ok(&self.binary, args, &[])
     }
 }
