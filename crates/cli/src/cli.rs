@@ -73,6 +73,118 @@ pub enum Command {
     /// A local stand-in for the Kubernetes API, for the demo, tests and trying podseal without a cluster.
     #[command(subcommand, name = "dev-cluster")]
     DevCluster(DevClusterCommand),
+    /// Measure the release server under load on this machine, against the cost of its own cryptography.
+    Bench(BenchArgs),
+}
+
+/// `podseal bench`
+#[derive(Debug, Args)]
+#[command(
+    long_about = "\
+Measure podseal under load on this machine, against the cost of its own cryptography.
+
+One run: (1) the crypto-only ceiling: one unwrap's cryptography (a DPoP proof verified, one HPKE
+open, one HPKE seal) timed on one thread for --ceiling-secs, times the number of --server-cpus;
+(2) a deployment of real processes on 127.0.0.1, children of this binary: the Kubernetes stand-in
+and --replicas release servers (`podseal serve` under `taskset -c SERVER_CPUS`) sharing one external
+URL, org key, audit key and TLS certificate, on SQLite (one replica) or on a fresh PostgreSQL schema
+(dropped at the end); (3) --pods simulated pods, each with its own running pod, projected token,
+Ed25519 DPoP key, X25519 key and session, spread round-robin over the replicas; (4) the scenarios,
+each for --duration seconds and at most --max-requests requests, --concurrency in flight:
+
+  unwrap    POST /v1/unwrap, one capsule, a fresh DPoP proof signed per request (closed loop)
+  session   POST /v1/sessions by pods whose key is already pinned (establishment rate)
+  all       unwrap, unwrap open-loop at 50% of the peak just measured (the p99 target), session,
+            and the OpenBao comparison when `bao` is on PATH
+  openbao   unwrap and session side by side with OpenBao transit decrypt and JWT login
+
+Reported per scenario: requests, errors by status and refusal code, throughput and its ratio to the
+ceiling, client-side p50/p99/p99.9 latency and p99 as a multiple of one unwrap's crypto cost,
+each replica's RSS (start/end) and CPU cores used, the load generator's CPU, and storage round
+trips and commits per request from the servers' /metrics (n/a when not exposed).
+
+CPU placement: the replicas run on --server-cpus; this process pins itself to the other CPUs it may
+use (if none are left it shares them, and says so); PostgreSQL is not pinned. Build with --release
+for figures: a debug build is marked as such in the report.",
+    after_help = "\
+Exit codes: 0 the run completed (targets missed or not); 1 a scenario had more than --max-errors
+failed requests, a process died, or setup failed; 2 invalid options.
+
+Examples:
+  cargo build --release -p podseal-cli
+  target/release/podseal bench                                   # SQLite, one replica, unwrap
+  target/release/podseal bench --scenario all --duration 10
+  target/release/podseal bench --engine postgres --replicas 3 --server-cpus 1 -o json
+  target/release/podseal bench --scenario unwrap --rate 1500     # open loop at 1500 unwraps/s"
+)]
+pub struct BenchArgs {
+    /// Which load to run.
+    #[arg(long, value_enum, default_value_t = BenchScenario::Unwrap)]
+    pub scenario: BenchScenario,
+    /// The store the replicas share.
+    #[arg(long, value_enum, default_value_t = BenchEngine::Sqlite)]
+    pub engine: BenchEngine,
+    /// Release-server replicas (1 with SQLite).
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub replicas: usize,
+    /// PostgreSQL where the run's schema is created (and dropped); only with --engine postgres.
+    #[arg(
+        long,
+        env = "PODSEAL_BENCH_POSTGRES_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/test",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    pub postgres_url: String,
+    /// Simulated pods (each its own DPoP key, recipient key and session).
+    #[arg(long, default_value_t = 64, value_name = "P")]
+    pub pods: usize,
+    /// Requests in flight at once.
+    #[arg(long, default_value_t = 16, value_name = "C")]
+    pub concurrency: usize,
+    /// Seconds each scenario starts requests for.
+    #[arg(long, default_value_t = 10.0, value_name = "SECS")]
+    pub duration: f64,
+    /// Hard bound on the requests of each scenario.
+    #[arg(long, default_value_t = 1_000_000, value_name = "N")]
+    pub max_requests: u64,
+    /// CPUs the replicas run on (taskset -c form: 1, 0-3, 0,2); the load generator gets the others.
+    #[arg(long, default_value = "1", value_name = "LIST")]
+    pub server_cpus: String,
+    /// Open loop: start requests at this pace (requests/s) instead of as fast as answers come.
+    #[arg(long, value_name = "R")]
+    pub rate: Option<f64>,
+    /// After the closed-loop unwrap, run unwraps open-loop at 50% of its throughput (on in `all`).
+    #[arg(long)]
+    pub half_peak: bool,
+    /// Seconds the crypto-only ceiling is measured for.
+    #[arg(long, default_value_t = 2.0, value_name = "SECS")]
+    pub ceiling_secs: f64,
+    /// Exit 1 when a scenario has more failed requests than this.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub max_errors: u64,
+}
+
+/// `podseal bench --scenario`
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BenchScenario {
+    /// Unwraps in established sessions.
+    Unwrap,
+    /// Session establishment.
+    Session,
+    /// Everything, OpenBao included when `bao` is on PATH.
+    All,
+    /// podseal side by side with OpenBao.
+    Openbao,
+}
+
+/// `podseal bench --engine`
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BenchEngine {
+    /// SQLite (one replica).
+    Sqlite,
+    /// PostgreSQL (one or more replicas).
+    Postgres,
 }
 
 /// `podseal serve`

@@ -2,6 +2,7 @@
 
 mod admin;
 mod audit;
+mod bench;
 mod demo;
 mod dev_cluster;
 mod exec;
@@ -38,6 +39,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Cluster(command) => admin::cluster(command, output),
         Command::ApiKey(command) => admin::api_key(command, output),
         Command::Policy(command) => admin::policy(command, output),
+        Command::Bench(args) => bench::run(&args, output),
     }
 }
 

@@ -1,0 +1,333 @@
+//! Simulated pods: each has its own running pod in the stand-in, its own
+//! projected token, its own Ed25519 DPoP key (pinned by its first session)
+//! and X25519 recipient key, all in this process's memory, and is served by
+//! one replica (pods are spread round-robin, as a Service would).
+//!
+//! A request is what a pod sends: a fresh DPoP proof signed at send time
+//! (`ath` bound to the session for an unwrap), the API key and the token.
+//! Keys, tokens and session ids never appear in a message or a label.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use http::{Method, StatusCode};
+use podseal_core::capsule::{Capsule, RevealMode, Scope};
+use podseal_core::dpop::DpopKey;
+use podseal_core::envelope::{self, ReleaseBinding, ReleasedDek, SealParams};
+use podseal_core::hpke::{KemId, LocalPrivateKey, RecipientKey as _};
+use podseal_core::wire::{
+    API_KEY_HEADER, Problem, SESSIONS_PATH, SessionAnswer, TOKEN_HEADER, UNWRAP_PATH, UnwrapAnswer,
+};
+use podseal_sdk::transport::{Answer, HttpsClient, TransportError};
+use zeroize::Zeroizing;
+
+use crate::deployment::{
+    AUDIENCE, CLUSTER, Deployment, DeploymentError, EXTERNAL_URL, NAMESPACE, SERVICE_ACCOUNT,
+};
+
+/// How long enrolment retries a session the server cannot decide yet (503).
+const ENROL_DEADLINE: Duration = Duration::from_secs(30);
+/// The secret every pod opens (not a real secret: a benchmark value).
+const PLAINTEXT: &[u8] = b"benchmark value, 32 bytes long!!";
+
+/// One simulated pod.
+struct Pod {
+    replica: usize,
+    dpop: DpopKey,
+    recipient: LocalPrivateKey,
+    recipient_body: Vec<u8>,
+    token: Zeroizing<String>,
+    session: Zeroizing<String>,
+    authorization: Zeroizing<String>,
+}
+
+/// Every simulated pod, the capsule they open, and a client per replica.
+pub struct Pods {
+    pods: Vec<Pod>,
+    clients: Vec<HttpsClient>,
+    api_key: Zeroizing<String>,
+    capsule: Capsule,
+    unwrap_body: Vec<u8>,
+}
+
+/// A stable, secret-free label for a failed answer: `401 dpop/key_not_pinned`.
+pub fn refusal_label(answer: &Answer) -> String {
+    match serde_json::from_slice::<Problem>(&answer.body) {
+        Ok(problem) => format!(
+            "{} {}/{}",
+            answer.status.as_u16(),
+            problem.gate,
+            problem.reason
+        ),
+        Err(_) => format!("HTTP {}", answer.status.as_u16()),
+    }
+}
+
+/// A label for a transport failure (no URL, no detail: a bounded set).
+pub fn transport_label(error: &TransportError) -> String {
+    match error {
+        TransportError::Timeout(_) => "transport: timeout".into(),
+        TransportError::Unreachable { .. } => "transport: unreachable".into(),
+        _ => "transport: request".into(),
+    }
+}
+
+/// The name of simulated pod `i` in the stand-in.
+pub fn pod_name(i: usize) -> String {
+    format!("load-{i}")
+}
+
+fn now() -> i64 {
+    jiff::Timestamp::now().as_second()
+}
+
+impl Pods {
+    /// Creates `count` pods in the stand-in, gets their tokens, and opens
+    /// one session each through its replica (which pins its DPoP key).
+    pub async fn enrol(deployment: &Deployment, count: usize) -> Result<Self, DeploymentError> {
+        let capsule = seal_capsule(deployment)?;
+        let envelope = URL_SAFE_NO_PAD.encode(capsule.envelope.to_bytes());
+        let unwrap_body =
+            serde_json::to_vec(&serde_json::json!({ "capsules": [envelope] })).unwrap_or_default();
+        let mut pods = Self {
+            pods: Vec::with_capacity(count),
+            clients: deployment
+                .replicas
+                .iter()
+                .map(|r| r.client.clone())
+                .collect(),
+            api_key: Zeroizing::new(deployment.api_key().to_owned()),
+            capsule,
+            unwrap_body,
+        };
+        let replicas = pods.clients.len().max(1);
+        for i in 0..count {
+            let name = pod_name(i);
+            deployment.create_pod(&name).await?;
+            let token = deployment.token(&name, AUDIENCE).await?;
+            let recipient =
+                LocalPrivateKey::generate(KemId::X25519HkdfSha256).map_err(|e| generation(&e))?;
+            let recipient_body = serde_json::to_vec(&serde_json::json!({
+                "recipient_key": URL_SAFE_NO_PAD.encode(recipient.public_key_bytes())
+            }))
+            .unwrap_or_default();
+            let mut pod = Pod {
+                replica: i % replicas,
+                dpop: DpopKey::generate().map_err(|e| generation(&e))?,
+                recipient,
+                recipient_body,
+                token,
+                session: Zeroizing::new(String::new()),
+                authorization: Zeroizing::new(String::new()),
+            };
+            let session = pods.first_session(&pod, &name).await?;
+            pod.authorization = Zeroizing::new(format!("DPoP {}", session.as_str()));
+            pod.session = session;
+            pods.pods.push(pod);
+        }
+        Ok(pods)
+    }
+
+    /// How many pods.
+    pub fn len(&self) -> usize {
+        self.pods.len()
+    }
+
+    /// No pods.
+    pub fn is_empty(&self) -> bool {
+        self.pods.is_empty()
+    }
+
+    fn pod(&self, i: u64) -> Result<(&Pod, &HttpsClient), String> {
+        let count = self.pods.len().max(1) as u64;
+        let pod = usize::try_from(i % count)
+            .ok()
+            .and_then(|i| self.pods.get(i))
+            .ok_or("no pod")?;
+        let client = self.clients.get(pod.replica).ok_or("no replica")?;
+        Ok((pod, client))
+    }
+
+    /// The first session of a new pod, retried while the server answers
+    /// 503 (its view has not seen the pod yet), for [`ENROL_DEADLINE`].
+    async fn first_session(
+        &self,
+        pod: &Pod,
+        name: &str,
+    ) -> Result<Zeroizing<String>, DeploymentError> {
+        let until = Instant::now() + ENROL_DEADLINE;
+        let client = self
+            .clients
+            .get(pod.replica)
+            .ok_or_else(|| DeploymentError::Timeout("no replica".into()))?;
+        loop {
+            let failed = |reason: String| DeploymentError::Request {
+                what: format!("the first session of pod {name}"),
+                reason,
+            };
+            let answer = self
+                .send_session(pod, client)
+                .await
+                .map_err(|e| failed(transport_label(&e)))?;
+            if answer.status == StatusCode::CREATED {
+                let session: SessionAnswer = serde_json::from_slice(&answer.body)
+                    .map_err(|_| failed("the answer is not a session".into()))?;
+                return Ok(Zeroizing::new(session.session_id));
+            }
+            if answer.status != StatusCode::SERVICE_UNAVAILABLE || Instant::now() >= until {
+                return Err(failed(refusal_label(&answer)));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn send_session(
+        &self,
+        pod: &Pod,
+        client: &HttpsClient,
+    ) -> Result<Answer, TransportError> {
+        let htu = format!("{EXTERNAL_URL}{SESSIONS_PATH}");
+        let (proof, _) = pod
+            .dpop
+            .proof("POST", &htu, now(), None, None)
+            .map_err(|_| TransportError::Request("no randomness for a DPoP jti".into()))?;
+        client
+            .send(
+                Method::POST,
+                SESSIONS_PATH,
+                &[
+                    (API_KEY_HEADER, &self.api_key),
+                    (TOKEN_HEADER, &pod.token),
+                    ("dpop", &proof),
+                ],
+                Some(pod.recipient_body.clone()),
+            )
+            .await
+    }
+
+    /// Pod `i mod P` establishes a new session with its pinned key (201).
+    pub async fn establish_session(&self, i: u64) -> Result<(), String> {
+        let (pod, client) = self.pod(i)?;
+        let answer = self
+            .send_session(pod, client)
+            .await
+            .map_err(|e| transport_label(&e))?;
+        if answer.status == StatusCode::CREATED {
+            Ok(())
+        } else {
+            Err(refusal_label(&answer))
+        }
+    }
+
+    /// Pod `i mod P` unwraps the capsule in its session (200); returns the answer.
+    async fn send_unwrap(&self, pod: &Pod, client: &HttpsClient) -> Result<Answer, String> {
+        let htu = format!("{EXTERNAL_URL}{UNWRAP_PATH}");
+        let (proof, _) = pod
+            .dpop
+            .proof("POST", &htu, now(), Some(&pod.session), None)
+            .map_err(|_| "no randomness for a DPoP jti".to_owned())?;
+        let answer = client
+            .send(
+                Method::POST,
+                UNWRAP_PATH,
+                &[
+                    (API_KEY_HEADER, &self.api_key),
+                    (TOKEN_HEADER, &pod.token),
+                    ("authorization", &pod.authorization),
+                    ("dpop", &proof),
+                ],
+                Some(self.unwrap_body.clone()),
+            )
+            .await
+            .map_err(|e| transport_label(&e))?;
+        if answer.status == StatusCode::OK {
+            Ok(answer)
+        } else {
+            Err(refusal_label(&answer))
+        }
+    }
+
+    /// Pod `i mod P` unwraps the capsule (one capsule, a fresh proof).
+    pub async fn unwrap(&self, i: u64) -> Result<(), String> {
+        let (pod, client) = self.pod(i)?;
+        self.send_unwrap(pod, client).await.map(drop)
+    }
+
+    /// One unwrap by every replica's first pod, opened as the pod would:
+    /// proves the benchmark measures real releases of the real capsule.
+    pub async fn check_releases_open(&self) -> Result<(), String> {
+        for replica in 0..self.clients.len() {
+            let pod = self
+                .pods
+                .iter()
+                .find(|p| p.replica == replica)
+                .ok_or("a replica without pods")?;
+            let client = self.clients.get(replica).ok_or("no replica")?;
+            let answer = self.send_unwrap(pod, client).await?;
+            let unwrapped: UnwrapAnswer = serde_json::from_slice(&answer.body)
+                .map_err(|_| "the unwrap answer is not JSON".to_owned())?;
+            let release = unwrapped.releases.first().ok_or("no release")?;
+            let decode = |text: &str| URL_SAFE_NO_PAD.decode(text).map_err(|_| "bad base64");
+            let released = ReleasedDek {
+                enc: decode(&release.enc)?,
+                wrapped_dek: decode(&release.wrapped_dek)?,
+            };
+            let binding = ReleaseBinding {
+                session_id: &pod.session,
+                jti: &release.jti,
+            };
+            let dek = envelope::open_release(
+                &released,
+                &pod.recipient,
+                self.capsule.envelope.header_bytes(),
+                binding,
+            )
+            .map_err(|_| "the released key did not open".to_owned())?;
+            let plaintext = envelope::decrypt_content(&self.capsule, &dek)
+                .map_err(|_| "the capsule did not open with the released key".to_owned())?;
+            if plaintext.expose_secret_bytes() != PLAINTEXT {
+                return Err("the capsule opened to other bytes".into());
+            }
+        }
+        Ok(())
+    }
+
+    /// A shareable handle for the load driver's closures.
+    pub fn shared(self) -> Arc<Self> {
+        Arc::new(self)
+    }
+}
+
+fn generation(error: &dyn std::fmt::Display) -> DeploymentError {
+    DeploymentError::Generate {
+        what: "a pod key",
+        reason: error.to_string(),
+    }
+}
+
+/// The capsule every pod opens: one 32-byte value for `bench/bench/load`.
+fn seal_capsule(deployment: &Deployment) -> Result<Capsule, DeploymentError> {
+    envelope::seal(
+        SealParams {
+            scope: Scope {
+                cluster: CLUSTER.into(),
+                namespace: NAMESPACE.into(),
+                service_accounts: vec![SERVICE_ACCOUNT.into()],
+                name: "bench-value".into(),
+                key: None,
+            },
+            purpose: None,
+            reveal: RevealMode::Many,
+            created_at: now(),
+            not_after: None,
+        },
+        PLAINTEXT,
+        &[deployment.org_public()],
+    )
+    .map_err(|e| DeploymentError::Generate {
+        what: "the capsule",
+        reason: e.to_string(),
+    })
+}
