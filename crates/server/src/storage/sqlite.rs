@@ -1,7 +1,10 @@
 //! The embedded default engine: one SQLite file in WAL mode with
 //! `synchronous=FULL`, so a commit is on disk when it returns (an unwrap is
 //! answered only after its audit record is durable). Calls run on tokio's
-//! blocking pool; one connection serializes writes, which SQLite does anyway.
+//! blocking pool; one connection serializes writes, which SQLite does anyway,
+//! and a second, read-only one answers the release path's reads, so a read
+//! never waits behind a commit's fsync (WAL readers see every committed
+//! transaction). Statements are prepared once per connection.
 //! Schema changes are versioned migrations applied in one immediate
 //! transaction, so two processes starting at once cannot both apply one.
 
@@ -25,6 +28,7 @@ const ADMIN_TOKEN_KEY: &str = "admin_token_sha256";
 #[derive(Clone)]
 pub struct SqliteStorage {
     connection: Arc<Mutex<Connection>>,
+    reader: Arc<Mutex<Connection>>,
     stats: Arc<StorageStats>,
 }
 
@@ -61,8 +65,17 @@ impl SqliteStorage {
             )
             .map_err(db_error("configure"))?;
         migrate(&mut connection)?;
+        let reader = Connection::open_with_flags(
+            path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(db_error("open"))?;
+        reader
+            .execute_batch("PRAGMA busy_timeout = 5000;")
+            .map_err(db_error("configure"))?;
         Ok(Self {
             connection: Arc::new(Mutex::new(connection)),
+            reader: Arc::new(Mutex::new(reader)),
             stats: Arc::new(StorageStats::default()),
         })
     }
@@ -72,7 +85,28 @@ impl SqliteStorage {
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
     {
-        let connection = self.connection.clone();
+        self.run_on(self.connection.clone(), operation, work).await
+    }
+
+    /// Runs `work` on the read-only connection.
+    async fn read<T, F>(&self, operation: &'static str, work: F) -> Result<T, StorageError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
+    {
+        self.run_on(self.reader.clone(), operation, work).await
+    }
+
+    async fn run_on<T, F>(
+        &self,
+        connection: Arc<Mutex<Connection>>,
+        operation: &'static str,
+        work: F,
+    ) -> Result<T, StorageError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
+    {
         self.stats.round_trips(1);
         let joined = tokio::task::spawn_blocking(move || {
             let mut guard = connection
@@ -198,11 +232,10 @@ const SESSION_COLUMNS: &str = "id, cluster, namespace, service_account, pod_name
 
 fn audit_head(connection: &Connection) -> rusqlite::Result<(u64, ChainHash)> {
     let head = connection
-        .query_row(
-            "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1",
-            [],
-            |row| Ok((row.get::<_, i64>(0)?, row.get::<_, Vec<u8>>(1)?)),
-        )
+        .prepare_cached("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")?
+        .query_row([], |row| {
+            Ok((row.get::<_, i64>(0)?, row.get::<_, Vec<u8>>(1)?))
+        })
         .optional()?;
     match head {
         None => Ok((0, GENESIS)),
@@ -610,7 +643,7 @@ impl Storage for SqliteStorage {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let mut inserted = std::collections::HashSet::new();
             {
-                let mut record_jti = tx.prepare(
+                let mut record_jti = tx.prepare_cached(
                     "INSERT OR IGNORE INTO dpop_jti (jkt, jti, expires_at) VALUES (?1, ?2, ?3)",
                 )?;
                 for jti in items.iter().filter_map(|item| item.jti.as_ref()) {
@@ -623,8 +656,9 @@ impl Storage for SqliteStorage {
             let head = audit_head(&tx)?;
             let (rows, committed) = super::chain_items(items, &fresh, head).map_err(conversion)?;
             {
-                let mut insert =
-                    tx.prepare("INSERT INTO audit_log (seq, entry, hash) VALUES (?1, ?2, ?3)")?;
+                let mut insert = tx.prepare_cached(
+                    "INSERT INTO audit_log (seq, entry, hash) VALUES (?1, ?2, ?3)",
+                )?;
                 for (seq, bytes, hash) in rows {
                     insert.execute(params![
                         i64::try_from(seq).map_err(conversion)?,
@@ -646,8 +680,8 @@ impl Storage for SqliteStorage {
         session_id: Option<&str>,
     ) -> Result<RequestContext, StorageError> {
         let session_id = session_id.map(str::to_owned);
-        self.run("read request context", move |c| {
-            let mut statement = c.prepare(&super::request_context_sql('?'))?;
+        self.read("read request context", move |c| {
+            let mut statement = c.prepare_cached(&super::request_context_sql('?'))?;
             statement.query_row(params![api_key_hash.to_vec(), session_id], |row| {
                 let present = |base: usize| row.get::<_, Option<String>>(base).map(|v| v.is_some());
                 Ok(RequestContext {
