@@ -11,8 +11,12 @@
 //! that holds its records has committed; when it fails, every request in
 //! it is refused.
 //!
-//! The task runs in its own Tokio task, so a client that disconnects while
-//! its request waits cannot stop a commit half way for the others.
+//! The loop runs on a thread of its own (with a small runtime), not among
+//! the request tasks: a client that disconnects while its request waits
+//! cannot stop a commit half way for the others, and a batch's next step is
+//! not queued behind other requests' cryptography on a busy worker — which,
+//! with several replicas, would stretch the time each batch holds the audit
+//! chain's lock (measured with `podseal bench`, docs/benchmarks.md).
 
 use std::sync::{Arc, OnceLock};
 
@@ -45,7 +49,7 @@ impl<S: Storage> GroupCommit<S> {
     pub async fn commit(&self, item: CommitItem) -> Result<Committed, StorageError> {
         let queue = self.queue.get_or_init(|| {
             let (sender, receiver) = mpsc::unbounded_channel();
-            tokio::spawn(run(self.storage.clone(), receiver));
+            start(self.storage.clone(), receiver);
             sender
         });
         let (reply, answer) = oneshot::channel();
@@ -62,6 +66,46 @@ impl<S: Storage> GroupCommit<S> {
                 message,
             })
     }
+}
+
+/// Starts the commit loop on its own thread, or as a task of the current
+/// runtime when a thread cannot be had. It ends when the committer is dropped.
+fn start<S: Storage>(storage: Arc<S>, receiver: mpsc::UnboundedReceiver<(CommitItem, Reply)>) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build();
+    let (storage, receiver) = match runtime {
+        Ok(runtime) => {
+            let slot = Arc::new(std::sync::Mutex::new(Some((storage, receiver))));
+            let taken = slot.clone();
+            let spawned = std::thread::Builder::new()
+                .name("podseal-commit".into())
+                .spawn(move || {
+                    let parts = taken
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .take();
+                    if let Some((storage, receiver)) = parts {
+                        runtime.block_on(run(storage, receiver));
+                    }
+                });
+            if spawned.is_ok() {
+                return;
+            }
+            // No thread: the closure never ran, so its parts are still here.
+            let parts = slot
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .take();
+            match parts {
+                Some(parts) => parts,
+                None => return,
+            }
+        }
+        Err(_) => (storage, receiver),
+    };
+    tracing::warn!("group commit runs among the request tasks (no thread of its own)");
+    tokio::spawn(run(storage, receiver));
 }
 
 /// The commit loop: runs until every sender is gone.

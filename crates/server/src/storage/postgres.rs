@@ -34,6 +34,10 @@ const ADMIN_TOKEN_KEY: &str = "admin_token_sha256";
 #[derive(Clone)]
 pub struct PostgresStorage {
     pool: Pool,
+    /// Connections of the group commit alone: created (and driven) on the
+    /// commit loop's own thread, so a batch's round trips never wait for a
+    /// busy request worker to poll the connection.
+    commit_pool: Pool,
     stats: Arc<StorageStats>,
 }
 
@@ -162,23 +166,25 @@ impl PostgresStorage {
             operation: "connect",
             message: "the PostgreSQL URL is not valid (postgres://user@host:port/database)".into(),
         })?;
-        let manager = Manager::from_config(
-            config,
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
-        let pool =
+        let pool = |size: usize| {
+            let manager = Manager::from_config(
+                config.clone(),
+                NoTls,
+                ManagerConfig {
+                    recycling_method: RecyclingMethod::Fast,
+                },
+            );
             Pool::builder(manager)
-                .max_size(16)
+                .max_size(size)
                 .build()
                 .map_err(|e| StorageError::Database {
                     operation: "connect",
                     message: e.to_string(),
-                })?;
+                })
+        };
         let storage = Self {
-            pool,
+            pool: pool(16)?,
+            commit_pool: pool(2)?,
             stats: Arc::new(StorageStats::default()),
         };
         storage.migrate().await?;
@@ -668,7 +674,11 @@ impl Storage for PostgresStorage {
     async fn commit_batch(&self, items: Vec<CommitItem>) -> Result<Vec<Committed>, StorageError> {
         const OPERATION: &str = "commit audit";
         let error = db_error(OPERATION);
-        let client = self.client(OPERATION).await?;
+        let client = self
+            .commit_pool
+            .get()
+            .await
+            .map_err(pool_error(OPERATION))?;
         let lock = self
             .prepare(&client, OPERATION, "SELECT pg_advisory_xact_lock($1)")
             .await?;

@@ -85,13 +85,7 @@ async fn postgres_replicas_append_to_one_verifiable_chain() {
     a.put_checkpoint(key.checkpoint("test", size, &head, 1))
         .await
         .unwrap();
-    let export: Vec<String> = b
-        .audit_export()
-        .await
-        .unwrap()
-        .iter()
-        .map(|l| serde_json::to_string(l).unwrap())
-        .collect();
+    let export = suite::export_lines(&b).await;
     let report = verify_export(&export.join("\n"), &key.public_key(), Some(80)).unwrap();
     assert_eq!(report.records, 80);
 }

@@ -309,13 +309,7 @@ pub async fn audit_appends_chain_and_export_verifies<S: Storage>(store: &S) {
         .await
         .unwrap();
 
-    let text: Vec<String> = store
-        .audit_export()
-        .await
-        .unwrap()
-        .iter()
-        .map(|l| serde_json::to_string(l).unwrap())
-        .collect();
+    let text = export_lines(store).await;
     assert_eq!(text.len(), 5, "3 records and 2 checkpoints");
     let report = verify_export(&text.join("\n"), &key.public_key(), None).unwrap();
     assert_eq!((report.records, report.checkpoints), (3, 2));
@@ -398,13 +392,7 @@ pub async fn group_commit_records_each_jti_once<S: Storage>(a: Arc<S>, b: Arc<S>
     b.put_checkpoint(key.checkpoint("test", size, &head, 2_000))
         .await
         .unwrap();
-    let export: Vec<String> = a
-        .audit_export()
-        .await
-        .unwrap()
-        .iter()
-        .map(|l| serde_json::to_string(l).unwrap())
-        .collect();
+    let export = export_lines(a.as_ref()).await;
     let report = verify_export(&export.join("\n"), &key.public_key(), Some(size)).unwrap();
     assert_eq!(report.records, size);
 }
@@ -449,4 +437,15 @@ pub async fn request_context_reads_key_policy_and_session<S: Storage>(store: &S)
     let revoked = store.request_context([3; 32], Some("s2")).await.unwrap();
     assert_eq!(revoked.api_key.unwrap().revoked_at, Some(200));
     assert!(revoked.session.is_none());
+}
+
+/// The store's audit export, one JSON line per record or checkpoint.
+pub async fn export_lines<S: Storage>(store: &S) -> Vec<String> {
+    store
+        .audit_export()
+        .await
+        .unwrap()
+        .iter()
+        .map(|l| serde_json::to_string(l).unwrap())
+        .collect()
 }
