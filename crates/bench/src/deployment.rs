@@ -298,30 +298,17 @@ impl Deployment {
         self.wait_for_cluster().await
     }
 
-    /// Each replica connects the new cluster at its next refresh (every
-    /// second here), and the replica it was registered through reconnects
-    /// it once too (`run_cluster_refresh` in the server), with a new pod
-    /// view that refuses (503) until its first list: a run started before
-    /// that would count those refusals. So: wait for the line on every
-    /// replica; on the first one, if it does not come within 5 s, the
-    /// server no longer reconnects and there is nothing to wait for.
+    /// The other replicas connect the new cluster at their next refresh
+    /// (every second here), each with a new pod view that refuses (503)
+    /// until its first list: a run started before that would count those
+    /// refusals. So: wait for the line on every replica but the one it was
+    /// registered through (which connected it while answering).
     async fn wait_for_reconnections(&mut self) -> Result<(), DeploymentError> {
-        for (index, replica) in self.replicas.iter_mut().enumerate() {
-            let deadline = if index == 0 {
-                Duration::from_secs(5)
-            } else {
-                CLUSTER_DEADLINE
-            };
-            match replica
+        for replica in self.replicas.iter_mut().skip(1) {
+            replica
                 .process
-                .wait_for_line(CLUSTER_CONNECTED, deadline)
-                .await
-            {
-                Err(DeploymentError::NotReady { .. }) if index == 0 => {}
-                other => {
-                    other?;
-                }
-            }
+                .wait_for_line(CLUSTER_CONNECTED, CLUSTER_DEADLINE)
+                .await?;
         }
         Ok(())
     }

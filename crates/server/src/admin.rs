@@ -431,7 +431,7 @@ impl<S: Storage> AdminService<S> {
             .put_cluster(record.clone())
             .await
             .map_err(storage_refusal)?;
-        self.release.add_cluster(&record.name, cluster);
+        self.release.add_connected_cluster(&record, cluster);
         Ok(self.info(record))
     }
 

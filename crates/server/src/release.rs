@@ -115,6 +115,8 @@ pub struct ReleaseService<S: Storage> {
     clusters: RwLock<HashMap<String, Arc<ReleaseCluster>>>,
     /// Registered clusters that could not be connected, and why.
     unconnected: RwLock<HashMap<String, String>>,
+    /// The stored record each connected cluster was connected from.
+    connected_records: RwLock<HashMap<String, crate::storage::ClusterRecord>>,
     org_keys: Arc<dyn OrgKeyProvider + Send + Sync>,
     nonces: NonceIssuer,
     config: ReleaseConfig,
@@ -172,6 +174,7 @@ impl<S: Storage> ReleaseService<S> {
             storage,
             clusters: RwLock::new(HashMap::new()),
             unconnected: RwLock::new(HashMap::new()),
+            connected_records: RwLock::new(HashMap::new()),
             org_keys,
             nonces,
             config,
@@ -211,6 +214,30 @@ impl<S: Storage> ReleaseService<S> {
             name.to_owned(),
             receiver,
         ));
+    }
+
+    /// [`ReleaseService::add_cluster`] for a stored record, remembered so
+    /// the replica's refresh reconnects it only when the record changes
+    /// (not when this replica made the change itself).
+    pub fn add_connected_cluster(
+        self: &Arc<Self>,
+        record: &crate::storage::ClusterRecord,
+        cluster: ReleaseCluster,
+    ) {
+        self.add_cluster(&record.name, cluster);
+        self.connected_records
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(record.name.clone(), record.clone());
+    }
+
+    /// The stored record the cluster `name` was connected from, if any.
+    pub fn connected_record(&self, name: &str) -> Option<crate::storage::ClusterRecord> {
+        self.connected_records
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(name)
+            .cloned()
     }
 
     /// Records a registered cluster that could not be connected: its

@@ -296,11 +296,11 @@ where
     let views =
         ViewConfig::with_max_staleness(Duration::from_secs(config.clusters.max_staleness_secs));
     let mut cluster_errors = Vec::new();
-    let mut known = std::collections::HashMap::new();
+    let mut failed = std::collections::HashMap::new();
     for record in stored_clusters {
-        known.insert(record.name.clone(), record.clone());
         if let Err(why) = connect(&release, &record, views, config.release.token_leeway_secs) {
             cluster_errors.push((record.name.clone(), why));
+            failed.insert(record.name.clone(), record);
         }
     }
     let admin = Arc::new(AdminService::new(
@@ -330,7 +330,7 @@ where
     );
     let refresh = tokio::spawn(run_cluster_refresh(
         release.clone(),
-        known,
+        failed,
         views,
         config.release.token_leeway_secs,
         Duration::from_secs(config.clusters.refresh_secs),
@@ -361,7 +361,7 @@ fn connect<S: Storage>(
 ) -> Result<(), String> {
     match connect_cluster(record, views, leeway_secs) {
         Ok(cluster) => {
-            release.add_cluster(&record.name, cluster);
+            release.add_connected_cluster(record, cluster);
             Ok(())
         }
         Err(why) => {
@@ -372,13 +372,16 @@ fn connect<S: Storage>(
     }
 }
 
-/// Connects clusters registered or changed through another replica (or
-/// this one: a change seen here reconnects once). `known` maps each cluster
-/// to the record this replica last connected; any difference reconnects
-/// (not `updated_at` alone: two changes within one second share it).
+/// Connects clusters registered or changed through another replica. A
+/// cluster whose stored record equals the one it was connected from (also
+/// when this replica made the change) is left alone, so its pod view keeps
+/// answering; any difference reconnects (whole records are compared, not
+/// `updated_at`: two changes within one second share it). `failed` holds
+/// records that could not be connected; they are tried again when they
+/// change.
 async fn run_cluster_refresh<S: Storage>(
     release: Arc<ReleaseService<S>>,
-    mut known: std::collections::HashMap<String, crate::storage::ClusterRecord>,
+    mut failed: std::collections::HashMap<String, crate::storage::ClusterRecord>,
     views: ViewConfig,
     leeway_secs: i64,
     every: Duration,
@@ -395,12 +398,16 @@ async fn run_cluster_refresh<S: Storage>(
             }
         };
         for record in records {
-            if known.get(&record.name) == Some(&record) {
+            if release.connected_record(&record.name).as_ref() == Some(&record)
+                || failed.get(&record.name) == Some(&record)
+            {
                 continue;
             }
-            known.insert(record.name.clone(), record.clone());
             if connect(&release, &record, views, leeway_secs).is_ok() {
+                failed.remove(&record.name);
                 tracing::info!(cluster = %record.name, "connected a cluster registered or changed elsewhere");
+            } else {
+                failed.insert(record.name.clone(), record);
             }
         }
     }
