@@ -125,6 +125,8 @@ async fn replicas_on_one_postgres_share_every_decision() {
         "token_file": cluster.dir.path().join("reader.token"),
     });
     admin(0, Method::POST, "/v1/admin/clusters", Some(registration)).await;
+    let registered = replicas[0].release().cluster("prod").unwrap();
+    let (polls_before, _) = replicas[0].release().storage().stats().snapshot();
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
     let mut ticks = tokio::time::interval(std::time::Duration::from_millis(20));
     while !replicas.iter().all(|r| {
@@ -138,6 +140,23 @@ async fn replicas_on_one_postgres_share_every_decision() {
         );
         ticks.tick().await;
     }
+    // The replica it was registered through keeps the view it connected
+    // then: its own refresh polls (each one read of the clusters table,
+    // counted by its storage; nothing else reaches it meanwhile) find the
+    // record it connected from and leave it alone — a reconnection would
+    // start a new view that refuses (503) until its first list.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    while replicas[0].release().storage().stats().snapshot().0 < polls_before + 3 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "replica a never polled the clusters table"
+        );
+        ticks.tick().await;
+    }
+    assert!(
+        std::sync::Arc::ptr_eq(&registered, &replicas[0].release().cluster("prod").unwrap()),
+        "the registering replica reconnected a cluster it had just connected"
+    );
     let created = admin(
         0,
         Method::POST,
