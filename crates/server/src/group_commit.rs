@@ -68,44 +68,26 @@ impl<S: Storage> GroupCommit<S> {
     }
 }
 
-/// Starts the commit loop on its own thread, or as a task of the current
-/// runtime when a thread cannot be had. It ends when the committer is dropped.
+/// Starts the commit loop on a thread of its own. Should the thread or its
+/// runtime not start, the queue's receiver is dropped and every commit —
+/// so every release — is refused (fail closed), which the log says.
 fn start<S: Storage>(storage: Arc<S>, receiver: mpsc::UnboundedReceiver<(CommitItem, Reply)>) {
-    let runtime = tokio::runtime::Builder::new_current_thread()
+    let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
-        .build();
-    let (storage, receiver) = match runtime {
-        Ok(runtime) => {
-            let slot = Arc::new(std::sync::Mutex::new(Some((storage, receiver))));
-            let taken = slot.clone();
-            let spawned = std::thread::Builder::new()
-                .name("podseal-commit".into())
-                .spawn(move || {
-                    let parts = taken
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner)
-                        .take();
-                    if let Some((storage, receiver)) = parts {
-                        runtime.block_on(run(storage, receiver));
-                    }
-                });
-            if spawned.is_ok() {
-                return;
-            }
-            // No thread: the closure never ran, so its parts are still here.
-            let parts = slot
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .take();
-            match parts {
-                Some(parts) => parts,
-                None => return,
-            }
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            tracing::error!(%error, "cannot start the commit loop: every release is refused");
+            return;
         }
-        Err(_) => (storage, receiver),
     };
-    tracing::warn!("group commit runs among the request tasks (no thread of its own)");
-    tokio::spawn(run(storage, receiver));
+    let spawned = std::thread::Builder::new()
+        .name("podseal-commit".into())
+        .spawn(move || runtime.block_on(run(storage, receiver)));
+    if let Err(error) = spawned {
+        tracing::error!(%error, "cannot start the commit loop: every release is refused");
+    }
 }
 
 /// The commit loop: runs until every sender is gone.
