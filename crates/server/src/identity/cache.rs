@@ -18,7 +18,8 @@ use sha2::{Digest, Sha256};
 
 use super::{IdentityError, IdentityProvider, WorkloadIdentity};
 
-/// The most tokens remembered; past it, expired entries go first, then all.
+/// The most tokens remembered per cluster; past it, expired entries go
+/// first, then all.
 pub const MAX_ENTRIES: usize = 65_536;
 
 struct Entry {
@@ -26,16 +27,16 @@ struct Entry {
     verified_at: i64,
 }
 
-/// Verified tokens by (cluster, token hash).
+/// Verified tokens by cluster, then token hash.
 #[derive(Default)]
 pub struct TokenCache {
-    entries: Mutex<HashMap<(String, [u8; 32]), Entry>>,
+    clusters: Mutex<HashMap<String, HashMap<[u8; 32], Entry>>>,
 }
 
 impl TokenCache {
-    fn entries(&self) -> std::sync::MutexGuard<'_, HashMap<(String, [u8; 32]), Entry>> {
+    fn clusters(&self) -> std::sync::MutexGuard<'_, HashMap<String, HashMap<[u8; 32], Entry>>> {
         // A poisoned lock only means a panic elsewhere; the map is always whole.
-        self.entries
+        self.clusters
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
@@ -51,27 +52,27 @@ impl TokenCache {
         token: &str,
         now: i64,
     ) -> Result<WorkloadIdentity, IdentityError> {
-        let key = (cluster.to_owned(), Sha256::digest(token.as_bytes()).into());
+        let hash: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let live = |entry: &Entry| entry.identity.expires_at > now.saturating_sub(leeway_secs);
+        if let Some(entries) = self.clusters().get_mut(cluster)
+            && let Some(entry) = entries.get(&hash)
         {
-            let mut entries = self.entries();
-            if let Some(entry) = entries.get(&key) {
-                let live = entry.identity.expires_at > now.saturating_sub(leeway_secs);
-                if live && now >= entry.verified_at {
-                    return Ok(entry.identity.clone());
-                }
-                entries.remove(&key);
+            if live(entry) && now >= entry.verified_at {
+                return Ok(entry.identity.clone());
             }
+            entries.remove(&hash);
         }
         let identity = provider.verify(token, now)?;
-        let mut entries = self.entries();
+        let mut clusters = self.clusters();
+        let entries = clusters.entry(cluster.to_owned()).or_default();
         if entries.len() >= MAX_ENTRIES {
-            entries.retain(|_, e| e.identity.expires_at > now.saturating_sub(leeway_secs));
+            entries.retain(|_, entry| live(entry));
             if entries.len() >= MAX_ENTRIES {
                 entries.clear();
             }
         }
         entries.insert(
-            key,
+            hash,
             Entry {
                 identity: identity.clone(),
                 verified_at: now,
@@ -82,17 +83,13 @@ impl TokenCache {
 
     /// Forgets every token of `cluster` (its keys changed).
     pub fn forget_cluster(&self, cluster: &str) {
-        self.entries().retain(|(name, _), _| name != cluster);
+        self.clusters().remove(cluster);
     }
 
-    /// How many tokens are remembered.
-    pub fn len(&self) -> usize {
-        self.entries().len()
-    }
-
-    /// Whether nothing is remembered.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
+    /// How many tokens are remembered, over all clusters.
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.clusters().values().map(HashMap::len).sum()
     }
 }
 
@@ -154,7 +151,7 @@ mod tests {
             Err(IdentityError::Expired)
         ));
         assert_eq!(p.calls.load(Ordering::SeqCst), 2);
-        assert!(cache.is_empty());
+        assert_eq!(cache.len(), 0);
     }
 
     #[test]
@@ -165,7 +162,7 @@ mod tests {
             assert!(cache.verify("prod", &p, 0, "bad", 100).is_err());
         }
         assert_eq!(p.calls.load(Ordering::SeqCst), 3);
-        assert!(cache.is_empty());
+        assert_eq!(cache.len(), 0);
         cache.verify("prod", &p, 0, "good-a", 100).unwrap();
         cache.verify("staging", &p, 0, "good-a", 100).unwrap();
         assert_eq!(p.calls.load(Ordering::SeqCst), 5);
