@@ -214,6 +214,7 @@ pub fn connect_cluster(
             leeway_secs,
         },
         view: Arc::new(PodView::start(client, views)),
+        record: Some(record.clone()),
     })
 }
 
@@ -431,7 +432,7 @@ impl<S: Storage> AdminService<S> {
             .put_cluster(record.clone())
             .await
             .map_err(storage_refusal)?;
-        self.release.add_connected_cluster(&record, cluster);
+        self.release.add_cluster(&record.name, cluster);
         Ok(self.info(record))
     }
 

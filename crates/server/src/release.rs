@@ -34,7 +34,8 @@ use crate::identity::{KubernetesTokens, WorkloadIdentity};
 use crate::nonce::NonceIssuer;
 use crate::pod_view::PodView;
 use crate::storage::{
-    ApiKeyRecord, CommitItem, JtiRecord, PinOutcome, PolicyRecord, SessionRecord, Storage,
+    ApiKeyRecord, ClusterRecord, CommitItem, JtiRecord, PinOutcome, PolicyRecord, SessionRecord,
+    Storage,
 };
 
 /// Tunables of the release path.
@@ -67,6 +68,9 @@ pub struct ReleaseCluster {
     pub tokens: KubernetesTokens,
     /// Gate 4's view.
     pub view: Arc<PodView>,
+    /// The stored record it was connected from (none when built by hand):
+    /// a replica reconnects a cluster only when its stored record differs.
+    pub record: Option<ClusterRecord>,
 }
 
 /// What every request carries.
@@ -115,8 +119,6 @@ pub struct ReleaseService<S: Storage> {
     clusters: RwLock<HashMap<String, Arc<ReleaseCluster>>>,
     /// Registered clusters that could not be connected, and why.
     unconnected: RwLock<HashMap<String, String>>,
-    /// The stored record each connected cluster was connected from.
-    connected_records: RwLock<HashMap<String, crate::storage::ClusterRecord>>,
     org_keys: Arc<dyn OrgKeyProvider + Send + Sync>,
     nonces: NonceIssuer,
     config: ReleaseConfig,
@@ -174,7 +176,6 @@ impl<S: Storage> ReleaseService<S> {
             storage,
             clusters: RwLock::new(HashMap::new()),
             unconnected: RwLock::new(HashMap::new()),
-            connected_records: RwLock::new(HashMap::new()),
             org_keys,
             nonces,
             config,
@@ -214,30 +215,6 @@ impl<S: Storage> ReleaseService<S> {
             name.to_owned(),
             receiver,
         ));
-    }
-
-    /// [`ReleaseService::add_cluster`] for a stored record, remembered so
-    /// the replica's refresh reconnects it only when the record changes
-    /// (not when this replica made the change itself).
-    pub fn add_connected_cluster(
-        self: &Arc<Self>,
-        record: &crate::storage::ClusterRecord,
-        cluster: ReleaseCluster,
-    ) {
-        self.add_cluster(&record.name, cluster);
-        self.connected_records
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(record.name.clone(), record.clone());
-    }
-
-    /// The stored record the cluster `name` was connected from, if any.
-    pub fn connected_record(&self, name: &str) -> Option<crate::storage::ClusterRecord> {
-        self.connected_records
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get(name)
-            .cloned()
     }
 
     /// Records a registered cluster that could not be connected: its

@@ -361,7 +361,7 @@ fn connect<S: Storage>(
 ) -> Result<(), String> {
     match connect_cluster(record, views, leeway_secs) {
         Ok(cluster) => {
-            release.add_connected_cluster(record, cluster);
+            release.add_cluster(&record.name, cluster);
             Ok(())
         }
         Err(why) => {
@@ -398,9 +398,10 @@ async fn run_cluster_refresh<S: Storage>(
             }
         };
         for record in records {
-            if release.connected_record(&record.name).as_ref() == Some(&record)
-                || failed.get(&record.name) == Some(&record)
-            {
+            let connected = release
+                .cluster(&record.name)
+                .is_some_and(|c| c.record.as_ref() == Some(&record));
+            if connected || failed.get(&record.name) == Some(&record) {
                 continue;
             }
             if connect(&release, &record, views, leeway_secs).is_ok() {

@@ -140,7 +140,14 @@ fn service_over(
             ..ReleaseConfig::default()
         },
     ));
-    service.add_cluster("prod", ReleaseCluster { tokens, view });
+    service.add_cluster(
+        "prod",
+        ReleaseCluster {
+            tokens,
+            view,
+            record: None,
+        },
+    );
     service
 }
 
