@@ -275,11 +275,6 @@ pub trait Storage: Send + Sync + 'static {
         &self,
         key: ApiKeyRecord,
     ) -> impl Future<Output = Result<(), StorageError>> + Send;
-    /// The key with this hash, revoked or not.
-    fn api_key_by_hash(
-        &self,
-        hash: [u8; 32],
-    ) -> impl Future<Output = Result<Option<ApiKeyRecord>, StorageError>> + Send;
     /// Every key.
     fn api_keys(&self) -> impl Future<Output = Result<Vec<ApiKeyRecord>, StorageError>> + Send;
     /// Revokes a key; false when no unrevoked key has this id.
@@ -294,13 +289,6 @@ pub trait Storage: Send + Sync + 'static {
         &self,
         policy: PolicyRecord,
     ) -> impl Future<Output = Result<(), StorageError>> + Send;
-    /// One policy.
-    fn policy(
-        &self,
-        cluster: &str,
-        namespace: &str,
-        service_account: &str,
-    ) -> impl Future<Output = Result<Option<PolicyRecord>, StorageError>> + Send;
     /// Every policy.
     fn policies(&self) -> impl Future<Output = Result<Vec<PolicyRecord>, StorageError>> + Send;
 

@@ -418,17 +418,6 @@ impl Storage for PostgresStorage {
         .await
     }
 
-    async fn api_key_by_hash(&self, hash: [u8; 32]) -> Result<Option<ApiKeyRecord>, StorageError> {
-        let rows = self
-            .query(
-                "read API key",
-                &format!("SELECT {API_KEY_COLUMNS} FROM api_keys WHERE key_hash = $1"),
-                &[&hash.to_vec()],
-            )
-            .await?;
-        rows.first().map(api_key_from).transpose()
-    }
-
     async fn api_keys(&self) -> Result<Vec<ApiKeyRecord>, StorageError> {
         let rows = self
             .query(
@@ -471,22 +460,6 @@ impl Storage for PostgresStorage {
             ],
         )
         .await
-    }
-
-    async fn policy(
-        &self,
-        cluster: &str,
-        namespace: &str,
-        service_account: &str,
-    ) -> Result<Option<PolicyRecord>, StorageError> {
-        let rows = self
-            .query(
-                "read policy",
-                &format!("SELECT {POLICY_COLUMNS} FROM policies WHERE cluster = $1 AND namespace = $2 AND service_account = $3"),
-                &[&cluster, &namespace, &service_account],
-            )
-            .await?;
-        rows.first().map(policy_from).transpose()
     }
 
     async fn policies(&self) -> Result<Vec<PolicyRecord>, StorageError> {

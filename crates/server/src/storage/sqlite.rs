@@ -374,18 +374,6 @@ impl Storage for SqliteStorage {
         }
     }
 
-    async fn api_key_by_hash(&self, hash: [u8; 32]) -> Result<Option<ApiKeyRecord>, StorageError> {
-        self.run("read API key", move |c| {
-            c.query_row(
-                &format!("SELECT {API_KEY_COLUMNS} FROM api_keys WHERE key_hash = ?1"),
-                [hash.to_vec()],
-                api_key_from,
-            )
-            .optional()
-        })
-        .await
-    }
-
     async fn api_keys(&self) -> Result<Vec<ApiKeyRecord>, StorageError> {
         self.run("list API keys", |c| {
             let mut statement = c.prepare(&format!(
@@ -442,28 +430,6 @@ impl Storage for SqliteStorage {
                 "cluster {cluster} is not registered"
             )))
         }
-    }
-
-    async fn policy(
-        &self,
-        cluster: &str,
-        namespace: &str,
-        service_account: &str,
-    ) -> Result<Option<PolicyRecord>, StorageError> {
-        let key = (
-            cluster.to_owned(),
-            namespace.to_owned(),
-            service_account.to_owned(),
-        );
-        self.run("read policy", move |c| {
-            c.query_row(
-                &format!("SELECT {POLICY_COLUMNS} FROM policies WHERE cluster = ?1 AND namespace = ?2 AND service_account = ?3"),
-                params![key.0, key.1, key.2],
-                policy_from,
-            )
-            .optional()
-        })
-        .await
     }
 
     async fn policies(&self) -> Result<Vec<PolicyRecord>, StorageError> {
