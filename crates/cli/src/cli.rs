@@ -518,6 +518,13 @@ pub enum DevClusterCommand {
         #[command(flatten)]
         dir: DevClusterDir,
     },
+    /// Empty the cluster's state as a restore of etcd from an empty backup
+    /// would: no pods, resourceVersions start again, every watch ends. The
+    /// CA, the signing keys and the tokens stay.
+    ResetState {
+        #[command(flatten)]
+        dir: DevClusterDir,
+    },
 }
 
 /// `podseal dev-cluster pod …`

@@ -169,6 +169,7 @@ pub(crate) struct ListParams {
     pub(crate) allow_watch_bookmarks: Option<String>,
     pub(crate) timeout_seconds: Option<u64>,
     pub(crate) send_initial_events: Option<String>,
+    pub(crate) resource_version_match: Option<String>,
     pub(crate) limit: Option<usize>,
     #[serde(rename = "continue")]
     pub(crate) continue_token: Option<String>,
@@ -182,7 +183,7 @@ async fn list_all_pods(
     State(shared): State<Arc<Shared>>,
     Query(params): Query<ListParams>,
 ) -> Response {
-    list_or_watch_pods(shared, None, params)
+    list_or_watch_pods(shared, None, params).await
 }
 
 async fn list_namespaced_pods(
@@ -190,10 +191,62 @@ async fn list_namespaced_pods(
     Path(namespace): Path<String>,
     Query(params): Query<ListParams>,
 ) -> Response {
-    list_or_watch_pods(shared, Some(namespace), params)
+    list_or_watch_pods(shared, Some(namespace), params).await
 }
 
-fn list_or_watch_pods(
+/// How long a list or watch for a resourceVersion the server has not
+/// reached waits for it before `Too large resource version` (the watch
+/// cache's `blockTimeout`).
+const TOO_LARGE_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// The resourceVersion a list or watch asks for (`None`: unset or `0`, "any").
+pub(crate) fn requested_resource_version(params: &ListParams) -> Result<Option<u64>, ApiError> {
+    match params
+        .resource_version
+        .as_deref()
+        .filter(|rv| !rv.is_empty() && *rv != "0")
+    {
+        None => Ok(None),
+        Some(rv) => rv
+            .parse::<u64>()
+            .map(Some)
+            .map_err(|_| ApiError::bad_request(format!("invalid resourceVersion: {rv}"))),
+    }
+}
+
+/// Waits (up to [`TOO_LARGE_WAIT`]) until the store has reached `wanted`,
+/// as the API server's watch cache does; then answers as it would.
+pub(crate) async fn wait_for_resource_version(
+    shared: &Shared,
+    wanted: u64,
+) -> Result<(), ApiError> {
+    let deadline = tokio::time::Instant::now() + TOO_LARGE_WAIT;
+    loop {
+        let (current, mut live) = {
+            let store = shared.store();
+            (store.resource_version(), store.subscribe())
+        };
+        if current >= wanted {
+            return Ok(());
+        }
+        match tokio::time::timeout_at(deadline, live.recv()).await {
+            Ok(Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_))) => continue,
+            // The store was replaced (reset) or the wait is over.
+            Ok(Err(tokio::sync::broadcast::error::RecvError::Closed)) | Err(_) => {
+                let current = shared.store().resource_version();
+                if current >= wanted {
+                    return Ok(());
+                }
+                if tokio::time::Instant::now() < deadline {
+                    continue;
+                }
+                return Err(ApiError::too_large_resource_version(wanted, current));
+            }
+        }
+    }
+}
+
+async fn list_or_watch_pods(
     shared: Arc<Shared>,
     namespace: Option<String>,
     params: ListParams,
@@ -204,10 +257,27 @@ fn list_or_watch_pods(
         Ok(selectors) => selectors,
         Err(e) => return e.into_response(),
     };
+    let requested = match requested_resource_version(&params) {
+        Ok(requested) => requested,
+        Err(e) => return e.into_response(),
+    };
+    if let Some(wanted) = requested
+        && let Err(e) = wait_for_resource_version(&shared, wanted).await
+    {
+        return e.into_response();
+    }
     if flag(params.watch.as_ref()) {
-        return crate::watch::respond(shared, namespace, labels, fields, &params);
+        return crate::watch::respond(shared, namespace, labels, fields, &params, requested);
     }
     let store = shared.store();
+    // A list at an exact resourceVersion older than the kept history is
+    // gone, as a compacted etcd answers.
+    if params.resource_version_match.as_deref() == Some("Exact")
+        && let Some(wanted) = requested
+        && wanted < store.compacted_to()
+    {
+        return ApiError::expired(wanted).into_response();
+    }
     // A continue token is the key of the last pod of the previous page.
     let after = params.continue_token.as_deref().map(decode_continue);
     let mut items: Vec<Pod> = store
@@ -405,6 +475,7 @@ fn control_routes() -> Router<Arc<Shared>> {
         )
         .route("/dev-cluster/v1/signing-key/add", post(control_add_key))
         .route("/dev-cluster/v1/history/compact", post(control_compact))
+        .route("/dev-cluster/v1/state/reset", post(control_reset))
 }
 
 fn handle(shared: Arc<Shared>) -> crate::Handle {
@@ -480,6 +551,11 @@ async fn control_add_key(State(shared): State<Arc<Shared>>) -> Response {
             .add_verification_key()
             .map(|kid| serde_json::json!({ "kid": kid })),
     )
+}
+
+async fn control_reset(State(shared): State<Arc<Shared>>) -> Response {
+    handle(shared).reset_state();
+    Json(serde_json::json!({ "reset": true })).into_response()
 }
 
 async fn control_compact(State(shared): State<Arc<Shared>>) -> Response {

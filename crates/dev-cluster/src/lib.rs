@@ -447,6 +447,16 @@ impl Handle {
         self.shared.store().compact();
     }
 
+    /// Empties the store as a restore of etcd from an empty backup would:
+    /// no pods, no service accounts, resourceVersions counting from the
+    /// start again, and every open watch ended (its sender is dropped).
+    /// The CA, the signing keys and the bearer identities stay, so tokens
+    /// issued before still verify — the case gate 4 must catch.
+    pub fn reset_state(&self) {
+        let limit = self.shared.config.history_limit;
+        *self.shared.store() = Store::new(limit);
+    }
+
     /// Stops answering: open connections are dropped and new ones closed.
     pub fn pause(&self) {
         self.shared.paused.send_replace(true);

@@ -105,6 +105,28 @@ impl ApiError {
         )
     }
 
+    /// 504 for a resourceVersion the server has not reached (after waiting
+    /// for it), worded and shaped as kube-apiserver's watch cache answers:
+    /// reason `Timeout`, one cause `ResourceVersionTooLarge`.
+    pub fn too_large_resource_version(requested: u64, current: u64) -> Self {
+        Self::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            "Timeout",
+            format!("Too large resource version: {requested}, current: {current}"),
+            Some(StatusDetails {
+                causes: Some(vec![
+                    k8s_openapi::apimachinery::pkg::apis::meta::v1::StatusCause {
+                        reason: Some("ResourceVersionTooLarge".into()),
+                        message: Some("Too large resource version".into()),
+                        field: None,
+                    },
+                ]),
+                retry_after_seconds: Some(1),
+                ..StatusDetails::default()
+            }),
+        )
+    }
+
     /// The `Status` body.
     pub fn status(&self) -> &Status {
         &self.status

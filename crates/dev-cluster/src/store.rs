@@ -164,6 +164,11 @@ impl Store {
         }
     }
 
+    /// The oldest resourceVersion still in the history.
+    pub fn compacted_to(&self) -> u64 {
+        self.compacted_to
+    }
+
     /// Forgets all history: every watch from an older resourceVersion gets 410.
     pub fn compact(&mut self) {
         self.history.clear();

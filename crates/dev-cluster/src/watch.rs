@@ -72,21 +72,8 @@ pub(crate) fn respond(
     labels: Selector,
     fields: Selector,
     params: &ListParams,
+    since: Option<u64>,
 ) -> Response {
-    let since = match params
-        .resource_version
-        .as_deref()
-        .filter(|rv| !rv.is_empty() && *rv != "0")
-    {
-        None => None,
-        Some(rv) => match rv.parse::<u64>() {
-            Ok(rv) => Some(rv),
-            Err(_) => {
-                return ApiError::bad_request(format!("invalid resourceVersion: {rv}"))
-                    .into_response();
-            }
-        },
-    };
     let initial_events = flag(params.send_initial_events.as_ref());
     let start = {
         let store = shared.store();

@@ -79,5 +79,9 @@ pub fn kube_client(registration: &ClusterRegistration) -> Result<kube::Client, C
     config.root_cert_file = Some(registration.ca_bundle.clone());
     config.auth_info.token_file = Some(registration.token_file.display().to_string());
     config.connect_timeout = Some(CONNECT_TIMEOUT);
+    // No retries inside the client: a 504 `Too large resource version` must
+    // reach the pod view (it forces a relist), and a 503 must make the view
+    // stale within its bound, not be retried for minutes behind it.
+    config.default_retry = false;
     kube::Client::try_from(config).map_err(|source| ClusterError::Client { cluster, source })
 }

@@ -5,15 +5,24 @@
 //! yet, and returns the facts gate 4 needs: uid, phase, service account, and
 //! every init, app and ephemeral container's image and `imageID` digest.
 //!
-//! **Bounded staleness.** The view is *fresh* while the API server has been
-//! heard from within `max_staleness` — a watch event, or a small
-//! `list pods limit=1` probe sent every `probe_interval` so a quiet cluster
-//! stays fresh — and no watch or probe error is newer than that. Otherwise
-//! every lookup answers [`ViewAnswer::Unknown`], and gate 4 refuses: a view
-//! that cannot decide never approves. The watcher resumes from its last
-//! resourceVersion (or relists after `410 Gone`), so a change is reflected at
-//! most `max_staleness` plus one watch retry (capped at `max_staleness / 2`)
-//! after it happened.
+//! **Bounded staleness, reconciled with the API server.** The view is
+//! *fresh* only while its cache has been reconciled with the API server
+//! within `max_staleness`: the cache was built by a full list, and a
+//! `list pods limit=1` probe (a consistent read, sent every
+//! `probe_interval`) answered with a resourceVersion not older than the
+//! newest one in the cache — or a watch event arrived after such a probe —
+//! and no watch or probe error is newer. Otherwise every lookup answers
+//! [`ViewAnswer::Unknown`], and gate 4 refuses: a view that cannot decide
+//! never approves.
+//!
+//! A reset or restored API server (an etcd restore, a control plane rebuilt
+//! under the same name) is caught three ways, each forcing a full relist
+//! during which the view refuses: the probe's resourceVersion is older than
+//! the cache's; a resumed watch or a list is answered `Too large resource
+//! version` (504, cause `ResourceVersionTooLarge`) or `410 Gone`; and, for a
+//! restored history that has already overtaken the cache's resourceVersion,
+//! the full relist every `relist_interval`. A cached pod missing from a
+//! relist is gone: its sessions are revoked.
 //!
 //! Deletions, uid changes (a pod recreated under the same name) and other
 //! changes are broadcast as [`PodEvent`]s for the session layer.
@@ -38,6 +47,10 @@ pub struct ViewConfig {
     pub max_staleness: Duration,
     /// How often a quiet cluster is probed.
     pub probe_interval: Duration,
+    /// How often the whole cache is rebuilt from a fresh list even when
+    /// nothing looks wrong (the bound for a restored history that has
+    /// overtaken the cache's resourceVersion).
+    pub relist_interval: Duration,
 }
 
 impl Default for ViewConfig {
@@ -52,6 +65,7 @@ impl ViewConfig {
         Self {
             max_staleness,
             probe_interval: max_staleness / 3,
+            relist_interval: Duration::from_secs(300),
         }
     }
 }
@@ -159,14 +173,53 @@ pub enum PodEvent {
 
 #[derive(Debug, Default)]
 struct Health {
+    /// The cache was built by a full list and no reset has been seen since.
     synced: bool,
     last_ok: Option<Instant>,
     last_error: Option<(Instant, String)>,
+    /// The newest resourceVersion in the cache (0: none parsed yet).
+    cache_rv: u64,
+    /// The newest resourceVersion of the list under way, while relisting.
+    listing_rv: Option<u64>,
 }
 
 impl Health {
     fn ok(&mut self) {
         self.last_ok = Some(Instant::now());
+    }
+
+    /// The cache can no longer be trusted: refuse until a full relist ends.
+    fn desync(&mut self, reason: String) {
+        tracing::warn!(%reason, "pod view no longer trusts its cache; refusing until a full relist");
+        self.synced = false;
+        self.error(reason);
+    }
+
+    /// Tracks the resourceVersions of what the watch applied.
+    fn saw(&mut self, event: &watcher::Event<Pod>) {
+        let rv_of = |pod: &Pod| {
+            pod.metadata
+                .resource_version
+                .as_deref()
+                .and_then(|rv| rv.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        match event {
+            watcher::Event::Init => self.listing_rv = Some(0),
+            watcher::Event::InitApply(pod) => {
+                let listing = self.listing_rv.get_or_insert(0);
+                *listing = (*listing).max(rv_of(pod));
+            }
+            watcher::Event::InitDone => {
+                // The cache is now exactly this list: its resourceVersion
+                // replaces the old one, which may be far larger after a reset.
+                self.cache_rv = self.listing_rv.take().unwrap_or(0);
+                self.synced = true;
+            }
+            watcher::Event::Apply(pod) | watcher::Event::Delete(pod) => {
+                self.cache_rv = self.cache_rv.max(rv_of(pod));
+            }
+        }
     }
 
     fn error(&mut self, reason: String) {
@@ -176,7 +229,10 @@ impl Health {
     /// `None` when fresh, else why not.
     fn staleness_reason(&self, max_staleness: Duration, now: Instant) -> Option<String> {
         if !self.synced {
-            return Some("pod view has not finished its first list".into());
+            return Some(match &self.last_error {
+                Some((_, reason)) => format!("pod view is relisting: {reason}"),
+                None => "pod view has not finished its first list".into(),
+            });
         }
         let Some(last_ok) = self.last_ok else {
             return Some("API server not heard from yet".into());
@@ -220,14 +276,16 @@ impl PodView {
         let (store, writer) = reflector::store::<Pod>();
         let health = Arc::new(Mutex::new(Health::default()));
         let (events, _) = broadcast::channel(1024);
+        let relist = Arc::new(tokio::sync::Notify::new());
         let watch = tokio::spawn(run_watch(
             client.clone(),
             writer,
             health.clone(),
             events.clone(),
+            relist.clone(),
             config,
         ));
-        let probe = tokio::spawn(run_probe(client.clone(), health.clone(), config));
+        let probe = tokio::spawn(run_probe(client.clone(), health.clone(), relist, config));
         Self {
             client,
             store,
@@ -374,57 +432,133 @@ impl EventTracker {
     }
 }
 
-async fn run_watch(
-    client: kube::Client,
-    writer: reflector::store::Writer<Pod>,
-    health: Arc<Mutex<Health>>,
-    events: broadcast::Sender<PodEvent>,
-    config: ViewConfig,
-) {
-    let api: Api<Pod> = Api::all(client);
-    let stream = reflector::reflector(writer, watcher(api, watcher::Config::default()));
-    let mut stream = std::pin::pin!(stream);
-    let mut tracker = EventTracker::default();
-    let max_backoff = config.max_staleness / 2;
-    let mut backoff = Duration::from_millis(50).min(max_backoff);
-    while let Some(item) = stream.next().await {
-        match item {
-            Ok(event) => {
-                backoff = Duration::from_millis(50).min(max_backoff);
-                {
-                    let mut health = lock(&health);
-                    if matches!(event, watcher::Event::InitDone) {
-                        health.synced = true;
-                    }
-                    health.ok();
-                }
-                for change in tracker.track(&event) {
-                    // No subscriber is fine.
-                    let _ = events.send(change);
-                }
-            }
-            Err(e) => {
-                lock(&health).error(e.to_string());
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(max_backoff);
-            }
-        }
+/// True for the answers that mean the server's history is not the one the
+/// cache came from (or is gone): the watch must start again with a full list.
+fn forces_relist(error: &watcher::Error) -> bool {
+    let status_code = match error {
+        watcher::Error::WatchError(status) => Some(status.code),
+        watcher::Error::WatchStartFailed(kube::Error::Api(status))
+        | watcher::Error::WatchFailed(kube::Error::Api(status))
+        | watcher::Error::InitialListFailed(kube::Error::Api(status)) => Some(status.code),
+        _ => None,
+    };
+    // 504 is how the API server says "Too large resource version"; 410
+    // "too old" (the watcher relists after it already, but say so).
+    matches!(status_code, Some(504 | 410))
+}
+
+/// One line for a watch error: the API server's code and message, not a
+/// `Debug` dump of its `Status`.
+fn describe(error: &watcher::Error) -> String {
+    let status = match error {
+        watcher::Error::WatchError(status) => Some(status.as_ref()),
+        watcher::Error::WatchStartFailed(kube::Error::Api(status))
+        | watcher::Error::WatchFailed(kube::Error::Api(status))
+        | watcher::Error::InitialListFailed(kube::Error::Api(status)) => Some(status.as_ref()),
+        _ => None,
+    };
+    match status {
+        Some(status) => format!("API server answered {} {}", status.code, status.message),
+        None => error.to_string(),
     }
 }
 
-async fn run_probe(client: kube::Client, health: Arc<Mutex<Health>>, config: ViewConfig) {
+async fn run_watch(
+    client: kube::Client,
+    mut writer: reflector::store::Writer<Pod>,
+    health: Arc<Mutex<Health>>,
+    events: broadcast::Sender<PodEvent>,
+    relist: Arc<tokio::sync::Notify>,
+    config: ViewConfig,
+) {
+    let api: Api<Pod> = Api::all(client);
+    // A consistent list, never one served from a possibly older cache.
+    let watch_config = watcher::Config::default().list_semantic(watcher::ListSemantic::MostRecent);
+    let mut tracker = EventTracker::default();
+    let max_backoff = config.max_staleness / 2;
+    loop {
+        let mut stream = std::pin::pin!(watcher(api.clone(), watch_config.clone()));
+        let mut backoff = Duration::from_millis(50).min(max_backoff);
+        let relist_due = tokio::time::sleep(config.relist_interval);
+        tokio::pin!(relist_due);
+        loop {
+            let item = tokio::select! {
+                () = relist.notified() => break,
+                () = &mut relist_due => break,
+                item = stream.next() => item,
+            };
+            match item {
+                None => break,
+                Some(Ok(event)) => {
+                    backoff = Duration::from_millis(50).min(max_backoff);
+                    writer.apply_watcher_event(&event);
+                    {
+                        let mut health = lock(&health);
+                        health.saw(&event);
+                        health.ok();
+                    }
+                    for change in tracker.track(&event) {
+                        // No subscriber is fine.
+                        let _ = events.send(change);
+                    }
+                }
+                Some(Err(e)) => {
+                    if forces_relist(&e) {
+                        lock(&health).desync(format!("{}; relisting", describe(&e)));
+                        break;
+                    }
+                    lock(&health).error(e.to_string());
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(max_backoff);
+                }
+            }
+        }
+        // The next stream begins with a full list (Init … InitDone), which
+        // replaces the cache whole and reports the pods it no longer has.
+    }
+}
+
+async fn run_probe(
+    client: kube::Client,
+    health: Arc<Mutex<Health>>,
+    relist: Arc<tokio::sync::Notify>,
+    config: ViewConfig,
+) {
     let api: Api<Pod> = Api::all(client);
     let params = ListParams::default().limit(1);
     let mut ticks = tokio::time::interval(config.probe_interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticks.tick().await;
+        // What the cache held before the list was sent: everything in it
+        // was committed before, so a consistent list cannot be older.
+        let cache_rv = lock(&health).cache_rv;
         let probe = tokio::time::timeout(
             config.probe_interval.max(Duration::from_millis(100)),
             api.list(&params),
         );
         match probe.await {
-            Ok(Ok(_)) => lock(&health).ok(),
+            Ok(Ok(list)) => {
+                let server_rv = list
+                    .metadata
+                    .resource_version
+                    .as_deref()
+                    .and_then(|rv| rv.parse::<u64>().ok());
+                let mut health = lock(&health);
+                match server_rv {
+                    Some(server_rv) if server_rv >= cache_rv => health.ok(),
+                    Some(server_rv) => {
+                        health.desync(format!(
+                            "API server's resourceVersion {server_rv} is older than the cache's {cache_rv} (reset or restored); relisting"
+                        ));
+                        relist.notify_one();
+                    }
+                    None => health.error(
+                        "API server's list carried no numeric resourceVersion; cannot reconcile"
+                            .into(),
+                    ),
+                }
+            }
             Ok(Err(e)) => lock(&health).error(e.to_string()),
             Err(_) => lock(&health).error("probe timed out".into()),
         }
@@ -570,6 +704,70 @@ mod tests {
                 uid: "3".into()
             }]
         );
+    }
+
+    fn with_rv(mut pod: Pod, rv: u64) -> Pod {
+        pod.metadata.resource_version = Some(rv.to_string());
+        pod
+    }
+
+    #[test]
+    fn a_relist_replaces_the_cache_resource_version_and_a_reset_desyncs() {
+        let max = Duration::from_secs(5);
+        let mut health = Health::default();
+        for event in [
+            watcher::Event::Init,
+            watcher::Event::InitApply(with_rv(pod("a", "1"), 40)),
+            watcher::Event::InitDone,
+        ] {
+            health.saw(&event);
+        }
+        health.ok();
+        assert_eq!(health.cache_rv, 40);
+        assert!(health.staleness_reason(max, Instant::now()).is_none());
+        health.saw(&watcher::Event::Apply(with_rv(pod("b", "2"), 55)));
+        assert_eq!(health.cache_rv, 55);
+
+        // A reset: the cache cannot be trusted until a new list is done,
+        // even though the API server answers again.
+        health.desync("resourceVersion went back".into());
+        health.ok();
+        let reason = health.staleness_reason(max, Instant::now()).unwrap();
+        assert!(reason.contains("relisting"), "{reason}");
+        health.saw(&watcher::Event::Init);
+        health.ok();
+        assert!(
+            health.staleness_reason(max, Instant::now()).is_some(),
+            "mid-list"
+        );
+        health.saw(&watcher::Event::InitApply(with_rv(pod("a", "9"), 3)));
+        health.saw(&watcher::Event::InitDone);
+        health.ok();
+        assert_eq!(health.cache_rv, 3, "the new history's, not the old maximum");
+        assert!(health.staleness_reason(max, Instant::now()).is_none());
+    }
+
+    #[test]
+    fn too_large_and_gone_force_a_relist_other_errors_do_not() {
+        let status = |code: u16| {
+            let mut status = kube::core::Status::failure("x", "Timeout");
+            status.code = code;
+            status
+        };
+        assert!(forces_relist(&watcher::Error::WatchError(Box::new(
+            status(504)
+        ))));
+        assert!(forces_relist(&watcher::Error::WatchStartFailed(
+            kube::Error::Api(Box::new(status(504)))
+        )));
+        assert!(forces_relist(&watcher::Error::WatchError(Box::new(
+            status(410)
+        ))));
+        assert!(!forces_relist(&watcher::Error::WatchError(Box::new(
+            status(500)
+        ))));
+        assert!(!forces_relist(&watcher::Error::NoResourceVersion));
+        assert!(describe(&watcher::Error::WatchError(Box::new(status(504)))).contains("504"));
     }
 
     #[test]

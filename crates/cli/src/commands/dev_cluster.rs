@@ -72,6 +72,11 @@ pub fn run(command: DevClusterCommand, output: OutputFormat) -> Result<(), CliEr
                     .await
                     .and_then(|v| print_value(&v, output))
             }
+            DevClusterCommand::ResetState { dir } => {
+                control::<serde_json::Value>(&dir, "POST", "/dev-cluster/v1/state/reset", None)
+                    .await
+                    .and_then(|v| print_value(&v, output))
+            }
         }
     })
 }

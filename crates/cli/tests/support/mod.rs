@@ -103,6 +103,30 @@ pub fn run_ok(binary: &Path, args: &[&str], env: &[(&str, &str)]) -> String {
     String::from_utf8(output.stdout).expect("utf-8 output")
 }
 
+/// Runs `binary ARGS` with `stdin` as its standard input; asserts success
+/// and returns stdout.
+pub fn run_ok_stdin(binary: &Path, args: &[&str], stdin: &str) -> String {
+    use std::io::Write as _;
+    let mut child = Command::new(binary)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run podseal");
+    let mut input = child.stdin.take().expect("piped stdin");
+    input.write_all(stdin.as_bytes()).expect("write stdin");
+    drop(input);
+    let output = child.wait_with_output().expect("run podseal");
+    assert!(
+        output.status.success(),
+        "podseal {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).expect("utf-8 output")
+}
+
 /// The stand-in and a release server as processes, registered through the
 /// admin commands: cluster `prod`, an API key and a digest policy for
 /// `shop/api`. Pods come from [`Deployment::pod`].
