@@ -3,17 +3,24 @@
 //! self-signed certificate generated at start whose SHA-256 fingerprint is
 //! printed, so a client can pin it.
 
+use std::collections::HashMap;
 use std::future::Future;
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use axum::Router;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use sha2::{Digest, Sha256};
+use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
@@ -152,27 +159,217 @@ fn base64_lines(der: &[u8]) -> String {
 }
 
 /// How long shutdown waits for requests in flight before closing anyway.
-pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
-/// How long a client may take to finish the TLS handshake, or to send a request's headers.
-pub const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
-/// The most connections served at once; more wait in the listen backlog.
-pub const MAX_CONNECTIONS: usize = 4096;
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// The bounds every connection lives under, so that no client — slow, idle
+/// or many-connectioned — can take the server's connection slots from others.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// The most connections served at once; more wait in the listen backlog.
+    pub max_connections: usize,
+    /// The most connections one source address may hold; more are closed at
+    /// once, so one source cannot fill `max_connections`.
+    pub max_per_source: usize,
+    /// From accept, through the TLS handshake, to the first byte of the first
+    /// request; then each request's headers (HTTP/1.1) within the same bound.
+    pub first_request_timeout: Duration,
+    /// A connection with no request in flight for this long is closed
+    /// (HTTP/1.1 keep-alive and HTTP/2 alike).
+    pub idle_timeout: Duration,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        Self {
+            max_connections: 4096,
+            max_per_source: 256,
+            first_request_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Connections held per source address.
+#[derive(Default)]
+struct SourceCounts(Mutex<HashMap<IpAddr, usize>>);
+
+impl SourceCounts {
+    /// A slot for `ip`, or `None` when it holds `limit` already.
+    fn admit(self: &Arc<Self>, ip: IpAddr, limit: usize) -> Option<SourceSlot> {
+        let mut counts = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let count = counts.entry(ip).or_insert(0);
+        if *count >= limit {
+            return None;
+        }
+        *count += 1;
+        Some(SourceSlot {
+            counts: self.clone(),
+            ip,
+        })
+    }
+}
+
+struct SourceSlot {
+    counts: Arc<SourceCounts>,
+    ip: IpAddr,
+}
+
+impl Drop for SourceSlot {
+    fn drop(&mut self) {
+        let mut counts = self.counts.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(count) = counts.get_mut(&self.ip) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                counts.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// Requests in flight on one connection, and when the last one ended.
+struct Activity {
+    started: Instant,
+    in_flight: AtomicUsize,
+    /// Milliseconds after `started` at which the last request ended.
+    last_done_ms: AtomicU64,
+}
+
+impl Activity {
+    fn new() -> Self {
+        Self {
+            started: Instant::now(),
+            in_flight: AtomicUsize::new(0),
+            last_done_ms: AtomicU64::new(0),
+        }
+    }
+
+    fn begin(self: &Arc<Self>) -> InFlight {
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        InFlight(self.clone())
+    }
+
+    /// How long the connection has had no request in flight (zero while one is).
+    fn idle_for(&self) -> Duration {
+        if self.in_flight.load(Ordering::SeqCst) > 0 {
+            return Duration::ZERO;
+        }
+        let last = Duration::from_millis(self.last_done_ms.load(Ordering::SeqCst));
+        self.started.elapsed().saturating_sub(last)
+    }
+}
+
+struct InFlight(Arc<Activity>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let now = u64::try_from(self.0.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.0.last_done_ms.store(now, Ordering::SeqCst);
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// A stream that first replays bytes already read from `inner`.
+struct Prefixed<S> {
+    prefix: Vec<u8>,
+    offset: usize,
+    inner: S,
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Prefixed<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = &mut *self;
+        if let Some(rest) = this.prefix.get(this.offset..).filter(|r| !r.is_empty()) {
+            let n = rest.len().min(buf.remaining());
+            buf.put_slice(rest.get(..n).unwrap_or_default());
+            this.offset += n;
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut this.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Prefixed<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
+
+/// The TLS handshake and the first bytes of the first request, within one
+/// deadline from accept. `None`: too slow, failed, or closed before a byte.
+async fn first_request<S>(
+    acceptor: &TlsAcceptor,
+    tcp: S,
+    deadline: Duration,
+) -> Option<Prefixed<tokio_rustls::server::TlsStream<S>>>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    tokio::time::timeout(deadline, async {
+        let mut stream = acceptor.accept(tcp).await.ok()?;
+        let mut prefix = vec![0u8; 4096];
+        let n = stream.read(&mut prefix).await.ok()?;
+        if n == 0 {
+            return None;
+        }
+        prefix.truncate(n);
+        Some(Prefixed {
+            prefix,
+            offset: 0,
+            inner: stream,
+        })
+    })
+    .await
+    .ok()
+    .flatten()
+}
 
 /// Serves `router` over TLS (HTTP/1.1 with keep-alive, or HTTP/2 by ALPN)
 /// until `shutdown` resolves; then stops accepting, lets requests in flight
 /// finish (up to [`SHUTDOWN_GRACE`]) and aborts every connection left, so no
-/// connection outlives the server. Slow clients are bounded: the handshake
-/// and each request's headers must arrive within [`HANDSHAKE_TIMEOUT`], and
-/// at most [`MAX_CONNECTIONS`] are served at once.
+/// connection outlives the server. Every connection lives under `limits`:
+/// the handshake and the first request byte within one deadline from
+/// accept, each later request's headers within the same bound, closed after
+/// `idle_timeout` without a request in flight, at most `max_per_source`
+/// from one address and `max_connections` in all.
 pub async fn serve(
     listener: TcpListener,
     tls: Arc<rustls::ServerConfig>,
     router: Router,
+    limits: ConnectionLimits,
     shutdown: impl Future<Output = ()>,
 ) {
     let acceptor = TlsAcceptor::from(tls);
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let (stop, stopping) = tokio::sync::watch::channel(false);
+    let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
+    let sources = Arc::new(SourceCounts::default());
     let mut connections = tokio::task::JoinSet::new();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
@@ -183,38 +380,101 @@ pub async fn serve(
             () = &mut shutdown => break,
             accepted = listener.accept() => accepted,
         };
-        let tcp = match accepted {
-            Ok((tcp, _)) => tcp,
+        let (tcp, peer) = match accepted {
+            Ok(accepted) => accepted,
             Err(error) => {
                 // Out of file descriptors, say: back off instead of spinning.
                 tracing::warn!(%error, "accept failed");
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             }
         };
         // Reap finished connections so the set does not grow.
         while connections.try_join_next().is_some() {}
+        let Some(source_slot) = sources.admit(peer.ip(), limits.max_per_source) else {
+            tracing::debug!(source = %peer.ip(), "connection refused: per-source limit reached");
+            drop(tcp);
+            continue;
+        };
         let (acceptor, router) = (acceptor.clone(), router.clone());
-        let watcher = graceful.watcher();
+        let stopping = stopping.clone();
         connections.spawn(async move {
-            let _slot = slot;
-            let Ok(Ok(stream)) =
-                tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await
+            let _slots = (slot, source_slot);
+            let Some(stream) = first_request(&acceptor, tcp, limits.first_request_timeout).await
             else {
                 return;
             };
-            let service = TowerToHyperService::new(router);
-            let mut builder = auto::Builder::new(TokioExecutor::new());
-            builder
-                .http1()
-                .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(HANDSHAKE_TIMEOUT);
-            let connection = builder.serve_connection(TokioIo::new(stream), service);
-            let _ = watcher.watch(connection.into_owned()).await;
+            serve_connection(stream, router, limits, stopping).await;
         });
     }
     drop(listener);
-    let _ = tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown()).await;
+    let _ = stop.send(true);
+    let _ = tokio::time::timeout(SHUTDOWN_GRACE, async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
     connections.abort_all();
     while connections.join_next().await.is_some() {}
+}
+
+/// Resolves once the server stops (the guard is not kept across awaits).
+async fn until_stopping(stopping: &mut tokio::sync::watch::Receiver<bool>) {
+    let _ = stopping.wait_for(|stop| *stop).await.map(|_| ());
+}
+
+/// One connection's HTTP, closed gracefully once it has been idle for
+/// `limits.idle_timeout` or when the server stops (`stopping` turns true).
+async fn serve_connection<S>(
+    stream: S,
+    router: Router,
+    limits: ConnectionLimits,
+    mut stopping: tokio::sync::watch::Receiver<bool>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let activity = Arc::new(Activity::new());
+    let tower = TowerToHyperService::new(router);
+    let tracked = activity.clone();
+    let service = hyper::service::service_fn(move |request| {
+        let in_flight = tracked.begin();
+        let response = hyper::service::Service::call(&tower, request);
+        async move {
+            let response = response.await;
+            drop(in_flight);
+            response
+        }
+    });
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.first_request_timeout);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(limits.idle_timeout / 2)
+        .keep_alive_timeout(limits.first_request_timeout);
+    let connection = builder.serve_connection(TokioIo::new(stream), service);
+    let mut connection = std::pin::pin!(connection.into_owned());
+    let tick = (limits.idle_timeout / 4).max(Duration::from_millis(10));
+    loop {
+        tokio::select! {
+            _ = &mut connection => return,
+            _ = until_stopping(&mut stopping) => {
+                // Requests in flight finish; the server aborts what is left after its grace.
+                connection.as_mut().graceful_shutdown();
+                let _ = (&mut connection).await;
+                return;
+            }
+            () = tokio::time::sleep(tick) => {
+                if activity.idle_for() >= limits.idle_timeout {
+                    // HTTP/1.1: closes now (nothing in flight); HTTP/2: GOAWAY.
+                    connection.as_mut().graceful_shutdown();
+                    // A peer that ignores GOAWAY is cut after one more bound.
+                    let _ = tokio::time::timeout(limits.first_request_timeout, &mut connection).await;
+                    return;
+                }
+            }
+        }
+    }
 }

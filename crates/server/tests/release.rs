@@ -895,9 +895,15 @@ async fn the_api_is_served_over_tls_13_with_http1_and_http2() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(tls::serve(listener, tls.config.clone(), w.app(), async {
-        let _ = stopped.await;
-    }));
+    let server = tokio::spawn(tls::serve(
+        listener,
+        tls.config.clone(),
+        w.app(),
+        tls::ConnectionLimits::default(),
+        async {
+            let _ = stopped.await;
+        },
+    ));
     let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
 
     for alpn in [&b"http/1.1"[..], &b"h2"[..]] {
