@@ -415,3 +415,173 @@ fn serve_then_administer_it_from_the_command_line() {
     assert_eq!(shown["ready"], false, "{shown}");
     assert!(!Path::new(&path("second.token")).exists());
 }
+
+/// Issue 12, item 3: the audit key is continuous. A start whose key did not
+/// sign the log (deleted and so regenerated, or another deployment's key)
+/// refuses, writes no key material and leaves `audit.pub` alone; the
+/// audited hand-over is the one way to a new key, and the export then
+/// verifies with the original `audit.pub`.
+#[test]
+fn the_audit_key_cannot_change_under_the_log() {
+    let dir = TempDir::new().unwrap();
+    let path = |name: &str| dir.path().join(name).to_str().unwrap().to_owned();
+    assert!(
+        run(&["keys", "init", "--out", &path("keys")], &[])
+            .status
+            .success()
+    );
+    let env = |extra: &[(&'static str, String)]| {
+        let mut env = vec![
+            ("PODSEAL_ORG_KEY_FILES", path("keys/org.key")),
+            ("PODSEAL_STATE_DIR", path("state")),
+            ("PODSEAL_LISTEN", "127.0.0.1:0".to_owned()),
+            ("PODSEAL_EXTERNAL_URL", "https://localhost".to_owned()),
+        ];
+        env.extend(extra.iter().cloned());
+        env
+    };
+    let serve_until_ready = |extra: &[(&'static str, String)]| {
+        let env = env(extra);
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let (server, line, lines) = spawn(
+            &["serve", "--admin-token-file", &path("admin.token")],
+            &env,
+            true,
+            "listening on",
+        );
+        (server, port_of(&line), lines)
+    };
+    let serve_fails = |extra: &[(&'static str, String)], needle: &str| {
+        let env = env(extra);
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let output = run(&["serve", "--admin-token-file", &path("admin.token")], &env);
+        assert!(
+            !output.status.success(),
+            "serve started with a key that forks the log"
+        );
+        let stderr = text(&output.stderr);
+        assert!(stderr.contains(needle), "{needle:?} not in {stderr}");
+    };
+    // A first start, an audited (refused) admin request, a final checkpoint.
+    let (mut server, port, lines) = serve_until_ready(&[]);
+    wait_for_line(&lines, "admin token written to");
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path("wrong.token"))
+            .unwrap();
+        std::io::Write::write_all(&mut file, b"psa_wrong").unwrap();
+    }
+    let admin = [
+        ("PODSEAL_SERVER", format!("https://localhost:{port}")),
+        ("PODSEAL_CA", path("state/tls-dev.crt")),
+        ("PODSEAL_ADMIN_TOKEN_FILE", path("wrong.token")),
+    ];
+    let admin: Vec<(&str, &str)> = admin.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let refused = run(&["cluster", "list"], &admin);
+    assert!(
+        text(&refused.stderr).contains("admin"),
+        "{}",
+        text(&refused.stderr)
+    );
+    support::terminate(&mut server, &lines);
+    let public = std::fs::read(path("state/audit.pub")).unwrap();
+
+    // The key deleted: refused, twice, and no new key is written.
+    std::fs::rename(path("state/audit.key"), path("kept-audit.key")).unwrap();
+    for _ in 0..2 {
+        serve_fails(&[], "is missing");
+        assert!(
+            !Path::new(&path("state/audit.key")).exists(),
+            "a failed start wrote a key"
+        );
+    }
+    // Another deployment's key named by audit.key_file: refused.
+    let other = TempDir::new().unwrap();
+    let (mut foreign, _, foreign_lines) = {
+        let env = [
+            ("PODSEAL_ORG_KEY_FILES", path("keys/org.key")),
+            (
+                "PODSEAL_STATE_DIR",
+                other.path().join("state").to_str().unwrap().to_owned(),
+            ),
+            ("PODSEAL_LISTEN", "127.0.0.1:0".to_owned()),
+        ];
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let token = other.path().join("admin.token");
+        spawn(
+            &["serve", "--admin-token-file", token.to_str().unwrap()],
+            &env,
+            true,
+            "listening on",
+        )
+    };
+    support::terminate(&mut foreign, &foreign_lines);
+    let foreign_key = other
+        .path()
+        .join("state/audit.key")
+        .to_str()
+        .unwrap()
+        .to_owned();
+    std::fs::rename(path("kept-audit.key"), path("state/audit.key")).unwrap();
+    serve_fails(
+        &[("PODSEAL_AUDIT_KEY_FILE", foreign_key.clone())],
+        "not this log's key",
+    );
+    assert_eq!(
+        std::fs::read(path("state/audit.pub")).unwrap(),
+        public,
+        "audit.pub rewritten"
+    );
+
+    // The hand-over: the old key signs it, the new key serves, the export
+    // verifies with the original audit.pub, and the old key is refused after.
+    let (mut server, port, lines) =
+        serve_until_ready(&[("PODSEAL_AUDIT_ROTATE_TO_KEY_FILE", foreign_key.clone())]);
+    let admin = [
+        ("PODSEAL_SERVER", format!("https://localhost:{port}")),
+        ("PODSEAL_CA", path("state/tls-dev.crt")),
+        ("PODSEAL_ADMIN_TOKEN_FILE", path("admin.token")),
+    ];
+    let admin: Vec<(&str, &str)> = admin.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let export = run(&["audit", "export"], &admin);
+    assert!(export.status.success(), "{}", text(&export.stderr));
+    support::terminate(&mut server, &lines);
+    std::fs::write(path("export.jsonl"), &export.stdout).unwrap();
+    assert!(text(&export.stdout).contains("audit_key_rotated"));
+    let verify = run(
+        &[
+            "audit",
+            "verify",
+            "--key",
+            &path("state/audit.pub"),
+            &path("export.jsonl"),
+        ],
+        &[],
+    );
+    assert!(verify.status.success(), "{}", text(&verify.stderr));
+    assert_eq!(
+        std::fs::read(path("state/audit.pub")).unwrap(),
+        public,
+        "audit.pub rewritten"
+    );
+    let retired = std::fs::read_dir(path("state"))
+        .unwrap()
+        .filter_map(Result::ok)
+        .find(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("audit.key.retired-")
+        })
+        .expect("the old key kept beside the new one");
+    serve_fails(
+        &[(
+            "PODSEAL_AUDIT_KEY_FILE",
+            retired.path().to_str().unwrap().to_owned(),
+        )],
+        "not this log's key",
+    );
+}

@@ -96,6 +96,43 @@ impl Checkpoint {
     fn note(origin: &str, size: u64, root: &str, time_ms: i64) -> String {
         format!("{CHECKPOINT_HEADER}\n{origin}\n{size}\n{root}\n{time_ms}\n")
     }
+
+    /// True when `public_key` signed this checkpoint.
+    pub fn is_signed_by(&self, public_key: &[u8; 32]) -> bool {
+        let Ok(key) = VerifyingKey::from_bytes(public_key) else {
+            return false;
+        };
+        let note = Self::note(&self.origin, self.size, &self.root, self.time_ms);
+        URL_SAFE_NO_PAD
+            .decode(&self.signature)
+            .ok()
+            .and_then(|bytes| Signature::from_slice(&bytes).ok())
+            .is_some_and(|signature| key.verify_strict(note.as_bytes(), &signature).is_ok())
+    }
+}
+
+/// The event of the record that hands the log from one audit key to the
+/// next. Its details name both keys (`old_public_key`, `new_public_key`, in
+/// [`public_key_text`] form); the first checkpoint covering it is signed by
+/// the old key, every later one by the new key. A verifier starting from
+/// the first key follows the hand-over; without such a record a change of
+/// key is a fork and does not verify.
+pub const KEY_ROTATION_EVENT: &str = "audit_key_rotated";
+
+/// The rotation record for handing the log from `old` to `new`.
+pub fn key_rotation_record(old: &[u8; 32], new: &[u8; 32], time_ms: i64) -> AuditRecord {
+    AuditRecord {
+        seq: 0,
+        time_ms,
+        event: KEY_ROTATION_EVENT.to_owned(),
+        outcome: Outcome::Allowed,
+        gate: None,
+        reason: None,
+        details: BTreeMap::from([
+            ("old_public_key".to_owned(), public_key_text(old)),
+            ("new_public_key".to_owned(), public_key_text(new)),
+        ]),
+    }
 }
 
 /// The server's audit signing key.
@@ -323,8 +360,10 @@ pub fn verify_export(
     public_key: &[u8; 32],
     expected_size: Option<u64>,
 ) -> Result<VerifyReport, AuditVerifyError> {
-    let key = VerifyingKey::from_bytes(public_key)
-        .map_err(|_| AuditVerifyError::Signature { line: 0 })?;
+    VerifyingKey::from_bytes(public_key).map_err(|_| AuditVerifyError::Signature { line: 0 })?;
+    let mut key = *public_key;
+    // Rotations seen in records and not yet vouched for by a checkpoint.
+    let mut rotations: Vec<(u64, [u8; 32], [u8; 32])> = Vec::new();
     let mut hashes = vec![GENESIS];
     let mut checkpoints: Vec<(usize, Checkpoint)> = Vec::new();
     for (index, raw) in text
@@ -350,6 +389,19 @@ pub fn verify_export(
                 if record.seq != seq {
                     return Err(AuditVerifyError::Record { line, seq });
                 }
+                if record.event == KEY_ROTATION_EVENT {
+                    let named = |name: &str| {
+                        record
+                            .details
+                            .get(name)
+                            .and_then(|text| parse_public_key(text))
+                    };
+                    let (Some(old), Some(new)) = (named("old_public_key"), named("new_public_key"))
+                    else {
+                        return Err(AuditVerifyError::Record { line, seq });
+                    };
+                    rotations.push((seq, old, new));
+                }
                 let prev = hashes.last().copied().unwrap_or(GENESIS);
                 let computed = chain(&prev, entry.as_bytes());
                 if URL_SAFE_NO_PAD.encode(computed) != hash {
@@ -358,19 +410,17 @@ pub fn verify_export(
                 hashes.push(computed);
             }
             ExportLine::Checkpoint(checkpoint) => {
-                let note = Checkpoint::note(
-                    &checkpoint.origin,
-                    checkpoint.size,
-                    &checkpoint.root,
-                    checkpoint.time_ms,
-                );
-                let signature = URL_SAFE_NO_PAD
-                    .decode(&checkpoint.signature)
-                    .ok()
-                    .and_then(|bytes| Signature::from_slice(&bytes).ok())
-                    .ok_or(AuditVerifyError::Signature { line })?;
-                key.verify_strict(note.as_bytes(), &signature)
-                    .map_err(|_| AuditVerifyError::Signature { line })?;
+                if !checkpoint.is_signed_by(&key) {
+                    return Err(AuditVerifyError::Signature { line });
+                }
+                // The first rotation this checkpoint covers, made by the
+                // key that signed it, hands the log to the next key.
+                if let Some(index) = rotations
+                    .iter()
+                    .position(|(seq, old, _)| *seq <= checkpoint.size && *old == key)
+                {
+                    key = rotations.remove(index).2;
+                }
                 checkpoints.push((line, checkpoint));
             }
         }
@@ -450,6 +500,93 @@ mod tests {
 
     fn verify(key: &AuditKey, lines: &[String]) -> Result<VerifyReport, AuditVerifyError> {
         verify_export(&lines.join("\n"), &key.public_key(), None)
+    }
+
+    /// A log of `records`, each followed by a checkpoint signed by the key
+    /// `signer(seq)` names.
+    fn signed_log(
+        records: &[AuditRecord],
+        signer: impl Fn(u64) -> Option<&'static AuditKey>,
+    ) -> Vec<String> {
+        let mut lines = Vec::new();
+        let mut prev = GENESIS;
+        for (i, record) in records.iter().enumerate() {
+            let seq = i as u64 + 1;
+            let record = AuditRecord {
+                seq,
+                ..record.clone()
+            };
+            let bytes = serde_json::to_vec(&record).unwrap();
+            prev = chain(&prev, &bytes);
+            lines.push(serde_json::to_string(&ExportLine::record(seq, &bytes, &prev)).unwrap());
+            if let Some(key) = signer(seq) {
+                let checkpoint = key.checkpoint("podseal-test", seq, &prev, 5_000 + seq as i64);
+                lines.push(serde_json::to_string(&ExportLine::Checkpoint(checkpoint)).unwrap());
+            }
+        }
+        lines
+    }
+
+    #[test]
+    fn a_rotation_hands_the_log_to_the_next_key_and_nothing_else_does() {
+        static OLD: std::sync::LazyLock<AuditKey> =
+            std::sync::LazyLock::new(|| AuditKey::from_seed(&[1; 32]));
+        static NEW: std::sync::LazyLock<AuditKey> =
+            std::sync::LazyLock::new(|| AuditKey::from_seed(&[2; 32]));
+        static OTHER: std::sync::LazyLock<AuditKey> =
+            std::sync::LazyLock::new(|| AuditKey::from_seed(&[3; 32]));
+        let plain = AuditRecord {
+            seq: 0,
+            time_ms: 1,
+            event: "unwrap".into(),
+            outcome: Outcome::Allowed,
+            gate: None,
+            reason: None,
+            details: BTreeMap::new(),
+        };
+        let rotation = key_rotation_record(&OLD.public_key(), &NEW.public_key(), 2);
+        let records = [
+            plain.clone(),
+            rotation.clone(),
+            plain.clone(),
+            plain.clone(),
+        ];
+        let old = OLD.public_key();
+
+        // Old key up to and including the rotation, new key after it.
+        let rotated = signed_log(&records, |seq| Some(if seq <= 2 { &*OLD } else { &*NEW }));
+        let report = verify_export(&rotated.join("\n"), &old, None).unwrap();
+        assert_eq!((report.records, report.checkpoints), (4, 4));
+
+        // The old key signing after the hand-over is refused (a leaked old
+        // key cannot extend the log).
+        let stale = signed_log(&records, |_| Some(&*OLD));
+        assert_eq!(
+            verify_export(&stale.join("\n"), &old, None),
+            Err(AuditVerifyError::Signature { line: 6 })
+        );
+        // The new key signing the rotation's own checkpoint: not vouched for.
+        let early = signed_log(&records, |seq| Some(if seq < 2 { &*OLD } else { &*NEW }));
+        assert!(verify_export(&early.join("\n"), &old, None).is_err());
+        // Another key with no rotation record: a fork.
+        let forked = signed_log(&[plain.clone(), plain.clone(), plain.clone()], |seq| {
+            Some(if seq < 2 { &*OLD } else { &*OTHER })
+        });
+        assert_eq!(
+            verify_export(&forked.join("\n"), &old, None),
+            Err(AuditVerifyError::Signature { line: 4 })
+        );
+        // A rotation record naming a key other than the signer's hands nothing over.
+        let foreign = key_rotation_record(&OTHER.public_key(), &NEW.public_key(), 2);
+        let spoofed = signed_log(&[plain.clone(), foreign, plain], |seq| {
+            Some(if seq <= 2 { &*OLD } else { &*NEW })
+        });
+        assert!(verify_export(&spoofed.join("\n"), &old, None).is_err());
+        assert!(OLD.checkpoint("o", 1, &GENESIS, 1).is_signed_by(&old));
+        assert!(
+            !OLD.checkpoint("o", 1, &GENESIS, 1)
+                .is_signed_by(&NEW.public_key())
+        );
     }
 
     #[test]

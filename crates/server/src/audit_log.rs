@@ -3,11 +3,13 @@
 //! export — which always ends with a fresh checkpoint, so `audit verify`
 //! can tell a cut tail from a complete log.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use podseal_core::audit::{AuditKey, Checkpoint, ExportLine, public_key_text};
+use podseal_core::audit::{
+    AuditKey, Checkpoint, ExportLine, key_rotation_record, parse_public_key, public_key_text,
+};
 use podseal_core::key_file::{KeyFileError, read_secret_text, write_new};
 
 use std::collections::BTreeMap;
@@ -35,30 +37,261 @@ pub enum AuditLogError {
     /// The system random generator failed.
     #[error("cannot generate an audit key: {0}")]
     Random(#[from] podseal_core::RandomnessUnavailable),
+    /// The log has records but its key is gone: a new key would fork it.
+    #[error(
+        "the audit log holds {records} record(s) but its key {} is missing; restore it (a new key would fork the log)", .path.display()
+    )]
+    KeyMissing {
+        /// Where the key should be.
+        path: PathBuf,
+        /// Records in the log.
+        records: u64,
+    },
+    /// The key did not sign the latest checkpoint: another log's key.
+    #[error(
+        "the audit key {} did not sign this log's latest checkpoint (over {size} records): it is not this log's key; restore the right key, or hand the log over with audit.rotate_to_key_file while the old key is configured", .path.display()
+    )]
+    KeyMismatch {
+        /// The key file.
+        path: PathBuf,
+        /// The latest checkpoint's size.
+        size: u64,
+    },
+    /// The key is not the one `audit.pub` publishes.
+    #[error("the audit key {} is not the key {} publishes; restore the right key", .key.display(), .public.display())]
+    PublicKeyMismatch {
+        /// The key file.
+        key: PathBuf,
+        /// The public key file.
+        public: PathBuf,
+    },
+    /// `audit.pub` is there, its private half is not.
+    #[error(
+        "{} exists but the audit key {} does not: restore the key (or, for a new empty log, remove {} first)", .public.display(), .key.display(), .public.display()
+    )]
+    PublicWithoutKey {
+        /// The key file.
+        key: PathBuf,
+        /// The public key file.
+        public: PathBuf,
+    },
 }
 
-/// Loads `DIR/audit.key`, or creates it (0600) and `DIR/audit.pub` on first start.
-pub fn load_or_create_key(dir: &Path) -> Result<AuditKey, AuditLogError> {
-    let key_path = dir.join(AUDIT_KEY_FILE);
-    if key_path.exists() {
-        let text = read_secret_text(&key_path)?;
-        return AuditKey::from_text(&text).ok_or(AuditLogError::KeyFile(KeyFileError::Format {
-            path: key_path,
-            reason: "not a podseal audit key",
-        }));
-    }
-    let key = AuditKey::generate()?;
-    let private = format!(
+fn read_key(path: &Path) -> Result<AuditKey, AuditLogError> {
+    let text = read_secret_text(path)?;
+    AuditKey::from_text(&text).ok_or(AuditLogError::KeyFile(KeyFileError::Format {
+        path: path.to_owned(),
+        reason: "not a podseal audit key",
+    }))
+}
+
+fn private_text(key: &AuditKey) -> zeroize::Zeroizing<String> {
+    zeroize::Zeroizing::new(format!(
         "# podseal audit signing key. Signs audit checkpoints; keep it with the server, never share it.\n{}\n",
         key.to_text().as_str()
-    );
-    write_new(&key_path, private.as_bytes(), 0o600)?;
-    let public = format!(
+    ))
+}
+
+fn public_text(public_key: &[u8; 32]) -> String {
+    format!(
         "# podseal audit public key: give it to whoever runs `podseal audit verify`.\n{}\n",
-        public_key_text(&key.public_key())
-    );
-    write_new(&dir.join(AUDIT_PUBLIC_KEY_FILE), public.as_bytes(), 0o644)?;
-    Ok(key)
+        public_key_text(public_key)
+    )
+}
+
+/// Where a server's audit key comes from and goes to.
+#[derive(Debug, Clone)]
+pub struct AuditKeyPaths {
+    /// The key file: `audit.key_file`, or `<state_dir>/audit.key`.
+    pub key: PathBuf,
+    /// True when the key lives in the state directory (created there on
+    /// the first start; replaced there by a rotation).
+    pub in_state_dir: bool,
+    /// `<state_dir>/audit.pub`, written once and never overwritten.
+    pub public: PathBuf,
+    /// The key to hand the log over to (`audit.rotate_to_key_file`).
+    pub rotate_to: Option<PathBuf>,
+}
+
+impl AuditKeyPaths {
+    /// The paths for a state directory and the configured key files.
+    pub fn new(state_dir: &Path, key_file: Option<&Path>, rotate_to: Option<&Path>) -> Self {
+        Self {
+            key: key_file.map_or_else(|| state_dir.join(AUDIT_KEY_FILE), Path::to_owned),
+            in_state_dir: key_file.is_none(),
+            public: state_dir.join(AUDIT_PUBLIC_KEY_FILE),
+            rotate_to: rotate_to.map(Path::to_owned),
+        }
+    }
+}
+
+/// The audit key a starting server will sign with, checked against the
+/// log it continues, with what is still to be written. Nothing is written
+/// until [`StartingKey::commit`], which a start calls only once everything
+/// else that can fail has succeeded — so a failed start writes no key.
+pub struct StartingKey {
+    key: AuditKey,
+    paths: AuditKeyPaths,
+    /// A key made now for a new, empty log: its files are still to be written.
+    generated: bool,
+    /// The key to hand the log over to, once `key` has signed the hand-over.
+    rotate_to: Option<AuditKey>,
+}
+
+impl StartingKey {
+    /// Decides the key for the log in `storage`, refusing every key that
+    /// would fork it: the key must have signed the latest checkpoint (or,
+    /// before the first checkpoint, match `audit.pub`); a missing key is
+    /// generated only for a log with no record at all.
+    pub async fn open<S: Storage>(
+        storage: &S,
+        paths: AuditKeyPaths,
+    ) -> Result<Self, AuditLogError> {
+        let configured = if paths.key.exists() || !paths.in_state_dir {
+            Some(read_key(&paths.key)?)
+        } else {
+            None
+        };
+        let rotate_to = paths.rotate_to.as_deref().map(read_key).transpose()?;
+        let latest = storage.latest_checkpoint().await?;
+        let (records, _) = storage.audit_head().await?;
+        let starting = |key, generated, rotate_to| Self {
+            key,
+            paths: paths.clone(),
+            generated,
+            rotate_to,
+        };
+        if let Some(checkpoint) = latest {
+            return match (configured, rotate_to) {
+                (Some(key), rotate_to) if checkpoint.is_signed_by(&key.public_key()) => {
+                    let rotate_to = rotate_to.filter(|new| new.public_key() != key.public_key());
+                    Ok(starting(key, false, rotate_to))
+                }
+                // Handed over already (by this replica's last start or another's).
+                (_, Some(new)) if checkpoint.is_signed_by(&new.public_key()) => {
+                    tracing::warn!(
+                        key = %paths.rotate_to.as_deref().unwrap_or(&paths.key).display(),
+                        "the audit log was handed over to audit.rotate_to_key_file already; set audit.key_file to it"
+                    );
+                    Ok(starting(new, false, None))
+                }
+                (None, _) => Err(AuditLogError::KeyMissing {
+                    path: paths.key.clone(),
+                    records,
+                }),
+                (Some(_), _) => Err(AuditLogError::KeyMismatch {
+                    path: paths.key.clone(),
+                    size: checkpoint.size,
+                }),
+            };
+        }
+        // No checkpoint yet: audit.pub, if written, names the log's key.
+        let published = match std::fs::read_to_string(&paths.public) {
+            Ok(text) => Some(parse_public_key(&text).ok_or(AuditLogError::KeyFile(
+                KeyFileError::Format {
+                    path: paths.public.clone(),
+                    reason: "not a podseal audit public key",
+                },
+            ))?),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(source) => {
+                return Err(AuditLogError::KeyFile(KeyFileError::Read {
+                    path: paths.public.clone(),
+                    source,
+                }));
+            }
+        };
+        match (configured, published) {
+            (Some(key), Some(public)) if key.public_key() != public => {
+                Err(AuditLogError::PublicKeyMismatch {
+                    key: paths.key.clone(),
+                    public: paths.public.clone(),
+                })
+            }
+            (Some(key), _) => Ok(starting(key, false, rotate_to)),
+            (None, Some(_)) => Err(AuditLogError::PublicWithoutKey {
+                key: paths.key.clone(),
+                public: paths.public.clone(),
+            }),
+            (None, None) if records > 0 => Err(AuditLogError::KeyMissing {
+                path: paths.key.clone(),
+                records,
+            }),
+            (None, None) => Ok(starting(AuditKey::generate()?, true, None)),
+        }
+    }
+
+    /// The public key the server will sign with once committed.
+    pub fn public_key(&self) -> [u8; 32] {
+        self.rotate_to
+            .as_ref()
+            .map_or_else(|| self.key.public_key(), AuditKey::public_key)
+    }
+
+    /// Writes what a new log needs (`audit.key` 0600, then `audit.pub`; both
+    /// new files, never over an existing one), and performs a requested
+    /// hand-over: a rotation record, a checkpoint over it signed by the old
+    /// key, then the new key in use (in the state directory it replaces
+    /// `audit.key`, the old one kept beside it as `audit.key.retired-MS`).
+    pub async fn commit<S: Storage>(
+        self,
+        storage: &S,
+        origin: &str,
+    ) -> Result<AuditKey, AuditLogError> {
+        let Self {
+            key,
+            paths,
+            generated,
+            rotate_to,
+        } = self;
+        if generated {
+            write_new(&paths.key, private_text(&key).as_bytes(), 0o600)?;
+            if let Err(e) = write_new(
+                &paths.public,
+                public_text(&key.public_key()).as_bytes(),
+                0o644,
+            ) {
+                let _ = std::fs::remove_file(&paths.key);
+                return Err(e.into());
+            }
+        } else if !paths.public.exists() {
+            write_new(
+                &paths.public,
+                public_text(&key.public_key()).as_bytes(),
+                0o644,
+            )?;
+        }
+        let Some(new) = rotate_to else {
+            return Ok(key);
+        };
+        let now = jiff::Timestamp::now().as_millisecond();
+        storage
+            .append_audit(vec![key_rotation_record(
+                &key.public_key(),
+                &new.public_key(),
+                now,
+            )])
+            .await?;
+        let (size, head) = storage.audit_head().await?;
+        storage
+            .put_checkpoint(key.checkpoint(origin, size, &head, now))
+            .await?;
+        if paths.in_state_dir {
+            let retired = paths.key.with_extension(format!("key.retired-{now}"));
+            std::fs::rename(&paths.key, &retired).map_err(|source| {
+                AuditLogError::KeyFile(KeyFileError::Write {
+                    path: retired.clone(),
+                    source,
+                })
+            })?;
+            write_new(&paths.key, private_text(&new).as_bytes(), 0o600)?;
+        }
+        tracing::warn!(
+            records = size,
+            "audit log handed over to a new audit key (audited; the old key signed the hand-over)"
+        );
+        Ok(new)
+    }
 }
 
 /// The audit context of one request, filled in as gates pass.
@@ -97,30 +330,6 @@ impl AuditContext {
     }
 }
 
-/// Loads a given audit key file (0600; never created here) and writes its
-/// public half to `public_file`, for `audit verify`.
-pub fn load_key_file(key_file: &Path, public_file: &Path) -> Result<AuditKey, AuditLogError> {
-    let text = read_secret_text(key_file)?;
-    let key = AuditKey::from_text(&text).ok_or(AuditLogError::KeyFile(KeyFileError::Format {
-        path: key_file.to_owned(),
-        reason: "not a podseal audit key",
-    }))?;
-    let public = format!(
-        "# podseal audit public key: give it to whoever runs `podseal audit verify`.\n{}\n",
-        public_key_text(&key.public_key())
-    );
-    let temp = public_file.with_extension("tmp");
-    std::fs::write(&temp, public)
-        .and_then(|()| std::fs::rename(&temp, public_file))
-        .map_err(|e| {
-            AuditLogError::KeyFile(KeyFileError::Write {
-                path: public_file.to_owned(),
-                source: e,
-            })
-        })?;
-    Ok(key)
-}
-
 /// Signs checkpoints over the log in storage.
 pub struct AuditLog<S: Storage> {
     storage: Arc<S>,
@@ -148,6 +357,13 @@ impl<S: Storage> AuditLog<S> {
         let (size, head) = self.storage.audit_head().await?;
         if size == 0 {
             return Ok(None);
+        }
+        // One checkpoint per size: never replace one (after a key hand-over
+        // the old key's checkpoint over the rotation record must stay).
+        if let Some(latest) = self.storage.latest_checkpoint().await?
+            && latest.size == size
+        {
+            return Ok(Some(latest));
         }
         let checkpoint = self.key.checkpoint(
             &self.origin,
@@ -193,10 +409,48 @@ mod tests {
     use podseal_core::audit::{AuditRecord, Outcome, parse_public_key, verify_export};
     use std::os::unix::fs::PermissionsExt as _;
 
+    fn paths(dir: &Path) -> AuditKeyPaths {
+        AuditKeyPaths::new(dir, None, None)
+    }
+
+    async fn start(
+        storage: &SqliteStorage,
+        paths: AuditKeyPaths,
+    ) -> Result<AuditKey, AuditLogError> {
+        StartingKey::open(storage, paths)
+            .await?
+            .commit(storage, "test")
+            .await
+    }
+
+    fn record() -> AuditRecord {
+        AuditRecord {
+            seq: 0,
+            time_ms: 1,
+            event: "unwrap".into(),
+            outcome: Outcome::Allowed,
+            gate: None,
+            reason: None,
+            details: Default::default(),
+        }
+    }
+
+    async fn export_text(log: &AuditLog<SqliteStorage>) -> String {
+        let lines: Vec<String> = log
+            .export()
+            .await
+            .unwrap()
+            .iter()
+            .map(|l| serde_json::to_string(l).unwrap())
+            .collect();
+        lines.join("\n")
+    }
+
     #[tokio::test]
     async fn the_key_is_created_once_and_exports_verify_with_its_public_half() {
         let dir = tempfile::TempDir::new().unwrap();
-        let key = load_or_create_key(dir.path()).unwrap();
+        let storage = Arc::new(SqliteStorage::open(&dir.path().join("db")).unwrap());
+        let key = start(&storage, paths(dir.path())).await.unwrap();
         let mode = std::fs::metadata(dir.path().join(AUDIT_KEY_FILE))
             .unwrap()
             .permissions()
@@ -204,7 +458,10 @@ mod tests {
             & 0o777;
         assert_eq!(mode, 0o600);
         assert_eq!(
-            load_or_create_key(dir.path()).unwrap().public_key(),
+            start(&storage, paths(dir.path()))
+                .await
+                .unwrap()
+                .public_key(),
             key.public_key(),
             "reloaded, not replaced"
         );
@@ -213,52 +470,168 @@ mod tests {
         )
         .unwrap();
 
-        let storage = Arc::new(SqliteStorage::open(&dir.path().join("db")).unwrap());
         let log = AuditLog::new(storage.clone(), key, "test".into());
         assert!(
             log.checkpoint().await.unwrap().is_none(),
             "nothing to sign yet"
         );
-        let record = AuditRecord {
-            seq: 0,
-            time_ms: 1,
-            event: "unwrap".into(),
-            outcome: Outcome::Allowed,
-            gate: None,
-            reason: None,
-            details: Default::default(),
-        };
         storage
-            .append_audit(vec![record.clone(), record.clone()])
+            .append_audit(vec![record(), record()])
             .await
             .unwrap();
         log.checkpoint().await.unwrap();
-        storage.append_audit(vec![record]).await.unwrap();
+        storage.append_audit(vec![record()]).await.unwrap();
         // The export signs the tail it ends with: all three records are covered.
-        let lines: Vec<String> = log
-            .export()
-            .await
-            .unwrap()
-            .iter()
-            .map(|l| serde_json::to_string(l).unwrap())
-            .collect();
-        let report = verify_export(&lines.join("\n"), &public, Some(3)).unwrap();
+        let text = export_text(&log).await;
+        let report = verify_export(&text, &public, Some(3)).unwrap();
         assert_eq!((report.records, report.checkpoints), (3, 2));
         // Without its final line the tail is unsigned.
+        let lines: Vec<&str> = text.lines().collect();
         assert!(verify_export(&lines[..lines.len() - 1].join("\n"), &public, None).is_err());
     }
 
-    #[test]
-    fn a_readable_audit_key_is_refused() {
+    #[tokio::test]
+    async fn a_start_that_does_not_commit_writes_no_key() {
         let dir = tempfile::TempDir::new().unwrap();
-        load_or_create_key(dir.path()).unwrap();
+        let storage = SqliteStorage::open(&dir.path().join("db")).unwrap();
+        let starting = StartingKey::open(&storage, paths(dir.path()))
+            .await
+            .unwrap();
+        drop(starting);
+        assert!(!dir.path().join(AUDIT_KEY_FILE).exists());
+        assert!(!dir.path().join(AUDIT_PUBLIC_KEY_FILE).exists());
+    }
+
+    #[tokio::test]
+    async fn a_missing_or_foreign_key_is_refused_and_audit_pub_is_never_rewritten() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let storage = Arc::new(SqliteStorage::open(&dir.path().join("db")).unwrap());
+        let key = start(&storage, paths(dir.path())).await.unwrap();
+        let public_before = std::fs::read(dir.path().join(AUDIT_PUBLIC_KEY_FILE)).unwrap();
+        let log = AuditLog::new(storage.clone(), key, "test".into());
+        storage.append_audit(vec![record()]).await.unwrap();
+        log.checkpoint().await.unwrap();
+
+        // Another deployment's key, named by audit.key_file.
+        let foreign = dir.path().join("foreign.key");
+        write_new(
+            &foreign,
+            private_text(&AuditKey::generate().unwrap()).as_bytes(),
+            0o600,
+        )
+        .unwrap();
+        let named = AuditKeyPaths::new(dir.path(), Some(&foreign), None);
+        assert!(matches!(
+            start(&storage, named).await,
+            Err(AuditLogError::KeyMismatch { size: 1, .. })
+        ));
+        // The key deleted: refused, twice, and no key is created.
+        std::fs::remove_file(dir.path().join(AUDIT_KEY_FILE)).unwrap();
+        for _ in 0..2 {
+            let error = start(&storage, paths(dir.path())).await.err().unwrap();
+            assert!(
+                matches!(error, AuditLogError::KeyMissing { records: 1, .. }),
+                "{error}"
+            );
+            assert!(!dir.path().join(AUDIT_KEY_FILE).exists());
+        }
+        assert_eq!(
+            std::fs::read(dir.path().join(AUDIT_PUBLIC_KEY_FILE)).unwrap(),
+            public_before
+        );
+    }
+
+    #[tokio::test]
+    async fn before_the_first_checkpoint_audit_pub_names_the_key() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let storage = SqliteStorage::open(&dir.path().join("db")).unwrap();
+        start(&storage, paths(dir.path())).await.unwrap();
+        std::fs::remove_file(dir.path().join(AUDIT_KEY_FILE)).unwrap();
+        assert!(matches!(
+            start(&storage, paths(dir.path())).await,
+            Err(AuditLogError::PublicWithoutKey { .. })
+        ));
+        write_new(
+            &dir.path().join(AUDIT_KEY_FILE),
+            private_text(&AuditKey::generate().unwrap()).as_bytes(),
+            0o600,
+        )
+        .unwrap();
+        assert!(matches!(
+            start(&storage, paths(dir.path())).await,
+            Err(AuditLogError::PublicKeyMismatch { .. })
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_hand_over_is_audited_signed_by_the_old_key_and_verifies_from_the_first() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let storage = Arc::new(SqliteStorage::open(&dir.path().join("db")).unwrap());
+        let old = start(&storage, paths(dir.path())).await.unwrap();
+        let original = parse_public_key(
+            &std::fs::read_to_string(dir.path().join(AUDIT_PUBLIC_KEY_FILE)).unwrap(),
+        )
+        .unwrap();
+        let old_public = old.public_key();
+        let log = AuditLog::new(storage.clone(), old, "test".into());
+        storage.append_audit(vec![record()]).await.unwrap();
+        log.checkpoint().await.unwrap();
+
+        let next = dir.path().join("next.key");
+        let next_key = AuditKey::generate().unwrap();
+        write_new(&next, private_text(&next_key).as_bytes(), 0o600).unwrap();
+        let rotating = AuditKeyPaths::new(dir.path(), None, Some(&next));
+        let new = start(&storage, rotating.clone()).await.unwrap();
+        assert_eq!(new.public_key(), next_key.public_key());
+        let log = AuditLog::new(storage.clone(), new, "test".into());
+        storage.append_audit(vec![record()]).await.unwrap();
+        let text = export_text(&log).await;
+        assert!(text.contains(podseal_core::audit::KEY_ROTATION_EVENT));
+        let report = verify_export(&text, &original, None).unwrap();
+        assert_eq!(report.records, 3);
+        // The new key now lives in the state directory; the old one is kept beside it.
+        assert_eq!(
+            start(&storage, paths(dir.path()))
+                .await
+                .unwrap()
+                .public_key(),
+            next_key.public_key()
+        );
+        let retired = std::fs::read_dir(dir.path())
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .find(|e| e.file_name().to_string_lossy().contains("retired"))
+            .unwrap();
+        let old_again = read_key(&retired.path()).unwrap();
+        assert_eq!(old_again.public_key(), old_public);
+        // Starting again with the rotation still configured does nothing more.
+        start(&storage, rotating).await.unwrap();
+        assert_eq!(
+            verify_export(&export_text(&log).await, &original, None)
+                .unwrap()
+                .records,
+            3
+        );
+        // The old key can no longer start the server.
+        let back = AuditKeyPaths::new(dir.path(), Some(&retired.path()), None);
+        assert!(matches!(
+            start(&storage, back).await,
+            Err(AuditLogError::KeyMismatch { .. })
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_readable_audit_key_is_refused() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let storage = SqliteStorage::open(&dir.path().join("db")).unwrap();
+        start(&storage, paths(dir.path())).await.unwrap();
         std::fs::set_permissions(
             dir.path().join(AUDIT_KEY_FILE),
             std::fs::Permissions::from_mode(0o644),
         )
         .unwrap();
         assert!(matches!(
-            load_or_create_key(dir.path()),
+            start(&storage, paths(dir.path())).await,
             Err(AuditLogError::KeyFile(
                 KeyFileError::InsecurePermissions { .. }
             ))

@@ -34,6 +34,49 @@ pub struct ServerConfig {
     pub clusters: ClustersSection,
     /// The store.
     pub storage: StorageSection,
+    /// Client connections.
+    pub connections: ConnectionsSection,
+}
+
+/// `[connections]`: the bounds that keep slow, idle or many-connectioned
+/// clients from taking the server's connection slots from others.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConnectionsSection {
+    /// The most connections served at once.
+    pub max: usize,
+    /// The most connections one source address may hold (a NAT or a load
+    /// balancer in front of the server counts as one source: raise it there).
+    pub max_per_source: usize,
+    /// Seconds from accept, through the TLS handshake, to the first request
+    /// byte; also each request's headers.
+    pub first_request_timeout_secs: u64,
+    /// Seconds a connection may stay open with no request in flight.
+    pub idle_timeout_secs: u64,
+}
+
+impl Default for ConnectionsSection {
+    fn default() -> Self {
+        let limits = crate::tls::ConnectionLimits::default();
+        Self {
+            max: limits.max_connections,
+            max_per_source: limits.max_per_source,
+            first_request_timeout_secs: limits.first_request_timeout.as_secs(),
+            idle_timeout_secs: limits.idle_timeout.as_secs(),
+        }
+    }
+}
+
+impl ConnectionsSection {
+    /// The limits the TLS server applies.
+    pub fn limits(&self) -> crate::tls::ConnectionLimits {
+        crate::tls::ConnectionLimits {
+            max_connections: self.max,
+            max_per_source: self.max_per_source,
+            first_request_timeout: std::time::Duration::from_secs(self.first_request_timeout_secs),
+            idle_timeout: std::time::Duration::from_secs(self.idle_timeout_secs),
+        }
+    }
 }
 
 /// `[tls]`.
@@ -89,6 +132,12 @@ pub struct AuditSection {
     /// share one key; without it, `<state_dir>/audit.key` is created.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub key_file: Option<PathBuf>,
+    /// Hands the log over to this key (0600) at start: the current key
+    /// signs a rotation record naming it, then this key signs from then on.
+    /// The only way a server starts with a key other than the one that
+    /// signed the log's latest checkpoint.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rotate_to_key_file: Option<PathBuf>,
 }
 
 impl Default for AuditSection {
@@ -97,6 +146,7 @@ impl Default for AuditSection {
             checkpoint_interval_secs: 300,
             origin: "podseal".into(),
             key_file: None,
+            rotate_to_key_file: None,
         }
     }
 }
@@ -159,6 +209,7 @@ impl Default for ServerConfig {
             audit: AuditSection::default(),
             clusters: ClustersSection::default(),
             storage: StorageSection::default(),
+            connections: ConnectionsSection::default(),
         }
     }
 }
@@ -245,6 +296,11 @@ const ENV_OVERRIDES: &[(&str, &[&str], Kind)] = &[
     ("PODSEAL_AUDIT_ORIGIN", &["audit", "origin"], Kind::Text),
     ("PODSEAL_AUDIT_KEY_FILE", &["audit", "key_file"], Kind::Text),
     (
+        "PODSEAL_AUDIT_ROTATE_TO_KEY_FILE",
+        &["audit", "rotate_to_key_file"],
+        Kind::Text,
+    ),
+    (
         "PODSEAL_CLUSTERS_MAX_STALENESS_SECS",
         &["clusters", "max_staleness_secs"],
         Kind::Integer,
@@ -256,6 +312,26 @@ const ENV_OVERRIDES: &[(&str, &[&str], Kind)] = &[
     ),
     ("PODSEAL_STORAGE_ENGINE", &["storage", "engine"], Kind::Text),
     ("PODSEAL_STORAGE_PATH", &["storage", "path"], Kind::Text),
+    (
+        "PODSEAL_CONNECTIONS_MAX",
+        &["connections", "max"],
+        Kind::Integer,
+    ),
+    (
+        "PODSEAL_CONNECTIONS_MAX_PER_SOURCE",
+        &["connections", "max_per_source"],
+        Kind::Integer,
+    ),
+    (
+        "PODSEAL_CONNECTIONS_FIRST_REQUEST_TIMEOUT_SECS",
+        &["connections", "first_request_timeout_secs"],
+        Kind::Integer,
+    ),
+    (
+        "PODSEAL_CONNECTIONS_IDLE_TIMEOUT_SECS",
+        &["connections", "idle_timeout_secs"],
+        Kind::Integer,
+    ),
     (
         "PODSEAL_STORAGE_URL_FILE",
         &["storage", "url_file"],
@@ -418,6 +494,39 @@ impl ServerConfig {
                     "{name} = {value} must be between {low} and {high}"
                 )));
             }
+        }
+        let connections = &self.connections;
+        for (name, value, low, high) in [
+            ("connections.max", connections.max as u64, 16, 65_536),
+            (
+                "connections.max_per_source",
+                connections.max_per_source as u64,
+                1,
+                65_536,
+            ),
+            (
+                "connections.first_request_timeout_secs",
+                connections.first_request_timeout_secs,
+                1,
+                60,
+            ),
+            (
+                "connections.idle_timeout_secs",
+                connections.idle_timeout_secs,
+                1,
+                3600,
+            ),
+        ] {
+            if !(low..=high).contains(&value) {
+                return Err(ConfigError::Invalid(format!(
+                    "{name} = {value} must be between {low} and {high}"
+                )));
+            }
+        }
+        if connections.max_per_source > connections.max {
+            return Err(ConfigError::Invalid(
+                "connections.max_per_source must not exceed connections.max".into(),
+            ));
         }
         if self.audit.checkpoint_interval_secs == 0
             || self.clusters.max_staleness_secs == 0

@@ -20,7 +20,7 @@ use zeroize::Zeroizing;
 use crate::admin::{ADMIN_TOKEN_PREFIX, AdminService, connect_cluster};
 use crate::api::{App, router};
 use crate::audit_log::{
-    AUDIT_PUBLIC_KEY_FILE, AuditLog, AuditLogError, load_key_file, load_or_create_key,
+    AUDIT_PUBLIC_KEY_FILE, AuditKeyPaths, AuditLog, AuditLogError, StartingKey,
 };
 use crate::config::{ConfigError, ServerConfig};
 use crate::metrics::Metrics;
@@ -260,19 +260,29 @@ where
         replace_file(path, &server_tls.leaf_pem)?;
     }
     let storage = open(config.clone()).await?;
-    let audit_key = match &config.audit.key_file {
-        Some(file) => load_key_file(file, &config.state_dir.join(AUDIT_PUBLIC_KEY_FILE))?,
-        None => load_or_create_key(&config.state_dir)?,
-    };
+    // The audit key must continue the log; its files are written (and a
+    // requested hand-over performed) only once nothing else can fail.
+    let starting_key = StartingKey::open(
+        storage.as_ref(),
+        AuditKeyPaths::new(
+            &config.state_dir,
+            config.audit.key_file.as_deref(),
+            config.audit.rotate_to_key_file.as_deref(),
+        ),
+    )
+    .await?;
+    let mut nonce_secret = [0u8; 32];
+    podseal_core::fill_random(&mut nonce_secret).map_err(|_| ServeError::Random)?;
+    let nonce_secret = storage.server_secret("dpop_nonce", nonce_secret).await?;
+    let stored_clusters = storage.clusters().await?;
+    let audit_key = starting_key
+        .commit(storage.as_ref(), &config.audit.origin)
+        .await?;
     let audit_log = Arc::new(AuditLog::new(
         storage.clone(),
         audit_key,
         config.audit.origin.clone(),
     ));
-    let mut nonce_secret = [0u8; 32];
-    podseal_core::fill_random(&mut nonce_secret).map_err(|_| ServeError::Random)?;
-    let nonce_secret = storage.server_secret("dpop_nonce", nonce_secret).await?;
-    let stored_clusters = storage.clusters().await?;
     let token = Zeroizing::new(format!(
         "{ADMIN_TOKEN_PREFIX}{}",
         podseal_core::random_id::<32>().map_err(|_| ServeError::Random)?
@@ -319,6 +329,7 @@ where
         listener,
         server_tls.config.clone(),
         app,
+        config.connections.limits(),
         async {
             let _ = stop.await;
         },

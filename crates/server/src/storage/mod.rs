@@ -365,6 +365,11 @@ pub trait Storage: Send + Sync + 'static {
         &self,
         checkpoint: Checkpoint,
     ) -> impl Future<Output = Result<(), StorageError>> + Send;
+    /// The checkpoint over the most records, if any (what the audit key of
+    /// a starting server must have signed).
+    fn latest_checkpoint(
+        &self,
+    ) -> impl Future<Output = Result<Option<Checkpoint>, StorageError>> + Send;
     /// The whole log as export lines, each checkpoint after the record it covers up to.
     fn audit_export(&self) -> impl Future<Output = Result<Vec<ExportLine>, StorageError>> + Send;
 }

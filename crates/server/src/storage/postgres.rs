@@ -790,6 +790,22 @@ impl Storage for PostgresStorage {
         .map(|_| ())
     }
 
+    async fn latest_checkpoint(&self) -> Result<Option<Checkpoint>, StorageError> {
+        let rows = self
+            .query(
+                "read latest checkpoint",
+                "SELECT checkpoint FROM audit_checkpoints ORDER BY size DESC LIMIT 1",
+                &[],
+            )
+            .await?;
+        rows.first()
+            .map(|row| {
+                serde_json::from_str(row.get::<_, &str>(0))
+                    .map_err(|_| StorageError::Corrupt("checkpoint"))
+            })
+            .transpose()
+    }
+
     async fn audit_export(&self) -> Result<Vec<ExportLine>, StorageError> {
         let error = db_error("export audit");
         let mut client = self.client("export audit").await?;

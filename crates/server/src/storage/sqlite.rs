@@ -693,6 +693,21 @@ impl Storage for SqliteStorage {
         .await
     }
 
+    async fn latest_checkpoint(&self) -> Result<Option<Checkpoint>, StorageError> {
+        self.run("read latest checkpoint", |c| {
+            let json: Option<String> = c
+                .query_row(
+                    "SELECT checkpoint FROM audit_checkpoints ORDER BY size DESC LIMIT 1",
+                    [],
+                    |row| row.get(0),
+                )
+                .optional()?;
+            json.map(|json| serde_json::from_str(&json).map_err(conversion))
+                .transpose()
+        })
+        .await
+    }
+
     async fn audit_export(&self) -> Result<Vec<ExportLine>, StorageError> {
         let (records, checkpoints) = self
             .run("export audit", |c| {
