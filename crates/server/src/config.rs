@@ -184,6 +184,16 @@ pub struct StorageSection {
     /// carry a password and so never sits in this configuration.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub url_file: Option<PathBuf>,
+    /// Seconds every storage call may take; past it the request is refused
+    /// (`storage_unavailable`, 503) and `/readyz` names the call.
+    pub timeout_secs: u64,
+}
+
+impl StorageSection {
+    /// The bound on each storage call.
+    pub fn timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.timeout_secs)
+    }
 }
 
 impl Default for StorageSection {
@@ -192,6 +202,7 @@ impl Default for StorageSection {
             engine: "sqlite".into(),
             path: None,
             url_file: None,
+            timeout_secs: 5,
         }
     }
 }
@@ -330,6 +341,11 @@ const ENV_OVERRIDES: &[(&str, &[&str], Kind)] = &[
     (
         "PODSEAL_CONNECTIONS_IDLE_TIMEOUT_SECS",
         &["connections", "idle_timeout_secs"],
+        Kind::Integer,
+    ),
+    (
+        "PODSEAL_STORAGE_TIMEOUT_SECS",
+        &["storage", "timeout_secs"],
         Kind::Integer,
     ),
     (
@@ -497,6 +513,7 @@ impl ServerConfig {
         }
         let connections = &self.connections;
         for (name, value, low, high) in [
+            ("storage.timeout_secs", self.storage.timeout_secs, 1, 60),
             ("connections.max", connections.max as u64, 16, 65_536),
             (
                 "connections.max_per_source",

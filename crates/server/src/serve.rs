@@ -27,7 +27,7 @@ use crate::metrics::Metrics;
 use crate::nonce::NonceIssuer;
 use crate::pod_view::ViewConfig;
 use crate::release::{ReleaseConfig, ReleaseService};
-use crate::storage::{PostgresStorage, SqliteStorage, Storage, StorageError};
+use crate::storage::{Bounded, PostgresStorage, SqliteStorage, Storage, StorageError};
 use crate::tls::{self, TlsError, TlsSource};
 
 /// File the development certificate is written to, for clients to trust.
@@ -80,7 +80,7 @@ pub enum ServeError {
 }
 
 /// A started server (on SQLite unless said otherwise).
-pub struct Running<S: Storage = SqliteStorage> {
+pub struct Running<S: Storage = Bounded<SqliteStorage>> {
     /// The bound address.
     pub addr: SocketAddr,
     /// The new admin token, present only on the start that initialised the store.
@@ -176,11 +176,13 @@ pub async fn start(config: ServerConfig) -> Result<Running, ServeError> {
 
 /// Starts the server described by `config` on PostgreSQL (`storage.engine =
 /// "postgres"`, the URL in `storage.url_file`).
-pub async fn start_postgres(config: ServerConfig) -> Result<Running<PostgresStorage>, ServeError> {
+pub async fn start_postgres(
+    config: ServerConfig,
+) -> Result<Running<Bounded<PostgresStorage>>, ServeError> {
     start_with(config, open_postgres).await
 }
 
-async fn open_sqlite(config: ServerConfig) -> Result<Arc<SqliteStorage>, ServeError> {
+async fn open_sqlite(config: ServerConfig) -> Result<Arc<Bounded<SqliteStorage>>, ServeError> {
     let database = config.database_path();
     if !database.exists() {
         // SQLite gives its -wal and -shm files the database file's mode.
@@ -195,17 +197,23 @@ async fn open_sqlite(config: ServerConfig) -> Result<Arc<SqliteStorage>, ServeEr
                 message: e.to_string(),
             })?;
     }
-    Ok(Arc::new(SqliteStorage::open(&database)?))
+    Ok(Arc::new(Bounded::new(
+        SqliteStorage::open(&database)?,
+        config.storage.timeout(),
+    )))
 }
 
-async fn open_postgres(config: ServerConfig) -> Result<Arc<PostgresStorage>, ServeError> {
+async fn open_postgres(config: ServerConfig) -> Result<Arc<Bounded<PostgresStorage>>, ServeError> {
     let Some(path) = &config.storage.url_file else {
         return Err(ServeError::Config(ConfigError::Invalid(
             "storage.engine = \"postgres\" needs storage.url_file (a file holding the postgres:// URL)".into(),
         )));
     };
     let url = podseal_core::key_file::read_secret_text(path)?;
-    Ok(Arc::new(PostgresStorage::connect(url.trim()).await?))
+    Ok(Arc::new(Bounded::new(
+        PostgresStorage::connect(url.trim()).await?,
+        config.storage.timeout(),
+    )))
 }
 
 async fn start_with<S, F>(

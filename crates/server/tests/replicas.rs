@@ -27,7 +27,7 @@ use podseal_core::wire::{API_KEY_HEADER, Problem, TOKEN_HEADER};
 use podseal_sdk::transport::{Answer, HttpsClient};
 use podseal_server::config::{ServerConfig, TlsSection};
 use podseal_server::serve::{Running, start_postgres};
-use podseal_server::storage::{PostgresStorage, Storage as _};
+use podseal_server::storage::{Bounded, PostgresStorage, Storage as _};
 use serde_json::{Value, json};
 use tempfile::TempDir;
 
@@ -69,7 +69,7 @@ async fn replicas_on_one_postgres_share_every_decision() {
     std::fs::write(path("tls.crt"), cert.pem()).unwrap();
     write_new(&path("tls.key"), key.serialize_pem().as_bytes(), 0o600).unwrap();
 
-    let mut replicas: Vec<Running<PostgresStorage>> = Vec::new();
+    let mut replicas: Vec<Running<Bounded<PostgresStorage>>> = Vec::new();
     let mut clients = Vec::new();
     for name in ["a", "b", "c"] {
         let mut config = ServerConfig {

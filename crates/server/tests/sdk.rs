@@ -26,7 +26,7 @@ use podseal_sdk::client::{Client, ClientConfig, SdkError};
 use podseal_sdk::transport::{HttpsClient, Trust};
 use podseal_server::config::{ServerConfig, TlsSection};
 use podseal_server::serve::{Running, start, start_postgres};
-use podseal_server::storage::PostgresStorage;
+use podseal_server::storage::{Bounded, PostgresStorage};
 use serde_json::{Value, json};
 use tempfile::TempDir;
 
@@ -49,7 +49,7 @@ struct World {
 /// The server on either engine.
 enum Server {
     Sqlite(Running),
-    Postgres(Running<PostgresStorage>),
+    Postgres(Running<Bounded<PostgresStorage>>),
 }
 
 impl Server {

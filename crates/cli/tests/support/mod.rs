@@ -149,6 +149,16 @@ pub struct Deployment {
 impl Deployment {
     /// Starts everything under `dir`, the server logging at `log_level`.
     pub fn start(binary: &Path, dir: &Path, log_level: &str) -> Self {
+        Self::start_with_env(binary, dir, log_level, &[])
+    }
+
+    /// [`Deployment::start`] with more `PODSEAL_*` settings for the server.
+    pub fn start_with_env(
+        binary: &Path,
+        dir: &Path,
+        log_level: &str,
+        extra: &[(&str, &str)],
+    ) -> Self {
         let p = |name: &str| dir.join(name).to_str().expect("utf-8 path").to_owned();
         let (cluster, cluster_url) = start_dev_cluster(binary, &dir.join("dc"));
         run_ok(binary, &["keys", "init", "--out", &p("keys")], &[]);
@@ -158,16 +168,19 @@ impl Deployment {
             .expect("a free port")
             .port();
         let url = format!("https://localhost:{port}");
+        let (keys, state, listen) = (p("keys/org.key"), p("state"), format!("127.0.0.1:{port}"));
+        let mut env = vec![
+            ("PODSEAL_ORG_KEY_FILES", keys.as_str()),
+            ("PODSEAL_STATE_DIR", state.as_str()),
+            ("PODSEAL_LISTEN", listen.as_str()),
+            ("PODSEAL_EXTERNAL_URL", url.as_str()),
+            ("PODSEAL_LOG_LEVEL", log_level),
+        ];
+        env.extend_from_slice(extra);
         let (server, _, server_log) = spawn(
             binary,
             &["serve", "--admin-token-file", &p("admin.token")],
-            &[
-                ("PODSEAL_ORG_KEY_FILES", &p("keys/org.key")),
-                ("PODSEAL_STATE_DIR", &p("state")),
-                ("PODSEAL_LISTEN", &format!("127.0.0.1:{port}")),
-                ("PODSEAL_EXTERNAL_URL", &url),
-                ("PODSEAL_LOG_LEVEL", log_level),
-            ],
+            &env,
             true,
             "listening on",
         );
@@ -720,4 +733,46 @@ impl Replicas {
     pub fn run(&self, args: &[&str]) -> String {
         run_ok(&self.binary, args, &[])
     }
+}
+
+/// `GET path` over HTTPS/1.1 to the server at `url` (trusting `ca_file`),
+/// within `deadline`; returns the status code and body.
+pub fn https_get(url: &str, ca_file: &Path, path: &str, deadline: Duration) -> (u16, String) {
+    use rustls::pki_types::pem::PemObject as _;
+    use std::io::{Read as _, Write as _};
+    let authority = url.trim_start_matches("https://");
+    let host = authority.rsplit_once(':').map_or(authority, |(h, _)| h);
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls::pki_types::CertificateDer::pem_file_iter(ca_file).expect("CA file") {
+        roots.add(cert.expect("a certificate")).expect("a root");
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .expect("TLS 1.3")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let name = rustls::pki_types::ServerName::try_from(host.to_owned()).expect("a server name");
+    let connection =
+        rustls::ClientConnection::new(std::sync::Arc::new(config), name).expect("a TLS client");
+    let address = authority.replace("localhost", "127.0.0.1");
+    let tcp = std::net::TcpStream::connect(&address).expect("connect");
+    tcp.set_read_timeout(Some(deadline)).expect("timeout");
+    let mut tls = rustls::StreamOwned::new(connection, tcp);
+    let request = format!("GET {path} HTTP/1.1\r\nhost: {authority}\r\nconnection: close\r\n\r\n");
+    tls.write_all(request.as_bytes()).expect("send");
+    let mut answer = Vec::new();
+    // A TLS close without close_notify still ends the answer.
+    let _ = tls.read_to_end(&mut answer);
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    let status = answer
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("no HTTP answer within {deadline:?}: {answer:?}"));
+    let body = answer
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
 }

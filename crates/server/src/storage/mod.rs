@@ -13,6 +13,7 @@
 //! see `crate::group_commit`). Every engine counts its round trips and
 //! commits in [`StorageStats`] for `/metrics` and the load benchmark.
 
+mod bounded;
 mod postgres;
 mod sqlite;
 
@@ -23,6 +24,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use podseal_core::audit::{AuditRecord, ChainHash, Checkpoint, ExportLine};
 use serde::{Deserialize, Serialize};
 
+pub use bounded::Bounded;
 pub use postgres::PostgresStorage;
 pub use sqlite::SqliteStorage;
 
@@ -43,6 +45,15 @@ pub enum StorageError {
     /// The database holds something this build cannot read.
     #[error("storage holds an unreadable {0}")]
     Corrupt(&'static str),
+    /// The engine did not answer in time (a frozen disk, a lock held
+    /// elsewhere, an unreachable database server).
+    #[error("storage {operation} did not answer within {} ms", .after.as_millis())]
+    Timeout {
+        /// What was being done.
+        operation: &'static str,
+        /// The bound.
+        after: std::time::Duration,
+    },
 }
 
 /// A registered cluster.
