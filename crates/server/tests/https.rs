@@ -1303,3 +1303,127 @@ async fn every_attack_is_refused_over_https_with_its_gate_named_and_audited() {
     s.running.take().unwrap().shutdown().await.unwrap();
     drop(s.state);
 }
+
+/// Set-up shared by the focused tests below: the cluster registered, an API
+/// key for shop/api, its policy, and a running pod `api-0`.
+impl Suite {
+    async fn registered(&self) -> String {
+        self.admin(
+            Method::POST,
+            "/v1/admin/clusters",
+            "/v1/admin/clusters",
+            Some(json!({
+                "name": "prod",
+                "api_server_url": self.cluster.dev.url(),
+                "ca_bundle": self.cluster.dir.path().join("ca.pem"),
+                "token_file": self.cluster.dir.path().join("reader.token"),
+            })),
+        )
+        .await;
+        let (_, key) = self.api_key("shop", "api").await;
+        self.policy("api", &[digest('a')], false).await;
+        self.create_pod("api-0", "api", vec![], vec![image("api", Some('a'))], true);
+        self.until_view(
+            "api-0",
+            |a| matches!(a, ViewAnswer::Present(f) if f.is_running()),
+        )
+        .await;
+        key
+    }
+
+    /// The audit export, as text.
+    async fn audit_export(&self) -> String {
+        let authorization = format!("Bearer {}", self.admin_token);
+        let export = self
+            .send(
+                Method::GET,
+                "/v1/admin/audit/export",
+                "/v1/admin/audit/export",
+                &[("authorization", &authorization)],
+                None,
+            )
+            .await;
+        assert_eq!(export.status, 200);
+        String::from_utf8(export.body.to_vec()).unwrap()
+    }
+
+    /// Every status seen is one `ROUTES` lists for its route.
+    fn check_statuses(&self) {
+        for (method, route, status) in self.seen.lock().unwrap().iter() {
+            let documented = ROUTES
+                .iter()
+                .find(|r| r.method == method && r.path == route)
+                .unwrap_or_else(|| panic!("{method} {route} is not in ROUTES"));
+            assert!(
+                documented.statuses.contains(status),
+                "{method} {route} answered {status}, not in ROUTES"
+            );
+        }
+    }
+}
+
+/// Every Wycheproof X25519 public key labelled low-order or non-canonical
+/// is refused when a session opens (gate request, audited), before any pin;
+/// the pod then opens a session with its own key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_recipient_keys_are_refused_when_a_session_opens() {
+    let s = Suite::start().await;
+    let key = s.registered().await;
+    let file = podseal_core::test_support::shared_json("wycheproof/x25519_test.json");
+    let mut hostile: Vec<(Vec<u8>, String)> = Vec::new();
+    for group in file["testGroups"].as_array().unwrap() {
+        for test in group["tests"].as_array().unwrap() {
+            let flags = test["flags"].as_array().unwrap();
+            let flagged = |name: &str| flags.iter().any(|f| f == name);
+            if !(flagged("LowOrderPublic") || flagged("NonCanonicalPublic")) {
+                continue;
+            }
+            let hex = test["public"].as_str().unwrap();
+            let bytes: Vec<u8> = (0..hex.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+                .collect();
+            if !hostile.iter().any(|(b, _)| *b == bytes) {
+                hostile.push((bytes, format!("tcId {} {flags:?}", test["tcId"])));
+            }
+        }
+    }
+    let low_order = hostile
+        .iter()
+        .filter(|(_, l)| l.contains("LowOrder"))
+        .count();
+    let non_canonical = hostile
+        .iter()
+        .filter(|(_, l)| l.contains("NonCanonical"))
+        .count();
+    assert!(low_order > 0 && non_canonical > 0, "{hostile:?}");
+
+    let pod = s.pod("api-0", "api");
+    for (public, label) in &hostile {
+        let proof = s.proof(&pod.dpop, "/v1/sessions", None, None);
+        let answer = s
+            .send(
+                Method::POST,
+                "/v1/sessions",
+                "/v1/sessions",
+                &[
+                    (API_KEY_HEADER, &key),
+                    (TOKEN_HEADER, &pod.token),
+                    ("dpop", &proof),
+                ],
+                Some(serde_json::to_vec(&json!({ "recipient_key": b64(public) })).unwrap()),
+            )
+            .await;
+        assert_eq!(answer.status, 400, "{label}");
+        refused(&answer, 400, "request", "recipient_key_invalid");
+    }
+    // Nothing was pinned by the refusals: the pod's own key opens a session.
+    s.open_session(&pod, &key).await;
+
+    let text = s.audit_export().await;
+    let refusals = text
+        .matches("\\\"gate\\\":\\\"request\\\",\\\"reason\\\":\\\"recipient_key_invalid\\\"")
+        .count();
+    assert_eq!(refusals, hostile.len(), "one audit record per refusal");
+    s.check_statuses();
+}
