@@ -1427,3 +1427,117 @@ async fn hostile_recipient_keys_are_refused_when_a_session_opens() {
     assert_eq!(refusals, hostile.len(), "one audit record per refusal");
     s.check_statuses();
 }
+
+/// An HTTP/2 GET over TLS with ALPN `h2` only, through hyper's client.
+async fn h2_get(
+    running: &Running,
+    path: &str,
+    headers: &[(String, String)],
+) -> (http::StatusCode, http::HeaderMap, Vec<u8>) {
+    use http_body_util::BodyExt as _;
+    use rustls::pki_types::pem::PemObject as _;
+    let pem = std::fs::read(running.dev_cert_file.as_ref().unwrap()).unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls::pki_types::CertificateDer::pem_slice_iter(&pem) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let tcp = tokio::net::TcpStream::connect(running.addr).await.unwrap();
+    let tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+        .connect(
+            rustls::pki_types::ServerName::try_from("localhost").unwrap(),
+            tcp,
+        )
+        .await
+        .unwrap();
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    let (mut sender, connection) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tls),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(connection);
+    let mut request =
+        http::Request::get(format!("https://localhost:{}{path}", running.addr.port()));
+    for (name, value) in headers {
+        request = request.header(name, value);
+    }
+    let response = sender
+        .send_request(
+            request
+                .body(http_body_util::Empty::<axum::body::Bytes>::new())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let (parts, body) = response.into_parts();
+    let body = body.collect().await.unwrap().to_bytes().to_vec();
+    (parts.status, parts.headers, body)
+}
+
+/// Request headers over the server's limits (200 KiB in 200 fields, or in
+/// one) get 431 as problem+json, over HTTP/1.1 and HTTP/2 alike, and the
+/// server keeps serving; headers within the limits are served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_request_headers_are_refused_with_problem_json() {
+    let s = Suite::start().await;
+    let many: Vec<(String, String)> = (0..200)
+        .map(|i| (format!("x-filler-{i}"), "a".repeat(1024)))
+        .collect();
+    let one = vec![("x-filler".to_owned(), "a".repeat(200 * 1024))];
+    let within: Vec<(String, String)> = (0..40)
+        .map(|i| (format!("x-filler-{i}"), "a".repeat(1024)))
+        .collect();
+    for headers in [&many, &one] {
+        let pairs: Vec<(&str, &str)> = headers
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .collect();
+        let answer = s
+            .client
+            .send(Method::GET, "/healthz", &pairs, None)
+            .await
+            .unwrap();
+        refused(&answer, 431, "request", "headers_too_large");
+
+        let (status, response_headers, body) = h2_get(s.running(), "/healthz", headers).await;
+        let answer = Answer {
+            status,
+            headers: response_headers,
+            body: body.into(),
+        };
+        refused(&answer, 431, "request", "headers_too_large");
+    }
+    // On an unknown path too: the limit applies before routing.
+    let (status, response_headers, body) = h2_get(s.running(), "/nowhere", &many).await;
+    refused(
+        &Answer {
+            status,
+            headers: response_headers,
+            body: body.into(),
+        },
+        431,
+        "request",
+        "headers_too_large",
+    );
+    // Within the limits: served, on both protocols.
+    let pairs: Vec<(&str, &str)> = within
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_str()))
+        .collect();
+    let answer = s
+        .send(Method::GET, "/healthz", "/healthz", &pairs, None)
+        .await;
+    assert_eq!(answer.status, 200);
+    let (status, _, _) = h2_get(s.running(), "/healthz", &within).await;
+    assert_eq!(status, 200);
+    assert!(podseal_server::api::FALLBACK_STATUSES.contains(&431));
+    s.check_statuses();
+}
