@@ -55,6 +55,18 @@ impl CliError {
         self.code
     }
 
+    /// The `error:` line's text, for unit tests of the wording.
+    #[cfg(test)]
+    pub(crate) fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// The `hint:` line's text, for unit tests of the wording.
+    #[cfg(test)]
+    pub(crate) fn hint_text(&self) -> Option<&str> {
+        self.hint.as_deref()
+    }
+
     /// Writes the error (and hint) to stderr.
     pub fn print(&self) {
         eprintln!("error: {}", self.message);

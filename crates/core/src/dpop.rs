@@ -12,8 +12,10 @@
 //!    `jku`, `x5u`, `crit`: no key is ever fetched because a proof named it);
 //! 3. `jwk` is an Ed25519 public key, with no private member;
 //! 4. the signature verifies under that key (strict RFC 8032);
-//! 5. claims: `jti`, `htm`, `htu`, `iat` present; `htm` and `htu` match the
-//!    request (query and fragment ignored); `iat` within the window; `ath`
+//! 5. claims: `jti`, `htm`, `htu`, `iat` present; `htm` matches the
+//!    request, and `htu` is an absolute `https` URL (parsed, not pattern
+//!    matched) naming the same host, effective port and path (query and
+//!    fragment ignored); `iat` within the window; `ath`
 //!    present and equal when an access token is bound, absent otherwise;
 //!    `nonce` equal when the server requires one.
 //!
@@ -309,7 +311,7 @@ pub(crate) fn check_claims(
     if claims.htm != expect.htm {
         return Err(DpopError::HtmMismatch);
     }
-    if normalize_htu(&claims.htu) != normalize_htu(expect.htu) {
+    if !htu_matches(&claims.htu, expect.htu) {
         return Err(DpopError::HtuMismatch);
     }
     if claims.iat < expect.now.saturating_sub(expect.max_age_secs) {
@@ -341,26 +343,67 @@ pub(crate) fn check_claims(
     Ok(())
 }
 
-/// Drops query and fragment, lower-cases scheme and host, and drops the
-/// scheme's default port (RFC 3986 §6.2.2-6.2.3, as RFC 9449 asks).
-fn normalize_htu(uri: &str) -> String {
-    let without_fragment = uri.split('#').next().unwrap_or_default();
-    let without_query = without_fragment.split('?').next().unwrap_or_default();
-    let Some((scheme, rest)) = without_query.split_once("://") else {
-        return without_query.to_owned();
-    };
-    let scheme = scheme.to_ascii_lowercase();
-    let (authority, path) = rest.find('/').map_or((rest, "/"), |i| rest.split_at(i));
-    let mut authority = authority.to_ascii_lowercase();
-    let default_port = match scheme.as_str() {
-        "https" => ":443",
-        "http" => ":80",
-        _ => "",
-    };
-    if !default_port.is_empty() && authority.ends_with(default_port) {
-        authority.truncate(authority.len() - default_port.len());
+/// An `htu` as RFC 9449 §4.3 compares it: an absolute `https` URL reduced
+/// to its host (lower case), effective port and path, with query and
+/// fragment dropped (RFC 3986 §6.2.2–6.2.3).
+#[derive(Debug, PartialEq, Eq)]
+struct NormalizedHtu {
+    host: String,
+    port: u16,
+    path: String,
+}
+
+/// Parses `uri` with a real URI parser (`http::Uri`) and refuses anything
+/// that is not an absolute `https` URL with a plain `host[:port]` authority:
+/// another scheme, a relative reference, userinfo, an empty host, a second
+/// colon (`host:8443:443`), or a port that is empty, zero, not all digits or
+/// above 65535. `None` never matches, not even another `None`.
+fn normalize_htu(uri: &str) -> Option<NormalizedHtu> {
+    let parsed: http::Uri = uri.parse().ok()?;
+    if parsed.scheme() != Some(&http::uri::Scheme::HTTPS) {
+        return None;
     }
-    format!("{scheme}://{authority}{path}")
+    let authority = parsed.authority()?.as_str();
+    if authority.contains('@') {
+        return None;
+    }
+    let (host, port) = match authority.rsplit_once(':') {
+        // An IPv6 literal's colons are inside its brackets.
+        Some((host, port)) if !port.contains(']') => (host, Some(port)),
+        _ => (authority, None),
+    };
+    if host.is_empty() || (host.contains(':') && !(host.starts_with('[') && host.ends_with(']'))) {
+        return None;
+    }
+    let port = match port {
+        None => 443,
+        Some(digits) => {
+            if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
+            match digits.parse::<u16>() {
+                Ok(0) | Err(_) => return None,
+                Ok(port) => port,
+            }
+        }
+    };
+    let path = match parsed.path() {
+        "" => "/",
+        path => path,
+    };
+    Some(NormalizedHtu {
+        host: host.to_ascii_lowercase(),
+        port,
+        path: path.to_owned(),
+    })
+}
+
+/// Whether a proof's `htu` names the URL the server expects.
+fn htu_matches(claimed: &str, expected: &str) -> bool {
+    match (normalize_htu(claimed), normalize_htu(expected)) {
+        (Some(claimed), Some(expected)) => claimed == expected,
+        _ => false,
+    }
 }
 
 #[cfg(test)]
@@ -515,6 +558,145 @@ mod tests {
             ..expect(1000)
         };
         verify_proof(&key.sign_claims(&default_port), &expectation).unwrap();
+    }
+
+    /// `htu` is parsed as an absolute https URL: a malformed authority,
+    /// userinfo, another scheme, a relative reference, an empty host or a
+    /// port out of range never matches, not even an identical expectation.
+    #[test]
+    fn htu_must_be_a_valid_absolute_https_url() {
+        let claims_for = |htu: &str| ProofClaims {
+            jti: "a".repeat(16),
+            htm: "POST".into(),
+            htu: htu.into(),
+            iat: 1000,
+            ath: Some(access_token_hash("session-token")),
+            nonce: None,
+        };
+        let check = |claimed: &str, expected: &str| {
+            let expectation = ProofExpectations {
+                htu: expected,
+                ..expect(1000)
+            };
+            check_claims(&claims_for(claimed), &expectation)
+        };
+        let refused = [
+            // A second port: a trailing `:443` is no default port here.
+            (
+                "https://localhost:8443:443/v1/unwrap",
+                "https://localhost:8443/v1/unwrap",
+            ),
+            (
+                "https://localhost:8443:443/v1/unwrap",
+                "https://localhost:8443:443/v1/unwrap",
+            ),
+            (
+                "https://localhost:443:443/v1/unwrap",
+                "https://localhost/v1/unwrap",
+            ),
+            // Userinfo.
+            ("https://user@podseal.example:8443/v1/unwrap", HTU),
+            ("https://podseal.example:8443@evil.example/v1/unwrap", HTU),
+            (
+                "https://u:p@podseal.example:8443/v1/unwrap",
+                "https://u:p@podseal.example:8443/v1/unwrap",
+            ),
+            // Not https.
+            ("http://podseal.example:8443/v1/unwrap", HTU),
+            (
+                "http://podseal.example/v1/unwrap",
+                "http://podseal.example/v1/unwrap",
+            ),
+            (
+                "wss://podseal.example:8443/v1/unwrap",
+                "wss://podseal.example:8443/v1/unwrap",
+            ),
+            // Relative references.
+            ("/v1/unwrap", "/v1/unwrap"),
+            (
+                "//podseal.example:8443/v1/unwrap",
+                "//podseal.example:8443/v1/unwrap",
+            ),
+            (
+                "podseal.example:8443/v1/unwrap",
+                "podseal.example:8443/v1/unwrap",
+            ),
+            // Empty host.
+            ("https://:8443/v1/unwrap", "https://:8443/v1/unwrap"),
+            ("https:///v1/unwrap", "https:///v1/unwrap"),
+            // Port out of range, zero, empty or not a number.
+            (
+                "https://podseal.example:99999/v1/unwrap",
+                "https://podseal.example:99999/v1/unwrap",
+            ),
+            (
+                "https://podseal.example:65979/v1/unwrap",
+                "https://podseal.example:443/v1/unwrap",
+            ),
+            (
+                "https://podseal.example:0/v1/unwrap",
+                "https://podseal.example:0/v1/unwrap",
+            ),
+            (
+                "https://podseal.example:/v1/unwrap",
+                "https://podseal.example:/v1/unwrap",
+            ),
+            (
+                "https://podseal.example:+443/v1/unwrap",
+                "https://podseal.example/v1/unwrap",
+            ),
+            // Not a URL at all.
+            ("", ""),
+            (
+                "https://podseal example/v1/unwrap",
+                "https://podseal example/v1/unwrap",
+            ),
+        ];
+        for (claimed, expected) in refused {
+            assert_eq!(
+                check(claimed, expected),
+                Err(DpopError::HtuMismatch),
+                "{claimed:?} against {expected:?}"
+            );
+        }
+        // Equivalent forms still match: scheme and host case, the default
+        // port, an empty path, query and fragment (RFC 9449 §4.3).
+        let equal = [
+            ("HTTPS://PodSeal.Example:8443/v1/unwrap", HTU),
+            ("https://podseal.example:8443/v1/unwrap?x=1#f", HTU),
+            (
+                "https://podseal.example:443/v1/unwrap",
+                "https://podseal.example/v1/unwrap",
+            ),
+            ("https://podseal.example", "https://podseal.example:443/"),
+            (
+                "https://[::1]:8443/v1/unwrap",
+                "https://[::1]:8443/v1/unwrap",
+            ),
+            (
+                "https://127.0.0.1:443/v1/unwrap",
+                "https://127.0.0.1/v1/unwrap",
+            ),
+        ];
+        for (claimed, expected) in equal {
+            assert_eq!(
+                check(claimed, expected),
+                Ok(()),
+                "{claimed:?} against {expected:?}"
+            );
+        }
+        // The path is compared exactly (case, dot segments).
+        for claimed in [
+            "https://podseal.example:8443/V1/unwrap",
+            "https://podseal.example:8443/v1/../v1/unwrap",
+            "https://podseal.example:8443/v1/unwrap/",
+        ] {
+            assert_eq!(
+                check(claimed, HTU),
+                Err(DpopError::HtuMismatch),
+                "{claimed:?}"
+            );
+        }
     }
 
     fn forge(header: Value, claims: &ProofClaims, key: &DpopKey) -> String {

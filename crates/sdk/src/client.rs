@@ -184,13 +184,20 @@ pub enum SdkError {
         /// The server's public sentence.
         detail: String,
     },
-    /// The server could not be reached or stayed unavailable through every retry.
+    /// The server could not be reached or stayed unavailable through every
+    /// retry. When its last answer carried problem details (a 503 naming
+    /// `live_pod`/`view_unknown`, say, or `audit_unavailable`), `last` reads
+    /// `HTTP 503 (gate/reason): detail` and `gate` and `reason` keep them.
     #[error("the release server is unavailable after {attempts} attempts: {last}")]
     Unavailable {
         /// Attempts made.
         attempts: u32,
         /// The last failure.
         last: String,
+        /// The gate the last answer named, if it was problem details.
+        gate: Option<String>,
+        /// The reason code the last answer named, if it was problem details.
+        reason: Option<String>,
     },
     /// The server answered something this client cannot use.
     #[error("unexpected answer from the release server: {0}")]
@@ -204,18 +211,22 @@ pub enum SdkError {
 }
 
 impl SdkError {
-    /// The refusing gate, when the server refused.
+    /// The gate the server named: of a refusal, or of the last answer of a
+    /// server that stayed unavailable.
     pub fn gate(&self) -> Option<&str> {
         match self {
             Self::Refused { gate, .. } => Some(gate),
+            Self::Unavailable { gate, .. } => gate.as_deref(),
             _ => None,
         }
     }
 
-    /// The refusal's reason code, when the server refused.
+    /// The reason code the server named: of a refusal, or of the last answer
+    /// of a server that stayed unavailable.
     pub fn reason(&self) -> Option<&str> {
         match self {
             Self::Refused { reason, .. } => Some(reason),
+            Self::Unavailable { reason, .. } => reason.as_deref(),
             _ => None,
         }
     }
@@ -520,7 +531,7 @@ impl Client {
                 .http
                 .send(Method::POST, request.path, &headers, Some(body))
                 .await;
-            let failure = match outcome {
+            let (failure, problem) = match outcome {
                 Ok(answer) => {
                     if let Some(nonce) = answer
                         .headers
@@ -541,16 +552,33 @@ impl Client {
                         }
                         return Err(refusal);
                     }
-                    format!("HTTP {}", answer.status.as_u16())
+                    // A 503 may say why the server cannot decide (problem
+                    // details); a proxy's 502 usually does not.
+                    match serde_json::from_slice::<Problem>(&answer.body) {
+                        Ok(problem) => (
+                            format!(
+                                "HTTP {} ({}/{}): {}",
+                                answer.status.as_u16(),
+                                problem.gate,
+                                problem.reason,
+                                problem.detail
+                            ),
+                            Some((problem.gate, problem.reason)),
+                        ),
+                        Err(_) => (format!("HTTP {}", answer.status.as_u16()), None),
+                    }
                 }
                 Err(error @ TransportError::Unreachable { .. })
-                | Err(error @ TransportError::Timeout(_)) => error.to_string(),
+                | Err(error @ TransportError::Timeout(_)) => (error.to_string(), None),
                 Err(error) => return Err(SdkError::Config(error.to_string())),
             };
             if attempt >= policy.attempts {
+                let (gate, reason) = problem.unzip();
                 return Err(SdkError::Unavailable {
                     attempts: attempt,
                     last: failure,
+                    gate,
+                    reason,
                 });
             }
             let delay = backoff(policy, attempt);

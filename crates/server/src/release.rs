@@ -613,6 +613,9 @@ impl<S: Storage> ReleaseService<S> {
                 audit,
             )
             .await?;
+        // Refused here, before gate 4 and the pin, not at the first unwrap:
+        // a low-order key makes every release's DH all zero, and a
+        // non-canonical one is not a key the pod's own code produced.
         if podseal_core::hpke::validate_public_key(
             podseal_core::hpke::KemId::X25519HkdfSha256,
             recipient_key,
@@ -622,7 +625,7 @@ impl<S: Storage> ReleaseService<S> {
             return Err(Refusal::new(
                 Gate::Request,
                 "recipient_key_invalid",
-                "the recipient key must be a 32-byte X25519 public key",
+                "the recipient key must be a canonical 32-byte X25519 public key of large order",
             ));
         }
         self.check_live_pod(&verified, audit).await?;

@@ -351,6 +351,19 @@ where
     .flatten()
 }
 
+/// hyper's own limits on request headers, set well above the API's
+/// ([`crate::api::MAX_HEADER_BYTES`], [`crate::api::MAX_HEADER_FIELDS`]) so
+/// that oversized headers are answered by the API as problem+json rather
+/// than by hyper's bare 431 (which it sends, and closes, only past these):
+/// the HTTP/1.1 read buffer, in bytes (hyper's default is ~400 KiB)…
+pub const HTTP_HEADER_BACKSTOP_BYTES: usize = 8 * crate::api::MAX_HEADER_BYTES;
+/// …the HTTP/1.1 header fields parsed (hyper's default, 100, is the API's
+/// own limit)…
+pub const HTTP1_HEADER_BACKSTOP_FIELDS: usize = 10 * crate::api::MAX_HEADER_FIELDS;
+/// …and HTTP/2's `SETTINGS_MAX_HEADER_LIST_SIZE` (hyper's default is 16 KiB,
+/// below the API's limit; HTTP/2 counts 32 bytes more per field).
+pub const HTTP2_HEADER_LIST_BACKSTOP: u32 = 8 * crate::api::MAX_HEADER_BYTES as u32;
+
 /// Serves `router` over TLS (HTTP/1.1 with keep-alive, or HTTP/2 by ALPN)
 /// until `shutdown` resolves; then stops accepting, lets requests in flight
 /// finish (up to [`SHUTDOWN_GRACE`]) and aborts every connection left, so no
@@ -448,9 +461,12 @@ async fn serve_connection<S>(
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(limits.first_request_timeout);
+        .header_read_timeout(limits.first_request_timeout)
+        .max_buf_size(HTTP_HEADER_BACKSTOP_BYTES)
+        .max_headers(HTTP1_HEADER_BACKSTOP_FIELDS);
     builder
         .http2()
+        .max_header_list_size(HTTP2_HEADER_LIST_BACKSTOP)
         .timer(TokioTimer::new())
         .keep_alive_interval(limits.idle_timeout / 2)
         .keep_alive_timeout(limits.first_request_timeout);

@@ -1303,3 +1303,241 @@ async fn every_attack_is_refused_over_https_with_its_gate_named_and_audited() {
     s.running.take().unwrap().shutdown().await.unwrap();
     drop(s.state);
 }
+
+/// Set-up shared by the focused tests below: the cluster registered, an API
+/// key for shop/api, its policy, and a running pod `api-0`.
+impl Suite {
+    async fn registered(&self) -> String {
+        self.admin(
+            Method::POST,
+            "/v1/admin/clusters",
+            "/v1/admin/clusters",
+            Some(json!({
+                "name": "prod",
+                "api_server_url": self.cluster.dev.url(),
+                "ca_bundle": self.cluster.dir.path().join("ca.pem"),
+                "token_file": self.cluster.dir.path().join("reader.token"),
+            })),
+        )
+        .await;
+        let (_, key) = self.api_key("shop", "api").await;
+        self.policy("api", &[digest('a')], false).await;
+        self.create_pod("api-0", "api", vec![], vec![image("api", Some('a'))], true);
+        self.until_view(
+            "api-0",
+            |a| matches!(a, ViewAnswer::Present(f) if f.is_running()),
+        )
+        .await;
+        key
+    }
+
+    /// The audit export, as text.
+    async fn audit_export(&self) -> String {
+        let authorization = format!("Bearer {}", self.admin_token);
+        let export = self
+            .send(
+                Method::GET,
+                "/v1/admin/audit/export",
+                "/v1/admin/audit/export",
+                &[("authorization", &authorization)],
+                None,
+            )
+            .await;
+        assert_eq!(export.status, 200);
+        String::from_utf8(export.body.to_vec()).unwrap()
+    }
+
+    /// Every status seen is one `ROUTES` lists for its route.
+    fn check_statuses(&self) {
+        for (method, route, status) in self.seen.lock().unwrap().iter() {
+            let documented = ROUTES
+                .iter()
+                .find(|r| r.method == method && r.path == route)
+                .unwrap_or_else(|| panic!("{method} {route} is not in ROUTES"));
+            assert!(
+                documented.statuses.contains(status),
+                "{method} {route} answered {status}, not in ROUTES"
+            );
+        }
+    }
+}
+
+/// Every Wycheproof X25519 public key labelled low-order or non-canonical
+/// is refused when a session opens (gate request, audited), before any pin;
+/// the pod then opens a session with its own key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_recipient_keys_are_refused_when_a_session_opens() {
+    let s = Suite::start().await;
+    let key = s.registered().await;
+    let file = podseal_core::test_support::shared_json("wycheproof/x25519_test.json");
+    let mut hostile: Vec<(Vec<u8>, String)> = Vec::new();
+    for group in file["testGroups"].as_array().unwrap() {
+        for test in group["tests"].as_array().unwrap() {
+            let flags = test["flags"].as_array().unwrap();
+            let flagged = |name: &str| flags.iter().any(|f| f == name);
+            if !(flagged("LowOrderPublic") || flagged("NonCanonicalPublic")) {
+                continue;
+            }
+            let hex = test["public"].as_str().unwrap();
+            let bytes: Vec<u8> = (0..hex.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+                .collect();
+            if !hostile.iter().any(|(b, _)| *b == bytes) {
+                hostile.push((bytes, format!("tcId {} {flags:?}", test["tcId"])));
+            }
+        }
+    }
+    let low_order = hostile
+        .iter()
+        .filter(|(_, l)| l.contains("LowOrder"))
+        .count();
+    let non_canonical = hostile
+        .iter()
+        .filter(|(_, l)| l.contains("NonCanonical"))
+        .count();
+    assert!(low_order > 0 && non_canonical > 0, "{hostile:?}");
+
+    let pod = s.pod("api-0", "api");
+    for (public, label) in &hostile {
+        let proof = s.proof(&pod.dpop, "/v1/sessions", None, None);
+        let answer = s
+            .send(
+                Method::POST,
+                "/v1/sessions",
+                "/v1/sessions",
+                &[
+                    (API_KEY_HEADER, &key),
+                    (TOKEN_HEADER, &pod.token),
+                    ("dpop", &proof),
+                ],
+                Some(serde_json::to_vec(&json!({ "recipient_key": b64(public) })).unwrap()),
+            )
+            .await;
+        assert_eq!(answer.status, 400, "{label}");
+        refused(&answer, 400, "request", "recipient_key_invalid");
+    }
+    // Nothing was pinned by the refusals: the pod's own key opens a session.
+    s.open_session(&pod, &key).await;
+
+    let text = s.audit_export().await;
+    let refusals = text
+        .matches("\\\"gate\\\":\\\"request\\\",\\\"reason\\\":\\\"recipient_key_invalid\\\"")
+        .count();
+    assert_eq!(refusals, hostile.len(), "one audit record per refusal");
+    s.check_statuses();
+}
+
+/// An HTTP/2 GET over TLS with ALPN `h2` only, through hyper's client.
+async fn h2_get(
+    running: &Running,
+    path: &str,
+    headers: &[(String, String)],
+) -> (http::StatusCode, http::HeaderMap, Vec<u8>) {
+    use http_body_util::BodyExt as _;
+    use rustls::pki_types::pem::PemObject as _;
+    let pem = std::fs::read(running.dev_cert_file.as_ref().unwrap()).unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls::pki_types::CertificateDer::pem_slice_iter(&pem) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let tcp = tokio::net::TcpStream::connect(running.addr).await.unwrap();
+    let tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+        .connect(
+            rustls::pki_types::ServerName::try_from("localhost").unwrap(),
+            tcp,
+        )
+        .await
+        .unwrap();
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    let (mut sender, connection) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tls),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(connection);
+    let mut request =
+        http::Request::get(format!("https://localhost:{}{path}", running.addr.port()));
+    for (name, value) in headers {
+        request = request.header(name, value);
+    }
+    let response = sender
+        .send_request(
+            request
+                .body(http_body_util::Empty::<axum::body::Bytes>::new())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let (parts, body) = response.into_parts();
+    let body = body.collect().await.unwrap().to_bytes().to_vec();
+    (parts.status, parts.headers, body)
+}
+
+/// Request headers over the server's limits (200 KiB in 200 fields, or in
+/// one) get 431 as problem+json, over HTTP/1.1 and HTTP/2 alike, and the
+/// server keeps serving; headers within the limits are served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_request_headers_are_refused_with_problem_json() {
+    let s = Suite::start().await;
+    let many: Vec<(String, String)> = (0..200)
+        .map(|i| (format!("x-filler-{i}"), "a".repeat(1024)))
+        .collect();
+    let one = vec![("x-filler".to_owned(), "a".repeat(200 * 1024))];
+    let within: Vec<(String, String)> = (0..40)
+        .map(|i| (format!("x-filler-{i}"), "a".repeat(1024)))
+        .collect();
+    for headers in [&many, &one] {
+        let pairs: Vec<(&str, &str)> = headers
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .collect();
+        let answer = s
+            .client
+            .send(Method::GET, "/healthz", &pairs, None)
+            .await
+            .unwrap();
+        refused(&answer, 431, "request", "headers_too_large");
+
+        let (status, response_headers, body) = h2_get(s.running(), "/healthz", headers).await;
+        let answer = Answer {
+            status,
+            headers: response_headers,
+            body: body.into(),
+        };
+        refused(&answer, 431, "request", "headers_too_large");
+    }
+    // On an unknown path too: the limit applies before routing.
+    let (status, response_headers, body) = h2_get(s.running(), "/nowhere", &many).await;
+    refused(
+        &Answer {
+            status,
+            headers: response_headers,
+            body: body.into(),
+        },
+        431,
+        "request",
+        "headers_too_large",
+    );
+    // Within the limits: served, on both protocols.
+    let pairs: Vec<(&str, &str)> = within
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_str()))
+        .collect();
+    let answer = s
+        .send(Method::GET, "/healthz", "/healthz", &pairs, None)
+        .await;
+    assert_eq!(answer.status, 200);
+    let (status, _, _) = h2_get(s.running(), "/healthz", &within).await;
+    assert_eq!(status, 200);
+    assert!(podseal_server::api::FALLBACK_STATUSES.contains(&431));
+    s.check_statuses();
+}

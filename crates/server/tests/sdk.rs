@@ -86,6 +86,11 @@ fn free_port() -> u16 {
 
 impl World {
     async fn start(postgres: bool) -> Self {
+        Self::start_with(postgres, |_| {}).await
+    }
+
+    /// Like [`World::start`], with the server's configuration edited first.
+    async fn start_with(postgres: bool, edit: impl FnOnce(&mut ServerConfig)) -> Self {
         let cluster = support::Cluster::start().await;
         let handle = cluster.dev.handle();
         let dir = TempDir::new().unwrap();
@@ -118,6 +123,7 @@ impl World {
             ..ServerConfig::default()
         };
         let mut config = config;
+        edit(&mut config);
         if postgres {
             let url_file = dir.path().join("postgres.url");
             write_new(&url_file, support::postgres_url().await.as_bytes(), 0o600).unwrap();
@@ -416,4 +422,79 @@ async fn a_session_is_renewed_before_it_expires_and_the_blocking_client_works() 
     .await
     .unwrap();
     assert_eq!(opened, SECRET);
+}
+
+/// A 503 that names its gate and reason — the pod view is unknown while the
+/// cluster API does not answer — is retried like any 503, and the error the
+/// caller gets at the end keeps the last answer's gate and reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unavailable_server_names_its_gate_and_reason() {
+    let w = World::start_with(false, |c| c.clusters.max_staleness_secs = 2).await;
+    let capsule = w.capsule();
+    let mut config = w.client_config();
+    config.retry.base = Duration::from_millis(1);
+    config.retry.cap = Duration::from_millis(5);
+    let client = Client::new(config).unwrap();
+    assert_eq!(
+        client.open(&capsule).await.unwrap().expose_secret_bytes(),
+        SECRET
+    );
+
+    // The cluster API stops answering: once the view is past its staleness
+    // bound, /readyz says so and gate 4 cannot decide.
+    w.handle.pause();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let mut ticks = tokio::time::interval(Duration::from_millis(50));
+    loop {
+        let ready = w
+            .http()
+            .send(Method::GET, "/readyz", &[], None)
+            .await
+            .unwrap();
+        if ready.status == 503 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the view stayed fresh"
+        );
+        ticks.tick().await;
+    }
+    let before = w
+        .metric("podseal_refusals_total{gate=\"live_pod\",reason=\"view_unknown\"}")
+        .await;
+    let error = client.open(&capsule).await.unwrap_err();
+    let after = w
+        .metric("podseal_refusals_total{gate=\"live_pod\",reason=\"view_unknown\"}")
+        .await;
+    assert_eq!(after - before, 5, "every attempt was answered view_unknown");
+    assert!(
+        matches!(error, SdkError::Unavailable { attempts: 5, .. }),
+        "{error}"
+    );
+    assert_eq!(
+        (error.gate(), error.reason()),
+        (Some("live_pod"), Some("view_unknown")),
+        "{error}"
+    );
+    let message = error.to_string();
+    assert!(message.contains("HTTP 503"), "{message}");
+    assert!(message.contains("(live_pod/view_unknown)"), "{message}");
+
+    // The view recovers with the API, and so does the client.
+    w.handle.resume();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        match client.open(&capsule).await {
+            Ok(secret) => {
+                assert_eq!(secret.expose_secret_bytes(), SECRET);
+                break;
+            }
+            Err(e) => assert!(
+                e.reason() == Some("view_unknown") && tokio::time::Instant::now() < deadline,
+                "{e}"
+            ),
+        }
+        ticks.tick().await;
+    }
 }

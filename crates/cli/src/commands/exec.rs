@@ -86,6 +86,15 @@ impl From<SdkError> for CliError {
         match error {
             SdkError::Config(_) | SdkError::Credentials { .. } => CliError::usage(message)
                 .hint("podseal exec reads PODSEAL_SERVER, PODSEAL_CA_FILE or PODSEAL_SERVER_FINGERPRINT, PODSEAL_API_KEY_FILE and PODSEAL_TOKEN_FILE"),
+            // The server answered, through every retry, that it cannot decide
+            // now, and said why: name it, as a refusal names its gate.
+            SdkError::Unavailable {
+                gate: Some(gate),
+                reason: Some(reason),
+                ..
+            } => CliError::failure(message).hint(format!(
+                "the server could not decide (gate {gate}, reason {reason}): nothing was released and the program did not start; try again once the server is ready (GET /readyz)"
+            )),
             _ => CliError::failure(message),
         }
     }
@@ -178,4 +187,45 @@ pub fn run(args: &ExecArgs) -> Result<(), CliError> {
     Err(CliError::failure(format!(
         "cannot start {program}: {error}"
     )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What `podseal exec` prints when the server stays unavailable: the
+    /// last answer's gate and reason, not only its status.
+    #[test]
+    fn an_unavailable_server_is_reported_with_its_gate_and_reason() {
+        let error = CliError::from(SdkError::Unavailable {
+            attempts: 5,
+            last:
+                "HTTP 503 (live_pod/view_unknown): the cluster's pod view cannot decide right now"
+                    .into(),
+            gate: Some("live_pod".into()),
+            reason: Some("view_unknown".into()),
+        });
+        assert_eq!(error.exit_code(), crate::error::EXIT_FAILURE);
+        assert_eq!(
+            error.message(),
+            "the release server is unavailable after 5 attempts: HTTP 503 (live_pod/view_unknown): the cluster's pod view cannot decide right now"
+        );
+        let hint = error.hint_text().unwrap_or_default();
+        assert!(
+            hint.contains("gate live_pod, reason view_unknown"),
+            "{hint}"
+        );
+        // Without problem details (a proxy's 502, a dead server): no hint.
+        let error = CliError::from(SdkError::Unavailable {
+            attempts: 5,
+            last: "HTTP 502".into(),
+            gate: None,
+            reason: None,
+        });
+        assert_eq!(
+            error.message(),
+            "the release server is unavailable after 5 attempts: HTTP 502"
+        );
+        assert_eq!(error.hint_text(), None);
+    }
 }

@@ -233,13 +233,56 @@ fn parse_p256_public(bytes: &[u8]) -> Result<p256::PublicKey, HpkeError> {
     p256::PublicKey::from_sec1_bytes(bytes).map_err(|_| HpkeError::InvalidPublicKey { kem })
 }
 
-/// Checks that `bytes` is a well-formed public key of `kem`.
+/// Checks that `bytes` is a public key of `kem` podseal will encrypt to.
+///
+/// For X25519 this is stricter than RFC 7748, which defines a result for any
+/// 32 bytes: a key must be the canonical encoding of a u-coordinate (below
+/// 2^255 − 19, high bit clear; `NonCanonicalPublic` in Wycheproof), and not a
+/// point of small order on the curve or its twist (`LowOrderPublic`): every
+/// DH with such a point is all zero, so whoever holds the message learns the
+/// key. Twist points of large order are accepted: X25519 gives them a shared
+/// secret no one without the private key can compute (RFC 7748 §5).
 pub fn validate_public_key(kem: KemId, bytes: &[u8]) -> Result<(), HpkeError> {
     match kem {
-        KemId::X25519HkdfSha256 if bytes.len() == 32 => Ok(()),
-        KemId::X25519HkdfSha256 => Err(HpkeError::InvalidPublicKey { kem }),
+        KemId::X25519HkdfSha256 => validate_x25519_public(bytes),
         KemId::P256HkdfSha256 => parse_p256_public(bytes).map(|_| ()),
     }
+}
+
+/// 2^255 − 19, little-endian: the first value that is not a canonical u.
+const X25519_P: [u8; 32] = {
+    let mut p = [0xff; 32];
+    p[0] = 0xed;
+    p[31] = 0x7f;
+    p
+};
+
+/// The scalar of the small-order test (any clamped scalar would do). Clamping
+/// makes it a multiple of 8, so its product with every point whose order
+/// divides 8 (the curve's torsion, and the twist's, whose cofactor is 4) is
+/// the identity, encoded as u = 0; it is no multiple of either large prime
+/// order, so no other point maps to 0. The Wycheproof test checks exactly that.
+const SMALL_ORDER_PROBE: [u8; 32] = [0x5a; 32];
+
+fn validate_x25519_public(bytes: &[u8]) -> Result<(), HpkeError> {
+    let kem = KemId::X25519HkdfSha256;
+    let raw: [u8; 32] = bytes
+        .try_into()
+        .map_err(|_| HpkeError::InvalidPublicKey { kem })?;
+    // Little-endian comparison, most significant byte first; the high bit
+    // (set only in encodings at or above 2^255) makes `raw` exceed p too.
+    let canonical = raw.iter().rev().lt(X25519_P.iter().rev());
+    if !canonical {
+        return Err(HpkeError::InvalidPublicKey { kem });
+    }
+    let probe = x25519_dalek::StaticSecret::from(SMALL_ORDER_PROBE);
+    if !probe
+        .diffie_hellman(&x25519_dalek::PublicKey::from(raw))
+        .was_contributory()
+    {
+        return Err(HpkeError::LowOrderPeerKey);
+    }
+    Ok(())
 }
 
 /// The KEM's output: the shared secret and the encapsulated key.
@@ -346,6 +389,70 @@ mod tests {
             refused_zero, 31,
             "the README counts 31 ZeroSharedSecret vectors"
         );
+    }
+
+    /// Every Wycheproof X25519 public key flagged `LowOrderPublic` or
+    /// `NonCanonicalPublic` is refused as a public key; every other one
+    /// (twist points of large order included) is accepted.
+    #[test]
+    fn wycheproof_low_order_and_non_canonical_x25519_public_keys_are_refused() {
+        let kem = KemId::X25519HkdfSha256;
+        let file = load_json("wycheproof/x25519_test.json");
+        let (mut low_order, mut non_canonical, mut refused, mut accepted, mut twist) =
+            (0, 0, 0, 0, 0);
+        for group in file["testGroups"].as_array().unwrap() {
+            for test in group["tests"].as_array().unwrap() {
+                let id = &test["tcId"];
+                let flags: Vec<&str> = test["flags"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|f| f.as_str().unwrap())
+                    .collect();
+                let is_low_order = flags.contains(&"LowOrderPublic");
+                let is_non_canonical = flags.contains(&"NonCanonicalPublic");
+                low_order += usize::from(is_low_order);
+                non_canonical += usize::from(is_non_canonical);
+                let public = hex(&test["public"]);
+                match validate_public_key(kem, &public) {
+                    Err(e) => {
+                        assert!(
+                            is_low_order || is_non_canonical,
+                            "tcId {id} {flags:?}: refused a valid key: {e}"
+                        );
+                        // A low-order point may also be a non-canonical
+                        // encoding (unflagged as such): either error refuses.
+                        if is_non_canonical {
+                            assert_eq!(e, HpkeError::InvalidPublicKey { kem }, "tcId {id}");
+                        } else {
+                            assert!(
+                                matches!(
+                                    e,
+                                    HpkeError::LowOrderPeerKey | HpkeError::InvalidPublicKey { .. }
+                                ),
+                                "tcId {id}: {e}"
+                            );
+                        }
+                        refused += 1;
+                    }
+                    Ok(()) => {
+                        assert!(
+                            !is_low_order && !is_non_canonical,
+                            "tcId {id} {flags:?}: hostile public key accepted"
+                        );
+                        twist += usize::from(flags.contains(&"Twist"));
+                        accepted += 1;
+                    }
+                }
+            }
+        }
+        assert_eq!((low_order, non_canonical), (31, 19), "flag counts");
+        assert_eq!(refused, 44, "the union of the two flags");
+        assert_eq!(refused + accepted, file["numberOfTests"].as_u64().unwrap());
+        assert!(twist > 0, "twist points of large order are accepted");
+        // A generated key is canonical and of large order.
+        let generated = LocalPrivateKey::generate(kem).unwrap();
+        validate_public_key(kem, generated.public_key_bytes()).unwrap();
     }
 
     #[test]

@@ -138,8 +138,16 @@ pub const ROUTES: &[Route] = &[
     },
 ];
 
-/// Statuses any path can answer: unknown route, wrong method.
-pub const FALLBACK_STATUSES: &[u16] = &[404, 405];
+/// Statuses any path can answer: unknown route, wrong method, request
+/// headers over [`MAX_HEADER_BYTES`] or [`MAX_HEADER_FIELDS`].
+pub const FALLBACK_STATUSES: &[u16] = &[404, 405, 431];
+
+/// The most request header bytes the server accepts: names and values, plus
+/// 4 bytes per field for `": "` and CRLF (about their HTTP/1.1 size). A
+/// release request needs a few KiB (a projected token, a DPoP proof).
+pub const MAX_HEADER_BYTES: usize = 64 * 1024;
+/// The most request header fields the server accepts.
+pub const MAX_HEADER_FIELDS: usize = 100;
 
 /// What the handlers share.
 pub struct App<S: Storage> {
@@ -200,7 +208,30 @@ pub fn router<S: Storage>(app: App<S>) -> Router {
             ))
         })
         .with_state(app)
+        .layer(middleware::from_fn(limit_headers))
         .layer(middleware::from_fn_with_state(metrics, track))
+}
+
+/// Refuses request headers over [`MAX_HEADER_BYTES`] or
+/// [`MAX_HEADER_FIELDS`] with 431 as problem+json, on every path. The HTTP
+/// layers' own limits (`tls.rs`) sit well above these, so a client's
+/// oversized headers reach this check instead of their bare 431.
+async fn limit_headers(request: Request, next: Next) -> Response {
+    let headers = request.headers();
+    let bytes: usize = headers
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len() + 4)
+        .sum();
+    if headers.len() > MAX_HEADER_FIELDS || bytes > MAX_HEADER_BYTES {
+        return ProblemResponse(bad(
+            "headers_too_large",
+            format!(
+                "request headers are limited to {MAX_HEADER_FIELDS} fields and {MAX_HEADER_BYTES} bytes"
+            ),
+        ))
+        .into_response();
+    }
+    next.run(request).await
 }
 
 /// Counts every answer by route pattern, status and refusal codes, and times it.

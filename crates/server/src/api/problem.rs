@@ -29,6 +29,7 @@ pub fn status_of(refusal: &Refusal) -> StatusCode {
         (_, "storage_unavailable" | "audit_unavailable" | "server_error")
         | (Gate::LivePod, "view_unknown") => StatusCode::SERVICE_UNAVAILABLE,
         (Gate::Request, "body_too_large") => StatusCode::PAYLOAD_TOO_LARGE,
+        (Gate::Request, "headers_too_large") => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
         (Gate::Request, "not_found") => StatusCode::NOT_FOUND,
         (Gate::Request, "method_not_allowed") => StatusCode::METHOD_NOT_ALLOWED,
         (Gate::Request, "unsupported_media_type") => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -96,7 +97,7 @@ impl IntoResponse for ProblemResponse {
                 }),
             );
         }
-        if refusal.reason == "body_too_large" {
+        if matches!(refusal.reason, "body_too_large" | "headers_too_large") {
             // The rest of the body is never read, so this connection cannot
             // carry another request: say so, or a client would reuse it.
             headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
