@@ -22,6 +22,7 @@ use sha2::{Digest, Sha256};
 use crate::audit_log::{AuditContext, AuditLog};
 use crate::cluster::{ClusterRegistration, kube_client};
 use crate::gate::{Gate, Refusal};
+use crate::identity::kubernetes::DEFAULT_MAX_LIFETIME_SECS;
 use crate::identity::{KubernetesTokens, PinnedJwks};
 use crate::pod_view::{PodView, ViewConfig};
 use crate::release::{ReleaseCluster, ReleaseService, api_key_hash};
@@ -212,9 +213,12 @@ pub fn connect_cluster(
             audiences: record.audiences.clone(),
             jwks,
             leeway_secs,
+            max_lifetime_secs: DEFAULT_MAX_LIFETIME_SECS,
+            allow_extra_audiences: false,
         },
         view: Arc::new(PodView::start(client, views)),
         record: Some(record.clone()),
+        token_cache: Default::default(),
     })
 }
 

@@ -124,12 +124,11 @@ fn service_over(
     jwks: &str,
     org: &OrgPrivateKey,
 ) -> Arc<ReleaseService<SqliteStorage>> {
-    let tokens = KubernetesTokens {
-        issuer: "https://kubernetes.default.svc".into(),
-        audiences: vec!["podseal".into()],
-        jwks: PinnedJwks::parse(jwks).unwrap(),
-        leeway_secs: 30,
-    };
+    let tokens = KubernetesTokens::new(
+        "https://kubernetes.default.svc".into(),
+        vec!["podseal".into()],
+        PinnedJwks::parse(jwks).unwrap(),
+    );
     let ring = KeyRing::from(OrgPrivateKey::from_text(&org.to_text()).unwrap());
     let service = Arc::new(ReleaseService::new(
         storage,
@@ -146,6 +145,7 @@ fn service_over(
             tokens,
             view,
             record: None,
+            token_cache: Default::default(),
         },
     );
     service
