@@ -66,8 +66,11 @@ async fn world() -> World {
             audiences: vec!["podseal".into()],
             api_server_url: cluster.dev.url().into(),
             ca_bundle: "ca.pem".into(),
+            ca_pem: cluster.dev.ca_pem().into(),
             token_file: "reader.token".into(),
             jwks: jwks_json.clone(),
+            allow_extra_audiences: false,
+            max_token_lifetime_secs: 86_400,
             created_at: 0,
             updated_at: 0,
         })
