@@ -48,6 +48,7 @@ fn token(issuer: &Issuer, iss: &str, aud: &str, pod: &str) -> String {
                     name: pod.into(),
                     uid: podseal_core::random_id::<16>().unwrap(),
                 }),
+                warnafter: None,
             },
             nbf: now,
             sub: "system:serviceaccount:shop:api".into(),

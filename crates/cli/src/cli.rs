@@ -282,7 +282,12 @@ pub enum ClusterCommand {
     ///
     /// The JWKS is read from --jwks-file, or fetched ONCE from the cluster now; either way it is
     /// pinned: tokens signed by any other key are refused until an admin changes the pin with
-    /// --replace. Paths are files on the server's machine.
+    /// --replace. The CA bundle is read ONCE now and pinned the same way: rewriting the file later
+    /// changes nothing. Paths are files on the server's machine.
+    ///
+    /// Tokens must name only this server's audiences (--allow-extra-audiences accepts tokens also
+    /// meant for others) and live at most --max-token-lifetime seconds (exp - iat; for a token the
+    /// API server extended, warnafter - iat).
     #[command(after_help = "Examples:
   podseal cluster add prod --api-server https://10.0.0.1:6443 --ca-bundle /etc/podseal/prod-ca.pem \
       --token-file /etc/podseal/prod-reader.token
@@ -310,11 +315,17 @@ pub enum ClusterCommand {
         /// JWKS file to pin instead of fetching it from the cluster.
         #[arg(long, value_name = "FILE")]
         jwks_file: Option<PathBuf>,
-        /// Replace an existing registration and its pinned keys.
+        /// Accept tokens whose audience also names other relying parties (refused by default).
+        #[arg(long)]
+        allow_extra_audiences: bool,
+        /// The longest token lifetime accepted, seconds (600 to 172800; default 86400).
+        #[arg(long, value_name = "SECS")]
+        max_token_lifetime: Option<i64>,
+        /// Replace an existing registration: its pinned keys, CA and token rules.
         #[arg(long)]
         replace: bool,
     },
-    /// Show one cluster: issuer, API server, pinned key ids, view readiness.
+    /// Show one cluster: issuer, API server, pinned CA fingerprints and key ids, token rules, view readiness.
     Show {
         #[command(flatten)]
         connection: AdminConnection,

@@ -248,7 +248,47 @@ fn serve_then_administer_it_from_the_command_line() {
     );
     let shown = ok_json(&run(&["cluster", "show", "prod", "-o", "json"], &admin));
     assert_eq!(shown["pinned_kids"], added["pinned_kids"]);
+    // The CA is pinned too: its fingerprint, and the token rules, are shown.
+    let ca_fingerprint = pem_fingerprint(&std::fs::read_to_string(path("dc/ca.pem")).unwrap());
+    assert_eq!(
+        shown["ca_sha256"],
+        serde_json::json!([ca_fingerprint]),
+        "{shown}"
+    );
+    assert_eq!(shown["allow_extra_audiences"], false);
+    assert_eq!(shown["max_token_lifetime_secs"], 86_400);
+    let human = run(&["cluster", "show", "prod"], &admin);
+    assert!(human.status.success());
+    let human = text(&human.stdout);
+    assert!(
+        human.contains(&format!("ca sha256:    {ca_fingerprint}")),
+        "{human}"
+    );
+    assert!(human.contains("extra audiences: refused"), "{human}");
     fails(&run(&["cluster", "show", "nope"], &admin), 1, "not_found");
+    let replaced = ok_json(&run(
+        &[
+            "cluster",
+            "add",
+            "prod",
+            "--api-server",
+            &cluster_url,
+            "--ca-bundle",
+            &path("dc/ca.pem"),
+            "--token-file",
+            &path("dc/reader.token"),
+            "--replace",
+            "--allow-extra-audiences",
+            "--max-token-lifetime",
+            "7200",
+            "-o",
+            "json",
+        ],
+        &admin,
+    ));
+    assert_eq!(replaced["allow_extra_audiences"], true, "{replaced}");
+    assert_eq!(replaced["max_token_lifetime_secs"], 7200);
+    assert_eq!(replaced["ca_sha256"], shown["ca_sha256"]);
 
     // API keys: shown once, listed without the key, revoked.
     let created = ok_json(&run(
@@ -399,8 +439,11 @@ fn serve_then_administer_it_from_the_command_line() {
     assert!(status.success(), "{status:?}");
 
     // A second start on the same state shows no new admin token and keeps the
-    // registrations; a cluster whose CA file vanished is reported, not fatal.
+    // registrations; a cluster that cannot be connected (its token file
+    // vanished) is reported, not fatal. Its CA file is gone too, which does
+    // not matter: the CA was pinned at registration.
     std::fs::rename(path("dc/ca.pem"), path("dc/ca.pem.moved")).unwrap();
+    std::fs::rename(path("dc/reader.token"), path("dc/reader.token.moved")).unwrap();
     let (_server, line, _) = spawn(
         &["serve", "--admin-token-file", &path("second.token")],
         &env_server,
@@ -413,6 +456,10 @@ fn serve_then_administer_it_from_the_command_line() {
     let shown = ok_json(&run(&["cluster", "show", "prod", "-o", "json"], &again));
     assert_eq!(shown["pinned_kids"], added["pinned_kids"]);
     assert_eq!(shown["ready"], false, "{shown}");
+    let why = shown["not_ready"].as_str().unwrap();
+    assert!(why.contains("token file"), "{why}");
+    assert!(!why.contains("CA"), "{why}");
+    assert_eq!(shown["ca_sha256"], serde_json::json!([ca_fingerprint]));
     assert!(!Path::new(&path("second.token")).exists());
 }
 
@@ -584,4 +631,14 @@ fn the_audit_key_cannot_change_under_the_log() {
         )],
         "not this log's key",
     );
+}
+
+/// The SHA-256 fingerprint of the one certificate in `pem`.
+fn pem_fingerprint(pem: &str) -> String {
+    use base64::Engine as _;
+    let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(body)
+        .unwrap();
+    podseal_server::tls::fingerprint(&der)
 }

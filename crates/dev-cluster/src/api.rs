@@ -440,7 +440,9 @@ fn issue_token(
         creation_timestamp: jiff::Timestamp::from_second(claims.iat).ok().map(Time),
         ..ObjectMeta::default()
     };
-    let expiration = jiff::Timestamp::from_second(claims.exp)
+    // As kube-apiserver: the expiry asked for, also when the token's own
+    // exp was extended (then `warnafter` in the token says the same).
+    let expiration = jiff::Timestamp::from_second(claims.iat + seconds)
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
     request.status = Some(TokenRequestStatus {
         token,

@@ -101,6 +101,10 @@ pub struct KubernetesClaim {
     /// The pod the token is bound to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pod: Option<NameUid>,
+    /// When a token whose expiry the API server extended should have been
+    /// replaced (the expiry that was asked for), Unix seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warnafter: Option<i64>,
 }
 
 /// The claims of a ServiceAccount token.
@@ -276,6 +280,7 @@ mod tests {
                 },
                 node: None,
                 pod: None,
+                warnafter: None,
             },
             nbf: 1000,
             sub: "system:serviceaccount:shop:api".into(),

@@ -50,7 +50,18 @@ pub struct Config {
     pub history_limit: usize,
     /// How often a watch that allows bookmarks receives one.
     pub bookmark_interval: Duration,
+    /// As `kube-apiserver --service-account-extend-token-expiration`
+    /// (default true there and here): a pod-bound token asked for
+    /// 3607 s (the kubelet's default) for the API server's own audience
+    /// is issued for a year, with `kubernetes.io` `warnafter` at 3607 s.
+    pub extend_token_expiration: bool,
 }
+
+/// What the kubelet asks for its default projected token, seconds: the
+/// lifetime the API server extends.
+pub const WARN_ONLY_TOKEN_SECONDS: i64 = 3607;
+/// How long an extended token is issued for, seconds (a year).
+pub const EXTENDED_TOKEN_SECONDS: i64 = 365 * 24 * 3600;
 
 impl Default for Config {
     fn default() -> Self {
@@ -59,6 +70,7 @@ impl Default for Config {
             issuer: "https://kubernetes.default.svc".into(),
             history_limit: 1000,
             bookmark_interval: Duration::from_secs(5),
+            extend_token_expiration: true,
         }
     }
 }
@@ -391,13 +403,24 @@ impl Handle {
         };
         let issuer = self.shared.issuer();
         let now = jiff::Timestamp::now().as_second();
+        let aud = if audiences.is_empty() {
+            vec![issuer.issuer_url().to_owned()]
+        } else {
+            audiences.to_vec()
+        };
+        // The API server's own audience is its issuer here, as by default.
+        let extended = self.shared.config.extend_token_expiration
+            && pod.is_some()
+            && expiration_seconds == WARN_ONLY_TOKEN_SECONDS
+            && aud.iter().all(|a| a == issuer.issuer_url());
+        let (exp, warnafter) = if extended {
+            (now + EXTENDED_TOKEN_SECONDS, Some(now + expiration_seconds))
+        } else {
+            (now + expiration_seconds, None)
+        };
         let claims = TokenClaims {
-            aud: if audiences.is_empty() {
-                vec![issuer.issuer_url().to_owned()]
-            } else {
-                audiences.to_vec()
-            },
-            exp: now + expiration_seconds,
+            aud,
+            exp,
             iat: now,
             iss: issuer.issuer_url().to_owned(),
             jti: pods::new_uid(),
@@ -409,6 +432,7 @@ impl Handle {
                 },
                 node,
                 pod,
+                warnafter,
             },
             nbf: now,
             sub: format!("system:serviceaccount:{namespace}:{service_account}"),

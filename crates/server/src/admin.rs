@@ -20,8 +20,9 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::audit_log::{AuditContext, AuditLog};
-use crate::cluster::{ClusterRegistration, kube_client};
+use crate::cluster::{ClusterRegistration, ca_fingerprints, kube_client, read_ca_bundle};
 use crate::gate::{Gate, Refusal};
+use crate::identity::kubernetes::{DEFAULT_MAX_LIFETIME_SECS, MAX_LIFETIME_RANGE_SECS};
 use crate::identity::{KubernetesTokens, PinnedJwks};
 use crate::pod_view::{PodView, ViewConfig};
 use crate::release::{ReleaseCluster, ReleaseService, api_key_hash};
@@ -40,7 +41,7 @@ pub struct ClusterRequest {
     pub name: String,
     /// `https://…` of the API server.
     pub api_server_url: String,
-    /// CA bundle file, on the server's machine.
+    /// CA bundle file, on the server's machine: read once now and pinned.
     pub ca_bundle: PathBuf,
     /// Read-only token file, on the server's machine.
     pub token_file: PathBuf,
@@ -53,6 +54,12 @@ pub struct ClusterRequest {
     /// The JWKS to pin (JSON text); when absent, fetched once from the cluster.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jwks: Option<String>,
+    /// Accept tokens whose `aud` also names other relying parties (default: refuse).
+    #[serde(default)]
+    pub allow_extra_audiences: bool,
+    /// The longest token lifetime accepted, seconds (default 24 h; 600 to 172800).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_token_lifetime_secs: Option<i64>,
     /// Replace an existing registration (and its pinned keys).
     #[serde(default)]
     pub replace: bool,
@@ -69,12 +76,18 @@ pub struct ClusterInfo {
     pub audiences: Vec<String>,
     /// API server URL.
     pub api_server_url: String,
-    /// CA bundle file.
+    /// The CA bundle file the pinned CA was read from.
     pub ca_bundle: String,
+    /// SHA-256 fingerprints of the pinned CA certificates.
+    pub ca_sha256: Vec<String>,
     /// Read-only token file.
     pub token_file: String,
     /// Key ids of the pinned JWKS.
     pub pinned_kids: Vec<String>,
+    /// Whether tokens naming other relying parties too are accepted.
+    pub allow_extra_audiences: bool,
+    /// The longest token lifetime accepted, seconds.
+    pub max_token_lifetime_secs: i64,
     /// Whether its pod view can decide now.
     pub ready: bool,
     /// Why not, when not.
@@ -204,6 +217,12 @@ pub fn connect_cluster(
     views: ViewConfig,
     leeway_secs: i64,
 ) -> Result<ReleaseCluster, String> {
+    if record.ca_pem.is_empty() {
+        return Err(format!(
+            "cluster {} was registered before its CA was pinned: register it again with `podseal cluster add {} … --replace`",
+            record.name, record.name
+        ));
+    }
     let jwks = PinnedJwks::parse(&record.jwks).map_err(|e| e.to_string())?;
     let client = kube_client(&registration(record)).map_err(|e| e.to_string())?;
     Ok(ReleaseCluster {
@@ -212,9 +231,12 @@ pub fn connect_cluster(
             audiences: record.audiences.clone(),
             jwks,
             leeway_secs,
+            max_lifetime_secs: record.max_token_lifetime_secs,
+            allow_extra_audiences: record.allow_extra_audiences,
         },
         view: Arc::new(PodView::start(client, views)),
         record: Some(record.clone()),
+        token_cache: Default::default(),
     })
 }
 
@@ -222,9 +244,16 @@ fn registration(record: &ClusterRecord) -> ClusterRegistration {
     ClusterRegistration {
         name: record.name.clone(),
         api_server_url: record.api_server_url.clone(),
-        ca_bundle: record.ca_bundle.clone().into(),
+        ca_pem: record.ca_pem.clone(),
         token_file: record.token_file.clone().into(),
     }
+}
+
+/// The pinned CA's fingerprints, joined for an audit record.
+fn joined_fingerprints(ca_pem: &str) -> String {
+    ca_fingerprints(ca_pem)
+        .map(|f| f.join(","))
+        .unwrap_or_default()
 }
 
 /// The admin service.
@@ -351,7 +380,23 @@ impl<S: Storage> AdminService<S> {
             })
         };
         let ca_bundle = absolute("ca_bundle", &request.ca_bundle)?;
+        // The CA is pinned now, as the JWKS is: never read from the path again.
+        let ca_pem = read_ca_bundle(&ca_bundle)
+            .map_err(|e| refused("invalid_argument", format!("ca_bundle: {e}")))?;
         let token_file = absolute("token_file", &request.token_file)?;
+        let max_token_lifetime_secs = request
+            .max_token_lifetime_secs
+            .unwrap_or(DEFAULT_MAX_LIFETIME_SECS);
+        if !MAX_LIFETIME_RANGE_SECS.contains(&max_token_lifetime_secs) {
+            return Err(refused(
+                "invalid_argument",
+                format!(
+                    "max_token_lifetime_secs must be between {} and {}",
+                    MAX_LIFETIME_RANGE_SECS.start(),
+                    MAX_LIFETIME_RANGE_SECS.end()
+                ),
+            ));
+        }
         let existing = self
             .storage()
             .cluster(&request.name)
@@ -361,7 +406,7 @@ impl<S: Storage> AdminService<S> {
             return Err(refused(
                 "already_exists",
                 format!(
-                    "cluster {} is already registered; changing its pinned keys needs --replace",
+                    "cluster {} is already registered; changing it (its pinned keys, CA or token rules) needs --replace",
                     request.name
                 ),
             ));
@@ -375,8 +420,17 @@ impl<S: Storage> AdminService<S> {
         // written before the server contacts the cluster with its token.
         audit.set("api_server_url", &request.api_server_url);
         audit.set("ca_bundle", ca_bundle.display().to_string());
+        audit.set("ca_sha256", joined_fingerprints(&ca_pem));
         audit.set("token_file", token_file.display().to_string());
         audit.set("audiences", audiences.join(","));
+        audit.set(
+            "allow_extra_audiences",
+            request.allow_extra_audiences.to_string(),
+        );
+        audit.set(
+            "max_token_lifetime_secs",
+            max_token_lifetime_secs.to_string(),
+        );
         audit.set(
             "jwks_source",
             if request.jwks.is_some() {
@@ -389,8 +443,18 @@ impl<S: Storage> AdminService<S> {
             audit.set("action", "cluster_replace");
             audit.set("old_api_server_url", &old.api_server_url);
             audit.set("old_ca_bundle", &old.ca_bundle);
+            audit.set("old_ca_sha256", joined_fingerprints(&old.ca_pem));
             audit.set("old_token_file", &old.token_file);
             audit.set("old_issuer", &old.issuer);
+            audit.set("old_audiences", old.audiences.join(","));
+            audit.set(
+                "old_allow_extra_audiences",
+                old.allow_extra_audiences.to_string(),
+            );
+            audit.set(
+                "old_max_token_lifetime_secs",
+                old.max_token_lifetime_secs.to_string(),
+            );
             audit.set(
                 "old_pinned_kids",
                 PinnedJwks::parse(&old.jwks)
@@ -405,8 +469,11 @@ impl<S: Storage> AdminService<S> {
             audiences,
             api_server_url: request.api_server_url.clone(),
             ca_bundle: ca_bundle.display().to_string(),
+            ca_pem,
             token_file: token_file.display().to_string(),
             jwks: request.jwks.clone().unwrap_or_default(),
+            allow_extra_audiences: request.allow_extra_audiences,
+            max_token_lifetime_secs,
             created_at: existing.as_ref().map_or_else(now, |e| e.created_at),
             updated_at: now(),
         };
@@ -480,16 +547,29 @@ impl<S: Storage> AdminService<S> {
             .unwrap_or_default();
         let not_ready = match self.release.cluster(&record.name) {
             Some(cluster) => cluster.view.staleness(),
-            None => Some("not connected (see the server log)".into()),
+            None => Some(
+                self.release
+                    .unconnected_clusters()
+                    .into_iter()
+                    .find(|(name, _)| *name == record.name)
+                    .map_or_else(
+                        || "not connected (see the server log)".to_owned(),
+                        |(_, why)| format!("not connected: {why}"),
+                    ),
+            ),
         };
+        let ca_sha256 = ca_fingerprints(&record.ca_pem).unwrap_or_default();
         ClusterInfo {
             name: record.name,
             issuer: record.issuer,
             audiences: record.audiences,
             api_server_url: record.api_server_url,
             ca_bundle: record.ca_bundle,
+            ca_sha256,
             token_file: record.token_file,
             pinned_kids,
+            allow_extra_audiences: record.allow_extra_audiences,
+            max_token_lifetime_secs: record.max_token_lifetime_secs,
             ready: not_ready.is_none(),
             not_ready,
             created_at: record.created_at,

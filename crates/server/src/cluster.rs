@@ -1,9 +1,19 @@
-//! Connecting to a registered cluster: its API server URL, CA bundle and a
-//! read-only bearer token file. The same three facts for a real cluster and
-//! for the local stand-in; nothing here can tell them apart.
+//! Connecting to a registered cluster: its API server URL, the CA
+//! certificates pinned at registration and a read-only bearer token file.
+//! The same three facts for a real cluster and for the local stand-in;
+//! nothing here can tell them apart.
+//!
+//! The CA is trusted as the bytes pinned at `cluster add`, never from a
+//! path read again later (as the JWKS is): a CA file rewritten on disk
+//! changes nothing until an admin registers the cluster again with
+//! `--replace`.
 
-use std::path::PathBuf;
+use std::io::Read as _;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject as _;
 
 /// How the server reaches one cluster's API server.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -12,10 +22,96 @@ pub struct ClusterRegistration {
     pub name: String,
     /// `https://…` of the API server.
     pub api_server_url: String,
-    /// PEM file with the CA certificate(s) the API server's certificate chains to.
-    pub ca_bundle: PathBuf,
+    /// The CA certificate(s) the API server's certificate chains to, PEM:
+    /// the pinned bytes (see [`read_ca_bundle`]).
+    pub ca_pem: String,
     /// File holding the read-only bearer token (re-read when it changes).
     pub token_file: PathBuf,
+}
+
+/// The largest CA bundle accepted.
+pub const MAX_CA_BUNDLE_BYTES: u64 = 1024 * 1024;
+
+/// Why a CA bundle cannot be pinned.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CaBundleError {
+    /// The file cannot be read.
+    #[error("cannot read {}: {message}", .path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        message: String,
+    },
+    /// Larger than [`MAX_CA_BUNDLE_BYTES`].
+    #[error("the CA bundle is larger than {MAX_CA_BUNDLE_BYTES} bytes")]
+    TooLarge,
+    /// Not PEM text.
+    #[error("the CA bundle is not PEM: {0}")]
+    NotPem(String),
+    /// No `CERTIFICATE` block.
+    #[error("the CA bundle holds no PEM certificate")]
+    NoCertificate,
+    /// A certificate that cannot be a trust anchor.
+    #[error("CA certificate {index} cannot be trusted: {message}")]
+    BadCertificate {
+        /// Position in the bundle, from 0.
+        index: usize,
+        /// Why.
+        message: String,
+    },
+}
+
+/// Reads a CA bundle to pin: at most [`MAX_CA_BUNDLE_BYTES`] of PEM with at
+/// least one certificate, each usable as a trust anchor.
+pub fn read_ca_bundle(path: &Path) -> Result<String, CaBundleError> {
+    let read_error = |e: std::io::Error| CaBundleError::Read {
+        path: path.to_owned(),
+        message: e.to_string(),
+    };
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .map_err(read_error)?
+        .take(MAX_CA_BUNDLE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(read_error)?;
+    if bytes.len() as u64 > MAX_CA_BUNDLE_BYTES {
+        return Err(CaBundleError::TooLarge);
+    }
+    let pem = String::from_utf8(bytes).map_err(|_| CaBundleError::NotPem("not UTF-8".into()))?;
+    ca_certificates(&pem)?;
+    Ok(pem)
+}
+
+/// The DER certificates of a pinned PEM bundle, each checked to be usable
+/// as a trust anchor.
+pub fn ca_certificates(pem: &str) -> Result<Vec<Vec<u8>>, CaBundleError> {
+    let mut certificates = Vec::new();
+    let mut roots = rustls::RootCertStore::empty();
+    for (index, certificate) in CertificateDer::pem_slice_iter(pem.as_bytes()).enumerate() {
+        let certificate = certificate.map_err(|e| CaBundleError::NotPem(e.to_string()))?;
+        roots
+            .add(certificate.clone())
+            .map_err(|e| CaBundleError::BadCertificate {
+                index,
+                message: e.to_string(),
+            })?;
+        certificates.push(certificate.as_ref().to_vec());
+    }
+    if certificates.is_empty() {
+        return Err(CaBundleError::NoCertificate);
+    }
+    Ok(certificates)
+}
+
+/// The SHA-256 fingerprint of each certificate of a pinned bundle, in the
+/// form the server prints for its own certificate (`aa:bb:…`, as
+/// `openssl x509 -fingerprint -sha256` shows it, in lowercase).
+pub fn ca_fingerprints(pem: &str) -> Result<Vec<String>, CaBundleError> {
+    Ok(ca_certificates(pem)?
+        .iter()
+        .map(|der| crate::tls::fingerprint(der))
+        .collect())
 }
 
 /// Why a cluster connection could not be set up.
@@ -37,6 +133,14 @@ pub enum ClusterError {
         /// The path.
         path: PathBuf,
     },
+    /// The pinned CA bundle is unusable.
+    #[error("cluster {cluster}: {source}")]
+    Ca {
+        /// The cluster.
+        cluster: String,
+        /// What is wrong with it.
+        source: CaBundleError,
+    },
     /// kube refused the configuration.
     #[error("cluster {cluster}: cannot build a Kubernetes client: {source}")]
     Client {
@@ -50,25 +154,25 @@ pub enum ClusterError {
 /// Timeouts for calls to the API server (watches have their own, longer one).
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Builds the kube client for a registration: TLS verified against the CA
-/// bundle only, bearer token read from the token file.
+/// Builds the kube client for a registration: TLS verified against the
+/// pinned CA certificates only (no system roots, no file re-read), bearer
+/// token read from the token file.
 pub fn kube_client(registration: &ClusterRegistration) -> Result<kube::Client, ClusterError> {
     let cluster = registration.name.clone();
     if !registration.api_server_url.starts_with("https://") {
         return Err(ClusterError::NotHttps { cluster });
     }
-    for (what, path) in [
-        ("CA bundle", &registration.ca_bundle),
-        ("token file", &registration.token_file),
-    ] {
-        if !path.is_file() {
-            return Err(ClusterError::MissingFile {
-                cluster,
-                what,
-                path: path.clone(),
-            });
-        }
+    if !registration.token_file.is_file() {
+        return Err(ClusterError::MissingFile {
+            cluster,
+            what: "token file",
+            path: registration.token_file.clone(),
+        });
     }
+    let roots = ca_certificates(&registration.ca_pem).map_err(|source| ClusterError::Ca {
+        cluster: cluster.clone(),
+        source,
+    })?;
     let url = registration
         .api_server_url
         .parse()
@@ -76,7 +180,8 @@ pub fn kube_client(registration: &ClusterRegistration) -> Result<kube::Client, C
             cluster: cluster.clone(),
         })?;
     let mut config = kube::Config::new(url);
-    config.root_cert_file = Some(registration.ca_bundle.clone());
+    config.root_cert = Some(roots);
+    config.root_cert_file = None;
     config.auth_info.token_file = Some(registration.token_file.display().to_string());
     config.connect_timeout = Some(CONNECT_TIMEOUT);
     // No retries inside the client: a 504 `Too large resource version` must
@@ -84,4 +189,52 @@ pub fn kube_client(registration: &ClusterRegistration) -> Result<kube::Client, C
     // stale within its bound, not be retried for minutes behind it.
     config.default_retry = false;
     kube::Client::try_from(config).map_err(|source| ClusterError::Client { cluster, source })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "test code")]
+    use super::*;
+
+    fn ca_pem() -> String {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params
+            .self_signed(&rcgen::KeyPair::generate().unwrap())
+            .unwrap()
+            .pem()
+    }
+
+    #[test]
+    fn a_ca_bundle_is_pinned_only_when_every_certificate_is_usable() {
+        let (one, two) = (ca_pem(), ca_pem());
+        let bundle = format!("{one}{two}");
+        let fingerprints = ca_fingerprints(&bundle).unwrap();
+        assert_eq!(fingerprints.len(), 2);
+        assert_eq!(ca_fingerprints(&one).unwrap()[0], fingerprints[0]);
+        assert_eq!(fingerprints[0].len(), 32 * 3 - 1);
+
+        assert_eq!(ca_certificates(""), Err(CaBundleError::NoCertificate));
+        let key_only = rcgen::KeyPair::generate().unwrap().serialize_pem();
+        assert_eq!(
+            ca_certificates(&key_only),
+            Err(CaBundleError::NoCertificate)
+        );
+        let garbage = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
+        assert!(matches!(
+            ca_certificates(garbage),
+            Err(CaBundleError::BadCertificate { index: 0, .. })
+        ));
+
+        let dir = tempfile::TempDir::new().unwrap();
+        let file = dir.path().join("ca.pem");
+        std::fs::write(&file, &bundle).unwrap();
+        assert_eq!(read_ca_bundle(&file).unwrap(), bundle);
+        std::fs::write(&file, vec![b'A'; MAX_CA_BUNDLE_BYTES as usize + 1]).unwrap();
+        assert_eq!(read_ca_bundle(&file), Err(CaBundleError::TooLarge));
+        assert!(matches!(
+            read_ca_bundle(&dir.path().join("absent.pem")),
+            Err(CaBundleError::Read { .. })
+        ));
+    }
 }

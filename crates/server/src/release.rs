@@ -71,6 +71,9 @@ pub struct ReleaseCluster {
     /// The stored record it was connected from (none when built by hand):
     /// a replica reconnects a cluster only when its stored record differs.
     pub record: Option<ClusterRecord>,
+    /// Tokens verified by `tokens`, by hash, until their effective expiry;
+    /// a replaced registration starts with an empty one.
+    pub token_cache: TokenCache,
 }
 
 /// What every request carries.
@@ -124,8 +127,6 @@ pub struct ReleaseService<S: Storage> {
     config: ReleaseConfig,
     /// Durable writes of concurrent requests share one transaction.
     commits: GroupCommit<S>,
-    /// Verified projected tokens by hash, until `exp`.
-    tokens: TokenCache,
 }
 
 fn now() -> i64 {
@@ -172,7 +173,6 @@ impl<S: Storage> ReleaseService<S> {
     ) -> Self {
         Self {
             commits: GroupCommit::new(storage.clone()),
-            tokens: TokenCache::default(),
             storage,
             clusters: RwLock::new(HashMap::new()),
             unconnected: RwLock::new(HashMap::new()),
@@ -202,10 +202,10 @@ impl<S: Storage> ReleaseService<S> {
     /// pods. Needs a Tokio runtime.
     pub fn add_cluster(self: &Arc<Self>, name: &str, cluster: ReleaseCluster) {
         let receiver = cluster.view.subscribe();
+        // Its keys and token rules may have changed: the new connection
+        // brings its own, empty token cache.
         self.clusters_mut()
             .insert(name.to_owned(), Arc::new(cluster));
-        // Its keys may have changed: no token verified by the old ones is kept.
-        self.tokens.forget_cluster(name);
         self.unconnected
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -440,8 +440,7 @@ impl<S: Storage> ReleaseService<S> {
                 "the API key's cluster is not registered",
             )
         })?;
-        let identity = self.tokens.verify(
-            &key.cluster,
+        let identity = cluster.token_cache.verify(
             &cluster.tokens,
             cluster.tokens.leeway_secs,
             credentials.token,

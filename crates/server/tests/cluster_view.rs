@@ -801,11 +801,10 @@ fn kubernetes_walkthrough_manifests_are_real_objects() {
 async fn the_connection_trusts_only_the_registered_ca() {
     let cluster = Cluster::start().await;
     let other = DevCluster::start(Config::default()).await.unwrap();
-    std::fs::write(cluster.dir.path().join("other-ca.pem"), other.ca_pem()).unwrap();
     let registration = ClusterRegistration {
         name: "dev".into(),
         api_server_url: cluster.dev.url().into(),
-        ca_bundle: cluster.dir.path().join("other-ca.pem"),
+        ca_pem: other.ca_pem().to_owned(),
         token_file: cluster.dir.path().join("reader.token"),
     };
     let client = kube_client(&registration).unwrap();

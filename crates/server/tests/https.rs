@@ -1541,3 +1541,395 @@ async fn oversized_request_headers_are_refused_with_problem_json() {
     assert!(podseal_server::api::FALLBACK_STATUSES.contains(&431));
     s.check_statuses();
 }
+
+/// The registration body of `prod` at `url`, with the suite's CA and token files.
+fn registration(s: &Suite, url: &str, extra: Value) -> Value {
+    let mut body = json!({
+        "name": "prod",
+        "api_server_url": url,
+        "ca_bundle": s.cluster.dir.path().join("ca.pem"),
+        "token_file": s.cluster.dir.path().join("reader.token"),
+    });
+    for (k, v) in extra.as_object().unwrap() {
+        body[k] = v.clone();
+    }
+    body
+}
+
+/// Waits until the view answers that `api-0` runs.
+async fn until_running(s: &Suite) {
+    s.until_view(
+        "api-0",
+        |a| matches!(a, ViewAnswer::Present(f) if f.is_running()),
+    )
+    .await;
+}
+
+/// True when the audit export holds a record detail `key` = `value`.
+fn exported_detail(export: &str, key: &str, value: &str) -> bool {
+    export.contains(&format!("\\\"{key}\\\":\\\"{value}\\\""))
+}
+
+async fn export(s: &Suite) -> String {
+    let authorization = format!("Bearer {}", s.admin_token);
+    let answer = s
+        .send(
+            Method::GET,
+            "/v1/admin/audit/export",
+            "/v1/admin/audit/export",
+            &[("authorization", &authorization)],
+            None,
+        )
+        .await;
+    assert_eq!(answer.status, 200);
+    String::from_utf8(answer.body.to_vec()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_lifetime_and_extra_audiences_are_bounded_per_cluster() {
+    let s = Suite::start().await;
+    let url = s.cluster.dev.url().to_owned();
+    let added = s
+        .admin(
+            Method::POST,
+            "/v1/admin/clusters",
+            "/v1/admin/clusters",
+            Some(registration(&s, &url, json!({}))),
+        )
+        .await;
+    assert_eq!(added["allow_extra_audiences"], false, "{added}");
+    assert_eq!(added["max_token_lifetime_secs"], 86_400, "{added}");
+    let pinned_kid = added["pinned_kids"][0].as_str().unwrap().to_owned();
+    let (_, key) = s.api_key("shop", "api").await;
+    s.policy("api", &[digest('a')], false).await;
+    s.create_pod("api-0", "api", vec![], vec![image("api", Some('a'))], true);
+    let pod = s.pod("api-0", "api");
+    until_running(&s).await;
+    let mint = |audiences: &[&str], seconds: i64| {
+        let audiences: Vec<String> = audiences.iter().map(|a| (*a).to_owned()).collect();
+        s.handle
+            .issue_token("shop", "api", &audiences, seconds, Some("api-0"))
+            .unwrap()
+            .0
+    };
+    let session = async |token: &str| {
+        let proof = s.proof(&pod.dpop, "/v1/sessions", None, None);
+        s.session_with(&pod, &key, token, &[&proof]).await
+    };
+
+    // A token valid for ten years is refused, however right the rest of it is.
+    let ten_years = mint(&["podseal"], 10 * 365 * 86_400);
+    refused(
+        &session(&ten_years).await,
+        401,
+        "token",
+        "token_lifetime_too_long",
+    );
+    // One within the bound (23 h) opens a session.
+    let day = mint(&["podseal"], 23 * 3600);
+    assert_eq!(session(&day).await.status, 201);
+    // A token also meant for other relying parties is refused by default.
+    let shared = mint(&["podseal", "kube", "vault"], 600);
+    refused(&session(&shared).await, 401, "token", "audience_extra");
+
+    // kubernetes.io warnafter is the effective expiry of an extended token:
+    // past it (and the leeway) refused, before it a session that ends by then.
+    let good = claims_of(&pod.token);
+    let kid_header = json!({ "alg": "RS256", "kid": pinned_kid });
+    let forge = |edit: &dyn Fn(&mut Value)| {
+        let mut claims = good.clone();
+        edit(&mut claims);
+        s.handle.sign_raw(&kid_header, &claims).unwrap()
+    };
+    let stale = forge(&|c| {
+        let iat = now() - 7200;
+        c["iat"] = json!(iat);
+        c["nbf"] = json!(iat);
+        c["exp"] = json!(iat + 365 * 86_400);
+        c["kubernetes.io"]["warnafter"] = json!(iat + 3607);
+    });
+    refused(&session(&stale).await, 401, "token", "token_stale");
+    let warn_soon = forge(&|c| {
+        let iat = now();
+        c["iat"] = json!(iat);
+        c["nbf"] = json!(iat);
+        c["exp"] = json!(iat + 365 * 86_400);
+        c["kubernetes.io"]["warnafter"] = json!(iat + 600);
+    });
+    let opened = session(&warn_soon).await;
+    assert_eq!(opened.status, 201);
+    let body: Value = serde_json::from_slice(&opened.body).unwrap();
+    assert!(
+        body["expires_at"].as_i64().unwrap() <= now() + 600,
+        "the session outlives the token's warnafter: {body}"
+    );
+
+    // The per-cluster settings, changed with --replace: extra audiences
+    // allowed, the API server's own audience accepted, lifetimes bounded to 2 h.
+    let out_of_range = s
+        .send(
+            Method::POST,
+            "/v1/admin/clusters",
+            "/v1/admin/clusters",
+            &[("authorization", &format!("Bearer {}", s.admin_token))],
+            Some(
+                serde_json::to_vec(&registration(
+                    &s,
+                    &url,
+                    json!({ "replace": true, "max_token_lifetime_secs": 10 * 365 * 86_400 }),
+                ))
+                .unwrap(),
+            ),
+        )
+        .await;
+    refused(&out_of_range, 400, "admin", "invalid_argument");
+    let issuer = "https://kubernetes.default.svc";
+    let replaced = s
+        .admin(
+            Method::POST,
+            "/v1/admin/clusters",
+            "/v1/admin/clusters",
+            Some(registration(
+                &s,
+                &url,
+                json!({
+                    "replace": true,
+                    "audiences": ["podseal", issuer],
+                    "allow_extra_audiences": true,
+                    "max_token_lifetime_secs": 7200,
+                }),
+            )),
+        )
+        .await;
+    assert_eq!(replaced["allow_extra_audiences"], true);
+    assert_eq!(replaced["max_token_lifetime_secs"], 7200);
+    let shown = s
+        .admin(
+            Method::GET,
+            "/v1/admin/clusters/{name}",
+            "/v1/admin/clusters/prod",
+            None,
+        )
+        .await;
+    assert_eq!(
+        (
+            &shown["allow_extra_audiences"],
+            &shown["max_token_lifetime_secs"]
+        ),
+        (&json!(true), &json!(7200))
+    );
+    until_running(&s).await;
+    assert_eq!(
+        session(&shared).await.status,
+        201,
+        "extra audiences allowed"
+    );
+    // Verified (and cached) under the old bound, refused under the new one.
+    refused(
+        &session(&day).await,
+        401,
+        "token",
+        "token_lifetime_too_long",
+    );
+    // What the kubelet's default token becomes under the API server's
+    // extended expiration: a year to exp, warnafter after 3607 s. Bounded
+    // by warnafter, it is accepted.
+    let extended = mint(&[issuer], 3607);
+    let claims = claims_of(&extended);
+    assert_eq!(
+        claims["kubernetes.io"]["warnafter"].as_i64(),
+        Some(claims["iat"].as_i64().unwrap() + 3607),
+        "{claims}"
+    );
+    assert!(claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap() > 300 * 86_400);
+    assert_eq!(session(&extended).await.status, 201);
+
+    let text = export(&s).await;
+    for reason in ["token_lifetime_too_long", "audience_extra", "token_stale"] {
+        assert!(
+            exported_detail(&text, "reason", reason),
+            "no audit record for {reason}"
+        );
+    }
+    assert!(exported_detail(&text, "allow_extra_audiences", "true"));
+    assert!(exported_detail(&text, "old_allow_extra_audiences", "false"));
+    assert!(exported_detail(&text, "max_token_lifetime_secs", "7200"));
+    assert!(exported_detail(
+        &text,
+        "old_max_token_lifetime_secs",
+        "86400"
+    ));
+}
+
+/// A TCP forwarder in front of the stand-in, so the registered URL stays
+/// the same while the API server behind it changes (a control plane rebuilt
+/// under the same name). Counts the connections to each backend that ended.
+struct Proxy {
+    addr: std::net::SocketAddr,
+    backend: std::sync::Arc<Mutex<std::net::SocketAddr>>,
+    ended: std::sync::Arc<Mutex<std::collections::HashMap<std::net::SocketAddr, usize>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Proxy {
+    async fn start(backend: std::net::SocketAddr) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let backend = std::sync::Arc::new(Mutex::new(backend));
+        let ended = std::sync::Arc::new(Mutex::new(std::collections::HashMap::new()));
+        let (to, counts) = (backend.clone(), ended.clone());
+        let task = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let to = *to.lock().unwrap();
+                let counts = counts.clone();
+                tokio::spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(to).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                    *counts.lock().unwrap().entry(to).or_insert(0) += 1;
+                });
+            }
+        });
+        Self {
+            addr,
+            backend,
+            ended,
+            task,
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("https://{}", self.addr)
+    }
+
+    fn route_to(&self, backend: std::net::SocketAddr) {
+        *self.backend.lock().unwrap() = backend;
+    }
+
+    fn ended(&self, backend: std::net::SocketAddr) -> usize {
+        self.ended
+            .lock()
+            .unwrap()
+            .get(&backend)
+            .copied()
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// SHA-256 fingerprints of the certificates of a PEM bundle.
+fn ca_fingerprints(pem: &str) -> Vec<String> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject as _;
+    CertificateDer::pem_slice_iter(pem.as_bytes())
+        .map(|cert| podseal_server::tls::fingerprint(&cert.unwrap()))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cluster_ca_is_pinned_at_registration_and_changed_only_with_replace() {
+    let mut s = Suite::start().await;
+    let proxy = Proxy::start(s.cluster.dev.addr()).await;
+    let rebuilt = support::Cluster::start().await;
+    let ca_file = s.cluster.dir.path().join("ca.pem");
+    let token_file = s.cluster.dir.path().join("reader.token");
+    let pinned = ca_fingerprints(s.cluster.dev.ca_pem());
+    let other = ca_fingerprints(rebuilt.dev.ca_pem());
+    assert_ne!(pinned, other);
+
+    let added = s
+        .admin(
+            Method::POST,
+            "/v1/admin/clusters",
+            "/v1/admin/clusters",
+            Some(registration(&s, &proxy.url(), json!({}))),
+        )
+        .await;
+    assert_eq!(added["ca_sha256"], json!(pinned), "{added}");
+    let shown = s
+        .admin(
+            Method::GET,
+            "/v1/admin/clusters/{name}",
+            "/v1/admin/clusters/prod",
+            None,
+        )
+        .await;
+    assert_eq!(shown["ca_sha256"], json!(pinned), "{shown}");
+    let (_, key) = s.api_key("shop", "api").await;
+    s.policy("api", &[digest('a')], false).await;
+    s.create_pod("api-0", "api", vec![], vec![image("api", Some('a'))], true);
+    let pod = s.pod("api-0", "api");
+    let capsule = s.capsule("prod", "shop", "api");
+    until_running(&s).await;
+    let session = s.open_session(&pod, &key).await;
+    let answer = s.unwrap(&pod, &key, &session, &capsule).await;
+    assert_eq!(s.open(&pod, &session, &capsule, &answer), SECRET);
+
+    // The CA file is overwritten with another CA: the pinned bytes are still
+    // what is trusted, also by the connection a restart makes anew.
+    std::fs::write(&ca_file, rebuilt.dev.ca_pem()).unwrap();
+    s.restart().await;
+    until_running(&s).await;
+    let session = s.open_session(&pod, &key).await;
+    let answer = s.unwrap(&pod, &key, &session, &capsule).await;
+    assert_eq!(s.open(&pod, &session, &capsule, &answer), SECRET);
+
+    // The API server behind the URL is rebuilt with that CA, and the reader
+    // token file follows it. The pinned CA refuses it: gate 4 cannot decide,
+    // and the old pod's unexpired token opens nothing.
+    std::fs::write(&token_file, rebuilt.dev.reader_token()).unwrap();
+    proxy.route_to(rebuilt.dev.addr());
+    s.handle.pause();
+    s.restart().await;
+    let view = s.running().release().cluster("prod").unwrap().view.clone();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let mut ticks = tokio::time::interval(Duration::from_millis(20));
+    while proxy.ended(rebuilt.dev.addr()) == 0 && !view.is_fresh() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the server never contacted the rebuilt API server"
+        );
+        ticks.tick().await;
+    }
+    assert!(
+        !view.is_fresh(),
+        "the view trusted a CA that was never pinned"
+    );
+    refused(
+        &s.session(&pod, &key).await,
+        503,
+        "live_pod",
+        "view_unknown",
+    );
+    refused(
+        &s.unwrap(&pod, &key, &session, &capsule).await,
+        503,
+        "live_pod",
+        "view_unknown",
+    );
+
+    // Trusting the new CA is an admin action: --replace, audited with the
+    // old and new fingerprints before the cluster is contacted.
+    let replaced = s
+        .admin(
+            Method::POST,
+            "/v1/admin/clusters",
+            "/v1/admin/clusters",
+            Some(registration(&s, &proxy.url(), json!({ "replace": true }))),
+        )
+        .await;
+    assert_eq!(replaced["ca_sha256"], json!(other), "{replaced}");
+    assert_ne!(replaced["pinned_kids"], added["pinned_kids"]);
+    s.until_view("api-0", |a| matches!(a, ViewAnswer::Absent))
+        .await;
+    let text = export(&s).await;
+    assert!(exported_detail(&text, "action", "cluster_replace"));
+    assert!(exported_detail(&text, "old_ca_sha256", &pinned.join(",")));
+    assert!(exported_detail(&text, "ca_sha256", &other.join(",")));
+    s.running.take().unwrap().shutdown().await.unwrap();
+}

@@ -11,6 +11,7 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use podseal_dev_cluster::Handle;
+use podseal_server::identity::cache::TokenCache;
 use podseal_server::identity::{IdentityError, IdentityProvider, KubernetesTokens, PinnedJwks};
 use serde_json::{Value, json};
 
@@ -31,12 +32,7 @@ async fn fixture() -> Fixture {
     handle.create_pod(&support::api_pod("api-0")).unwrap();
     // Pin the JWKS as `podseal cluster add` will: a snapshot taken once.
     let jwks = PinnedJwks::parse(&serde_json::to_string(&handle.jwks()).unwrap()).unwrap();
-    let provider = KubernetesTokens {
-        issuer: ISSUER.into(),
-        audiences: vec!["podseal".into()],
-        jwks,
-        leeway_secs: 30,
-    };
+    let provider = KubernetesTokens::new(ISSUER.into(), vec!["podseal".into()], jwks);
     Fixture {
         _cluster: cluster,
         handle,
@@ -240,5 +236,137 @@ async fn header_and_key_checks_refuse_with_their_own_reason() {
     // Shape.
     for bad in ["", "a.b", "a.b.c.d", "!!.!!.!!", &"a".repeat(20_000)] {
         assert_eq!(f.refusal(bad).reason(), "token_malformed", "{bad:.20}");
+    }
+}
+
+/// Claims of a good token issued at `iat` and expiring at `exp`.
+fn timed(good: &Value, iat: i64, exp: i64) -> Value {
+    let claims = with(good, &["iat"], json!(iat));
+    let claims = with(&claims, &["nbf"], json!(iat));
+    with(&claims, &["exp"], json!(exp))
+}
+
+#[tokio::test]
+async fn the_lifetime_is_bounded_and_extra_audiences_are_refused_unless_allowed() {
+    let mut f = fixture().await;
+    let good = f.good_claims();
+    let now = f.now;
+    let max = f.provider.max_lifetime_secs;
+    assert_eq!(max, 24 * 3600, "the default bound");
+    // Exactly the bound is accepted, a second more is not; nor ten years.
+    f.provider
+        .verify(&f.signed(&timed(&good, now, now + max)), now)
+        .unwrap();
+    assert_eq!(
+        f.refusal(&f.signed(&timed(&good, now, now + max + 1))),
+        IdentityError::LifetimeTooLong {
+            lifetime_secs: max + 1,
+            max_secs: max
+        }
+    );
+    let ten_years = f.signed(&timed(&good, now - 60, now + 10 * 365 * 86_400));
+    assert_eq!(f.refusal(&ten_years).reason(), "token_lifetime_too_long");
+    // The message names the numbers, never the token.
+    assert!(!f.refusal(&ten_years).to_string().contains(&ten_years[..20]));
+
+    // Audiences: all must be ours, unless the cluster allows more.
+    let shared = with(&good, &["aud"], json!(["podseal", "kube", "vault"]));
+    assert_eq!(f.refusal(&f.signed(&shared)), IdentityError::ExtraAudience);
+    let not_strings = with(&good, &["aud"], json!(["podseal", 7]));
+    assert_eq!(f.refusal(&f.signed(&not_strings)).reason(), "claim_missing");
+    f.provider.allow_extra_audiences = true;
+    f.provider.verify(&f.signed(&shared), now).unwrap();
+    // Still one of them must be ours.
+    let others = with(&good, &["aud"], json!(["kube", "vault"]));
+    assert_eq!(f.refusal(&f.signed(&others)), IdentityError::WrongAudience);
+    f.provider.allow_extra_audiences = false;
+    // Several audiences of our own are fine.
+    f.provider.audiences.push("podseal-b".into());
+    let both = with(&good, &["aud"], json!(["podseal-b", "podseal"]));
+    f.provider.verify(&f.signed(&both), now).unwrap();
+}
+
+#[tokio::test]
+async fn warnafter_is_the_effective_expiry_of_an_extended_token() {
+    let f = fixture().await;
+    let good = f.good_claims();
+    let now = f.now;
+    let year = 365 * 86_400;
+    let extended = |iat: i64, warnafter: Value| {
+        with(
+            &timed(&good, iat, iat + year),
+            &["kubernetes.io", "warnafter"],
+            warnafter,
+        )
+    };
+    // Before warnafter: accepted, and the identity expires at warnafter
+    // (which bounds the session), not in a year.
+    let identity = f
+        .provider
+        .verify(&f.signed(&extended(now - 60, json!(now - 60 + 3607))), now)
+        .unwrap();
+    assert_eq!(identity.expires_at, now - 60 + 3607);
+    // Within the leeway after it: accepted; past it: stale.
+    f.provider
+        .verify(&f.signed(&extended(now - 3620, json!(now - 13))), now)
+        .unwrap();
+    assert_eq!(
+        f.refusal(&f.signed(&extended(now - 7200, json!(now - 7200 + 3607)))),
+        IdentityError::Stale
+    );
+    // The lifetime counts to warnafter: a warnafter a year out is refused.
+    assert_eq!(
+        f.refusal(&f.signed(&extended(now, json!(now + year))))
+            .reason(),
+        "token_lifetime_too_long"
+    );
+    // A warnafter after exp changes nothing; one that is not a number is refused.
+    let late = with(
+        &timed(&good, now, now + 600),
+        &["kubernetes.io", "warnafter"],
+        json!(now + 900),
+    );
+    assert_eq!(
+        f.provider.verify(&f.signed(&late), now).unwrap().expires_at,
+        now + 600
+    );
+    assert_eq!(
+        f.refusal(&f.signed(&extended(now, json!("soon")))),
+        IdentityError::MissingClaim("kubernetes.io.warnafter")
+    );
+
+    // A cached verification keeps to the same expiry: no hit past warnafter.
+    let cache = TokenCache::default();
+    let token = f.signed(&extended(now - 60, json!(now + 100)));
+    cache.verify(&f.provider, 30, &token, now).unwrap();
+    cache.verify(&f.provider, 30, &token, now + 120).unwrap();
+    assert_eq!(
+        cache.verify(&f.provider, 30, &token, now + 131),
+        Err(IdentityError::Stale)
+    );
+}
+
+#[tokio::test]
+async fn the_stand_in_extends_kubelet_tokens_as_the_api_server_does() {
+    let f = fixture().await;
+    // The kubelet's default: 3607 s for the API server's own audience.
+    let (_, claims) = f
+        .handle
+        .issue_token("shop", "api", &[], 3607, Some("api-0"))
+        .unwrap();
+    assert_eq!(claims.kubernetes_io.warnafter, Some(claims.iat + 3607));
+    assert_eq!(claims.exp - claims.iat, 365 * 86_400);
+    // Another audience, another lifetime or no pod: not extended.
+    for (audiences, seconds, pod) in [
+        (vec!["podseal".to_owned()], 3607, Some("api-0")),
+        (vec![], 3600, Some("api-0")),
+        (vec![], 3607, None),
+    ] {
+        let (_, claims) = f
+            .handle
+            .issue_token("shop", "api", &audiences, seconds, pod)
+            .unwrap();
+        assert_eq!(claims.kubernetes_io.warnafter, None);
+        assert_eq!(claims.exp - claims.iat, seconds);
     }
 }

@@ -66,8 +66,11 @@ async fn world() -> World {
             audiences: vec!["podseal".into()],
             api_server_url: cluster.dev.url().into(),
             ca_bundle: "ca.pem".into(),
+            ca_pem: cluster.dev.ca_pem().into(),
             token_file: "reader.token".into(),
             jwks: jwks_json.clone(),
+            allow_extra_audiences: false,
+            max_token_lifetime_secs: 86_400,
             created_at: 0,
             updated_at: 0,
         })
@@ -124,12 +127,11 @@ fn service_over(
     jwks: &str,
     org: &OrgPrivateKey,
 ) -> Arc<ReleaseService<SqliteStorage>> {
-    let tokens = KubernetesTokens {
-        issuer: "https://kubernetes.default.svc".into(),
-        audiences: vec!["podseal".into()],
-        jwks: PinnedJwks::parse(jwks).unwrap(),
-        leeway_secs: 30,
-    };
+    let tokens = KubernetesTokens::new(
+        "https://kubernetes.default.svc".into(),
+        vec!["podseal".into()],
+        PinnedJwks::parse(jwks).unwrap(),
+    );
     let ring = KeyRing::from(OrgPrivateKey::from_text(&org.to_text()).unwrap());
     let service = Arc::new(ReleaseService::new(
         storage,
@@ -146,6 +148,7 @@ fn service_over(
             tokens,
             view,
             record: None,
+            token_cache: Default::default(),
         },
     );
     service

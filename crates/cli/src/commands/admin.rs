@@ -117,9 +117,24 @@ fn print_cluster(info: &ClusterInfo) {
     println!("issuer:       {}", info.issuer);
     println!("audiences:    {}", info.audiences.join(", "));
     println!("api server:   {}", info.api_server_url);
-    println!("ca bundle:    {}", info.ca_bundle);
+    println!("ca bundle:    {} (pinned at registration)", info.ca_bundle);
+    for fingerprint in &info.ca_sha256 {
+        println!("ca sha256:    {fingerprint}");
+    }
+    if info.ca_sha256.is_empty() {
+        println!("ca sha256:    NONE PINNED (register again with --replace)");
+    }
     println!("token file:   {}", info.token_file);
     println!("pinned kids:  {}", info.pinned_kids.join(", "));
+    println!(
+        "extra audiences: {}",
+        if info.allow_extra_audiences {
+            "allowed"
+        } else {
+            "refused"
+        }
+    );
+    println!("max token lifetime: {} s", info.max_token_lifetime_secs);
     match &info.not_ready {
         None => println!("view:         ready"),
         Some(why) => println!("view:         NOT READY: {why}"),
@@ -139,6 +154,8 @@ pub fn cluster(command: ClusterCommand, output: OutputFormat) -> Result<(), CliE
                 issuer,
                 audiences,
                 jwks_file,
+                allow_extra_audiences,
+                max_token_lifetime,
                 replace,
             } => {
                 let jwks = jwks_file
@@ -156,6 +173,8 @@ pub fn cluster(command: ClusterCommand, output: OutputFormat) -> Result<(), CliE
                     issuer,
                     audiences,
                     jwks,
+                    allow_extra_audiences,
+                    max_token_lifetime_secs: max_token_lifetime,
                     replace,
                 };
                 let admin = Admin::connect(&connection)?;
@@ -165,8 +184,9 @@ pub fn cluster(command: ClusterCommand, output: OutputFormat) -> Result<(), CliE
                 emit(output, &info, |info| {
                     print_cluster(info);
                     eprintln!(
-                        "pinned {} key(s); tokens signed by any other key are refused until `cluster add --replace`",
-                        info.pinned_kids.len()
+                        "pinned {} key(s) and {} CA certificate(s); other keys and CAs are refused until `cluster add --replace`",
+                        info.pinned_kids.len(),
+                        info.ca_sha256.len()
                     );
                 })
             }

@@ -11,7 +11,7 @@ use std::time::Duration;
 use k8s_openapi::api::authentication::v1::{BoundObjectReference, TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::Pod;
 use podseal_dev_cluster::{Config, ContainerImage, DevCluster, PodTemplate, connection_files};
-use podseal_server::cluster::{ClusterRegistration, kube_client};
+use podseal_server::cluster::{ClusterRegistration, kube_client, read_ca_bundle};
 use serde::{Deserialize, Serialize};
 
 use crate::cli::{DevClusterCommand, DevClusterDir, PodCommand};
@@ -162,10 +162,11 @@ fn read_cluster_file(dir: &Path) -> Result<ClusterFile, CliError> {
 
 async fn admin_client(dir: &Path) -> Result<kube::Client, CliError> {
     let file = read_cluster_file(dir)?;
+    let ca_pem = read_ca_bundle(&file.ca_bundle).map_err(|e| CliError::failure(e.to_string()))?;
     let registration = ClusterRegistration {
         name: "dev-cluster".into(),
         api_server_url: file.url,
-        ca_bundle: file.ca_bundle,
+        ca_pem,
         token_file: file.admin_token_file,
     };
     kube_client(&registration).map_err(|e| CliError::failure(e.to_string()))

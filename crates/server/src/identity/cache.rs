@@ -3,13 +3,16 @@
 //! up to an hour, and its RS256 signature need not be checked each time.
 //!
 //! Only successful verifications are kept, under the SHA-256 of the token
-//! (never the token itself), per cluster. A hit is re-checked against the
-//! clock (`exp` with the same leeway as a full verification), and a clock
-//! that went backwards falls through to a full verification. Replacing a
-//! cluster (a new JWKS) forgets its entries, so a hit never outlives the
-//! keys that verified it. What a hit answers is exactly what verifying the
-//! token again would answer: the result depends only on the token, the
-//! pinned keys and the time.
+//! (never the token itself). A cache belongs to one connected cluster
+//! registration (`ReleaseCluster`): replacing the registration — its keys,
+//! audiences, lifetime bound, CA — connects a new one with an empty cache,
+//! so a hit never outlives the rules that verified it, not even for a
+//! request that was verifying while the replacement happened. A hit is
+//! re-checked against the clock (the effective expiry, `exp` or
+//! `warnafter`, with the same leeway as a full verification), and a clock
+//! that went backwards falls through to a full verification. What a hit
+//! answers is exactly what verifying the token again would answer: the
+//! result depends only on the token, the registration and the time.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -27,26 +30,26 @@ struct Entry {
     verified_at: i64,
 }
 
-/// Verified tokens by cluster, then token hash.
+/// Verified tokens of one cluster registration, by token hash.
 #[derive(Default)]
 pub struct TokenCache {
-    clusters: Mutex<HashMap<String, HashMap<[u8; 32], Entry>>>,
+    entries: Mutex<HashMap<[u8; 32], Entry>>,
 }
 
 impl TokenCache {
-    fn clusters(&self) -> std::sync::MutexGuard<'_, HashMap<String, HashMap<[u8; 32], Entry>>> {
+    fn entries(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], Entry>> {
         // A poisoned lock only means a panic elsewhere; the map is always whole.
-        self.clusters
+        self.entries
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// `provider.verify(token, now)`, answered from the cache when this
-    /// token verified before and has not expired (`exp` beyond `now` minus
-    /// `leeway_secs`).
+    /// token verified before and has not expired (its effective expiry
+    /// beyond `now` minus `leeway_secs`). `provider` must be the one of
+    /// the registration this cache belongs to.
     pub fn verify(
         &self,
-        cluster: &str,
         provider: &impl IdentityProvider,
         leeway_secs: i64,
         token: &str,
@@ -54,17 +57,17 @@ impl TokenCache {
     ) -> Result<WorkloadIdentity, IdentityError> {
         let hash: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         let live = |entry: &Entry| entry.identity.expires_at > now.saturating_sub(leeway_secs);
-        if let Some(entries) = self.clusters().get_mut(cluster)
-            && let Some(entry) = entries.get(&hash)
         {
-            if live(entry) && now >= entry.verified_at {
-                return Ok(entry.identity.clone());
+            let mut entries = self.entries();
+            if let Some(entry) = entries.get(&hash) {
+                if live(entry) && now >= entry.verified_at {
+                    return Ok(entry.identity.clone());
+                }
+                entries.remove(&hash);
             }
-            entries.remove(&hash);
         }
         let identity = provider.verify(token, now)?;
-        let mut clusters = self.clusters();
-        let entries = clusters.entry(cluster.to_owned()).or_default();
+        let mut entries = self.entries();
         if entries.len() >= MAX_ENTRIES {
             entries.retain(|_, entry| live(entry));
             if entries.len() >= MAX_ENTRIES {
@@ -81,15 +84,10 @@ impl TokenCache {
         Ok(identity)
     }
 
-    /// Forgets every token of `cluster` (its keys changed).
-    pub fn forget_cluster(&self, cluster: &str) {
-        self.clusters().remove(cluster);
-    }
-
-    /// How many tokens are remembered, over all clusters.
+    /// How many tokens are remembered.
     #[cfg(test)]
     fn len(&self) -> usize {
-        self.clusters().values().map(HashMap::len).sum()
+        self.entries().len()
     }
 }
 
@@ -141,13 +139,13 @@ mod tests {
     fn a_verified_token_is_answered_from_the_cache_until_it_expires() {
         let cache = TokenCache::default();
         let p = provider(1_000);
-        let first = cache.verify("prod", &p, 0, "good-a", 100).unwrap();
-        let again = cache.verify("prod", &p, 0, "good-a", 500).unwrap();
+        let first = cache.verify(&p, 0, "good-a", 100).unwrap();
+        let again = cache.verify(&p, 0, "good-a", 500).unwrap();
         assert_eq!(first, again);
         assert_eq!(p.calls.load(Ordering::SeqCst), 1);
         // At exp the cache no longer answers, and the full check refuses.
         assert!(matches!(
-            cache.verify("prod", &p, 0, "good-a", 1_000),
+            cache.verify(&p, 0, "good-a", 1_000),
             Err(IdentityError::Expired)
         ));
         assert_eq!(p.calls.load(Ordering::SeqCst), 2);
@@ -155,29 +153,28 @@ mod tests {
     }
 
     #[test]
-    fn refusals_are_never_cached_and_clusters_are_separate() {
+    fn refusals_are_never_cached_and_caches_are_separate() {
         let cache = TokenCache::default();
         let p = provider(1_000);
         for _ in 0..3 {
-            assert!(cache.verify("prod", &p, 0, "bad", 100).is_err());
+            assert!(cache.verify(&p, 0, "bad", 100).is_err());
         }
         assert_eq!(p.calls.load(Ordering::SeqCst), 3);
         assert_eq!(cache.len(), 0);
-        cache.verify("prod", &p, 0, "good-a", 100).unwrap();
-        cache.verify("staging", &p, 0, "good-a", 100).unwrap();
+        cache.verify(&p, 0, "good-a", 100).unwrap();
+        // A replaced registration starts with a cache of its own.
+        let replaced = TokenCache::default();
+        replaced.verify(&p, 0, "good-a", 100).unwrap();
         assert_eq!(p.calls.load(Ordering::SeqCst), 5);
-        cache.forget_cluster("prod");
-        assert_eq!(cache.len(), 1);
-        cache.verify("prod", &p, 0, "good-a", 100).unwrap();
-        assert_eq!(p.calls.load(Ordering::SeqCst), 6);
+        assert_eq!((cache.len(), replaced.len()), (1, 1));
     }
 
     #[test]
     fn a_clock_that_went_backwards_verifies_again() {
         let cache = TokenCache::default();
         let p = provider(1_000);
-        cache.verify("prod", &p, 0, "good-a", 500).unwrap();
-        cache.verify("prod", &p, 0, "good-a", 400).unwrap();
+        cache.verify(&p, 0, "good-a", 500).unwrap();
+        cache.verify(&p, 0, "good-a", 400).unwrap();
         assert_eq!(p.calls.load(Ordering::SeqCst), 2);
     }
 }

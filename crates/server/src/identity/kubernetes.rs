@@ -1,12 +1,23 @@
 //! Projected ServiceAccount tokens, verified as `kube-apiserver` issues them:
 //! RS256/ES256 over a pinned JWKS, `iss` equal to the registered issuer,
-//! `aud` containing the podseal server's audience, `exp`/`nbf`/`iat` within a
-//! small leeway, and the `kubernetes.io` claims binding the token to a pod.
+//! `aud` containing the podseal server's audience and (unless the cluster
+//! allows it) nothing else, `exp`/`nbf`/`iat` within a small leeway, a
+//! bounded lifetime, and the `kubernetes.io` claims binding the token to a
+//! pod.
 //!
 //! Checks run in this order and stop at the first failure: size and shape;
 //! `alg` against the allowlist (before anything else in the header is
 //! believed); header parameters (only `alg`, `kid`, `typ`); the pinned key
 //! for `kid`, of the same algorithm; the signature; then the claims.
+//!
+//! The lifetime is `exp − iat`, except for a token the API server extended
+//! (`--service-account-extend-token-expiration`: the kubelet asked for
+//! 3607 s and got a year, with `kubernetes.io` `warnafter` at the 3607 s it
+//! asked for). Such a token's effective expiry is `warnafter`: past it (and
+//! the leeway) it is refused as stale, and its lifetime is `warnafter − iat`.
+//! The kubelet replaces a token at 80 % of the lifetime it asked for, so a
+//! live pod never presents one past `warnafter`; a stolen one is worth an
+//! hour, not a year.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -17,8 +28,14 @@ use super::{IdentityError, IdentityProvider, WorkloadIdentity};
 
 /// The largest token accepted.
 pub const MAX_TOKEN_LEN: usize = 16 * 1024;
-/// Clock leeway for `exp`, `nbf` and `iat`, seconds.
+/// Clock leeway for `exp`, `nbf`, `iat` and `warnafter`, seconds.
 pub const DEFAULT_LEEWAY_SECS: i64 = 30;
+/// The longest token lifetime a cluster accepts unless registered with
+/// another bound: 24 hours.
+pub const DEFAULT_MAX_LIFETIME_SECS: i64 = 24 * 3600;
+/// The bounds a cluster's maximum token lifetime may be set to: from the
+/// shortest token the API server issues (10 minutes) to 48 hours.
+pub const MAX_LIFETIME_RANGE_SECS: std::ops::RangeInclusive<i64> = 600..=48 * 3600;
 
 /// The projected-token provider of one registered cluster.
 #[derive(Debug, Clone)]
@@ -31,6 +48,11 @@ pub struct KubernetesTokens {
     pub jwks: PinnedJwks,
     /// Clock leeway, seconds.
     pub leeway_secs: i64,
+    /// The longest lifetime accepted (`exp − iat`, `warnafter − iat` for
+    /// an extended token), seconds.
+    pub max_lifetime_secs: i64,
+    /// Accept tokens whose `aud` also names other relying parties.
+    pub allow_extra_audiences: bool,
 }
 
 fn decode_json(part: &str, what: &'static str) -> Result<Map<String, Value>, IdentityError> {
@@ -69,6 +91,19 @@ fn object<'a>(
 }
 
 impl KubernetesTokens {
+    /// A provider with the default leeway and lifetime bound that refuses
+    /// extra audiences.
+    pub fn new(issuer: String, audiences: Vec<String>, jwks: PinnedJwks) -> Self {
+        Self {
+            issuer,
+            audiences,
+            jwks,
+            leeway_secs: DEFAULT_LEEWAY_SECS,
+            max_lifetime_secs: DEFAULT_MAX_LIFETIME_SECS,
+            allow_extra_audiences: false,
+        }
+    }
+
     fn check_header(
         &self,
         header: &Map<String, Value>,
@@ -108,14 +143,19 @@ impl KubernetesTokens {
         }
         let audiences: Vec<&str> = match claims.get("aud") {
             Some(Value::String(one)) => vec![one.as_str()],
-            Some(Value::Array(many)) => many.iter().filter_map(Value::as_str).collect(),
+            Some(Value::Array(many)) => many
+                .iter()
+                .map(Value::as_str)
+                .collect::<Option<_>>()
+                .ok_or(IdentityError::MissingClaim("aud"))?,
             _ => return Err(IdentityError::MissingClaim("aud")),
         };
-        if !audiences
-            .iter()
-            .any(|aud| self.audiences.iter().any(|ours| ours == aud))
-        {
+        let ours = |aud: &&str| self.audiences.iter().any(|ours| ours == aud);
+        if !audiences.iter().any(ours) {
             return Err(IdentityError::WrongAudience);
+        }
+        if !self.allow_extra_audiences && !audiences.iter().all(ours) {
+            return Err(IdentityError::ExtraAudience);
         }
         let exp = integer(claims, "exp")?;
         if exp <= now.saturating_sub(self.leeway_secs) {
@@ -124,10 +164,28 @@ impl KubernetesTokens {
         if integer(claims, "nbf")? > now.saturating_add(self.leeway_secs) {
             return Err(IdentityError::NotYetValid);
         }
-        if integer(claims, "iat")? > now.saturating_add(self.leeway_secs) {
+        let iat = integer(claims, "iat")?;
+        if iat > now.saturating_add(self.leeway_secs) {
             return Err(IdentityError::IssuedInFuture);
         }
         let kubernetes = object(claims, "kubernetes.io")?;
+        let expires_at = match kubernetes.get("warnafter") {
+            None => exp,
+            Some(warnafter) => warnafter
+                .as_i64()
+                .ok_or(IdentityError::MissingClaim("kubernetes.io.warnafter"))?
+                .min(exp),
+        };
+        if expires_at <= now.saturating_sub(self.leeway_secs) {
+            return Err(IdentityError::Stale);
+        }
+        let lifetime_secs = expires_at.saturating_sub(iat);
+        if lifetime_secs > self.max_lifetime_secs {
+            return Err(IdentityError::LifetimeTooLong {
+                lifetime_secs,
+                max_secs: self.max_lifetime_secs,
+            });
+        }
         let namespace = string(kubernetes, "namespace")?;
         let service_account = object(kubernetes, "serviceaccount")?;
         let pod = kubernetes
@@ -140,7 +198,7 @@ impl KubernetesTokens {
             service_account_uid: string(service_account, "uid")?.to_owned(),
             pod_name: string(pod, "name")?.to_owned(),
             pod_uid: string(pod, "uid")?.to_owned(),
-            expires_at: exp,
+            expires_at,
         };
         let subject = format!(
             "system:serviceaccount:{}:{}",

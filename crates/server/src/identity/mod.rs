@@ -26,7 +26,9 @@ pub struct WorkloadIdentity {
     pub pod_name: String,
     /// Pod uid.
     pub pod_uid: String,
-    /// Token expiry, Unix seconds (bounds a session's lifetime).
+    /// Effective token expiry, Unix seconds: `exp`, or the earlier
+    /// `kubernetes.io` `warnafter` of an extended token (bounds a session's
+    /// lifetime and a cached verification).
     pub expires_at: i64,
 }
 
@@ -60,6 +62,23 @@ pub enum IdentityError {
     /// `aud` does not contain the server's audience.
     #[error("token audience does not include this server")]
     WrongAudience,
+    /// `aud` names other relying parties besides this server, and the
+    /// cluster does not allow it.
+    #[error("token audience names other relying parties than this server")]
+    ExtraAudience,
+    /// `exp` − `iat` (with `warnafter` for `exp` when present) is longer than
+    /// the cluster's bound.
+    #[error("token lifetime {lifetime_secs} s is longer than this cluster accepts ({max_secs} s)")]
+    LifetimeTooLong {
+        /// The token's lifetime, seconds.
+        lifetime_secs: i64,
+        /// The cluster's bound, seconds.
+        max_secs: i64,
+    },
+    /// `kubernetes.io` `warnafter` has passed: the kubelet should have
+    /// replaced this (extended) token by now.
+    #[error("token is past its kubernetes.io warnafter (a fresh token should have replaced it)")]
+    Stale,
     /// `exp` has passed.
     #[error("token has expired")]
     Expired,
@@ -93,6 +112,9 @@ impl IdentityError {
             Self::BadSignature => "signature_invalid",
             Self::WrongIssuer => "issuer_mismatch",
             Self::WrongAudience => "audience_mismatch",
+            Self::ExtraAudience => "audience_extra",
+            Self::LifetimeTooLong { .. } => "token_lifetime_too_long",
+            Self::Stale => "token_stale",
             Self::Expired => "token_expired",
             Self::NotYetValid => "token_not_yet_valid",
             Self::IssuedInFuture => "iat_future",

@@ -67,12 +67,20 @@ pub struct ClusterRecord {
     pub audiences: Vec<String>,
     /// API server URL.
     pub api_server_url: String,
-    /// CA bundle file.
+    /// The CA bundle file the pinned CA was read from (shown, never read again).
     pub ca_bundle: String,
+    /// The pinned CA certificate(s), PEM: what the connection trusts.
+    /// Empty for a registration made before CAs were pinned (schema
+    /// version 1), which is not connected until registered again.
+    pub ca_pem: String,
     /// Read-only token file.
     pub token_file: String,
     /// The pinned JWKS (JSON text).
     pub jwks: String,
+    /// Accept tokens whose `aud` also names other relying parties.
+    pub allow_extra_audiences: bool,
+    /// The longest token lifetime accepted, seconds.
+    pub max_token_lifetime_secs: i64,
     /// Unix seconds.
     pub created_at: i64,
     /// Unix seconds.

@@ -23,7 +23,13 @@ use super::{
 };
 
 /// Migrations in order; a database records the versions it has applied.
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../../migrations/postgres/0001_init.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../../migrations/postgres/0001_init.sql")),
+    (
+        2,
+        include_str!("../../migrations/postgres/0002_cluster_ca_and_token_rules.sql"),
+    ),
+];
 
 /// Advisory lock keys (arbitrary, fixed): migrations, and the audit chain's head.
 const MIGRATION_LOCK: i64 = 0x706f_6473_6561_6c01;
@@ -83,8 +89,7 @@ fn seq_to(value: u64) -> Result<i64, StorageError> {
     i64::try_from(value).map_err(|_| StorageError::Corrupt("audit sequence"))
 }
 
-const CLUSTER_COLUMNS: &str =
-    "name, issuer, audiences, api_server_url, ca_bundle, token_file, jwks, created_at, updated_at";
+const CLUSTER_COLUMNS: &str = "name, issuer, audiences, api_server_url, ca_bundle, token_file, jwks, created_at, updated_at, ca_pem, allow_extra_audiences, max_token_lifetime_secs";
 const API_KEY_COLUMNS: &str =
     "id, key_hash, cluster, namespace, service_account, created_at, revoked_at";
 const POLICY_COLUMNS: &str =
@@ -102,6 +107,9 @@ fn cluster_from(row: &Row) -> Result<ClusterRecord, StorageError> {
         jwks: row.get(6),
         created_at: row.get(7),
         updated_at: row.get(8),
+        ca_pem: row.get(9),
+        allow_extra_audiences: row.get(10),
+        max_token_lifetime_secs: row.get(11),
     })
 }
 
@@ -355,10 +363,12 @@ impl Storage for PostgresStorage {
         self.execute(
             "put cluster",
             &format!(
-                "INSERT INTO clusters ({CLUSTER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+                "INSERT INTO clusters ({CLUSTER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
                  ON CONFLICT (name) DO UPDATE SET issuer = excluded.issuer, audiences = excluded.audiences,
                    api_server_url = excluded.api_server_url, ca_bundle = excluded.ca_bundle,
-                   token_file = excluded.token_file, jwks = excluded.jwks, updated_at = excluded.updated_at"
+                   token_file = excluded.token_file, jwks = excluded.jwks, updated_at = excluded.updated_at,
+                   ca_pem = excluded.ca_pem, allow_extra_audiences = excluded.allow_extra_audiences,
+                   max_token_lifetime_secs = excluded.max_token_lifetime_secs"
             ),
             &[
                 &cluster.name,
@@ -370,6 +380,9 @@ impl Storage for PostgresStorage {
                 &cluster.jwks,
                 &cluster.created_at,
                 &cluster.updated_at,
+                &cluster.ca_pem,
+                &cluster.allow_extra_audiences,
+                &cluster.max_token_lifetime_secs,
             ],
         )
         .await

@@ -20,7 +20,13 @@ use super::{
 };
 
 /// Migrations in order; a database records the versions it has applied.
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../../migrations/sqlite/0001_init.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../../migrations/sqlite/0001_init.sql")),
+    (
+        2,
+        include_str!("../../migrations/sqlite/0002_cluster_ca_and_token_rules.sql"),
+    ),
+];
 
 const ADMIN_TOKEN_KEY: &str = "admin_token_sha256";
 
@@ -163,11 +169,13 @@ fn cluster_from(row: &Row<'_>) -> rusqlite::Result<ClusterRecord> {
         jwks: row.get(6)?,
         created_at: row.get(7)?,
         updated_at: row.get(8)?,
+        ca_pem: row.get(9)?,
+        allow_extra_audiences: row.get(10)?,
+        max_token_lifetime_secs: row.get(11)?,
     })
 }
 
-const CLUSTER_COLUMNS: &str =
-    "name, issuer, audiences, api_server_url, ca_bundle, token_file, jwks, created_at, updated_at";
+const CLUSTER_COLUMNS: &str = "name, issuer, audiences, api_server_url, ca_bundle, token_file, jwks, created_at, updated_at, ca_pem, allow_extra_audiences, max_token_lifetime_secs";
 
 fn api_key_from(row: &Row<'_>) -> rusqlite::Result<ApiKeyRecord> {
     api_key_at(row, 0)
@@ -304,10 +312,12 @@ impl Storage for SqliteStorage {
         self.run("put cluster", move |c| {
             c.execute(
                 &format!(
-                    "INSERT INTO clusters ({CLUSTER_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                    "INSERT INTO clusters ({CLUSTER_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
                      ON CONFLICT (name) DO UPDATE SET issuer = excluded.issuer, audiences = excluded.audiences,
                        api_server_url = excluded.api_server_url, ca_bundle = excluded.ca_bundle,
-                       token_file = excluded.token_file, jwks = excluded.jwks, updated_at = excluded.updated_at"
+                       token_file = excluded.token_file, jwks = excluded.jwks, updated_at = excluded.updated_at,
+                       ca_pem = excluded.ca_pem, allow_extra_audiences = excluded.allow_extra_audiences,
+                       max_token_lifetime_secs = excluded.max_token_lifetime_secs"
                 ),
                 params![
                     cluster.name,
@@ -318,7 +328,10 @@ impl Storage for SqliteStorage {
                     cluster.token_file,
                     cluster.jwks,
                     cluster.created_at,
-                    cluster.updated_at
+                    cluster.updated_at,
+                    cluster.ca_pem,
+                    cluster.allow_extra_audiences,
+                    cluster.max_token_lifetime_secs
                 ],
             )?;
             Ok(())

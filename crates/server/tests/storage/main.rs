@@ -280,3 +280,75 @@ fn a_newer_schema_is_refused() {
         "{error}"
     );
 }
+
+/// A cluster row as schema version 1 stored it.
+const V1_CLUSTER: &str = "INSERT INTO clusters (name, issuer, audiences, api_server_url, ca_bundle, token_file, jwks, created_at, updated_at)
+     VALUES ('prod', 'https://kubernetes.default.svc', '[\"podseal\"]', 'https://127.0.0.1:6443', '/etc/podseal/ca.pem', '/etc/podseal/reader.token', '{\"keys\":[]}', 1, 1)";
+
+/// A version 1 registration after the migration: no pinned CA, the default
+/// token rules, and a connection refused with what to do about it.
+async fn assert_migrated_v1_cluster<S: Storage>(store: &S) {
+    let record = store.cluster("prod").await.unwrap().unwrap();
+    assert_eq!(
+        (
+            record.ca_pem.as_str(),
+            record.allow_extra_audiences,
+            record.max_token_lifetime_secs
+        ),
+        ("", false, 86_400)
+    );
+    let views =
+        podseal_server::pod_view::ViewConfig::with_max_staleness(std::time::Duration::from_secs(5));
+    let Err(why) = podseal_server::admin::connect_cluster(&record, views, 30) else {
+        panic!("a registration without a pinned CA was connected");
+    };
+    assert!(why.contains("--replace"), "{why}");
+}
+
+#[tokio::test]
+async fn sqlite_a_version_1_database_is_migrated_and_its_clusters_need_their_ca_pinned() {
+    let dir = TempDir::new().unwrap();
+    let path = dir.path().join("podseal.db");
+    {
+        let connection = rusqlite::Connection::open(&path).unwrap();
+        connection
+            .execute_batch(include_str!("../../migrations/sqlite/0001_init.sql"))
+            .unwrap();
+        connection
+            .execute_batch(
+                "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL);
+                 INSERT INTO schema_migrations VALUES (1, 1);",
+            )
+            .unwrap();
+        connection.execute(V1_CLUSTER, []).unwrap();
+    }
+    let store = SqliteStorage::open(&path).unwrap();
+    assert_migrated_v1_cluster(&store).await;
+}
+
+#[tokio::test]
+async fn postgres_a_version_1_database_is_migrated_and_its_clusters_need_their_ca_pinned() {
+    let url = support::postgres_url().await;
+    {
+        let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        let connection = tokio::spawn(connection);
+        client
+            .batch_execute(include_str!("../../migrations/postgres/0001_init.sql"))
+            .await
+            .unwrap();
+        client
+            .batch_execute(
+                "CREATE TABLE schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL);
+                 INSERT INTO schema_migrations VALUES (1, 1);",
+            )
+            .await
+            .unwrap();
+        client.batch_execute(V1_CLUSTER).await.unwrap();
+        drop(client);
+        connection.await.unwrap().unwrap();
+    }
+    let store = PostgresStorage::connect(&url).await.unwrap();
+    assert_migrated_v1_cluster(&store).await;
+}

@@ -17,8 +17,11 @@ pub fn cluster(name: &str) -> ClusterRecord {
         audiences: vec!["podseal".into()],
         api_server_url: "https://127.0.0.1:6443".into(),
         ca_bundle: "/etc/podseal/ca.pem".into(),
+        ca_pem: "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n".into(),
         token_file: "/etc/podseal/reader.token".into(),
         jwks: r#"{"keys":[]}"#.into(),
+        allow_extra_audiences: false,
+        max_token_lifetime_secs: 86_400,
         created_at: 100,
         updated_at: 100,
     }
@@ -93,6 +96,10 @@ pub async fn clusters_keys_and_policies<S: Storage>(store: &S) {
     store.put_cluster(cluster("prod")).await.unwrap();
     let mut updated = cluster("prod");
     updated.jwks = r#"{"keys":[{"kid":"k1"}]}"#.into();
+    // The pinned CA bytes and the token rules are stored and replaced too.
+    updated.ca_pem = "-----BEGIN CERTIFICATE-----\nBBBB\n-----END CERTIFICATE-----\n".into();
+    updated.allow_extra_audiences = true;
+    updated.max_token_lifetime_secs = 3600;
     updated.updated_at = 200;
     store.put_cluster(updated.clone()).await.unwrap();
     assert_eq!(store.cluster("prod").await.unwrap(), Some(updated));

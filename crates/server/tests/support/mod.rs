@@ -35,7 +35,7 @@ impl Cluster {
         ClusterRegistration {
             name: "prod".into(),
             api_server_url: self.dev.url().into(),
-            ca_bundle: self.dir.path().join("ca.pem"),
+            ca_pem: self.dev.ca_pem().to_owned(),
             token_file: self.dir.path().join(token_file),
         }
     }
