@@ -415,3 +415,41 @@ fn serve_then_administer_it_from_the_command_line() {
     assert_eq!(shown["ready"], false, "{shown}");
     assert!(!Path::new(&path("second.token")).exists());
 }
+
+#[test]
+fn a_staleness_bound_out_of_range_is_refused_with_exit_2() {
+    // A view allowed to be a day old would keep granting pods that are gone.
+    let dir = TempDir::new().unwrap();
+    let state = dir.path().join("state");
+    let file = dir.path().join("podseal.toml");
+    std::fs::write(&file, "[clusters]\nmax_staleness_secs = 999999999\n").unwrap();
+    let state_env = ("PODSEAL_STATE_DIR", state.to_str().unwrap());
+    fails(
+        &run(
+            &["serve", "--config", file.to_str().unwrap()],
+            &[state_env, ("PODSEAL_LISTEN", "127.0.0.1:0")],
+        ),
+        2,
+        "clusters.max_staleness_secs = 999999999 must be between 1 and 60",
+    );
+    fails(
+        &run(
+            &["serve"],
+            &[
+                state_env,
+                ("PODSEAL_LISTEN", "127.0.0.1:0"),
+                ("PODSEAL_CLUSTERS_MAX_STALENESS_SECS", "61"),
+            ],
+        ),
+        2,
+        "clusters.max_staleness_secs = 61 must be between 1 and 60",
+    );
+    assert!(!state.exists(), "a refused configuration created the store");
+    // The default is the documented 5 s.
+    let printed = run(&["serve", "--print-config"], &[]);
+    assert!(
+        text(&printed.stdout).contains("max_staleness_secs = 5\n"),
+        "{}",
+        text(&printed.stdout)
+    );
+}

@@ -81,7 +81,9 @@ impl Default for ReleaseSection {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AuditSection {
-    /// Seconds between signed checkpoints (one is also signed at shutdown and on export).
+    /// Seconds between signed checkpoints (one is also signed at shutdown
+    /// and on export), 1 to 3600: records not yet under a checkpoint can be
+    /// cut from the log's tail unnoticed.
     pub checkpoint_interval_secs: u64,
     /// The log's name inside every checkpoint.
     pub origin: String,
@@ -105,17 +107,20 @@ impl Default for AuditSection {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ClustersSection {
-    /// A view that has not heard from its API server for this long refuses (gate 4).
+    /// A view that has not heard from its API server for this long refuses
+    /// (gate 4), 1 to 60 seconds: it is how long a deleted pod or an injected
+    /// debug container can still be granted when the API server goes quiet.
     pub max_staleness_secs: u64,
     /// How often a replica looks for clusters registered or changed through
-    /// another replica (the bound on how long they take to reach it).
+    /// another replica (the bound on how long a replaced JWKS takes to reach
+    /// it), 1 to 60 seconds.
     pub refresh_secs: u64,
 }
 
 impl Default for ClustersSection {
     fn default() -> Self {
         Self {
-            max_staleness_secs: 30,
+            max_staleness_secs: 5,
             refresh_secs: 10,
         }
     }
@@ -380,7 +385,9 @@ impl ServerConfig {
                 self.log_level
             )));
         }
+        // Every duration that bounds a security decision has a range.
         let release = &self.release;
+        let whole = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
         for (name, value, low, high) in [
             (
                 "release.max_session_secs",
@@ -412,21 +419,30 @@ impl ServerConfig {
                 0,
                 300,
             ),
+            (
+                "audit.checkpoint_interval_secs",
+                whole(self.audit.checkpoint_interval_secs),
+                1,
+                3600,
+            ),
+            (
+                "clusters.max_staleness_secs",
+                whole(self.clusters.max_staleness_secs),
+                1,
+                60,
+            ),
+            (
+                "clusters.refresh_secs",
+                whole(self.clusters.refresh_secs),
+                1,
+                60,
+            ),
         ] {
             if !(low..=high).contains(&value) {
                 return Err(ConfigError::Invalid(format!(
                     "{name} = {value} must be between {low} and {high}"
                 )));
             }
-        }
-        if self.audit.checkpoint_interval_secs == 0
-            || self.clusters.max_staleness_secs == 0
-            || self.clusters.refresh_secs == 0
-        {
-            return Err(ConfigError::Invalid(
-                "audit.checkpoint_interval_secs, clusters.max_staleness_secs and clusters.refresh_secs must be positive"
-                    .into(),
-            ));
         }
         Ok(())
     }
@@ -542,6 +558,75 @@ mod tests {
             let error = load(file, &env).unwrap_err().to_string();
             assert!(error.contains(needle), "{file:?}: {error}");
         }
+    }
+
+    #[test]
+    fn the_staleness_bound_defaults_to_five_seconds_and_is_bounded() {
+        // docs/design.md §8.11 promises 5 s; the view refuses past it.
+        assert_eq!(load("", &[]).unwrap().clusters.max_staleness_secs, 5);
+        for ok in [1, 60] {
+            let file = format!("[clusters]\nmax_staleness_secs = {ok}\n");
+            assert_eq!(load(&file, &[]).unwrap().clusters.max_staleness_secs, ok);
+        }
+        for bad in ["0", "61", "999999999"] {
+            for (file, env) in [
+                (format!("[clusters]\nmax_staleness_secs = {bad}\n"), vec![]),
+                (
+                    String::new(),
+                    vec![("PODSEAL_CLUSTERS_MAX_STALENESS_SECS", bad)],
+                ),
+            ] {
+                let error = load(&file, &env).unwrap_err().to_string();
+                assert!(
+                    error.contains(&format!("clusters.max_staleness_secs = {bad}"))
+                        && error.contains("between 1 and 60"),
+                    "{bad}: {error}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn every_bound_that_gates_security_has_an_upper_limit() {
+        for (file, needle) in [
+            (
+                "[clusters]\nrefresh_secs = 999999999",
+                "clusters.refresh_secs = 999999999 must be between 1 and 60",
+            ),
+            (
+                "[clusters]\nrefresh_secs = 0",
+                "clusters.refresh_secs = 0 must be between 1 and 60",
+            ),
+            (
+                "[audit]\ncheckpoint_interval_secs = 999999999",
+                "audit.checkpoint_interval_secs = 999999999 must be between 1 and 3600",
+            ),
+            (
+                "[release]\ntoken_leeway_secs = 301",
+                "release.token_leeway_secs = 301 must be between 0 and 300",
+            ),
+            (
+                "[release]\nmax_session_secs = 86401",
+                "release.max_session_secs = 86401 must be between 60 and 86400",
+            ),
+            (
+                "[release]\ndpop_max_age_secs = 601",
+                "release.dpop_max_age_secs = 601 must be between 1 and 600",
+            ),
+            (
+                "[release]\ndpop_max_skew_secs = 301",
+                "release.dpop_max_skew_secs = 301 must be between 0 and 300",
+            ),
+            (
+                "[release]\nnonce_lifetime_secs = 3601",
+                "release.nonce_lifetime_secs = 3601 must be between 5 and 3600",
+            ),
+        ] {
+            let error = load(file, &[]).unwrap_err().to_string();
+            assert!(error.contains(needle), "{file:?}: {error}");
+        }
+        // The defaults sit inside every range (an empty file loads).
+        assert!(load("", &[]).is_ok());
     }
 
     #[test]
