@@ -273,6 +273,95 @@ pub fn env_override_names() -> impl Iterator<Item = &'static str> {
     ENV_OVERRIDES.iter().map(|(var, _, _)| *var)
 }
 
+/// The prefix of every podseal variable.
+const ENV_PREFIX: &str = "PODSEAL_";
+
+/// A `PODSEAL_*` variable in the environment that nothing reads: most
+/// likely a misspelt override, whose value is then silently not applied.
+/// Holds the name only, never the value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownVariable {
+    /// The variable's name.
+    pub name: String,
+    /// The known variable nearest to it, when one is near enough to be meant.
+    pub nearest: Option<&'static str>,
+}
+
+impl std::fmt::Display for UnknownVariable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "environment variable {} is not a podseal setting and is ignored",
+            self.name
+        )?;
+        match self.nearest {
+            Some(nearest) => write!(f, "; did you mean {nearest}?"),
+            None => write!(f, " (`podseal serve --help` lists the variables)"),
+        }
+    }
+}
+
+/// The `PODSEAL_*` names among `names` that are neither a `podseal serve`
+/// override nor in `also_known` (variables other podseal commands read),
+/// each with the nearest known name. Pass names only: values are never
+/// needed, so they cannot be printed.
+pub fn unknown_variables(
+    names: impl IntoIterator<Item = String>,
+    also_known: &[&'static str],
+) -> Vec<UnknownVariable> {
+    let known = || env_override_names().chain(also_known.iter().copied());
+    names
+        .into_iter()
+        .filter(|name| name.starts_with(ENV_PREFIX) && !known().any(|k| k == name))
+        .map(|name| {
+            let rest = name.get(ENV_PREFIX.len()..).unwrap_or_default();
+            let nearest = ENV_OVERRIDES
+                .iter()
+                .map(|(var, path, _)| {
+                    // An override also answers to its key without the section
+                    // (PODSEAL_MAX_STALENESS_SECS for clusters.max_staleness_secs).
+                    let key = path
+                        .last()
+                        .map(|k| k.to_ascii_uppercase())
+                        .unwrap_or_default();
+                    let whole = var.get(ENV_PREFIX.len()..).unwrap_or_default();
+                    (
+                        *var,
+                        edit_distance(rest, whole).min(edit_distance(rest, &key)),
+                    )
+                })
+                .chain(also_known.iter().map(|var| {
+                    let whole = var.get(ENV_PREFIX.len()..).unwrap_or_default();
+                    (*var, edit_distance(rest, whole))
+                }))
+                .min_by_key(|(_, distance)| *distance)
+                .filter(|(_, distance)| *distance <= (rest.len() / 3).max(2))
+                .map(|(var, _)| var);
+            UnknownVariable { name, nearest }
+        })
+        .collect()
+}
+
+/// Levenshtein distance over bytes (variable names are ASCII).
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b = b.as_bytes();
+    let mut previous: Vec<usize> = (0..=b.len()).collect();
+    for (i, x) in a.bytes().enumerate() {
+        let mut current = Vec::with_capacity(b.len() + 1);
+        current.push(i + 1);
+        for (j, y) in b.iter().enumerate() {
+            let substitute = previous
+                .get(j)
+                .map_or(usize::MAX, |d| d + usize::from(x != *y));
+            let delete = previous.get(j + 1).map_or(usize::MAX, |d| d + 1);
+            let insert = current.last().map_or(usize::MAX, |d| d + 1);
+            current.push(substitute.min(delete).min(insert));
+        }
+        previous = current;
+    }
+    previous.last().copied().unwrap_or_default()
+}
+
 impl ServerConfig {
     /// Reads `file` (if given), applies the overrides `env` finds, validates.
     pub fn load(
@@ -627,6 +716,47 @@ mod tests {
         }
         // The defaults sit inside every range (an empty file loads).
         assert!(load("", &[]).is_ok());
+    }
+
+    #[test]
+    fn unknown_podseal_variables_are_named_with_the_nearest_known_one() {
+        let names = [
+            "PODSEAL_MAX_STALENES_SECS",
+            "PODSEAL_RELEASE_MAX_SESION_SECS",
+            "PODSEAL_LISTEN",
+            "PODSEAL_SERVER",
+            "PODSEAL_SERVR",
+            "PODSEAL_QQQQQQQQQQQQ",
+            "HOME",
+            "podseal_listen",
+        ];
+        let unknown = unknown_variables(names.map(String::from), &["PODSEAL_SERVER"]);
+        let found: Vec<(&str, Option<&str>)> = unknown
+            .iter()
+            .map(|u| (u.name.as_str(), u.nearest))
+            .collect();
+        assert_eq!(
+            found,
+            [
+                (
+                    "PODSEAL_MAX_STALENES_SECS",
+                    Some("PODSEAL_CLUSTERS_MAX_STALENESS_SECS")
+                ),
+                (
+                    "PODSEAL_RELEASE_MAX_SESION_SECS",
+                    Some("PODSEAL_RELEASE_MAX_SESSION_SECS")
+                ),
+                ("PODSEAL_SERVR", Some("PODSEAL_SERVER")),
+                ("PODSEAL_QQQQQQQQQQQQ", None),
+            ]
+        );
+        assert_eq!(
+            unknown[0].to_string(),
+            "environment variable PODSEAL_MAX_STALENES_SECS is not a podseal setting and is ignored; did you mean PODSEAL_CLUSTERS_MAX_STALENESS_SECS?"
+        );
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+        assert_eq!(edit_distance("", "abc"), 3);
+        assert_eq!(edit_distance("abc", "abc"), 0);
     }
 
     #[test]
