@@ -642,3 +642,125 @@ fn pem_fingerprint(pem: &str) -> String {
         .unwrap();
     podseal_server::tls::fingerprint(&der)
 }
+
+#[test]
+fn a_staleness_bound_out_of_range_is_refused_with_exit_2() {
+    // A view allowed to be a day old would keep granting pods that are gone.
+    let dir = TempDir::new().unwrap();
+    let state = dir.path().join("state");
+    let file = dir.path().join("podseal.toml");
+    std::fs::write(&file, "[clusters]\nmax_staleness_secs = 999999999\n").unwrap();
+    let state_env = ("PODSEAL_STATE_DIR", state.to_str().unwrap());
+    fails(
+        &run(
+            &["serve", "--config", file.to_str().unwrap()],
+            &[state_env, ("PODSEAL_LISTEN", "127.0.0.1:0")],
+        ),
+        2,
+        "clusters.max_staleness_secs = 999999999 must be between 1 and 60",
+    );
+    fails(
+        &run(
+            &["serve"],
+            &[
+                state_env,
+                ("PODSEAL_LISTEN", "127.0.0.1:0"),
+                ("PODSEAL_CLUSTERS_MAX_STALENESS_SECS", "61"),
+            ],
+        ),
+        2,
+        "clusters.max_staleness_secs = 61 must be between 1 and 60",
+    );
+    assert!(!state.exists(), "a refused configuration created the store");
+    // The default is the documented 5 s.
+    let printed = run(&["serve", "--print-config"], &[]);
+    assert!(
+        text(&printed.stdout).contains("max_staleness_secs = 5\n"),
+        "{}",
+        text(&printed.stdout)
+    );
+}
+
+/// Spawns `podseal serve` and returns it with every line of its stderr up
+/// to and including the one containing `until` (deadline 60 s).
+fn serve_lines(env: &[(&str, &str)], until: &str) -> (support::Process, Vec<String>) {
+    use std::io::BufRead as _;
+    let mut child = Command::new(bin())
+        .arg("serve")
+        .envs(env.iter().copied())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let process = support::Process(child);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut lines = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = rx
+            .recv_timeout(left)
+            .unwrap_or_else(|_| panic!("no {until:?} in time; stderr so far: {lines:#?}"));
+        let done = line.contains(until);
+        lines.push(line);
+        if done {
+            return (process, lines);
+        }
+    }
+}
+
+#[test]
+fn a_misspelled_variable_is_named_with_the_nearest_known_one() {
+    let dir = TempDir::new().unwrap();
+    let path = |name: &str| dir.path().join(name).to_str().unwrap().to_owned();
+    assert!(
+        run(&["keys", "init", "--out", &path("keys")], &[])
+            .status
+            .success()
+    );
+    // The value is distinctive so that it can be looked for, and must never be printed.
+    let value = "7331-not-to-be-printed";
+    let (_server, lines) = serve_lines(
+        &[
+            ("PODSEAL_ORG_KEY_FILES", &path("keys/org.key")),
+            ("PODSEAL_STATE_DIR", &path("state")),
+            ("PODSEAL_LISTEN", "127.0.0.1:0"),
+            ("PODSEAL_EXTERNAL_URL", "https://localhost"),
+            ("PODSEAL_MAX_STALENES_SECS", value),
+            // Read by other podseal commands, so not a mistake here.
+            ("PODSEAL_SERVER", "https://localhost:1"),
+        ],
+        "listening on",
+    );
+    let all = lines.join("\n");
+    let named = |line: &&String| {
+        line.contains("PODSEAL_MAX_STALENES_SECS")
+            && line.contains("PODSEAL_CLUSTERS_MAX_STALENESS_SECS")
+    };
+    assert!(
+        lines
+            .iter()
+            .any(|l| named(&l) && l.starts_with("warning: ")),
+        "no warning on stderr: {all}"
+    );
+    assert!(
+        lines.iter().any(|l| named(&l) && l.contains(" WARN ")),
+        "no warn-level log line: {all}"
+    );
+    assert!(!all.contains(value), "the value was printed: {all}");
+    assert!(
+        !lines
+            .iter()
+            .any(|l| l.contains("PODSEAL_SERVER") && !l.contains("listening")),
+        "a client variable was warned about: {all}"
+    );
+}

@@ -124,7 +124,9 @@ impl Default for ReleaseSection {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AuditSection {
-    /// Seconds between signed checkpoints (one is also signed at shutdown and on export).
+    /// Seconds between signed checkpoints (one is also signed at shutdown
+    /// and on export), 1 to 3600: records not yet under a checkpoint can be
+    /// cut from the log's tail unnoticed.
     pub checkpoint_interval_secs: u64,
     /// The log's name inside every checkpoint.
     pub origin: String,
@@ -155,17 +157,20 @@ impl Default for AuditSection {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ClustersSection {
-    /// A view that has not heard from its API server for this long refuses (gate 4).
+    /// A view that has not heard from its API server for this long refuses
+    /// (gate 4), 1 to 60 seconds: it is how long a deleted pod or an injected
+    /// debug container can still be granted when the API server goes quiet.
     pub max_staleness_secs: u64,
     /// How often a replica looks for clusters registered or changed through
-    /// another replica (the bound on how long they take to reach it).
+    /// another replica (the bound on how long a replaced JWKS takes to reach
+    /// it), 1 to 60 seconds.
     pub refresh_secs: u64,
 }
 
 impl Default for ClustersSection {
     fn default() -> Self {
         Self {
-            max_staleness_secs: 30,
+            max_staleness_secs: 5,
             refresh_secs: 10,
         }
     }
@@ -360,6 +365,95 @@ pub fn env_override_names() -> impl Iterator<Item = &'static str> {
     ENV_OVERRIDES.iter().map(|(var, _, _)| *var)
 }
 
+/// The prefix of every podseal variable.
+const ENV_PREFIX: &str = "PODSEAL_";
+
+/// A `PODSEAL_*` variable in the environment that nothing reads: most
+/// likely a misspelt override, whose value is then silently not applied.
+/// Holds the name only, never the value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownVariable {
+    /// The variable's name.
+    pub name: String,
+    /// The known variable nearest to it, when one is near enough to be meant.
+    pub nearest: Option<&'static str>,
+}
+
+impl std::fmt::Display for UnknownVariable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "environment variable {} is not a podseal setting and is ignored",
+            self.name
+        )?;
+        match self.nearest {
+            Some(nearest) => write!(f, "; did you mean {nearest}?"),
+            None => write!(f, " (`podseal serve --help` lists the variables)"),
+        }
+    }
+}
+
+/// The `PODSEAL_*` names among `names` that are neither a `podseal serve`
+/// override nor in `also_known` (variables other podseal commands read),
+/// each with the nearest known name. Pass names only: values are never
+/// needed, so they cannot be printed.
+pub fn unknown_variables(
+    names: impl IntoIterator<Item = String>,
+    also_known: &[&'static str],
+) -> Vec<UnknownVariable> {
+    let known = || env_override_names().chain(also_known.iter().copied());
+    names
+        .into_iter()
+        .filter(|name| name.starts_with(ENV_PREFIX) && !known().any(|k| k == name))
+        .map(|name| {
+            let rest = name.get(ENV_PREFIX.len()..).unwrap_or_default();
+            let nearest = ENV_OVERRIDES
+                .iter()
+                .map(|(var, path, _)| {
+                    // An override also answers to its key without the section
+                    // (PODSEAL_MAX_STALENESS_SECS for clusters.max_staleness_secs).
+                    let key = path
+                        .last()
+                        .map(|k| k.to_ascii_uppercase())
+                        .unwrap_or_default();
+                    let whole = var.get(ENV_PREFIX.len()..).unwrap_or_default();
+                    (
+                        *var,
+                        edit_distance(rest, whole).min(edit_distance(rest, &key)),
+                    )
+                })
+                .chain(also_known.iter().map(|var| {
+                    let whole = var.get(ENV_PREFIX.len()..).unwrap_or_default();
+                    (*var, edit_distance(rest, whole))
+                }))
+                .min_by_key(|(_, distance)| *distance)
+                .filter(|(_, distance)| *distance <= (rest.len() / 3).max(2))
+                .map(|(var, _)| var);
+            UnknownVariable { name, nearest }
+        })
+        .collect()
+}
+
+/// Levenshtein distance over bytes (variable names are ASCII).
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b = b.as_bytes();
+    let mut previous: Vec<usize> = (0..=b.len()).collect();
+    for (i, x) in a.bytes().enumerate() {
+        let mut current = Vec::with_capacity(b.len() + 1);
+        current.push(i + 1);
+        for (j, y) in b.iter().enumerate() {
+            let substitute = previous
+                .get(j)
+                .map_or(usize::MAX, |d| d + usize::from(x != *y));
+            let delete = previous.get(j + 1).map_or(usize::MAX, |d| d + 1);
+            let insert = current.last().map_or(usize::MAX, |d| d + 1);
+            current.push(substitute.min(delete).min(insert));
+        }
+        previous = current;
+    }
+    previous.last().copied().unwrap_or_default()
+}
+
 impl ServerConfig {
     /// Reads `file` (if given), applies the overrides `env` finds, validates.
     pub fn load(
@@ -472,7 +566,9 @@ impl ServerConfig {
                 self.log_level
             )));
         }
+        // Every duration that bounds a security decision has a range.
         let release = &self.release;
+        let whole = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
         for (name, value, low, high) in [
             (
                 "release.max_session_secs",
@@ -503,6 +599,24 @@ impl ServerConfig {
                 release.token_leeway_secs,
                 0,
                 300,
+            ),
+            (
+                "audit.checkpoint_interval_secs",
+                whole(self.audit.checkpoint_interval_secs),
+                1,
+                3600,
+            ),
+            (
+                "clusters.max_staleness_secs",
+                whole(self.clusters.max_staleness_secs),
+                1,
+                60,
+            ),
+            (
+                "clusters.refresh_secs",
+                whole(self.clusters.refresh_secs),
+                1,
+                60,
             ),
         ] {
             if !(low..=high).contains(&value) {
@@ -543,15 +657,6 @@ impl ServerConfig {
         if connections.max_per_source > connections.max {
             return Err(ConfigError::Invalid(
                 "connections.max_per_source must not exceed connections.max".into(),
-            ));
-        }
-        if self.audit.checkpoint_interval_secs == 0
-            || self.clusters.max_staleness_secs == 0
-            || self.clusters.refresh_secs == 0
-        {
-            return Err(ConfigError::Invalid(
-                "audit.checkpoint_interval_secs, clusters.max_staleness_secs and clusters.refresh_secs must be positive"
-                    .into(),
             ));
         }
         Ok(())
@@ -668,6 +773,116 @@ mod tests {
             let error = load(file, &env).unwrap_err().to_string();
             assert!(error.contains(needle), "{file:?}: {error}");
         }
+    }
+
+    #[test]
+    fn the_staleness_bound_defaults_to_five_seconds_and_is_bounded() {
+        // docs/design.md §8.11 promises 5 s; the view refuses past it.
+        assert_eq!(load("", &[]).unwrap().clusters.max_staleness_secs, 5);
+        for ok in [1, 60] {
+            let file = format!("[clusters]\nmax_staleness_secs = {ok}\n");
+            assert_eq!(load(&file, &[]).unwrap().clusters.max_staleness_secs, ok);
+        }
+        for bad in ["0", "61", "999999999"] {
+            for (file, env) in [
+                (format!("[clusters]\nmax_staleness_secs = {bad}\n"), vec![]),
+                (
+                    String::new(),
+                    vec![("PODSEAL_CLUSTERS_MAX_STALENESS_SECS", bad)],
+                ),
+            ] {
+                let error = load(&file, &env).unwrap_err().to_string();
+                assert!(
+                    error.contains(&format!("clusters.max_staleness_secs = {bad}"))
+                        && error.contains("between 1 and 60"),
+                    "{bad}: {error}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn every_bound_that_gates_security_has_an_upper_limit() {
+        for (file, needle) in [
+            (
+                "[clusters]\nrefresh_secs = 999999999",
+                "clusters.refresh_secs = 999999999 must be between 1 and 60",
+            ),
+            (
+                "[clusters]\nrefresh_secs = 0",
+                "clusters.refresh_secs = 0 must be between 1 and 60",
+            ),
+            (
+                "[audit]\ncheckpoint_interval_secs = 999999999",
+                "audit.checkpoint_interval_secs = 999999999 must be between 1 and 3600",
+            ),
+            (
+                "[release]\ntoken_leeway_secs = 301",
+                "release.token_leeway_secs = 301 must be between 0 and 300",
+            ),
+            (
+                "[release]\nmax_session_secs = 86401",
+                "release.max_session_secs = 86401 must be between 60 and 86400",
+            ),
+            (
+                "[release]\ndpop_max_age_secs = 601",
+                "release.dpop_max_age_secs = 601 must be between 1 and 600",
+            ),
+            (
+                "[release]\ndpop_max_skew_secs = 301",
+                "release.dpop_max_skew_secs = 301 must be between 0 and 300",
+            ),
+            (
+                "[release]\nnonce_lifetime_secs = 3601",
+                "release.nonce_lifetime_secs = 3601 must be between 5 and 3600",
+            ),
+        ] {
+            let error = load(file, &[]).unwrap_err().to_string();
+            assert!(error.contains(needle), "{file:?}: {error}");
+        }
+        // The defaults sit inside every range (an empty file loads).
+        assert!(load("", &[]).is_ok());
+    }
+
+    #[test]
+    fn unknown_podseal_variables_are_named_with_the_nearest_known_one() {
+        let names = [
+            "PODSEAL_MAX_STALENES_SECS",
+            "PODSEAL_RELEASE_MAX_SESION_SECS",
+            "PODSEAL_LISTEN",
+            "PODSEAL_SERVER",
+            "PODSEAL_SERVR",
+            "PODSEAL_QQQQQQQQQQQQ",
+            "HOME",
+            "podseal_listen",
+        ];
+        let unknown = unknown_variables(names.map(String::from), &["PODSEAL_SERVER"]);
+        let found: Vec<(&str, Option<&str>)> = unknown
+            .iter()
+            .map(|u| (u.name.as_str(), u.nearest))
+            .collect();
+        assert_eq!(
+            found,
+            [
+                (
+                    "PODSEAL_MAX_STALENES_SECS",
+                    Some("PODSEAL_CLUSTERS_MAX_STALENESS_SECS")
+                ),
+                (
+                    "PODSEAL_RELEASE_MAX_SESION_SECS",
+                    Some("PODSEAL_RELEASE_MAX_SESSION_SECS")
+                ),
+                ("PODSEAL_SERVR", Some("PODSEAL_SERVER")),
+                ("PODSEAL_QQQQQQQQQQQQ", None),
+            ]
+        );
+        assert_eq!(
+            unknown[0].to_string(),
+            "environment variable PODSEAL_MAX_STALENES_SECS is not a podseal setting and is ignored; did you mean PODSEAL_CLUSTERS_MAX_STALENESS_SECS?"
+        );
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+        assert_eq!(edit_distance("", "abc"), 3);
+        assert_eq!(edit_distance("abc", "abc"), 0);
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::io::Write as _;
 use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::Path;
 
-use podseal_server::config::ServerConfig;
+use podseal_server::config::{ServerConfig, UnknownVariable};
 use podseal_server::serve::{Running, ServeError, start, start_postgres};
 use podseal_server::storage::Storage;
 
@@ -79,8 +79,39 @@ fn write_token(path: &Path, token: &str) -> Result<(), CliError> {
         .map_err(|e| CliError::failure(format!("cannot write {}: {e}", path.display())))
 }
 
+/// `PODSEAL_*` variables that other podseal commands read (admin
+/// commands, `podseal exec` and the SDK, the benchmark, the tests): an
+/// operator's shell or a pod's environment may hold them, so `serve`
+/// does not warn about them.
+fn read_elsewhere() -> Vec<&'static str> {
+    podseal_sdk::client::ENV_VARS
+        .iter()
+        .map(|(name, _)| *name)
+        .chain([
+            "PODSEAL_CA",
+            "PODSEAL_ADMIN_TOKEN_FILE",
+            "PODSEAL_BENCH_POSTGRES_URL",
+            "PODSEAL_TESTDATA",
+            "PODSEAL_TEST_POSTGRES_URL",
+        ])
+        .collect()
+}
+
+/// `PODSEAL_*` variables in this process's environment that nothing reads
+/// (by name only: values are never looked at).
+fn unknown_variables() -> Vec<UnknownVariable> {
+    let names = std::env::vars_os().map(|(name, _)| name.to_string_lossy().into_owned());
+    podseal_server::config::unknown_variables(names, &read_elsewhere())
+}
+
 /// Runs `podseal serve`.
 pub fn run(args: &ServeArgs) -> Result<(), CliError> {
+    // Said before the configuration is loaded, so that a misspelt override
+    // is named even when the start then fails for want of it.
+    let unknown = unknown_variables();
+    for variable in &unknown {
+        say(&format!("warning: {variable}"));
+    }
     let config = ServerConfig::load(args.config.as_deref(), |name| std::env::var(name).ok())
         .map_err(config_error)?;
     if args.print_config {
@@ -96,6 +127,13 @@ pub fn run(args: &ServeArgs) -> Result<(), CliError> {
         .with_writer(std::io::stderr)
         .with_ansi(false)
         .try_init();
+    for variable in &unknown {
+        tracing::warn!(
+            variable = %variable.name,
+            nearest = variable.nearest.unwrap_or("none"),
+            "{variable}"
+        );
+    }
     super::runtime()?.block_on(async move {
         // Handlers first: a SIGTERM that arrives while starting still stops cleanly.
         let stop = shutdown_signal()?;

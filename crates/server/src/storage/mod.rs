@@ -129,7 +129,8 @@ pub struct PolicyRecord {
 /// A release session.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionRecord {
-    /// Session id (random).
+    /// Session id (random), a bearer secret: engines store only its
+    /// [`session_id_hash`] and fill this in from the id a lookup presented.
     pub id: String,
     /// Cluster.
     pub cluster: String,
@@ -466,19 +467,27 @@ fn chain_items(
     Ok((rows, committed))
 }
 
+/// How a session id is stored and looked up: its SHA-256. The id is 256
+/// random bits, so a plain hash cannot be reversed or guessed, and whoever
+/// reads the database (or a backup) holds no usable session.
+pub fn session_id_hash(id: &str) -> [u8; 32] {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(id.as_bytes()).into()
+}
+
 /// Reads the API key, its policy and the session in one statement (the
 /// same SQL on both engines; `?1`/`$1` is the key hash, `?2`/`$2` the
-/// session id or NULL).
+/// session id's hash or NULL).
 fn request_context_sql(placeholder: char) -> String {
     format!(
         "SELECT k.id, k.key_hash, k.cluster, k.namespace, k.service_account, k.created_at, k.revoked_at,
                 p.cluster, p.namespace, p.service_account, p.digests, p.audit_mode, p.require_nonce, p.updated_at,
-                s.id, s.cluster, s.namespace, s.service_account, s.pod_name, s.pod_uid, s.jkt, s.recipient_key,
+                s.id_hash, s.cluster, s.namespace, s.service_account, s.pod_name, s.pod_uid, s.jkt, s.recipient_key,
                 s.api_key_id, s.created_at, s.expires_at, s.revoked_at
          FROM (SELECT 1 AS one) AS one
          LEFT JOIN api_keys k ON k.key_hash = {placeholder}1
          LEFT JOIN policies p ON p.cluster = k.cluster AND p.namespace = k.namespace AND p.service_account = k.service_account
-         LEFT JOIN sessions s ON s.id = {placeholder}2"
+         LEFT JOIN sessions s ON s.id_hash = {placeholder}2"
     )
 }
 

@@ -29,6 +29,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         2,
         include_str!("../../migrations/postgres/0002_cluster_ca_and_token_rules.sql"),
     ),
+    (
+        3,
+        include_str!("../../migrations/postgres/0003_session_id_hash.sql"),
+    ),
 ];
 
 /// Advisory lock keys (arbitrary, fixed): migrations, and the audit chain's head.
@@ -94,7 +98,7 @@ const API_KEY_COLUMNS: &str =
     "id, key_hash, cluster, namespace, service_account, created_at, revoked_at";
 const POLICY_COLUMNS: &str =
     "cluster, namespace, service_account, digests, audit_mode, require_nonce, updated_at";
-const SESSION_COLUMNS: &str = "id, cluster, namespace, service_account, pod_name, pod_uid, jkt, recipient_key, api_key_id, created_at, expires_at, revoked_at";
+const SESSION_COLUMNS: &str = "id_hash, cluster, namespace, service_account, pod_name, pod_uid, jkt, recipient_key, api_key_id, created_at, expires_at, revoked_at";
 
 fn cluster_from(row: &Row) -> Result<ClusterRecord, StorageError> {
     Ok(ClusterRecord {
@@ -145,13 +149,11 @@ fn policy_at(row: &Row, base: usize) -> Result<PolicyRecord, StorageError> {
     })
 }
 
-fn session_from(row: &Row) -> SessionRecord {
-    session_at(row, 0)
-}
-
-fn session_at(row: &Row, base: usize) -> SessionRecord {
+/// The session at `base` (its `id_hash` column), with the `id` it was
+/// looked up by: the database holds only the hash.
+fn session_at(row: &Row, base: usize, id: &str) -> SessionRecord {
     SessionRecord {
-        id: row.get(base),
+        id: id.to_owned(),
         cluster: row.get(base + 1),
         namespace: row.get(base + 2),
         service_account: row.get(base + 3),
@@ -586,7 +588,7 @@ impl Storage for PostgresStorage {
             "insert session",
             &format!("INSERT INTO sessions ({SESSION_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"),
             &[
-                &session.id,
+                &super::session_id_hash(&session.id).as_slice(),
                 &session.cluster,
                 &session.namespace,
                 &session.service_account,
@@ -608,18 +610,18 @@ impl Storage for PostgresStorage {
         let rows = self
             .query(
                 "read session",
-                &format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE id = $1"),
-                &[&id],
+                &format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE id_hash = $1"),
+                &[&super::session_id_hash(id).as_slice()],
             )
             .await?;
-        Ok(rows.first().map(session_from))
+        Ok(rows.first().map(|row| session_at(row, 0, id)))
     }
 
     async fn set_session_jkt(&self, id: &str, jkt: &str) -> Result<(), StorageError> {
         self.execute(
             "update session key",
-            "UPDATE sessions SET jkt = $2 WHERE id = $1",
-            &[&id, &jkt],
+            "UPDATE sessions SET jkt = $2 WHERE id_hash = $1",
+            &[&super::session_id_hash(id).as_slice(), &jkt],
         )
         .await
         .map(|_| ())
@@ -751,24 +753,32 @@ impl Storage for PostgresStorage {
         api_key_hash: [u8; 32],
         session_id: Option<&str>,
     ) -> Result<RequestContext, StorageError> {
+        let session_hash = session_id.map(super::session_id_hash);
         let rows = self
             .query(
                 "read request context",
                 &super::request_context_sql('$'),
-                &[&api_key_hash.as_slice(), &session_id],
+                &[
+                    &api_key_hash.as_slice(),
+                    &session_hash.as_ref().map(|h| h.as_slice()),
+                ],
             )
             .await?;
         let row = rows
             .first()
             .ok_or(StorageError::Corrupt("request context"))?;
         let present = |base: usize| row.get::<_, Option<String>>(base).is_some();
+        let session_present = row
+            .get::<_, Option<Vec<u8>>>(super::CONTEXT_SESSION)
+            .is_some();
         Ok(RequestContext {
             api_key: present(0).then(|| api_key_at(row, 0)).transpose()?,
             policy: present(super::CONTEXT_POLICY)
                 .then(|| policy_at(row, super::CONTEXT_POLICY))
                 .transpose()?,
-            session: present(super::CONTEXT_SESSION)
-                .then(|| session_at(row, super::CONTEXT_SESSION)),
+            session: session_id
+                .filter(|_| session_present)
+                .map(|id| session_at(row, super::CONTEXT_SESSION, id)),
         })
     }
 

@@ -26,6 +26,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         2,
         include_str!("../../migrations/sqlite/0002_cluster_ca_and_token_rules.sql"),
     ),
+    (
+        3,
+        include_str!("../../migrations/sqlite/0003_session_id_hash.sql"),
+    ),
 ];
 
 const ADMIN_TOKEN_KEY: &str = "admin_token_sha256";
@@ -215,13 +219,11 @@ fn policy_at(row: &Row<'_>, base: usize) -> rusqlite::Result<PolicyRecord> {
 const POLICY_COLUMNS: &str =
     "cluster, namespace, service_account, digests, audit_mode, require_nonce, updated_at";
 
-fn session_from(row: &Row<'_>) -> rusqlite::Result<SessionRecord> {
-    session_at(row, 0)
-}
-
-fn session_at(row: &Row<'_>, base: usize) -> rusqlite::Result<SessionRecord> {
+/// The session at `base` (its `id_hash` column), with the `id` it was
+/// looked up by: the database holds only the hash.
+fn session_at(row: &Row<'_>, base: usize, id: &str) -> rusqlite::Result<SessionRecord> {
     Ok(SessionRecord {
-        id: row.get(base)?,
+        id: id.to_owned(),
         cluster: row.get(base + 1)?,
         namespace: row.get(base + 2)?,
         service_account: row.get(base + 3)?,
@@ -236,7 +238,7 @@ fn session_at(row: &Row<'_>, base: usize) -> rusqlite::Result<SessionRecord> {
     })
 }
 
-const SESSION_COLUMNS: &str = "id, cluster, namespace, service_account, pod_name, pod_uid, jkt, recipient_key, api_key_id, created_at, expires_at, revoked_at";
+const SESSION_COLUMNS: &str = "id_hash, cluster, namespace, service_account, pod_name, pod_uid, jkt, recipient_key, api_key_id, created_at, expires_at, revoked_at";
 
 fn audit_head(connection: &Connection) -> rusqlite::Result<(u64, ChainHash)> {
     let head = connection
@@ -544,7 +546,7 @@ impl Storage for SqliteStorage {
             c.execute(
                 &format!("INSERT INTO sessions ({SESSION_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"),
                 params![
-                    session.id,
+                    super::session_id_hash(&session.id).to_vec(),
                     session.cluster,
                     session.namespace,
                     session.service_account,
@@ -567,9 +569,9 @@ impl Storage for SqliteStorage {
         let id = id.to_owned();
         self.run("read session", move |c| {
             c.query_row(
-                &format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE id = ?1"),
-                [id],
-                session_from,
+                &format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE id_hash = ?1"),
+                [super::session_id_hash(&id).to_vec()],
+                |row| session_at(row, 0, &id),
             )
             .optional()
         })
@@ -577,11 +579,11 @@ impl Storage for SqliteStorage {
     }
 
     async fn set_session_jkt(&self, id: &str, jkt: &str) -> Result<(), StorageError> {
-        let (id, jkt) = (id.to_owned(), jkt.to_owned());
+        let (hash, jkt) = (super::session_id_hash(id), jkt.to_owned());
         self.run("update session key", move |c| {
             c.execute(
-                "UPDATE sessions SET jkt = ?2 WHERE id = ?1",
-                params![id, jkt],
+                "UPDATE sessions SET jkt = ?2 WHERE id_hash = ?1",
+                params![hash.to_vec(), jkt],
             )?;
             Ok(())
         })
@@ -661,8 +663,14 @@ impl Storage for SqliteStorage {
         let session_id = session_id.map(str::to_owned);
         self.read("read request context", move |c| {
             let mut statement = c.prepare_cached(&super::request_context_sql('?'))?;
-            statement.query_row(params![api_key_hash.to_vec(), session_id], |row| {
-                let present = |base: usize| row.get::<_, Option<String>>(base).map(|v| v.is_some());
+            let session_hash = session_id
+                .as_deref()
+                .map(|id| super::session_id_hash(id).to_vec());
+            statement.query_row(params![api_key_hash.to_vec(), session_hash], |row| {
+                let present = |base: usize| {
+                    row.get_ref(base)
+                        .map(|v| v != rusqlite::types::ValueRef::Null)
+                };
                 Ok(RequestContext {
                     api_key: if present(0)? {
                         Some(api_key_at(row, 0)?)
@@ -674,10 +682,9 @@ impl Storage for SqliteStorage {
                     } else {
                         None
                     },
-                    session: if present(super::CONTEXT_SESSION)? {
-                        Some(session_at(row, super::CONTEXT_SESSION)?)
-                    } else {
-                        None
+                    session: match (&session_id, present(super::CONTEXT_SESSION)?) {
+                        (Some(id), true) => Some(session_at(row, super::CONTEXT_SESSION, id)?),
+                        _ => None,
                     },
                 })
             })

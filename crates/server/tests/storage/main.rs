@@ -131,6 +131,81 @@ async fn postgres_request_context_reads_key_policy_and_session() {
     suite::request_context_reads_key_policy_and_session(&postgres().await).await;
 }
 
+#[tokio::test]
+async fn postgres_session_ids_are_stored_only_as_hashes() {
+    let url = support::postgres_url().await;
+    let store = PostgresStorage::connect(&url).await.unwrap();
+    suite::session_ids_are_stored_only_as_hashes(&store, || async {
+        let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(connection);
+        let tables = client
+            .query(
+                "SELECT table_name::text FROM information_schema.tables WHERE table_schema = current_schema()",
+                &[],
+            )
+            .await
+            .unwrap();
+        let mut values = Vec::new();
+        for table in tables {
+            let table: String = table.get(0);
+            // Every row as PostgreSQL prints it (bytea as hex).
+            for row in client
+                .query(&format!("SELECT t::text FROM \"{table}\" t"), &[])
+                .await
+                .unwrap()
+            {
+                values.push(row.get::<_, String>(0).into_bytes());
+            }
+        }
+        values
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn sqlite_session_ids_are_stored_only_as_hashes() {
+    let (dir, store) = sqlite();
+    let path = dir.path().join("podseal.db");
+    suite::session_ids_are_stored_only_as_hashes(&store, || async move {
+        let raw = rusqlite::Connection::open(&path).unwrap();
+        let tables: Vec<String> = raw
+            .prepare("SELECT name FROM sqlite_master WHERE type = 'table'")
+            .unwrap()
+            .query_map([], |row| row.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let mut values = Vec::new();
+        for table in tables {
+            let mut statement = raw.prepare(&format!("SELECT * FROM \"{table}\"")).unwrap();
+            let columns = statement.column_count();
+            let mut rows = statement.query([]).unwrap();
+            while let Some(row) = rows.next().unwrap() {
+                for i in 0..columns {
+                    values.push(match row.get_ref(i).unwrap() {
+                        rusqlite::types::ValueRef::Text(b) | rusqlite::types::ValueRef::Blob(b) => {
+                            b.to_vec()
+                        }
+                        other => format!("{other:?}").into_bytes(),
+                    });
+                }
+            }
+        }
+        // And the files themselves: no page, free or in the WAL, holds it either.
+        for suffix in ["", "-wal"] {
+            let mut file = path.clone().into_os_string();
+            file.push(suffix);
+            if let Ok(bytes) = std::fs::read(&file) {
+                values.push(bytes);
+            }
+        }
+        values
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_group_commit_records_each_jti_once() {
     let (_dir, store) = sqlite();
@@ -259,6 +334,61 @@ async fn sqlite_an_edited_audit_row_fails_verification() {
     raw.execute("DELETE FROM audit_log WHERE seq = 1", [])
         .unwrap();
     assert!(verify_export(&export(&store).await, &key.public_key(), None).is_err());
+}
+
+#[tokio::test]
+async fn sqlite_version_1_sessions_held_in_clear_are_dropped_by_the_upgrade() {
+    let dir = TempDir::new().unwrap();
+    let path = dir.path().join("podseal.db");
+    {
+        // A database as version 1 left it, with a session id in clear.
+        let raw = rusqlite::Connection::open(&path).unwrap();
+        raw.execute_batch(include_str!("../../migrations/sqlite/0001_init.sql"))
+            .unwrap();
+        raw.execute_batch(
+            "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL);
+             INSERT INTO schema_migrations VALUES (1, 0);",
+        )
+        .unwrap();
+        raw.execute(
+            "INSERT INTO sessions VALUES (?1, 'prod', 'shop', 'api', 'api-0', 'uid-1', 'jkt-a', x'07', 'key-1', 100, 1000, NULL)",
+            [suite::BEARER_SESSION_ID],
+        )
+        .unwrap();
+    }
+    let store = SqliteStorage::open(&path).unwrap();
+    assert_eq!(
+        store.session(suite::BEARER_SESSION_ID).await.unwrap(),
+        None,
+        "a session whose id sat in clear survived the upgrade"
+    );
+    let raw = rusqlite::Connection::open(&path).unwrap();
+    let version: i64 = raw
+        .query_row("SELECT MAX(version) FROM schema_migrations", [], |row| {
+            row.get(0)
+        })
+        .unwrap();
+    assert_eq!(version, 2);
+    let clear: i64 = raw
+        .query_row(
+            "SELECT COUNT(*) FROM sessions WHERE typeof(id_hash) != 'blob' OR length(id_hash) != 32",
+            [],
+            |row| row.get(0),
+        )
+        .unwrap();
+    assert_eq!(clear, 0);
+    // New sessions work as before.
+    store
+        .insert_session(suite::session(suite::BEARER_SESSION_ID, "uid-1"))
+        .await
+        .unwrap();
+    assert!(
+        store
+            .session(suite::BEARER_SESSION_ID)
+            .await
+            .unwrap()
+            .is_some()
+    );
 }
 
 #[test]

@@ -456,3 +456,51 @@ pub async fn export_lines<S: Storage>(store: &S) -> Vec<String> {
         .map(|l| serde_json::to_string(l).unwrap())
         .collect()
 }
+
+/// A session id as the server makes them (32 random bytes, base64url).
+pub const BEARER_SESSION_ID: &str = "q3Vt0x8ZkQ2b7yJmW4nP1sLcR6dF9hGaE5uTiKoYzXw";
+
+/// Session ids are bearer secrets (the pod's DPoP access token): the store
+/// keeps only their SHA-256, as it does API keys, and looks a presented id
+/// up by its hash. `raw` returns every value the database holds, read
+/// around the engine (and, for a file, the file's bytes).
+pub async fn session_ids_are_stored_only_as_hashes<S, F, Fut>(store: &S, raw: F)
+where
+    S: Storage,
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = Vec<Vec<u8>>>,
+{
+    let id = BEARER_SESSION_ID;
+    store.put_cluster(cluster("prod")).await.unwrap();
+    store.insert_api_key(api_key("key-1", 4)).await.unwrap();
+    store.insert_session(session(id, "uid-1")).await.unwrap();
+    store.set_session_jkt(id, "jkt-b").await.unwrap();
+    let expected = SessionRecord {
+        jkt: "jkt-b".into(),
+        ..session(id, "uid-1")
+    };
+    assert_eq!(store.session(id).await.unwrap(), Some(expected.clone()));
+    let context = store.request_context([4; 32], Some(id)).await.unwrap();
+    assert_eq!(context.session, Some(expected));
+    // A near miss is not the session.
+    assert_eq!(store.session(&id[..id.len() - 1]).await.unwrap(), None);
+
+    let hex: String = id.bytes().map(|b| format!("{b:02x}")).collect();
+    let values = raw().await;
+    // At least the cluster, the API key and the session.
+    assert!(values.len() >= 3, "the raw read found almost nothing");
+    for value in &values {
+        for needle in [id.as_bytes(), hex.as_bytes()] {
+            assert!(
+                !value.windows(needle.len()).any(|w| w == needle),
+                "the database holds a session id in clear"
+            );
+        }
+    }
+    // Revocation with the pod still reaches it.
+    assert_eq!(store.forget_pod("prod", "uid-1", 500).await.unwrap(), 1);
+    assert_eq!(
+        store.session(id).await.unwrap().unwrap().revoked_at,
+        Some(500)
+    );
+}
