@@ -121,7 +121,11 @@ async fn run<S: Storage>(
                 }
             }
             Err(error) => {
-                let message = error.to_string();
+                // The engine's message as it is: `commit` wraps it once more.
+                let message = match error {
+                    StorageError::Database { message, .. } => message,
+                    other => other.to_string(),
+                };
                 for reply in replies {
                     let _ = reply.send(Err(message.clone()));
                 }

@@ -49,6 +49,16 @@ pub enum ServeError {
         /// Why.
         message: String,
     },
+    /// A file in the state directory cannot be written.
+    #[error("cannot write {what} {}: {message}", .path.display())]
+    StateFile {
+        /// Which file it is.
+        what: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        message: String,
+    },
     /// The store failed.
     #[error(transparent)]
     Storage(#[from] StorageError),
@@ -119,6 +129,18 @@ impl<S: Storage> Running<S> {
     }
 }
 
+/// The system's reason for a failed file operation in the state
+/// directory, a full volume said in words and placed.
+fn io_reason(error: &std::io::Error, state_dir: &Path) -> String {
+    match error.kind() {
+        std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded => format!(
+            "no space left on device: the volume holding the state directory {} is full ({error})",
+            state_dir.display()
+        ),
+        _ => error.to_string(),
+    }
+}
+
 /// Creates the state directory 0700, or checks an existing one is not
 /// open to group or others (it holds the audit key and the database, whose
 /// nonce secret and hashes must stay private).
@@ -128,7 +150,7 @@ fn create_state_dir(path: &Path) -> Result<(), ServeError> {
         let mode = std::fs::metadata(path)
             .map_err(|e| ServeError::StateDir {
                 path: path.to_owned(),
-                message: e.to_string(),
+                message: io_reason(&e, path),
             })?
             .permissions()
             .mode();
@@ -149,18 +171,28 @@ fn create_state_dir(path: &Path) -> Result<(), ServeError> {
         .create(path)
         .map_err(|e| ServeError::StateDir {
             path: path.to_owned(),
-            message: e.to_string(),
+            message: io_reason(&e, path),
         })
 }
 
-/// Writes a public file atomically (temp file, then rename).
-fn replace_file(path: &Path, contents: &str) -> Result<(), ServeError> {
+/// Writes a public file of the state directory atomically (temp file, then
+/// rename); a failure removes the temp file and names `what` was written.
+fn replace_file(
+    what: &'static str,
+    path: &Path,
+    contents: &str,
+    state_dir: &Path,
+) -> Result<(), ServeError> {
     let temp = path.with_extension("tmp");
     std::fs::write(&temp, contents)
         .and_then(|()| std::fs::rename(&temp, path))
-        .map_err(|e| ServeError::StateDir {
-            path: path.to_owned(),
-            message: e.to_string(),
+        .map_err(|e| {
+            let _ = std::fs::remove_file(&temp);
+            ServeError::StateFile {
+                what,
+                path: path.to_owned(),
+                message: io_reason(&e, state_dir),
+            }
         })
 }
 
@@ -192,9 +224,10 @@ async fn open_sqlite(config: ServerConfig) -> Result<Arc<Bounded<SqliteStorage>>
             .create_new(true)
             .mode(0o600)
             .open(&database)
-            .map_err(|e| ServeError::StateDir {
+            .map_err(|e| ServeError::StateFile {
+                what: "the database",
                 path: database.clone(),
-                message: e.to_string(),
+                message: io_reason(&e, &config.state_dir),
             })?;
     }
     Ok(Arc::new(Bounded::new(
@@ -265,7 +298,12 @@ where
 
     create_state_dir(&config.state_dir)?;
     if let Some(path) = &dev_cert_file {
-        replace_file(path, &server_tls.leaf_pem)?;
+        replace_file(
+            "the development certificate",
+            path,
+            &server_tls.leaf_pem,
+            &config.state_dir,
+        )?;
     }
     let storage = open(config.clone()).await?;
     // The audit key must continue the log; its files are written (and a
@@ -445,5 +483,120 @@ async fn run_purge<S: Storage>(storage: Arc<S>) {
             Ok(_) => {}
             Err(error) => tracing::error!(%error, "could not purge expired records"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        reason = "test code: a panic is a test failure"
+    )]
+    use super::*;
+    use std::io::Write as _;
+
+    use podseal_core::hpke::KemId;
+    use podseal_core::key_file::write_new;
+    use podseal_core::org_key::OrgPrivateKey;
+
+    /// A tmpfs mounted at a directory, unmounted on drop. Mounting needs
+    /// root (or CAP_SYS_ADMIN); without it the test fails, it never skips.
+    struct Tmpfs(PathBuf);
+
+    impl Tmpfs {
+        fn mount(path: &Path, size: &str) -> Self {
+            std::fs::create_dir_all(path).unwrap();
+            let output = std::process::Command::new("mount")
+                .args([
+                    "-t",
+                    "tmpfs",
+                    "-o",
+                    &format!("size={size},mode=0700"),
+                    "tmpfs",
+                ])
+                .arg(path)
+                .output()
+                .unwrap_or_else(|e| panic!("cannot run mount: {e}"));
+            assert!(
+                output.status.success(),
+                "this test puts a state directory on a full {size} tmpfs and must mount it, \
+                 which needs root or CAP_SYS_ADMIN: `mount -t tmpfs` said {:?}",
+                String::from_utf8_lossy(&output.stderr).trim()
+            );
+            Self(path.to_owned())
+        }
+    }
+
+    impl Drop for Tmpfs {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount")
+                .arg("-l")
+                .arg(&self.0)
+                .status();
+        }
+    }
+
+    /// Writes `path` until its volume is full.
+    fn fill(path: &Path) {
+        let mut file = std::fs::File::create(path).unwrap();
+        let chunk = vec![0_u8; 16 * 1024];
+        loop {
+            match file.write_all(&chunk) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::StorageFull => return,
+                Err(e) => panic!("filling {}: {e}", path.display()),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_start_on_a_full_volume_names_the_real_cause() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let org = OrgPrivateKey::generate(KemId::X25519HkdfSha256).unwrap();
+        let org_key = dir.path().join("org.key");
+        write_new(&org_key, org.to_text().as_bytes(), 0o600).unwrap();
+        let volume = dir.path().join("volume");
+        let _mounted = Tmpfs::mount(&volume, "256k");
+        fill(&volume.join("filler"));
+        let mut config = ServerConfig {
+            listen: "127.0.0.1:0".into(),
+            state_dir: volume.join("state"),
+            org_key_files: vec![org_key],
+            ..ServerConfig::default()
+        };
+        // The first file written is the development certificate.
+        let Err(error) = start(config.clone()).await else {
+            panic!("a start on a full volume succeeded")
+        };
+        let message = error.to_string();
+        assert!(
+            message.contains("no space left on device")
+                && message.contains("tls-dev.crt")
+                && !message.contains("cannot create the state directory"),
+            "{message}"
+        );
+        // With a certificate of its own, it is the database.
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["localhost".into()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let (cert_file, key_file) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
+        std::fs::write(&cert_file, cert.pem()).unwrap();
+        write_new(&key_file, key.serialize_pem().as_bytes(), 0o600).unwrap();
+        config.tls = crate::config::TlsSection {
+            cert_file: Some(cert_file),
+            key_file: Some(key_file),
+        };
+        let Err(error) = start(config).await else {
+            panic!("a start on a full volume succeeded")
+        };
+        let message = error.to_string();
+        assert!(
+            message.contains("no space left on device") && message.contains("podseal.db"),
+            "{message}"
+        );
     }
 }

@@ -7,8 +7,17 @@
 //! transaction). Statements are prepared once per connection.
 //! Schema changes are versioned migrations applied in one immediate
 //! transaction, so two processes starting at once cannot both apply one.
+//!
+//! The write-ahead log is bounded, so that it cannot fill a small volume by
+//! itself: it is checkpointed every [`WAL_AUTOCHECKPOINT_PAGES`] pages and
+//! cut back to [`WAL_SIZE_LIMIT`] bytes when it restarts, cut to nothing
+//! (`wal_checkpoint(TRUNCATE)`) at open, after each purge (every minute)
+//! and after a write that failed because the volume is full. A full volume
+//! refuses writes (so releases, which need their audit record) with an
+//! error that says so and names the file; nothing is stuck: the next write
+//! after space returns succeeds, without a restart.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use podseal_core::audit::{ChainHash, Checkpoint, ExportLine, GENESIS};
@@ -34,18 +43,60 @@ const MIGRATIONS: &[(i64, &str)] = &[
 
 const ADMIN_TOKEN_KEY: &str = "admin_token_sha256";
 
+/// Pages after which a commit checkpoints the WAL (SQLite's default is
+/// 1000, ~4 MiB, more than a small volume holds).
+pub const WAL_AUTOCHECKPOINT_PAGES: u32 = 256;
+/// Bytes the WAL file is cut back to when it restarts after a checkpoint
+/// (SQLite's default keeps it at its largest size for good).
+pub const WAL_SIZE_LIMIT: u64 = 1024 * 1024;
+
 /// SQLite storage.
 #[derive(Clone)]
 pub struct SqliteStorage {
     connection: Arc<Mutex<Connection>>,
     reader: Arc<Mutex<Connection>>,
     stats: Arc<StorageStats>,
+    path: Arc<PathBuf>,
 }
 
-fn db_error(operation: &'static str) -> impl Fn(rusqlite::Error) -> StorageError {
+/// True when SQLite gave up because the volume is full (SQLITE_FULL: the
+/// system said ENOSPC or EDQUOT).
+fn is_disk_full(error: &rusqlite::Error) -> bool {
+    matches!(
+        error,
+        rusqlite::Error::SqliteFailure(e, _) if e.code == rusqlite::ErrorCode::DiskFull
+    )
+}
+
+/// An engine error as a [`StorageError`]: a full volume is said in words,
+/// with the database file named (SQLite says only "database or disk is full").
+fn db_error(path: &Path, operation: &'static str) -> impl Fn(rusqlite::Error) -> StorageError {
     move |e| StorageError::Database {
         operation,
-        message: e.to_string(),
+        message: if is_disk_full(&e) {
+            format!(
+                "no space left on device for the database {} (or its -wal file): its volume is full; writes resume once space is freed",
+                path.display()
+            )
+        } else {
+            e.to_string()
+        },
+    }
+}
+
+/// Checkpoints the whole WAL into the database and cuts the WAL file to
+/// nothing, giving its space back to the volume. It needs space for the
+/// pages the database grows by, so on a volume still full it fails, and is
+/// tried again after the next failed write or purge. True when it did.
+fn truncate_wal(connection: &Connection) -> bool {
+    match connection.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| {
+        row.get::<_, i64>(0)
+    }) {
+        Ok(busy) => busy == 0,
+        Err(error) => {
+            tracing::debug!(%error, "could not truncate the SQLite WAL");
+            false
+        }
     }
 }
 
@@ -68,25 +119,29 @@ fn to_json(list: &[String]) -> rusqlite::Result<String> {
 impl SqliteStorage {
     /// Opens (creating if needed) the database at `path` and migrates it.
     pub fn open(path: &Path) -> Result<Self, StorageError> {
-        let mut connection = Connection::open(path).map_err(db_error("open"))?;
+        let mut connection = Connection::open(path).map_err(db_error(path, "open"))?;
         connection
-            .execute_batch(
-                "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;",
-            )
-            .map_err(db_error("configure"))?;
-        migrate(&mut connection)?;
+            .execute_batch(&format!(
+                "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;
+                 PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT_PAGES}; PRAGMA journal_size_limit = {WAL_SIZE_LIMIT};"
+            ))
+            .map_err(db_error(path, "configure"))?;
+        migrate(&mut connection, path)?;
+        // A WAL left large (a crash, an older build) is given back at once.
+        truncate_wal(&connection);
         let reader = Connection::open_with_flags(
             path,
             rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
-        .map_err(db_error("open"))?;
+        .map_err(db_error(path, "open"))?;
         reader
             .execute_batch("PRAGMA busy_timeout = 5000;")
-            .map_err(db_error("configure"))?;
+            .map_err(db_error(path, "configure"))?;
         Ok(Self {
             connection: Arc::new(Mutex::new(connection)),
             reader: Arc::new(Mutex::new(reader)),
             stats: Arc::new(StorageStats::default()),
+            path: Arc::new(path.to_owned()),
         })
     }
 
@@ -95,7 +150,8 @@ impl SqliteStorage {
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
     {
-        self.run_on(self.connection.clone(), operation, work).await
+        self.run_on(self.connection.clone(), true, operation, work)
+            .await
     }
 
     /// Runs `work` on the read-only connection.
@@ -104,12 +160,18 @@ impl SqliteStorage {
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
     {
-        self.run_on(self.reader.clone(), operation, work).await
+        self.run_on(self.reader.clone(), false, operation, work)
+            .await
     }
 
+    /// Runs `work` on `connection` on the blocking pool. When a write on
+    /// the writer failed because the volume is full, the WAL is truncated
+    /// before the connection is let go, so that its space is not held while
+    /// the volume is short of it.
     async fn run_on<T, F>(
         &self,
         connection: Arc<Mutex<Connection>>,
+        writer: bool,
         operation: &'static str,
         work: F,
     ) -> Result<T, StorageError>
@@ -118,11 +180,21 @@ impl SqliteStorage {
         F: FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
     {
         self.stats.round_trips(1);
+        let path = self.path.clone();
         let joined = tokio::task::spawn_blocking(move || {
             let mut guard = connection
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            work(&mut guard)
+            let result = work(&mut guard);
+            if writer && result.as_ref().is_err_and(is_disk_full) {
+                let truncated = truncate_wal(&guard);
+                tracing::warn!(
+                    database = %path.display(),
+                    wal_truncated = truncated,
+                    "no space left on device for the database: writes are refused until space is freed"
+                );
+            }
+            result
         })
         .await;
         joined
@@ -130,13 +202,13 @@ impl SqliteStorage {
                 operation,
                 message: e.to_string(),
             })?
-            .map_err(db_error(operation))
+            .map_err(db_error(&self.path, operation))
     }
 }
 
-fn migrate(connection: &mut Connection) -> Result<(), StorageError> {
+fn migrate(connection: &mut Connection, path: &Path) -> Result<(), StorageError> {
     let latest = MIGRATIONS.last().map_or(0, |(v, _)| *v);
-    let migrate_error = db_error("migrate");
+    let migrate_error = db_error(path, "migrate");
     connection
         .execute_batch("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)")
         .map_err(&migrate_error)?;
@@ -613,6 +685,8 @@ impl Storage for SqliteStorage {
             removed += tx.execute("DELETE FROM dpop_pins WHERE expires_at <= ?1", [now])?;
             removed += tx.execute("DELETE FROM sessions WHERE expires_at <= ?1", [now])?;
             tx.commit()?;
+            // Once a minute (the purge's interval) the WAL gives its space back.
+            truncate_wal(c);
             Ok(removed as u64)
         })
         .await
