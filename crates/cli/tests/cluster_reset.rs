@@ -19,9 +19,6 @@ mod support;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use podseal_core::capsule::Capsule;
-use podseal_sdk::blocking::BlockingClient;
-use podseal_sdk::client::ClientConfig;
 use tempfile::TempDir;
 
 fn bin() -> PathBuf {
@@ -38,26 +35,8 @@ fn a_reset_cluster_state_stops_every_release_from_the_old_view() {
     for i in 1..6 {
         deployment.pod(&format!("web-{i}"));
     }
-    let capsule = support::run_ok_stdin(
-        &bin(),
-        &[
-            "seal",
-            "--key",
-            &p("keys/org.pub"),
-            "--cluster",
-            "prod",
-            "--namespace",
-            "shop",
-            "--service-account",
-            "api",
-            "--name",
-            "db",
-        ],
-        "s3cret-for-reset-test",
-    );
-    let capsule = Capsule::from_armored(capsule.trim()).unwrap();
-    let lookup = |name: &str| pod.iter().find(|(k, _)| *k == name).map(|(_, v)| v.clone());
-    let client = BlockingClient::new(ClientConfig::from_lookup(lookup).unwrap()).unwrap();
+    let capsule = deployment.seal("s3cret-for-reset-test");
+    let client = support::Deployment::client(&pod);
     assert_eq!(
         client.open(&capsule).unwrap().expose_secret_bytes(),
         b"s3cret-for-reset-test",
@@ -111,7 +90,7 @@ fn a_reset_cluster_state_stops_every_release_from_the_old_view() {
     // A pod recreated under the same name has a new uid: the old token
     // (bound to the old uid) still verifies, and must not open anything.
     support::create_pod(&bin(), &dir.path().join("dc"), &deployment.digest, "web-0");
-    let fresh = BlockingClient::new(ClientConfig::from_lookup(lookup).unwrap()).unwrap();
+    let fresh = support::Deployment::client(&pod);
     let until = Instant::now() + Duration::from_secs(8);
     while Instant::now() < until {
         let Err(error) = fresh.open(&capsule) else {

@@ -19,9 +19,6 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use podseal_core::capsule::Capsule;
-use podseal_sdk::blocking::BlockingClient;
-use podseal_sdk::client::ClientConfig;
 use tempfile::TempDir;
 
 fn bin() -> PathBuf {
@@ -105,26 +102,8 @@ fn a_frozen_disk_refuses_releases_in_time_and_recovers() {
         &[("PODSEAL_STORAGE_TIMEOUT_SECS", "2")],
     );
     let pod = deployment.pod("web-0");
-    let capsule = support::run_ok_stdin(
-        &bin(),
-        &[
-            "seal",
-            "--key",
-            &p("keys/org.pub"),
-            "--cluster",
-            "prod",
-            "--namespace",
-            "shop",
-            "--service-account",
-            "api",
-            "--name",
-            "db",
-        ],
-        "frozen-disk-secret",
-    );
-    let capsule = Capsule::from_armored(capsule.trim()).unwrap();
-    let lookup = |name: &str| pod.iter().find(|(k, _)| *k == name).map(|(_, v)| v.clone());
-    let client = BlockingClient::new(ClientConfig::from_lookup(lookup).unwrap()).unwrap();
+    let capsule = deployment.seal("frozen-disk-secret");
+    let client = support::Deployment::client(&pod);
     assert_eq!(
         client.open(&capsule).unwrap().expose_secret_bytes(),
         b"frozen-disk-secret"

@@ -237,6 +237,37 @@ impl Deployment {
         ]
     }
 
+    /// A capsule for `prod/shop/api` named `db`, sealed by the CLI from stdin.
+    pub fn seal(&self, secret: &str) -> podseal_core::capsule::Capsule {
+        let key = self.path("keys/org.pub");
+        let armored = run_ok_stdin(
+            &self.binary,
+            &[
+                "seal",
+                "--key",
+                &key,
+                "--cluster",
+                "prod",
+                "--namespace",
+                "shop",
+                "--service-account",
+                "api",
+                "--name",
+                "db",
+            ],
+            secret,
+        );
+        podseal_core::capsule::Capsule::from_armored(armored.trim()).expect("a capsule")
+    }
+
+    /// A pod's SDK client, configured from [`Deployment::pod`]'s environment.
+    pub fn client(pod: &[(&'static str, String)]) -> podseal_sdk::blocking::BlockingClient {
+        let lookup = |name: &str| pod.iter().find(|(k, _)| *k == name).map(|(_, v)| v.clone());
+        let config =
+            podseal_sdk::client::ClientConfig::from_lookup(lookup).expect("a client config");
+        podseal_sdk::blocking::BlockingClient::new(config).expect("a client")
+    }
+
     /// SIGTERM to the server (it signs a final checkpoint); waits (deadline
     /// 30 s) for it to exit and returns its log.
     pub fn stop(&mut self) -> Vec<String> {

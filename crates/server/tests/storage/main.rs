@@ -368,7 +368,7 @@ async fn sqlite_version_1_sessions_held_in_clear_are_dropped_by_the_upgrade() {
             row.get(0)
         })
         .unwrap();
-    assert_eq!(version, 2);
+    assert_eq!(version, 3);
     let clear: i64 = raw
         .query_row(
             "SELECT COUNT(*) FROM sessions WHERE typeof(id_hash) != 'blob' OR length(id_hash) != 32",
