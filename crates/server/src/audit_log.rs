@@ -221,13 +221,6 @@ impl StartingKey {
         }
     }
 
-    /// The public key the server will sign with once committed.
-    pub fn public_key(&self) -> [u8; 32] {
-        self.rotate_to
-            .as_ref()
-            .map_or_else(|| self.key.public_key(), AuditKey::public_key)
-    }
-
     /// Writes what a new log needs (`audit.key` 0600, then `audit.pub`; both
     /// new files, never over an existing one), and performs a requested
     /// hand-over: a rotation record, a checkpoint over it signed by the old
@@ -265,6 +258,12 @@ impl StartingKey {
             return Ok(key);
         };
         let now = jiff::Timestamp::now().as_millisecond();
+        // In the state directory the new key is written beside the old one
+        // first, so nothing is signed unless it can take the old one's place.
+        let next = paths.key.with_extension("key.next");
+        if paths.in_state_dir {
+            write_new(&next, private_text(&new).as_bytes(), 0o600)?;
+        }
         storage
             .append_audit(vec![key_rotation_record(
                 &key.public_key(),
@@ -278,13 +277,14 @@ impl StartingKey {
             .await?;
         if paths.in_state_dir {
             let retired = paths.key.with_extension(format!("key.retired-{now}"));
-            std::fs::rename(&paths.key, &retired).map_err(|source| {
-                AuditLogError::KeyFile(KeyFileError::Write {
-                    path: retired.clone(),
-                    source,
-                })
+            let moved = std::fs::rename(&paths.key, &retired)
+                .map_err(|source| (retired.clone(), source))
+                .and_then(|()| {
+                    std::fs::rename(&next, &paths.key).map_err(|source| (paths.key.clone(), source))
+                });
+            moved.map_err(|(path, source)| {
+                AuditLogError::KeyFile(KeyFileError::Write { path, source })
             })?;
-            write_new(&paths.key, private_text(&new).as_bytes(), 0o600)?;
         }
         tracing::warn!(
             records = size,

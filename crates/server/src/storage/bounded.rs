@@ -34,21 +34,24 @@ impl<S: Storage> Bounded<S> {
         Self { inner, bound }
     }
 
-    /// The engine inside.
-    pub fn inner(&self) -> &S {
-        &self.inner
-    }
-
     async fn within<T>(
         &self,
         operation: &'static str,
         call: impl Future<Output = Result<T, StorageError>>,
     ) -> Result<T, StorageError> {
-        tokio::time::timeout(self.bound, call)
+        Self::within_bound(self.bound, operation, call).await
+    }
+
+    async fn within_bound<T>(
+        bound: Duration,
+        operation: &'static str,
+        call: impl Future<Output = Result<T, StorageError>>,
+    ) -> Result<T, StorageError> {
+        tokio::time::timeout(bound, call)
             .await
             .unwrap_or(Err(StorageError::Timeout {
                 operation,
-                after: self.bound,
+                after: bound,
             }))
     }
 }
@@ -226,11 +229,6 @@ impl<S: Storage> Storage for Bounded<S> {
 
     async fn audit_export(&self) -> Result<Vec<ExportLine>, StorageError> {
         // An export reads the whole log: it gets ten bounds.
-        tokio::time::timeout(self.bound * 10, self.inner.audit_export())
-            .await
-            .unwrap_or(Err(StorageError::Timeout {
-                operation: "export audit",
-                after: self.bound * 10,
-            }))
+        Self::within_bound(self.bound * 10, "export audit", self.inner.audit_export()).await
     }
 }
