@@ -13,7 +13,7 @@
 use std::time::{Duration, Instant};
 
 use podseal_core::capsule::{RevealMode, Scope};
-use podseal_core::dpop::{DpopKey, ProofExpectations, verify_proof};
+use podseal_core::dpop::{DpopKey, ProofExpectations, ProofFor, verify_proof};
 use podseal_core::envelope::{self, ReleaseBinding, SealParams};
 use podseal_core::hpke::{KemId, LocalPrivateKey, RecipientKey as _};
 use podseal_core::key_provider::KeyRing;
@@ -122,7 +122,13 @@ fn one_thread(budget: Duration) -> Result<(u64, Duration), CeilingError> {
     let session = "ceiling-session-0123456789";
     let htu = "https://podseal.bench/v1/unwrap";
     let (proof, claims) = dpop
-        .proof("POST", htu, now, Some(session), None)
+        .proof(&ProofFor {
+            htm: "POST",
+            htu,
+            iat: now,
+            access_token: Some(session),
+            nonce: None,
+        })
         .map_err(crypto)?;
     let expect = ProofExpectations {
         htm: "POST",

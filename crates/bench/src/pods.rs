@@ -10,15 +10,14 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use http::{Method, StatusCode};
 use podseal_core::capsule::{Capsule, RevealMode, Scope};
 use podseal_core::dpop::DpopKey;
-use podseal_core::envelope::{self, ReleaseBinding, ReleasedDek, SealParams};
+use podseal_core::envelope::{self, SealParams};
 use podseal_core::hpke::{KemId, LocalPrivateKey, RecipientKey as _};
-use podseal_core::wire::{
-    API_KEY_HEADER, Problem, SESSIONS_PATH, SessionAnswer, TOKEN_HEADER, UNWRAP_PATH, UnwrapAnswer,
+use podseal_core::wire::Problem;
+use podseal_sdk::protocol::{
+    self, Credentials, Endpoint, Freshness, PendingUnwrap, SessionInfo, SignedRequest,
 };
 use podseal_sdk::transport::{Answer, HttpsClient, TransportError};
 use zeroize::Zeroizing;
@@ -37,10 +36,8 @@ struct Pod {
     replica: usize,
     dpop: DpopKey,
     recipient: LocalPrivateKey,
-    recipient_body: Vec<u8>,
     token: Zeroizing<String>,
-    session: Zeroizing<String>,
-    authorization: Zeroizing<String>,
+    session: SessionInfo,
 }
 
 /// Every simulated pod, the capsule they open, and a client per replica.
@@ -48,8 +45,8 @@ pub struct Pods {
     pods: Vec<Pod>,
     clients: Vec<HttpsClient>,
     api_key: Zeroizing<String>,
+    endpoint: Endpoint,
     capsule: Capsule,
-    unwrap_body: Vec<u8>,
 }
 
 /// A stable, secret-free label for a failed answer: `401 dpop/key_not_pinned`.
@@ -88,9 +85,6 @@ impl Pods {
     /// one session each through its replica (which pins its DPoP key).
     pub async fn enrol(deployment: &Deployment, count: usize) -> Result<Self, DeploymentError> {
         let capsule = seal_capsule(deployment)?;
-        let envelope = URL_SAFE_NO_PAD.encode(capsule.envelope.to_bytes());
-        let unwrap_body =
-            serde_json::to_vec(&serde_json::json!({ "capsules": [envelope] })).unwrap_or_default();
         let mut pods = Self {
             pods: Vec::with_capacity(count),
             clients: deployment
@@ -99,8 +93,8 @@ impl Pods {
                 .map(|r| r.client.clone())
                 .collect(),
             api_key: Zeroizing::new(deployment.api_key().to_owned()),
+            endpoint: Endpoint::new(EXTERNAL_URL),
             capsule,
-            unwrap_body,
         };
         let replicas = pods.clients.len().max(1);
         for i in 0..count {
@@ -109,22 +103,17 @@ impl Pods {
             let token = deployment.token(&name, AUDIENCE).await?;
             let recipient =
                 LocalPrivateKey::generate(KemId::X25519HkdfSha256).map_err(|e| generation(&e))?;
-            let recipient_body = serde_json::to_vec(&serde_json::json!({
-                "recipient_key": URL_SAFE_NO_PAD.encode(recipient.public_key_bytes())
-            }))
-            .unwrap_or_default();
             let mut pod = Pod {
                 replica: i % replicas,
                 dpop: DpopKey::generate().map_err(|e| generation(&e))?,
                 recipient,
-                recipient_body,
                 token,
-                session: Zeroizing::new(String::new()),
-                authorization: Zeroizing::new(String::new()),
+                session: SessionInfo {
+                    id: String::new(),
+                    expires_at: 0,
+                },
             };
-            let session = pods.first_session(&pod, &name).await?;
-            pod.authorization = Zeroizing::new(format!("DPoP {}", session.as_str()));
-            pod.session = session;
+            pod.session = pods.first_session(&pod, &name).await?;
             pods.pods.push(pod);
         }
         Ok(pods)
@@ -152,11 +141,7 @@ impl Pods {
 
     /// The first session of a new pod, retried while the server answers
     /// 503 (its view has not seen the pod yet), for [`ENROL_DEADLINE`].
-    async fn first_session(
-        &self,
-        pod: &Pod,
-        name: &str,
-    ) -> Result<Zeroizing<String>, DeploymentError> {
+    async fn first_session(&self, pod: &Pod, name: &str) -> Result<SessionInfo, DeploymentError> {
         let until = Instant::now() + ENROL_DEADLINE;
         let client = self
             .clients
@@ -172,9 +157,8 @@ impl Pods {
                 .await
                 .map_err(|e| failed(transport_label(&e)))?;
             if answer.status == StatusCode::CREATED {
-                let session: SessionAnswer = serde_json::from_slice(&answer.body)
-                    .map_err(|_| failed("the answer is not a session".into()))?;
-                return Ok(Zeroizing::new(session.session_id));
+                return protocol::session_answer(answer.status, &answer.body)
+                    .map_err(|e| failed(e.to_string()));
             }
             if answer.status != StatusCode::SERVICE_UNAVAILABLE || Instant::now() >= until {
                 return Err(failed(refusal_label(&answer)));
@@ -183,28 +167,42 @@ impl Pods {
         }
     }
 
+    fn credentials<'a>(&'a self, pod: &'a Pod) -> Credentials<'a> {
+        Credentials {
+            api_key: &self.api_key,
+            token: &pod.token,
+        }
+    }
+
+    async fn send(client: &HttpsClient, request: &SignedRequest) -> Result<Answer, TransportError> {
+        client
+            .send(
+                Method::POST,
+                request.path(),
+                &request.headers(),
+                Some(request.body().to_vec()),
+            )
+            .await
+    }
+
     async fn send_session(
         &self,
         pod: &Pod,
         client: &HttpsClient,
     ) -> Result<Answer, TransportError> {
-        let htu = format!("{EXTERNAL_URL}{SESSIONS_PATH}");
-        let (proof, _) = pod
-            .dpop
-            .proof("POST", &htu, now(), None, None)
-            .map_err(|_| TransportError::Request("no randomness for a DPoP jti".into()))?;
-        client
-            .send(
-                Method::POST,
-                SESSIONS_PATH,
-                &[
-                    (API_KEY_HEADER, &self.api_key),
-                    (TOKEN_HEADER, &pod.token),
-                    ("dpop", &proof),
-                ],
-                Some(pod.recipient_body.clone()),
+        let request = self
+            .endpoint
+            .session(
+                self.credentials(pod),
+                &pod.dpop,
+                pod.recipient.public_key_bytes(),
+                Freshness {
+                    iat: now(),
+                    nonce: None,
+                },
             )
-            .await
+            .map_err(|e| TransportError::Request(e.to_string()))?;
+        Self::send(client, &request).await
     }
 
     /// Pod `i mod P` establishes a new session with its pinned key (201).
@@ -221,29 +219,31 @@ impl Pods {
         }
     }
 
-    /// Pod `i mod P` unwraps the capsule in its session (200); returns the answer.
-    async fn send_unwrap(&self, pod: &Pod, client: &HttpsClient) -> Result<Answer, String> {
-        let htu = format!("{EXTERNAL_URL}{UNWRAP_PATH}");
-        let (proof, _) = pod
-            .dpop
-            .proof("POST", &htu, now(), Some(&pod.session), None)
-            .map_err(|_| "no randomness for a DPoP jti".to_owned())?;
-        let answer = client
-            .send(
-                Method::POST,
-                UNWRAP_PATH,
-                &[
-                    (API_KEY_HEADER, &self.api_key),
-                    (TOKEN_HEADER, &pod.token),
-                    ("authorization", &pod.authorization),
-                    ("dpop", &proof),
-                ],
-                Some(self.unwrap_body.clone()),
+    /// Pod `i mod P` unwraps the capsule in its session (200); returns
+    /// the request (to check the answer against) and the answer.
+    async fn send_unwrap(
+        &self,
+        pod: &Pod,
+        client: &HttpsClient,
+    ) -> Result<(PendingUnwrap, Answer), String> {
+        let pending = self
+            .endpoint
+            .unwrap(
+                self.credentials(pod),
+                &pod.dpop,
+                &pod.session,
+                &[&self.capsule.envelope],
+                Freshness {
+                    iat: now(),
+                    nonce: None,
+                },
             )
+            .map_err(|e| e.to_string())?;
+        let answer = Self::send(client, pending.request())
             .await
             .map_err(|e| transport_label(&e))?;
         if answer.status == StatusCode::OK {
-            Ok(answer)
+            Ok((pending, answer))
         } else {
             Err(refusal_label(&answer))
         }
@@ -265,27 +265,12 @@ impl Pods {
                 .find(|p| p.replica == replica)
                 .ok_or("a replica without pods")?;
             let client = self.clients.get(replica).ok_or("no replica")?;
-            let answer = self.send_unwrap(pod, client).await?;
-            let unwrapped: UnwrapAnswer = serde_json::from_slice(&answer.body)
-                .map_err(|_| "the unwrap answer is not JSON".to_owned())?;
-            let release = unwrapped.releases.first().ok_or("no release")?;
-            let decode = |text: &str| URL_SAFE_NO_PAD.decode(text).map_err(|_| "bad base64");
-            let released = ReleasedDek {
-                enc: decode(&release.enc)?,
-                wrapped_dek: decode(&release.wrapped_dek)?,
-            };
-            let binding = ReleaseBinding {
-                session_id: &pod.session,
-                jti: &release.jti,
-            };
-            let dek = envelope::open_release(
-                &released,
-                &pod.recipient,
-                self.capsule.envelope.header_bytes(),
-                binding,
-            )
-            .map_err(|_| "the released key did not open".to_owned())?;
-            let plaintext = envelope::decrypt_content(&self.capsule, &dek)
+            let (pending, answer) = self.send_unwrap(pod, client).await?;
+            let deks = pending
+                .open_answer(answer.status, &answer.body, &pod.recipient)
+                .map_err(|e| e.to_string())?;
+            let dek = deks.first().ok_or("no release")?;
+            let plaintext = envelope::decrypt_content(&self.capsule, dek)
                 .map_err(|_| "the capsule did not open with the released key".to_owned())?;
             if plaintext.expose_secret_bytes() != PLAINTEXT {
                 return Err("the capsule opened to other bytes".into());

@@ -20,16 +20,14 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use http::Method;
 use podseal_core::capsule::{RevealMode, Scope};
 use podseal_core::dpop::DpopKey;
 use podseal_core::envelope::{self, SealParams};
 use podseal_core::hpke::{KemId, LocalPrivateKey, RecipientKey as _};
 use podseal_core::key_file::read_public_key;
+use podseal_sdk::protocol::{self, Credentials, Endpoint, Freshness, SignedRequest};
 use podseal_sdk::transport::HttpsClient;
-use serde_json::{Value, json};
 
 const PODSEAL: &str = env!("CARGO_BIN_EXE_podseal");
 
@@ -99,105 +97,65 @@ fn main() {
         &[&org],
     )
     .unwrap();
-    let body = serde_json::to_vec(
-        &json!({ "capsules": [URL_SAFE_NO_PAD.encode(capsule.envelope.to_bytes())] }),
-    )
-    .unwrap();
     let dpop = DpopKey::generate().unwrap();
     let recipient = LocalPrivateKey::generate(KemId::X25519HkdfSha256).unwrap();
     let now = || jiff::Timestamp::now().as_second();
-
-    let (proof, _) = dpop
-        .proof(
-            "POST",
-            &format!("{external}/v1/sessions"),
-            now(),
-            None,
-            None,
-        )
-        .unwrap();
-    let answer = runtime
-        .block_on(client.send(
-            Method::POST,
-            "/v1/sessions",
-            &[("x-podseal-api-key", &key), ("x-podseal-token", &token), ("dpop", &proof)],
-            Some(serde_json::to_vec(&json!({ "recipient_key": URL_SAFE_NO_PAD.encode(recipient.public_key_bytes()) })).unwrap()),
-        ))
-        .unwrap();
-    assert_eq!(
-        answer.status,
-        201,
-        "{}",
-        String::from_utf8_lossy(&answer.body)
-    );
-    let session: Value = serde_json::from_slice(&answer.body).unwrap();
-    let session = session["session_id"].as_str().unwrap().to_owned();
-    let session_auth = format!("DPoP {session}");
-
-    let unwrap = |proof: &str| {
+    let endpoint = Endpoint::new(&external);
+    let credentials = Credentials {
+        api_key: &key,
+        token: &token,
+    };
+    let fresh = || Freshness {
+        iat: now(),
+        nonce: None,
+    };
+    let send = |request: &SignedRequest| {
         runtime
             .block_on(client.send(
                 Method::POST,
-                "/v1/unwrap",
-                &[
-                    ("x-podseal-api-key", &key),
-                    ("x-podseal-token", &token),
-                    ("authorization", &session_auth),
-                    ("dpop", proof),
-                ],
-                Some(body.clone()),
+                request.path(),
+                &request.headers(),
+                Some(request.body().to_vec()),
             ))
+            .unwrap()
+    };
+
+    let request = endpoint
+        .session(credentials, &dpop, recipient.public_key_bytes(), fresh())
+        .unwrap();
+    let answer = send(&request);
+    let session = protocol::session_answer(answer.status, &answer.body).unwrap();
+
+    let unwrap_request = |key: &DpopKey| {
+        endpoint
+            .unwrap(credentials, key, &session, &[&capsule.envelope], fresh())
             .unwrap()
     };
     let mut latencies = Vec::with_capacity(unwraps);
     for _ in 0..unwraps {
-        let (proof, _) = dpop
-            .proof(
-                "POST",
-                &format!("{external}/v1/unwrap"),
-                now(),
-                Some(&session),
-                None,
-            )
-            .unwrap();
+        let pending = unwrap_request(&dpop);
         let start = Instant::now();
-        let answer = unwrap(&proof);
+        let answer = send(pending.request());
         latencies.push(start.elapsed());
         assert_eq!(
-            answer.status,
-            200,
-            "{}",
-            String::from_utf8_lossy(&answer.body)
+            pending
+                .open_answer(answer.status, &answer.body, &recipient)
+                .unwrap()
+                .len(),
+            1
         );
     }
-    // Refusals: a replayed proof, and a proof from a key that is not pinned.
-    let (replayed, _) = dpop
-        .proof(
-            "POST",
-            &format!("{external}/v1/unwrap"),
-            now(),
-            Some(&session),
-            None,
-        )
-        .unwrap();
-    assert_eq!(unwrap(&replayed).status, 200);
+    // Refusals: a replayed request, and a proof from a key that is not pinned.
+    let replayed = unwrap_request(&dpop).into_request();
+    assert_eq!(send(&replayed).status, 200);
     let thief = DpopKey::generate().unwrap();
     for i in 0..unwraps {
-        let proof = if i % 2 == 0 {
-            replayed.clone()
+        let answer = if i % 2 == 0 {
+            send(&replayed)
         } else {
-            thief
-                .proof(
-                    "POST",
-                    &format!("{external}/v1/unwrap"),
-                    now(),
-                    Some(&session),
-                    None,
-                )
-                .unwrap()
-                .0
+            send(unwrap_request(&thief).request())
         };
-        assert_eq!(unwrap(&proof).status, 401);
+        assert_eq!(answer.status, 401);
     }
     let end_rss = rss_kib(pid);
 

@@ -38,19 +38,20 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use http::Method;
 use podseal_core::audit::{AuditRecord, ExportLine, Outcome, parse_public_key};
-use podseal_core::capsule::{RevealMode, Scope};
+use podseal_core::capsule::{Capsule, RevealMode, Scope};
 use podseal_core::dpop::DpopKey;
 use podseal_core::envelope::{SealParams, seal};
 use podseal_core::hpke::{KemId, LocalPrivateKey, RecipientKey as _};
 use podseal_core::key_file::read_public_key;
 use podseal_core::org_key::OrgPublicKey;
-use podseal_core::wire::{API_KEY_HEADER, Problem, TOKEN_HEADER, UnwrapAnswer};
+use podseal_core::wire::{Problem, UnwrapAnswer};
+use podseal_sdk::protocol::{
+    self, Credentials, Endpoint, Freshness, PendingUnwrap, SessionInfo, SignedRequest,
+};
 use podseal_sdk::transport::{Answer, HttpsClient, TransportError};
-use serde_json::{Value, json};
+use serde_json::Value;
 use support::{Replicas, SERVICE_URL};
 
 mod support;
@@ -78,7 +79,7 @@ fn wait_until(what: &str, within: Duration, condition: impl Fn() -> bool) {
 struct Pod {
     token: String,
     key: DpopKey,
-    session: String,
+    session: SessionInfo,
 }
 
 /// The clients' side of the Service: one HTTPS client per replica (all
@@ -114,12 +115,11 @@ impl Service {
         }
     }
 
-    /// A fresh proof for `POST route` at the Service's URL.
-    fn proof(key: &DpopKey, route: &str, session: Option<&str>) -> String {
-        let now = jiff::Timestamp::now().as_second();
-        key.proof("POST", &format!("{SERVICE_URL}{route}"), now, session, None)
-            .unwrap()
-            .0
+    fn fresh() -> Freshness<'static> {
+        Freshness {
+            iat: jiff::Timestamp::now().as_second(),
+            nonce: None,
+        }
     }
 
     /// `POST /v1/sessions` on `replica` for the pod holding `token`, enrolling `key`.
@@ -131,21 +131,30 @@ impl Service {
         key: &DpopKey,
     ) -> Answer {
         let recipient = LocalPrivateKey::generate(KemId::X25519HkdfSha256).unwrap();
-        let body = json!({ "recipient_key": URL_SAFE_NO_PAD.encode(recipient.public_key_bytes()) });
-        let proof = Self::proof(key, "/v1/sessions", None);
+        let request = Endpoint::new(SERVICE_URL)
+            .session(
+                Credentials { api_key, token },
+                key,
+                recipient.public_key_bytes(),
+                Self::fresh(),
+            )
+            .unwrap();
+        self.send(replica, &request).await.unwrap()
+    }
+
+    async fn send(
+        &self,
+        replica: usize,
+        request: &SignedRequest,
+    ) -> Result<Answer, TransportError> {
         self.clients[replica]
             .send(
                 Method::POST,
-                "/v1/sessions",
-                &[
-                    (API_KEY_HEADER, api_key),
-                    (TOKEN_HEADER, token),
-                    ("dpop", &proof),
-                ],
-                Some(serde_json::to_vec(&body).unwrap()),
+                request.path(),
+                &request.headers(),
+                Some(request.body().to_vec()),
             )
             .await
-            .unwrap()
     }
 
     /// A session on `replica` for the pod holding `token`, with a new key.
@@ -153,16 +162,15 @@ impl Service {
         let key = DpopKey::generate().unwrap();
         let answer = self.open_session(replica, api_key, token, &key).await;
         assert_eq!(answer.status, 201, "a session: {}", reason(&answer));
-        let session: Value = serde_json::from_slice(&answer.body).unwrap();
         Pod {
             token: token.to_owned(),
             key,
-            session: session["session_id"].as_str().unwrap().to_owned(),
+            session: protocol::session_answer(answer.status, &answer.body).unwrap(),
         }
     }
 
-    /// A new capsule for `prod/shop/api`: its id and an unwrap body carrying it.
-    fn capsule(&self) -> (String, Vec<u8>) {
+    /// A new capsule for `prod/shop/api`.
+    fn capsule(&self) -> Capsule {
         let params = SealParams {
             scope: Scope {
                 cluster: "prod".into(),
@@ -176,48 +184,32 @@ impl Service {
             created_at: 1,
             not_after: None,
         };
-        let capsule = seal(params, b"s3cret", &[&self.org]).unwrap();
-        let body = json!({ "capsules": [URL_SAFE_NO_PAD.encode(capsule.envelope.to_bytes())] });
-        (
-            capsule.header().id.clone(),
-            serde_json::to_vec(&body).unwrap(),
-        )
+        seal(params, b"s3cret", &[&self.org]).unwrap()
     }
 
-    /// `POST /v1/unwrap` on `replica` with `proof`.
-    async fn unwrap(
-        &self,
-        replica: usize,
-        api_key: &str,
-        pod: &Pod,
-        proof: &str,
-        body: Vec<u8>,
-    ) -> Result<Answer, TransportError> {
-        let authorization = format!("DPoP {}", pod.session);
-        self.clients[replica]
-            .send(
-                Method::POST,
-                "/v1/unwrap",
-                &[
-                    (API_KEY_HEADER, api_key),
-                    (TOKEN_HEADER, &pod.token),
-                    ("authorization", &authorization),
-                    ("dpop", proof),
-                ],
-                Some(body),
+    /// An unwrap of `capsule` by `pod`, built by the SDK's request builder
+    /// with a fresh proof.
+    fn unwrap_request(api_key: &str, pod: &Pod, capsule: &Capsule) -> PendingUnwrap {
+        Endpoint::new(SERVICE_URL)
+            .unwrap(
+                Credentials {
+                    api_key,
+                    token: &pod.token,
+                },
+                &pod.key,
+                &pod.session,
+                &[&capsule.envelope],
+                Self::fresh(),
             )
-            .await
+            .unwrap()
     }
 
     /// `POST /v1/unwrap` of a new capsule on `replica` with a fresh proof;
     /// answered, not refused.
     async fn unwrap_ok(&self, replica: usize, api_key: &str, pod: &Pod) {
-        let (_, body) = self.capsule();
-        let proof = Self::proof(&pod.key, "/v1/unwrap", Some(&pod.session));
-        let answer = self
-            .unwrap(replica, api_key, pod, &proof, body)
-            .await
-            .unwrap();
+        let capsule = self.capsule();
+        let pending = Self::unwrap_request(api_key, pod, &capsule);
+        let answer = self.send(replica, pending.request()).await.unwrap();
         assert_eq!(answer.status, 200, "replica {replica}: {}", reason(&answer));
     }
 
@@ -275,11 +267,10 @@ async fn concurrent_enrolments_pin_one_key(service: &Arc<Service>, token: &str) 
     }
     // The winner's session works on every replica.
     let (key, answer) = answers.swap_remove(granted[0]);
-    let session: Value = serde_json::from_slice(&answer.body).unwrap();
     let pod = Pod {
         token: token.to_owned(),
         key,
-        session: session["session_id"].as_str().unwrap().to_owned(),
+        session: protocol::session_answer(answer.status, &answer.body).unwrap(),
     };
     for replica in 0..REPLICAS {
         service.unwrap_ok(replica, &service.api_key, &pod).await;
@@ -311,18 +302,12 @@ async fn second_key_refused_on_other_replicas(service: &Service, token: &str) ->
 /// Scenario 3: A proof used on replica 0 is refused when replayed on 1 and 2, which
 /// serve the same session with fresh proofs.
 async fn proof_replayed_on_other_replicas(service: &Service, pod: &Pod) {
-    let (_, body) = service.capsule();
-    let used = Service::proof(&pod.key, "/v1/unwrap", Some(&pod.session));
-    let answer = service
-        .unwrap(0, &service.api_key, pod, &used, body.clone())
-        .await
-        .unwrap();
+    let capsule = service.capsule();
+    let used = Service::unwrap_request(&service.api_key, pod, &capsule);
+    let answer = service.send(0, used.request()).await.unwrap();
     assert_eq!(answer.status, 200, "{}", reason(&answer));
     for replica in [1, 2] {
-        let replayed = service
-            .unwrap(replica, &service.api_key, pod, &used, body.clone())
-            .await
-            .unwrap();
+        let replayed = service.send(replica, used.request()).await.unwrap();
         assert_eq!(reason(&replayed), "dpop/jti_replayed", "replica {replica}");
         service.unwrap_ok(replica, &service.api_key, pod).await;
     }
@@ -367,12 +352,9 @@ fn revoked_api_key_refused_on_other_replicas(
     replicas.admin(2, &["apikey", "revoke", id]);
     runtime.block_on(async {
         for replica in [0, 1, 2] {
-            let (_, body) = service.capsule();
-            let proof = Service::proof(&pod.key, "/v1/unwrap", Some(&pod.session));
-            let answer = service
-                .unwrap(replica, key, &pod, &proof, body)
-                .await
-                .unwrap();
+            let capsule = service.capsule();
+            let pending = Service::unwrap_request(key, &pod, &capsule);
+            let answer = service.send(replica, pending.request()).await.unwrap();
             assert_eq!(
                 reason(&answer),
                 "api_key/api_key_revoked",
@@ -453,16 +435,15 @@ impl Load {
             if self.stop.load(SeqCst) {
                 return;
             }
-            let (capsule, body) = service.capsule();
+            let sealed = service.capsule();
+            let capsule = sealed.header().id.clone();
             let mut replica = service.pick();
             let mut attempts = Vec::new();
             for _ in 0..MAX_ATTEMPTS {
-                let proof = Service::proof(&pod.key, "/v1/unwrap", Some(&pod.session));
+                let pending = Service::unwrap_request(&service.api_key, &pod, &sealed);
                 let started_before_kill = !self.killed.load(SeqCst);
                 service.in_flight[replica].fetch_add(1, SeqCst);
-                let result = service
-                    .unwrap(replica, &service.api_key, &pod, &proof, body.clone())
-                    .await;
+                let result = service.send(replica, pending.request()).await;
                 service.in_flight[replica].fetch_sub(1, SeqCst);
                 let ended_after_kill = self.killed.load(SeqCst);
                 let mut attempt = Attempt {
@@ -751,12 +732,9 @@ fn replaced_jwks_reaches_every_replica(
     let bound = Duration::from_secs(REFRESH_SECS) + Duration::from_secs(4);
     let attempt = |replica: usize, pod: &Pod| {
         runtime.block_on(async {
-            let (_, body) = service.capsule();
-            let proof = Service::proof(&pod.key, "/v1/unwrap", Some(&pod.session));
-            let answer = service
-                .unwrap(replica, &service.api_key, pod, &proof, body)
-                .await
-                .unwrap();
+            let capsule = service.capsule();
+            let pending = Service::unwrap_request(&service.api_key, pod, &capsule);
+            let answer = service.send(replica, pending.request()).await.unwrap();
             reason(&answer)
         })
     };

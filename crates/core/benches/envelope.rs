@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 
 use criterion::Criterion;
 use podseal_core::capsule::{RevealMode, Scope};
-use podseal_core::dpop::{DpopKey, ProofExpectations, verify_proof};
+use podseal_core::dpop::{DpopKey, ProofExpectations, ProofFor, verify_proof};
 use podseal_core::envelope::{self, ReleaseBinding, SealParams};
 use podseal_core::hpke::{KemId, LocalPrivateKey, RecipientKey};
 use podseal_core::key_provider::KeyRing;
@@ -100,7 +100,13 @@ fn benches(c: &mut Criterion) {
 
     let dpop = DpopKey::generate().unwrap();
     let (proof, _) = dpop
-        .proof("POST", HTU, 1000, Some("session-token"), None)
+        .proof(&ProofFor {
+            htm: "POST",
+            htu: HTU,
+            iat: 1000,
+            access_token: Some("session-token"),
+            nonce: None,
+        })
         .unwrap();
     let expect = ProofExpectations {
         htm: "POST",

@@ -25,6 +25,8 @@ use ed25519_dalek::{Signature, Signer as _, SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::reason::{Gate, Reason};
+
 /// A chain hash.
 pub type ChainHash = [u8; 32];
 
@@ -59,10 +61,10 @@ pub struct AuditRecord {
     pub outcome: Outcome,
     /// The gate that decided a refusal.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub gate: Option<String>,
+    pub gate: Option<Gate>,
     /// The stable reason code.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
+    pub reason: Option<Reason>,
     /// Who and what: cluster, namespace, service account, pod uid, capsule id, kid, key thumbprint…
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub details: BTreeMap<String, String>,
@@ -483,8 +485,8 @@ mod tests {
                 } else {
                     Outcome::Allowed
                 },
-                gate: (seq % 3 == 0).then(|| "dpop".into()),
-                reason: (seq % 3 == 0).then(|| "jti_replayed".into()),
+                gate: (seq % 3 == 0).then_some(Gate::Dpop),
+                reason: (seq % 3 == 0).then_some(Reason::JtiReplayed),
                 details: BTreeMap::from([("namespace".into(), "shop".into())]),
             };
             let bytes = serde_json::to_vec(&record).unwrap();

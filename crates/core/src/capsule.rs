@@ -25,6 +25,7 @@ use sha2::{Digest, Sha256};
 
 use crate::armor::{self, ArmorError};
 use crate::hpke::{NONCE_LEN, Suite, TAG_LEN};
+use crate::reason::Reason;
 use crate::secret::DEK_LEN;
 
 /// The only header format version this build reads and writes.
@@ -306,23 +307,23 @@ pub enum CapsuleError {
 
 impl CapsuleError {
     /// A stable machine-readable code (used by the testkit, problem+json and audit).
-    pub fn reason(&self) -> &'static str {
+    pub fn reason(&self) -> Reason {
         match self {
-            Self::Armor(ArmorError::Empty) => "armor.empty",
-            Self::Armor(ArmorError::MissingPrefix) => "armor.missing_prefix",
-            Self::Armor(ArmorError::UnsupportedVersion(_)) => "armor.unsupported_version",
-            Self::Armor(ArmorError::TooLarge { .. }) => "armor.too_large",
-            Self::Armor(ArmorError::Base64) => "armor.base64",
-            Self::Truncated { .. } => "capsule.truncated",
-            Self::TrailingBytes(_) => "capsule.trailing_bytes",
-            Self::HeaderSyntax(_) => "capsule.header_syntax",
-            Self::HeaderField { .. } => "capsule.header_field",
-            Self::StanzaCount(_) => "capsule.stanza_count",
-            Self::UnsupportedSuite { .. } => "capsule.unsupported_suite",
-            Self::MalformedStanza(_) => "capsule.malformed_stanza",
-            Self::BadKid => "capsule.bad_kid",
-            Self::TooLarge { .. } => "capsule.too_large",
-            Self::ContentPresent => "content_ciphertext_present",
+            Self::Armor(ArmorError::Empty) => Reason::ArmorEmpty,
+            Self::Armor(ArmorError::MissingPrefix) => Reason::ArmorMissingPrefix,
+            Self::Armor(ArmorError::UnsupportedVersion(_)) => Reason::ArmorUnsupportedVersion,
+            Self::Armor(ArmorError::TooLarge { .. }) => Reason::ArmorTooLarge,
+            Self::Armor(ArmorError::Base64) => Reason::ArmorBase64,
+            Self::Truncated { .. } => Reason::CapsuleTruncated,
+            Self::TrailingBytes(_) => Reason::CapsuleTrailingBytes,
+            Self::HeaderSyntax(_) => Reason::CapsuleHeaderSyntax,
+            Self::HeaderField { .. } => Reason::CapsuleHeaderField,
+            Self::StanzaCount(_) => Reason::CapsuleStanzaCount,
+            Self::UnsupportedSuite { .. } => Reason::CapsuleUnsupportedSuite,
+            Self::MalformedStanza(_) => Reason::CapsuleMalformedStanza,
+            Self::BadKid => Reason::CapsuleBadKid,
+            Self::TooLarge { .. } => Reason::CapsuleTooLarge,
+            Self::ContentPresent => Reason::ContentCiphertextPresent,
         }
     }
 }

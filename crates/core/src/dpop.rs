@@ -32,6 +32,7 @@ use subtle::ConstantTimeEq;
 
 use crate::jwk::{JwkError, ed25519_jwk, ed25519_public_key, thumbprint_sha256};
 use crate::jws::{CompactJws, JwsError, sign_ed25519, verify_ed25519};
+use crate::reason::Reason;
 
 /// The `typ` of every DPoP proof.
 pub const DPOP_TYP: &str = "dpop+jwt";
@@ -74,6 +75,36 @@ pub struct ProofClaims {
     pub nonce: Option<String>,
 }
 
+/// What one proof is for. The fields are named, so the session a proof
+/// binds to (`ath`) and the server's nonce cannot be passed in each other's
+/// place.
+#[derive(Debug, Clone, Copy)]
+pub struct ProofFor<'a> {
+    /// HTTP method.
+    pub htm: &'a str,
+    /// The request's URL, without query and fragment.
+    pub htu: &'a str,
+    /// Issued-at, Unix seconds.
+    pub iat: i64,
+    /// The access token (release session id) the proof binds to with `ath`.
+    pub access_token: Option<&'a str>,
+    /// The nonce the server sent in `DPoP-Nonce`.
+    pub nonce: Option<&'a str>,
+}
+
+impl<'a> ProofFor<'a> {
+    /// A `POST` to `htu` at `iat`, bound to no session, without a nonce.
+    pub fn post(htu: &'a str, iat: i64) -> Self {
+        Self {
+            htm: "POST",
+            htu,
+            iat,
+            access_token: None,
+            nonce: None,
+        }
+    }
+}
+
 impl DpopKey {
     /// Generates a key from the operating system's CSPRNG.
     pub fn generate() -> Result<Self, crate::RandomnessUnavailable> {
@@ -101,19 +132,15 @@ impl DpopKey {
     /// Builds a proof for one request with a fresh random `jti`.
     pub fn proof(
         &self,
-        htm: &str,
-        htu: &str,
-        iat: i64,
-        access_token: Option<&str>,
-        nonce: Option<&str>,
+        request: &ProofFor<'_>,
     ) -> Result<(String, ProofClaims), crate::RandomnessUnavailable> {
         let claims = ProofClaims {
             jti: new_jti()?,
-            htm: htm.to_owned(),
-            htu: htu.to_owned(),
-            iat,
-            ath: access_token.map(access_token_hash),
-            nonce: nonce.map(str::to_owned),
+            htm: request.htm.to_owned(),
+            htu: request.htu.to_owned(),
+            iat: request.iat,
+            ath: request.access_token.map(access_token_hash),
+            nonce: request.nonce.map(str::to_owned),
         };
         Ok((self.sign_claims(&claims), claims))
     }
@@ -223,24 +250,24 @@ pub enum DpopError {
 
 impl DpopError {
     /// A stable machine-readable code for problem+json and the audit log.
-    pub fn reason(&self) -> &'static str {
+    pub fn reason(&self) -> Reason {
         match self {
-            Self::TooLarge => "proof_too_large",
-            Self::Malformed(_) => "proof_malformed",
-            Self::UnsupportedAlgorithm(_) => "alg_not_allowed",
-            Self::WrongType => "typ_not_dpop",
-            Self::UnexpectedHeader(_) => "header_not_allowed",
-            Self::BadJwk(_) => "jwk_invalid",
-            Self::BadSignature => "signature_invalid",
-            Self::HtmMismatch => "htm_mismatch",
-            Self::HtuMismatch => "htu_mismatch",
-            Self::Stale => "iat_stale",
-            Self::FromTheFuture => "iat_future",
-            Self::BadJti => "jti_invalid",
-            Self::MissingAth => "ath_missing",
-            Self::AthMismatch => "ath_mismatch",
-            Self::UnexpectedAth => "ath_unexpected",
-            Self::NonceRequired => "use_dpop_nonce",
+            Self::TooLarge => Reason::ProofTooLarge,
+            Self::Malformed(_) => Reason::ProofMalformed,
+            Self::UnsupportedAlgorithm(_) => Reason::AlgNotAllowed,
+            Self::WrongType => Reason::TypNotDpop,
+            Self::UnexpectedHeader(_) => Reason::HeaderNotAllowed,
+            Self::BadJwk(_) => Reason::JwkInvalid,
+            Self::BadSignature => Reason::SignatureInvalid,
+            Self::HtmMismatch => Reason::HtmMismatch,
+            Self::HtuMismatch => Reason::HtuMismatch,
+            Self::Stale => Reason::IatStale,
+            Self::FromTheFuture => Reason::IatFuture,
+            Self::BadJti => Reason::JtiInvalid,
+            Self::MissingAth => Reason::AthMissing,
+            Self::AthMismatch => Reason::AthMismatch,
+            Self::UnexpectedAth => Reason::AthUnexpected,
+            Self::NonceRequired => Reason::UseDpopNonce,
         }
     }
 }
@@ -429,7 +456,13 @@ mod tests {
     fn a_fresh_proof_verifies_and_names_its_key() {
         let key = DpopKey::generate().unwrap();
         let (proof, claims) = key
-            .proof("POST", HTU, 1000, Some("session-token"), None)
+            .proof(&ProofFor {
+                htm: "POST",
+                htu: HTU,
+                iat: 1000,
+                access_token: Some("session-token"),
+                nonce: None,
+            })
             .unwrap();
         let verified = verify_proof(&proof, &expect(1000)).unwrap();
         assert_eq!(verified.thumbprint, key.thumbprint());
@@ -711,7 +744,13 @@ mod tests {
     fn header_checks_refuse_alg_typ_jwk_and_extra_parameters() {
         let key = DpopKey::generate().unwrap();
         let (_, claims) = key
-            .proof("POST", HTU, 1000, Some("session-token"), None)
+            .proof(&ProofFor {
+                htm: "POST",
+                htu: HTU,
+                iat: 1000,
+                access_token: Some("session-token"),
+                nonce: None,
+            })
             .unwrap();
         let jwk = Value::Object(key.public_jwk.clone());
         let mut private_jwk = key.public_jwk.clone();

@@ -23,6 +23,7 @@ use crate::capsule::{
 use crate::hpke::{AeadId, AeadKey, HpkeError, KemId, LocalPrivateKey, NONCE_LEN, Suite};
 use crate::key_provider::OrgKeyProvider;
 use crate::org_key::OrgPublicKey;
+use crate::reason::Reason;
 use crate::secret::{Dek, Plaintext};
 
 /// HPKE `info` of a DEK wrap to an org key.
@@ -91,12 +92,12 @@ pub enum OpenError {
 
 impl OpenError {
     /// A stable machine-readable code.
-    pub fn reason(&self) -> &'static str {
+    pub fn reason(&self) -> Reason {
         match self {
-            Self::NoMatchingKey { .. } => "open.no_matching_key",
-            Self::DidNotOpen => "open.did_not_open",
-            Self::BadRecipientKey => "open.bad_recipient_key",
-            Self::KeyProvider(_) => "open.key_provider",
+            Self::NoMatchingKey { .. } => Reason::NoMatchingKey,
+            Self::DidNotOpen => Reason::DidNotOpen,
+            Self::BadRecipientKey => Reason::RecipientKeyInvalid,
+            Self::KeyProvider(_) => Reason::KeyProvider,
         }
     }
 }

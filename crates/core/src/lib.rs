@@ -18,6 +18,7 @@ pub mod jws;
 pub mod key_file;
 pub mod key_provider;
 pub mod org_key;
+pub mod reason;
 pub mod secret;
 pub mod wire;
 

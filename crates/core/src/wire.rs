@@ -5,6 +5,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::reason::{Code, Gate, Reason};
+
 /// The largest request body the server accepts (64 capsules with room to spare).
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 /// Header carrying the bound API key.
@@ -87,10 +89,11 @@ pub struct RotateAnswer {
 pub struct Problem {
     /// HTTP status.
     pub status: u16,
-    /// The gate or check that refused.
-    pub gate: String,
+    /// The gate or check that refused (a code a newer server added reads
+    /// as [`Code::Unknown`]).
+    pub gate: Code<Gate>,
     /// The stable reason code.
-    pub reason: String,
+    pub reason: Code<Reason>,
     /// A public sentence.
     #[serde(default)]
     pub detail: String,

@@ -16,21 +16,19 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use http::{Method, StatusCode};
-use podseal_core::capsule::Capsule;
+use podseal_core::capsule::{Capsule, DekEnvelope};
 use podseal_core::dpop::DpopKey;
-use podseal_core::envelope::{self, ReleaseBinding, ReleasedDek};
+use podseal_core::envelope;
 use podseal_core::hpke::{KemId, LocalPrivateKey, RecipientKey as _};
+use podseal_core::reason::{Code, Gate, Reason};
 use podseal_core::secret::Plaintext;
-use podseal_core::wire::{
-    API_KEY_HEADER, DPOP_NONCE_HEADER, MAX_BATCH, Problem, ROTATE_KEY_PATH, RotateBody,
-    SESSIONS_PATH, SessionAnswer, SessionBody, TOKEN_HEADER, UNWRAP_PATH, UnwrapAnswer, UnwrapBody,
-};
+use podseal_core::wire::{DPOP_NONCE_HEADER, MAX_BATCH, Problem};
 use tokio::sync::Mutex;
 use zeroize::Zeroizing;
 
+pub use crate::protocol::SessionInfo;
+use crate::protocol::{self, Credentials, Endpoint, Freshness, ProtocolError, SignedRequest};
 use crate::transport::{Answer, HttpsClient, TransportError, Trust};
 
 /// Where the kubelet projects the ServiceAccount token (see the README's
@@ -178,9 +176,9 @@ pub enum SdkError {
         /// HTTP status.
         status: u16,
         /// The gate (`api_key`, `token`, `dpop`, `live_pod`, `scope`, `request`).
-        gate: String,
+        gate: Code<Gate>,
         /// The stable reason code.
-        reason: String,
+        reason: Code<Reason>,
         /// The server's public sentence.
         detail: String,
     },
@@ -195,9 +193,9 @@ pub enum SdkError {
         /// The last failure.
         last: String,
         /// The gate the last answer named, if it was problem details.
-        gate: Option<String>,
+        gate: Option<Code<Gate>>,
         /// The reason code the last answer named, if it was problem details.
-        reason: Option<String>,
+        reason: Option<Code<Reason>>,
     },
     /// The server answered something this client cannot use.
     #[error("unexpected answer from the release server: {0}")]
@@ -213,21 +211,43 @@ pub enum SdkError {
 impl SdkError {
     /// The gate the server named: of a refusal, or of the last answer of a
     /// server that stayed unavailable.
-    pub fn gate(&self) -> Option<&str> {
+    pub fn gate(&self) -> Option<&Code<Gate>> {
         match self {
             Self::Refused { gate, .. } => Some(gate),
-            Self::Unavailable { gate, .. } => gate.as_deref(),
+            Self::Unavailable { gate, .. } => gate.as_ref(),
             _ => None,
         }
     }
 
     /// The reason code the server named: of a refusal, or of the last answer
     /// of a server that stayed unavailable.
-    pub fn reason(&self) -> Option<&str> {
+    pub fn reason(&self) -> Option<&Code<Reason>> {
         match self {
             Self::Refused { reason, .. } => Some(reason),
-            Self::Unavailable { reason, .. } => reason.as_deref(),
+            Self::Unavailable { reason, .. } => reason.as_ref(),
             _ => None,
+        }
+    }
+}
+
+impl From<ProtocolError> for SdkError {
+    fn from(error: ProtocolError) -> Self {
+        match error {
+            ProtocolError::Refused {
+                status,
+                gate,
+                reason,
+                detail,
+            } => Self::Refused {
+                status,
+                gate,
+                reason,
+                detail,
+            },
+            ProtocolError::Answer(message) => Self::Protocol(message),
+            ProtocolError::DidNotOpen(message) => Self::Capsule(message),
+            ProtocolError::Request(message) => Self::Config(message),
+            ProtocolError::Random => Self::Random,
         }
     }
 }
@@ -254,15 +274,6 @@ fn now() -> i64 {
     jiff::Timestamp::now().as_second()
 }
 
-/// A session the server granted.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SessionInfo {
-    /// The session id.
-    pub id: String,
-    /// Unix seconds.
-    pub expires_at: i64,
-}
-
 struct State {
     dpop: DpopKey,
     session: Option<SessionInfo>,
@@ -272,6 +283,7 @@ struct State {
 /// The pod-side client. Cheap to share behind an `Arc`; requests are serialised.
 pub struct Client {
     config: ClientConfig,
+    endpoint: Endpoint,
     http: HttpsClient,
     recipient: LocalPrivateKey,
     state: Mutex<State>,
@@ -285,18 +297,6 @@ impl std::fmt::Debug for Client {
     }
 }
 
-/// Builds a request body, given the nonce the proof carries.
-type BodyFn<'a> = &'a dyn Fn(Option<&str>) -> Result<Vec<u8>, SdkError>;
-
-/// What one request needs besides the proof.
-struct Request<'a> {
-    path: &'a str,
-    /// The session the proof binds to (`ath`), and `Authorization: DPoP <id>`.
-    session: Option<&'a str>,
-    /// The body, given the nonce the proof carries.
-    body: BodyFn<'a>,
-}
-
 impl Client {
     /// A client with fresh RAM-only keys.
     pub fn new(config: ClientConfig) -> Result<Self, SdkError> {
@@ -306,6 +306,7 @@ impl Client {
             // 64 releases are a few KiB; nothing a pod reads is larger than this.
             .with_max_answer_bytes(1024 * 1024);
         Ok(Self {
+            endpoint: Endpoint::new(&config.server_url),
             http,
             recipient: LocalPrivateKey::generate(KemId::X25519HkdfSha256)
                 .map_err(|_| SdkError::Random)?,
@@ -356,8 +357,12 @@ impl Client {
                 Err(SdkError::Refused { ref reason, .. })
                     if !replaced
                         && matches!(
-                            reason.as_str(),
-                            "session_expired" | "session_unknown" | "session_revoked"
+                            reason.known(),
+                            Some(
+                                Reason::SessionExpired
+                                    | Reason::SessionUnknown
+                                    | Reason::SessionRevoked
+                            )
                         ) =>
                 {
                     // The server no longer holds this session (expired, or
@@ -377,28 +382,14 @@ impl Client {
         {
             return Ok(session.clone());
         }
-        let recipient_key = URL_SAFE_NO_PAD.encode(self.recipient.public_key_bytes());
-        let body = move |_: Option<&str>| {
-            serde_json::to_vec(&SessionBody {
-                recipient_key: recipient_key.clone(),
+        let recipient_key = self.recipient.public_key_bytes();
+        let (_, answer) = self
+            .request(state, |dpop, credentials, freshness| {
+                self.endpoint
+                    .session(credentials, dpop, recipient_key, freshness)
             })
-            .map_err(|e| SdkError::Protocol(e.to_string()))
-        };
-        let answer = self
-            .request(
-                state,
-                Request {
-                    path: SESSIONS_PATH,
-                    session: None,
-                    body: &body,
-                },
-            )
             .await?;
-        let granted: SessionAnswer = parse(&answer)?;
-        let session = SessionInfo {
-            id: granted.session_id,
-            expires_at: granted.expires_at,
-        };
+        let session = protocol::session_answer(answer.status, &answer.body)?;
         tracing::debug!(expires_at = session.expires_at, "release session opened");
         state.session = Some(session.clone());
         Ok(session)
@@ -410,58 +401,18 @@ impl Client {
         session: &SessionInfo,
         capsules: &[Capsule],
     ) -> Result<Vec<Plaintext>, SdkError> {
-        let encoded: Vec<String> = capsules
-            .iter()
-            .map(|c| URL_SAFE_NO_PAD.encode(c.envelope.to_bytes()))
-            .collect();
-        let body = move |_: Option<&str>| {
-            serde_json::to_vec(&UnwrapBody {
-                capsules: encoded.clone(),
+        let envelopes: Vec<&DekEnvelope> = capsules.iter().map(|c| &c.envelope).collect();
+        let (pending, answer) = self
+            .request(state, |dpop, credentials, freshness| {
+                self.endpoint
+                    .unwrap(credentials, dpop, session, &envelopes, freshness)
             })
-            .map_err(|e| SdkError::Protocol(e.to_string()))
-        };
-        let answer = self
-            .request(
-                state,
-                Request {
-                    path: UNWRAP_PATH,
-                    session: Some(&session.id),
-                    body: &body,
-                },
-            )
             .await?;
-        let answer: UnwrapAnswer = parse(&answer)?;
-        if answer.releases.len() != capsules.len() {
-            return Err(SdkError::Protocol(format!(
-                "{} releases for {} capsules",
-                answer.releases.len(),
-                capsules.len()
-            )));
-        }
+        let deks = pending.open_answer(answer.status, &answer.body, &self.recipient)?;
         capsules
             .iter()
-            .zip(answer.releases)
-            .map(|(capsule, release)| {
-                let decode = |field: &str| {
-                    URL_SAFE_NO_PAD
-                        .decode(field)
-                        .map_err(|_| SdkError::Protocol("a release is not base64url".into()))
-                };
-                let released = ReleasedDek {
-                    enc: decode(&release.enc)?,
-                    wrapped_dek: decode(&release.wrapped_dek)?,
-                };
-                let binding = ReleaseBinding {
-                    session_id: &session.id,
-                    jti: &release.jti,
-                };
-                let dek = envelope::open_release(
-                    &released,
-                    &self.recipient,
-                    capsule.envelope.header_bytes(),
-                    binding,
-                )
-                .map_err(|e| SdkError::Capsule(e.to_string()))?;
+            .zip(deks)
+            .map(|(capsule, dek)| {
                 envelope::decrypt_content(capsule, &dek)
                     .map_err(|e| SdkError::Capsule(e.to_string()))
             })
@@ -475,25 +426,13 @@ impl Client {
         let mut state = self.state.lock().await;
         let session = self.ensure_session(&mut state).await?;
         let next = DpopKey::generate().map_err(|_| SdkError::Random)?;
-        let htu = format!("{}{ROTATE_KEY_PATH}", self.config.server_url);
-        let session_id = session.id.clone();
-        let next_ref = &next;
-        let body = move |nonce: Option<&str>| {
-            let (new_proof, _) = next_ref
-                .proof("POST", &htu, now(), Some(&session_id), nonce)
-                .map_err(|_| SdkError::Random)?;
-            serde_json::to_vec(&RotateBody { new_proof })
-                .map_err(|e| SdkError::Protocol(e.to_string()))
-        };
-        self.request(
-            &mut state,
-            Request {
-                path: ROTATE_KEY_PATH,
-                session: Some(&session.id),
-                body: &body,
-            },
-        )
-        .await?;
+        let (_, answer) = self
+            .request(&mut state, |current, credentials, freshness| {
+                self.endpoint
+                    .rotate_key(credentials, current, &next, &session, freshness)
+            })
+            .await?;
+        protocol::rotate_answer(answer.status, &answer.body, &next)?;
         state.dpop = next;
         Ok(())
     }
@@ -501,35 +440,38 @@ impl Client {
     /// Sends one request with a fresh proof per attempt: retries transient
     /// failures with backoff and jitter, follows one nonce challenge, and
     /// turns any other non-success into a refusal.
-    async fn request(&self, state: &mut State, request: Request<'_>) -> Result<Answer, SdkError> {
+    async fn request<T: AsRef<SignedRequest>>(
+        &self,
+        state: &mut State,
+        build: impl Fn(&DpopKey, Credentials<'_>, Freshness<'_>) -> Result<T, ProtocolError>,
+    ) -> Result<(T, Answer), SdkError> {
         let policy = self.config.retry;
-        let htu = format!("{}{}", self.config.server_url, request.path);
         let mut followed_nonce = false;
         let mut attempt = 0;
         loop {
             attempt += 1;
             let api_key = read_credential("API key", &self.config.api_key_file)?;
             let token = read_credential("token", &self.config.token_file)?;
-            let nonce = state.nonce.clone();
-            let (proof, _) = state
-                .dpop
-                .proof("POST", &htu, now(), request.session, nonce.as_deref())
-                .map_err(|_| SdkError::Random)?;
-            let body = (request.body)(nonce.as_deref())?;
-            let authorization = request
-                .session
-                .map(|id| Zeroizing::new(format!("DPoP {id}")));
-            let mut headers = vec![
-                (API_KEY_HEADER, api_key.as_str()),
-                (TOKEN_HEADER, token.as_str()),
-                ("dpop", proof.as_str()),
-            ];
-            if let Some(authorization) = &authorization {
-                headers.push(("authorization", authorization.as_str()));
-            }
+            let built = build(
+                &state.dpop,
+                Credentials {
+                    api_key: &api_key,
+                    token: &token,
+                },
+                Freshness {
+                    iat: now(),
+                    nonce: state.nonce.as_deref(),
+                },
+            )?;
+            let request = built.as_ref();
             let outcome = self
                 .http
-                .send(Method::POST, request.path, &headers, Some(body))
+                .send(
+                    Method::POST,
+                    request.path(),
+                    &request.headers(),
+                    Some(request.body().to_vec()),
+                )
                 .await;
             let (failure, problem) = match outcome {
                 Ok(answer) => {
@@ -541,11 +483,14 @@ impl Client {
                         state.nonce = Some(nonce.to_owned());
                     }
                     if answer.status.is_success() {
-                        return Ok(answer);
+                        return Ok((built, answer));
                     }
                     if !is_transient(answer.status) {
-                        let refusal = refusal(&answer);
-                        if !followed_nonce && refusal.reason() == Some("use_dpop_nonce") {
+                        let refusal =
+                            SdkError::from(protocol::refusal(answer.status, &answer.body));
+                        if !followed_nonce
+                            && refusal.reason().is_some_and(|r| *r == Reason::UseDpopNonce)
+                        {
                             followed_nonce = true;
                             attempt -= 1;
                             continue;
@@ -605,25 +550,6 @@ fn backoff(policy: RetryPolicy, attempt: u32) -> Duration {
         Err(_) => 1.0,
     };
     ceiling.mul_f64(0.5 + fraction / 2.0)
-}
-
-fn refusal(answer: &Answer) -> SdkError {
-    match serde_json::from_slice::<Problem>(&answer.body) {
-        Ok(problem) => SdkError::Refused {
-            status: answer.status.as_u16(),
-            gate: problem.gate,
-            reason: problem.reason,
-            detail: problem.detail,
-        },
-        Err(_) => SdkError::Protocol(format!(
-            "HTTP {} without problem details",
-            answer.status.as_u16()
-        )),
-    }
-}
-
-fn parse<T: serde::de::DeserializeOwned>(answer: &Answer) -> Result<T, SdkError> {
-    serde_json::from_slice(&answer.body).map_err(|e| SdkError::Protocol(e.to_string()))
 }
 
 #[cfg(test)]

@@ -22,4 +22,5 @@
 pub mod blocking;
 pub mod client;
 pub mod memory;
+pub mod protocol;
 pub mod transport;

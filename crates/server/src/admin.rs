@@ -21,7 +21,7 @@ use sha2::{Digest, Sha256};
 
 use crate::audit_log::{AuditContext, AuditLog};
 use crate::cluster::{ClusterRegistration, ca_fingerprints, kube_client, read_ca_bundle};
-use crate::gate::{Gate, Refusal};
+use crate::gate::{Gate, Reason, Refusal};
 use crate::identity::kubernetes::{DEFAULT_MAX_LIFETIME_SECS, MAX_LIFETIME_RANGE_SECS};
 use crate::identity::{KubernetesTokens, PinnedJwks};
 use crate::pod_view::{PodView, ViewConfig};
@@ -160,18 +160,18 @@ pub struct PolicyRequest {
     pub require_nonce: bool,
 }
 
-fn refused(reason: &'static str, detail: impl Into<String>) -> Refusal {
+fn refused(reason: Reason, detail: impl Into<String>) -> Refusal {
     Refusal::new(Gate::Admin, reason, detail)
 }
 
 fn storage_refusal(error: StorageError) -> Refusal {
     match error {
-        StorageError::NotFound(what) => refused("not_found", what),
+        StorageError::NotFound(what) => refused(Reason::NotFound, what),
         other => {
             tracing::error!(error = %other, "storage failed on the admin path");
             Refusal::new(
                 Gate::Request,
-                "storage_unavailable",
+                Reason::StorageUnavailable,
                 "the server cannot store this right now",
             )
         }
@@ -183,7 +183,8 @@ fn now() -> i64 {
 }
 
 fn check(field: &str, value: &str, rule: NameRule) -> Result<(), Refusal> {
-    check_name(value, rule).map_err(|why| refused("invalid_argument", format!("{field} {why}")))
+    check_name(value, rule)
+        .map_err(|why| refused(Reason::InvalidArgument, format!("{field} {why}")))
 }
 
 /// Records a service account's scope in the audit context and checks its names.
@@ -293,7 +294,7 @@ impl<S: Storage> AdminService<S> {
             .map_err(storage_refusal)?;
         let refusal = match (token, stored) {
             (None, _) => refused(
-                "admin_token_missing",
+                Reason::AdminTokenMissing,
                 "Authorization: Bearer <admin token> is required",
             ),
             (Some(token), Some(hash))
@@ -301,7 +302,7 @@ impl<S: Storage> AdminService<S> {
             {
                 return Ok(());
             }
-            _ => refused("admin_token_invalid", "the admin token is not valid"),
+            _ => refused(Reason::AdminTokenInvalid, "the admin token is not valid"),
         };
         let mut audit = AuditContext::default();
         audit.set("action", action);
@@ -364,14 +365,14 @@ impl<S: Storage> AdminService<S> {
         check("name", &request.name, NameRule::Subdomain)?;
         if !request.api_server_url.starts_with("https://") {
             return Err(refused(
-                "invalid_argument",
+                Reason::InvalidArgument,
                 "api_server_url must be https://…",
             ));
         }
         let absolute = |what: &str, path: &PathBuf| {
             std::fs::canonicalize(path).map_err(|e| {
                 refused(
-                    "invalid_argument",
+                    Reason::InvalidArgument,
                     format!(
                         "{what} {} is not readable on the server: {e}",
                         path.display()
@@ -382,14 +383,14 @@ impl<S: Storage> AdminService<S> {
         let ca_bundle = absolute("ca_bundle", &request.ca_bundle)?;
         // The CA is pinned now, as the JWKS is: never read from the path again.
         let ca_pem = read_ca_bundle(&ca_bundle)
-            .map_err(|e| refused("invalid_argument", format!("ca_bundle: {e}")))?;
+            .map_err(|e| refused(Reason::InvalidArgument, format!("ca_bundle: {e}")))?;
         let token_file = absolute("token_file", &request.token_file)?;
         let max_token_lifetime_secs = request
             .max_token_lifetime_secs
             .unwrap_or(DEFAULT_MAX_LIFETIME_SECS);
         if !MAX_LIFETIME_RANGE_SECS.contains(&max_token_lifetime_secs) {
             return Err(refused(
-                "invalid_argument",
+                Reason::InvalidArgument,
                 format!(
                     "max_token_lifetime_secs must be between {} and {}",
                     MAX_LIFETIME_RANGE_SECS.start(),
@@ -404,7 +405,7 @@ impl<S: Storage> AdminService<S> {
             .map_err(storage_refusal)?;
         if existing.is_some() && !request.replace {
             return Err(refused(
-                "already_exists",
+                Reason::AlreadyExists,
                 format!(
                     "cluster {} is already registered; changing it (its pinned keys, CA or token rules) needs --replace",
                     request.name
@@ -486,7 +487,7 @@ impl<S: Storage> AdminService<S> {
             .await?;
         }
         let jwks = PinnedJwks::parse(&record.jwks)
-            .map_err(|e| refused("invalid_argument", format!("jwks: {e}")))?;
+            .map_err(|e| refused(Reason::InvalidArgument, format!("jwks: {e}")))?;
         let kids: Vec<String> = jwks.kids().into_iter().map(str::to_owned).collect();
 
         // The keys now pinned, recorded before they take effect.
@@ -494,7 +495,7 @@ impl<S: Storage> AdminService<S> {
         audit.set("pinned_kids", kids.join(","));
         self.audit_intent(audit).await?;
         let cluster = connect_cluster(&record, self.views, self.leeway_secs)
-            .map_err(|why| refused("invalid_argument", why))?;
+            .map_err(|why| refused(Reason::InvalidArgument, why))?;
         self.storage()
             .put_cluster(record.clone())
             .await
@@ -511,14 +512,14 @@ impl<S: Storage> AdminService<S> {
         issuer: bool,
     ) -> Result<(), Refusal> {
         let client = kube_client(&registration(record))
-            .map_err(|e| refused("invalid_argument", e.to_string()))?;
+            .map_err(|e| refused(Reason::InvalidArgument, e.to_string()))?;
         let get = async |path: &str| {
             let request = http::Request::get(path)
                 .body(Vec::new())
-                .map_err(|e| refused("cluster_unreachable", e.to_string()))?;
+                .map_err(|e| refused(Reason::ClusterUnreachable, e.to_string()))?;
             client.request_text(request).await.map_err(|e| {
                 refused(
-                    "cluster_unreachable",
+                    Reason::ClusterUnreachable,
                     format!("cannot read {path} from the cluster: {e}"),
                 )
             })
@@ -533,7 +534,7 @@ impl<S: Storage> AdminService<S> {
                 .and_then(|v| v.get("issuer")?.as_str().map(str::to_owned))
                 .ok_or_else(|| {
                     refused(
-                        "cluster_unreachable",
+                        Reason::ClusterUnreachable,
                         "the cluster's discovery document names no issuer; pass --issuer",
                     )
                 })?;
@@ -592,7 +593,10 @@ impl<S: Storage> AdminService<S> {
             .map_err(storage_refusal)?
         {
             Some(record) => Ok(self.info(record)),
-            None => Err(refused("not_found", format!("no cluster named {name}"))),
+            None => Err(refused(
+                Reason::NotFound,
+                format!("no cluster named {name}"),
+            )),
         }
     }
 
@@ -604,7 +608,10 @@ impl<S: Storage> AdminService<S> {
             .map_err(storage_refusal)?
         {
             Some(_) => Ok(()),
-            None => Err(refused("not_found", format!("no cluster named {name}"))),
+            None => Err(refused(
+                Reason::NotFound,
+                format!("no cluster named {name}"),
+            )),
         }
     }
 
@@ -628,7 +635,7 @@ impl<S: Storage> AdminService<S> {
             &request.service_account,
         )?;
         self.require_cluster(&request.cluster).await?;
-        let random = |_| Refusal::new(Gate::Request, "server_error", "randomness unavailable");
+        let random = |_| Refusal::new(Gate::Request, Reason::ServerError, "randomness unavailable");
         let id = format!("ak_{}", podseal_core::random_id::<9>().map_err(random)?);
         let key = format!(
             "{API_KEY_PREFIX}{}",
@@ -679,7 +686,7 @@ impl<S: Storage> AdminService<S> {
                 Ok(())
             } else {
                 Err(refused(
-                    "not_found",
+                    Reason::NotFound,
                     format!("no unrevoked API key with id {id}"),
                 ))
             }
@@ -708,7 +715,7 @@ impl<S: Storage> AdminService<S> {
         )?;
         if let Some(bad) = request.digests.iter().find(|d| !is_digest(d)) {
             return Err(refused(
-                "invalid_argument",
+                Reason::InvalidArgument,
                 format!("{bad:?} is not a digest like sha256:<64 lowercase hex>"),
             ));
         }
@@ -757,7 +764,7 @@ impl<S: Storage> AdminService<S> {
                 tracing::error!(%error, "audit export failed");
                 Refusal::new(
                     Gate::Request,
-                    "storage_unavailable",
+                    Reason::StorageUnavailable,
                     "the audit log cannot be read right now",
                 )
             })

@@ -323,8 +323,8 @@ impl AuditContext {
             time_ms: jiff::Timestamp::now().as_millisecond(),
             event: event.to_owned(),
             outcome,
-            gate: refusal.map(|r| r.gate.code().to_owned()),
-            reason: refusal.map(|r| r.reason.to_owned()),
+            gate: refusal.map(|r| r.gate),
+            reason: refusal.map(|r| r.reason),
             details: self.details.clone(),
         }
     }

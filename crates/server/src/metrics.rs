@@ -11,6 +11,8 @@ use std::fmt::Write as _;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use podseal_core::reason::{Gate, Reason};
+
 /// Histogram upper bounds, seconds.
 const BUCKETS: [f64; 12] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
@@ -71,15 +73,18 @@ impl Metrics {
         route: &str,
         status: u16,
         elapsed: Duration,
-        refusal: Option<(&'static str, &'static str)>,
+        refusal: Option<(Gate, Reason)>,
     ) {
         let mut inner = self.lock();
         *inner
             .requests
             .entry((route.to_owned(), status))
             .or_default() += 1;
-        if let Some(key) = refusal {
-            *inner.refusals.entry(key).or_default() += 1;
+        if let Some((gate, reason)) = refusal {
+            *inner
+                .refusals
+                .entry((gate.code(), reason.code()))
+                .or_default() += 1;
         }
         inner
             .latency
@@ -169,7 +174,7 @@ mod tests {
             "/v1/unwrap",
             401,
             Duration::from_millis(30),
-            Some(("dpop", "jti_replayed")),
+            Some((Gate::Dpop, Reason::JtiReplayed)),
         );
         let text = metrics.render(
             &[ViewSample {

@@ -27,7 +27,7 @@ use sha2::{Digest, Sha256};
 
 use crate::audit_log::AuditContext;
 use crate::gate::live_pod::{self, LivePodDecision};
-use crate::gate::{Gate, Refusal};
+use crate::gate::{Gate, Reason, Refusal};
 use crate::group_commit::GroupCommit;
 use crate::identity::cache::TokenCache;
 use crate::identity::{KubernetesTokens, WorkloadIdentity};
@@ -146,7 +146,7 @@ fn session_label(session_id: &str) -> String {
 
 fn random_id() -> Result<String, Refusal> {
     podseal_core::random_id::<32>()
-        .map_err(|_| Refusal::new(Gate::Request, "server_error", "randomness unavailable"))
+        .map_err(|_| Refusal::new(Gate::Request, Reason::ServerError, "randomness unavailable"))
 }
 
 struct Verified {
@@ -310,8 +310,11 @@ impl<S: Storage> ReleaseService<S> {
                     audit.set("pod", &name);
                     audit.set("pod_uid", &uid);
                     audit.set("sessions_revoked", revoked.to_string());
-                    let refusal =
-                        Refusal::new(Gate::LivePod, "pod_gone", "the pod was deleted or replaced");
+                    let refusal = Refusal::new(
+                        Gate::LivePod,
+                        Reason::PodGone,
+                        "the pod was deleted or replaced",
+                    );
                     if service
                         .audit(vec![audit.record(
                             "session_revoked",
@@ -357,7 +360,7 @@ impl<S: Storage> ReleaseService<S> {
         tracing::error!(%error, "storage failed on the release path");
         Refusal::new(
             Gate::Request,
-            "storage_unavailable",
+            Reason::StorageUnavailable,
             "the server cannot decide right now",
         )
     }
@@ -384,7 +387,7 @@ impl<S: Storage> ReleaseService<S> {
                 tracing::error!(%error, "audit write failed: refusing");
                 Refusal::new(
                     Gate::Request,
-                    "audit_unavailable",
+                    Reason::AuditUnavailable,
                     "the decision could not be audited, so it is refused",
                 )
             })
@@ -399,7 +402,7 @@ impl<S: Storage> ReleaseService<S> {
     ) -> Result<T, Refusal> {
         tracing::info!(
             gate = refusal.gate.code(),
-            reason = refusal.reason,
+            reason = refusal.reason.code(),
             "{event} refused"
         );
         self.audit(vec![audit.record(event, Outcome::Refused, Some(&refusal))])
@@ -422,21 +425,25 @@ impl<S: Storage> ReleaseService<S> {
             .await
             .map_err(Self::storage_refusal)?;
         let key = context.api_key.ok_or_else(|| {
-            Refusal::new(Gate::ApiKey, "api_key_unknown", "the API key is not known")
+            Refusal::new(
+                Gate::ApiKey,
+                Reason::ApiKeyUnknown,
+                "the API key is not known",
+            )
         })?;
         audit.set("api_key", &key.id);
         audit.set("cluster", &key.cluster);
         if key.revoked_at.is_some() {
             return Err(Refusal::new(
                 Gate::ApiKey,
-                "api_key_revoked",
+                Reason::ApiKeyRevoked,
                 "the API key was revoked",
             ));
         }
         let cluster = self.cluster(&key.cluster).ok_or_else(|| {
             Refusal::new(
                 Gate::ApiKey,
-                "cluster_unknown",
+                Reason::ClusterUnknown,
                 "the API key's cluster is not registered",
             )
         })?;
@@ -450,7 +457,7 @@ impl<S: Storage> ReleaseService<S> {
         if identity.namespace != key.namespace || identity.service_account != key.service_account {
             return Err(Refusal::new(
                 Gate::ApiKey,
-                "api_key_scope_mismatch",
+                Reason::ApiKeyScopeMismatch,
                 "the API key is bound to another namespace or service account than the token",
             ));
         }
@@ -512,7 +519,7 @@ impl<S: Storage> ReleaseService<S> {
         let [proof] = proofs else {
             return Err(Refusal::new(
                 Gate::Dpop,
-                "dpop_header_count",
+                Reason::DpopHeaderCount,
                 format!("exactly one DPoP header is required, got {}", proofs.len()),
             ));
         };
@@ -538,7 +545,7 @@ impl<S: Storage> ReleaseService<S> {
         {
             return Err(Refusal::new(
                 Gate::Dpop,
-                "use_dpop_nonce",
+                Reason::UseDpopNonce,
                 "this service account's policy requires a fresh server nonce in the DPoP proof (see the DPoP-Nonce header)",
             ));
         }
@@ -562,7 +569,7 @@ impl<S: Storage> ReleaseService<S> {
             LivePodDecision::AuditOnly(refusal) => {
                 tracing::warn!(
                     gate = refusal.gate.code(),
-                    reason = refusal.reason,
+                    reason = refusal.reason.code(),
                     "AUDIT MODE: strict mode would refuse this release"
                 );
                 self.audit(vec![audit.record(
@@ -623,7 +630,7 @@ impl<S: Storage> ReleaseService<S> {
         {
             return Err(Refusal::new(
                 Gate::Request,
-                "recipient_key_invalid",
+                Reason::RecipientKeyInvalid,
                 "the recipient key must be a canonical 32-byte X25519 public key of large order",
             ));
         }
@@ -645,7 +652,7 @@ impl<S: Storage> ReleaseService<S> {
         if pinned == PinOutcome::OtherKeyPinned {
             return Err(Refusal::new(
                 Gate::Dpop,
-                "pod_key_already_pinned",
+                Reason::PodKeyAlreadyPinned,
                 "another DPoP key is pinned to this live pod; rotate with the previous key's proof",
             ));
         }
@@ -709,14 +716,18 @@ impl<S: Storage> ReleaseService<S> {
                 if self.commit(item).await? {
                     Ok(releases)
                 } else {
-                    tracing::info!(gate = "dpop", reason = "jti_replayed", "unwrap refused");
+                    tracing::info!(
+                        gate = "dpop",
+                        reason = Reason::JtiReplayed.code(),
+                        "unwrap refused"
+                    );
                     Err(replayed())
                 }
             }
             Err(refusal) => {
                 tracing::info!(
                     gate = refusal.gate.code(),
-                    reason = refusal.reason,
+                    reason = refusal.reason.code(),
                     "unwrap refused"
                 );
                 // A proof that got this far is used up, refused or not.
@@ -744,7 +755,7 @@ impl<S: Storage> ReleaseService<S> {
         if request.capsules.is_empty() || request.capsules.len() > MAX_BATCH {
             return Err(Refusal::new(
                 Gate::Request,
-                "batch_size",
+                Reason::BatchSize,
                 format!("an unwrap carries 1 to {MAX_BATCH} capsules"),
             ));
         }
@@ -763,7 +774,7 @@ impl<S: Storage> ReleaseService<S> {
         if proof.thumbprint != session.jkt {
             return Err(Refusal::new(
                 Gate::Dpop,
-                "key_not_pinned",
+                Reason::KeyNotPinned,
                 "the proof is not signed by the session's pinned key",
             ));
         }
@@ -838,7 +849,7 @@ impl<S: Storage> ReleaseService<S> {
         if old.thumbprint != session.jkt {
             return Err(Refusal::new(
                 Gate::Dpop,
-                "key_not_pinned",
+                Reason::KeyNotPinned,
                 "rotation needs a proof signed by the session's current key",
             ));
         }
@@ -854,7 +865,7 @@ impl<S: Storage> ReleaseService<S> {
         if new.thumbprint == old.thumbprint {
             return Err(Refusal::new(
                 Gate::Dpop,
-                "same_key",
+                Reason::SameKey,
                 "the new key is the current key",
             ));
         }
@@ -871,7 +882,7 @@ impl<S: Storage> ReleaseService<S> {
         if !rotated {
             return Err(Refusal::new(
                 Gate::Dpop,
-                "key_not_pinned",
+                Reason::KeyNotPinned,
                 "the pin moved meanwhile; rotation refused",
             ));
         }
@@ -888,19 +899,19 @@ fn live_session(
     session: Option<SessionRecord>,
     verified: &Verified,
 ) -> Result<SessionRecord, Refusal> {
-    let session =
-        session.ok_or_else(|| Refusal::new(Gate::Dpop, "session_unknown", "no such session"))?;
+    let session = session
+        .ok_or_else(|| Refusal::new(Gate::Dpop, Reason::SessionUnknown, "no such session"))?;
     if session.revoked_at.is_some() {
         return Err(Refusal::new(
             Gate::Dpop,
-            "session_revoked",
+            Reason::SessionRevoked,
             "the session was revoked (its pod is gone)",
         ));
     }
     if session.expires_at <= now() {
         return Err(Refusal::new(
             Gate::Dpop,
-            "session_expired",
+            Reason::SessionExpired,
             "the session has expired",
         ));
     }
@@ -913,7 +924,7 @@ fn live_session(
     if !same {
         return Err(Refusal::new(
             Gate::Dpop,
-            "session_mismatch",
+            Reason::SessionMismatch,
             "the session belongs to another pod or key",
         ));
     }
@@ -925,7 +936,7 @@ pub use podseal_core::wire::MAX_BATCH;
 fn replayed() -> Refusal {
     Refusal::new(
         Gate::Dpop,
-        "jti_replayed",
+        Reason::JtiReplayed,
         "this DPoP proof was already used",
     )
 }
@@ -938,35 +949,35 @@ fn check_scope(envelope: &DekEnvelope, verified: &Verified) -> Result<(), Refusa
     if scope.cluster != verified.key.cluster {
         return Err(Refusal::new(
             Gate::Scope,
-            "cluster_mismatch",
+            Reason::ClusterMismatch,
             "the capsule is sealed for another cluster",
         ));
     }
     if scope.namespace != identity.namespace {
         return Err(Refusal::new(
             Gate::Scope,
-            "namespace_mismatch",
+            Reason::NamespaceMismatch,
             "the capsule is sealed for another namespace",
         ));
     }
     if !scope.service_accounts.contains(&identity.service_account) {
         return Err(Refusal::new(
             Gate::Scope,
-            "service_account_mismatch",
+            Reason::ServiceAccountMismatch,
             "the capsule is not sealed for this service account",
         ));
     }
     if header.not_after.is_some_and(|t| t <= now()) {
         return Err(Refusal::new(
             Gate::Scope,
-            "capsule_expired",
+            Reason::CapsuleExpired,
             "the capsule's not-after time has passed",
         ));
     }
     if header.reveal == RevealMode::Once {
         return Err(Refusal::new(
             Gate::Scope,
-            "reveal_once_unsupported",
+            Reason::RevealOnceUnsupported,
             "reveal-once capsules are not released by this server version",
         ));
     }

@@ -22,13 +22,17 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use http::Method;
 use podseal_core::audit::{parse_public_key, verify_export};
 use podseal_core::capsule::{Capsule, DekEnvelope, RevealMode, Scope};
-use podseal_core::dpop::{DpopKey, ProofClaims, new_jti};
+use podseal_core::dpop::{DpopKey, ProofClaims, ProofFor, new_jti};
 use podseal_core::envelope::{self, ReleaseBinding, ReleasedDek, SealParams};
 use podseal_core::hpke::{KemId, LocalPrivateKey, RecipientKey as _};
 use podseal_core::jwk::ed25519_jwk;
 use podseal_core::key_file::write_new;
 use podseal_core::org_key::OrgPrivateKey;
+use podseal_core::reason::{Gate, Reason};
 use podseal_dev_cluster::{ContainerImage, Handle, PodTemplate};
+use podseal_sdk::protocol::{
+    Credentials, Endpoint, Freshness, PendingUnwrap, SessionInfo, SignedRequest,
+};
 use podseal_sdk::transport::{Answer, HttpsClient};
 use podseal_server::api::{API_KEY_HEADER, DPOP_NONCE_HEADER, ROUTES, TOKEN_HEADER};
 use podseal_server::config::ServerConfig;
@@ -304,13 +308,13 @@ impl Suite {
         session: Option<&str>,
         nonce: Option<&str>,
     ) -> String {
-        key.proof(
-            "POST",
-            &format!("{EXTERNAL_URL}{route}"),
-            now(),
-            session,
+        key.proof(&ProofFor {
+            htm: "POST",
+            htu: &format!("{EXTERNAL_URL}{route}"),
+            iat: now(),
+            access_token: session,
             nonce,
-        )
+        })
         .unwrap()
         .0
     }
@@ -330,9 +334,39 @@ impl Suite {
         .await
     }
 
+    /// Sends a request made by the SDK's request builder.
+    async fn send_signed(&self, request: &SignedRequest) -> Answer {
+        self.send(
+            Method::POST,
+            request.path(),
+            request.path(),
+            &request.headers(),
+            Some(request.body().to_vec()),
+        )
+        .await
+    }
+
+    fn fresh() -> Freshness<'static> {
+        Freshness {
+            iat: now(),
+            nonce: None,
+        }
+    }
+
     async fn session(&self, pod: &Pod, api_key: &str) -> Answer {
-        let proof = self.proof(&pod.dpop, "/v1/sessions", None, None);
-        self.session_with(pod, api_key, &pod.token, &[&proof]).await
+        let credentials = Credentials {
+            api_key,
+            token: &pod.token,
+        };
+        let request = Endpoint::new(EXTERNAL_URL)
+            .session(
+                credentials,
+                &pod.dpop,
+                pod.recipient.public_key_bytes(),
+                Self::fresh(),
+            )
+            .unwrap();
+        self.send_signed(&request).await
     }
 
     async fn open_session(&self, pod: &Pod, api_key: &str) -> String {
@@ -373,14 +407,66 @@ impl Suite {
         .await
     }
 
-    async fn unwrap(&self, pod: &Pod, api_key: &str, session: &str, capsule: &Capsule) -> Answer {
-        let proof = self.proof(&pod.dpop, "/v1/unwrap", Some(session), None);
-        self.unwrap_raw(pod, api_key, session, &[&proof], envelope_body(capsule))
-            .await
+    /// `POST /v1/unwrap` as the SDK builds it; the pending request checks
+    /// the answer's binding.
+    async fn unwrap_pending(
+        &self,
+        pod: &Pod,
+        api_key: &str,
+        session: &str,
+        capsule: &Capsule,
+    ) -> (PendingUnwrap, Answer) {
+        let credentials = Credentials {
+            api_key,
+            token: &pod.token,
+        };
+        let session = SessionInfo {
+            id: session.to_owned(),
+            expires_at: 0,
+        };
+        let pending = Endpoint::new(EXTERNAL_URL)
+            .unwrap(
+                credentials,
+                &pod.dpop,
+                &session,
+                &[&capsule.envelope],
+                Self::fresh(),
+            )
+            .unwrap();
+        let answer = self.send_signed(pending.request()).await;
+        (pending, answer)
     }
 
-    /// The secret, opened in the pod's memory from a successful unwrap.
-    fn open(&self, pod: &Pod, session: &str, capsule: &Capsule, answer: &Answer) -> Vec<u8> {
+    async fn unwrap(&self, pod: &Pod, api_key: &str, session: &str, capsule: &Capsule) -> Answer {
+        self.unwrap_pending(pod, api_key, session, capsule).await.1
+    }
+
+    /// The secret, opened in the pod's memory as the SDK opens it.
+    fn open_pending(
+        pod: &Pod,
+        pending: &PendingUnwrap,
+        capsule: &Capsule,
+        answer: &Answer,
+    ) -> Vec<u8> {
+        let deks = pending
+            .open_answer(answer.status, &answer.body, &pod.recipient)
+            .unwrap();
+        envelope::decrypt_content(capsule, &deks[0])
+            .unwrap()
+            .expose_secret_bytes()
+            .to_vec()
+    }
+
+    /// The secret, opened in the pod's memory from a successful unwrap of a
+    /// hand-made request: the release must be bound to that request's `jti`.
+    fn open(
+        &self,
+        pod: &Pod,
+        session: &str,
+        capsule: &Capsule,
+        answer: &Answer,
+        proof: &str,
+    ) -> Vec<u8> {
         assert_eq!(
             answer.status,
             200,
@@ -398,9 +484,11 @@ impl Suite {
             enc: decode("enc"),
             wrapped_dek: decode("wrapped_dek"),
         };
+        let sent_jti = jti_of(proof);
+        assert_eq!(release["jti"].as_str(), Some(sent_jti.as_str()));
         let binding = ReleaseBinding {
             session_id: session,
-            jti: release["jti"].as_str().unwrap(),
+            jti: &sent_jti,
         };
         let dek = envelope::open_release(
             &released,
@@ -416,13 +504,20 @@ impl Suite {
     }
 }
 
+/// The `jti` of a proof this test built.
+fn jti_of(proof: &str) -> String {
+    let payload = proof.split('.').nth(1).unwrap();
+    let claims: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap();
+    claims["jti"].as_str().unwrap().to_owned()
+}
+
 fn envelope_body(capsule: &Capsule) -> Vec<u8> {
     serde_json::to_vec(&json!({ "capsules": [b64(&capsule.envelope.to_bytes())] })).unwrap()
 }
 
 /// Asserts a problem+json refusal with this status, gate and reason.
 #[track_caller]
-fn refused(answer: &Answer, status: u16, gate: &str, reason: &str) {
+fn refused(answer: &Answer, status: u16, gate: Gate, reason: Reason) {
     let problem: Value = serde_json::from_slice(&answer.body).unwrap_or_default();
     assert_eq!(
         (
@@ -430,7 +525,7 @@ fn refused(answer: &Answer, status: u16, gate: &str, reason: &str) {
             problem["gate"].as_str(),
             problem["reason"].as_str()
         ),
-        (status, Some(gate), Some(reason)),
+        (status, Some(gate.code()), Some(reason.code())),
         "{problem}"
     );
     assert_eq!(answer.headers["content-type"], "application/problem+json");
@@ -519,22 +614,25 @@ async fn every_attack_is_refused_over_https_with_its_gate_named_and_audited() {
 
     // The happy path: session, unwrap, open in the pod's memory.
     let session = s.open_session(&pod, &key).await;
-    let answer = s.unwrap(&pod, &key, &session, &capsule).await;
-    assert_eq!(s.open(&pod, &session, &capsule, &answer), SECRET);
+    let (pending, answer) = s.unwrap_pending(&pod, &key, &session, &capsule).await;
+    assert_eq!(
+        Suite::open_pending(&pod, &pending, &capsule, &answer),
+        SECRET
+    );
     assert!(answer.headers.contains_key(DPOP_NONCE_HEADER));
 
     // Gate 1: another namespace's key, another service account's, a revoked one, none.
     refused(
         &s.session(&pod, &other_namespace_key).await,
         401,
-        "api_key",
-        "api_key_scope_mismatch",
+        Gate::ApiKey,
+        Reason::ApiKeyScopeMismatch,
     );
     refused(
         &s.session(&pod, &other_sa_key).await,
         401,
-        "api_key",
-        "api_key_scope_mismatch",
+        Gate::ApiKey,
+        Reason::ApiKeyScopeMismatch,
     );
     s.admin(
         Method::DELETE,
@@ -546,14 +644,14 @@ async fn every_attack_is_refused_over_https_with_its_gate_named_and_audited() {
     refused(
         &s.session(&pod, &revoked_key).await,
         401,
-        "api_key",
-        "api_key_revoked",
+        Gate::ApiKey,
+        Reason::ApiKeyRevoked,
     );
     refused(
         &s.session(&pod, "psk_guessed").await,
         401,
-        "api_key",
-        "api_key_unknown",
+        Gate::ApiKey,
+        Reason::ApiKeyUnknown,
     );
 
     // Gate 2: the token's audience, issuer, times and header.
@@ -565,11 +663,14 @@ async fn every_attack_is_refused_over_https_with_its_gate_named_and_audited() {
         edit(&mut claims);
         sign(&kid_header, &claims)
     };
-    let token_cases: Vec<(String, &str)> = vec![
-        (s.token("api-0", "api", &["vault"]), "audience_mismatch"),
+    let token_cases: Vec<(String, Reason)> = vec![
+        (
+            s.token("api-0", "api", &["vault"]),
+            Reason::AudienceMismatch,
+        ),
         (
             with(&|c| c["iss"] = json!("https://evil.example")),
-            "issuer_mismatch",
+            Reason::IssuerMismatch,
         ),
         (
             with(&|c| {
@@ -577,33 +678,33 @@ async fn every_attack_is_refused_over_https_with_its_gate_named_and_audited() {
                 c["iat"] = json!(now() - 7200);
                 c["nbf"] = json!(now() - 7200);
             }),
-            "token_expired",
+            Reason::TokenExpired,
         ),
         (
             with(&|c| c["nbf"] = json!(now() + 3600)),
-            "token_not_yet_valid",
+            Reason::TokenNotYetValid,
         ),
         (
             sign(&json!({ "alg": "RS256", "kid": "no-such-kid" }), &good),
-            "kid_unknown",
+            Reason::KidUnknown,
         ),
         (
             sign(
                 &json!({ "alg": "RS256", "kid": pinned_kid, "jku": "https://evil.example/jwks" }),
                 &good,
             ),
-            "header_not_allowed",
+            Reason::HeaderNotAllowed,
         ),
         (
             sign(
                 &json!({ "alg": "RS256", "kid": pinned_kid, "x5u": "https://evil.example/cert" }),
                 &good,
             ),
-            "header_not_allowed",
+            Reason::HeaderNotAllowed,
         ),
         (
             token_with_header(&json!({ "alg": "none", "kid": pinned_kid }), &good, None),
-            "alg_not_allowed",
+            Reason::AlgNotAllowed,
         ),
         (
             token_with_header(
@@ -611,7 +712,7 @@ async fn every_attack_is_refused_over_https_with_its_gate_named_and_audited() {
                 &good,
                 Some(serde_json::to_string(&s.handle.jwks()).unwrap().as_bytes()),
             ),
-            "alg_not_allowed",
+            Reason::AlgNotAllowed,
         ),
     ];
     for (token, reason) in &token_cases {
@@ -619,38 +720,44 @@ async fn every_attack_is_refused_over_https_with_its_gate_named_and_audited() {
         refused(
             &s.session_with(&pod, &key, token, &[&proof]).await,
             401,
-            "token",
-            reason,
+            Gate::Token,
+            *reason,
         );
     }
 
     // Gate 3: the DPoP proof.
     let at = |iat: i64| {
         pod.dpop
-            .proof(
-                "POST",
-                &format!("{EXTERNAL_URL}/v1/sessions"),
+            .proof(&ProofFor {
+                htm: "POST",
+                htu: &format!("{EXTERNAL_URL}/v1/sessions"),
                 iat,
-                None,
-                None,
-            )
+                access_token: None,
+                nonce: None,
+            })
             .unwrap()
             .0
     };
     let wrong_htm = pod
         .dpop
-        .proof(
-            "GET",
-            &format!("{EXTERNAL_URL}/v1/sessions"),
-            now(),
-            None,
-            None,
-        )
+        .proof(&ProofFor {
+            htm: "GET",
+            htu: &format!("{EXTERNAL_URL}/v1/sessions"),
+            iat: now(),
+            access_token: None,
+            nonce: None,
+        })
         .unwrap()
         .0;
     let wrong_htu = pod
         .dpop
-        .proof("POST", "https://localhost/v1/sessions", now(), None, None)
+        .proof(&ProofFor {
+            htm: "POST",
+            htu: "https://localhost/v1/sessions",
+            iat: now(),
+            access_token: None,
+            nonce: None,
+        })
         .unwrap()
         .0;
     let mut foreign_signature = s.proof(&DpopKey::generate().unwrap(), "/v1/sessions", None, None);
@@ -661,12 +768,12 @@ async fn every_attack_is_refused_over_https_with_its_gate_named_and_audited() {
         own.rsplit_once('.').unwrap().0,
         foreign_signature.rsplit('.').next().unwrap()
     );
-    let proof_cases: Vec<(String, &str)> = vec![
-        (at(now() - 600), "iat_stale"),
-        (at(now() + 600), "iat_future"),
-        (wrong_htm, "htm_mismatch"),
-        (wrong_htu, "htu_mismatch"),
-        (foreign_signature, "signature_invalid"),
+    let proof_cases: Vec<(String, Reason)> = vec![
+        (at(now() - 600), Reason::IatStale),
+        (at(now() + 600), Reason::IatFuture),
+        (wrong_htm, Reason::HtmMismatch),
+        (wrong_htu, Reason::HtuMismatch),
+        (foreign_signature, Reason::SignatureInvalid),
         (
             forged_proof(
                 |mut h| {
@@ -675,7 +782,7 @@ async fn every_attack_is_refused_over_https_with_its_gate_named_and_audited() {
                 },
                 &claims("/v1/sessions"),
             ),
-            "typ_not_dpop",
+            Reason::TypNotDpop,
         ),
         (
             forged_proof(
@@ -685,7 +792,7 @@ async fn every_attack_is_refused_over_https_with_its_gate_named_and_audited() {
                 },
                 &claims("/v1/sessions"),
             ),
-            "jwk_invalid",
+            Reason::JwkInvalid,
         ),
         (
             forged_proof(
@@ -695,7 +802,7 @@ async fn every_attack_is_refused_over_https_with_its_gate_named_and_audited() {
                 },
                 &claims("/v1/sessions"),
             ),
-            "jwk_invalid",
+            Reason::JwkInvalid,
         ),
         (
             forged_proof(
@@ -705,15 +812,15 @@ async fn every_attack_is_refused_over_https_with_its_gate_named_and_audited() {
                 },
                 &claims("/v1/sessions"),
             ),
-            "alg_not_allowed",
+            Reason::AlgNotAllowed,
         ),
     ];
     for (proof, reason) in &proof_cases {
         refused(
             &s.session_with(&pod, &key, &pod.token, &[proof]).await,
             401,
-            "dpop",
-            reason,
+            Gate::Dpop,
+            *reason,
         );
     }
     let fresh = s.proof(&pod.dpop, "/v1/sessions", None, None);
@@ -721,14 +828,14 @@ async fn every_attack_is_refused_over_https_with_its_gate_named_and_audited() {
         &s.session_with(&pod, &key, &pod.token, &[&fresh, &fresh])
             .await,
         400,
-        "dpop",
-        "dpop_header_count",
+        Gate::Dpop,
+        Reason::DpopHeaderCount,
     );
     refused(
         &s.session_with(&pod, &key, &pod.token, &[]).await,
         400,
-        "dpop",
-        "dpop_header_count",
+        Gate::Dpop,
+        Reason::DpopHeaderCount,
     );
 
     // Unwrap: ath missing or for another session, another key, a replay.
@@ -737,16 +844,16 @@ async fn every_attack_is_refused_over_https_with_its_gate_named_and_audited() {
         &s.unwrap_raw(&pod, &key, &session, &[&no_ath], envelope_body(&capsule))
             .await,
         401,
-        "dpop",
-        "ath_missing",
+        Gate::Dpop,
+        Reason::AthMissing,
     );
     let wrong_ath = s.proof(&pod.dpop, "/v1/unwrap", Some("another-session"), None);
     refused(
         &s.unwrap_raw(&pod, &key, &session, &[&wrong_ath], envelope_body(&capsule))
             .await,
         401,
-        "dpop",
-        "ath_mismatch",
+        Gate::Dpop,
+        Reason::AthMismatch,
     );
     let thief = DpopKey::generate().unwrap();
     let stolen = s.proof(&thief, "/v1/unwrap", Some(&session), None);
@@ -754,20 +861,20 @@ async fn every_attack_is_refused_over_https_with_its_gate_named_and_audited() {
         &s.unwrap_raw(&pod, &key, &session, &[&stolen], envelope_body(&capsule))
             .await,
         401,
-        "dpop",
-        "key_not_pinned",
+        Gate::Dpop,
+        Reason::KeyNotPinned,
     );
     let once = s.proof(&pod.dpop, "/v1/unwrap", Some(&session), None);
     let answer = s
         .unwrap_raw(&pod, &key, &session, &[&once], envelope_body(&capsule))
         .await;
-    assert_eq!(s.open(&pod, &session, &capsule, &answer), SECRET);
+    assert_eq!(s.open(&pod, &session, &capsule, &answer, &once), SECRET);
     refused(
         &s.unwrap_raw(&pod, &key, &session, &[&once], envelope_body(&capsule))
             .await,
         401,
-        "dpop",
-        "jti_replayed",
+        Gate::Dpop,
+        Reason::JtiReplayed,
     );
 
     // A second key cannot enroll for the same live pod uid; rotation needs the previous key.
@@ -778,8 +885,8 @@ async fn every_attack_is_refused_over_https_with_its_gate_named_and_audited() {
     refused(
         &s.session(&second, &key).await,
         401,
-        "dpop",
-        "pod_key_already_pinned",
+        Gate::Dpop,
+        Reason::PodKeyAlreadyPinned,
     );
     let authorization = format!("DPoP {session}");
     let rotate = |current: &DpopKey, next: &DpopKey| {
@@ -803,21 +910,24 @@ async fn every_attack_is_refused_over_https_with_its_gate_named_and_audited() {
             Some(body),
         )
         .await;
-    refused(&answer, 401, "dpop", "key_not_pinned");
+    refused(&answer, 401, Gate::Dpop, Reason::KeyNotPinned);
 
     // Scope: another namespace, cluster, service account; a header edited after sealing.
     for (other, reason) in [
-        (s.capsule("prod", "payments", "api"), "namespace_mismatch"),
-        (s.capsule("staging", "shop", "api"), "cluster_mismatch"),
+        (
+            s.capsule("prod", "payments", "api"),
+            Reason::NamespaceMismatch,
+        ),
+        (s.capsule("staging", "shop", "api"), Reason::ClusterMismatch),
         (
             s.capsule("prod", "shop", "worker"),
-            "service_account_mismatch",
+            Reason::ServiceAccountMismatch,
         ),
     ] {
         refused(
             &s.unwrap(&pod, &key, &session, &other).await,
             403,
-            "scope",
+            Gate::Scope,
             reason,
         );
     }
@@ -834,8 +944,8 @@ async fn every_attack_is_refused_over_https_with_its_gate_named_and_audited() {
     refused(
         &s.unwrap(&pod, &key, &session, &edited).await,
         403,
-        "scope",
-        "open.did_not_open",
+        Gate::Scope,
+        Reason::DidNotOpen,
     );
 
     // The request: content ciphertext, malformed or oversized bodies, wrong media type.
@@ -846,32 +956,32 @@ async fn every_attack_is_refused_over_https_with_its_gate_named_and_audited() {
         &s.unwrap_raw(&pod, &key, &session, &[&proof], with_content)
             .await,
         400,
-        "request",
-        "content_ciphertext_present",
+        Gate::Request,
+        Reason::ContentCiphertextPresent,
     );
     for (body, status, reason) in [
-        (b"{\"capsules\": [".to_vec(), 400, "malformed_body"),
+        (b"{\"capsules\": [".to_vec(), 400, Reason::MalformedBody),
         (
             serde_json::to_vec(&json!({ "capsules": ["!!"] })).unwrap(),
             400,
-            "capsule_malformed",
+            Reason::CapsuleMalformed,
         ),
         (
             serde_json::to_vec(&json!({ "capsules": [], "content": "AAAA" })).unwrap(),
             400,
-            "malformed_body",
+            Reason::MalformedBody,
         ),
         (
             serde_json::to_vec(&json!({ "capsules": [] })).unwrap(),
             400,
-            "batch_size",
+            Reason::BatchSize,
         ),
     ] {
         let proof = s.proof(&pod.dpop, "/v1/unwrap", Some(&session), None);
         refused(
             &s.unwrap_raw(&pod, &key, &session, &[&proof], body).await,
             status,
-            "request",
+            Gate::Request,
             reason,
         );
     }
@@ -902,7 +1012,7 @@ async fn every_attack_is_refused_over_https_with_its_gate_named_and_audited() {
                 "/v1/unwrap".into(),
                 answer.status.as_u16(),
             ));
-            refused(&answer, 413, "request", "body_too_large");
+            refused(&answer, 413, Gate::Request, Reason::BodyTooLarge);
         }
         Err(error) => {
             // The OS spells it "Broken pipe"; hyper "connection closed".
@@ -924,7 +1034,7 @@ async fn every_attack_is_refused_over_https_with_its_gate_named_and_audited() {
             Some(b"x".to_vec()),
         )
         .await;
-    refused(&answer, 415, "request", "unsupported_media_type");
+    refused(&answer, 415, Gate::Request, Reason::UnsupportedMediaType);
 
     // Gate 4: not running, no digest, unapproved init/app/ephemeral images.
     /// Pod name, init containers, app containers, running, expected reason.
@@ -933,7 +1043,7 @@ async fn every_attack_is_refused_over_https_with_its_gate_named_and_audited() {
         Vec<ContainerImage>,
         Vec<ContainerImage>,
         bool,
-        &'a str,
+        Reason,
     );
     let gate4: Vec<Gate4Case<'_>> = vec![
         (
@@ -941,34 +1051,34 @@ async fn every_attack_is_refused_over_https_with_its_gate_named_and_audited() {
             vec![],
             vec![image("api", Some('a'))],
             false,
-            "pod_not_running",
+            Reason::PodNotRunning,
         ),
         (
             "nodigest-0",
             vec![],
             vec![image("api", None)],
             true,
-            "image_without_digest",
+            Reason::ImageWithoutDigest,
         ),
         (
             "badinit-0",
             vec![image("migrate", Some('b'))],
             vec![image("api", Some('a'))],
             true,
-            "image_not_approved",
+            Reason::ImageNotApproved,
         ),
         (
             "badapp-0",
             vec![],
             vec![image("api", Some('c'))],
             true,
-            "image_not_approved",
+            Reason::ImageNotApproved,
         ),
     ];
     for (name, init, app, running, reason) in gate4 {
         s.create_pod(name, "api", init, app, running);
         let other = s.pod(name, "api");
-        refused(&s.session(&other, &key).await, 403, "live_pod", reason);
+        refused(&s.session(&other, &key).await, 403, Gate::LivePod, reason);
     }
     s.create_pod(
         "debugged-0",
@@ -988,8 +1098,8 @@ async fn every_attack_is_refused_over_https_with_its_gate_named_and_audited() {
     refused(
         &s.session(&s.pod("debugged-0", "api"), &key).await,
         403,
-        "live_pod",
-        "debug_container_not_approved",
+        Gate::LivePod,
+        Reason::DebugContainerNotApproved,
     );
 
     // An ephemeral container injected after the session started stops the next unwrap.
@@ -1004,8 +1114,8 @@ async fn every_attack_is_refused_over_https_with_its_gate_named_and_audited() {
     refused(
         &s.unwrap(&pod, &key, &session, &capsule).await,
         403,
-        "live_pod",
-        "debug_container_not_approved",
+        Gate::LivePod,
+        Reason::DebugContainerNotApproved,
     );
 
     // Recreated under the same name (new uid): the old token is refused; then deleted: not found.
@@ -1019,16 +1129,16 @@ async fn every_attack_is_refused_over_https_with_its_gate_named_and_audited() {
     refused(
         &s.session(&pod, &key).await,
         403,
-        "live_pod",
-        "pod_uid_mismatch",
+        Gate::LivePod,
+        Reason::PodUidMismatch,
     );
     s.handle.delete_pod("shop", "api-0").unwrap();
     s.until_view("api-0", |a| *a == ViewAnswer::Absent).await;
     refused(
         &s.session(&pod, &key).await,
         403,
-        "live_pod",
-        "pod_not_found",
+        Gate::LivePod,
+        Reason::PodNotFound,
     );
 
     // Server nonces, for a policy that requires them.
@@ -1042,12 +1152,12 @@ async fn every_attack_is_refused_over_https_with_its_gate_named_and_audited() {
     s.policy("worker", &[digest('a')], true).await;
     let worker = s.pod("worker-0", "worker");
     let answer = s.session(&worker, &other_sa_key).await;
-    refused(&answer, 401, "dpop", "use_dpop_nonce");
+    refused(&answer, 401, Gate::Dpop, Reason::UseDpopNonce);
     assert!(
         answer.headers["www-authenticate"]
             .to_str()
             .unwrap()
-            .contains("use_dpop_nonce")
+            .contains(Reason::UseDpopNonce.code())
     );
     let nonce = answer.headers[DPOP_NONCE_HEADER]
         .to_str()
@@ -1065,8 +1175,8 @@ async fn every_attack_is_refused_over_https_with_its_gate_named_and_audited() {
         &s.session_with(&worker, &other_sa_key, &worker.token, &[&proof])
             .await,
         401,
-        "dpop",
-        "use_dpop_nonce",
+        Gate::Dpop,
+        Reason::UseDpopNonce,
     );
     let proof = s.proof(&worker.dpop, "/v1/sessions", None, Some(&nonce));
     let answer = s
@@ -1103,7 +1213,7 @@ async fn every_attack_is_refused_over_https_with_its_gate_named_and_audited() {
         )
         .await;
     assert_eq!(
-        s.open(&worker, &worker_session, &worker_capsule, &answer),
+        s.open(&worker, &worker_session, &worker_capsule, &answer, &proof),
         SECRET
     );
 
@@ -1140,8 +1250,8 @@ async fn every_attack_is_refused_over_https_with_its_gate_named_and_audited() {
         )
         .await,
         401,
-        "dpop",
-        "jti_replayed",
+        Gate::Dpop,
+        Reason::JtiReplayed,
     );
 
     // Tokens from a key the cluster rotated to, which was never pinned; and the
@@ -1153,8 +1263,8 @@ async fn every_attack_is_refused_over_https_with_its_gate_named_and_audited() {
         &s.session_with(&worker, &other_sa_key, &unpinned, &[&proof])
             .await,
         401,
-        "token",
-        "kid_unknown",
+        Gate::Token,
+        Reason::KidUnknown,
     );
     let mislabeled = s
         .handle
@@ -1168,8 +1278,8 @@ async fn every_attack_is_refused_over_https_with_its_gate_named_and_audited() {
         &s.session_with(&worker, &other_sa_key, &mislabeled, &[&proof])
             .await,
         401,
-        "token",
-        "signature_invalid",
+        Gate::Token,
+        Reason::SignatureInvalid,
     );
 
     // Admin refusals.
@@ -1182,7 +1292,7 @@ async fn every_attack_is_refused_over_https_with_its_gate_named_and_audited() {
             None,
         )
         .await;
-    refused(&answer, 401, "admin", "admin_token_invalid");
+    refused(&answer, 401, Gate::Admin, Reason::AdminTokenInvalid);
     let answer = s
         .send(
             Method::GET,
@@ -1192,7 +1302,7 @@ async fn every_attack_is_refused_over_https_with_its_gate_named_and_audited() {
             None,
         )
         .await;
-    refused(&answer, 401, "admin", "admin_token_missing");
+    refused(&answer, 401, Gate::Admin, Reason::AdminTokenMissing);
 
     // The audit export: every refusal above is in it, with gate and reason, and it verifies.
     let authorization = format!("Bearer {}", s.admin_token);
@@ -1212,34 +1322,34 @@ async fn every_attack_is_refused_over_https_with_its_gate_named_and_audited() {
             .unwrap();
     let report = verify_export(&text, &public, None).unwrap();
     assert!(report.records > 60, "{report:?}");
-    let reasons: Vec<&str> = token_cases
+    let reasons: Vec<Reason> = token_cases
         .iter()
         .map(|(_, r)| *r)
         .chain(proof_cases.iter().map(|(_, r)| *r))
         .chain([
-            "api_key_scope_mismatch",
-            "api_key_revoked",
-            "api_key_unknown",
-            "ath_missing",
-            "ath_mismatch",
-            "key_not_pinned",
-            "jti_replayed",
-            "pod_key_already_pinned",
-            "namespace_mismatch",
-            "cluster_mismatch",
-            "service_account_mismatch",
-            "open.did_not_open",
-            "pod_not_running",
-            "image_without_digest",
-            "image_not_approved",
-            "debug_container_not_approved",
-            "pod_uid_mismatch",
-            "pod_not_found",
-            "use_dpop_nonce",
-            "kid_unknown",
-            "signature_invalid",
-            "admin_token_invalid",
-            "dpop_header_count",
+            Reason::ApiKeyScopeMismatch,
+            Reason::ApiKeyRevoked,
+            Reason::ApiKeyUnknown,
+            Reason::AthMissing,
+            Reason::AthMismatch,
+            Reason::KeyNotPinned,
+            Reason::JtiReplayed,
+            Reason::PodKeyAlreadyPinned,
+            Reason::NamespaceMismatch,
+            Reason::ClusterMismatch,
+            Reason::ServiceAccountMismatch,
+            Reason::DidNotOpen,
+            Reason::PodNotRunning,
+            Reason::ImageWithoutDigest,
+            Reason::ImageNotApproved,
+            Reason::DebugContainerNotApproved,
+            Reason::PodUidMismatch,
+            Reason::PodNotFound,
+            Reason::UseDpopNonce,
+            Reason::KidUnknown,
+            Reason::SignatureInvalid,
+            Reason::AdminTokenInvalid,
+            Reason::DpopHeaderCount,
         ])
         .collect();
     for reason in reasons {
@@ -1415,7 +1525,7 @@ async fn hostile_recipient_keys_are_refused_when_a_session_opens() {
             )
             .await;
         assert_eq!(answer.status, 400, "{label}");
-        refused(&answer, 400, "request", "recipient_key_invalid");
+        refused(&answer, 400, Gate::Request, Reason::RecipientKeyInvalid);
     }
     // Nothing was pinned by the refusals: the pod's own key opens a session.
     s.open_session(&pod, &key).await;
@@ -1505,7 +1615,7 @@ async fn oversized_request_headers_are_refused_with_problem_json() {
             .send(Method::GET, "/healthz", &pairs, None)
             .await
             .unwrap();
-        refused(&answer, 431, "request", "headers_too_large");
+        refused(&answer, 431, Gate::Request, Reason::HeadersTooLarge);
 
         let (status, response_headers, body) = h2_get(s.running(), "/healthz", headers).await;
         let answer = Answer {
@@ -1513,7 +1623,7 @@ async fn oversized_request_headers_are_refused_with_problem_json() {
             headers: response_headers,
             body: body.into(),
         };
-        refused(&answer, 431, "request", "headers_too_large");
+        refused(&answer, 431, Gate::Request, Reason::HeadersTooLarge);
     }
     // On an unknown path too: the limit applies before routing.
     let (status, response_headers, body) = h2_get(s.running(), "/nowhere", &many).await;
@@ -1524,8 +1634,8 @@ async fn oversized_request_headers_are_refused_with_problem_json() {
             body: body.into(),
         },
         431,
-        "request",
-        "headers_too_large",
+        Gate::Request,
+        Reason::HeadersTooLarge,
     );
     // Within the limits: served, on both protocols.
     let pairs: Vec<(&str, &str)> = within
@@ -1622,15 +1732,20 @@ async fn token_lifetime_and_extra_audiences_are_bounded_per_cluster() {
     refused(
         &session(&ten_years).await,
         401,
-        "token",
-        "token_lifetime_too_long",
+        Gate::Token,
+        Reason::TokenLifetimeTooLong,
     );
     // One within the bound (23 h) opens a session.
     let day = mint(&["podseal"], 23 * 3600);
     assert_eq!(session(&day).await.status, 201);
     // A token also meant for other relying parties is refused by default.
     let shared = mint(&["podseal", "kube", "vault"], 600);
-    refused(&session(&shared).await, 401, "token", "audience_extra");
+    refused(
+        &session(&shared).await,
+        401,
+        Gate::Token,
+        Reason::AudienceExtra,
+    );
 
     // kubernetes.io warnafter is the effective expiry of an extended token:
     // past it (and the leeway) refused, before it a session that ends by then.
@@ -1648,7 +1763,7 @@ async fn token_lifetime_and_extra_audiences_are_bounded_per_cluster() {
         c["exp"] = json!(iat + 365 * 86_400);
         c["kubernetes.io"]["warnafter"] = json!(iat + 3607);
     });
-    refused(&session(&stale).await, 401, "token", "token_stale");
+    refused(&session(&stale).await, 401, Gate::Token, Reason::TokenStale);
     let warn_soon = forge(&|c| {
         let iat = now();
         c["iat"] = json!(iat);
@@ -1682,7 +1797,7 @@ async fn token_lifetime_and_extra_audiences_are_bounded_per_cluster() {
             ),
         )
         .await;
-    refused(&out_of_range, 400, "admin", "invalid_argument");
+    refused(&out_of_range, 400, Gate::Admin, Reason::InvalidArgument);
     let issuer = "https://kubernetes.default.svc";
     let replaced = s
         .admin(
@@ -1728,8 +1843,8 @@ async fn token_lifetime_and_extra_audiences_are_bounded_per_cluster() {
     refused(
         &session(&day).await,
         401,
-        "token",
-        "token_lifetime_too_long",
+        Gate::Token,
+        Reason::TokenLifetimeTooLong,
     );
     // What the kubelet's default token becomes under the API server's
     // extended expiration: a year to exp, warnafter after 3607 s. Bounded
@@ -1745,9 +1860,13 @@ async fn token_lifetime_and_extra_audiences_are_bounded_per_cluster() {
     assert_eq!(session(&extended).await.status, 201);
 
     let text = export(&s).await;
-    for reason in ["token_lifetime_too_long", "audience_extra", "token_stale"] {
+    for reason in [
+        Reason::TokenLifetimeTooLong,
+        Reason::AudienceExtra,
+        Reason::TokenStale,
+    ] {
         assert!(
-            exported_detail(&text, "reason", reason),
+            exported_detail(&text, "reason", reason.code()),
             "no audit record for {reason}"
         );
     }
@@ -1867,8 +1986,11 @@ async fn the_cluster_ca_is_pinned_at_registration_and_changed_only_with_replace(
     let capsule = s.capsule("prod", "shop", "api");
     until_running(&s).await;
     let session = s.open_session(&pod, &key).await;
-    let answer = s.unwrap(&pod, &key, &session, &capsule).await;
-    assert_eq!(s.open(&pod, &session, &capsule, &answer), SECRET);
+    let (pending, answer) = s.unwrap_pending(&pod, &key, &session, &capsule).await;
+    assert_eq!(
+        Suite::open_pending(&pod, &pending, &capsule, &answer),
+        SECRET
+    );
 
     // The CA file is overwritten with another CA: the pinned bytes are still
     // what is trusted, also by the connection a restart makes anew.
@@ -1876,8 +1998,11 @@ async fn the_cluster_ca_is_pinned_at_registration_and_changed_only_with_replace(
     s.restart().await;
     until_running(&s).await;
     let session = s.open_session(&pod, &key).await;
-    let answer = s.unwrap(&pod, &key, &session, &capsule).await;
-    assert_eq!(s.open(&pod, &session, &capsule, &answer), SECRET);
+    let (pending, answer) = s.unwrap_pending(&pod, &key, &session, &capsule).await;
+    assert_eq!(
+        Suite::open_pending(&pod, &pending, &capsule, &answer),
+        SECRET
+    );
 
     // The API server behind the URL is rebuilt with that CA, and the reader
     // token file follows it. The pinned CA refuses it: gate 4 cannot decide,
@@ -1903,14 +2028,14 @@ async fn the_cluster_ca_is_pinned_at_registration_and_changed_only_with_replace(
     refused(
         &s.session(&pod, &key).await,
         503,
-        "live_pod",
-        "view_unknown",
+        Gate::LivePod,
+        Reason::ViewUnknown,
     );
     refused(
         &s.unwrap(&pod, &key, &session, &capsule).await,
         503,
-        "live_pod",
-        "view_unknown",
+        Gate::LivePod,
+        Reason::ViewUnknown,
     );
 
     // Trusting the new CA is an admin action: --replace, audited with the

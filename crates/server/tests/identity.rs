@@ -10,6 +10,7 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use podseal_core::reason::Reason;
 use podseal_dev_cluster::Handle;
 use podseal_server::identity::cache::TokenCache;
 use podseal_server::identity::{IdentityError, IdentityProvider, KubernetesTokens, PinnedJwks};
@@ -113,32 +114,44 @@ async fn claim_checks_refuse_with_their_own_reason() {
     let f = fixture().await;
     let good = f.good_claims();
     let cases = [
-        (with(&good, &["aud"], json!(["vault"])), "audience_mismatch"),
+        (
+            with(&good, &["aud"], json!(["vault"])),
+            Reason::AudienceMismatch,
+        ),
         (
             with(&good, &["aud"], json!("https://kubernetes.default.svc")),
-            "audience_mismatch",
+            Reason::AudienceMismatch,
         ),
         (
             with(&good, &["iss"], json!("https://evil.example")),
-            "issuer_mismatch",
+            Reason::IssuerMismatch,
         ),
-        (with(&good, &["exp"], json!(f.now - 31)), "token_expired"),
+        (
+            with(&good, &["exp"], json!(f.now - 31)),
+            Reason::TokenExpired,
+        ),
         (
             with(&good, &["nbf"], json!(f.now + 600)),
-            "token_not_yet_valid",
+            Reason::TokenNotYetValid,
         ),
-        (with(&good, &["iat"], json!(f.now + 600)), "iat_future"),
-        (without(&good, &["kubernetes.io", "pod"]), "not_pod_bound"),
+        (with(&good, &["iat"], json!(f.now + 600)), Reason::IatFuture),
+        (
+            without(&good, &["kubernetes.io", "pod"]),
+            Reason::NotPodBound,
+        ),
         (
             with(&good, &["sub"], json!("system:serviceaccount:shop:admin")),
-            "subject_mismatch",
+            Reason::SubjectMismatch,
         ),
         (
             with(&good, &["kubernetes.io", "namespace"], json!("payments")),
-            "subject_mismatch",
+            Reason::SubjectMismatch,
         ),
-        (without(&good, &["exp"]), "claim_missing"),
-        (with(&good, &["exp"], json!("tomorrow")), "claim_missing"),
+        (without(&good, &["exp"]), Reason::ClaimMissing),
+        (
+            with(&good, &["exp"], json!("tomorrow")),
+            Reason::ClaimMissing,
+        ),
     ];
     for (claims, reason) in cases {
         assert_eq!(f.refusal(&f.signed(&claims)).reason(), reason, "{claims}");
@@ -235,7 +248,7 @@ async fn header_and_key_checks_refuse_with_their_own_reason() {
 
     // Shape.
     for bad in ["", "a.b", "a.b.c.d", "!!.!!.!!", &"a".repeat(20_000)] {
-        assert_eq!(f.refusal(bad).reason(), "token_malformed", "{bad:.20}");
+        assert_eq!(f.refusal(bad).reason(), Reason::TokenMalformed, "{bad:.20}");
     }
 }
 
@@ -265,7 +278,7 @@ async fn the_lifetime_is_bounded_and_extra_audiences_are_refused_unless_allowed(
         }
     );
     let ten_years = f.signed(&timed(&good, now - 60, now + 10 * 365 * 86_400));
-    assert_eq!(f.refusal(&ten_years).reason(), "token_lifetime_too_long");
+    assert_eq!(f.refusal(&ten_years).reason(), Reason::TokenLifetimeTooLong);
     // The message names the numbers, never the token.
     assert!(!f.refusal(&ten_years).to_string().contains(&ten_years[..20]));
 
@@ -273,7 +286,10 @@ async fn the_lifetime_is_bounded_and_extra_audiences_are_refused_unless_allowed(
     let shared = with(&good, &["aud"], json!(["podseal", "kube", "vault"]));
     assert_eq!(f.refusal(&f.signed(&shared)), IdentityError::ExtraAudience);
     let not_strings = with(&good, &["aud"], json!(["podseal", 7]));
-    assert_eq!(f.refusal(&f.signed(&not_strings)).reason(), "claim_missing");
+    assert_eq!(
+        f.refusal(&f.signed(&not_strings)).reason(),
+        Reason::ClaimMissing
+    );
     f.provider.allow_extra_audiences = true;
     f.provider.verify(&f.signed(&shared), now).unwrap();
     // Still one of them must be ours.
@@ -318,7 +334,7 @@ async fn warnafter_is_the_effective_expiry_of_an_extended_token() {
     assert_eq!(
         f.refusal(&f.signed(&extended(now, json!(now + year))))
             .reason(),
-        "token_lifetime_too_long"
+        Reason::TokenLifetimeTooLong
     );
     // A warnafter after exp changes nothing; one that is not a number is refused.
     let late = with(

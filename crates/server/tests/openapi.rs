@@ -131,3 +131,40 @@ async fn every_route_in_the_table_is_served() {
         );
     }
 }
+
+/// The document's `Gate` and `Reason` schemas list exactly the codes of the
+/// Rust enums every part of podseal uses (server, audit records, metrics,
+/// SDK), in the same order; and the problem schema refers to them.
+#[test]
+fn the_openapi_document_lists_exactly_the_gate_and_reason_codes() {
+    let (_, doc) = documented();
+    let listed = |schema: &str| -> Vec<String> {
+        doc["components"]["schemas"][schema]["enum"]
+            .as_array()
+            .unwrap_or_else(|| panic!("components.schemas.{schema} has no enum"))
+            .iter()
+            .map(|code| code.as_str().unwrap().to_owned())
+            .collect()
+    };
+    let gates: Vec<String> = podseal_core::reason::Gate::ALL
+        .iter()
+        .map(|g| g.code().to_owned())
+        .collect();
+    let reasons: Vec<String> = podseal_core::reason::Reason::ALL
+        .iter()
+        .map(|r| r.code().to_owned())
+        .collect();
+    assert_eq!(
+        listed("Gate"),
+        gates,
+        "docs/openapi.yaml Gate vs the Gate enum"
+    );
+    assert_eq!(
+        listed("Reason"),
+        reasons,
+        "docs/openapi.yaml Reason vs the Reason enum"
+    );
+    let problem = &doc["components"]["schemas"]["Problem"]["properties"];
+    assert_eq!(problem["gate"]["$ref"], "#/components/schemas/Gate");
+    assert_eq!(problem["reason"]["$ref"], "#/components/schemas/Reason");
+}

@@ -15,13 +15,13 @@ use std::time::Duration;
 
 use podseal_core::audit::{AuditKey, verify_export};
 use podseal_core::capsule::{Capsule, DekEnvelope, RevealMode, Scope};
-use podseal_core::dpop::DpopKey;
+use podseal_core::dpop::{DpopKey, ProofFor};
 use podseal_core::envelope::{self, ReleaseBinding, SealParams};
 use podseal_core::hpke::{KemId, LocalPrivateKey, RecipientKey};
 use podseal_core::key_provider::KeyRing;
 use podseal_core::org_key::OrgPrivateKey;
 use podseal_dev_cluster::{ContainerImage, Handle};
-use podseal_server::gate::Refusal;
+use podseal_server::gate::{Gate, Reason, Refusal};
 use podseal_server::identity::{KubernetesTokens, PinnedJwks};
 use podseal_server::nonce::NonceIssuer;
 use podseal_server::pod_view::{PodView, ViewAnswer, ViewConfig};
@@ -250,7 +250,13 @@ impl World {
     async fn session(&self, pod: &Pod, api_key: &str) -> Result<String, Refusal> {
         let (proof, _) = pod
             .dpop
-            .proof("POST", &format!("{URL}/v1/sessions"), now(), None, None)
+            .proof(&ProofFor {
+                htm: "POST",
+                htu: &format!("{URL}/v1/sessions"),
+                iat: now(),
+                access_token: None,
+                nonce: None,
+            })
             .unwrap();
         let credentials = Credentials {
             api_key,
@@ -273,13 +279,13 @@ impl World {
     ) -> Result<Vec<u8>, Refusal> {
         let access_token = ath.then_some(session);
         let (proof, _) = dpop
-            .proof(
-                "POST",
-                &format!("{URL}/v1/unwrap"),
-                now(),
+            .proof(&ProofFor {
+                htm: "POST",
+                htu: &format!("{URL}/v1/unwrap"),
+                iat: now(),
                 access_token,
-                None,
-            )
+                nonce: None,
+            })
             .unwrap();
         let credentials = Credentials {
             api_key: API_KEY,
@@ -344,13 +350,9 @@ fn now() -> i64 {
 }
 
 #[track_caller]
-fn assert_refused<T: std::fmt::Debug>(result: Result<T, Refusal>, gate: &str, reason: &str) {
+fn assert_refused<T: std::fmt::Debug>(result: Result<T, Refusal>, gate: Gate, reason: Reason) {
     let refusal = result.expect_err("expected a refusal");
-    assert_eq!(
-        (refusal.gate.code(), refusal.reason),
-        (gate, reason),
-        "{refusal}"
-    );
+    assert_eq!((refusal.gate, refusal.reason), (gate, reason), "{refusal}");
     assert!(
         !refusal.detail.contains("eyJ"),
         "no token in a refusal: {}",
@@ -371,13 +373,13 @@ async fn the_release_path_and_its_refusals() {
     // Gate 1: unknown key; a key bound to another namespace.
     assert_refused(
         w.session(&pod, "psk_stolen_guess").await,
-        "api_key",
-        "api_key_unknown",
+        Gate::ApiKey,
+        Reason::ApiKeyUnknown,
     );
     assert_refused(
         w.session(&pod, "psk_other_ns").await,
-        "api_key",
-        "api_key_scope_mismatch",
+        Gate::ApiKey,
+        Reason::ApiKeyScopeMismatch,
     );
 
     // Gate 3: a second key for the same live pod uid cannot enroll.
@@ -387,46 +389,46 @@ async fn the_release_path_and_its_refusals() {
     };
     assert_refused(
         w.session(&thief, API_KEY).await,
-        "dpop",
-        "pod_key_already_pinned",
+        Gate::Dpop,
+        Reason::PodKeyAlreadyPinned,
     );
     // A stolen token and API key with another DPoP key cannot use the session.
     assert_refused(
         w.unwrap_with(&pod, &thief.dpop, &session, &capsule, true)
             .await,
-        "dpop",
-        "key_not_pinned",
+        Gate::Dpop,
+        Reason::KeyNotPinned,
     );
     // Missing ath on unwrap.
     assert_refused(
         w.unwrap_with(&pod, &pod.dpop, &session, &capsule, false)
             .await,
-        "dpop",
-        "ath_missing",
+        Gate::Dpop,
+        Reason::AthMissing,
     );
     // A replayed proof, and two DPoP headers.
     let (proof, _) = pod
         .dpop
-        .proof(
-            "POST",
-            &format!("{URL}/v1/unwrap"),
-            now(),
-            Some(&session),
-            None,
-        )
+        .proof(&ProofFor {
+            htm: "POST",
+            htu: &format!("{URL}/v1/unwrap"),
+            iat: now(),
+            access_token: Some(&session),
+            nonce: None,
+        })
         .unwrap();
     raw_unwrap(&w.service, &pod, &[&proof], &session, &capsule)
         .await
         .unwrap();
     assert_refused(
         raw_unwrap(&w.service, &pod, &[&proof], &session, &capsule).await,
-        "dpop",
-        "jti_replayed",
+        Gate::Dpop,
+        Reason::JtiReplayed,
     );
     assert_refused(
         raw_unwrap(&w.service, &pod, &[&proof, &proof], &session, &capsule).await,
-        "dpop",
-        "dpop_header_count",
+        Gate::Dpop,
+        Reason::DpopHeaderCount,
     );
     // The replay record survives a restart of the server.
     let restarted = service_over(
@@ -437,21 +439,21 @@ async fn the_release_path_and_its_refusals() {
     );
     assert_refused(
         raw_unwrap(&restarted, &pod, &[&proof], &session, &capsule).await,
-        "dpop",
-        "jti_replayed",
+        Gate::Dpop,
+        Reason::JtiReplayed,
     );
 
     // Scope: a capsule for another namespace or service account; a header edited after sealing.
     assert_refused(
         w.unwrap(&pod, &session, &w.capsule("payments", "api"))
             .await,
-        "scope",
-        "namespace_mismatch",
+        Gate::Scope,
+        Reason::NamespaceMismatch,
     );
     assert_refused(
         w.unwrap(&pod, &session, &w.capsule("shop", "worker")).await,
-        "scope",
-        "service_account_mismatch",
+        Gate::Scope,
+        Reason::ServiceAccountMismatch,
     );
     let mut edited_header = capsule.envelope.header().clone();
     edited_header.scope.service_accounts.push("worker".into());
@@ -465,8 +467,8 @@ async fn the_release_path_and_its_refusals() {
     };
     assert_refused(
         w.unwrap(&pod, &session, &edited).await,
-        "scope",
-        "open.did_not_open",
+        Gate::Scope,
+        Reason::DidNotOpen,
     );
 
     // Gate 4: a debug container injected after the session started stops the next unwrap.
@@ -482,8 +484,8 @@ async fn the_release_path_and_its_refusals() {
         .await;
     assert_refused(
         w.unwrap(&pod, &session, &capsule).await,
-        "live_pod",
-        "debug_container_not_approved",
+        Gate::LivePod,
+        Reason::DebugContainerNotApproved,
     );
 
     // Gate 4: the pod recreated under the same name has another uid than the token's.
@@ -493,24 +495,32 @@ async fn the_release_path_and_its_refusals() {
     // The old pod's token (still unexpired) cannot open a session for the new pod...
     assert_refused(
         w.session(&pod, API_KEY).await,
-        "live_pod",
-        "pod_uid_mismatch",
+        Gate::LivePod,
+        Reason::PodUidMismatch,
     );
     // ...and the old session was revoked when the view saw the uid change.
     w.until_revoked(&session).await;
     assert_refused(
         w.unwrap(&pod, &session, &capsule).await,
-        "dpop",
-        "session_revoked",
+        Gate::Dpop,
+        Reason::SessionRevoked,
     );
     // And deleted: not found.
     w.handle.delete_pod("shop", "api-0").unwrap();
     w.until_view(|answer| *answer == ViewAnswer::Absent).await;
-    assert_refused(w.session(&pod, API_KEY).await, "live_pod", "pod_not_found");
+    assert_refused(
+        w.session(&pod, API_KEY).await,
+        Gate::LivePod,
+        Reason::PodNotFound,
+    );
 
     // Gate 1 again: a revoked key.
     w.storage.revoke_api_key("key-shop", now()).await.unwrap();
-    assert_refused(w.session(&pod, API_KEY).await, "api_key", "api_key_revoked");
+    assert_refused(
+        w.session(&pod, API_KEY).await,
+        Gate::ApiKey,
+        Reason::ApiKeyRevoked,
+    );
 
     // Every decision above is in the audit log, and the log verifies.
     // (Revocations may still be appending: the export ends at the checkpoint it signs.)
@@ -528,14 +538,14 @@ async fn the_release_path_and_its_refusals() {
     let report = verify_export(&text, &public_key, None).unwrap();
     assert!(report.records >= 18, "{report:?}");
     for reason in [
-        "api_key_unknown",
-        "pod_key_already_pinned",
-        "jti_replayed",
-        "namespace_mismatch",
-        "debug_container_not_approved",
-        "pod_uid_mismatch",
-        "pod_not_found",
-        "api_key_revoked",
+        Reason::ApiKeyUnknown,
+        Reason::PodKeyAlreadyPinned,
+        Reason::JtiReplayed,
+        Reason::NamespaceMismatch,
+        Reason::DebugContainerNotApproved,
+        Reason::PodUidMismatch,
+        Reason::PodNotFound,
+        Reason::ApiKeyRevoked,
     ] {
         assert!(
             text.contains(&format!("\\\"reason\\\":\\\"{reason}\\\"")),
@@ -592,7 +602,13 @@ async fn the_http_api_releases_and_answers_refusals_with_problem_json() {
 
     let (proof, _) = pod
         .dpop
-        .proof("POST", &format!("{URL}/v1/sessions"), now(), None, None)
+        .proof(&ProofFor {
+            htm: "POST",
+            htu: &format!("{URL}/v1/sessions"),
+            iat: now(),
+            access_token: None,
+            nonce: None,
+        })
         .unwrap();
     let body = serde_json::to_vec(
         &serde_json::json!({ "recipient_key": b64(pod.recipient.public_key_bytes()) }),
@@ -613,13 +629,13 @@ async fn the_http_api_releases_and_answers_refusals_with_problem_json() {
     };
     let proof_for_unwrap = || {
         pod.dpop
-            .proof(
-                "POST",
-                &format!("{URL}/v1/unwrap"),
-                now(),
-                Some(&session.session_id),
-                None,
-            )
+            .proof(&ProofFor {
+                htm: "POST",
+                htu: &format!("{URL}/v1/unwrap"),
+                iat: now(),
+                access_token: Some(&session.session_id),
+                nonce: None,
+            })
             .unwrap()
             .0
     };
@@ -703,8 +719,8 @@ async fn the_http_api_releases_and_answers_refusals_with_problem_json() {
         &'a str,
         Vec<u8>,
         u16,
-        &'a str,
-        &'a str,
+        Gate,
+        Reason,
     );
     let cases: Vec<Case<'_>> = vec![
         (
@@ -713,8 +729,8 @@ async fn the_http_api_releases_and_answers_refusals_with_problem_json() {
             json,
             unwrap_body(vec![envelope_only.clone()]),
             401,
-            "dpop",
-            "jti_replayed",
+            Gate::Dpop,
+            Reason::JtiReplayed,
         ),
         (
             "/v1/unwrap",
@@ -722,8 +738,8 @@ async fn the_http_api_releases_and_answers_refusals_with_problem_json() {
             json,
             unwrap_body(vec![envelope_only.clone()]),
             400,
-            "dpop",
-            "dpop_header_count",
+            Gate::Dpop,
+            Reason::DpopHeaderCount,
         ),
         (
             "/v1/unwrap",
@@ -731,8 +747,8 @@ async fn the_http_api_releases_and_answers_refusals_with_problem_json() {
             json,
             unwrap_body(vec![b64(&capsule.to_bytes())]),
             400,
-            "request",
-            "content_ciphertext_present",
+            Gate::Request,
+            Reason::ContentCiphertextPresent,
         ),
         (
             "/v1/unwrap",
@@ -743,8 +759,8 @@ async fn the_http_api_releases_and_answers_refusals_with_problem_json() {
             )
             .unwrap(),
             400,
-            "request",
-            "malformed_body",
+            Gate::Request,
+            Reason::MalformedBody,
         ),
         (
             "/v1/unwrap",
@@ -752,8 +768,8 @@ async fn the_http_api_releases_and_answers_refusals_with_problem_json() {
             json,
             b"{not json".to_vec(),
             400,
-            "request",
-            "malformed_body",
+            Gate::Request,
+            Reason::MalformedBody,
         ),
         (
             "/v1/unwrap",
@@ -761,8 +777,8 @@ async fn the_http_api_releases_and_answers_refusals_with_problem_json() {
             json,
             vec![b' '; api::MAX_BODY_BYTES + 1],
             413,
-            "request",
-            "body_too_large",
+            Gate::Request,
+            Reason::BodyTooLarge,
         ),
         (
             "/v1/unwrap",
@@ -770,8 +786,8 @@ async fn the_http_api_releases_and_answers_refusals_with_problem_json() {
             "text/plain",
             b"{}".to_vec(),
             415,
-            "request",
-            "unsupported_media_type",
+            Gate::Request,
+            Reason::UnsupportedMediaType,
         ),
         (
             "/v1/sessions",
@@ -779,8 +795,8 @@ async fn the_http_api_releases_and_answers_refusals_with_problem_json() {
             json,
             body.clone(),
             401,
-            "api_key",
-            "api_key_missing",
+            Gate::ApiKey,
+            Reason::ApiKeyMissing,
         ),
         (
             "/v1/nothing",
@@ -788,8 +804,8 @@ async fn the_http_api_releases_and_answers_refusals_with_problem_json() {
             json,
             b"{}".to_vec(),
             404,
-            "request",
-            "not_found",
+            Gate::Request,
+            Reason::NotFound,
         ),
     ];
     for (path, headers, content_type, body, status, gate, reason) in cases {
@@ -797,7 +813,7 @@ async fn the_http_api_releases_and_answers_refusals_with_problem_json() {
             call(&app, "POST", path, headers, content_type, body).await;
         assert_eq!(
             (got, problem["gate"].as_str(), problem["reason"].as_str()),
-            (status, Some(gate), Some(reason)),
+            (status, Some(gate.code()), Some(reason.code())),
             "{problem}"
         );
         assert_eq!(response_headers["content-type"], "application/problem+json");
@@ -809,7 +825,7 @@ async fn the_http_api_releases_and_answers_refusals_with_problem_json() {
                 && !text.contains(&session.session_id),
             "secret in a problem: {text}"
         );
-        if gate == "dpop" && status == 401 {
+        if gate == Gate::Dpop && status == 401 {
             assert!(
                 response_headers["www-authenticate"]
                     .to_str()
@@ -853,14 +869,14 @@ async fn deleting_the_pod_revokes_its_session() {
     w.until_revoked(&session).await;
     assert_refused(
         w.unwrap(&pod, &session, &w.capsule("shop", "api")).await,
-        "dpop",
-        "session_revoked",
+        Gate::Dpop,
+        Reason::SessionRevoked,
     );
     let export = w.storage.audit_export().await.unwrap();
     assert!(export.iter().any(|line| {
         serde_json::to_string(line)
             .unwrap()
-            .contains("session_revoked")
+            .contains(Reason::SessionRevoked.code())
     }));
 }
 
@@ -995,9 +1011,15 @@ async fn rotating_the_dpop_key_needs_the_previous_keys_proof() {
     let capsule = w.capsule("shop", "api");
     let route = format!("{URL}/v1/sessions/rotate-key");
     let proof = |key: &DpopKey| {
-        key.proof("POST", &route, now(), Some(&session), None)
-            .unwrap()
-            .0
+        key.proof(&ProofFor {
+            htm: "POST",
+            htu: &route,
+            iat: now(),
+            access_token: Some(&session),
+            nonce: None,
+        })
+        .unwrap()
+        .0
     };
     let rotate = |old_proof: String, new_proof: String| {
         let service = w.service.clone();
@@ -1022,13 +1044,13 @@ async fn rotating_the_dpop_key_needs_the_previous_keys_proof() {
     // Without the previous key's proof: refused, and nothing moves.
     assert_refused(
         rotate(proof(&attacker), proof(&attacker)).await,
-        "dpop",
-        "key_not_pinned",
+        Gate::Dpop,
+        Reason::KeyNotPinned,
     );
     assert_refused(
         rotate(proof(&attacker), proof(&new_key)).await,
-        "dpop",
-        "key_not_pinned",
+        Gate::Dpop,
+        Reason::KeyNotPinned,
     );
     assert_eq!(
         w.unwrap(&pod, &session, &capsule).await.unwrap(),
@@ -1039,10 +1061,14 @@ async fn rotating_the_dpop_key_needs_the_previous_keys_proof() {
     let used = proof(&pod.dpop);
     assert_refused(
         rotate(used.clone(), proof(&pod.dpop)).await,
-        "dpop",
-        "same_key",
+        Gate::Dpop,
+        Reason::SameKey,
     );
-    assert_refused(rotate(used, proof(&new_key)).await, "dpop", "jti_replayed");
+    assert_refused(
+        rotate(used, proof(&new_key)).await,
+        Gate::Dpop,
+        Reason::JtiReplayed,
+    );
 
     // With it: the pin and the session move to the new key.
     let jkt = rotate(proof(&pod.dpop), proof(&new_key)).await.unwrap();
@@ -1055,8 +1081,8 @@ async fn rotating_the_dpop_key_needs_the_previous_keys_proof() {
     );
     assert_refused(
         w.unwrap(&pod, &session, &capsule).await,
-        "dpop",
-        "key_not_pinned",
+        Gate::Dpop,
+        Reason::KeyNotPinned,
     );
 }
 
@@ -1071,8 +1097,8 @@ async fn a_release_that_cannot_be_audited_is_refused() {
     raw.execute_batch("CREATE TRIGGER audit_down BEFORE INSERT ON audit_log BEGIN SELECT RAISE(ABORT, 'disk full'); END;").unwrap();
     assert_refused(
         w.unwrap(&pod, &session, &capsule).await,
-        "request",
-        "audit_unavailable",
+        Gate::Request,
+        Reason::AuditUnavailable,
     );
     let fresh_pod = Pod {
         dpop: DpopKey::generate().unwrap(),
@@ -1080,8 +1106,8 @@ async fn a_release_that_cannot_be_audited_is_refused() {
     };
     assert_refused(
         w.session(&fresh_pod, API_KEY).await,
-        "request",
-        "audit_unavailable",
+        Gate::Request,
+        Reason::AuditUnavailable,
     );
     // Once records can be written again, releases resume.
     raw.execute_batch("DROP TRIGGER audit_down;").unwrap();

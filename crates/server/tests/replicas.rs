@@ -15,15 +15,14 @@
     reason = "test code: a panic is a test failure"
 )]
 
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use http::Method;
 use podseal_core::audit::{AuditKey, parse_public_key, verify_export};
 use podseal_core::dpop::DpopKey;
 use podseal_core::hpke::{KemId, LocalPrivateKey, RecipientKey as _};
 use podseal_core::key_file::write_new;
 use podseal_core::org_key::OrgPrivateKey;
-use podseal_core::wire::{API_KEY_HEADER, Problem, TOKEN_HEADER};
+use podseal_core::wire::Problem;
+use podseal_sdk::protocol::{self, Credentials, Endpoint, Freshness, SignedRequest};
 use podseal_sdk::transport::{Answer, HttpsClient};
 use podseal_server::config::{ServerConfig, TlsSection};
 use podseal_server::serve::{Running, start_postgres};
@@ -178,36 +177,31 @@ async fn replicas_on_one_postgres_share_every_decision() {
         .issue_token("shop", "api", &["podseal".into()], 600, Some("api-0"))
         .unwrap();
     let recipient = LocalPrivateKey::generate(KemId::X25519HkdfSha256).unwrap();
-    let session_body = serde_json::to_vec(
-        &json!({ "recipient_key": URL_SAFE_NO_PAD.encode(recipient.public_key_bytes()) }),
-    )
-    .unwrap();
-    let proof = |key: &DpopKey, route: &str, session: Option<&str>| {
-        key.proof(
-            "POST",
-            &format!("{EXTERNAL_URL}{route}"),
-            now(),
-            session,
-            None,
-        )
-        .unwrap()
-        .0
+    let endpoint = Endpoint::new(EXTERNAL_URL);
+    let fresh = || Freshness {
+        iat: now(),
+        nonce: None,
     };
-    let session_on = async |replica: usize, key: &DpopKey| {
-        let proof = proof(key, "/v1/sessions", None);
+    let send_on = async |replica: usize, request: &SignedRequest| {
         clients[replica]
             .send(
                 Method::POST,
-                "/v1/sessions",
-                &[
-                    (API_KEY_HEADER, &api_key),
-                    (TOKEN_HEADER, &token),
-                    ("dpop", &proof),
-                ],
-                Some(session_body.clone()),
+                request.path(),
+                &request.headers(),
+                Some(request.body().to_vec()),
             )
             .await
             .unwrap()
+    };
+    let session_on = async |replica: usize, key: &DpopKey| {
+        let credentials = Credentials {
+            api_key: &api_key,
+            token: &token,
+        };
+        let request = endpoint
+            .session(credentials, key, recipient.public_key_bytes(), fresh())
+            .unwrap();
+        send_on(replica, &request).await
     };
 
     // 32 concurrent enrolments for one pod uid, spread over the replicas: one pin.
@@ -230,8 +224,8 @@ async fn replicas_on_one_postgres_share_every_decision() {
         assert_eq!(reason(answer), "dpop/pod_key_already_pinned");
     }
     let pod_key = &keys[granted[0]];
-    let session: Value = serde_json::from_slice(&answers[granted[0]].body).unwrap();
-    let session = session["session_id"].as_str().unwrap().to_owned();
+    let granted = &answers[granted[0]];
+    let session = protocol::session_answer(granted.status, &granted.body).unwrap();
 
     // A second key on every replica is refused.
     let other = DpopKey::generate().unwrap();
@@ -259,50 +253,54 @@ async fn replicas_on_one_postgres_share_every_decision() {
         };
         podseal_core::envelope::seal(params, b"s3cret", &[org.public()]).unwrap()
     };
-    let unwrap_body = serde_json::to_vec(
-        &json!({ "capsules": [URL_SAFE_NO_PAD.encode(capsule.envelope.to_bytes())] }),
-    )
-    .unwrap();
-    let authorization = format!("DPoP {session}");
-    let unwrap_on = async |replica: usize, proof: &str, api_key: &str| {
-        clients[replica]
-            .send(
-                Method::POST,
-                "/v1/unwrap",
-                &[
-                    (API_KEY_HEADER, api_key),
-                    (TOKEN_HEADER, &token),
-                    ("authorization", &authorization),
-                    ("dpop", proof),
-                ],
-                Some(unwrap_body.clone()),
+    let unwrap_request = || {
+        let credentials = Credentials {
+            api_key: &api_key,
+            token: &token,
+        };
+        endpoint
+            .unwrap(
+                credentials,
+                pod_key,
+                &session,
+                &[&capsule.envelope],
+                fresh(),
             )
-            .await
             .unwrap()
     };
-    let used = proof(pod_key, "/v1/unwrap", Some(&session));
-    let answer = unwrap_on(0, &used, &api_key).await;
-    assert_eq!(answer.status, 200, "{}", reason(&answer));
+    let used = unwrap_request();
+    let answer = send_on(0, used.request()).await;
+    let deks = used
+        .open_answer(answer.status, &answer.body, &recipient)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        podseal_core::envelope::decrypt_content(&capsule, &deks[0])
+            .unwrap()
+            .expose_secret_bytes(),
+        b"s3cret"
+    );
     for replica in 1..3 {
         assert_eq!(
-            reason(&unwrap_on(replica, &used, &api_key).await),
+            reason(&send_on(replica, used.request()).await),
             "dpop/jti_replayed"
         );
     }
     // Every replica serves the session with a fresh proof.
     for replica in 0..3 {
-        let fresh = proof(pod_key, "/v1/unwrap", Some(&session));
-        let answer = unwrap_on(replica, &fresh, &api_key).await;
+        let pending = unwrap_request();
+        let answer = send_on(replica, pending.request()).await;
         assert_eq!(answer.status, 200, "replica {replica}: {}", reason(&answer));
+        pending
+            .open_answer(answer.status, &answer.body, &recipient)
+            .unwrap_or_else(|e| panic!("replica {replica}: {e}"));
     }
 
     // Revoked through replica c: refused by a and b at once.
     let id = created["id"].as_str().unwrap();
     admin(2, Method::DELETE, &format!("/v1/admin/apikeys/{id}"), None).await;
     for replica in 0..2 {
-        let fresh = proof(pod_key, "/v1/unwrap", Some(&session));
         assert_eq!(
-            reason(&unwrap_on(replica, &fresh, &api_key).await),
+            reason(&send_on(replica, unwrap_request().request()).await),
             "api_key/api_key_revoked"
         );
     }

@@ -20,6 +20,7 @@ use podseal_core::envelope::{self, SealParams};
 use podseal_core::hpke::KemId;
 use podseal_core::key_file::write_new;
 use podseal_core::org_key::OrgPrivateKey;
+use podseal_core::reason::{Code, Gate, Reason};
 use podseal_dev_cluster::{ContainerImage, Handle, PodTemplate};
 use podseal_sdk::blocking::BlockingClient;
 use podseal_sdk::client::{Client, ClientConfig, SdkError};
@@ -297,8 +298,11 @@ async fn sdk_scenario(postgres: bool) {
     std::fs::write(w.path("token"), "not-a-token").unwrap();
     let refused = client.open(&capsule).await.unwrap_err();
     assert_eq!(
-        (refused.gate(), refused.reason()),
-        (Some("token"), Some("token_malformed")),
+        (
+            refused.gate().and_then(Code::known),
+            refused.reason().and_then(Code::known)
+        ),
+        (Some(Gate::Token), Some(Reason::TokenMalformed)),
         "{refused}"
     );
     w.rotate_token();
@@ -323,8 +327,8 @@ async fn sdk_scenario(postgres: bool) {
         .await
         .unwrap_err();
     assert_eq!(
-        second_key.reason(),
-        Some("pod_key_already_pinned"),
+        second_key.reason().and_then(Code::known),
+        Some(Reason::PodKeyAlreadyPinned),
         "{second_key}"
     );
 
@@ -348,7 +352,7 @@ async fn sdk_scenario(postgres: bool) {
         matches!(refused, SdkError::Refused { status: 401, .. }),
         "{refused}"
     );
-    assert_eq!(refused.gate(), Some("api_key"));
+    assert_eq!(refused.gate().and_then(Code::known), Some(Gate::ApiKey));
     let after = w
         .metric("podseal_refusals_total{gate=\"api_key\",reason=\"api_key_unknown\"}")
         .await;
@@ -473,8 +477,11 @@ async fn an_unavailable_server_names_its_gate_and_reason() {
         "{error}"
     );
     assert_eq!(
-        (error.gate(), error.reason()),
-        (Some("live_pod"), Some("view_unknown")),
+        (
+            error.gate().and_then(Code::known),
+            error.reason().and_then(Code::known)
+        ),
+        (Some(Gate::LivePod), Some(Reason::ViewUnknown)),
         "{error}"
     );
     let message = error.to_string();
@@ -491,7 +498,8 @@ async fn an_unavailable_server_names_its_gate_and_reason() {
                 break;
             }
             Err(e) => assert!(
-                e.reason() == Some("view_unknown") && tokio::time::Instant::now() < deadline,
+                e.reason().and_then(Code::known) == Some(Reason::ViewUnknown)
+                    && tokio::time::Instant::now() < deadline,
                 "{e}"
             ),
         }

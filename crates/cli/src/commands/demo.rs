@@ -10,20 +10,24 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::engine::general_purpose::STANDARD;
 use http::Method;
 use podseal_core::audit::{parse_public_key, verify_export};
-use podseal_core::capsule::{RevealMode, Scope};
+use podseal_core::capsule::{Capsule, RevealMode, Scope};
 use podseal_core::dpop::DpopKey;
 use podseal_core::envelope::{self, SealParams};
 use podseal_core::hpke::{KemId, LocalPrivateKey, RecipientKey as _};
 use podseal_core::key_file::write_new;
 use podseal_core::org_key::OrgPrivateKey;
-use podseal_core::wire::{API_KEY_HEADER, Problem, TOKEN_HEADER};
+use podseal_core::reason::Reason;
+use podseal_core::wire::Problem;
 use podseal_dev_cluster::{
     Config as ClusterConfig, ContainerImage, DevCluster, Handle, PodTemplate,
 };
 use podseal_sdk::client::{Client, ClientConfig, SdkError};
+use podseal_sdk::protocol::{
+    self, Credentials, Endpoint, Freshness, PendingUnwrap, SessionInfo, SignedRequest,
+};
 use podseal_sdk::transport::{Answer, HttpsClient, Trust};
 use podseal_server::config::ServerConfig;
 use podseal_server::pod_view::{PodView, ViewAnswer};
@@ -103,7 +107,7 @@ impl Printer {
     fn attack(
         &mut self,
         title: &str,
-        expected_reason: &str,
+        expected_reason: Reason,
         started: Instant,
         result: Result<(), (String, String, String)>,
     ) {
@@ -111,7 +115,7 @@ impl Printer {
         let step = match result {
             Err((gate, reason, detail)) => Step {
                 title: title.to_owned(),
-                outcome: if reason == expected_reason {
+                outcome: if reason == expected_reason.code() {
                     "refused"
                 } else {
                     "FAILED"
@@ -147,7 +151,7 @@ fn sdk_refusal<T>(result: Result<T, SdkError>) -> Result<(), (String, String, St
             reason,
             detail,
             ..
-        }) => Err((gate, reason, detail)),
+        }) => Err((gate.to_string(), reason.to_string(), detail)),
         Err(other) => Err(("client".into(), "error".into(), other.to_string())),
     }
 }
@@ -164,7 +168,11 @@ fn answer_refusal(answer: &Answer) -> Result<(), (String, String, String)> {
             String::new(),
         )
     })?;
-    Err((problem.gate, problem.reason, problem.detail))
+    Err((
+        problem.gate.to_string(),
+        problem.reason.to_string(),
+        problem.detail,
+    ))
 }
 
 /// A temporary directory removed on drop.
@@ -284,47 +292,67 @@ impl Demo {
         Client::new(config).map_err(failed)
     }
 
-    /// A raw `POST /v1/sessions` or `/v1/unwrap`, as an attacker would send it.
-    async fn raw(
+    /// A `POST /v1/sessions` as an attacker holding these credentials and
+    /// this DPoP key would build it (through the one request builder).
+    fn session_request(
         &self,
-        route: &str,
+        key: &DpopKey,
         api_key: &str,
         token: &str,
-        proof: &str,
-        session: Option<&str>,
-        body: &Value,
-    ) -> Result<Answer, CliError> {
-        let authorization = session.map(|s| format!("DPoP {s}"));
-        let mut headers = vec![
-            (API_KEY_HEADER, api_key),
-            (TOKEN_HEADER, token),
-            ("dpop", proof),
-        ];
-        if let Some(authorization) = &authorization {
-            headers.push(("authorization", authorization));
-        }
-        self.http
-            .send(
-                Method::POST,
-                route,
-                &headers,
-                Some(serde_json::to_vec(body).unwrap_or_default()),
+        recipient: &LocalPrivateKey,
+    ) -> Result<SignedRequest, CliError> {
+        Endpoint::new(&self.url)
+            .session(
+                Credentials { api_key, token },
+                key,
+                recipient.public_key_bytes(),
+                Freshness {
+                    iat: now(),
+                    nonce: None,
+                },
             )
-            .await
             .map_err(failed)
     }
 
-    fn proof(&self, key: &DpopKey, route: &str, session: Option<&str>) -> Result<String, CliError> {
-        Ok(key
-            .proof(
-                "POST",
-                &format!("{}{route}", self.url),
-                now(),
-                session,
-                None,
+    /// A `POST /v1/unwrap` of `capsule` in `session`, signed by `key`.
+    fn unwrap_request(
+        &self,
+        key: &DpopKey,
+        api_key: &str,
+        token: &str,
+        session: &str,
+        capsule: &Capsule,
+    ) -> Result<SignedRequest, CliError> {
+        let session = SessionInfo {
+            id: session.to_owned(),
+            expires_at: 0,
+        };
+        Endpoint::new(&self.url)
+            .unwrap(
+                Credentials { api_key, token },
+                key,
+                &session,
+                &[&capsule.envelope],
+                Freshness {
+                    iat: now(),
+                    nonce: None,
+                },
             )
-            .map_err(failed)?
-            .0)
+            .map(PendingUnwrap::into_request)
+            .map_err(failed)
+    }
+
+    /// Sends a signed request as it is (a replay sends the same one twice).
+    async fn send(&self, request: &SignedRequest) -> Result<Answer, CliError> {
+        self.http
+            .send(
+                Method::POST,
+                request.path(),
+                &request.headers(),
+                Some(request.body().to_vec()),
+            )
+            .await
+            .map_err(failed)
     }
 }
 
@@ -542,115 +570,54 @@ Ok(s) => format!(
     // Attacks.
     let attacker = DpopKey::generate().map_err(failed)?;
     let recipient = LocalPrivateKey::generate(KemId::X25519HkdfSha256).map_err(failed)?;
-    let session_body =
-        json!({ "recipient_key": URL_SAFE_NO_PAD.encode(recipient.public_key_bytes()) });
-    let unwrap_body = json!({ "capsules": [URL_SAFE_NO_PAD.encode(capsule.envelope.to_bytes())] });
 
     let step = Instant::now();
     let payments_token = demo.token("payments", "api-0")?;
-    let proof = demo.proof(&attacker, "/v1/sessions", None)?;
-    let answer = demo
-        .raw(
-            "/v1/sessions",
-            shop_key,
-            &payments_token,
-            &proof,
-            None,
-            &session_body,
-        )
-        .await?;
+    let request = demo.session_request(&attacker, shop_key, &payments_token, &recipient)?;
+    let answer = demo.send(&request).await?;
     out.attack(
         "attack: the shop API key, stolen and used from namespace payments",
-        "api_key_scope_mismatch",
+        Reason::ApiKeyScopeMismatch,
         step,
         answer_refusal(&answer),
     );
 
     let step = Instant::now();
-    let proof = demo.proof(&attacker, "/v1/unwrap", Some(&pod_session))?;
-    let answer = demo
-        .raw(
-            "/v1/unwrap",
-            shop_key,
-            &pod_token,
-            &proof,
-            Some(&pod_session),
-            &unwrap_body,
-        )
-        .await?;
-    out.attack("attack: the pod's projected token, API key and session id, stolen, without its RAM-only DPoP key", "key_not_pinned", step, answer_refusal(&answer));
+    let request = demo.unwrap_request(&attacker, shop_key, &pod_token, &pod_session, &capsule)?;
+    let answer = demo.send(&request).await?;
+    out.attack("attack: the pod's projected token, API key and session id, stolen, without its RAM-only DPoP key", Reason::KeyNotPinned, step, answer_refusal(&answer));
 
     let step = Instant::now();
-    let proof = demo.proof(&attacker, "/v1/sessions", None)?;
-    let answer = demo
-        .raw(
-            "/v1/sessions",
-            shop_key,
-            &pod_token,
-            &proof,
-            None,
-            &session_body,
-        )
-        .await?;
+    let request = demo.session_request(&attacker, shop_key, &pod_token, &recipient)?;
+    let answer = demo.send(&request).await?;
     out.attack(
         "attack: a second DPoP key enrolling for the same live pod",
-        "pod_key_already_pinned",
+        Reason::PodKeyAlreadyPinned,
         step,
         answer_refusal(&answer),
     );
 
-    // A replay: a proof captured from pod api-1's traffic, sent again.
+    // A replay: a request captured from pod api-1's traffic, sent again.
     let step = Instant::now();
     let replay_key = DpopKey::generate().map_err(failed)?;
     let token_1 = demo.token("shop", "api-1")?;
-    let proof = demo.proof(&replay_key, "/v1/sessions", None)?;
-    let answer = demo
-        .raw(
-            "/v1/sessions",
-            shop_key,
-            &token_1,
-            &proof,
-            None,
-            &session_body,
-        )
-        .await?;
-    let session_1: Value = serde_json::from_slice(&answer.body).map_err(failed)?;
-    let session_1 = session_1
-        .get("session_id")
-        .unwrap_or(&Value::Null)
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
-    let captured = demo.proof(&replay_key, "/v1/unwrap", Some(&session_1))?;
-    let first = demo
-        .raw(
-            "/v1/unwrap",
-            shop_key,
-            &token_1,
-            &captured,
-            Some(&session_1),
-            &unwrap_body,
-        )
-        .await?;
+    let request = demo.session_request(&replay_key, shop_key, &token_1, &recipient)?;
+    let answer = demo.send(&request).await?;
+    let session_1 = protocol::session_answer(answer.status, &answer.body)
+        .map_err(|e| failed(format!("pod api-1 could not open a session: {e}")))?
+        .id;
+    let captured = demo.unwrap_request(&replay_key, shop_key, &token_1, &session_1, &capsule)?;
+    let first = demo.send(&captured).await?;
     if !first.status.is_success() {
         return Err(failed(format!(
             "pod api-1 could not unwrap: HTTP {}",
             first.status
         )));
     }
-    let answer = demo
-        .raw(
-            "/v1/unwrap",
-            shop_key,
-            &token_1,
-            &captured,
-            Some(&session_1),
-            &unwrap_body,
-        )
-        .await?;
+    let answer = demo.send(&captured).await?;
     out.attack(
         "attack: a captured DPoP proof replayed",
-        "jti_replayed",
+        Reason::JtiReplayed,
         step,
         answer_refusal(&answer),
     );
@@ -681,7 +648,7 @@ Ok(s) => format!(
         |a| matches!(a, ViewAnswer::Present(f) if f.containers.len() == 2),
     )
     .await?;
-    out.attack("attack: `kubectl debug` injects an unapproved container into the running pod; its next open", "debug_container_not_approved", step, sdk_refusal(pod.open(&capsule).await));
+    out.attack("attack: `kubectl debug` injects an unapproved container into the running pod; its next open", Reason::DebugContainerNotApproved, step, sdk_refusal(pod.open(&capsule).await));
 
     let step = Instant::now();
     demo.handle.delete_pod("shop", "api-1").map_err(failed)?;
@@ -702,27 +669,18 @@ Ok(s) => format!(
         }
         ticks.tick().await;
     }
-    let proof = demo.proof(&replay_key, "/v1/unwrap", Some(&session_1))?;
-    let answer = demo
-        .raw(
-            "/v1/unwrap",
-            shop_key,
-            &token_1,
-            &proof,
-            Some(&session_1),
-            &unwrap_body,
-        )
-        .await?;
+    let request = demo.unwrap_request(&replay_key, shop_key, &token_1, &session_1, &capsule)?;
+    let answer = demo.send(&request).await?;
     out.attack(
         "attack: pod shop/api-1 deleted; its session (and key, and token) used again",
-        "session_revoked",
+        Reason::SessionRevoked,
         step,
         answer_refusal(&answer),
     );
 
     let step = Instant::now();
     let elsewhere = demo.client(payments_key_file, &payments_token, "payments-api-0.token")?;
-    out.attack("attack: the capsule copied into namespace payments and opened by a pod there (with its own valid credentials)", "namespace_mismatch", step, sdk_refusal(elsewhere.open(&capsule).await));
+    out.attack("attack: the capsule copied into namespace payments and opened by a pod there (with its own valid credentials)", Reason::NamespaceMismatch, step, sdk_refusal(elsewhere.open(&capsule).await));
 
     // The audit log.
     let step = Instant::now();

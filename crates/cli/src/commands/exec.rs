@@ -191,6 +191,8 @@ pub fn run(args: &ExecArgs) -> Result<(), CliError> {
 
 #[cfg(test)]
 mod tests {
+    use podseal_core::reason::{Gate, Reason};
+
     use super::*;
 
     /// What `podseal exec` prints when the server stays unavailable: the
@@ -202,8 +204,8 @@ mod tests {
             last:
                 "HTTP 503 (live_pod/view_unknown): the cluster's pod view cannot decide right now"
                     .into(),
-            gate: Some("live_pod".into()),
-            reason: Some("view_unknown".into()),
+            gate: Some(Gate::LivePod.into()),
+            reason: Some(Reason::ViewUnknown.into()),
         });
         assert_eq!(error.exit_code(), crate::error::EXIT_FAILURE);
         assert_eq!(

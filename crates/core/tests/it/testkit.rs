@@ -61,7 +61,7 @@ fn fields(name: &str) -> HashMap<String, String> {
 /// What happened to an input: `success`, or the stable error reason.
 fn outcome(capsule_text: &str, ring: &KeyRing) -> (String, Option<Vec<u8>>) {
     match Capsule::from_armored(capsule_text) {
-        Err(e) => (e.reason().to_owned(), None),
+        Err(e) => (e.reason().code().to_owned(), None),
         Ok(capsule) => {
             // A capsule that parses must re-encode to the same text.
             assert_eq!(capsule.to_armored(), capsule_text.trim());
@@ -70,7 +70,7 @@ fn outcome(capsule_text: &str, ring: &KeyRing) -> (String, Option<Vec<u8>>) {
                     "success".into(),
                     Some(plaintext.expose_secret_bytes().to_vec()),
                 ),
-                Err(e) => (e.reason().to_owned(), None),
+                Err(e) => (e.reason().code().to_owned(), None),
             }
         }
     }

@@ -9,15 +9,20 @@ use serde::Serialize;
 
 use super::{App, answer, header_text, parse_json, read_body};
 use crate::admin::{ApiKeyRequest, ClusterRequest, PolicyRequest};
-use crate::gate::{Gate, Refusal};
+use crate::gate::{Gate, Reason, Refusal};
 use crate::storage::Storage;
 
 /// The bearer token of `Authorization`, if the header has one.
 fn bearer(headers: &HeaderMap) -> Option<&str> {
-    header_text(headers, "authorization", Gate::Admin, "admin_token_missing")
-        .ok()?
-        .strip_prefix("Bearer ")
-        .map(str::trim)
+    header_text(
+        headers,
+        "authorization",
+        Gate::Admin,
+        Reason::AdminTokenMissing,
+    )
+    .ok()?
+    .strip_prefix("Bearer ")
+    .map(str::trim)
 }
 
 async fn authorized<S: Storage>(

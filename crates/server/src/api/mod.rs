@@ -35,7 +35,7 @@ use podseal_core::capsule::DekEnvelope;
 use serde::Serialize;
 
 use crate::admin::AdminService;
-use crate::gate::{Gate, Refusal};
+use crate::gate::{Gate, Reason, Refusal};
 use crate::metrics::{Metrics, ViewSample};
 use crate::release::{Credentials, ReleaseService, UnwrapRequest};
 use crate::storage::Storage;
@@ -198,12 +198,16 @@ pub fn router<S: Storage>(app: App<S>) -> Router {
         )
         .route("/v1/admin/audit/export", get(admin::audit_export::<S>))
         .fallback(|| async {
-            ProblemResponse(Refusal::new(Gate::Request, "not_found", "no such route"))
+            ProblemResponse(Refusal::new(
+                Gate::Request,
+                Reason::NotFound,
+                "no such route",
+            ))
         })
         .method_not_allowed_fallback(|| async {
             ProblemResponse(Refusal::new(
                 Gate::Request,
-                "method_not_allowed",
+                Reason::MethodNotAllowed,
                 "method not allowed on this route",
             ))
         })
@@ -224,7 +228,7 @@ async fn limit_headers(request: Request, next: Next) -> Response {
         .sum();
     if headers.len() > MAX_HEADER_FIELDS || bytes > MAX_HEADER_BYTES {
         return ProblemResponse(bad(
-            "headers_too_large",
+            Reason::HeadersTooLarge,
             format!(
                 "request headers are limited to {MAX_HEADER_FIELDS} fields and {MAX_HEADER_BYTES} bytes"
             ),
@@ -292,7 +296,7 @@ async fn metrics_text<S: Storage>(State(app): State<App<S>>) -> Response {
         .into_response()
 }
 
-pub(crate) fn bad(reason: &'static str, detail: impl Into<String>) -> Refusal {
+pub(crate) fn bad(reason: Reason, detail: impl Into<String>) -> Refusal {
     Refusal::new(Gate::Request, reason, detail)
 }
 
@@ -300,7 +304,7 @@ pub(crate) fn header_text<'a>(
     headers: &'a HeaderMap,
     name: &str,
     gate: Gate,
-    reason: &'static str,
+    reason: Reason,
 ) -> Result<&'a str, Refusal> {
     headers
         .get(name)
@@ -318,7 +322,7 @@ pub(crate) async fn read_body(request: Request) -> Result<(HeaderMap, axum::body
         .await
         .map_err(|_| {
             bad(
-                "body_too_large",
+                Reason::BodyTooLarge,
                 format!("the body exceeds {MAX_BODY_BYTES} bytes"),
             )
         })?;
@@ -340,13 +344,13 @@ pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(
         });
     if !is_json {
         return Err(bad(
-            "unsupported_media_type",
+            Reason::UnsupportedMediaType,
             "the body must be application/json",
         ));
     }
     serde_json::from_slice(bytes).map_err(|e| {
         bad(
-            "malformed_body",
+            Reason::MalformedBody,
             format!("the body is not the expected JSON: {e}"),
         )
     })
@@ -371,9 +375,10 @@ struct Caller {
 impl Caller {
     fn from_headers(headers: &HeaderMap) -> Result<Self, Refusal> {
         Ok(Self {
-            api_key: header_text(headers, API_KEY_HEADER, Gate::ApiKey, "api_key_missing")?
+            api_key: header_text(headers, API_KEY_HEADER, Gate::ApiKey, Reason::ApiKeyMissing)?
                 .to_owned(),
-            token: header_text(headers, TOKEN_HEADER, Gate::Token, "token_missing")?.to_owned(),
+            token: header_text(headers, TOKEN_HEADER, Gate::Token, Reason::TokenMissing)?
+                .to_owned(),
             dpop: headers
                 .get_all("dpop")
                 .iter()
@@ -400,14 +405,14 @@ impl Caller {
 
 /// The session named by `Authorization: DPoP <session id>`.
 fn session_from(headers: &HeaderMap) -> Result<String, Refusal> {
-    let authorization = header_text(headers, "authorization", Gate::Dpop, "session_missing")?;
+    let authorization = header_text(headers, "authorization", Gate::Dpop, Reason::SessionMissing)?;
     authorization
         .strip_prefix("DPoP ")
         .map(|s| s.trim().to_owned())
         .ok_or_else(|| {
             Refusal::new(
                 Gate::Dpop,
-                "session_missing",
+                Reason::SessionMissing,
                 "Authorization must be `DPoP <session id>`",
             )
         })
@@ -426,9 +431,12 @@ async fn create_session<S: Storage>(State(app): State<App<S>>, request: Request)
     let result = async {
         let (headers, body): (HeaderMap, SessionBody) = json_body(request).await?;
         let caller = Caller::from_headers(&headers)?;
-        let recipient_key = URL_SAFE_NO_PAD
-            .decode(&body.recipient_key)
-            .map_err(|_| bad("recipient_key_invalid", "recipient_key is not base64url"))?;
+        let recipient_key = URL_SAFE_NO_PAD.decode(&body.recipient_key).map_err(|_| {
+            bad(
+                Reason::RecipientKeyInvalid,
+                "recipient_key is not base64url",
+            )
+        })?;
         let grant = caller
             .with(async |credentials| service.establish_session(credentials, &recipient_key).await)
             .await?;
@@ -452,7 +460,7 @@ async fn unwrap<S: Storage>(State(app): State<App<S>>, request: Request) -> Resp
             .map(|encoded| {
                 let bytes = URL_SAFE_NO_PAD
                     .decode(encoded)
-                    .map_err(|_| bad("capsule_malformed", "a capsule is not base64url"))?;
+                    .map_err(|_| bad(Reason::CapsuleMalformed, "a capsule is not base64url"))?;
                 DekEnvelope::from_bytes(&bytes).map_err(|e| bad(e.reason(), e.to_string()))
             })
             .collect::<Result<Vec<_>, _>>()?;

@@ -1,4 +1,4 @@
-//! RFC 9457 problem details for every refusal: a fixed status per gate, the
+//! RFC 9457 problem details for every refusal: a fixed status per reason, the
 //! stable `gate` and `reason` codes, and a public `detail` — never a token,
 //! key or secret (the detail comes from typed refusals that hold none).
 
@@ -6,7 +6,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
-use crate::gate::{Gate, Refusal};
+use crate::gate::{Gate, Reason, Refusal};
 
 /// The media type of problem details.
 pub const PROBLEM_JSON: &str = "application/problem+json";
@@ -18,29 +18,121 @@ struct Problem<'a> {
     title: &'static str,
     status: u16,
     detail: &'a str,
-    gate: &'static str,
-    reason: &'static str,
+    gate: Gate,
+    reason: Reason,
 }
 
-/// The HTTP status of a refusal.
+/// The HTTP status of a refusal: one arm per reason, with no fall-through,
+/// so a new reason does not compile until it has a status.
 pub fn status_of(refusal: &Refusal) -> StatusCode {
-    match (refusal.gate, refusal.reason) {
+    status_of_reason(refusal.reason)
+}
+
+/// The HTTP status a reason is answered with.
+pub fn status_of_reason(reason: Reason) -> StatusCode {
+    use Reason as R;
+    match reason {
         // The server cannot decide right now (never a release): retry later.
-        (_, "storage_unavailable" | "audit_unavailable" | "server_error")
-        | (Gate::LivePod, "view_unknown") => StatusCode::SERVICE_UNAVAILABLE,
-        (Gate::Request, "body_too_large") => StatusCode::PAYLOAD_TOO_LARGE,
-        (Gate::Request, "headers_too_large") => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-        (Gate::Request, "not_found") => StatusCode::NOT_FOUND,
-        (Gate::Request, "method_not_allowed") => StatusCode::METHOD_NOT_ALLOWED,
-        (Gate::Request, "unsupported_media_type") => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-        (Gate::Request, _) | (Gate::Dpop, "dpop_header_count") => StatusCode::BAD_REQUEST,
-        (Gate::ApiKey | Gate::Token | Gate::Dpop, _) => StatusCode::UNAUTHORIZED,
-        (Gate::LivePod | Gate::Scope, _) => StatusCode::FORBIDDEN,
-        (Gate::Admin, "admin_token_missing" | "admin_token_invalid") => StatusCode::UNAUTHORIZED,
-        (Gate::Admin, "not_found") => StatusCode::NOT_FOUND,
-        (Gate::Admin, "already_exists") => StatusCode::CONFLICT,
-        (Gate::Admin, "cluster_unreachable") => StatusCode::BAD_GATEWAY,
-        (Gate::Admin, _) => StatusCode::BAD_REQUEST,
+        R::StorageUnavailable
+        | R::AuditUnavailable
+        | R::ServerError
+        | R::ViewUnknown
+        | R::KeyProvider => StatusCode::SERVICE_UNAVAILABLE,
+        R::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        R::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+        R::NotFound => StatusCode::NOT_FOUND,
+        R::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+        R::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        R::AlreadyExists => StatusCode::CONFLICT,
+        R::ClusterUnreachable => StatusCode::BAD_GATEWAY,
+        // The request is malformed.
+        R::MalformedBody
+        | R::BatchSize
+        | R::RecipientKeyInvalid
+        | R::DpopHeaderCount
+        | R::InvalidArgument
+        | R::CapsuleMalformed
+        | R::ContentCiphertextPresent
+        | R::ArmorEmpty
+        | R::ArmorMissingPrefix
+        | R::ArmorUnsupportedVersion
+        | R::ArmorTooLarge
+        | R::ArmorBase64
+        | R::CapsuleTruncated
+        | R::CapsuleTrailingBytes
+        | R::CapsuleHeaderSyntax
+        | R::CapsuleHeaderField
+        | R::CapsuleStanzaCount
+        | R::CapsuleUnsupportedSuite
+        | R::CapsuleMalformedStanza
+        | R::CapsuleBadKid
+        | R::CapsuleTooLarge => StatusCode::BAD_REQUEST,
+        // Gates 1-3 and the admin token: who is asking is not established.
+        R::ApiKeyMissing
+        | R::ApiKeyUnknown
+        | R::ApiKeyRevoked
+        | R::ApiKeyScopeMismatch
+        | R::ClusterUnknown
+        | R::TokenMissing
+        | R::TokenMalformed
+        | R::AlgNotAllowed
+        | R::HeaderNotAllowed
+        | R::KidMissing
+        | R::KidUnknown
+        | R::AlgKeyMismatch
+        | R::SignatureInvalid
+        | R::IssuerMismatch
+        | R::AudienceMismatch
+        | R::AudienceExtra
+        | R::TokenLifetimeTooLong
+        | R::TokenStale
+        | R::TokenExpired
+        | R::TokenNotYetValid
+        | R::IatFuture
+        | R::ClaimMissing
+        | R::NotPodBound
+        | R::SubjectMismatch
+        | R::ProofTooLarge
+        | R::ProofMalformed
+        | R::TypNotDpop
+        | R::JwkInvalid
+        | R::HtmMismatch
+        | R::HtuMismatch
+        | R::IatStale
+        | R::JtiInvalid
+        | R::JtiReplayed
+        | R::AthMissing
+        | R::AthMismatch
+        | R::AthUnexpected
+        | R::UseDpopNonce
+        | R::KeyNotPinned
+        | R::PodKeyAlreadyPinned
+        | R::SameKey
+        | R::SessionMissing
+        | R::SessionUnknown
+        | R::SessionExpired
+        | R::SessionRevoked
+        | R::SessionMismatch
+        | R::AdminTokenMissing
+        | R::AdminTokenInvalid => StatusCode::UNAUTHORIZED,
+        // Gate 4 and the capsule's scope: who is asking may not have it.
+        R::NoPolicy
+        | R::PodNotFound
+        | R::PodUidMismatch
+        | R::PodNotRunning
+        | R::PodTerminating
+        | R::PodGone
+        | R::ContainerWithoutStatus
+        | R::ImageWithoutDigest
+        | R::ImageNotApproved
+        | R::DebugContainerNotApproved
+        | R::ClusterMismatch
+        | R::NamespaceMismatch
+        | R::ServiceAccountMismatch
+        | R::CapsuleExpired
+        | R::RevealOnceUnsupported
+        | R::NoMatchingKey
+        | R::DidNotOpen => StatusCode::FORBIDDEN,
     }
 }
 
@@ -63,9 +155,9 @@ pub struct ProblemResponse(pub Refusal);
 #[derive(Debug, Clone, Copy)]
 pub struct RefusalCodes {
     /// Gate code.
-    pub gate: &'static str,
+    pub gate: Gate,
     /// Reason code.
-    pub reason: &'static str,
+    pub reason: Reason,
 }
 
 impl IntoResponse for ProblemResponse {
@@ -75,13 +167,12 @@ impl IntoResponse for ProblemResponse {
         let body = Problem {
             kind: format!(
                 "https://podseal.dev/problems/{}/{}",
-                refusal.gate.code(),
-                refusal.reason
+                refusal.gate, refusal.reason
             ),
             title: title(refusal.gate),
             status: status.as_u16(),
             detail: &refusal.detail,
-            gate: refusal.gate.code(),
+            gate: refusal.gate,
             reason: refusal.reason,
         };
         let mut response = (status, serde_json::to_vec(&body).unwrap_or_default()).into_response();
@@ -90,14 +181,17 @@ impl IntoResponse for ProblemResponse {
         if refusal.gate == Gate::Dpop && status == StatusCode::UNAUTHORIZED {
             headers.insert(
                 header::WWW_AUTHENTICATE,
-                HeaderValue::from_static(if refusal.reason == "use_dpop_nonce" {
+                HeaderValue::from_static(if refusal.reason == Reason::UseDpopNonce {
                     "DPoP error=\"use_dpop_nonce\", algs=\"EdDSA\""
                 } else {
                     "DPoP error=\"invalid_dpop_proof\", algs=\"EdDSA\""
                 }),
             );
         }
-        if matches!(refusal.reason, "body_too_large" | "headers_too_large") {
+        if matches!(
+            refusal.reason,
+            Reason::BodyTooLarge | Reason::HeadersTooLarge
+        ) {
             // The rest of the body is never read, so this connection cannot
             // carry another request: say so, or a client would reuse it.
             headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
@@ -106,7 +200,7 @@ impl IntoResponse for ProblemResponse {
             headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         response.extensions_mut().insert(RefusalCodes {
-            gate: refusal.gate.code(),
+            gate: refusal.gate,
             reason: refusal.reason,
         });
         response

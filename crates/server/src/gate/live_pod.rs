@@ -7,7 +7,7 @@
 //! mode (an explicit per-policy opt-in) turns a refusal into
 //! [`LivePodDecision::AuditOnly`], which callers must log loudly and audit.
 
-use crate::gate::{Gate, Refusal};
+use crate::gate::{Gate, Reason, Refusal};
 use crate::identity::WorkloadIdentity;
 use crate::pod_view::{ContainerKind, PodFacts, ViewAnswer};
 use crate::storage::PolicyRecord;
@@ -21,7 +21,7 @@ pub enum LivePodDecision {
     AuditOnly(Refusal),
 }
 
-fn refuse(reason: &'static str, detail: String) -> Refusal {
+fn refuse(reason: Reason, detail: String) -> Refusal {
     Refusal::new(Gate::LivePod, reason, detail)
 }
 
@@ -45,13 +45,13 @@ fn check(
             // log and /readyz, not for the client.
             tracing::warn!(%reason, "pod view cannot decide: refusing");
             return Err(refuse(
-                "view_unknown",
+                Reason::ViewUnknown,
                 "the cluster's pod view cannot decide right now".into(),
             ));
         }
         ViewAnswer::Absent => {
             return Err(refuse(
-                "pod_not_found",
+                Reason::PodNotFound,
                 format!(
                     "pod {}/{} does not exist",
                     identity.namespace, identity.pod_name
@@ -62,7 +62,7 @@ fn check(
     };
     if facts.uid != identity.pod_uid {
         return Err(refuse(
-            "pod_uid_mismatch",
+            Reason::PodUidMismatch,
             format!(
                 "pod {}/{} is not the pod the token was issued to (recreated?)",
                 facts.namespace, facts.name
@@ -71,14 +71,14 @@ fn check(
     }
     if facts.terminating {
         return Err(refuse(
-            "pod_terminating",
+            Reason::PodTerminating,
             format!("pod {}/{} is being deleted", facts.namespace, facts.name),
         ));
     }
     if !facts.is_running() {
         let phase = facts.phase.as_deref().unwrap_or("unknown");
         return Err(refuse(
-            "pod_not_running",
+            Reason::PodNotRunning,
             format!(
                 "pod {}/{} is {phase}, not Running",
                 facts.namespace, facts.name
@@ -87,13 +87,13 @@ fn check(
     }
     if facts.service_account.as_deref() != Some(identity.service_account.as_str()) {
         return Err(refuse(
-            "service_account_mismatch",
+            Reason::ServiceAccountMismatch,
             "the pod does not run as the token's service account".into(),
         ));
     }
     let policy = policy.ok_or_else(|| {
         refuse(
-            "no_policy",
+            Reason::NoPolicy,
             format!(
                 "no digest policy for {}/{}",
                 identity.namespace, identity.service_account
@@ -104,21 +104,21 @@ fn check(
         let what = format!("{} {}", kind_name(container.kind), container.name);
         if container.image_id.is_none() {
             return Err(refuse(
-                "container_without_status",
+                Reason::ContainerWithoutStatus,
                 format!("{what} has no status yet"),
             ));
         }
         let Some(digest) = &container.digest else {
             return Err(refuse(
-                "image_without_digest",
+                Reason::ImageWithoutDigest,
                 format!("{what} runs {} without a sha256 digest", container.image),
             ));
         };
         if !policy.digests.iter().any(|approved| approved == digest) {
             let reason = if container.kind == ContainerKind::Ephemeral {
-                "debug_container_not_approved"
+                Reason::DebugContainerNotApproved
             } else {
-                "image_not_approved"
+                Reason::ImageNotApproved
             };
             return Err(refuse(
                 reason,
@@ -139,7 +139,9 @@ pub fn decide(
 ) -> Result<LivePodDecision, Refusal> {
     match check(answer, identity, policy) {
         Ok(()) => Ok(LivePodDecision::Allowed),
-        Err(refusal) if matches!(refusal.reason, "view_unknown" | "no_policy") => Err(refusal),
+        Err(refusal) if matches!(refusal.reason, Reason::ViewUnknown | Reason::NoPolicy) => {
+            Err(refusal)
+        }
         Err(refusal) if policy.is_some_and(|p| p.audit_mode) => {
             Ok(LivePodDecision::AuditOnly(refusal))
         }
@@ -208,7 +210,7 @@ mod tests {
         }
     }
 
-    fn reason(answer: ViewAnswer, policy: Option<&PolicyRecord>) -> &'static str {
+    fn reason(answer: ViewAnswer, policy: Option<&PolicyRecord>) -> Reason {
         decide(&answer, &identity(), policy).unwrap_err().reason
     }
 
@@ -239,32 +241,35 @@ mod tests {
                 },
                 Some(&strict)
             ),
-            "view_unknown"
+            Reason::ViewUnknown
         );
-        assert_eq!(reason(ViewAnswer::Absent, Some(&strict)), "pod_not_found");
+        assert_eq!(
+            reason(ViewAnswer::Absent, Some(&strict)),
+            Reason::PodNotFound
+        );
         assert_eq!(
             reason(with(&|f| f.uid = "other".into()), Some(&strict)),
-            "pod_uid_mismatch"
+            Reason::PodUidMismatch
         );
         assert_eq!(
             reason(with(&|f| f.phase = Some("Pending".into())), Some(&strict)),
-            "pod_not_running"
+            Reason::PodNotRunning
         );
         assert_eq!(
             reason(with(&|f| f.terminating = true), Some(&strict)),
-            "pod_terminating"
+            Reason::PodTerminating
         );
         assert_eq!(
             reason(
                 with(&|f| f.service_account = Some("default".into())),
                 Some(&strict)
             ),
-            "service_account_mismatch"
+            Reason::ServiceAccountMismatch
         );
-        assert_eq!(reason(ViewAnswer::Present(facts()), None), "no_policy");
+        assert_eq!(reason(ViewAnswer::Present(facts()), None), Reason::NoPolicy);
         assert_eq!(
             reason(with(&|f| f.containers[0].image_id = None), Some(&strict)),
-            "container_without_status"
+            Reason::ContainerWithoutStatus
         );
         assert_eq!(
             reason(
@@ -273,14 +278,14 @@ mod tests {
                     .push(container(ContainerKind::App, "sidecar", None))),
                 Some(&strict)
             ),
-            "image_without_digest"
+            Reason::ImageWithoutDigest
         );
         assert_eq!(
             reason(
                 with(&|f| f.containers[0] = container(ContainerKind::Init, "migrate", Some('9'))),
                 Some(&strict)
             ),
-            "image_not_approved"
+            Reason::ImageNotApproved
         );
         assert_eq!(
             reason(
@@ -289,7 +294,7 @@ mod tests {
                     .push(container(ContainerKind::App, "sidecar", Some('9')))),
                 Some(&strict)
             ),
-            "image_not_approved"
+            Reason::ImageNotApproved
         );
         let debugged = with(&|f| {
             f.containers
@@ -297,7 +302,7 @@ mod tests {
         });
         assert_eq!(
             reason(debugged, Some(&strict)),
-            "debug_container_not_approved"
+            Reason::DebugContainerNotApproved
         );
     }
 
@@ -307,7 +312,7 @@ mod tests {
             reason: "API server unreachable: tcp connect error 10.0.0.1:6443".into(),
         };
         let refusal = decide(&answer, &identity(), Some(&policy(false))).unwrap_err();
-        assert_eq!(refusal.reason, "view_unknown");
+        assert_eq!(refusal.reason, Reason::ViewUnknown);
         assert!(!refusal.detail.contains("10.0.0.1"), "{}", refusal.detail);
     }
 
@@ -322,7 +327,7 @@ mod tests {
         };
         match decide(&debugged, &identity(), Some(&audit)).unwrap() {
             LivePodDecision::AuditOnly(refusal) => {
-                assert_eq!(refusal.reason, "debug_container_not_approved")
+                assert_eq!(refusal.reason, Reason::DebugContainerNotApproved)
             }
             other => panic!("expected audit-only, got {other:?}"),
         }
@@ -333,7 +338,7 @@ mod tests {
                 },
                 Some(&audit)
             ),
-            "view_unknown"
+            Reason::ViewUnknown
         );
     }
 
@@ -365,6 +370,6 @@ mod tests {
             ..policy(false)
         };
         let refusal = decide(&ViewAnswer::Present(facts), &identity, Some(&policy)).unwrap_err();
-        assert_eq!(refusal.reason, "debug_container_not_approved");
+        assert_eq!(refusal.reason, Reason::DebugContainerNotApproved);
     }
 }

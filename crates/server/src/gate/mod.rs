@@ -9,40 +9,7 @@ pub mod live_pod;
 
 use crate::identity::IdentityError;
 
-/// Which gate (or check) refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Gate {
-    /// Gate 1: the bound API key.
-    ApiKey,
-    /// Gate 2: the projected ServiceAccount token.
-    Token,
-    /// Gate 3: the RAM-only DPoP key and its proof.
-    Dpop,
-    /// Gate 4: the live pod and its image digests.
-    LivePod,
-    /// The capsule's release scope against the verified identity.
-    Scope,
-    /// The request itself (malformed, oversized, carries content).
-    Request,
-    /// The admin API: its token, or an admin request's arguments.
-    Admin,
-}
-
-impl Gate {
-    /// The stable code.
-    pub fn code(self) -> &'static str {
-        match self {
-            Self::ApiKey => "api_key",
-            Self::Token => "token",
-            Self::Dpop => "dpop",
-            Self::LivePod => "live_pod",
-            Self::Scope => "scope",
-            Self::Request => "request",
-            Self::Admin => "admin",
-        }
-    }
-}
+pub use podseal_core::reason::{Gate, Reason};
 
 /// A refusal: gate, stable reason, and a public detail.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,14 +17,14 @@ pub struct Refusal {
     /// The gate.
     pub gate: Gate,
     /// Stable reason code.
-    pub reason: &'static str,
+    pub reason: Reason,
     /// A public sentence for the client and the audit log.
     pub detail: String,
 }
 
 impl Refusal {
     /// A refusal.
-    pub fn new(gate: Gate, reason: &'static str, detail: impl Into<String>) -> Self {
+    pub fn new(gate: Gate, reason: Reason, detail: impl Into<String>) -> Self {
         Self {
             gate,
             reason,

@@ -12,6 +12,7 @@ pub mod kubernetes;
 
 pub use jwks::{JwksError, PinnedJwks};
 pub use kubernetes::KubernetesTokens;
+use podseal_core::reason::Reason;
 
 /// A verified workload, as the release scope and gate 4 need it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -101,26 +102,26 @@ pub enum IdentityError {
 
 impl IdentityError {
     /// A stable machine-readable code for problem+json and the audit log.
-    pub fn reason(&self) -> &'static str {
+    pub fn reason(&self) -> Reason {
         match self {
-            Self::Malformed(_) => "token_malformed",
-            Self::AlgorithmNotAllowed(_) => "alg_not_allowed",
-            Self::HeaderNotAllowed(_) => "header_not_allowed",
-            Self::MissingKid => "kid_missing",
-            Self::UnknownKid => "kid_unknown",
-            Self::AlgorithmMismatch => "alg_key_mismatch",
-            Self::BadSignature => "signature_invalid",
-            Self::WrongIssuer => "issuer_mismatch",
-            Self::WrongAudience => "audience_mismatch",
-            Self::ExtraAudience => "audience_extra",
-            Self::LifetimeTooLong { .. } => "token_lifetime_too_long",
-            Self::Stale => "token_stale",
-            Self::Expired => "token_expired",
-            Self::NotYetValid => "token_not_yet_valid",
-            Self::IssuedInFuture => "iat_future",
-            Self::MissingClaim(_) => "claim_missing",
-            Self::NotPodBound => "not_pod_bound",
-            Self::SubjectMismatch => "subject_mismatch",
+            Self::Malformed(_) => Reason::TokenMalformed,
+            Self::AlgorithmNotAllowed(_) => Reason::AlgNotAllowed,
+            Self::HeaderNotAllowed(_) => Reason::HeaderNotAllowed,
+            Self::MissingKid => Reason::KidMissing,
+            Self::UnknownKid => Reason::KidUnknown,
+            Self::AlgorithmMismatch => Reason::AlgKeyMismatch,
+            Self::BadSignature => Reason::SignatureInvalid,
+            Self::WrongIssuer => Reason::IssuerMismatch,
+            Self::WrongAudience => Reason::AudienceMismatch,
+            Self::ExtraAudience => Reason::AudienceExtra,
+            Self::LifetimeTooLong { .. } => Reason::TokenLifetimeTooLong,
+            Self::Stale => Reason::TokenStale,
+            Self::Expired => Reason::TokenExpired,
+            Self::NotYetValid => Reason::TokenNotYetValid,
+            Self::IssuedInFuture => Reason::IatFuture,
+            Self::MissingClaim(_) => Reason::ClaimMissing,
+            Self::NotPodBound => Reason::NotPodBound,
+            Self::SubjectMismatch => Reason::SubjectMismatch,
         }
     }
 }

@@ -286,8 +286,8 @@ pub async fn audit_appends_chain_and_export_verifies<S: Storage>(store: &S) {
         time_ms: 1_000,
         event: event.into(),
         outcome,
-        gate: (outcome == Outcome::Refused).then(|| "dpop".into()),
-        reason: (outcome == Outcome::Refused).then(|| "jti_replayed".into()),
+        gate: (outcome == Outcome::Refused).then_some(podseal_core::reason::Gate::Dpop),
+        reason: (outcome == Outcome::Refused).then_some(podseal_core::reason::Reason::JtiReplayed),
         details: BTreeMap::from([("namespace".into(), "shop".into())]),
     };
     let stored = store
