@@ -20,7 +20,9 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::audit_log::{AuditContext, AuditLog};
-use crate::cluster::{ClusterRegistration, ca_fingerprints, kube_client, read_ca_bundle};
+use crate::cluster::{
+    ClusterRegistration, ca_fingerprints, check_api_server_url, kube_client, read_ca_bundle,
+};
 use crate::gate::{Gate, Refusal};
 use crate::identity::kubernetes::{DEFAULT_MAX_LIFETIME_SECS, MAX_LIFETIME_RANGE_SECS};
 use crate::identity::{KubernetesTokens, PinnedJwks};
@@ -362,12 +364,8 @@ impl<S: Storage> AdminService<S> {
     ) -> Result<ClusterInfo, Refusal> {
         audit.set("cluster", &request.name);
         check("name", &request.name, NameRule::Subdomain)?;
-        if !request.api_server_url.starts_with("https://") {
-            return Err(refused(
-                "invalid_argument",
-                "api_server_url must be https://…",
-            ));
-        }
+        check_api_server_url(&request.api_server_url)
+            .map_err(|why| refused("invalid_argument", format!("api_server_url {why}")))?;
         let absolute = |what: &str, path: &PathBuf| {
             std::fs::canonicalize(path).map_err(|e| {
                 refused(
