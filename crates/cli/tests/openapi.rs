@@ -279,7 +279,7 @@ fn schemathesis_finds_the_served_api_as_documented() {
         status.success() && figures.failures == 0,
         "schemathesis found the API not as documented ({status}):\n{stdout}\n{stderr}"
     );
-    let documented = support_operations();
+    let documented = documented_operations();
     assert_eq!(
         figures.operations, documented,
         "every documented operation is tested"
@@ -287,7 +287,7 @@ fn schemathesis_finds_the_served_api_as_documented() {
 }
 
 /// The number of operations in `docs/openapi.yaml`.
-fn support_operations() -> u64 {
+fn documented_operations() -> u64 {
     let text = std::fs::read_to_string(here("../../docs/openapi.yaml")).unwrap();
     let doc: Value = serde_saphyr::from_str(&text).unwrap();
     doc["paths"]
