@@ -20,7 +20,9 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::audit_log::{AuditContext, AuditLog};
-use crate::cluster::{ClusterRegistration, ca_fingerprints, kube_client, read_ca_bundle};
+use crate::cluster::{
+    ClusterRegistration, ca_fingerprints, check_api_server_url, kube_client, read_ca_bundle,
+};
 use crate::gate::{Gate, Reason, Refusal};
 use crate::identity::kubernetes::{DEFAULT_MAX_LIFETIME_SECS, MAX_LIFETIME_RANGE_SECS};
 use crate::identity::{KubernetesTokens, PinnedJwks};
@@ -58,11 +60,39 @@ pub struct ClusterRequest {
     #[serde(default)]
     pub allow_extra_audiences: bool,
     /// The longest token lifetime accepted, seconds (default 24 h; 600 to 172800).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "json_integer"
+    )]
     pub max_token_lifetime_secs: Option<i64>,
     /// Replace an existing registration (and its pinned keys).
     #[serde(default)]
     pub replace: bool,
+}
+
+/// A JSON Schema `integer`: a number with no fractional part, so `3600.0`
+/// as well as `3600` (clients that hold numbers as floats send the former,
+/// and the OpenAPI document calls both valid). A fraction, or a value
+/// beyond what an `i64` holds exactly, is refused.
+fn json_integer<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<i64>, D::Error> {
+    use serde::de::Error as _;
+    let number = serde_json::Number::deserialize(deserializer)?;
+    if let Some(integer) = number.as_i64() {
+        return Ok(Some(integer));
+    }
+    // Integral and within ±2^53, where every integer is a float exactly.
+    const EXACT: f64 = 9_007_199_254_740_992.0;
+    match number.as_f64() {
+        #[allow(
+            clippy::cast_possible_truncation,
+            reason = "integral and within ±2^53: the conversion is exact"
+        )]
+        Some(float) if float.fract() == 0.0 && float.abs() <= EXACT => Ok(Some(float as i64)),
+        _ => Err(D::Error::custom(format!("{number} is not an integer"))),
+    }
 }
 
 /// A cluster as the admin API shows it.
@@ -363,12 +393,8 @@ impl<S: Storage> AdminService<S> {
     ) -> Result<ClusterInfo, Refusal> {
         audit.set("cluster", &request.name);
         check("name", &request.name, NameRule::Subdomain)?;
-        if !request.api_server_url.starts_with("https://") {
-            return Err(refused(
-                Reason::InvalidArgument,
-                "api_server_url must be https://…",
-            ));
-        }
+        check_api_server_url(&request.api_server_url)
+            .map_err(|why| refused(Reason::InvalidArgument, format!("api_server_url {why}")))?;
         let absolute = |what: &str, path: &PathBuf| {
             std::fs::canonicalize(path).map_err(|e| {
                 refused(
@@ -776,6 +802,31 @@ impl<S: Storage> AdminService<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// JSON Schema's `integer` is a number with no fractional part: the
+    /// document calls `3600.0` valid, so the server takes it (found by
+    /// schemathesis: 400 `malformed_body` for `1086.0`).
+    #[test]
+    fn an_integral_float_is_an_integer_and_a_fraction_is_not() {
+        let body = |lifetime: &str| {
+            serde_json::from_str::<ClusterRequest>(&format!(
+                r#"{{"name":"a","api_server_url":"https://a","ca_bundle":"c","token_file":"t","max_token_lifetime_secs":{lifetime}}}"#
+            ))
+            .map(|r| r.max_token_lifetime_secs)
+        };
+        assert_eq!(body("3600").unwrap(), Some(3600));
+        assert_eq!(body("3600.0").unwrap(), Some(3600));
+        assert_eq!(body("-1.0").unwrap(), Some(-1));
+        assert_eq!(body("null").ok(), None, "null is not a lifetime");
+        for bad in ["3600.5", "1e300", "\"3600\"", "true"] {
+            assert!(body(bad).is_err(), "{bad}");
+        }
+        let absent: ClusterRequest = serde_json::from_str(
+            r#"{"name":"a","api_server_url":"https://a","ca_bundle":"c","token_file":"t"}"#,
+        )
+        .unwrap();
+        assert_eq!(absent.max_token_lifetime_secs, None);
+    }
 
     #[test]
     fn digests_are_sha256_lowercase_hex() {

@@ -29,6 +29,54 @@ pub struct ClusterRegistration {
     pub token_file: PathBuf,
 }
 
+/// Checks an API server URL before anything is stored, audited or
+/// contacted: `https://`, a host of letters, digits, `.` and `-` (or a
+/// bracketed IPv6 address), an optional port 1-65535, an optional path of
+/// unreserved characters and `/`; no user info (the URL is audited, and a
+/// password in it would be too), no query, no fragment. Strict on purpose,
+/// and what `docs/openapi.yaml` states: before, anything starting with
+/// `https://` was taken, and a URL that was not one failed only later, once
+/// its files had been read and its audit record written.
+pub fn check_api_server_url(url: &str) -> Result<(), &'static str> {
+    const WHAT: &str =
+        "must be https://HOST[:PORT][/PATH] (no user info, query or fragment; port 1-65535)";
+    let rest = url.strip_prefix("https://").ok_or(WHAT)?;
+    let (authority, path) = rest.find('/').map_or((rest, ""), |at| rest.split_at(at));
+    let path_ok = path
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"-._~/".contains(&b));
+    let (host, port) = if let Some(bracketed) = authority.strip_prefix('[') {
+        let (address, after) = bracketed.split_once(']').ok_or(WHAT)?;
+        address.parse::<std::net::Ipv6Addr>().map_err(|_| WHAT)?;
+        let port = match after {
+            "" => None,
+            _ => Some(after.strip_prefix(':').ok_or(WHAT)?),
+        };
+        (address, port)
+    } else {
+        match authority.split_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (authority, None),
+        }
+    };
+    let host_ok = !host.is_empty()
+        && (authority.starts_with('[')
+            || host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-'));
+    let port_ok = port.is_none_or(|port| {
+        !port.is_empty()
+            && port.len() <= 5
+            && port.bytes().all(|b| b.is_ascii_digit())
+            && port.parse::<u16>().is_ok_and(|p| p != 0)
+    });
+    if path_ok && host_ok && port_ok && url.parse::<http::Uri>().is_ok() {
+        Ok(())
+    } else {
+        Err(WHAT)
+    }
+}
+
 /// The largest CA bundle accepted.
 pub const MAX_CA_BUNDLE_BYTES: u64 = 1024 * 1024;
 
@@ -159,7 +207,7 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// token read from the token file.
 pub fn kube_client(registration: &ClusterRegistration) -> Result<kube::Client, ClusterError> {
     let cluster = registration.name.clone();
-    if !registration.api_server_url.starts_with("https://") {
+    if check_api_server_url(&registration.api_server_url).is_err() {
         return Err(ClusterError::NotHttps { cluster });
     }
     if !registration.token_file.is_file() {
@@ -203,6 +251,41 @@ mod tests {
             .self_signed(&rcgen::KeyPair::generate().unwrap())
             .unwrap()
             .pem()
+    }
+
+    /// A URL that is not one is refused before the registration reads its
+    /// files or audits anything (found by schemathesis: `https://` and then
+    /// control characters passed the old prefix check).
+    #[test]
+    fn an_api_server_url_must_be_a_plain_https_url() {
+        for good in [
+            "https://10.0.0.1:6443",
+            "https://kubernetes.default.svc",
+            "https://api.example.com/k8s/",
+            "https://[fd00::1]:6443",
+            "https://localhost:65535",
+        ] {
+            assert_eq!(check_api_server_url(good), Ok(()), "{good}");
+        }
+        for bad in [
+            "http://10.0.0.1",
+            "https://",
+            "https://:6443",
+            "https://user:password@10.0.0.1",
+            "https://host:0",
+            "https://host:65536",
+            "https://host:",
+            "https://host:6443:443",
+            "https://host/a?b",
+            "https://host/#x",
+            "https://ho st",
+            "https://h\u{16}st",
+            "https://[fd00::1",
+            "https://[not-ipv6]:6443",
+            "https://[fd00::1]x",
+        ] {
+            assert!(check_api_server_url(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]
