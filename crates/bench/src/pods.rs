@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use http::{Method, StatusCode};
-use podseal_core::capsule::{Capsule, RevealMode, Scope};
+use podseal_core::capsule::{Capsule, KubernetesScope, RevealMode, Scope};
 use podseal_core::dpop::DpopKey;
 use podseal_core::envelope::{self, ReleaseBinding, ReleasedDek, SealParams};
 use podseal_core::hpke::{KemId, LocalPrivateKey, RecipientKey as _};
@@ -311,13 +311,13 @@ fn generation(error: &dyn std::fmt::Display) -> DeploymentError {
 fn seal_capsule(deployment: &Deployment) -> Result<Capsule, DeploymentError> {
     envelope::seal(
         SealParams {
-            scope: Scope {
+            scope: Scope::Kubernetes(KubernetesScope {
                 cluster: CLUSTER.into(),
                 namespace: NAMESPACE.into(),
                 service_accounts: vec![SERVICE_ACCOUNT.into()],
                 name: "bench-value".into(),
                 key: None,
-            },
+            }),
             purpose: None,
             reveal: RevealMode::Many,
             created_at: now(),

@@ -162,7 +162,7 @@ fn seal_inspect_open_round_trip() {
         .assert()
         .success();
     let json: serde_json::Value = serde_json::from_slice(&inspected.get_output().stdout).unwrap();
-    assert_eq!(json["header"]["scope"]["namespace"], "shop");
+    assert_eq!(json["header"]["scope"]["kubernetes"]["namespace"], "shop");
     assert_eq!(json["header"]["reveal"], "many");
     assert!(!String::from_utf8_lossy(&inspected.get_output().stdout).contains(MARKER));
     podseal()
@@ -231,9 +231,9 @@ fn k8s_secret_manifest_deserializes_into_k8s_openapi_secret() {
                 .success();
             let json: serde_json::Value =
                 serde_json::from_slice(&inspected.get_output().stdout).unwrap();
-            assert_eq!(json["header"]["scope"]["name"], "db");
+            assert_eq!(json["header"]["scope"]["kubernetes"]["name"], "db");
             assert_eq!(
-                json["header"]["scope"]["key"], key,
+                json["header"]["scope"]["kubernetes"]["key"], key,
                 "each capsule is bound to its data key"
             );
             let opened = podseal()

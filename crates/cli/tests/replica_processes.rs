@@ -42,7 +42,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use http::Method;
 use podseal_core::audit::{AuditRecord, ExportLine, Outcome, parse_public_key};
-use podseal_core::capsule::{RevealMode, Scope};
+use podseal_core::capsule::{KubernetesScope, RevealMode, Scope};
 use podseal_core::dpop::DpopKey;
 use podseal_core::envelope::{SealParams, seal};
 use podseal_core::hpke::{KemId, LocalPrivateKey, RecipientKey as _};
@@ -164,13 +164,13 @@ impl Service {
     /// A new capsule for `prod/shop/api`: its id and an unwrap body carrying it.
     fn capsule(&self) -> (String, Vec<u8>) {
         let params = SealParams {
-            scope: Scope {
+            scope: Scope::Kubernetes(KubernetesScope {
                 cluster: "prod".into(),
                 namespace: "shop".into(),
                 service_accounts: vec!["api".into()],
                 name: "db".into(),
                 key: None,
-            },
+            }),
             purpose: None,
             reveal: RevealMode::Many,
             created_at: 1,

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use podseal_core::audit::{AuditKey, verify_export};
-use podseal_core::capsule::{Capsule, DekEnvelope, RevealMode, Scope};
+use podseal_core::capsule::{Capsule, DekEnvelope, KubernetesScope, RevealMode, Scope};
 use podseal_core::dpop::DpopKey;
 use podseal_core::envelope::{self, ReleaseBinding, SealParams};
 use podseal_core::hpke::{KemId, LocalPrivateKey, RecipientKey};
@@ -194,13 +194,13 @@ impl World {
     }
 
     fn capsule(&self, namespace: &str, service_account: &str) -> Capsule {
-        let scope = Scope {
+        let scope = Scope::Kubernetes(KubernetesScope {
             cluster: "prod".into(),
             namespace: namespace.into(),
             service_accounts: vec![service_account.into()],
             name: "db".into(),
             key: None,
-        };
+        });
         let params = SealParams {
             scope,
             purpose: None,
@@ -454,7 +454,12 @@ async fn the_release_path_and_its_refusals() {
         "service_account_mismatch",
     );
     let mut edited_header = capsule.envelope.header().clone();
-    edited_header.scope.service_accounts.push("worker".into());
+    edited_header
+        .scope
+        .as_kubernetes_mut()
+        .unwrap()
+        .service_accounts
+        .push("worker".into());
     let edited = Capsule {
         envelope: DekEnvelope::new(
             serde_json::to_vec(&edited_header).unwrap(),
@@ -466,7 +471,7 @@ async fn the_release_path_and_its_refusals() {
     assert_refused(
         w.unwrap(&pod, &session, &edited).await,
         "scope",
-        "open.did_not_open",
+        "did_not_open",
     );
 
     // Gate 4: a debug container injected after the session started stops the next unwrap.
