@@ -12,7 +12,7 @@
 
 use std::time::{Duration, Instant};
 
-use podseal_core::capsule::{RevealMode, Scope};
+use podseal_core::capsule::{KubernetesScope, RevealMode, Scope};
 use podseal_core::dpop::{DpopKey, ProofExpectations, ProofFor, verify_proof};
 use podseal_core::envelope::{self, ReleaseBinding, SealParams};
 use podseal_core::hpke::{KemId, LocalPrivateKey, RecipientKey as _};
@@ -99,13 +99,13 @@ fn one_thread(budget: Duration) -> Result<(u64, Duration), CeilingError> {
     let org = OrgPrivateKey::generate(KemId::X25519HkdfSha256).map_err(crypto)?;
     let capsule = envelope::seal(
         SealParams {
-            scope: Scope {
+            scope: Scope::Kubernetes(KubernetesScope {
                 cluster: "bench".into(),
                 namespace: "bench".into(),
                 service_accounts: vec!["load".into()],
                 name: "ceiling".into(),
                 key: None,
-            },
+            }),
             purpose: None,
             reveal: RevealMode::Many,
             created_at: 1,

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use http::{Method, StatusCode};
-use podseal_core::capsule::{Capsule, RevealMode, Scope};
+use podseal_core::capsule::{Capsule, KubernetesScope, RevealMode, Scope};
 use podseal_core::dpop::DpopKey;
 use podseal_core::envelope::{self, SealParams};
 use podseal_core::hpke::{KemId, LocalPrivateKey, RecipientKey as _};
@@ -296,13 +296,13 @@ fn generation(error: &dyn std::fmt::Display) -> DeploymentError {
 fn seal_capsule(deployment: &Deployment) -> Result<Capsule, DeploymentError> {
     envelope::seal(
         SealParams {
-            scope: Scope {
+            scope: Scope::Kubernetes(KubernetesScope {
                 cluster: CLUSTER.into(),
                 namespace: NAMESPACE.into(),
                 service_accounts: vec![SERVICE_ACCOUNT.into()],
                 name: "bench-value".into(),
                 key: None,
-            },
+            }),
             purpose: None,
             reveal: RevealMode::Many,
             created_at: now(),

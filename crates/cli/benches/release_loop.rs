@@ -21,7 +21,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use http::Method;
-use podseal_core::capsule::{RevealMode, Scope};
+use podseal_core::capsule::{KubernetesScope, RevealMode, Scope};
 use podseal_core::dpop::DpopKey;
 use podseal_core::envelope::{self, SealParams};
 use podseal_core::hpke::{KemId, LocalPrivateKey, RecipientKey as _};
@@ -81,13 +81,13 @@ fn main() {
     let org = read_public_key(Path::new(&path("keys/org.pub"))).unwrap();
     let capsule = envelope::seal(
         SealParams {
-            scope: Scope {
+            scope: Scope::Kubernetes(KubernetesScope {
                 cluster: "prod".into(),
                 namespace: "shop".into(),
                 service_accounts: vec!["api".into()],
                 name: "db".into(),
                 key: None,
-            },
+            }),
             purpose: None,
             reveal: RevealMode::Many,
             created_at: 1,

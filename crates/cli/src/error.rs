@@ -113,6 +113,9 @@ impl From<OpenError> for CliError {
             OpenError::NoMatchingKey { .. } => {
                 Some("pass the org private key the capsule was sealed to (`--key`)")
             }
+            OpenError::NoKnownStanzaKind { .. } => {
+                Some("open it with the podseal version that wrapped it")
+            }
             OpenError::DidNotOpen => {
                 Some("the capsule was altered, or its wrap does not belong to this key")
             }

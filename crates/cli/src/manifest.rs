@@ -29,10 +29,19 @@ pub fn sealed_secret(
     let first = entries.first().ok_or_else(|| {
         CliError::usage("a Secret manifest needs at least one --from-file KEY=PATH")
     })?;
-    let scope = &first.1.header().scope;
+    let scope = first.1.header().scope.as_kubernetes().ok_or_else(|| {
+        CliError::usage("a Secret manifest holds capsules of a kubernetes scope only")
+    })?;
     let mut kids: Vec<&str> = entries
         .iter()
-        .flat_map(|(_, capsule)| capsule.envelope.stanzas().iter().map(|s| s.kid.as_str()))
+        .flat_map(|(_, capsule)| {
+            capsule
+                .envelope
+                .stanzas()
+                .iter()
+                .filter_map(|s| s.hpke_kid())
+        })
+        .map(|kid| kid.as_str())
         .collect();
     kids.sort_unstable();
     kids.dedup();

@@ -162,7 +162,7 @@ fn seal_inspect_open_round_trip() {
         .assert()
         .success();
     let json: serde_json::Value = serde_json::from_slice(&inspected.get_output().stdout).unwrap();
-    assert_eq!(json["header"]["scope"]["namespace"], "shop");
+    assert_eq!(json["header"]["scope"]["kubernetes"]["namespace"], "shop");
     assert_eq!(json["header"]["reveal"], "many");
     assert!(!String::from_utf8_lossy(&inspected.get_output().stdout).contains(MARKER));
     podseal()
@@ -183,6 +183,143 @@ fn seal_inspect_open_round_trip() {
         .success();
     assert_eq!(opened.get_output().stdout, MARKER.as_bytes());
     assert!(String::from_utf8_lossy(&opened.get_output().stderr).contains("break-glass"));
+}
+
+/// Claim: `podseal inspect` names each stanza's kind and key (kid and
+/// suite for hpke, key name and version for transit, the type tag of an
+/// unknown kind) and says in words who may open the capsule, for every
+/// scope kind, in text and in `-o json`; never the secret.
+#[test]
+fn inspect_names_stanza_kinds_and_who_may_open() {
+    use podseal_core::capsule::{
+        Capsule, OidcScope, RevealMode, Scope, SpiffeScope, Stanza, TransitStanza, UnknownStanza,
+    };
+    use podseal_core::envelope::{self, SealParams};
+    use podseal_core::org_key::OrgPublicKey;
+
+    let ws = Workspace::new();
+    let inspect = |capsule: &str| {
+        let text = podseal().args(["inspect", capsule]).assert().success();
+        let json = podseal()
+            .args(["inspect", "-o", "json", capsule])
+            .assert()
+            .success();
+        let text = String::from_utf8(text.get_output().stdout.clone()).unwrap();
+        let json: serde_json::Value = serde_json::from_slice(&json.get_output().stdout).unwrap();
+        assert!(!text.contains(MARKER) && !json.to_string().contains(MARKER));
+        (text, json)
+    };
+
+    // A kubernetes capsule sealed by the CLI.
+    let (text, json) = inspect(ws.seal(MARKER.as_bytes()).trim());
+    let who = "pods running as service account api in namespace shop on cluster prod";
+    assert!(text.contains("scope          kubernetes\n"), "{text}");
+    assert!(text.contains(&format!("may open       {who}\n")), "{text}");
+    assert_eq!(json["scope_kind"], "kubernetes");
+    assert_eq!(json["who_may_open"], who);
+    let kid = json["wraps"][0]["kid"].as_str().unwrap().to_owned();
+    assert_eq!(json["wraps"][0]["kind"], "hpke");
+    assert!(
+        text.contains(&format!(
+            "wrapped to     hpke kid {kid} (X25519-HKDF-SHA256, HKDF-SHA256, AES-256-GCM)"
+        )),
+        "{text}"
+    );
+
+    // A spiffe capsule with a transit and an unknown stanza beside its hpke one.
+    let public = OrgPublicKey::from_text(&std::fs::read_to_string(ws.public()).unwrap()).unwrap();
+    let sealed = |scope: Scope| {
+        let params = SealParams {
+            scope,
+            purpose: None,
+            reveal: RevealMode::Many,
+            created_at: 1_790_000_000,
+            not_after: None,
+        };
+        envelope::seal(params, MARKER.as_bytes(), &[&public]).unwrap()
+    };
+    let spiffe = sealed(Scope::Spiffe(SpiffeScope {
+        trust_domain: "prod.example".into(),
+        ids: vec![
+            "spiffe://prod.example/ns/shop/sa/api".into(),
+            "spiffe://prod.example/web".into(),
+        ],
+    }));
+    let mut stanzas = spiffe.envelope.stanzas().to_vec();
+    stanzas.push(Stanza::Transit(TransitStanza {
+        key_name: "podseal-org".into(),
+        key_version: 3,
+        ciphertext: b"vault:v3:AAAA".to_vec(),
+    }));
+    stanzas.push(Stanza::Unknown(UnknownStanza {
+        kind: 0x7f,
+        body: vec![0; 12],
+    }));
+    let spiffe = Capsule {
+        envelope: spiffe.envelope.with_stanzas(stanzas).unwrap(),
+        ..spiffe
+    };
+    let (text, json) = inspect(&spiffe.to_armored());
+    let who = "workloads holding the SPIFFE ID spiffe://prod.example/ns/shop/sa/api or spiffe://prod.example/web (trust domain prod.example)";
+    for line in [
+        "scope          spiffe",
+        "trust domain   prod.example",
+        &format!("may open       {who}"),
+        "wrapped to     transit key podseal-org version 3",
+        "wrapped to     unknown kind 0x7f (12 bytes, kept but not opened by this build)",
+    ] {
+        assert!(text.contains(&format!("{line}\n")), "{line}: {text}");
+    }
+    assert_eq!(json["scope_kind"], "spiffe");
+    assert_eq!(json["who_may_open"], who);
+    assert_eq!(
+        json["header"]["scope"]["spiffe"]["trust_domain"],
+        "prod.example"
+    );
+    let wraps = json["wraps"].as_array().unwrap();
+    assert_eq!(wraps.len(), 3);
+    assert_eq!(
+        (wraps[0]["kind"].as_str(), wraps[0]["kid"].as_str()),
+        (Some("hpke"), Some(kid.as_str()))
+    );
+    assert_eq!(wraps[1]["kind"], "transit");
+    assert_eq!(wraps[1]["key_name"], "podseal-org");
+    assert_eq!(wraps[1]["key_version"], 3);
+    assert_eq!(wraps[2]["kind"], "unknown");
+    assert_eq!(wraps[2]["type_tag"], 0x7f);
+    assert_eq!(wraps[2]["body_len"], 12);
+
+    // An oidc capsule.
+    let oidc = sealed(Scope::Oidc(OidcScope {
+        issuer: "https://token.actions.githubusercontent.com".into(),
+        claims: std::collections::BTreeMap::from([
+            ("ref".into(), vec!["refs/heads/main".into()]),
+            (
+                "repository".into(),
+                vec!["octo/shop".into(), "octo/web".into()],
+            ),
+        ]),
+    }));
+    let (text, json) = inspect(&oidc.to_armored());
+    let who = "holders of a token issued by https://token.actions.githubusercontent.com whose claim ref is refs/heads/main and whose claim repository is octo/shop or octo/web";
+    assert!(
+        text.contains("claim          repository = octo/shop | octo/web\n"),
+        "{text}"
+    );
+    assert!(text.contains(&format!("may open       {who}\n")), "{text}");
+    assert_eq!(json["scope_kind"], "oidc");
+    assert_eq!(json["who_may_open"], who);
+
+    // Break-glass open still works for a non-kubernetes scope, and says which.
+    std::fs::write(ws.path("spiffe"), spiffe.to_armored()).unwrap();
+    let opened = podseal()
+        .args(["open", "--key"])
+        .arg(ws.private())
+        .arg(ws.path("spiffe"))
+        .assert()
+        .success();
+    assert_eq!(opened.get_output().stdout, MARKER.as_bytes());
+    assert!(String::from_utf8_lossy(&opened.get_output().stderr).contains("(spiffe scope)"));
 }
 
 #[test]
@@ -231,9 +368,9 @@ fn k8s_secret_manifest_deserializes_into_k8s_openapi_secret() {
                 .success();
             let json: serde_json::Value =
                 serde_json::from_slice(&inspected.get_output().stdout).unwrap();
-            assert_eq!(json["header"]["scope"]["name"], "db");
+            assert_eq!(json["header"]["scope"]["kubernetes"]["name"], "db");
             assert_eq!(
-                json["header"]["scope"]["key"], key,
+                json["header"]["scope"]["kubernetes"]["key"], key,
                 "each capsule is bound to its data key"
             );
             let opened = podseal()

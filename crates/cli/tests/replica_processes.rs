@@ -40,7 +40,7 @@ use std::time::{Duration, Instant};
 
 use http::Method;
 use podseal_core::audit::{AuditRecord, ExportLine, Outcome, parse_public_key};
-use podseal_core::capsule::{Capsule, RevealMode, Scope};
+use podseal_core::capsule::{Capsule, KubernetesScope, RevealMode, Scope};
 use podseal_core::dpop::DpopKey;
 use podseal_core::envelope::{SealParams, seal};
 use podseal_core::hpke::{KemId, LocalPrivateKey, RecipientKey as _};
@@ -172,13 +172,13 @@ impl Service {
     /// A new capsule for `prod/shop/api`.
     fn capsule(&self) -> Capsule {
         let params = SealParams {
-            scope: Scope {
+            scope: Scope::Kubernetes(KubernetesScope {
                 cluster: "prod".into(),
                 namespace: "shop".into(),
                 service_accounts: vec!["api".into()],
                 name: "db".into(),
                 key: None,
-            },
+            }),
             purpose: None,
             reveal: RevealMode::Many,
             created_at: 1,

@@ -16,7 +16,7 @@ use std::hint::black_box;
 use std::path::{Path, PathBuf};
 
 use criterion::Criterion;
-use podseal_core::capsule::{RevealMode, Scope};
+use podseal_core::capsule::{KubernetesScope, RevealMode, Scope};
 use podseal_core::dpop::{DpopKey, ProofExpectations, ProofFor, verify_proof};
 use podseal_core::envelope::{self, ReleaseBinding, SealParams};
 use podseal_core::hpke::{KemId, LocalPrivateKey, RecipientKey};
@@ -28,13 +28,13 @@ const HTU: &str = "https://podseal.example/v1/unwrap";
 
 fn params() -> SealParams {
     SealParams {
-        scope: Scope {
+        scope: Scope::Kubernetes(KubernetesScope {
             cluster: "prod".into(),
             namespace: "shop".into(),
             service_accounts: vec!["api".into()],
             name: "db".into(),
             key: None,
-        },
+        }),
         purpose: None,
         reveal: RevealMode::Many,
         created_at: 1_790_000_000,

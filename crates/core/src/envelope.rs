@@ -15,9 +15,15 @@
 //! `‖` is length-prefixed concatenation (each part preceded by its length as
 //! a big-endian u32), so no two different tuples produce the same bytes.
 //! Every opening failure is the one opaque [`OpenError::DidNotOpen`].
+//!
+//! Opening looks at `hpke` stanzas only: `transit` stanzas (no transit
+//! provider exists yet) and kinds this build does not know are skipped, and
+//! kept by [`rewrap_to_org_key`]. A capsule with no stanza of a known kind is
+//! [`OpenError::NoKnownStanzaKind`]; one whose known stanzas are all for keys
+//! not held is [`OpenError::NoMatchingKey`].
 
 use crate::capsule::{
-    Capsule, CapsuleError, ContentCipher, DekEnvelope, FORMAT_VERSION, Header, Kid,
+    Capsule, CapsuleError, ContentCipher, DekEnvelope, FORMAT_VERSION, Header, HpkeStanza, Kid,
     MAX_PLAINTEXT_LEN, MAX_STANZAS, RevealMode, Scope, Stanza,
 };
 use crate::hpke::{AeadId, AeadKey, HpkeError, KemId, LocalPrivateKey, NONCE_LEN, Suite};
@@ -71,13 +77,19 @@ pub enum SealError {
 /// Why opening failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum OpenError {
-    /// None of the capsule's stanzas is for a key the provider holds.
-    #[error("capsule is sealed to key id(s) {}, none of which is held here ({})", join(.capsule), join(.held))]
+    /// None of the capsule's stanzas of a known kind is for a key held here.
+    #[error("capsule is wrapped to {}, none of which is held here (held: {})", join_labels(.wrapped_to), join(.held))]
     NoMatchingKey {
-        /// Kids the capsule is sealed to.
-        capsule: Vec<Kid>,
+        /// The keys of the capsule's known stanzas, in words (public).
+        wrapped_to: Vec<String>,
         /// Kids the provider holds.
         held: Vec<Kid>,
+    },
+    /// Every stanza of the capsule is of a kind this build does not know.
+    #[error("capsule has no wrap stanza of a kind this build knows (its kinds: {}); it was wrapped by a newer podseal", join_kinds(.kinds))]
+    NoKnownStanzaKind {
+        /// The stanzas' type tags.
+        kinds: Vec<u8>,
     },
     /// Authentication failed somewhere: wrong key, altered bytes, wrong binding.
     #[error("did not open")]
@@ -95,6 +107,7 @@ impl OpenError {
     pub fn reason(&self) -> Reason {
         match self {
             Self::NoMatchingKey { .. } => Reason::NoMatchingKey,
+            Self::NoKnownStanzaKind { .. } => Reason::NoKnownStanzaKind,
             Self::DidNotOpen => Reason::DidNotOpen,
             Self::BadRecipientKey => Reason::RecipientKeyInvalid,
             Self::KeyProvider(_) => Reason::KeyProvider,
@@ -107,6 +120,21 @@ fn join(kids: &[Kid]) -> String {
         return "none".into();
     }
     kids.iter().map(Kid::as_str).collect::<Vec<_>>().join(", ")
+}
+
+fn join_labels(labels: &[String]) -> String {
+    if labels.is_empty() {
+        return "nothing".into();
+    }
+    labels.join(", ")
+}
+
+fn join_kinds(kinds: &[u8]) -> String {
+    kinds
+        .iter()
+        .map(|k| format!("{k:#04x}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn map_open(e: HpkeError) -> OpenError {
@@ -202,26 +230,24 @@ pub fn wrap_dek(
         &aad,
         dek.expose_secret_bytes(),
     )?;
-    Ok(Stanza {
+    Ok(Stanza::Hpke(HpkeStanza {
         kid: recipient.kid().clone(),
         suite,
         enc,
         wrapped_dek,
-    })
+    }))
 }
 
-/// Opens the DEK from the first stanza whose key the provider holds. A held
-/// key whose stanza does not open is a refusal, never a fall-through.
+/// Opens the DEK from the first `hpke` stanza whose key the provider holds,
+/// skipping `transit` stanzas and unknown kinds. A held key whose stanza
+/// does not open is a refusal, never a fall-through to the next stanza.
 pub fn open_dek(envelope: &DekEnvelope, provider: &dyn OrgKeyProvider) -> Result<Dek, OpenError> {
-    let found = envelope
-        .stanzas()
-        .iter()
-        .find_map(|s| provider.recipient(&s.kid).map(|key| (s, key)));
+    let found = envelope.stanzas().iter().find_map(|s| match s {
+        Stanza::Hpke(s) => provider.recipient(&s.kid).map(|key| (s, key)),
+        Stanza::Transit(_) | Stanza::Unknown(_) => None,
+    });
     let Some((stanza, key)) = found else {
-        return Err(OpenError::NoMatchingKey {
-            capsule: envelope.stanzas().iter().map(|s| s.kid.clone()).collect(),
-            held: provider.kids(),
-        });
+        return Err(nothing_to_open(envelope, provider));
     };
     let aad = length_prefixed(&[envelope.header_bytes(), stanza.kid.as_str().as_bytes()]);
     let mut bytes = stanza
@@ -229,6 +255,26 @@ pub fn open_dek(envelope: &DekEnvelope, provider: &dyn OrgKeyProvider) -> Result
         .open(&stanza.enc, key, WRAP_INFO, &aad, &stanza.wrapped_dek)
         .map_err(map_open)?;
     Dek::from_slice_zeroizing(&mut bytes).ok_or(OpenError::DidNotOpen)
+}
+
+/// Why no stanza could be tried: no known kind at all, or no held key.
+fn nothing_to_open(envelope: &DekEnvelope, provider: &dyn OrgKeyProvider) -> OpenError {
+    let known: Vec<String> = envelope
+        .stanzas()
+        .iter()
+        .filter(|s| !matches!(s, Stanza::Unknown(_)))
+        .map(Stanza::key_label)
+        .collect();
+    if known.is_empty() {
+        OpenError::NoKnownStanzaKind {
+            kinds: envelope.stanzas().iter().map(Stanza::kind_tag).collect(),
+        }
+    } else {
+        OpenError::NoMatchingKey {
+            wrapped_to: known,
+            held: provider.kids(),
+        }
+    }
 }
 
 /// Decrypts a capsule's content with its DEK.
@@ -298,8 +344,10 @@ pub fn open_release(
     Dek::from_slice_zeroizing(&mut bytes).ok_or(OpenError::DidNotOpen)
 }
 
-/// Moves a capsule to `new_key`: the stanza that `provider` opens is replaced
-/// by a wrap to `new_key`; other stanzas, the header and the content stay.
+/// Moves a capsule to `new_key`: the `hpke` stanzas whose keys `provider`
+/// holds are replaced by one wrap to `new_key`, placed first; every other
+/// stanza (other org keys, `transit`, unknown kinds), the header and the
+/// content stay as they were.
 pub fn rewrap_to_org_key(
     envelope: &DekEnvelope,
     provider: &dyn OrgKeyProvider,
@@ -310,7 +358,10 @@ pub fn rewrap_to_org_key(
     let mut stanzas: Vec<Stanza> = envelope
         .stanzas()
         .iter()
-        .filter(|s| provider.recipient(&s.kid).is_none() && s.kid != *new_key.kid())
+        .filter(|s| {
+            s.hpke_kid()
+                .is_none_or(|kid| provider.recipient(kid).is_none() && kid != new_key.kid())
+        })
         .cloned()
         .collect();
     stanzas.insert(0, new_stanza);

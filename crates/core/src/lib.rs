@@ -1,5 +1,5 @@
 //! podseal's core: the capsule format, the HPKE envelope around each capsule's
-//! data key, DPoP proofs, JWK thumbprints and the types that hold secrets.
+//! data key, release scopes and their matching, DPoP proofs, JWK thumbprints and the types that hold secrets.
 //!
 //! Nothing here talks to a network or a database. The release server, the pod
 //! SDK and the CLI all build on this crate, so a capsule sealed by one is read
@@ -19,6 +19,7 @@ pub mod key_file;
 pub mod key_provider;
 pub mod org_key;
 pub mod reason;
+pub mod scope;
 pub mod secret;
 pub mod wire;
 

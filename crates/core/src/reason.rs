@@ -242,6 +242,16 @@ codes! {
         NamespaceMismatch = "namespace_mismatch",
         /// The pod's service account is not among the capsule's.
         ServiceAccountMismatch = "service_account_mismatch",
+        /// The capsule's scope is of a kind this server does not verify yet.
+        ScopeKindUnsupported = "scope_kind_unsupported",
+        /// The capsule's scope is of another kind than the verified identity.
+        ScopeKindMismatch = "scope_kind_mismatch",
+        /// The SPIFFE trust domain is not the capsule's.
+        TrustDomainMismatch = "trust_domain_mismatch",
+        /// The SPIFFE id is not among the capsule's.
+        SpiffeIdMismatch = "spiffe_id_mismatch",
+        /// An OIDC claim does not have an allowed value.
+        ClaimMismatch = "claim_mismatch",
         /// The capsule is past its `not_after`.
         CapsuleExpired = "capsule_expired",
         /// A reveal-once capsule on a server that cannot reveal once.
@@ -268,18 +278,24 @@ codes! {
         CapsuleHeaderSyntax = "capsule_header_syntax",
         /// A header field has a value this build refuses.
         CapsuleHeaderField = "capsule_header_field",
+        /// The scope names a kind this build does not know.
+        CapsuleScopeKindUnknown = "capsule_scope_kind_unknown",
         /// Too few or too many wrap stanzas.
         CapsuleStanzaCount = "capsule_stanza_count",
         /// A stanza names an HPKE suite this build does not implement.
         CapsuleUnsupportedSuite = "capsule_unsupported_suite",
         /// A stanza's lengths do not fit its kind.
         CapsuleMalformedStanza = "capsule_malformed_stanza",
+        /// A stanza's body ends inside one of its fields.
+        CapsuleStanzaTruncated = "capsule_stanza_truncated",
         /// A stanza's key id is malformed.
         CapsuleBadKid = "capsule_bad_kid",
         /// A length exceeds what the format allows.
         CapsuleTooLarge = "capsule_too_large",
         /// No stanza is for a key this server holds.
         NoMatchingKey = "no_matching_key",
+        /// No stanza is of a kind this build knows.
+        NoKnownStanzaKind = "no_known_stanza_kind",
         /// Authentication failed: wrong key, altered bytes, or another binding.
         DidNotOpen = "did_not_open",
         /// The key provider could not run.

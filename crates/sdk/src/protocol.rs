@@ -458,7 +458,7 @@ fn random_failed() -> ProtocolError {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::indexing_slicing, reason = "test code")]
 
-    use podseal_core::capsule::{Capsule, RevealMode, Scope};
+    use podseal_core::capsule::{Capsule, KubernetesScope, RevealMode, Scope};
     use podseal_core::dpop::{ProofExpectations, verify_proof};
     use podseal_core::envelope::{SealParams, rewrap_for_release, seal};
     use podseal_core::hpke::{KemId, RecipientKey as _};
@@ -482,13 +482,13 @@ mod tests {
         let org = OrgPrivateKey::generate(KemId::X25519HkdfSha256).unwrap();
         let capsule = seal(
             SealParams {
-                scope: Scope {
+                scope: Scope::Kubernetes(KubernetesScope {
                     cluster: "c1".into(),
                     namespace: "shop".into(),
                     service_accounts: vec!["api".into()],
                     name: "db".into(),
                     key: None,
-                },
+                }),
                 purpose: None,
                 reveal: RevealMode::Many,
                 created_at: 1_800_000_000,

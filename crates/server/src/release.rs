@@ -21,8 +21,9 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use podseal_core::audit::{AuditRecord, Outcome};
 use podseal_core::capsule::{DekEnvelope, RevealMode};
 use podseal_core::dpop::{ProofExpectations, VerifiedProof, verify_proof};
-use podseal_core::envelope::{ReleaseBinding, ReleasedDek, rewrap_for_release};
+use podseal_core::envelope::{OpenError, ReleaseBinding, ReleasedDek, rewrap_for_release};
 use podseal_core::key_provider::OrgKeyProvider;
+use podseal_core::scope::{self, KubernetesIdentity, ScopeMismatch, VerifiedIdentity};
 use sha2::{Digest, Sha256};
 
 use crate::audit_log::AuditContext;
@@ -788,8 +789,13 @@ impl<S: Storage> ReleaseService<S> {
             let header = envelope.header();
             audit.set("capsule", &header.id);
             check_scope(envelope, &verified)?;
-            let released = rewrap_for_release(envelope, self.org_keys.as_ref(), &session.recipient_key, binding)
-                .map_err(|e| Refusal::new(Gate::Scope, e.reason(), "the capsule did not open with this server's org keys (altered, or sealed to another key)"))?;
+            let released = rewrap_for_release(
+                envelope,
+                self.org_keys.as_ref(),
+                &session.recipient_key,
+                binding,
+            )
+            .map_err(|e| Refusal::new(Gate::Scope, e.reason(), open_refusal_detail(&e)))?;
             releases.push(Release {
                 capsule_id: header.id.clone(),
                 released,
@@ -941,32 +947,39 @@ fn replayed() -> Refusal {
     )
 }
 
-/// The capsule's release scope against the verified caller.
+/// Public text for a capsule that did not open (never which check failed).
+fn open_refusal_detail(error: &OpenError) -> &'static str {
+    match error {
+        OpenError::NoKnownStanzaKind { .. } => {
+            "the capsule has no wrap of a kind this server knows (wrapped by a newer podseal)"
+        }
+        _ => {
+            "the capsule did not open with this server's org keys (altered, or sealed to another key)"
+        }
+    }
+}
+
+/// The capsule's release scope against the verified caller, by the one
+/// scope check in core. This server verifies Kubernetes identities only, so
+/// a capsule of another scope kind is refused by name before any stanza is
+/// opened.
 fn check_scope(envelope: &DekEnvelope, verified: &Verified) -> Result<(), Refusal> {
     let header = envelope.header();
-    let scope = &header.scope;
-    let identity = &verified.identity;
-    if scope.cluster != verified.key.cluster {
-        return Err(Refusal::new(
+    let identity = VerifiedIdentity::Kubernetes(KubernetesIdentity {
+        cluster: &verified.key.cluster,
+        namespace: &verified.identity.namespace,
+        service_account: &verified.identity.service_account,
+    });
+    scope::check(&header.scope, &identity).map_err(|mismatch| match mismatch {
+        ScopeMismatch::Kind { scope, identity } => Refusal::new(
             Gate::Scope,
-            Reason::ClusterMismatch,
-            "the capsule is sealed for another cluster",
-        ));
-    }
-    if scope.namespace != identity.namespace {
-        return Err(Refusal::new(
-            Gate::Scope,
-            Reason::NamespaceMismatch,
-            "the capsule is sealed for another namespace",
-        ));
-    }
-    if !scope.service_accounts.contains(&identity.service_account) {
-        return Err(Refusal::new(
-            Gate::Scope,
-            Reason::ServiceAccountMismatch,
-            "the capsule is not sealed for this service account",
-        ));
-    }
+            Reason::ScopeKindUnsupported,
+            format!(
+                "this capsule's scope is {scope}; this server verifies {identity} identities only"
+            ),
+        ),
+        other => Refusal::new(Gate::Scope, other.reason(), other.to_string()),
+    })?;
     if header.not_after.is_some_and(|t| t <= now()) {
         return Err(Refusal::new(
             Gate::Scope,

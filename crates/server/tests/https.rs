@@ -21,7 +21,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use http::Method;
 use podseal_core::audit::{parse_public_key, verify_export};
-use podseal_core::capsule::{Capsule, DekEnvelope, RevealMode, Scope};
+use podseal_core::capsule::{Capsule, DekEnvelope, KubernetesScope, RevealMode, Scope};
 use podseal_core::dpop::{DpopKey, ProofClaims, ProofFor, new_jti};
 use podseal_core::envelope::{self, ReleaseBinding, ReleasedDek, SealParams};
 use podseal_core::hpke::{KemId, LocalPrivateKey, RecipientKey as _};
@@ -286,13 +286,13 @@ impl Suite {
 
     fn capsule(&self, cluster: &str, namespace: &str, service_account: &str) -> Capsule {
         let params = SealParams {
-            scope: Scope {
+            scope: Scope::Kubernetes(KubernetesScope {
                 cluster: cluster.into(),
                 namespace: namespace.into(),
                 service_accounts: vec![service_account.into()],
                 name: "db".into(),
                 key: None,
-            },
+            }),
             purpose: None,
             reveal: RevealMode::Many,
             created_at: 1,
@@ -932,7 +932,7 @@ async fn every_attack_is_refused_over_https_with_its_gate_named_and_audited() {
         );
     }
     let mut header = capsule.envelope.header().clone();
-    header.scope.name = "admin-password".into();
+    header.scope.as_kubernetes_mut().unwrap().name = "admin-password".into();
     let edited = Capsule {
         envelope: DekEnvelope::new(
             serde_json::to_vec(&header).unwrap(),

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use podseal_core::audit::{AuditKey, verify_export};
-use podseal_core::capsule::{Capsule, DekEnvelope, RevealMode, Scope};
+use podseal_core::capsule::{Capsule, DekEnvelope, KubernetesScope, RevealMode, Scope};
 use podseal_core::dpop::{DpopKey, ProofFor};
 use podseal_core::envelope::{self, ReleaseBinding, SealParams};
 use podseal_core::hpke::{KemId, LocalPrivateKey, RecipientKey};
@@ -194,13 +194,13 @@ impl World {
     }
 
     fn capsule(&self, namespace: &str, service_account: &str) -> Capsule {
-        let scope = Scope {
+        let scope = Scope::Kubernetes(KubernetesScope {
             cluster: "prod".into(),
             namespace: namespace.into(),
             service_accounts: vec![service_account.into()],
             name: "db".into(),
             key: None,
-        };
+        });
         let params = SealParams {
             scope,
             purpose: None,
@@ -456,7 +456,12 @@ async fn the_release_path_and_its_refusals() {
         Reason::ServiceAccountMismatch,
     );
     let mut edited_header = capsule.envelope.header().clone();
-    edited_header.scope.service_accounts.push("worker".into());
+    edited_header
+        .scope
+        .as_kubernetes_mut()
+        .unwrap()
+        .service_accounts
+        .push("worker".into());
     let edited = Capsule {
         envelope: DekEnvelope::new(
             serde_json::to_vec(&edited_header).unwrap(),
@@ -1112,4 +1117,189 @@ async fn a_release_that_cannot_be_audited_is_refused() {
     // Once records can be written again, releases resume.
     raw.execute_batch("DROP TRIGGER audit_down;").unwrap();
     assert_eq!(w.unwrap(&pod, &session, &capsule).await.unwrap(), SECRET);
+}
+
+/// Claims, over the HTTP API: today's server verifies Kubernetes identities
+/// only, so a capsule whose scope is `spiffe` or `oidc` is refused by name
+/// (403, gate `scope`, `scope_kind_unsupported`, the kind in the detail)
+/// before any stanza is opened — its stanza is for this server's own org
+/// key — and each refusal is audited with that reason. A capsule with a
+/// stanza of an unknown kind beside its hpke stanza is released and opens
+/// in the pod; one with only unknown kinds is refused as
+/// `no_known_stanza_kind`.
+#[tokio::test]
+async fn scope_kinds_and_stanza_kinds_through_the_http_api() {
+    use std::collections::BTreeMap;
+
+    use base64::Engine as _;
+    use podseal_core::capsule::{OidcScope, SpiffeScope, Stanza, UnknownStanza};
+    use podseal_server::api::{API_KEY_HEADER, SessionAnswer, TOKEN_HEADER, UnwrapAnswer};
+    let b64 = |bytes: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+    let w = world().await;
+    let app = w.app();
+    let pod = w.pod();
+    let json = "application/json";
+
+    let (proof, _) = pod
+        .dpop
+        .proof(&ProofFor { htm: "POST", htu: &format!("{URL}/v1/sessions"), iat: now(), access_token: None, nonce: None })
+        .unwrap();
+    let body = serde_json::to_vec(
+        &serde_json::json!({ "recipient_key": b64(pod.recipient.public_key_bytes()) }),
+    )
+    .unwrap();
+    let headers = [
+        (API_KEY_HEADER, API_KEY),
+        (TOKEN_HEADER, pod.token.as_str()),
+        ("dpop", proof.as_str()),
+    ];
+    let (status, _, answer) = call(&app, "POST", "/v1/sessions", &headers, json, body).await;
+    assert_eq!(status, 201, "{answer}");
+    let session: SessionAnswer = serde_json::from_value(answer).unwrap();
+    let authorization = format!("DPoP {}", session.session_id);
+    let unwrap = async |capsule: &Capsule| {
+        let (proof, _) = pod
+            .dpop
+            .proof(&ProofFor { htm: "POST", htu: &format!("{URL}/v1/unwrap"), iat: now(), access_token: Some(&session.session_id), nonce: None })
+            .unwrap();
+        let headers = [
+            (API_KEY_HEADER, API_KEY),
+            (TOKEN_HEADER, pod.token.as_str()),
+            ("dpop", proof.as_str()),
+            ("authorization", authorization.as_str()),
+        ];
+        let body = serde_json::to_vec(
+            &serde_json::json!({ "capsules": [b64(&capsule.envelope.to_bytes())] }),
+        )
+        .unwrap();
+        call(&app, "POST", "/v1/unwrap", &headers, json, body).await
+    };
+    let sealed = |scope: Scope| {
+        let params = SealParams {
+            scope,
+            purpose: None,
+            reveal: RevealMode::Many,
+            created_at: 1,
+            not_after: None,
+        };
+        envelope::seal(params, SECRET, &[w.org.public()]).unwrap()
+    };
+    let with_stanzas = |capsule: &Capsule, stanzas: Vec<Stanza>| Capsule {
+        envelope: capsule.envelope.with_stanzas(stanzas).unwrap(),
+        ..capsule.clone()
+    };
+    let unknown = |kind: u8| {
+        Stanza::Unknown(UnknownStanza {
+            kind,
+            body: b"a wrap from a future podseal".to_vec(),
+        })
+    };
+
+    // An unknown stanza kind beside the hpke stanza: released, opens in the pod.
+    let capsule = w.capsule("shop", "api");
+    let mixed = with_stanzas(
+        &capsule,
+        vec![unknown(0x7f), capsule.envelope.stanzas()[0].clone()],
+    );
+    let (status, _, answer) = unwrap(&mixed).await;
+    assert_eq!(status, 200, "{answer}");
+    let answer: UnwrapAnswer = serde_json::from_value(answer).unwrap();
+    let decode = |s: &str| {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(s)
+            .unwrap()
+    };
+    let released = podseal_core::envelope::ReleasedDek {
+        enc: decode(&answer.releases[0].enc),
+        wrapped_dek: decode(&answer.releases[0].wrapped_dek),
+    };
+    let binding = ReleaseBinding {
+        session_id: &session.session_id,
+        jti: &answer.releases[0].jti,
+    };
+    let dek = envelope::open_release(
+        &released,
+        &pod.recipient,
+        mixed.envelope.header_bytes(),
+        binding,
+    )
+    .unwrap();
+    assert_eq!(
+        envelope::decrypt_content(&mixed, &dek)
+            .unwrap()
+            .expose_secret_bytes(),
+        SECRET
+    );
+
+    // Only unknown kinds: refused with their own reason.
+    let only_unknown = with_stanzas(&capsule, vec![unknown(0x7f), unknown(0x80)]);
+    let (status, _, problem) = unwrap(&only_unknown).await;
+    assert_eq!(
+        (status, problem["gate"].as_str(), problem["reason"].as_str()),
+        (403, Some("scope"), Some("no_known_stanza_kind")),
+        "{problem}"
+    );
+
+    // A spiffe or an oidc scope: refused by name, before any stanza is opened.
+    let spiffe = sealed(Scope::Spiffe(SpiffeScope {
+        trust_domain: "prod.example".into(),
+        ids: vec!["spiffe://prod.example/ns/shop/sa/api".into()],
+    }));
+    let oidc = sealed(Scope::Oidc(OidcScope {
+        issuer: "https://token.actions.githubusercontent.com".into(),
+        claims: BTreeMap::from([("repository".into(), vec!["octo/shop".into()])]),
+    }));
+    // Its stanza altered: opening would refuse with `did_not_open`, so the
+    // scope's refusal shows no stanza was opened first.
+    let mut stanzas = spiffe.envelope.stanzas().to_vec();
+    let Stanza::Hpke(stanza) = &mut stanzas[0] else {
+        panic!("sealing writes hpke stanzas")
+    };
+    stanza.wrapped_dek[0] ^= 1;
+    let spiffe_altered = with_stanzas(&spiffe, stanzas);
+    let org_ring = KeyRing::from(OrgPrivateKey::from_text(&w.org.to_text()).unwrap());
+    for (capsule, kind, opens) in [
+        (&spiffe, "spiffe", true),
+        (&oidc, "oidc", true),
+        (&spiffe_altered, "spiffe", false),
+    ] {
+        // Sealed to this server's key: only the scope refuses the intact ones.
+        assert_eq!(envelope::open(capsule, &org_ring).is_ok(), opens);
+        let (status, headers, problem) = unwrap(capsule).await;
+        assert_eq!(
+            (status, problem["gate"].as_str(), problem["reason"].as_str()),
+            (403, Some("scope"), Some("scope_kind_unsupported")),
+            "{problem}"
+        );
+        assert_eq!(headers["content-type"], "application/problem+json");
+        assert_eq!(
+            problem["detail"],
+            format!(
+                "this capsule's scope is {kind}; this server verifies kubernetes identities only"
+            )
+        );
+    }
+
+    // Each refusal is audited with its reason, naming the capsule.
+    let export: Vec<String> = w
+        .storage
+        .audit_export()
+        .await
+        .unwrap()
+        .iter()
+        .map(|line| serde_json::to_string(line).unwrap())
+        .collect();
+    for (capsule, reason) in [
+        (&spiffe, "scope_kind_unsupported"),
+        (&oidc, "scope_kind_unsupported"),
+        (&only_unknown, "no_known_stanza_kind"),
+    ] {
+        let id = &capsule.header().id;
+        assert!(
+            export.iter().any(|line| line.contains(reason)
+                && line.contains(id.as_str())
+                && line.contains("unwrap")),
+            "no audit record of {reason} for capsule {id}"
+        );
+    }
 }

@@ -239,13 +239,15 @@ async fn replicas_on_one_postgres_share_every_decision() {
     // A proof used on one replica is refused on the others.
     let capsule = {
         let params = podseal_core::envelope::SealParams {
-            scope: podseal_core::capsule::Scope {
-                cluster: "prod".into(),
-                namespace: "shop".into(),
-                service_accounts: vec!["api".into()],
-                name: "db".into(),
-                key: None,
-            },
+            scope: podseal_core::capsule::Scope::Kubernetes(
+                podseal_core::capsule::KubernetesScope {
+                    cluster: "prod".into(),
+                    namespace: "shop".into(),
+                    service_accounts: vec!["api".into()],
+                    name: "db".into(),
+                    key: None,
+                },
+            ),
             purpose: None,
             reveal: podseal_core::capsule::RevealMode::Many,
             created_at: 1,

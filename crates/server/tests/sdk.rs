@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use http::Method;
-use podseal_core::capsule::{Capsule, RevealMode, Scope};
+use podseal_core::capsule::{Capsule, KubernetesScope, RevealMode, Scope};
 use podseal_core::envelope::{self, SealParams};
 use podseal_core::hpke::KemId;
 use podseal_core::key_file::write_new;
@@ -238,13 +238,13 @@ impl World {
 
     fn capsule(&self) -> Capsule {
         let params = SealParams {
-            scope: Scope {
+            scope: Scope::Kubernetes(KubernetesScope {
                 cluster: "prod".into(),
                 namespace: "shop".into(),
                 service_accounts: vec!["api".into()],
                 name: "db".into(),
                 key: None,
-            },
+            }),
             purpose: None,
             reveal: RevealMode::Many,
             created_at: 1,

@@ -13,7 +13,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use http::Method;
 use podseal_core::audit::{parse_public_key, verify_export};
-use podseal_core::capsule::{Capsule, RevealMode, Scope};
+use podseal_core::capsule::{Capsule, KubernetesScope, RevealMode, Scope};
 use podseal_core::dpop::DpopKey;
 use podseal_core::envelope::{self, SealParams};
 use podseal_core::hpke::{KemId, LocalPrivateKey, RecipientKey as _};
@@ -495,13 +495,13 @@ async fn demo(output: OutputFormat) -> Result<(), CliError> {
     // Seal into a Kubernetes Secret.
     let capsule = envelope::seal(
         SealParams {
-            scope: Scope {
+            scope: Scope::Kubernetes(KubernetesScope {
                 cluster: "prod".into(),
                 namespace: "shop".into(),
                 service_accounts: vec!["api".into()],
                 name: "db".into(),
                 key: Some("url".into()),
-            },
+            }),
             purpose: None,
             reveal: RevealMode::Many,
             created_at: now(),

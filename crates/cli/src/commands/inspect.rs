@@ -1,6 +1,6 @@
 //! `podseal inspect`: the public facts of a capsule.
 
-use podseal_core::capsule::{Capsule, Header, RevealMode};
+use podseal_core::capsule::{Capsule, Header, RevealMode, Scope, Stanza};
 use podseal_core::hpke::TAG_LEN;
 use serde::Serialize;
 
@@ -9,18 +9,53 @@ use crate::error::CliError;
 use crate::input::read_capsule;
 use crate::output::{OutputFormat, print_json};
 
+/// One wrap: its kind, then the public facts of its key.
 #[derive(Serialize)]
-struct StanzaInfo<'a> {
-    kid: &'a str,
-    kem: &'static str,
-    kdf: &'static str,
-    aead: &'static str,
+#[serde(tag = "kind", rename_all = "snake_case")]
+enum StanzaInfo<'a> {
+    Hpke {
+        kid: &'a str,
+        kem: &'static str,
+        kdf: &'static str,
+        aead: &'static str,
+    },
+    Transit {
+        key_name: &'a str,
+        key_version: u32,
+    },
+    Unknown {
+        type_tag: u8,
+        body_len: usize,
+    },
+}
+
+impl<'a> StanzaInfo<'a> {
+    fn of(stanza: &'a Stanza) -> Self {
+        match stanza {
+            Stanza::Hpke(s) => Self::Hpke {
+                kid: s.kid.as_str(),
+                kem: s.suite.kem.name(),
+                kdf: s.suite.kdf.name(),
+                aead: s.suite.aead.name(),
+            },
+            Stanza::Transit(s) => Self::Transit {
+                key_name: &s.key_name,
+                key_version: s.key_version,
+            },
+            Stanza::Unknown(s) => Self::Unknown {
+                type_tag: s.kind,
+                body_len: s.body.len(),
+            },
+        }
+    }
 }
 
 #[derive(Serialize)]
 struct Inspection<'a> {
     format: &'static str,
     header: &'a Header,
+    scope_kind: &'static str,
+    who_may_open: String,
     created_at_rfc3339: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     not_after_rfc3339: Option<String>,
@@ -53,6 +88,8 @@ fn inspect(capsule: &Capsule) -> Inspection<'_> {
     Inspection {
         format: "podseal:v1",
         header,
+        scope_kind: header.scope.kind().as_str(),
+        who_may_open: header.scope.who_may_open(),
         created_at_rfc3339: rfc3339(header.created_at),
         not_after_rfc3339: header.not_after.map(rfc3339),
         expired: header.not_after.is_some_and(|t| t <= now),
@@ -60,12 +97,7 @@ fn inspect(capsule: &Capsule) -> Inspection<'_> {
             .envelope
             .stanzas()
             .iter()
-            .map(|s| StanzaInfo {
-                kid: s.kid.as_str(),
-                kem: s.suite.kem.name(),
-                kdf: s.suite.kdf.name(),
-                aead: s.suite.aead.name(),
-            })
+            .map(StanzaInfo::of)
             .collect(),
         ciphertext_len: capsule.ciphertext.len(),
     }
@@ -73,15 +105,10 @@ fn inspect(capsule: &Capsule) -> Inspection<'_> {
 
 fn print_text(inspection: &Inspection<'_>) {
     let header = inspection.header;
-    let scope = &header.scope;
     println!("capsule        {} id {}", inspection.format, header.id);
-    println!("cluster        {}", scope.cluster);
-    println!("namespace      {}", scope.namespace);
-    println!("service acct   {}", scope.service_accounts.join(", "));
-    match &scope.key {
-        Some(key) => println!("secret         {} (key {key})", scope.name),
-        None => println!("secret         {}", scope.name),
-    }
+    println!("scope          {}", inspection.scope_kind);
+    print_scope(&header.scope);
+    println!("may open       {}", inspection.who_may_open);
     println!(
         "purpose        {}",
         header.purpose.as_deref().unwrap_or("(none)")
@@ -100,14 +127,49 @@ fn print_text(inspection: &Inspection<'_>) {
         (None, _) => println!("not after      (no deadline)"),
     }
     for wrap in &inspection.wraps {
-        println!(
-            "wrapped to     kid {} ({}, {}, {})",
-            wrap.kid, wrap.kem, wrap.kdf, wrap.aead
-        );
+        match wrap {
+            StanzaInfo::Hpke {
+                kid,
+                kem,
+                kdf,
+                aead,
+            } => println!("wrapped to     hpke kid {kid} ({kem}, {kdf}, {aead})"),
+            StanzaInfo::Transit {
+                key_name,
+                key_version,
+            } => println!("wrapped to     transit key {key_name} version {key_version}"),
+            StanzaInfo::Unknown { type_tag, body_len } => println!(
+                "wrapped to     unknown kind {type_tag:#04x} ({body_len} bytes, kept but not opened by this build)"
+            ),
+        }
     }
     let plaintext_len = inspection.ciphertext_len.saturating_sub(TAG_LEN);
     println!(
         "content        {} bytes of AES-256-GCM ciphertext ({plaintext_len}-byte secret)",
         inspection.ciphertext_len
     );
+}
+
+fn print_scope(scope: &Scope) {
+    match scope {
+        Scope::Kubernetes(k) => {
+            println!("cluster        {}", k.cluster);
+            println!("namespace      {}", k.namespace);
+            println!("service acct   {}", k.service_accounts.join(", "));
+            match &k.key {
+                Some(key) => println!("secret         {} (key {key})", k.name),
+                None => println!("secret         {}", k.name),
+            }
+        }
+        Scope::Spiffe(s) => {
+            println!("trust domain   {}", s.trust_domain);
+            println!("spiffe ids     {}", s.ids.join(", "));
+        }
+        Scope::Oidc(o) => {
+            println!("issuer         {}", o.issuer);
+            for (name, values) in &o.claims {
+                println!("claim          {name} = {}", values.join(" | "));
+            }
+        }
+    }
 }

@@ -18,11 +18,14 @@ pub fn run(args: &OpenArgs) -> Result<(), CliError> {
     }
     let capsule = read_capsule(&args.capsule)?;
     let plaintext = envelope::open(&capsule, &ring)?;
+    let header = capsule.header();
+    let subject = match header.scope.as_kubernetes() {
+        Some(k) => format!("{}/{}", k.namespace, k.name),
+        None => format!("{} scope", header.scope.kind()),
+    };
     eprintln!(
-        "warning: break-glass open of capsule {} ({}/{}); no release server gate or audit record was involved",
-        capsule.header().id,
-        capsule.header().scope.namespace,
-        capsule.header().scope.name
+        "warning: break-glass open of capsule {} ({subject}); no release server gate or audit record was involved",
+        header.id
     );
     let mut stdout = std::io::stdout().lock();
     stdout

@@ -1,6 +1,6 @@
 //! `podseal seal`: one capsule, or a Kubernetes Secret manifest of capsules.
 
-use podseal_core::capsule::{Capsule, NameRule, RevealMode, Scope, check_name};
+use podseal_core::capsule::{Capsule, KubernetesScope, NameRule, RevealMode, Scope, check_name};
 use podseal_core::envelope::{self, SealParams};
 use podseal_core::key_file;
 use podseal_core::org_key::OrgPublicKey;
@@ -72,13 +72,13 @@ fn params(
     not_after: Option<i64>,
 ) -> SealParams {
     SealParams {
-        scope: Scope {
+        scope: Scope::Kubernetes(KubernetesScope {
             cluster: args.cluster.clone(),
             namespace: args.namespace.clone(),
             service_accounts: args.service_accounts.clone(),
             name: name.to_owned(),
             key: key.map(str::to_owned),
-        },
+        }),
         purpose: args.purpose.clone(),
         reveal: match args.reveal {
             Reveal::Many => RevealMode::Many,
@@ -129,7 +129,7 @@ fn seal_one(
                 .envelope
                 .stanzas()
                 .iter()
-                .map(|s| s.kid.as_str())
+                .filter_map(|s| s.hpke_kid().map(|kid| kid.as_str()))
                 .collect(),
             capsule: armored,
         }),

@@ -66,6 +66,8 @@ pub fn status_of_reason(reason: Reason) -> StatusCode {
         | R::CapsuleUnsupportedSuite
         | R::CapsuleMalformedStanza
         | R::CapsuleBadKid
+        | R::CapsuleScopeKindUnknown
+        | R::CapsuleStanzaTruncated
         | R::CapsuleTooLarge => StatusCode::BAD_REQUEST,
         // Gates 1-3 and the admin token: who is asking is not established.
         R::ApiKeyMissing
@@ -131,7 +133,13 @@ pub fn status_of_reason(reason: Reason) -> StatusCode {
         | R::ServiceAccountMismatch
         | R::CapsuleExpired
         | R::RevealOnceUnsupported
+        | R::ScopeKindUnsupported
+        | R::ScopeKindMismatch
+        | R::TrustDomainMismatch
+        | R::SpiffeIdMismatch
+        | R::ClaimMismatch
         | R::NoMatchingKey
+        | R::NoKnownStanzaKind
         | R::DidNotOpen => StatusCode::FORBIDDEN,
     }
 }
