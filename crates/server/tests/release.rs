@@ -167,7 +167,7 @@ impl World {
         let audit_log = Arc::new(podseal_server::audit_log::AuditLog::new(
             self.storage.clone(),
             AuditKey::generate().unwrap(),
-            "test".into(),
+            podseal_core::audit::LogOrigin::new("test").unwrap(),
         ));
         podseal_server::api::router(podseal_server::api::App {
             release: self.service.clone(),
@@ -516,7 +516,11 @@ async fn the_release_path_and_its_refusals() {
     // (Revocations may still be appending: the export ends at the checkpoint it signs.)
     let key = AuditKey::generate().unwrap();
     let public_key = key.public_key();
-    let log = podseal_server::audit_log::AuditLog::new(w.storage.clone(), key, "test".into());
+    let log = podseal_server::audit_log::AuditLog::new(
+        w.storage.clone(),
+        key,
+        podseal_core::audit::LogOrigin::new("test").unwrap(),
+    );
     let export: Vec<String> = log
         .export()
         .await
