@@ -67,7 +67,8 @@ pub enum Command {
     /// Set and show release policies: approved image digests per service account (admin).
     #[command(subcommand)]
     Policy(PolicyCommand),
-    /// Export the server's audit log (admin) and verify an export offline.
+    /// Export the server's audit log (admin); verify exports, saved checkpoints and inclusion
+    /// proofs offline (the log is an RFC 9162 Merkle tree with C2SP signed-note checkpoints).
     #[command(subcommand)]
     Audit(AuditCommand),
     /// A local stand-in for the Kubernetes API, for the demo, tests and trying podseal without a cluster.
@@ -440,22 +441,108 @@ pub enum AuditCommand {
     },
     /// Check an export (JSON lines) against the server's audit public key, offline.
     ///
-    /// Fails (exit 1) on any edited, removed, inserted or reordered record, a checkpoint not
-    /// signed by this key, a checkpoint over records that are missing, and records that no
-    /// checkpoint covers (a cut or appended tail).
+    /// The log is a Merkle tree (RFC 9162) and its checkpoints are C2SP signed notes. Fails
+    /// (exit 1, naming the line and what failed) on any edited, removed, inserted or reordered
+    /// record, a checkpoint not signed by this key (or, after an audited key hand-over, by the
+    /// key it was handed to), a checkpoint of another log, a checkpoint over records that are
+    /// missing, and records that no checkpoint covers (a cut or appended tail).
+    ///
+    /// With --since, also checks that the log only grew since a checkpoint you saved before
+    /// (`podseal audit checkpoint`): the consistency proof from it to the export's newest
+    /// checkpoint must verify. A log rewritten after it — even one re-signed with the same key —
+    /// fails. Exit codes: 0 verified, 1 verification failed, 2 usage error (unreadable file or key).
     #[command(
-        after_help = "Example:\n  podseal audit verify --key audit.pub audit.jsonl\n  podseal audit verify --key audit.pub --expected-size 1200 - < audit.jsonl"
+        after_help = "Examples:\n  podseal audit verify --key audit.pub audit.jsonl\n  podseal audit verify --key audit.pub --expected-size 1200 - < audit.jsonl\n  podseal audit export | podseal audit verify --key audit.pub --since saved.checkpoint -"
     )]
     Verify {
-        /// The audit public key file (podseal-audit-public-key:v1:…).
+        /// The audit public key file (podseal-audit-public-key:v1:…), or a file holding the
+        /// note verifier key (origin+keyid+key, from `podseal audit public-key`), which also
+        /// pins the log's origin.
         #[arg(long = "key", value_name = "AUDIT_PUB")]
         key: PathBuf,
         /// Fail unless the export covers at least this many records (the server's latest size).
         #[arg(long, value_name = "N")]
         expected_size: Option<u64>,
+        /// A checkpoint saved before (its signed note): the export must extend it.
+        #[arg(long, value_name = "CHECKPOINT_FILE")]
+        since: Option<PathBuf>,
         /// The export file, or '-' for stdin.
         #[arg(value_name = "EXPORT|-")]
         export: String,
+    },
+    /// Save the newest checkpoint of an export, after verifying the export, for a later
+    /// `verify --since`.
+    ///
+    /// Prints the checkpoint's signed note exactly as signed (a C2SP tlog-checkpoint), or
+    /// writes it to --out. Keep it somewhere the server cannot write: it is what a later
+    /// rewrite of the log will be caught against.
+    #[command(
+        after_help = "Example:\n  podseal audit export | podseal audit checkpoint --key audit.pub --out saved.checkpoint -"
+    )]
+    Checkpoint {
+        /// The audit public key file (either text form, as for `verify`).
+        #[arg(long = "key", value_name = "AUDIT_PUB")]
+        key: PathBuf,
+        /// Write the note to this file (created, never overwritten) instead of stdout.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// The export file, or '-' for stdin.
+        #[arg(value_name = "EXPORT|-")]
+        export: String,
+    },
+    /// Print the inclusion proof of one record: the record, its leaf index, the tree size, the
+    /// proof hashes and the signed checkpoint they lead to.
+    ///
+    /// The export is verified first; the proof is for its newest checkpoint. With -o json the
+    /// output is a proof file that `podseal audit verify-proof` checks offline with the audit
+    /// public key alone, without the rest of the log.
+    #[command(
+        after_help = "Example:\n  podseal audit prove --key audit.pub --seq 42 -o json audit.jsonl > record-42.proof.json\n  podseal audit verify-proof --key audit.pub record-42.proof.json"
+    )]
+    Prove {
+        /// The audit public key file (either text form, as for `verify`).
+        #[arg(long = "key", value_name = "AUDIT_PUB")]
+        key: PathBuf,
+        /// The record's sequence number (from 1).
+        #[arg(long, value_name = "N")]
+        seq: u64,
+        /// The export file, or '-' for stdin.
+        #[arg(value_name = "EXPORT|-")]
+        export: String,
+    },
+    /// Check an inclusion proof (`podseal audit prove -o json`) offline.
+    ///
+    /// Verified means: the checkpoint is a signed note of this log signed by this key, and the
+    /// proof hashes lead from the record's exact bytes at its leaf index to that checkpoint's
+    /// root. Fails (exit 1, naming what failed) after any edit of the record, the proof, the
+    /// checkpoint or its signature. After an audit key hand-over, give the key that signs now.
+    #[command(
+        after_help = "Example:\n  podseal audit verify-proof --key audit.pub record-42.proof.json"
+    )]
+    VerifyProof {
+        /// The audit public key file (either text form, as for `verify`).
+        #[arg(long = "key", value_name = "AUDIT_PUB")]
+        key: PathBuf,
+        /// The proof file, or '-' for stdin.
+        #[arg(value_name = "PROOF|-")]
+        proof: String,
+    },
+    /// Print the note verifier key of the audit log, for transparency-log tools.
+    ///
+    /// Checkpoints are C2SP signed notes; Go's golang.org/x/mod/sumdb/note and its ports verify
+    /// them with `<origin>+<key id>+<key>`. The origin is the log's name: the first line of
+    /// every checkpoint (`audit.origin`, by default the external URL's host[:port] then
+    /// /podseal-audit; the server also logs its verifier key at start).
+    #[command(
+        after_help = "Example:\n  podseal audit public-key --key audit.pub --origin secrets.example.com/podseal-audit > audit.vkey\n  podseal audit verify --key audit.vkey audit.jsonl"
+    )]
+    PublicKey {
+        /// The audit public key file (podseal-audit-public-key:v1:…).
+        #[arg(long = "key", value_name = "AUDIT_PUB")]
+        key: PathBuf,
+        /// The log's origin.
+        #[arg(long, value_name = "ORIGIN")]
+        origin: String,
     },
 }
 

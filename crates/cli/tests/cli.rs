@@ -651,7 +651,7 @@ fn usage_errors_exit_2_and_help_teaches() {
 #[test]
 fn audit_verify_passes_on_an_intact_export_and_fails_on_an_edited_one() {
     use podseal_core::audit::{
-        AuditKey, AuditRecord, ExportLine, GENESIS, Outcome, chain, public_key_text,
+        AuditKey, AuditRecord, ExportLine, Frontier, LogOrigin, Outcome, leaf_hash, public_key_text,
     };
     let dir = TempDir::new().unwrap();
     let key = AuditKey::generate().unwrap();
@@ -661,7 +661,7 @@ fn audit_verify_passes_on_an_intact_export_and_fails_on_an_edited_one() {
     )
     .unwrap();
     let mut lines = Vec::new();
-    let mut head = GENESIS;
+    let mut tree = Frontier::new();
     for seq in 1..=3 {
         let record = AuditRecord {
             seq,
@@ -673,12 +673,18 @@ fn audit_verify_passes_on_an_intact_export_and_fails_on_an_edited_one() {
             details: Default::default(),
         };
         let bytes = serde_json::to_vec(&record).unwrap();
-        head = chain(&head, &bytes);
-        lines.push(serde_json::to_string(&ExportLine::record(seq, &bytes, &head)).unwrap());
+        let leaf = leaf_hash(&bytes);
+        tree.push(leaf).unwrap();
+        lines.push(serde_json::to_string(&ExportLine::record(seq, &bytes, &leaf)).unwrap());
     }
+    let origin = LogOrigin::new("test").unwrap();
     lines.push(
-        serde_json::to_string(&ExportLine::Checkpoint(key.checkpoint("test", 3, &head, 5)))
-            .unwrap(),
+        serde_json::to_string(&ExportLine::Checkpoint(key.checkpoint(
+            &origin,
+            3,
+            &tree.root(),
+        )))
+        .unwrap(),
     );
     std::fs::write(dir.path().join("audit.jsonl"), lines.join("\n")).unwrap();
     let verify = |file: &str| {

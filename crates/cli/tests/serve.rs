@@ -671,6 +671,19 @@ fn a_staleness_bound_out_of_range_is_refused_with_exit_2() {
         2,
         "clusters.max_staleness_secs = 61 must be between 1 and 60",
     );
+    // The audit origin is the checkpoints' signed-note key name (issue 13).
+    fails(
+        &run(
+            &["serve"],
+            &[
+                state_env,
+                ("PODSEAL_LISTEN", "127.0.0.1:0"),
+                ("PODSEAL_AUDIT_ORIGIN", "podseal audit+1"),
+            ],
+        ),
+        2,
+        "audit.origin: the audit log origin \"podseal audit+1\" holds a space, a '+' or a control character",
+    );
     assert!(!state.exists(), "a refused configuration created the store");
     // The default is the documented 5 s.
     let printed = run(&["serve", "--print-config"], &[]);

@@ -18,8 +18,8 @@
 //! with a scope and names the first field that does not match. Nothing here
 //! does I/O: the server, the CLI (`podseal inspect`) and the tests share it.
 
-use std::collections::BTreeMap;
 use crate::reason::Reason;
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 

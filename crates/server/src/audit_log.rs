@@ -1,14 +1,17 @@
 //! The server's audit log: the Ed25519 audit key (a 0600 file beside its
-//! public half), signed checkpoints at an interval and on demand, and the
-//! export — which always ends with a fresh checkpoint, so `audit verify`
-//! can tell a cut tail from a complete log.
+//! public half), the log's origin (its name in every checkpoint), signed
+//! checkpoints (C2SP signed notes over the Merkle tree's root) at an
+//! interval and on demand, and the export — which always ends with a fresh
+//! checkpoint, so `audit verify` can tell a cut tail from a complete log.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use podseal_core::audit::legacy::ChainCheckpoint;
 use podseal_core::audit::{
-    AuditKey, Checkpoint, ExportLine, key_rotation_record, parse_public_key, public_key_text,
+    AuditKey, Checkpoint, ExportLine, LogOrigin, key_rotation_record, parse_public_key,
+    public_key_text, verifier_key_text,
 };
 use podseal_core::key_file::{KeyFileError, read_secret_text, write_new};
 
@@ -64,6 +67,16 @@ pub enum AuditLogError {
         key: PathBuf,
         /// The public key file.
         public: PathBuf,
+    },
+    /// The configured origin is not the one the log's checkpoints name.
+    #[error(
+        "audit.origin is {configured:?} but this log's checkpoints name it {logged:?}: the origin is the log's name, which verifiers pin; set audit.origin = {logged:?}"
+    )]
+    OriginMismatch {
+        /// The configured origin.
+        configured: String,
+        /// The latest checkpoint's origin.
+        logged: String,
     },
     /// `audit.pub` is there, its private half is not.
     #[error(
@@ -136,16 +149,45 @@ pub struct StartingKey {
     generated: bool,
     /// The key to hand the log over to, once `key` has signed the hand-over.
     rotate_to: Option<AuditKey>,
+    /// The log was upgraded from the hash chain and has no Merkle
+    /// checkpoint yet: `key` signs one over the upgraded log at once.
+    upgraded: bool,
+}
+
+/// The latest signature over the log: a checkpoint, or, for a log upgraded
+/// from the hash chain (schema version 4) and not signed since, the
+/// chain's last checkpoint.
+enum LatestSigned {
+    Note(Checkpoint),
+    Chain(ChainCheckpoint),
+}
+
+impl LatestSigned {
+    fn is_signed_by(&self, public_key: &[u8; 32]) -> bool {
+        match self {
+            Self::Note(checkpoint) => checkpoint.is_signed_by(public_key),
+            Self::Chain(checkpoint) => checkpoint.is_signed_by(public_key),
+        }
+    }
+
+    fn size(&self) -> u64 {
+        match self {
+            Self::Note(checkpoint) => checkpoint.size(),
+            Self::Chain(checkpoint) => checkpoint.size,
+        }
+    }
 }
 
 impl StartingKey {
     /// Decides the key for the log in `storage`, refusing every key that
     /// would fork it: the key must have signed the latest checkpoint (or,
     /// before the first checkpoint, match `audit.pub`); a missing key is
-    /// generated only for a log with no record at all.
+    /// generated only for a log with no record at all. The origin must be
+    /// the one the latest checkpoint names: it is the log's name.
     pub async fn open<S: Storage>(
         storage: &S,
         paths: AuditKeyPaths,
+        origin: &LogOrigin,
     ) -> Result<Self, AuditLogError> {
         let configured = if paths.key.exists() || !paths.in_state_dir {
             Some(read_key(&paths.key)?)
@@ -153,13 +195,24 @@ impl StartingKey {
             None
         };
         let rotate_to = paths.rotate_to.as_deref().map(read_key).transpose()?;
-        let latest = storage.latest_checkpoint().await?;
+        let latest = match storage.latest_checkpoint().await? {
+            Some(checkpoint) if checkpoint.origin() != origin => {
+                return Err(AuditLogError::OriginMismatch {
+                    configured: origin.to_string(),
+                    logged: checkpoint.origin().to_string(),
+                });
+            }
+            Some(checkpoint) => Some(LatestSigned::Note(checkpoint)),
+            None => storage.legacy_checkpoint().await?.map(LatestSigned::Chain),
+        };
+        let upgraded = matches!(latest, Some(LatestSigned::Chain(_)));
         let (records, _) = storage.audit_head().await?;
         let starting = |key, generated, rotate_to| Self {
             key,
             paths: paths.clone(),
             generated,
             rotate_to,
+            upgraded,
         };
         if let Some(checkpoint) = latest {
             return match (configured, rotate_to) {
@@ -181,7 +234,7 @@ impl StartingKey {
                 }),
                 (Some(_), _) => Err(AuditLogError::KeyMismatch {
                     path: paths.key.clone(),
-                    size: checkpoint.size,
+                    size: checkpoint.size(),
                 }),
             };
         }
@@ -226,16 +279,19 @@ impl StartingKey {
     /// hand-over: a rotation record, a checkpoint over it signed by the old
     /// key, then the new key in use (in the state directory it replaces
     /// `audit.key`, the old one kept beside it as `audit.key.retired-MS`).
+    /// A log just upgraded from the hash chain is first signed as a tree by
+    /// the key that signed its chain.
     pub async fn commit<S: Storage>(
         self,
         storage: &S,
-        origin: &str,
+        origin: &LogOrigin,
     ) -> Result<AuditKey, AuditLogError> {
         let Self {
             key,
             paths,
             generated,
             rotate_to,
+            upgraded,
         } = self;
         if generated {
             write_new(&paths.key, private_text(&key).as_bytes(), 0o600)?;
@@ -254,6 +310,16 @@ impl StartingKey {
                 0o644,
             )?;
         }
+        if upgraded {
+            let (size, root) = storage.audit_head().await?;
+            storage
+                .put_checkpoint(key.checkpoint(origin, size, &root))
+                .await?;
+            tracing::info!(
+                records = size,
+                "the audit log, upgraded from its hash chain, is signed as a Merkle tree by the key that signed the chain"
+            );
+        }
         let Some(new) = rotate_to else {
             return Ok(key);
         };
@@ -271,9 +337,9 @@ impl StartingKey {
                 now,
             )])
             .await?;
-        let (size, head) = storage.audit_head().await?;
+        let (size, root) = storage.audit_head().await?;
         storage
-            .put_checkpoint(key.checkpoint(origin, size, &head, now))
+            .put_checkpoint(key.checkpoint(origin, size, &root))
             .await?;
         if paths.in_state_dir {
             let retired = paths.key.with_extension(format!("key.retired-{now}"));
@@ -334,12 +400,12 @@ impl AuditContext {
 pub struct AuditLog<S: Storage> {
     storage: Arc<S>,
     key: AuditKey,
-    origin: String,
+    origin: LogOrigin,
 }
 
 impl<S: Storage> AuditLog<S> {
     /// The log of `storage`, signed with `key` under the name `origin`.
-    pub fn new(storage: Arc<S>, key: AuditKey, origin: String) -> Self {
+    pub fn new(storage: Arc<S>, key: AuditKey, origin: LogOrigin) -> Self {
         Self {
             storage,
             key,
@@ -352,25 +418,26 @@ impl<S: Storage> AuditLog<S> {
         self.key.public_key()
     }
 
-    /// Signs and stores a checkpoint over the current head (none for an empty log).
+    /// The note verifier key (`<origin>+<key id>+<key>`) that
+    /// transparency-log tools verify this log's checkpoints with.
+    pub fn verifier_key(&self) -> String {
+        verifier_key_text(&self.origin, &self.key.public_key())
+    }
+
+    /// Signs and stores a checkpoint over the current tree (none for an empty log).
     pub async fn checkpoint(&self) -> Result<Option<Checkpoint>, AuditLogError> {
-        let (size, head) = self.storage.audit_head().await?;
+        let (size, root) = self.storage.audit_head().await?;
         if size == 0 {
             return Ok(None);
         }
         // One checkpoint per size: never replace one (after a key hand-over
         // the old key's checkpoint over the rotation record must stay).
         if let Some(latest) = self.storage.latest_checkpoint().await?
-            && latest.size == size
+            && latest.size() == size
         {
             return Ok(Some(latest));
         }
-        let checkpoint = self.key.checkpoint(
-            &self.origin,
-            size,
-            &head,
-            jiff::Timestamp::now().as_millisecond(),
-        );
+        let checkpoint = self.key.checkpoint(&self.origin, size, &root);
         self.storage.put_checkpoint(checkpoint.clone()).await?;
         Ok(Some(checkpoint))
     }
@@ -379,11 +446,11 @@ impl<S: Storage> AuditLog<S> {
     /// after that checkpoint (the server keeps running) are left for the next
     /// export, so what is exported always ends signed.
     pub async fn export(&self) -> Result<Vec<ExportLine>, AuditLogError> {
-        let signed = self.checkpoint().await?.map_or(0, |c| c.size);
+        let signed = self.checkpoint().await?.map_or(0, |c| c.size());
         let mut lines = self.storage.audit_export().await?;
         lines.retain(|line| match line {
             ExportLine::Record { seq, .. } => *seq <= signed,
-            ExportLine::Checkpoint(checkpoint) => checkpoint.size <= signed,
+            ExportLine::Checkpoint(checkpoint) => checkpoint.size() <= signed,
         });
         Ok(lines)
     }
@@ -409,6 +476,10 @@ mod tests {
     use podseal_core::audit::{AuditRecord, Outcome, parse_public_key, verify_export};
     use std::os::unix::fs::PermissionsExt as _;
 
+    fn origin() -> LogOrigin {
+        LogOrigin::new("test").unwrap()
+    }
+
     fn paths(dir: &Path) -> AuditKeyPaths {
         AuditKeyPaths::new(dir, None, None)
     }
@@ -417,9 +488,9 @@ mod tests {
         storage: &SqliteStorage,
         paths: AuditKeyPaths,
     ) -> Result<AuditKey, AuditLogError> {
-        StartingKey::open(storage, paths)
+        StartingKey::open(storage, paths, &origin())
             .await?
-            .commit(storage, "test")
+            .commit(storage, &origin())
             .await
     }
 
@@ -470,7 +541,7 @@ mod tests {
         )
         .unwrap();
 
-        let log = AuditLog::new(storage.clone(), key, "test".into());
+        let log = AuditLog::new(storage.clone(), key, origin());
         assert!(
             log.checkpoint().await.unwrap().is_none(),
             "nothing to sign yet"
@@ -494,7 +565,7 @@ mod tests {
     async fn a_start_that_does_not_commit_writes_no_key() {
         let dir = tempfile::TempDir::new().unwrap();
         let storage = SqliteStorage::open(&dir.path().join("db")).unwrap();
-        let starting = StartingKey::open(&storage, paths(dir.path()))
+        let starting = StartingKey::open(&storage, paths(dir.path()), &origin())
             .await
             .unwrap();
         drop(starting);
@@ -508,7 +579,7 @@ mod tests {
         let storage = Arc::new(SqliteStorage::open(&dir.path().join("db")).unwrap());
         let key = start(&storage, paths(dir.path())).await.unwrap();
         let public_before = std::fs::read(dir.path().join(AUDIT_PUBLIC_KEY_FILE)).unwrap();
-        let log = AuditLog::new(storage.clone(), key, "test".into());
+        let log = AuditLog::new(storage.clone(), key, origin());
         storage.append_audit(vec![record()]).await.unwrap();
         log.checkpoint().await.unwrap();
 
@@ -573,7 +644,7 @@ mod tests {
         )
         .unwrap();
         let old_public = old.public_key();
-        let log = AuditLog::new(storage.clone(), old, "test".into());
+        let log = AuditLog::new(storage.clone(), old, origin());
         storage.append_audit(vec![record()]).await.unwrap();
         log.checkpoint().await.unwrap();
 
@@ -583,7 +654,7 @@ mod tests {
         let rotating = AuditKeyPaths::new(dir.path(), None, Some(&next));
         let new = start(&storage, rotating.clone()).await.unwrap();
         assert_eq!(new.public_key(), next_key.public_key());
-        let log = AuditLog::new(storage.clone(), new, "test".into());
+        let log = AuditLog::new(storage.clone(), new, origin());
         storage.append_audit(vec![record()]).await.unwrap();
         let text = export_text(&log).await;
         assert!(text.contains(podseal_core::audit::KEY_ROTATION_EVENT));
@@ -617,6 +688,117 @@ mod tests {
         assert!(matches!(
             start(&storage, back).await,
             Err(AuditLogError::KeyMismatch { .. })
+        ));
+    }
+
+    #[tokio::test]
+    async fn the_origin_is_the_logs_name_and_cannot_change_under_it() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let storage = Arc::new(SqliteStorage::open(&dir.path().join("db")).unwrap());
+        let key = start(&storage, paths(dir.path())).await.unwrap();
+        let log = AuditLog::new(storage.clone(), key, origin());
+        storage.append_audit(vec![record()]).await.unwrap();
+        log.checkpoint().await.unwrap();
+        let renamed = LogOrigin::new("elsewhere.example/audit").unwrap();
+        let error = StartingKey::open(storage.as_ref(), paths(dir.path()), &renamed)
+            .await
+            .err()
+            .unwrap();
+        assert!(
+            matches!(&error, AuditLogError::OriginMismatch { logged, .. } if logged == "test"),
+            "{error}"
+        );
+        assert!(
+            error.to_string().contains("set audit.origin = \"test\""),
+            "{error}"
+        );
+    }
+
+    /// A database holding the hash chain (schema version 3) of one record
+    /// and its chain checkpoint signed by `seed`'s key.
+    fn chain_database(path: &Path, seed: &[u8; 32]) {
+        use base64::Engine as _;
+        use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        use ed25519_dalek::Signer as _;
+        use podseal_core::audit::legacy;
+        let raw = rusqlite::Connection::open(path).unwrap();
+        for sql in [
+            include_str!("../migrations/sqlite/0001_init.sql"),
+            include_str!("../migrations/sqlite/0002_cluster_ca_and_token_rules.sql"),
+            include_str!("../migrations/sqlite/0003_session_id_hash.sql"),
+        ] {
+            raw.execute_batch(sql).unwrap();
+        }
+        raw.execute_batch(
+            "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL);
+             INSERT INTO schema_migrations VALUES (1, 0), (2, 0), (3, 0);",
+        )
+        .unwrap();
+        let entry = serde_json::to_vec(&AuditRecord { seq: 1, ..record() }).unwrap();
+        let head = legacy::chain(&legacy::CHAIN_GENESIS, &entry);
+        raw.execute(
+            "INSERT INTO audit_log (seq, entry, hash) VALUES (1, ?1, ?2)",
+            rusqlite::params![entry, head.to_vec()],
+        )
+        .unwrap();
+        let root = URL_SAFE_NO_PAD.encode(head);
+        let note = format!("podseal audit checkpoint v1\npodseal\n1\n{root}\n5\n");
+        let signer = ed25519_dalek::SigningKey::from_bytes(seed);
+        let checkpoint = legacy::ChainCheckpoint {
+            origin: "podseal".into(),
+            size: 1,
+            root,
+            time_ms: 5,
+            signature: URL_SAFE_NO_PAD.encode(signer.sign(note.as_bytes()).to_bytes()),
+        };
+        raw.execute(
+            "INSERT INTO audit_checkpoints (size, checkpoint) VALUES (1, ?1)",
+            [serde_json::to_string(&checkpoint).unwrap()],
+        )
+        .unwrap();
+    }
+
+    /// Issue 13: after the upgrade to the Merkle tree the key that signed
+    /// the chain is still the log's key: another one is refused, the right
+    /// one signs the tree at once, and the export verifies with it.
+    #[tokio::test]
+    async fn an_upgraded_log_keeps_the_key_that_signed_its_chain() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let seed = [21u8; 32];
+        chain_database(&dir.path().join("db"), &seed);
+        let storage = Arc::new(SqliteStorage::open(&dir.path().join("db")).unwrap());
+        let key_file = dir.path().join("chain.key");
+        write_new(
+            &key_file,
+            private_text(&AuditKey::from_seed(&seed)).as_bytes(),
+            0o600,
+        )
+        .unwrap();
+        let foreign = dir.path().join("foreign.key");
+        write_new(
+            &foreign,
+            private_text(&AuditKey::from_seed(&[22; 32])).as_bytes(),
+            0o600,
+        )
+        .unwrap();
+        let with = |key: &Path| AuditKeyPaths::new(dir.path(), Some(key), None);
+        assert!(matches!(
+            start(&storage, with(&foreign)).await,
+            Err(AuditLogError::KeyMismatch { size: 1, .. })
+        ));
+        assert!(storage.latest_checkpoint().await.unwrap().is_none());
+        let key = start(&storage, with(&key_file)).await.unwrap();
+        let bridge = storage.latest_checkpoint().await.unwrap().unwrap();
+        assert_eq!(bridge.size(), 1);
+        assert!(bridge.is_signed_by(&key.public_key()));
+        let log = AuditLog::new(storage.clone(), key, origin());
+        storage.append_audit(vec![record()]).await.unwrap();
+        let report = verify_export(&export_text(&log).await, &log.public_key(), Some(2)).unwrap();
+        assert_eq!((report.records, report.checkpoints), (2, 2));
+        // From now on the Merkle checkpoint decides: the foreign key is still refused.
+        assert!(matches!(
+            start(&storage, with(&foreign)).await,
+            Err(AuditLogError::KeyMismatch { size: 2, .. })
         ));
     }
 

@@ -128,8 +128,13 @@ pub struct AuditSection {
     /// and on export), 1 to 3600: records not yet under a checkpoint can be
     /// cut from the log's tail unnoticed.
     pub checkpoint_interval_secs: u64,
-    /// The log's name inside every checkpoint.
-    pub origin: String,
+    /// The log's name: the first line of every checkpoint and the key name
+    /// of its signature, so a schema-less, URL-like name with no space and
+    /// no `+` (`secrets.example.com/podseal-audit`). Default: the external
+    /// URL's `host[:port]` then `/podseal-audit`. Keep it for the log's
+    /// life: verifiers pin it, and a start with another one is refused.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub origin: Option<String>,
     /// The audit signing key file (0600). Replicas sharing one database
     /// share one key; without it, `<state_dir>/audit.key` is created.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -146,7 +151,7 @@ impl Default for AuditSection {
     fn default() -> Self {
         Self {
             checkpoint_interval_secs: 300,
-            origin: "podseal".into(),
+            origin: None,
             key_file: None,
             rotate_to_key_file: None,
         }
@@ -541,6 +546,7 @@ impl ServerConfig {
                 self.external_url
             )));
         }
+        self.audit_origin()?;
         match self.storage.engine.as_str() {
             "sqlite" => {}
             "postgres" if self.storage.url_file.is_some() => {}
@@ -662,6 +668,20 @@ impl ServerConfig {
         Ok(())
     }
 
+    /// The audit log's origin: `audit.origin`, or the external URL's
+    /// authority followed by `/podseal-audit`.
+    pub fn audit_origin(&self) -> Result<podseal_core::audit::LogOrigin, ConfigError> {
+        let name = self.audit.origin.clone().unwrap_or_else(|| {
+            let authority = self
+                .external_url
+                .trim_end_matches('/')
+                .trim_start_matches("https://");
+            format!("{authority}/podseal-audit")
+        });
+        podseal_core::audit::LogOrigin::new(&name)
+            .map_err(|e| ConfigError::Invalid(format!("audit.origin: {e}")))
+    }
+
     /// The host part of the external URL (for the development certificate).
     pub fn external_host(&self) -> String {
         let host = self
@@ -769,10 +789,36 @@ mod tests {
                 "storage.url_file",
             ),
             ("not toml [", vec![], "podseal.toml"),
+            (
+                "[audit]\norigin = \"podseal audit\"",
+                vec![],
+                "audit.origin: the audit log origin \"podseal audit\" holds a space",
+            ),
+            (
+                "",
+                vec![("PODSEAL_AUDIT_ORIGIN", "a+b")],
+                "holds a space, a '+'",
+            ),
+            (
+                "[audit]\norigin = \"https://podseal.example\"",
+                vec![],
+                "has a URL scheme",
+            ),
         ] {
             let error = load(file, &env).unwrap_err().to_string();
             assert!(error.contains(needle), "{file:?}: {error}");
         }
+    }
+
+    #[test]
+    fn the_audit_origin_defaults_to_the_external_authority() {
+        let config = load("external_url = \"https://secrets.example:8443/\"", &[]).unwrap();
+        assert_eq!(
+            config.audit_origin().unwrap().as_str(),
+            "secrets.example:8443/podseal-audit"
+        );
+        let named = load("[audit]\norigin = \"log.example/prod\"", &[]).unwrap();
+        assert_eq!(named.audit_origin().unwrap().as_str(), "log.example/prod");
     }
 
     #[test]

@@ -305,6 +305,7 @@ where
             &config.state_dir,
         )?;
     }
+    let origin = config.audit_origin()?;
     let storage = open(config.clone()).await?;
     // The audit key must continue the log; its files are written (and a
     // requested hand-over performed) only once nothing else can fail.
@@ -315,20 +316,20 @@ where
             config.audit.key_file.as_deref(),
             config.audit.rotate_to_key_file.as_deref(),
         ),
+        &origin,
     )
     .await?;
     let mut nonce_secret = [0u8; 32];
     podseal_core::fill_random(&mut nonce_secret).map_err(|_| ServeError::Random)?;
     let nonce_secret = storage.server_secret("dpop_nonce", nonce_secret).await?;
     let stored_clusters = storage.clusters().await?;
-    let audit_key = starting_key
-        .commit(storage.as_ref(), &config.audit.origin)
-        .await?;
-    let audit_log = Arc::new(AuditLog::new(
-        storage.clone(),
-        audit_key,
-        config.audit.origin.clone(),
-    ));
+    let audit_key = starting_key.commit(storage.as_ref(), &origin).await?;
+    let audit_log = Arc::new(AuditLog::new(storage.clone(), audit_key, origin));
+    tracing::info!(
+        origin = %config.audit_origin()?,
+        verifier_key = %audit_log.verifier_key(),
+        "audit checkpoints are C2SP signed notes; transparency-log tools verify them with this note verifier key"
+    );
     let token = Zeroizing::new(format!(
         "{ADMIN_TOKEN_PREFIX}{}",
         podseal_core::random_id::<32>().map_err(|_| ServeError::Random)?

@@ -91,7 +91,7 @@ async fn every_route_in_the_table_is_served() {
     let audit_log = Arc::new(AuditLog::new(
         storage,
         AuditKey::generate().unwrap(),
-        "test".into(),
+        podseal_core::audit::LogOrigin::new("test").unwrap(),
     ));
     let app = router(App {
         admin: Arc::new(AdminService::new(

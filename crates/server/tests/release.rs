@@ -167,7 +167,7 @@ impl World {
         let audit_log = Arc::new(podseal_server::audit_log::AuditLog::new(
             self.storage.clone(),
             AuditKey::generate().unwrap(),
-            "test".into(),
+            podseal_core::audit::LogOrigin::new("test").unwrap(),
         ));
         podseal_server::api::router(podseal_server::api::App {
             release: self.service.clone(),
@@ -531,7 +531,11 @@ async fn the_release_path_and_its_refusals() {
     // (Revocations may still be appending: the export ends at the checkpoint it signs.)
     let key = AuditKey::generate().unwrap();
     let public_key = key.public_key();
-    let log = podseal_server::audit_log::AuditLog::new(w.storage.clone(), key, "test".into());
+    let log = podseal_server::audit_log::AuditLog::new(
+        w.storage.clone(),
+        key,
+        podseal_core::audit::LogOrigin::new("test").unwrap(),
+    );
     let export: Vec<String> = log
         .export()
         .await
@@ -1142,7 +1146,13 @@ async fn scope_kinds_and_stanza_kinds_through_the_http_api() {
 
     let (proof, _) = pod
         .dpop
-        .proof(&ProofFor { htm: "POST", htu: &format!("{URL}/v1/sessions"), iat: now(), access_token: None, nonce: None })
+        .proof(&ProofFor {
+            htm: "POST",
+            htu: &format!("{URL}/v1/sessions"),
+            iat: now(),
+            access_token: None,
+            nonce: None,
+        })
         .unwrap();
     let body = serde_json::to_vec(
         &serde_json::json!({ "recipient_key": b64(pod.recipient.public_key_bytes()) }),
@@ -1160,7 +1170,13 @@ async fn scope_kinds_and_stanza_kinds_through_the_http_api() {
     let unwrap = async |capsule: &Capsule| {
         let (proof, _) = pod
             .dpop
-            .proof(&ProofFor { htm: "POST", htu: &format!("{URL}/v1/unwrap"), iat: now(), access_token: Some(&session.session_id), nonce: None })
+            .proof(&ProofFor {
+                htm: "POST",
+                htu: &format!("{URL}/v1/unwrap"),
+                iat: now(),
+                access_token: Some(&session.session_id),
+                nonce: None,
+            })
             .unwrap();
         let headers = [
             (API_KEY_HEADER, API_KEY),

@@ -1,52 +1,233 @@
-//! `podseal audit verify`: the offline check of an audit export.
+//! `podseal audit verify|checkpoint|prove|verify-proof|public-key`: the
+//! offline checks of an audit export and of the proofs made from it. They
+//! read files (or stdin) and the audit public key only; an export comes
+//! from `podseal audit export` (the admin API), so against a running
+//! server they are a pipe away.
+//!
+//! Exit codes: 0 verified, 1 verification failed (the message names what
+//! failed), 2 usage (a file or key that cannot be read).
 
 use std::io::Read as _;
 use std::path::Path;
 
-use podseal_core::audit::{parse_public_key, verify_export};
+use podseal_core::audit::{
+    InclusionProof, LogOrigin, TrustedKey, VerifiedLog, key_id, parse_public_key,
+    verifier_key_text, verify_log,
+};
+use serde::Serialize;
 
 use crate::error::CliError;
-use crate::output::{OutputFormat, print_json};
+use crate::output::{OutputFormat, emit, print_json};
 
 /// The largest export read (a few million records).
 const MAX_EXPORT_LEN: u64 = 2 << 30;
+/// The largest proof or checkpoint file read.
+const MAX_SMALL_LEN: u64 = 1 << 20;
 
-/// Verifies `export` against the public key in `key_file`.
-pub fn verify(
-    key_file: &Path,
-    expected_size: Option<u64>,
-    export: &str,
-    output: OutputFormat,
-) -> Result<(), CliError> {
-    let key_text = std::fs::read_to_string(key_file).map_err(|e| {
+/// Reads a file, or stdin for `-`, up to `limit` bytes.
+fn read_input(source: &str, what: &str, limit: u64) -> Result<String, CliError> {
+    let mut text = String::new();
+    let read = if source == "-" {
+        std::io::stdin().take(limit).read_to_string(&mut text)
+    } else {
+        std::fs::File::open(source).and_then(|f| f.take(limit).read_to_string(&mut text))
+    };
+    read.map_err(|e| CliError::usage(format!("cannot read {what} {source}: {e}")))?;
+    Ok(text)
+}
+
+/// Reads the audit public key in either text form.
+fn read_key(key_file: &Path) -> Result<TrustedKey, CliError> {
+    let text = std::fs::read_to_string(key_file).map_err(|e| {
         CliError::usage(format!(
             "cannot read audit public key {}: {e}",
             key_file.display()
         ))
     })?;
-    let public_key = parse_public_key(&key_text).ok_or_else(|| {
-        CliError::usage(format!("{} is not an audit public key", key_file.display()))
-            .hint("the server writes it next to its audit key as audit.pub (podseal-audit-public-key:v1:…)")
-    })?;
-    let mut text = String::new();
-    let read = if export == "-" {
-        std::io::stdin()
-            .take(MAX_EXPORT_LEN)
-            .read_to_string(&mut text)
-    } else {
-        std::fs::File::open(export).and_then(|f| f.take(MAX_EXPORT_LEN).read_to_string(&mut text))
+    TrustedKey::parse(&text).ok_or_else(|| {
+        CliError::usage(format!("{} is not an audit public key", key_file.display())).hint(
+            "the server writes it next to its audit key as audit.pub (podseal-audit-public-key:v1:…); a note verifier key (origin+keyid+key) works too",
+        )
+    })
+}
+
+/// Reads and verifies an export.
+fn verified_export(
+    key: &TrustedKey,
+    export: &str,
+    expected_size: Option<u64>,
+) -> Result<VerifiedLog, CliError> {
+    let text = read_input(export, "the export", MAX_EXPORT_LEN)?;
+    verify_log(&text, key, expected_size)
+        .map_err(|e| CliError::failure(format!("audit log does NOT verify: {e}")))
+}
+
+/// What `audit verify` found.
+#[derive(Serialize)]
+struct VerifyOutput {
+    #[serde(flatten)]
+    report: podseal_core::audit::VerifyReport,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    since: Option<podseal_core::audit::ConsistencyReport>,
+}
+
+/// Verifies `export` against the public key in `key_file`, and, with
+/// `since`, its consistency with a checkpoint saved before.
+pub fn verify(
+    key_file: &Path,
+    expected_size: Option<u64>,
+    since: Option<&Path>,
+    export: &str,
+    output: OutputFormat,
+) -> Result<(), CliError> {
+    let key = read_key(key_file)?;
+    let saved = since
+        .map(|path| {
+            read_input(
+                &path.display().to_string(),
+                "the saved checkpoint",
+                MAX_SMALL_LEN,
+            )
+        })
+        .transpose()?;
+    let log = verified_export(&key, export, expected_size)?;
+    let since = saved
+        .map(|note| {
+            log.consistency_since(&note).map_err(|e| {
+                CliError::failure(format!(
+                    "audit log does NOT extend the saved checkpoint: {e}"
+                ))
+            })
+        })
+        .transpose()?;
+    let result = VerifyOutput {
+        report: log.report,
+        since,
     };
-    read.map_err(|e| CliError::usage(format!("cannot read the export {export}: {e}")))?;
-    let report = verify_export(&text, &public_key, expected_size)
-        .map_err(|e| CliError::failure(format!("audit log does NOT verify: {e}")))?;
-    match output {
-        OutputFormat::Json => print_json(&report),
-        OutputFormat::Text => {
+    emit(output, &result, |r| {
+        println!(
+            "audit log verifies: {} records, {} checkpoints, root {}",
+            r.report.records, r.report.checkpoints, r.report.root
+        );
+        if let Some(since) = &r.since {
             println!(
-                "audit log verifies: {} records, {} checkpoints, head {}",
-                report.records, report.checkpoints, report.head
+                "consistent with the saved checkpoint: the log of {} records only grew to {} (consistency proof of {} hashes verified)",
+                since.old_size,
+                since.new_size,
+                since.proof.len()
             );
+        }
+    })
+}
+
+/// Verifies `export` and writes its newest checkpoint's note.
+pub fn checkpoint(key_file: &Path, out: Option<&Path>, export: &str) -> Result<(), CliError> {
+    let key = read_key(key_file)?;
+    let log = verified_export(&key, export, None)?;
+    let note = log
+        .latest()
+        .ok_or_else(|| CliError::failure("the export has no checkpoint (the log is empty)"))?
+        .note();
+    match out {
+        None => {
+            print!("{note}");
+            Ok(())
+        }
+        Some(path) => {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(path)
+                .and_then(|mut file| std::io::Write::write_all(&mut file, note.as_bytes()))
+                .map_err(|e| CliError::failure(format!("cannot write {}: {e}", path.display())))?;
+            eprintln!("checkpoint saved to {}", path.display());
             Ok(())
         }
     }
+}
+
+/// Prints the inclusion proof of record `seq` of a verified export.
+pub fn prove(
+    key_file: &Path,
+    seq: u64,
+    export: &str,
+    output: OutputFormat,
+) -> Result<(), CliError> {
+    let key = read_key(key_file)?;
+    let log = verified_export(&key, export, None)?;
+    let proof = log
+        .inclusion_proof(seq)
+        .map_err(|e| CliError::failure(format!("no proof: {e}")))?;
+    match output {
+        OutputFormat::Json => print_json(&proof),
+        OutputFormat::Text => {
+            println!("record {} (leaf index {}):", proof.seq, proof.leaf_index);
+            println!("  {}", proof.entry);
+            println!(
+                "tree size {}, audit path ({} hashes, nearest sibling first):",
+                proof.tree_size,
+                proof.proof.len()
+            );
+            for hash in &proof.proof {
+                println!("  {hash}");
+            }
+            println!("signed checkpoint:");
+            for line in proof.checkpoint.lines() {
+                println!("  {line}");
+            }
+            println!("(-o json writes the proof file `podseal audit verify-proof` checks)");
+            Ok(())
+        }
+    }
+}
+
+/// Checks an inclusion proof file.
+pub fn verify_proof(key_file: &Path, proof: &str, output: OutputFormat) -> Result<(), CliError> {
+    let key = read_key(key_file)?;
+    let text = read_input(proof, "the proof", MAX_SMALL_LEN)?;
+    let proof: InclusionProof = serde_json::from_str(&text).map_err(|e| {
+        CliError::failure(format!("the proof is not an inclusion proof file: {e}"))
+            .hint("make one with `podseal audit prove --seq N -o json`")
+    })?;
+    let record = proof
+        .verify(&key)
+        .map_err(|e| CliError::failure(format!("inclusion proof does NOT verify: {e}")))?;
+    emit(output, &record, |record| {
+        println!(
+            "inclusion proof verifies: record {} ({}, {:?}) is in the log of {} records",
+            record.seq, record.event, record.outcome, proof.tree_size
+        );
+    })
+}
+
+/// The note verifier key, for `-o json`.
+#[derive(Serialize)]
+struct PublicKeyOutput {
+    origin: String,
+    key_id: String,
+    verifier_key: String,
+}
+
+/// Prints the note verifier key for the public key in `key_file`.
+pub fn public_key(key_file: &Path, origin: &str, output: OutputFormat) -> Result<(), CliError> {
+    let text = std::fs::read_to_string(key_file).map_err(|e| {
+        CliError::usage(format!(
+            "cannot read audit public key {}: {e}",
+            key_file.display()
+        ))
+    })?;
+    let public_key = parse_public_key(&text).ok_or_else(|| {
+        CliError::usage(format!("{} is not an audit public key", key_file.display()))
+            .hint("the server writes it next to its audit key as audit.pub (podseal-audit-public-key:v1:…)")
+    })?;
+    let origin = LogOrigin::new(origin).map_err(|e| CliError::usage(e.to_string()))?;
+    let result = PublicKeyOutput {
+        origin: origin.to_string(),
+        key_id: key_id(&origin, &public_key)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect(),
+        verifier_key: verifier_key_text(&origin, &public_key),
+    };
+    emit(output, &result, |r| println!("{}", r.verifier_key))
 }

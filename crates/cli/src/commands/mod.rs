@@ -28,8 +28,21 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Audit(AuditCommand::Verify {
             key,
             expected_size,
+            since,
             export,
-        }) => audit::verify(&key, expected_size, &export, output),
+        }) => audit::verify(&key, expected_size, since.as_deref(), &export, output),
+        Command::Audit(AuditCommand::Checkpoint { key, out, export }) => {
+            audit::checkpoint(&key, out.as_deref(), &export)
+        }
+        Command::Audit(AuditCommand::Prove { key, seq, export }) => {
+            audit::prove(&key, seq, &export, output)
+        }
+        Command::Audit(AuditCommand::VerifyProof { key, proof }) => {
+            audit::verify_proof(&key, &proof, output)
+        }
+        Command::Audit(AuditCommand::PublicKey { key, origin }) => {
+            audit::public_key(&key, &origin, output)
+        }
         Command::Audit(AuditCommand::Export { connection, out }) => {
             admin::audit_export(&connection, out.as_deref())
         }

@@ -11,9 +11,9 @@ use podseal_core::envelope::{
     rewrap_to_org_key,
 };
 use podseal_core::hpke::{KemId, LocalPrivateKey, RecipientKey};
-use podseal_core::reason::Reason;
 use podseal_core::key_provider::KeyRing;
 use podseal_core::org_key::OrgPrivateKey;
+use podseal_core::reason::Reason;
 use proptest::prelude::*;
 use sha2::{Digest, Sha256};
 

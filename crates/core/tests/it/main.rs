@@ -8,6 +8,7 @@
     reason = "test code: a panic is a test failure"
 )]
 
+mod checkpoint_note;
 mod envelope;
 mod parsers;
 mod testkit;

@@ -15,7 +15,8 @@
 use std::future::Future;
 use std::time::Duration;
 
-use podseal_core::audit::{AuditRecord, ChainHash, Checkpoint, ExportLine};
+use podseal_core::audit::legacy::ChainCheckpoint;
+use podseal_core::audit::{AuditRecord, Checkpoint, ExportLine, Hash};
 
 use super::{
     ApiKeyRecord, ClusterRecord, CommitItem, Committed, PinOutcome, PolicyRecord, RequestContext,
@@ -212,7 +213,7 @@ impl<S: Storage> Storage for Bounded<S> {
             .await
     }
 
-    async fn audit_head(&self) -> Result<(u64, ChainHash), StorageError> {
+    async fn audit_head(&self) -> Result<(u64, Hash), StorageError> {
         self.within("read audit head", self.inner.audit_head())
             .await
     }
@@ -224,6 +225,11 @@ impl<S: Storage> Storage for Bounded<S> {
 
     async fn latest_checkpoint(&self) -> Result<Option<Checkpoint>, StorageError> {
         self.within("read latest checkpoint", self.inner.latest_checkpoint())
+            .await
+    }
+
+    async fn legacy_checkpoint(&self) -> Result<Option<ChainCheckpoint>, StorageError> {
+        self.within("read chain checkpoint", self.inner.legacy_checkpoint())
             .await
     }
 

@@ -12,6 +12,12 @@
 //! audit records of many requests in one durable transaction (group commit,
 //! see `crate::group_commit`). Every engine counts its round trips and
 //! commits in [`StorageStats`] for `/metrics` and the load benchmark.
+//!
+//! The audit log is an RFC 9162 Merkle tree: each row keeps a record's
+//! exact bytes and its leaf hash, and one row (`audit_frontier`) keeps the
+//! roots of the tree's perfect subtrees, updated in the same transaction
+//! as the records it covers. An append reads and writes that one row, so a
+//! batch costs O(batch + log n), and every replica appends to one tree.
 
 mod bounded;
 mod postgres;
@@ -21,7 +27,8 @@ use std::collections::HashSet;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use podseal_core::audit::{AuditRecord, ChainHash, Checkpoint, ExportLine};
+use podseal_core::audit::legacy::{CHAIN_GENESIS, ChainCheckpoint, chain};
+use podseal_core::audit::{AuditRecord, Checkpoint, ExportLine, Frontier, Hash, leaf_hash};
 use serde::{Deserialize, Serialize};
 
 pub use bounded::Bounded;
@@ -250,7 +257,8 @@ pub trait Storage: Send + Sync + 'static {
     ) -> impl Future<Output = Result<RequestContext, StorageError>> + Send;
 
     /// Records the items' `jti`s and appends their audit records in one
-    /// durable transaction, in order, on the one chain; an item whose `jti`
+    /// durable transaction, in order, to the one tree (its frontier updated
+    /// in the same transaction); an item whose `jti`
     /// was seen before (also earlier in the same batch) stores its
     /// `if_replayed` records instead. All or nothing.
     fn commit_batch(
@@ -378,9 +386,10 @@ pub trait Storage: Send + Sync + 'static {
             Ok(committed.pop().map(|c| c.stored).unwrap_or_default())
         }
     }
-    /// Size of the log and its head hash.
-    fn audit_head(&self) -> impl Future<Output = Result<(u64, ChainHash), StorageError>> + Send;
-    /// Stores a checkpoint.
+    /// Size of the log and its tree's root, from the stored frontier.
+    fn audit_head(&self) -> impl Future<Output = Result<(u64, Hash), StorageError>> + Send;
+    /// Stores a checkpoint; one already stored at its size is kept (a
+    /// checkpoint is never re-signed, so a hand-over's stays).
     fn put_checkpoint(
         &self,
         checkpoint: Checkpoint,
@@ -390,6 +399,12 @@ pub trait Storage: Send + Sync + 'static {
     fn latest_checkpoint(
         &self,
     ) -> impl Future<Output = Result<Option<Checkpoint>, StorageError>> + Send;
+    /// The latest checkpoint of the hash chain the log was before schema
+    /// version 4, if the database was upgraded from one (the key that
+    /// signed it is the log's key until a Merkle checkpoint is signed).
+    fn legacy_checkpoint(
+        &self,
+    ) -> impl Future<Output = Result<Option<ChainCheckpoint>, StorageError>> + Send;
     /// The whole log as export lines, each checkpoint after the record it covers up to.
     fn audit_export(&self) -> impl Future<Output = Result<Vec<ExportLine>, StorageError>> + Send;
 }
@@ -397,7 +412,7 @@ pub trait Storage: Send + Sync + 'static {
 /// The export: records in order, each checkpoint right after the record it
 /// covers up to (checkpoints of an empty log first). Shared by the engines.
 fn export_lines(
-    records: Vec<(u64, Vec<u8>, ChainHash)>,
+    records: Vec<(u64, Vec<u8>, Hash)>,
     mut checkpoints: Vec<(u64, Checkpoint)>,
 ) -> Vec<ExportLine> {
     checkpoints.sort_by_key(|(size, _)| std::cmp::Reverse(*size));
@@ -418,8 +433,8 @@ fn export_lines(
     lines
 }
 
-/// A row of the audit log: sequence number, record bytes, chain hash.
-type ChainRow = (u64, Vec<u8>, ChainHash);
+/// A row of the audit log: sequence number, record bytes, leaf hash.
+type LeafRow = (u64, Vec<u8>, Hash);
 
 /// Which items of a batch are fresh, given the `(jkt, jti)` pairs the
 /// engine newly inserted: an item without a `jti` is fresh, and of two items
@@ -435,14 +450,14 @@ fn fresh_items(items: &[CommitItem], mut inserted: HashSet<(String, String)>) ->
         .collect()
 }
 
-/// The batch's records chained after `head`: the rows to insert, and what
-/// each item stored. Shared by the engines, so both write the same chain.
-fn chain_items(
+/// The batch's records appended to the tree `frontier` describes: the rows
+/// to insert, what each item stored, and the frontier to store with them.
+/// Shared by the engines, so both build the same tree.
+fn append_items(
     items: Vec<CommitItem>,
     fresh: &[bool],
-    head: (u64, ChainHash),
-) -> Result<(Vec<ChainRow>, Vec<Committed>), StorageError> {
-    let (mut seq, mut prev) = head;
+    mut frontier: Frontier,
+) -> Result<(Vec<LeafRow>, Vec<Committed>, Frontier), StorageError> {
     let mut rows = Vec::new();
     let mut committed = Vec::with_capacity(items.len());
     for (item, fresh) in items.into_iter().zip(fresh.iter().copied()) {
@@ -453,18 +468,87 @@ fn chain_items(
         };
         let mut stored = Vec::with_capacity(records.len());
         for mut record in records {
-            seq += 1;
-            record.seq = seq;
+            record.seq = frontier.size() + 1;
             let bytes =
                 serde_json::to_vec(&record).map_err(|_| StorageError::Corrupt("audit record"))?;
-            let hash = podseal_core::audit::chain(&prev, &bytes);
-            rows.push((seq, bytes, hash));
-            prev = hash;
+            let leaf = leaf_hash(&bytes);
+            frontier
+                .push(leaf)
+                .map_err(|_| StorageError::Corrupt("audit frontier"))?;
+            rows.push((record.seq, bytes, leaf));
             stored.push(record);
         }
         committed.push(Committed { fresh, stored });
     }
-    Ok((rows, committed))
+    Ok((rows, committed, frontier))
+}
+
+/// The stored frontier row as a [`Frontier`].
+fn frontier_of(size: i64, nodes: &[u8]) -> Result<Frontier, StorageError> {
+    let size = u64::try_from(size).map_err(|_| StorageError::Corrupt("audit frontier"))?;
+    Frontier::from_stored(size, nodes).map_err(|_| StorageError::Corrupt("audit frontier"))
+}
+
+/// Why the upgrade to schema version 4 refuses a hash-chained log.
+fn upgrade_refused(message: String) -> StorageError {
+    StorageError::Database {
+        operation: "migrate",
+        message: format!(
+            "{message}; the audit log was changed outside podseal before this upgrade, so it is not carried into the Merkle tree (export it with the previous podseal version and investigate)"
+        ),
+    }
+}
+
+/// The upgrade of a hash-chained log (schema version 3) to the Merkle
+/// tree: every row must match its chain hash and be numbered 1, 2, …;
+/// every kept chain checkpoint (`(size, JSON)`) must match the chain at
+/// its size and cover no missing record. Returns each row's leaf hash and
+/// the frontier over them. O(n), once.
+fn upgrade_chain(
+    rows: &[(u64, Vec<u8>, Vec<u8>)],
+    checkpoints: &[(u64, String)],
+) -> Result<(Vec<(u64, Hash)>, Frontier), StorageError> {
+    let mut heads = vec![CHAIN_GENESIS];
+    let mut leaves = Vec::with_capacity(rows.len());
+    let mut frontier = Frontier::new();
+    for (seq, entry, stored) in rows {
+        if *seq != frontier.size() + 1 {
+            return Err(upgrade_refused(format!(
+                "audit record {} is missing",
+                frontier.size() + 1
+            )));
+        }
+        let prev = heads.last().copied().unwrap_or(CHAIN_GENESIS);
+        let head = chain(&prev, entry);
+        if head.as_slice() != stored.as_slice() {
+            return Err(upgrade_refused(format!(
+                "audit record {seq} does not match its chain hash"
+            )));
+        }
+        heads.push(head);
+        let leaf = leaf_hash(entry);
+        frontier
+            .push(leaf)
+            .map_err(|_| StorageError::Corrupt("audit frontier"))?;
+        leaves.push((*seq, leaf));
+    }
+    for (size, json) in checkpoints {
+        let checkpoint: ChainCheckpoint = serde_json::from_str(json).map_err(|_| {
+            upgrade_refused(format!(
+                "the chain checkpoint over {size} records is unreadable"
+            ))
+        })?;
+        let matches = usize::try_from(*size)
+            .ok()
+            .and_then(|size| heads.get(size))
+            .is_some_and(|head| checkpoint.size == *size && checkpoint.has_root(head));
+        if !matches {
+            return Err(upgrade_refused(format!(
+                "the chain checkpoint over {size} records does not match the stored records"
+            )));
+        }
+    }
+    Ok((leaves, frontier))
 }
 
 /// How a session id is stored and looked up: its SHA-256. The id is 256

@@ -3,7 +3,8 @@
 //! the database: a `jti` is recorded by a primary key, a DPoP pin is taken
 //! under a row lock (`INSERT … ON CONFLICT DO NOTHING`, then `SELECT … FOR
 //! UPDATE`), and audit records are appended under a transaction-scoped
-//! advisory lock, so all replicas write one hash chain. Migrations run under
+//! advisory lock, with the tree's frontier row read and written in the
+//! same transaction, so all replicas append to one Merkle tree. Migrations run under
 //! another advisory lock, so replicas starting together apply each once.
 //!
 //! Connections come from a pool (`deadpool-postgres`) over plain TCP or a
@@ -13,8 +14,9 @@
 use std::sync::Arc;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
-use futures_util::future::{try_join, try_join4};
-use podseal_core::audit::{ChainHash, Checkpoint, ExportLine, GENESIS};
+use futures_util::future::{try_join3, try_join4};
+use podseal_core::audit::legacy::ChainCheckpoint;
+use podseal_core::audit::{Checkpoint, ExportLine, Hash};
 use tokio_postgres::{NoTls, Row};
 
 use super::{
@@ -33,9 +35,16 @@ const MIGRATIONS: &[(i64, &str)] = &[
         3,
         include_str!("../../migrations/postgres/0003_session_id_hash.sql"),
     ),
+    (
+        4,
+        include_str!("../../migrations/postgres/0004_audit_merkle_tree.sql"),
+    ),
 ];
 
-/// Advisory lock keys (arbitrary, fixed): migrations, and the audit chain's head.
+/// The version whose script is followed by `rehash_audit_log`.
+const MERKLE_VERSION: i64 = 4;
+
+/// Advisory lock keys (arbitrary, fixed): migrations, and the audit log's frontier.
 const MIGRATION_LOCK: i64 = 0x706f_6473_6561_6c01;
 const AUDIT_LOCK: i64 = 0x706f_6473_6561_6c02;
 const ADMIN_TOKEN_KEY: &str = "admin_token_sha256";
@@ -168,6 +177,52 @@ fn session_at(row: &Row, base: usize, id: &str) -> SessionRecord {
     }
 }
 
+/// Version 4's step after its script: the chain's rows re-hashed as
+/// leaves (after checking them against the chain), and the frontier row.
+async fn rehash_audit_log(tx: &tokio_postgres::Transaction<'_>) -> Result<(), StorageError> {
+    let error = db_error("migrate");
+    let rows = tx
+        .query(
+            "SELECT seq, entry, leaf_hash FROM audit_log ORDER BY seq",
+            &[],
+        )
+        .await
+        .map_err(&error)?
+        .iter()
+        .map(|row| Ok((seq_of(row.get(0))?, row.get(1), row.get(2))))
+        .collect::<Result<Vec<(u64, Vec<u8>, Vec<u8>)>, StorageError>>()?;
+    let checkpoints = tx
+        .query(
+            "SELECT size, checkpoint FROM audit_chain_checkpoints ORDER BY size",
+            &[],
+        )
+        .await
+        .map_err(&error)?
+        .iter()
+        .map(|row| Ok((seq_of(row.get(0))?, row.get(1))))
+        .collect::<Result<Vec<(u64, String)>, StorageError>>()?;
+    let (leaves, frontier) = super::upgrade_chain(&rows, &checkpoints)?;
+    let seqs = leaves
+        .iter()
+        .map(|(seq, _)| seq_to(*seq))
+        .collect::<Result<Vec<i64>, _>>()?;
+    let hashes: Vec<&[u8]> = leaves.iter().map(|(_, leaf)| leaf.as_slice()).collect();
+    tx.execute(
+        "UPDATE audit_log SET leaf_hash = l.leaf_hash
+         FROM unnest($1::bigint[], $2::bytea[]) AS l(seq, leaf_hash) WHERE audit_log.seq = l.seq",
+        &[&seqs, &hashes],
+    )
+    .await
+    .map_err(&error)?;
+    tx.execute(
+        "INSERT INTO audit_frontier (id, size, nodes) VALUES (1, $1, $2)",
+        &[&seq_to(frontier.size())?, &frontier.nodes_bytes()],
+    )
+    .await
+    .map_err(&error)?;
+    Ok(())
+}
+
 impl PostgresStorage {
     /// Connects to `url` (`postgres://user[:password]@host[:port]/db[?options]`)
     /// and applies any missing migration.
@@ -232,6 +287,9 @@ impl PostgresStorage {
         super::check_schema_version(current, latest)?;
         for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > current) {
             tx.batch_execute(sql).await.map_err(&error)?;
+            if *version == MERKLE_VERSION {
+                rehash_audit_log(&tx).await?;
+            }
             tx.execute(
                 "INSERT INTO schema_migrations (version, applied_at) VALUES ($1, EXTRACT(EPOCH FROM now())::BIGINT)",
                 &[version],
@@ -679,35 +737,42 @@ impl Storage for PostgresStorage {
                  ON CONFLICT (jkt, jti) DO NOTHING RETURNING jkt, jti",
             )
             .await?;
-        let head = self
+        let read_frontier = self
             .prepare(
                 &client,
                 OPERATION,
-                "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1",
+                "SELECT size, nodes FROM audit_frontier WHERE id = 1",
             )
             .await?;
         let append = self
             .prepare(
                 &client,
                 OPERATION,
-                "INSERT INTO audit_log (seq, entry, hash)
+                "INSERT INTO audit_log (seq, entry, leaf_hash)
                  SELECT * FROM unnest($1::bigint[], $2::bytea[], $3::bytea[])",
+            )
+            .await?;
+        let write_frontier = self
+            .prepare(
+                &client,
+                OPERATION,
+                "UPDATE audit_frontier SET size = $1, nodes = $2 WHERE id = 1",
             )
             .await?;
         let jtis: Vec<super::JtiRecord> = items.iter().filter_map(|i| i.jti.clone()).collect();
         let jkts: Vec<&str> = jtis.iter().map(|j| j.jkt.as_str()).collect();
         let ids: Vec<&str> = jtis.iter().map(|j| j.jti.as_str()).collect();
         let expiries: Vec<i64> = jtis.iter().map(|j| j.expires_at).collect();
-        // Two pipelined flights. The first begins, takes the chain's lock
+        // Two pipelined flights. The first begins, takes the log's lock
         // (so every replica's batches take turns, and no two wait on each
-        // other's jti rows), records the jtis and reads the head; the
-        // second appends and commits.
+        // other's jti rows), records the jtis and reads the frontier; the
+        // second appends, writes the frontier and commits.
         let outcome = async {
-            let (_, _, inserted, head) = try_join4(
+            let (_, _, inserted, frontier) = try_join4(
                 client.batch_execute("BEGIN"),
                 client.execute(&lock, &[&AUDIT_LOCK]),
                 client.query(&record_jtis, &[&jkts, &ids, &expiries]),
-                client.query_opt(&head, &[]),
+                client.query_one(&read_frontier, &[]),
             )
             .await
             .map_err(&error)?;
@@ -716,27 +781,30 @@ impl Storage for PostgresStorage {
                 .iter()
                 .map(|row| (row.get::<_, String>(0), row.get::<_, String>(1)))
                 .collect();
-            let head = match head {
-                None => (0, GENESIS),
-                Some(row) => (seq_of(row.get(0))?, hash32(row.get(1))?),
-            };
+            let frontier = super::frontier_of(frontier.get(0), frontier.get(1))?;
             let fresh = super::fresh_items(&items, inserted);
-            let (rows, committed) = super::chain_items(items, &fresh, head)?;
+            let (rows, committed, frontier) = super::append_items(items, &fresh, frontier)?;
             let seqs = rows
                 .iter()
                 .map(|(seq, _, _)| seq_to(*seq))
                 .collect::<Result<Vec<i64>, _>>()?;
             let entries: Vec<&[u8]> = rows.iter().map(|(_, bytes, _)| bytes.as_slice()).collect();
-            let hashes: Vec<&[u8]> = rows.iter().map(|(_, _, hash)| hash.as_slice()).collect();
+            let leaves: Vec<&[u8]> = rows.iter().map(|(_, _, leaf)| leaf.as_slice()).collect();
+            let size = seq_to(frontier.size())?;
+            let nodes = frontier.nodes_bytes();
             // An aborted transaction answers COMMIT with a rollback, not an
-            // error: the append's own result decides.
-            try_join(
-                client.execute(&append, &[&seqs, &entries, &hashes]),
+            // error: the append's and the frontier's own results decide.
+            let (_, written, _) = try_join3(
+                client.execute(&append, &[&seqs, &entries, &leaves]),
+                client.execute(&write_frontier, &[&size, &nodes]),
                 client.batch_execute("COMMIT"),
             )
             .await
             .map_err(&error)?;
             self.stats.round_trips(1);
+            if written != 1 {
+                return Err(StorageError::Corrupt("audit frontier"));
+            }
             self.stats.commit();
             Ok(committed)
         }
@@ -786,28 +854,27 @@ impl Storage for PostgresStorage {
         &self.stats
     }
 
-    async fn audit_head(&self) -> Result<(u64, ChainHash), StorageError> {
+    async fn audit_head(&self) -> Result<(u64, Hash), StorageError> {
         let rows = self
             .query(
                 "read audit head",
-                "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1",
+                "SELECT size, nodes FROM audit_frontier WHERE id = 1",
                 &[],
             )
             .await?;
-        match rows.first() {
-            None => Ok((0, GENESIS)),
-            Some(row) => Ok((seq_of(row.get(0))?, hash32(row.get(1))?)),
-        }
+        let row = rows
+            .first()
+            .ok_or(StorageError::Corrupt("audit frontier"))?;
+        let frontier = super::frontier_of(row.get(0), row.get(1))?;
+        Ok((frontier.size(), frontier.root()))
     }
 
     async fn put_checkpoint(&self, checkpoint: Checkpoint) -> Result<(), StorageError> {
-        let json =
-            serde_json::to_string(&checkpoint).map_err(|_| StorageError::Corrupt("checkpoint"))?;
         self.execute(
             "store checkpoint",
-            "INSERT INTO audit_checkpoints (size, checkpoint) VALUES ($1, $2)
-             ON CONFLICT (size) DO UPDATE SET checkpoint = excluded.checkpoint",
-            &[&seq_to(checkpoint.size)?, &json],
+            "INSERT INTO audit_checkpoints (size, note) VALUES ($1, $2)
+             ON CONFLICT (size) DO NOTHING",
+            &[&seq_to(checkpoint.size())?, &checkpoint.note()],
         )
         .await
         .map(|_| ())
@@ -817,14 +884,30 @@ impl Storage for PostgresStorage {
         let rows = self
             .query(
                 "read latest checkpoint",
-                "SELECT checkpoint FROM audit_checkpoints ORDER BY size DESC LIMIT 1",
+                "SELECT note FROM audit_checkpoints ORDER BY size DESC LIMIT 1",
+                &[],
+            )
+            .await?;
+        rows.first()
+            .map(|row| {
+                Checkpoint::parse(row.get::<_, &str>(0))
+                    .map_err(|_| StorageError::Corrupt("checkpoint"))
+            })
+            .transpose()
+    }
+
+    async fn legacy_checkpoint(&self) -> Result<Option<ChainCheckpoint>, StorageError> {
+        let rows = self
+            .query(
+                "read chain checkpoint",
+                "SELECT checkpoint FROM audit_chain_checkpoints ORDER BY size DESC LIMIT 1",
                 &[],
             )
             .await?;
         rows.first()
             .map(|row| {
                 serde_json::from_str(row.get::<_, &str>(0))
-                    .map_err(|_| StorageError::Corrupt("checkpoint"))
+                    .map_err(|_| StorageError::Corrupt("chain checkpoint"))
             })
             .transpose()
     }
@@ -841,20 +924,23 @@ impl Storage for PostgresStorage {
             .await
             .map_err(&error)?;
         let checkpoints: Vec<(u64, Checkpoint)> = tx
-            .query("SELECT size, checkpoint FROM audit_checkpoints", &[])
+            .query("SELECT size, note FROM audit_checkpoints", &[])
             .await
             .map_err(&error)?
             .iter()
             .map(|row| {
                 Ok((
                     seq_of(row.get(0))?,
-                    serde_json::from_str(row.get(1))
+                    Checkpoint::parse(row.get(1))
                         .map_err(|_| StorageError::Corrupt("checkpoint"))?,
                 ))
             })
             .collect::<Result<_, StorageError>>()?;
         let records = tx
-            .query("SELECT seq, entry, hash FROM audit_log ORDER BY seq", &[])
+            .query(
+                "SELECT seq, entry, leaf_hash FROM audit_log ORDER BY seq",
+                &[],
+            )
             .await
             .map_err(&error)?
             .iter()

@@ -20,7 +20,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use podseal_core::audit::{ChainHash, Checkpoint, ExportLine, GENESIS};
+use podseal_core::audit::legacy::ChainCheckpoint;
+use podseal_core::audit::{Checkpoint, ExportLine, Frontier, Hash};
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 
 use super::{
@@ -39,7 +40,14 @@ const MIGRATIONS: &[(i64, &str)] = &[
         3,
         include_str!("../../migrations/sqlite/0003_session_id_hash.sql"),
     ),
+    (
+        4,
+        include_str!("../../migrations/sqlite/0004_audit_merkle_tree.sql"),
+    ),
 ];
+
+/// The version whose script is followed by [`rehash_audit_log`].
+const MERKLE_VERSION: i64 = 4;
 
 const ADMIN_TOKEN_KEY: &str = "admin_token_sha256";
 
@@ -225,6 +233,9 @@ fn migrate(connection: &mut Connection, path: &Path) -> Result<(), StorageError>
     super::check_schema_version(current, latest)?;
     for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > current) {
         tx.execute_batch(sql).map_err(&migrate_error)?;
+        if *version == MERKLE_VERSION {
+            rehash_audit_log(&tx, path)?;
+        }
         tx.execute(
             "INSERT INTO schema_migrations (version, applied_at) VALUES (?1, unixepoch())",
             [version],
@@ -312,17 +323,64 @@ fn session_at(row: &Row<'_>, base: usize, id: &str) -> rusqlite::Result<SessionR
 
 const SESSION_COLUMNS: &str = "id_hash, cluster, namespace, service_account, pod_name, pod_uid, jkt, recipient_key, api_key_id, created_at, expires_at, revoked_at";
 
-fn audit_head(connection: &Connection) -> rusqlite::Result<(u64, ChainHash)> {
-    let head = connection
-        .prepare_cached("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")?
+/// Version 4's step after its script: the chain's rows re-hashed as
+/// leaves (after checking them against the chain), and the frontier row.
+fn rehash_audit_log(tx: &rusqlite::Transaction<'_>, path: &Path) -> Result<(), StorageError> {
+    let error = db_error(path, "migrate");
+    let read = || -> rusqlite::Result<_> {
+        let mut statement =
+            tx.prepare("SELECT seq, entry, leaf_hash FROM audit_log ORDER BY seq")?;
+        let rows = statement
+            .query_map([], |row| {
+                let seq = u64::try_from(row.get::<_, i64>(0)?).map_err(conversion)?;
+                let entry = match row.get_ref(1)? {
+                    rusqlite::types::ValueRef::Blob(bytes)
+                    | rusqlite::types::ValueRef::Text(bytes) => bytes.to_vec(),
+                    _ => Vec::new(),
+                };
+                Ok((seq, entry, row.get::<_, Vec<u8>>(2)?))
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        let mut statement =
+            tx.prepare("SELECT size, checkpoint FROM audit_chain_checkpoints ORDER BY size")?;
+        let checkpoints = statement
+            .query_map([], |row| {
+                let size = u64::try_from(row.get::<_, i64>(0)?).map_err(conversion)?;
+                Ok((size, row.get::<_, String>(1)?))
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok((rows, checkpoints))
+    };
+    let (rows, checkpoints) = read().map_err(&error)?;
+    let (leaves, frontier) = super::upgrade_chain(&rows, &checkpoints)?;
+    let write = || -> rusqlite::Result<()> {
+        let mut update = tx.prepare("UPDATE audit_log SET leaf_hash = ?2 WHERE seq = ?1")?;
+        for (seq, leaf) in &leaves {
+            update.execute(params![
+                i64::try_from(*seq).map_err(conversion)?,
+                leaf.to_vec()
+            ])?;
+        }
+        tx.execute(
+            "INSERT INTO audit_frontier (id, size, nodes) VALUES (1, ?1, ?2)",
+            params![
+                i64::try_from(frontier.size()).map_err(conversion)?,
+                frontier.nodes_bytes()
+            ],
+        )?;
+        Ok(())
+    };
+    write().map_err(&error)
+}
+
+/// The tree's frontier, from its one row.
+fn read_frontier(connection: &Connection) -> rusqlite::Result<Frontier> {
+    let (size, nodes) = connection
+        .prepare_cached("SELECT size, nodes FROM audit_frontier WHERE id = 1")?
         .query_row([], |row| {
             Ok((row.get::<_, i64>(0)?, row.get::<_, Vec<u8>>(1)?))
-        })
-        .optional()?;
-    match head {
-        None => Ok((0, GENESIS)),
-        Some((seq, hash)) => Ok((u64::try_from(seq).map_err(conversion)?, hash32(hash)?)),
-    }
+        })?;
+    super::frontier_of(size, &nodes).map_err(conversion)
 }
 
 fn missing_cluster(tx: &rusqlite::Transaction<'_>, cluster: &str) -> rusqlite::Result<bool> {
@@ -708,20 +766,27 @@ impl Storage for SqliteStorage {
                 }
             }
             let fresh = super::fresh_items(&items, inserted);
-            let head = audit_head(&tx)?;
-            let (rows, committed) = super::chain_items(items, &fresh, head).map_err(conversion)?;
+            let frontier = read_frontier(&tx)?;
+            let (rows, committed, frontier) =
+                super::append_items(items, &fresh, frontier).map_err(conversion)?;
             {
                 let mut insert = tx.prepare_cached(
-                    "INSERT INTO audit_log (seq, entry, hash) VALUES (?1, ?2, ?3)",
+                    "INSERT INTO audit_log (seq, entry, leaf_hash) VALUES (?1, ?2, ?3)",
                 )?;
-                for (seq, bytes, hash) in rows {
+                for (seq, bytes, leaf) in rows {
                     insert.execute(params![
                         i64::try_from(seq).map_err(conversion)?,
                         bytes,
-                        hash.to_vec()
+                        leaf.to_vec()
                     ])?;
                 }
             }
+            // The frontier moves in the same transaction as the rows it covers.
+            tx.prepare_cached("UPDATE audit_frontier SET size = ?1, nodes = ?2 WHERE id = 1")?
+                .execute(params![
+                    i64::try_from(frontier.size()).map_err(conversion)?,
+                    frontier.nodes_bytes()
+                ])?;
             tx.commit()?;
             stats.commit();
             Ok(committed)
@@ -770,17 +835,20 @@ impl Storage for SqliteStorage {
         &self.stats
     }
 
-    async fn audit_head(&self) -> Result<(u64, ChainHash), StorageError> {
-        self.run("read audit head", |c| audit_head(c)).await
+    async fn audit_head(&self) -> Result<(u64, Hash), StorageError> {
+        self.run("read audit head", |c| {
+            let frontier = read_frontier(c)?;
+            Ok((frontier.size(), frontier.root()))
+        })
+        .await
     }
 
     async fn put_checkpoint(&self, checkpoint: Checkpoint) -> Result<(), StorageError> {
         self.run("store checkpoint", move |c| {
-            let json = serde_json::to_string(&checkpoint).map_err(conversion)?;
-            let size = i64::try_from(checkpoint.size).map_err(conversion)?;
+            let size = i64::try_from(checkpoint.size()).map_err(conversion)?;
             c.execute(
-                "INSERT OR REPLACE INTO audit_checkpoints (size, checkpoint) VALUES (?1, ?2)",
-                params![size, json],
+                "INSERT OR IGNORE INTO audit_checkpoints (size, note) VALUES (?1, ?2)",
+                params![size, checkpoint.note()],
             )?;
             Ok(())
         })
@@ -789,9 +857,24 @@ impl Storage for SqliteStorage {
 
     async fn latest_checkpoint(&self) -> Result<Option<Checkpoint>, StorageError> {
         self.run("read latest checkpoint", |c| {
+            let note: Option<String> = c
+                .query_row(
+                    "SELECT note FROM audit_checkpoints ORDER BY size DESC LIMIT 1",
+                    [],
+                    |row| row.get(0),
+                )
+                .optional()?;
+            note.map(|note| Checkpoint::parse(&note).map_err(conversion))
+                .transpose()
+        })
+        .await
+    }
+
+    async fn legacy_checkpoint(&self) -> Result<Option<ChainCheckpoint>, StorageError> {
+        self.run("read chain checkpoint", |c| {
             let json: Option<String> = c
                 .query_row(
-                    "SELECT checkpoint FROM audit_checkpoints ORDER BY size DESC LIMIT 1",
+                    "SELECT checkpoint FROM audit_chain_checkpoints ORDER BY size DESC LIMIT 1",
                     [],
                     |row| row.get(0),
                 )
@@ -807,16 +890,15 @@ impl Storage for SqliteStorage {
             .run("export audit", |c| {
                 let tx = c.transaction()?;
                 let checkpoints: Vec<(u64, Checkpoint)> = {
-                    let mut statement =
-                        tx.prepare("SELECT size, checkpoint FROM audit_checkpoints")?;
+                    let mut statement = tx.prepare("SELECT size, note FROM audit_checkpoints")?;
                     let rows = statement.query_map([], |row| {
                         Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?))
                     })?;
                     rows.map(|row| {
-                        let (size, json) = row?;
+                        let (size, note) = row?;
                         Ok((
                             u64::try_from(size).map_err(conversion)?,
-                            serde_json::from_str(&json).map_err(conversion)?,
+                            Checkpoint::parse(&note).map_err(conversion)?,
                         ))
                     })
                     .collect::<rusqlite::Result<_>>()?
@@ -824,7 +906,7 @@ impl Storage for SqliteStorage {
                 let mut records = Vec::new();
                 {
                     let mut statement =
-                        tx.prepare("SELECT seq, entry, hash FROM audit_log ORDER BY seq")?;
+                        tx.prepare("SELECT seq, entry, leaf_hash FROM audit_log ORDER BY seq")?;
                     let mut rows = statement.query([])?;
                     while let Some(row) = rows.next()? {
                         let seq = u64::try_from(row.get::<_, i64>(0)?).map_err(conversion)?;

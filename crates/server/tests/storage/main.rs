@@ -82,7 +82,7 @@ async fn postgres_replicas_append_to_one_verifiable_chain() {
     );
     let key = AuditKey::generate().unwrap();
     let (size, head) = b.audit_head().await.unwrap();
-    a.put_checkpoint(key.checkpoint("test", size, &head, 1))
+    a.put_checkpoint(key.checkpoint(&suite::test_origin(), size, &head))
         .await
         .unwrap();
     let export = suite::export_lines(&b).await;
@@ -302,7 +302,7 @@ async fn sqlite_an_edited_audit_row_fails_verification() {
     let key = AuditKey::generate().unwrap();
     let (size, head) = store.audit_head().await.unwrap();
     store
-        .put_checkpoint(key.checkpoint("test", size, &head, 9_000))
+        .put_checkpoint(key.checkpoint(&suite::test_origin(), size, &head))
         .await
         .unwrap();
     let export = |store: &SqliteStorage| {
@@ -368,7 +368,7 @@ async fn sqlite_version_1_sessions_held_in_clear_are_dropped_by_the_upgrade() {
             row.get(0)
         })
         .unwrap();
-    assert_eq!(version, 3);
+    assert_eq!(version, 4, "upgraded to the latest version");
     let clear: i64 = raw
         .query_row(
             "SELECT COUNT(*) FROM sessions WHERE typeof(id_hash) != 'blob' OR length(id_hash) != 32",
@@ -481,4 +481,181 @@ async fn postgres_a_version_1_database_is_migrated_and_its_clusters_need_their_c
     }
     let store = PostgresStorage::connect(&url).await.unwrap();
     assert_migrated_v1_cluster(&store).await;
+}
+
+#[tokio::test]
+async fn sqlite_the_stored_frontier_is_the_tree_over_the_records() {
+    let (_dir, store) = sqlite();
+    suite::the_stored_frontier_is_the_tree_over_the_records(&store).await;
+}
+
+#[tokio::test]
+async fn postgres_the_stored_frontier_is_the_tree_over_the_records() {
+    suite::the_stored_frontier_is_the_tree_over_the_records(&postgres().await).await;
+}
+
+const CHAIN_KEY: [u8; 32] = [42; 32];
+
+/// A SQLite database as schema version 3 left it, holding `log`.
+fn sqlite_version_3(path: &std::path::Path, log: &suite::ChainLog) {
+    let raw = rusqlite::Connection::open(path).unwrap();
+    for sql in [
+        include_str!("../../migrations/sqlite/0001_init.sql"),
+        include_str!("../../migrations/sqlite/0002_cluster_ca_and_token_rules.sql"),
+        include_str!("../../migrations/sqlite/0003_session_id_hash.sql"),
+    ] {
+        raw.execute_batch(sql).unwrap();
+    }
+    raw.execute_batch(
+        "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL);
+         INSERT INTO schema_migrations VALUES (1, 0), (2, 0), (3, 0);",
+    )
+    .unwrap();
+    for (seq, entry, hash) in &log.rows {
+        raw.execute(
+            "INSERT INTO audit_log (seq, entry, hash) VALUES (?1, ?2, ?3)",
+            rusqlite::params![seq, entry, hash],
+        )
+        .unwrap();
+    }
+    for (size, json) in &log.checkpoints {
+        raw.execute(
+            "INSERT INTO audit_checkpoints (size, checkpoint) VALUES (?1, ?2)",
+            rusqlite::params![size, json],
+        )
+        .unwrap();
+    }
+}
+
+/// Issue 13: a hash-chained log is carried into the Merkle tree by
+/// migration 4 — every row re-hashed as a leaf, the frontier built, the
+/// chain checkpoint kept — and a log edited before the upgrade (a row that
+/// no longer matches its chain, or a chain checkpoint that no longer
+/// matches the rows) is refused with a message saying so, never carried
+/// over silently.
+#[tokio::test]
+async fn sqlite_a_hash_chained_log_is_upgraded_to_the_merkle_tree() {
+    let dir = TempDir::new().unwrap();
+    let path = dir.path().join("podseal.db");
+    sqlite_version_3(&path, &suite::chain_log(5, 4, &CHAIN_KEY));
+    let store = SqliteStorage::open(&path).unwrap();
+    suite::assert_upgraded_chain(&store, 5, 4, &CHAIN_KEY).await;
+    drop(store);
+    let store = SqliteStorage::open(&path).unwrap();
+    assert_eq!(store.audit_head().await.unwrap().0, 6, "migrated once");
+
+    // Edited before the upgrade: refused, and the database stays at version 3.
+    let mut edited = suite::chain_log(5, 4, &CHAIN_KEY);
+    edited.rows[1].1 = String::from_utf8(edited.rows[1].1.clone())
+        .unwrap()
+        .replace("refused", "allowed")
+        .into_bytes();
+    let tampered = dir.path().join("tampered.db");
+    sqlite_version_3(&tampered, &edited);
+    let Err(error) = SqliteStorage::open(&tampered) else {
+        panic!("an edited chain was upgraded")
+    };
+    let message = error.to_string();
+    assert!(
+        message.contains("audit record 2 does not match its chain hash")
+            && message.contains("changed outside podseal"),
+        "{message}"
+    );
+    let version: i64 = rusqlite::Connection::open(&tampered)
+        .unwrap()
+        .query_row("SELECT MAX(version) FROM schema_migrations", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(version, 3);
+    // A chain re-hashed after the edit, under the old signed checkpoint.
+    let mut rehashed = suite::chain_log(5, 4, &CHAIN_KEY);
+    let mut head = podseal_core::audit::legacy::CHAIN_GENESIS;
+    for (i, row) in rehashed.rows.iter_mut().enumerate() {
+        if i == 1 {
+            row.1 = String::from_utf8(row.1.clone())
+                .unwrap()
+                .replace("refused", "allowed")
+                .into_bytes();
+        }
+        head = podseal_core::audit::legacy::chain(&head, &row.1);
+        row.2 = head.to_vec();
+    }
+    let forged = dir.path().join("forged.db");
+    sqlite_version_3(&forged, &rehashed);
+    let Err(error) = SqliteStorage::open(&forged) else {
+        panic!("a re-hashed chain was upgraded under its old checkpoint")
+    };
+    assert!(
+        error
+            .to_string()
+            .contains("chain checkpoint over 4 records does not match"),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn postgres_a_hash_chained_log_is_upgraded_to_the_merkle_tree() {
+    async fn version_3(url: &str, log: &suite::ChainLog) {
+        let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        let connection = tokio::spawn(connection);
+        for sql in [
+            include_str!("../../migrations/postgres/0001_init.sql"),
+            include_str!("../../migrations/postgres/0002_cluster_ca_and_token_rules.sql"),
+            include_str!("../../migrations/postgres/0003_session_id_hash.sql"),
+        ] {
+            client.batch_execute(sql).await.unwrap();
+        }
+        client
+            .batch_execute(
+                "CREATE TABLE schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL);
+                 INSERT INTO schema_migrations VALUES (1, 0), (2, 0), (3, 0);",
+            )
+            .await
+            .unwrap();
+        for (seq, entry, hash) in &log.rows {
+            client
+                .execute(
+                    "INSERT INTO audit_log (seq, entry, hash) VALUES ($1, $2, $3)",
+                    &[seq, entry, hash],
+                )
+                .await
+                .unwrap();
+        }
+        for (size, json) in &log.checkpoints {
+            client
+                .execute(
+                    "INSERT INTO audit_checkpoints (size, checkpoint) VALUES ($1, $2)",
+                    &[size, json],
+                )
+                .await
+                .unwrap();
+        }
+        drop(client);
+        connection.await.unwrap().unwrap();
+    }
+    let url = support::postgres_url().await;
+    version_3(&url, &suite::chain_log(9, 8, &CHAIN_KEY)).await;
+    // Two replicas upgrading at once: one applies it, both see one tree.
+    let (a, b) = tokio::join!(
+        PostgresStorage::connect(&url),
+        PostgresStorage::connect(&url)
+    );
+    let (a, b) = (a.unwrap(), b.unwrap());
+    suite::assert_upgraded_chain(&a, 9, 8, &CHAIN_KEY).await;
+    assert_eq!(b.audit_head().await.unwrap(), a.audit_head().await.unwrap());
+
+    let url = support::postgres_url().await;
+    let mut edited = suite::chain_log(3, 3, &CHAIN_KEY);
+    edited.rows.remove(1);
+    version_3(&url, &edited).await;
+    let Err(error) = PostgresStorage::connect(&url).await else {
+        panic!("a chain with a record removed was upgraded")
+    };
+    assert!(
+        error.to_string().contains("audit record 2 is missing"),
+        "{error}"
+    );
 }

@@ -4,7 +4,10 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use podseal_core::audit::{AuditKey, AuditRecord, Outcome, verify_export};
+use podseal_core::audit::{
+    AuditKey, AuditRecord, ExportLine, Hash, LogOrigin, Outcome, leaf_hash, legacy, merkle,
+    verify_export,
+};
 use podseal_server::storage::{
     ApiKeyRecord, ClusterRecord, CommitItem, JtiRecord, PinOutcome, PolicyRecord, SessionRecord,
     Storage, StorageError,
@@ -301,7 +304,7 @@ pub async fn audit_appends_chain_and_export_verifies<S: Storage>(store: &S) {
     let key = AuditKey::generate().unwrap();
     let (size, head) = store.audit_head().await.unwrap();
     store
-        .put_checkpoint(key.checkpoint("test", size, &head, 2_000))
+        .put_checkpoint(key.checkpoint(&test_origin(), size, &head))
         .await
         .unwrap();
     let stored = store
@@ -312,7 +315,7 @@ pub async fn audit_appends_chain_and_export_verifies<S: Storage>(store: &S) {
     let (size, head) = store.audit_head().await.unwrap();
     assert_eq!(size, 3);
     store
-        .put_checkpoint(key.checkpoint("test", size, &head, 3_000))
+        .put_checkpoint(key.checkpoint(&test_origin(), size, &head))
         .await
         .unwrap();
 
@@ -320,6 +323,153 @@ pub async fn audit_appends_chain_and_export_verifies<S: Storage>(store: &S) {
     assert_eq!(text.len(), 5, "3 records and 2 checkpoints");
     let report = verify_export(&text.join("\n"), &key.public_key(), None).unwrap();
     assert_eq!((report.records, report.checkpoints), (3, 2));
+    // A checkpoint is never replaced at its size (a hand-over's stays).
+    let other = AuditKey::generate().unwrap();
+    store
+        .put_checkpoint(other.checkpoint(&test_origin(), size, &head))
+        .await
+        .unwrap();
+    let latest = store.latest_checkpoint().await.unwrap().unwrap();
+    assert!(latest.is_signed_by(&key.public_key()));
+}
+
+pub fn test_origin() -> LogOrigin {
+    LogOrigin::new("test").unwrap()
+}
+
+/// The tree's leaves as the export gives them.
+async fn exported_leaves<S: Storage>(store: &S) -> Vec<Hash> {
+    store
+        .audit_export()
+        .await
+        .unwrap()
+        .iter()
+        .filter_map(|line| match line {
+            ExportLine::Record { entry, .. } => Some(leaf_hash(entry.as_bytes())),
+            ExportLine::Checkpoint(_) => None,
+        })
+        .collect()
+}
+
+/// The stored frontier is the RFC 9162 tree over the stored records after
+/// batches of every shape (so an append never reads the log, and the
+/// root it gives is the one a verifier computes from the export).
+pub async fn the_stored_frontier_is_the_tree_over_the_records<S: Storage>(store: &S) {
+    assert_eq!(store.audit_head().await.unwrap(), (0, merkle::empty_root()));
+    let record = |n: usize| AuditRecord {
+        seq: 0,
+        time_ms: n as i64,
+        event: "unwrap".into(),
+        outcome: Outcome::Allowed,
+        gate: None,
+        reason: None,
+        details: BTreeMap::from([("n".into(), n.to_string())]),
+    };
+    let mut total = 0;
+    for batch in [1usize, 1, 2, 3, 1, 5, 8, 13, 1, 30] {
+        let items = (0..batch)
+            .map(|i| CommitItem {
+                records: vec![record(total + i)],
+                ..CommitItem::default()
+            })
+            .collect();
+        store.commit_batch(items).await.unwrap();
+        total += batch;
+        let (size, root) = store.audit_head().await.unwrap();
+        let leaves = exported_leaves(store).await;
+        assert_eq!(size, total as u64);
+        assert_eq!(leaves.len(), total);
+        assert_eq!(root, merkle::root(&leaves), "after {total} records");
+    }
+}
+
+/// Records and a chain checkpoint as a version 3 database held them.
+pub struct ChainLog {
+    /// (seq, entry, chain hash).
+    pub rows: Vec<(i64, Vec<u8>, Vec<u8>)>,
+    /// (size, checkpoint JSON).
+    pub checkpoints: Vec<(i64, String)>,
+}
+
+/// A hash-chained log of `n` records, its chain checkpoint over the first
+/// `signed` records signed by `key` (the old format, written by hand here
+/// because no code writes it any more).
+pub fn chain_log(n: u64, signed: u64, key: &[u8; 32]) -> ChainLog {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use ed25519_dalek::Signer as _;
+    let signer = ed25519_dalek::SigningKey::from_bytes(key);
+    let mut head = legacy::CHAIN_GENESIS;
+    let mut rows = Vec::new();
+    let mut checkpoints = Vec::new();
+    for seq in 1..=n {
+        let record = AuditRecord {
+            seq,
+            time_ms: 1,
+            event: "unwrap".into(),
+            outcome: if seq == 2 {
+                Outcome::Refused
+            } else {
+                Outcome::Allowed
+            },
+            gate: None,
+            reason: None,
+            details: BTreeMap::new(),
+        };
+        let bytes = serde_json::to_vec(&record).unwrap();
+        head = legacy::chain(&head, &bytes);
+        rows.push((seq as i64, bytes, head.to_vec()));
+        if seq == signed {
+            let root = URL_SAFE_NO_PAD.encode(head);
+            let note = format!("podseal audit checkpoint v1\npodseal\n{seq}\n{root}\n7\n");
+            let checkpoint = legacy::ChainCheckpoint {
+                origin: "podseal".into(),
+                size: seq,
+                root,
+                time_ms: 7,
+                signature: URL_SAFE_NO_PAD.encode(signer.sign(note.as_bytes()).to_bytes()),
+            };
+            checkpoints.push((seq as i64, serde_json::to_string(&checkpoint).unwrap()));
+        }
+    }
+    ChainLog { rows, checkpoints }
+}
+
+/// After the upgrade of [`chain_log`]`(n, signed, key)`: the rows are the
+/// tree's leaves, the frontier is its root, the chain checkpoint is kept
+/// for the key's continuity and nothing is exported unsigned.
+pub async fn assert_upgraded_chain<S: Storage>(store: &S, n: u64, signed: u64, key: &[u8; 32]) {
+    let leaves = exported_leaves(store).await;
+    assert_eq!(leaves.len() as u64, n);
+    assert_eq!(
+        store.audit_head().await.unwrap(),
+        (n, merkle::root(&leaves))
+    );
+    let chain = store.legacy_checkpoint().await.unwrap().unwrap();
+    assert_eq!(chain.size, signed);
+    let public = ed25519_dalek::SigningKey::from_bytes(key)
+        .verifying_key()
+        .to_bytes();
+    assert!(chain.is_signed_by(&public));
+    assert!(store.latest_checkpoint().await.unwrap().is_none());
+    // Appends continue the tree.
+    store
+        .append_audit(vec![AuditRecord {
+            seq: 0,
+            time_ms: 2,
+            event: "unwrap".into(),
+            outcome: Outcome::Allowed,
+            gate: None,
+            reason: None,
+            details: BTreeMap::new(),
+        }])
+        .await
+        .unwrap();
+    let leaves = exported_leaves(store).await;
+    assert_eq!(
+        store.audit_head().await.unwrap(),
+        (n + 1, merkle::root(&leaves))
+    );
 }
 
 fn jti_item(jkt: &str, jti: &str, label: &str) -> CommitItem {
@@ -396,7 +546,7 @@ pub async fn group_commit_records_each_jti_once<S: Storage>(a: Arc<S>, b: Arc<S>
     let (size, head) = a.audit_head().await.unwrap();
     assert_eq!(size, 3 + 1 + 32);
     let key = AuditKey::generate().unwrap();
-    b.put_checkpoint(key.checkpoint("test", size, &head, 2_000))
+    b.put_checkpoint(key.checkpoint(&test_origin(), size, &head))
         .await
         .unwrap();
     let export = export_lines(a.as_ref()).await;
