@@ -21,6 +21,7 @@ use podseal_core::hpke::{KemId, LocalPrivateKey, RecipientKey};
 use podseal_core::key_provider::KeyRing;
 use podseal_core::org_key::OrgPrivateKey;
 use podseal_dev_cluster::{ContainerImage, Handle};
+use podseal_sdk::protocol::{self, Endpoint, Freshness, SessionInfo, SignedRequest};
 use podseal_server::gate::{Gate, Reason, Refusal};
 use podseal_server::identity::{KubernetesTokens, PinnedJwks};
 use podseal_server::nonce::NonceIssuer;
@@ -571,6 +572,22 @@ async fn the_release_path_and_its_refusals() {
 }
 
 /// Sends one request to the router in-process.
+/// Sends a request made by the SDK's request builder through the router.
+async fn call_signed(
+    app: &axum::Router,
+    request: &SignedRequest,
+) -> (u16, http::HeaderMap, serde_json::Value) {
+    call(
+        app,
+        "POST",
+        request.path(),
+        &request.headers(),
+        "application/json",
+        request.body().to_vec(),
+    )
+    .await
+}
+
 async fn call(
     app: &axum::Router,
     method: &str,
@@ -1135,60 +1152,52 @@ async fn a_release_that_cannot_be_audited_is_refused() {
 async fn scope_kinds_and_stanza_kinds_through_the_http_api() {
     use std::collections::BTreeMap;
 
-    use base64::Engine as _;
     use podseal_core::capsule::{OidcScope, SpiffeScope, Stanza, UnknownStanza};
-    use podseal_server::api::{API_KEY_HEADER, SessionAnswer, TOKEN_HEADER, UnwrapAnswer};
-    let b64 = |bytes: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+    use podseal_server::api::{SessionAnswer, UnwrapAnswer};
     let w = world().await;
     let app = w.app();
     let pod = w.pod();
-    let json = "application/json";
 
-    let (proof, _) = pod
-        .dpop
-        .proof(&ProofFor {
-            htm: "POST",
-            htu: &format!("{URL}/v1/sessions"),
-            iat: now(),
-            access_token: None,
-            nonce: None,
-        })
-        .unwrap();
-    let body = serde_json::to_vec(
-        &serde_json::json!({ "recipient_key": b64(pod.recipient.public_key_bytes()) }),
-    )
-    .unwrap();
-    let headers = [
-        (API_KEY_HEADER, API_KEY),
-        (TOKEN_HEADER, pod.token.as_str()),
-        ("dpop", proof.as_str()),
-    ];
-    let (status, _, answer) = call(&app, "POST", "/v1/sessions", &headers, json, body).await;
-    assert_eq!(status, 201, "{answer}");
-    let session: SessionAnswer = serde_json::from_value(answer).unwrap();
-    let authorization = format!("DPoP {}", session.session_id);
-    let unwrap = async |capsule: &Capsule| {
-        let (proof, _) = pod
-            .dpop
-            .proof(&ProofFor {
-                htm: "POST",
-                htu: &format!("{URL}/v1/unwrap"),
-                iat: now(),
-                access_token: Some(&session.session_id),
-                nonce: None,
-            })
-            .unwrap();
-        let headers = [
-            (API_KEY_HEADER, API_KEY),
-            (TOKEN_HEADER, pod.token.as_str()),
-            ("dpop", proof.as_str()),
-            ("authorization", authorization.as_str()),
-        ];
-        let body = serde_json::to_vec(
-            &serde_json::json!({ "capsules": [b64(&capsule.envelope.to_bytes())] }),
+    let endpoint = Endpoint::new(URL);
+    let credentials = protocol::Credentials {
+        api_key: API_KEY,
+        token: &pod.token,
+    };
+    let fresh = || Freshness {
+        iat: now(),
+        nonce: None,
+    };
+    let request = endpoint
+        .session(
+            credentials,
+            &pod.dpop,
+            pod.recipient.public_key_bytes(),
+            fresh(),
         )
         .unwrap();
-        call(&app, "POST", "/v1/unwrap", &headers, json, body).await
+    let (status, _, answer) = call_signed(&app, &request).await;
+    assert_eq!(status, 201, "{answer}");
+    let session: SessionAnswer = serde_json::from_value(answer).unwrap();
+    let session = SessionInfo {
+        id: session.session_id,
+        expires_at: session.expires_at,
+    };
+    let unwrap_pending = async |capsule: &Capsule| {
+        let pending = endpoint
+            .unwrap(
+                credentials,
+                &pod.dpop,
+                &session,
+                &[&capsule.envelope],
+                fresh(),
+            )
+            .unwrap();
+        let (status, headers, answer) = call_signed(&app, pending.request()).await;
+        (pending, status, headers, answer)
+    };
+    let unwrap = async |capsule: &Capsule| {
+        let (_, status, headers, answer) = unwrap_pending(capsule).await;
+        (status, headers, answer)
     };
     let sealed = |scope: Scope| {
         let params = SealParams {
@@ -1217,31 +1226,12 @@ async fn scope_kinds_and_stanza_kinds_through_the_http_api() {
         &capsule,
         vec![unknown(0x7f), capsule.envelope.stanzas()[0].clone()],
     );
-    let (status, _, answer) = unwrap(&mixed).await;
+    let (pending, status, _, answer) = unwrap_pending(&mixed).await;
     assert_eq!(status, 200, "{answer}");
     let answer: UnwrapAnswer = serde_json::from_value(answer).unwrap();
-    let decode = |s: &str| {
-        base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(s)
-            .unwrap()
-    };
-    let released = podseal_core::envelope::ReleasedDek {
-        enc: decode(&answer.releases[0].enc),
-        wrapped_dek: decode(&answer.releases[0].wrapped_dek),
-    };
-    let binding = ReleaseBinding {
-        session_id: &session.session_id,
-        jti: &answer.releases[0].jti,
-    };
-    let dek = envelope::open_release(
-        &released,
-        &pod.recipient,
-        mixed.envelope.header_bytes(),
-        binding,
-    )
-    .unwrap();
+    let deks = pending.open(&answer, &pod.recipient).unwrap();
     assert_eq!(
-        envelope::decrypt_content(&mixed, &dek)
+        envelope::decrypt_content(&mixed, &deks[0])
             .unwrap()
             .expose_secret_bytes(),
         SECRET
