@@ -707,7 +707,7 @@ Ok(s) => format!(
         Err(e) => ("FAILED", e.to_string()),
     };
     out.record(Step {
-        title: "audit verify: every decision above is in the hash-chained, signed audit log".into(),
+        title: "audit verify: every decision above is in the signed Merkle-tree audit log".into(),
         outcome,
         gate: None,
         reason: None,
