@@ -445,7 +445,8 @@ pub enum AuditCommand {
     /// (exit 1, naming the line and what failed) on any edited, removed, inserted or reordered
     /// record, a checkpoint not signed by this key (or, after an audited key hand-over, by the
     /// key it was handed to), a checkpoint of another log, a checkpoint over records that are
-    /// missing, and records that no checkpoint covers (a cut or appended tail).
+    /// missing, records that no checkpoint covers (a cut or appended tail), and an export
+    /// with no checkpoint at all (an empty file verifies nothing).
     ///
     /// With --since, also checks that the log only grew since a checkpoint you saved before
     /// (`podseal audit checkpoint`): the consistency proof from it to the export's newest

@@ -718,4 +718,14 @@ fn audit_verify_passes_on_an_intact_export_and_fails_on_an_edited_one() {
 
     let line = assert_clean_failure(&verify("missing.jsonl"), 2);
     assert!(line.contains("cannot read the export"), "{line}");
+
+    // An empty export, or records without any checkpoint, is not a log a
+    // key vouches for: it fails rather than "verifying 0 records".
+    std::fs::write(dir.path().join("empty.jsonl"), "").unwrap();
+    let line = assert_clean_failure(&verify("empty.jsonl"), 1);
+    assert!(line.contains("no signed checkpoint"), "{line}");
+    let unsigned = &lines[..3];
+    std::fs::write(dir.path().join("unsigned.jsonl"), unsigned.join("\n")).unwrap();
+    let line = assert_clean_failure(&verify("unsigned.jsonl"), 1);
+    assert!(line.contains("no signed checkpoint"), "{line}");
 }

@@ -297,6 +297,13 @@ pub enum AuditVerifyError {
         /// Records present.
         records: u64,
     },
+    /// No checkpoint at all: an empty file, or not an export. Every export
+    /// the server writes ends with a checkpoint it signs, also of an empty
+    /// log, so there is nothing here a key vouches for.
+    #[error(
+        "the export holds no signed checkpoint (an empty file, or not an audit export): nothing verifies"
+    )]
+    NoCheckpoint,
     /// Records after the last checkpoint: nothing vouches for them.
     #[error(
         "{unsigned} record(s) after the last checkpoint are not covered by any signature (tail cut or appended)"
@@ -448,6 +455,9 @@ pub fn verify_log(
                 checkpoints.push((line, checkpoint));
             }
         }
+    }
+    if checkpoints.is_empty() {
+        return Err(AuditVerifyError::NoCheckpoint);
     }
     let records = leaves.len() as u64;
     let covered = check_roots(&leaves, &checkpoints)?;
