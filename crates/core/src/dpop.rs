@@ -92,19 +92,6 @@ pub struct ProofFor<'a> {
     pub nonce: Option<&'a str>,
 }
 
-impl<'a> ProofFor<'a> {
-    /// A `POST` to `htu` at `iat`, bound to no session, without a nonce.
-    pub fn post(htu: &'a str, iat: i64) -> Self {
-        Self {
-            htm: "POST",
-            htu,
-            iat,
-            access_token: None,
-            nonce: None,
-        }
-    }
-}
-
 impl DpopKey {
     /// Generates a key from the operating system's CSPRNG.
     pub fn generate() -> Result<Self, crate::RandomnessUnavailable> {

@@ -1680,21 +1680,6 @@ fn exported_detail(export: &str, key: &str, value: &str) -> bool {
     export.contains(&format!("\\\"{key}\\\":\\\"{value}\\\""))
 }
 
-async fn export(s: &Suite) -> String {
-    let authorization = format!("Bearer {}", s.admin_token);
-    let answer = s
-        .send(
-            Method::GET,
-            "/v1/admin/audit/export",
-            "/v1/admin/audit/export",
-            &[("authorization", &authorization)],
-            None,
-        )
-        .await;
-    assert_eq!(answer.status, 200);
-    String::from_utf8(answer.body.to_vec()).unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn token_lifetime_and_extra_audiences_are_bounded_per_cluster() {
     let s = Suite::start().await;
@@ -1859,7 +1844,7 @@ async fn token_lifetime_and_extra_audiences_are_bounded_per_cluster() {
     assert!(claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap() > 300 * 86_400);
     assert_eq!(session(&extended).await.status, 201);
 
-    let text = export(&s).await;
+    let text = s.audit_export().await;
     for reason in [
         Reason::TokenLifetimeTooLong,
         Reason::AudienceExtra,
@@ -2052,7 +2037,7 @@ async fn the_cluster_ca_is_pinned_at_registration_and_changed_only_with_replace(
     assert_ne!(replaced["pinned_kids"], added["pinned_kids"]);
     s.until_view("api-0", |a| matches!(a, ViewAnswer::Absent))
         .await;
-    let text = export(&s).await;
+    let text = s.audit_export().await;
     assert!(exported_detail(&text, "action", "cluster_replace"));
     assert!(exported_detail(&text, "old_ca_sha256", &pinned.join(",")));
     assert!(exported_detail(&text, "ca_sha256", &other.join(",")));
