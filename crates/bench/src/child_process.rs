@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
-use crate::deployment::DeploymentError;
+use crate::error::DeploymentError;
 
 /// Log lines kept per child, for the error when it dies.
 const LOG_LINES: usize = 40;

@@ -1,6 +1,6 @@
 //! A podseal deployment made of real processes on loopback: the Kubernetes
-//! stand-in (`podseal dev-cluster serve`) and N release-server replicas
-//! (`podseal serve`), all children of this binary, as replicas behind one
+//! stand-in (`podseal-dev cluster serve`) and N release-server replicas
+//! (`podseal-server`), all children of this binary, as replicas behind one
 //! Service would be: one external URL (the DPoP `htu`), one org key file,
 //! one audit key file, one TLS certificate, and one store (SQLite for one
 //! replica; one PostgreSQL schema, made fresh for the run, for several).
@@ -22,15 +22,16 @@ use http::Method;
 use k8s_openapi::api::authentication::v1::{BoundObjectReference, TokenRequest, TokenRequestSpec};
 use podseal_core::audit::AuditKey;
 use podseal_core::hpke::KemId;
-use podseal_core::key_file::write_new;
 use podseal_core::org_key::{OrgPrivateKey, OrgPublicKey};
 use podseal_dev_cluster::{ContainerImage, PodTemplate};
-use podseal_sdk::transport::{Answer, HttpsClient};
+use podseal_keys::key_file::write_new;
+use podseal_sdk::https::{Answer, HttpsClient};
 use serde_json::{Value, json};
 use zeroize::Zeroizing;
 
 use crate::child_process::ChildProcess;
 use crate::cpus::CpuList;
+use crate::error::DeploymentError;
 
 /// The external URL every replica shares (DPoP proofs name it in `htu`).
 pub const EXTERNAL_URL: &str = "https://podseal.bench";
@@ -51,78 +52,6 @@ const START_DEADLINE: Duration = Duration::from_secs(60);
 const CLUSTER_DEADLINE: Duration = Duration::from_secs(30);
 /// What a replica logs when its periodic refresh connects a cluster.
 const CLUSTER_CONNECTED: &str = "connected a cluster registered or changed elsewhere";
-
-/// Why the deployment could not start or stopped working.
-#[derive(Debug, thiserror::Error)]
-pub enum DeploymentError {
-    /// A child process could not be started.
-    #[error("cannot start {what}: {source}")]
-    Spawn {
-        /// Which process.
-        what: String,
-        /// The error.
-        source: std::io::Error,
-    },
-    /// A child did not print what it prints when ready, in time.
-    #[error("{what} did not print {needle:?} within {secs} s{log}")]
-    NotReady {
-        /// Which process.
-        what: String,
-        /// The line awaited.
-        needle: String,
-        /// The deadline.
-        secs: u64,
-        /// Its last log lines.
-        log: String,
-    },
-    /// A child exited.
-    #[error("{what} exited ({status}){log}")]
-    Exited {
-        /// Which process.
-        what: String,
-        /// Its exit status.
-        status: String,
-        /// Its last log lines.
-        log: String,
-    },
-    /// A file of the deployment could not be written or read.
-    #[error("cannot {action} {path}: {reason}")]
-    File {
-        /// `write` or `read`.
-        action: &'static str,
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        reason: String,
-    },
-    /// Keys or the TLS certificate could not be made.
-    #[error("cannot generate {what}: {reason}")]
-    Generate {
-        /// What.
-        what: &'static str,
-        /// Why.
-        reason: String,
-    },
-    /// A setup request was refused or failed.
-    #[error("{what} failed: {reason}")]
-    Request {
-        /// What was asked.
-        what: String,
-        /// The status and refusal codes, or the transport error.
-        reason: String,
-    },
-    /// A condition was not met in time.
-    #[error("{0}")]
-    Timeout(String),
-    /// PostgreSQL refused or is unreachable (the URL is shown without password).
-    #[error("PostgreSQL at {url}: {reason}")]
-    Postgres {
-        /// The URL, password removed.
-        url: String,
-        /// Why.
-        reason: String,
-    },
-}
 
 /// Which store the replicas share.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -145,8 +74,11 @@ impl Engine {
 
 /// What to start.
 pub struct DeploymentConfig<'a> {
-    /// The `podseal` binary (normally `std::env::current_exe()`).
-    pub binary: &'a Path,
+    /// The `podseal-dev` binary the stand-in is started from (normally
+    /// `std::env::current_exe()`).
+    pub dev: &'a Path,
+    /// The `podseal-server` binary the replicas are started from.
+    pub server: &'a Path,
     /// A directory for keys, certificates and state (a fresh temporary one).
     pub dir: &'a Path,
     /// The store.
@@ -188,7 +120,7 @@ impl Deployment {
         let dir = config.dir.to_owned();
         let org_public = write_keys(&dir, config.engine, config.postgres_url)?;
         let cert_pem = write_tls(&dir)?;
-        let (stand_in, stand_in_url) = start_stand_in(config.binary, &dir).await?;
+        let (stand_in, stand_in_url) = start_stand_in(config.dev, &dir).await?;
         let stand_in_ca = read(&dir.join("dc/ca.pem"))?;
         let stand_in_client = HttpsClient::new(&stand_in_url, Some(&stand_in_ca)).map_err(|e| {
             DeploymentError::Request {
@@ -524,7 +456,7 @@ pub fn metric_value(text: &str, name: &str) -> Option<f64> {
 /// The answer's JSON if it is a success; else the status and refusal codes.
 fn json_answer(
     what: &str,
-    answer: Result<Answer, podseal_sdk::transport::TransportError>,
+    answer: Result<Answer, podseal_sdk::https::TransportError>,
 ) -> Result<Value, DeploymentError> {
     let answer = answer.map_err(|e| DeploymentError::Request {
         what: what.to_owned(),
@@ -533,7 +465,7 @@ fn json_answer(
     if !answer.status.is_success() {
         return Err(DeploymentError::Request {
             what: what.to_owned(),
-            reason: crate::pods::refusal_label(&answer),
+            reason: crate::labels::refusal_label(&answer),
         });
     }
     Ok(serde_json::from_slice(&answer.body).unwrap_or(Value::Null))
@@ -630,7 +562,7 @@ async fn start_stand_in(
 ) -> Result<(ChildProcess, String), DeploymentError> {
     let mut command = podseal(binary, None);
     command
-        .args(["dev-cluster", "serve", "--listen", "127.0.0.1:0", "--dir"])
+        .args(["cluster", "serve", "--listen", "127.0.0.1:0", "--dir"])
         .arg(dir.join("dc"));
     let mut process = ChildProcess::spawn("the Kubernetes stand-in", command)?;
     let line = process
@@ -650,8 +582,7 @@ fn spawn_replica(
     index: usize,
 ) -> Result<ChildProcess, DeploymentError> {
     let path = |name: &str| config.dir.join(name);
-    let mut command = podseal(config.binary, config.server_cpus);
-    command.arg("serve");
+    let mut command = podseal(config.server, config.server_cpus);
     if index == 0 {
         command.arg("--admin-token-file").arg(path("admin.token"));
     }

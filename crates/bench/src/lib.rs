@@ -1,4 +1,4 @@
-//! The load benchmark behind `podseal bench`.
+//! The load benchmark behind `podseal-dev bench`.
 //!
 //! One run measures, on this machine and in this order: the crypto-only
 //! ceiling ([`ceiling`]); then a deployment of real processes
@@ -21,13 +21,15 @@ pub mod ceiling;
 pub mod child_process;
 pub mod cpus;
 pub mod deployment;
+pub mod error;
+pub mod labels;
 pub mod load;
 pub mod openbao;
-pub mod pods;
 pub mod postgres_schema;
 pub mod process_stats;
 pub mod report;
 mod scenarios;
+pub mod simulated_pods;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -35,7 +37,7 @@ use std::time::Duration;
 pub use deployment::Engine;
 
 use crate::cpus::{CpuError, CpuList};
-use crate::deployment::DeploymentError;
+use crate::error::DeploymentError;
 use crate::postgres_schema::PostgresSchema;
 use crate::report::{Report, Setup};
 
@@ -52,11 +54,13 @@ pub enum Scenario {
     Openbao,
 }
 
-/// Everything a run needs; `podseal bench` fills it from its flags.
+/// Everything a run needs; `podseal-dev bench` fills it from its flags.
 #[derive(Debug, Clone)]
 pub struct Options {
-    /// The `podseal` binary the servers and the stand-in are started from.
-    pub binary: PathBuf,
+    /// The `podseal-dev` binary the stand-in is started from.
+    pub dev: PathBuf,
+    /// The `podseal-server` binary the replicas are started from.
+    pub server: PathBuf,
     /// The store.
     pub engine: Engine,
     /// Replicas (1 with SQLite).

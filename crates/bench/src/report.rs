@@ -151,7 +151,7 @@ impl Report {
         };
         let _ = writeln!(
             out,
-            "podseal bench: {} replica(s) on {}, server CPUs {}, {loadgen}; {} pods, concurrency {}, {} s per scenario (at most {} requests){}",
+            "podseal-dev bench: {} replica(s) on {}, server CPUs {}, {loadgen}; {} pods, concurrency {}, {} s per scenario (at most {} requests){}",
             s.replicas,
             s.engine,
             s.server_cpus,

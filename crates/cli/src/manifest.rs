@@ -13,7 +13,7 @@ use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use podseal_core::capsule::Capsule;
 
-use crate::error::CliError;
+use podseal_command::CliError;
 
 /// The Secret `type` of podseal manifests.
 pub const SECRET_TYPE: &str = "podseal.dev/sealed";

@@ -1,10 +1,11 @@
 //! podseal's core: the capsule format, the HPKE envelope around each capsule's
 //! data key, release scopes and their matching, DPoP proofs, JWK thumbprints and the types that hold secrets.
 //!
-//! Nothing here talks to a network or a database. The release server, the pod
-//! SDK and the CLI all build on this crate, so a capsule sealed by one is read
-//! the same way by every other. The only I/O is reading key files, so that
-//! every binary applies the same permission checks (see [`key_file`]).
+//! Nothing here touches a file, a network or a database: the release server,
+//! the pod SDK and every binary build on this crate, so a capsule sealed by
+//! one is read the same way by every other. Keys on disk (and their 0600
+//! checks) belong to `podseal-keys`; the only outside input here is the
+//! operating system's randomness.
 #![deny(missing_docs)]
 
 pub mod armor;
@@ -15,7 +16,6 @@ pub mod envelope;
 pub mod hpke;
 pub mod jwk;
 pub mod jws;
-pub mod key_file;
 pub mod key_provider;
 pub mod org_key;
 pub mod reason;
@@ -23,8 +23,6 @@ pub mod scope;
 pub mod secret;
 pub mod wire;
 
-#[cfg(any(test, feature = "test-support"))]
-pub mod test_support;
 #[cfg(test)]
 mod test_vectors;
 

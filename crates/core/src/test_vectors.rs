@@ -3,7 +3,7 @@
 //! Vectors are never pasted into the source: every known-answer test reads the
 //! file it names. `PODSEAL_TESTDATA` overrides the directory.
 
-use crate::test_support::shared_testdata_dir as testdata_dir;
+use podseal_test_support::testdata::shared_testdata_dir as testdata_dir;
 
 /// Reads a test-data file as text, failing the test with the path if absent.
 pub(crate) fn load_text(relative: &str) -> String {

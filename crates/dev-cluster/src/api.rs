@@ -14,8 +14,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ListMeta, ObjectMeta, Time}
 use serde::Deserialize;
 use sha2::Digest as _;
 
+use crate::api_error::ApiError;
+use crate::list_params::{ListParams, flag};
 use crate::selectors::Selector;
-use crate::status::ApiError;
 use crate::{ContainerImage, PodTemplate, READER_USER, Shared};
 
 /// The smallest token lifetime the API server accepts.
@@ -156,27 +157,6 @@ async fn discovery(State(shared): State<Arc<Shared>>) -> Response {
 async fn jwks(State(shared): State<Arc<Shared>>) -> Response {
     let body = serde_json::to_vec(&shared.issuer().jwks()).unwrap_or_default();
     ([(header::CONTENT_TYPE, "application/jwk-set+json")], body).into_response()
-}
-
-/// Query parameters of list and watch.
-#[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub(crate) struct ListParams {
-    pub(crate) watch: Option<String>,
-    pub(crate) resource_version: Option<String>,
-    pub(crate) label_selector: Option<String>,
-    pub(crate) field_selector: Option<String>,
-    pub(crate) allow_watch_bookmarks: Option<String>,
-    pub(crate) timeout_seconds: Option<u64>,
-    pub(crate) send_initial_events: Option<String>,
-    pub(crate) resource_version_match: Option<String>,
-    pub(crate) limit: Option<usize>,
-    #[serde(rename = "continue")]
-    pub(crate) continue_token: Option<String>,
-}
-
-pub(crate) fn flag(value: Option<&String>) -> bool {
-    value.is_some_and(|v| v == "true" || v == "1")
 }
 
 async fn list_all_pods(
@@ -451,7 +431,7 @@ fn issue_token(
     Ok(request)
 }
 
-/// Control verbs over HTTP, for `podseal dev-cluster` subcommands (admin only).
+/// Control verbs over HTTP, for `podseal-dev cluster` subcommands (admin only).
 fn control_routes() -> Router<Arc<Shared>> {
     Router::new()
         .route("/dev-cluster/v1/pods", post(control_create_pod))

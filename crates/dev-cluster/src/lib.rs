@@ -20,11 +20,12 @@
 //! a URL, a CA bundle and a token file, as for any cluster.
 
 mod api;
+mod api_error;
 pub mod issuer;
+mod list_params;
 pub mod pods;
 mod selectors;
 mod server;
-mod status;
 pub mod store;
 pub mod tls;
 mod watch;
@@ -492,7 +493,7 @@ impl Handle {
     }
 }
 
-/// Files `podseal dev-cluster serve` writes so other processes can connect.
+/// Files `podseal-dev cluster serve` writes so other processes can connect.
 pub mod connection_files {
     /// CA certificate (PEM).
     pub const CA: &str = "ca.pem";

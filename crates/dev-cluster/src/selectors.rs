@@ -5,7 +5,7 @@
 
 use k8s_openapi::api::core::v1::Pod;
 
-use crate::status::ApiError;
+use crate::api_error::ApiError;
 
 enum Requirement {
     Equals(String, String),

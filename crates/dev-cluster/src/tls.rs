@@ -35,7 +35,7 @@ pub fn generate() -> Result<TlsMaterial, TlsError> {
     let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
     ca_params
         .distinguished_name
-        .push(DnType::CommonName, "podseal dev-cluster CA");
+        .push(DnType::CommonName, "podseal-dev cluster CA");
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
     ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
     let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate()?)?;
@@ -46,7 +46,7 @@ pub fn generate() -> Result<TlsMaterial, TlsError> {
         .push(SanType::IpAddress(std::net::IpAddr::from([127, 0, 0, 1])));
     params
         .distinguished_name
-        .push(DnType::CommonName, "podseal dev-cluster API server");
+        .push(DnType::CommonName, "podseal-dev cluster API server");
     let key = KeyPair::generate()?;
     let cert = params.signed_by(&key, &ca)?;
 

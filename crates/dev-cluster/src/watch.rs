@@ -28,9 +28,9 @@ use tokio::sync::{broadcast, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 
 use crate::Shared;
-use crate::api::{ListParams, flag};
+use crate::api_error::ApiError;
+use crate::list_params::{ListParams, flag};
 use crate::selectors::Selector;
-use crate::status::ApiError;
 use crate::store::{ChangeKind, PodChange};
 
 /// Watches end after this long unless the client asked for less.

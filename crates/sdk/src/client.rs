@@ -27,9 +27,9 @@ use podseal_core::wire::{DPOP_NONCE_HEADER, MAX_BATCH, Problem};
 use tokio::sync::Mutex;
 use zeroize::Zeroizing;
 
+use crate::https::{Answer, HttpsClient, TransportError, Trust};
 pub use crate::protocol::SessionInfo;
 use crate::protocol::{self, Credentials, Endpoint, Freshness, ProtocolError, SignedRequest};
-use crate::transport::{Answer, HttpsClient, TransportError, Trust};
 
 /// Where the kubelet projects the ServiceAccount token (see the README's
 /// Kubernetes walkthrough for the volume).
@@ -88,7 +88,7 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("PODSEAL_CA_FILE", "PEM CA bundle to trust for the server"),
     (
         "PODSEAL_SERVER_FINGERPRINT",
-        "SHA-256 of the server's certificate (AA:BB:… as `podseal serve` prints), instead of a CA",
+        "SHA-256 of the server's certificate (AA:BB:… as `podseal-server` prints), instead of a CA",
     ),
     (
         "PODSEAL_API_KEY_FILE",

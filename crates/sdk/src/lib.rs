@@ -5,7 +5,7 @@
 //! gates, asks for DEKs re-wrapped to its recipient key, and decrypts
 //! capsules locally into [`Plaintext`](podseal_core::secret::Plaintext),
 //! which zeroizes on drop and never prints. [`blocking::BlockingClient`]
-//! wraps it for programs without an async runtime. [`transport`] is the
+//! wraps it for programs without an async runtime. [`https`] is the
 //! HTTPS client (TLS 1.3; CA, system roots or a pinned certificate
 //! fingerprint); [`memory`] hardens the process best effort.
 //!
@@ -21,6 +21,6 @@
 
 pub mod blocking;
 pub mod client;
+pub mod https;
 pub mod memory;
 pub mod protocol;
-pub mod transport;

@@ -8,10 +8,10 @@
 //!
 //! What it does not protect: root on the node, the container runtime,
 //! `kubectl exec` into the pod (a process started there can still read the
-//! environment of a child of `podseal exec`), and copies a program makes of
+//! environment of a child of `podseal-exec`), and copies a program makes of
 //! the plaintext itself. Locking fails without `CAP_IPC_LOCK` or a large
 //! enough `RLIMIT_MEMLOCK`; that is reported, not fatal. Both settings are
-//! reset by `execve`, so `podseal exec` applies them to itself while it holds
+//! reset by `execve`, so `podseal-exec` applies them to itself while it holds
 //! keys, not to the program it starts.
 
 /// What [`harden_process`] achieved.

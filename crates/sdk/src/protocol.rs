@@ -2,7 +2,7 @@
 //! requests and the one checker of their answers.
 //!
 //! Every client of the release API — the SDK's [`Client`](crate::client::Client),
-//! `podseal exec`, the demo, the load benchmark and the tests — builds its
+//! `podseal-exec`, the demo, the load benchmark and the tests — builds its
 //! requests here, so the headers, the DPoP proof (`htm`, `htu`, `iat`,
 //! `ath` bound to the session, the server's nonce) and the body are made in
 //! one place, and every answer is checked in one place:

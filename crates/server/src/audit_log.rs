@@ -13,7 +13,7 @@ use podseal_core::audit::{
     AuditKey, Checkpoint, ExportLine, LogOrigin, key_rotation_record, parse_public_key,
     public_key_text, verifier_key_text,
 };
-use podseal_core::key_file::{KeyFileError, read_secret_text, write_new};
+use podseal_keys::key_file::{KeyFileError, read_secret_text, write_new};
 
 use std::collections::BTreeMap;
 

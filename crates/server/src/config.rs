@@ -1,6 +1,6 @@
-//! `podseal serve` configuration: a TOML file, then environment overrides,
+//! `podseal-server` configuration: a TOML file, then environment overrides,
 //! then validation. Every key has a default, so an empty file (or none) is
-//! a working development server on loopback; `podseal serve --print-config`
+//! a working development server on loopback; `podseal-server --print-config`
 //! prints the effective result.
 //!
 //! The file holds no secret: org keys, TLS keys and tokens are named by path.
@@ -393,12 +393,12 @@ impl std::fmt::Display for UnknownVariable {
         )?;
         match self.nearest {
             Some(nearest) => write!(f, "; did you mean {nearest}?"),
-            None => write!(f, " (`podseal serve --help` lists the variables)"),
+            None => write!(f, " (`podseal-server --help` lists the variables)"),
         }
     }
 }
 
-/// The `PODSEAL_*` names among `names` that are neither a `podseal serve`
+/// The `PODSEAL_*` names among `names` that are neither a `podseal-server`
 /// override nor in `also_known` (variables other podseal commands read),
 /// each with the nearest known name. Pass names only: values are never
 /// needed, so they cannot be printed.

@@ -16,7 +16,7 @@
 //! cannot stop a commit half way for the others, and a batch's next step is
 //! not queued behind other requests' cryptography on a busy worker — which,
 //! with several replicas, would stretch the time each batch holds the audit
-//! log's lock (measured with `podseal bench`, docs/benchmarks.md).
+//! log's lock (measured with `podseal-dev bench`, docs/benchmarks.md).
 
 use std::sync::{Arc, OnceLock};
 

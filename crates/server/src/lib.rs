@@ -1,6 +1,6 @@
 //! The podseal release server.
 //!
-//! [`serve::start`] wires a [`config::ServerConfig`] into a running HTTPS
+//! [`startup::start`] wires a [`config::ServerConfig`] into a running HTTPS
 //! server: [`api`] (release and admin routes, problem+json), [`release`]
 //! (the four gates of [`gate`], sessions, re-wrap), [`admin`], [`nonce`],
 //! [`metrics`], the signed [`audit_log`], [`storage`] (SQLite), and for each
@@ -21,6 +21,6 @@ pub mod metrics;
 pub mod nonce;
 pub mod pod_view;
 pub mod release;
-pub mod serve;
+pub mod startup;
 pub mod storage;
 pub mod tls;

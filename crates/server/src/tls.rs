@@ -372,7 +372,7 @@ pub const HTTP2_HEADER_LIST_BACKSTOP: u32 = 8 * crate::api::MAX_HEADER_BYTES as 
 /// accept, each later request's headers within the same bound, closed after
 /// `idle_timeout` without a request in flight, at most `max_per_source`
 /// from one address and `max_connections` in all.
-pub async fn serve(
+pub async fn serve_connections(
     listener: TcpListener,
     tls: Arc<rustls::ServerConfig>,
     router: Router,

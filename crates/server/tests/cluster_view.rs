@@ -531,7 +531,7 @@ async fn fetch_json(cluster: &Cluster, path: &str) -> serde_json::Value {
     serde_json::from_str(&cluster.reader().request_text(request).await.unwrap()).unwrap()
 }
 
-use podseal_core::test_support::shared_json;
+use podseal_test_support::testdata::shared_json;
 
 /// Dotted paths of every object key (arrays are leaves).
 fn key_paths(value: &serde_json::Value, prefix: &str) -> Vec<String> {
@@ -765,10 +765,7 @@ fn kubernetes_walkthrough_manifests_are_real_objects() {
     assert_eq!(pod.service_account_name.as_deref(), Some("api"));
     let container = &pod.containers[0];
     assert!(container.image.as_deref().unwrap().contains("@sha256:"));
-    assert_eq!(
-        container.command.as_ref().unwrap()[..2],
-        ["podseal", "exec"]
-    );
+    assert_eq!(container.command.as_ref().unwrap()[0], "podseal-exec");
     let volumes = pod.volumes.unwrap();
     let token = volumes
         .iter()

@@ -26,19 +26,19 @@ use podseal_core::dpop::{DpopKey, ProofClaims, ProofFor, new_jti};
 use podseal_core::envelope::{self, ReleaseBinding, ReleasedDek, SealParams};
 use podseal_core::hpke::{KemId, LocalPrivateKey, RecipientKey as _};
 use podseal_core::jwk::ed25519_jwk;
-use podseal_core::key_file::write_new;
 use podseal_core::org_key::OrgPrivateKey;
 use podseal_core::reason::{Gate, Reason};
 use podseal_dev_cluster::{ContainerImage, Handle, PodTemplate};
+use podseal_keys::key_file::write_new;
+use podseal_sdk::https::{Answer, HttpsClient};
 use podseal_sdk::protocol::{
     Credentials, Endpoint, Freshness, PendingUnwrap, SessionInfo, SignedRequest,
 };
-use podseal_sdk::transport::{Answer, HttpsClient};
 use podseal_server::api::{API_KEY_HEADER, DPOP_NONCE_HEADER, ROUTES, TOKEN_HEADER};
 use podseal_server::config::ServerConfig;
 use podseal_server::nonce::NonceIssuer;
 use podseal_server::pod_view::ViewAnswer;
-use podseal_server::serve::{Running, start};
+use podseal_server::startup::{Running, start};
 use podseal_server::storage::{SqliteStorage, Storage as _};
 use serde_json::{Value, json};
 use tempfile::TempDir;
@@ -1479,7 +1479,7 @@ impl Suite {
 async fn hostile_recipient_keys_are_refused_when_a_session_opens() {
     let s = Suite::start().await;
     let key = s.registered().await;
-    let file = podseal_core::test_support::shared_json("wycheproof/x25519_test.json");
+    let file = podseal_test_support::testdata::shared_json("wycheproof/x25519_test.json");
     let mut hostile: Vec<(Vec<u8>, String)> = Vec::new();
     for group in file["testGroups"].as_array().unwrap() {
         for test in group["tests"].as_array().unwrap() {

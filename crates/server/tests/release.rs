@@ -940,7 +940,7 @@ async fn the_api_is_served_over_tls_13_with_http1_and_http2() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(tls::serve(
+    let server = tokio::spawn(tls::serve_connections(
         listener,
         tls.config.clone(),
         w.app(),

@@ -6,17 +6,19 @@ use std::io::Write as _;
 use std::path::Path;
 
 use http::Method;
-use podseal_core::key_file::read_secret_text;
-use podseal_sdk::transport::{Answer, HttpsClient};
-use podseal_server::admin::{ApiKeyCreated, ClusterInfo, ClusterRequest, PolicyRequest};
-use podseal_server::storage::{ApiKeyRecord, PolicyRecord};
+use podseal_core::wire::admin::{
+    ApiKeyCreated, ApiKeyInfo, ApiKeyRequest, ClusterInfo, ClusterRequest, PolicyInfo,
+    PolicyRequest,
+};
+use podseal_keys::key_file::read_secret_text;
+use podseal_sdk::https::{Answer, HttpsClient};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use zeroize::Zeroizing;
 
 use crate::cli::{AdminConnection, ApiKeyCommand, ClusterCommand, PolicyCommand};
-use crate::error::CliError;
-use crate::output::{OutputFormat, emit};
+use podseal_command::CliError;
+use podseal_command::output::{OutputFormat, emit};
 
 /// A connection to the admin API.
 struct Admin {
@@ -28,7 +30,7 @@ impl Admin {
     fn connect(connection: &AdminConnection) -> Result<Self, CliError> {
         let Some(path) = &connection.admin_token_file else {
             return Err(CliError::usage("no admin token").hint(
-                "pass --admin-token-file FILE (or set PODSEAL_ADMIN_TOKEN_FILE); `podseal serve` showed the token once on its first start",
+                "pass --admin-token-file FILE (or set PODSEAL_ADMIN_TOKEN_FILE); `podseal-server` showed the token once on its first start",
             ));
         };
         let token = read_secret_text(path)?;
@@ -102,14 +104,14 @@ fn refusal(answer: &Answer) -> CliError {
     );
     match (answer.status.as_u16(), text("reason").as_str()) {
         (_, "admin_token_invalid" | "admin_token_missing") => CliError::failure(message)
-            .hint("the admin token is the one `podseal serve` showed on its first start"),
+            .hint("the admin token is the one `podseal-server` showed on its first start"),
         (400, _) => CliError::usage(message),
         _ => CliError::failure(message),
     }
 }
 
 fn block_on<T>(work: impl Future<Output = Result<T, CliError>>) -> Result<T, CliError> {
-    super::runtime()?.block_on(work)
+    podseal_command::runtime()?.block_on(work)
 }
 
 fn print_cluster(info: &ClusterInfo) {
@@ -253,7 +255,7 @@ pub fn api_key(command: ApiKeyCommand, output: OutputFormat) -> Result<(), CliEr
                 service_account,
             } => {
                 let admin = Admin::connect(&connection)?;
-                let request = podseal_server::admin::ApiKeyRequest {
+                let request = ApiKeyRequest {
                     cluster,
                     namespace,
                     service_account,
@@ -271,7 +273,7 @@ pub fn api_key(command: ApiKeyCommand, output: OutputFormat) -> Result<(), CliEr
             }
             ApiKeyCommand::List { connection } => {
                 let admin = Admin::connect(&connection)?;
-                let list: Listing<ApiKeyRecord> = admin
+                let list: Listing<ApiKeyInfo> = admin
                     .call(Method::GET, "/v1/admin/apikeys", None::<&()>)
                     .await?;
                 let keys = list.api_keys.unwrap_or_default();
@@ -310,7 +312,7 @@ pub fn api_key(command: ApiKeyCommand, output: OutputFormat) -> Result<(), CliEr
     })
 }
 
-fn print_policy(p: &PolicyRecord) {
+fn print_policy(p: &PolicyInfo) {
     println!("{}/{}/{}", p.cluster, p.namespace, p.service_account);
     if p.audit_mode {
         println!("  mode:           AUDIT MODE (gate 4 records instead of refusing)");
@@ -351,7 +353,7 @@ pub fn policy(command: PolicyCommand, output: OutputFormat) -> Result<(), CliErr
                     audit_mode,
                     require_nonce,
                 };
-                let record: PolicyRecord = admin
+                let record: PolicyInfo = admin
                     .call(Method::PUT, "/v1/admin/policies", Some(&request))
                     .await?;
                 if record.audit_mode {
@@ -371,12 +373,12 @@ pub fn policy(command: PolicyCommand, output: OutputFormat) -> Result<(), CliErr
                 service_account,
             } => {
                 let admin = Admin::connect(&connection)?;
-                let list: Listing<PolicyRecord> = admin
+                let list: Listing<PolicyInfo> = admin
                     .call(Method::GET, "/v1/admin/policies", None::<&()>)
                     .await?;
                 let matches =
                     |want: &Option<String>, have: &str| want.as_deref().is_none_or(|w| w == have);
-                let policies: Vec<PolicyRecord> = list
+                let policies: Vec<PolicyInfo> = list
                     .policies
                     .unwrap_or_default()
                     .into_iter()

@@ -16,8 +16,8 @@ use podseal_core::audit::{
 };
 use serde::Serialize;
 
-use crate::error::CliError;
-use crate::output::{OutputFormat, emit, print_json};
+use podseal_command::CliError;
+use podseal_command::output::{OutputFormat, emit, print_json};
 
 /// The largest export read (a few million records).
 const MAX_EXPORT_LEN: u64 = 2 << 30;

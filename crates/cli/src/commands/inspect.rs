@@ -5,9 +5,9 @@ use podseal_core::hpke::TAG_LEN;
 use serde::Serialize;
 
 use crate::cli::InspectArgs;
-use crate::error::CliError;
-use crate::input::read_capsule;
-use crate::output::{OutputFormat, print_json};
+use podseal_command::CliError;
+use podseal_command::input::read_capsule;
+use podseal_command::output::{OutputFormat, print_json};
 
 /// One wrap: its kind, then the public facts of its key.
 #[derive(Serialize)]

@@ -3,13 +3,13 @@
 use std::path::Path;
 
 use podseal_core::hpke::KemId;
-use podseal_core::key_file::{self, KeyFileError};
 use podseal_core::org_key::{OrgKeyError, OrgPrivateKey, OrgPublicKey};
+use podseal_keys::key_file::{self, KeyFileError};
 use serde::Serialize;
 
 use crate::cli::KeyAlgorithm;
-use crate::error::CliError;
-use crate::output::{OutputFormat, print_json};
+use podseal_command::CliError;
+use podseal_command::output::{OutputFormat, print_json};
 
 #[derive(Serialize)]
 struct KeyInfo<'a> {

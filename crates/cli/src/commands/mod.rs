@@ -2,18 +2,14 @@
 
 mod admin;
 mod audit;
-mod bench;
-mod demo;
-mod dev_cluster;
-mod exec;
 mod inspect;
 mod keys;
 mod open;
 mod seal;
-mod serve;
+
+use podseal_command::CliError;
 
 use crate::cli::{AuditCommand, Cli, Command, KeysCommand};
-use crate::error::CliError;
 
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> Result<(), CliError> {
@@ -24,7 +20,6 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Seal(args) => seal::run(&args, output),
         Command::Inspect(args) => inspect::run(&args, output),
         Command::Open(args) => open::run(&args),
-        Command::DevCluster(command) => dev_cluster::run(command, output),
         Command::Audit(AuditCommand::Verify {
             key,
             expected_size,
@@ -46,20 +41,8 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Audit(AuditCommand::Export { connection, out }) => {
             admin::audit_export(&connection, out.as_deref())
         }
-        Command::Serve(args) => serve::run(&args),
-        Command::Exec(args) => exec::run(&args),
-        Command::Demo => demo::run(output),
         Command::Cluster(command) => admin::cluster(command, output),
         Command::ApiKey(command) => admin::api_key(command, output),
         Command::Policy(command) => admin::policy(command, output),
-        Command::Bench(args) => bench::run(&args, output),
     }
-}
-
-/// A multi-threaded Tokio runtime for the commands that talk over the network.
-pub fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| CliError::failure(format!("cannot start the async runtime: {e}")))
 }

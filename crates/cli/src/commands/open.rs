@@ -3,12 +3,12 @@
 use std::io::Write;
 
 use podseal_core::envelope;
-use podseal_core::key_file;
 use podseal_core::key_provider::KeyRing;
+use podseal_keys::key_file;
 
 use crate::cli::OpenArgs;
-use crate::error::CliError;
-use crate::input::read_capsule;
+use podseal_command::CliError;
+use podseal_command::input::read_capsule;
 
 /// Opens a capsule and writes the plaintext to stdout.
 pub fn run(args: &OpenArgs) -> Result<(), CliError> {

@@ -2,15 +2,15 @@
 
 use podseal_core::capsule::{Capsule, KubernetesScope, NameRule, RevealMode, Scope, check_name};
 use podseal_core::envelope::{self, SealParams};
-use podseal_core::key_file;
 use podseal_core::org_key::OrgPublicKey;
+use podseal_keys::key_file;
 use serde::Serialize;
 
 use crate::cli::{Reveal, SealArgs};
-use crate::error::CliError;
-use crate::input::read_secret;
 use crate::manifest;
-use crate::output::{OutputFormat, print_json};
+use podseal_command::CliError;
+use podseal_command::input::read_secret;
+use podseal_command::output::{OutputFormat, print_json};
 
 #[derive(Serialize)]
 struct SealedOutput<'a> {

@@ -1,7 +1,7 @@
 //! The capsule testkit: one file per input in `tests/testkit/`, each with an
 //! `expect:` line (`success` or a stable error reason), run from the list
 //! below so that a missing or an unlisted file fails the test. The files
-//! were written by `examples/make_testkit.rs` and are kept as they are: they
+//! were written by `crates/xtask/src/make_testkit.rs` (`cargo run -p xtask -- make-testkit`) and are kept as they are: they
 //! also prove that capsules written by earlier builds still parse and open.
 //! (They were regenerated once, when stanza kinds and the tagged scope
 //! changed v1 in place; `earlier_stanza_layout` shows a capsule of the

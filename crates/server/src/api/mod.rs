@@ -16,7 +16,7 @@
 //! `Authorization: DPoP <session id>`. Bodies are JSON, at most
 //! [`MAX_BODY_BYTES`]; anything else is a problem+json refusal.
 
-pub mod admin;
+pub mod admin_routes;
 pub mod problem;
 
 use std::sync::Arc;
@@ -184,19 +184,25 @@ pub fn router<S: Storage>(app: App<S>) -> Router {
         .route("/metrics", get(metrics_text::<S>))
         .route(
             "/v1/admin/clusters",
-            post(admin::add_cluster::<S>).get(admin::clusters::<S>),
+            post(admin_routes::add_cluster::<S>).get(admin_routes::clusters::<S>),
         )
-        .route("/v1/admin/clusters/{name}", get(admin::cluster::<S>))
+        .route("/v1/admin/clusters/{name}", get(admin_routes::cluster::<S>))
         .route(
             "/v1/admin/apikeys",
-            post(admin::create_api_key::<S>).get(admin::api_keys::<S>),
+            post(admin_routes::create_api_key::<S>).get(admin_routes::api_keys::<S>),
         )
-        .route("/v1/admin/apikeys/{id}", delete(admin::revoke_api_key::<S>))
+        .route(
+            "/v1/admin/apikeys/{id}",
+            delete(admin_routes::revoke_api_key::<S>),
+        )
         .route(
             "/v1/admin/policies",
-            put(admin::set_policy::<S>).get(admin::policies::<S>),
+            put(admin_routes::set_policy::<S>).get(admin_routes::policies::<S>),
         )
-        .route("/v1/admin/audit/export", get(admin::audit_export::<S>))
+        .route(
+            "/v1/admin/audit/export",
+            get(admin_routes::audit_export::<S>),
+        )
         .fallback(|| async {
             ProblemResponse(Refusal::new(
                 Gate::Request,

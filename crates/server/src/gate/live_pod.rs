@@ -344,7 +344,7 @@ mod tests {
 
     #[test]
     fn the_documented_debug_pod_is_refused() {
-        let file = podseal_core::test_support::shared_json(
+        let file = podseal_test_support::testdata::shared_json(
             "kubernetes/pod-with-ephemeral-containers.json",
         );
         let pod: k8s_openapi::api::core::v1::Pod =

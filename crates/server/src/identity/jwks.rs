@@ -218,7 +218,7 @@ mod tests {
     )]
     use super::*;
 
-    use podseal_core::test_support::shared_json as shared;
+    use podseal_test_support::testdata::shared_json as shared;
 
     fn hex(value: &Value) -> Vec<u8> {
         let text = value.as_str().unwrap();

@@ -1,6 +1,6 @@
 //! Projected ServiceAccount tokens, verified as `kube-apiserver` issues them:
 //! RS256/ES256 over a pinned JWKS, `iss` equal to the registered issuer,
-//! `aud` containing the podseal server's audience and (unless the cluster
+//! `aud` containing the podseal-serverr's audience and (unless the cluster
 //! allows it) nothing else, `exp`/`nbf`/`iat` within a small leeway, a
 //! bounded lifetime, and the `kubernetes.io` claims binding the token to a
 //! pod.

@@ -70,7 +70,7 @@ pub struct ClusterRecord {
     pub name: String,
     /// Expected `iss` of projected tokens.
     pub issuer: String,
-    /// Accepted `aud` values (the podseal server's audience).
+    /// Accepted `aud` values (the podseal-serverr's audience).
     pub audiences: Vec<String>,
     /// API server URL.
     pub api_server_url: String,
@@ -95,12 +95,12 @@ pub struct ClusterRecord {
 }
 
 /// An API key, by hash only.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiKeyRecord {
     /// Public id (shown in lists and audit).
     pub id: String,
-    /// SHA-256 of the key.
-    #[serde(skip)]
+    /// SHA-256 of the key (never leaves the server: the wire type,
+    /// `podseal_core::wire::admin::ApiKeyInfo`, has no such field).
     pub key_hash: [u8; 32],
     /// Bound cluster.
     pub cluster: String,
@@ -115,7 +115,7 @@ pub struct ApiKeyRecord {
 }
 
 /// The release policy of one service account.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PolicyRecord {
     /// Cluster.
     pub cluster: String,

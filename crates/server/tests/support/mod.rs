@@ -81,8 +81,7 @@ pub fn api_pod(name: &str) -> PodTemplate {
 /// `PODSEAL_TEST_POSTGRES_URL` (default `postgres://postgres@127.0.0.1:5432/test`).
 /// An unreachable server fails the test: CI must never skip it.
 pub async fn postgres_url() -> String {
-    let base = std::env::var("PODSEAL_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    let base = podseal_test_support::provision::postgres_base_url();
     let (client, connection) = tokio_postgres::connect(&base, tokio_postgres::NoTls)
         .await
         .unwrap_or_else(|e| {

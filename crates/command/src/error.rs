@@ -1,0 +1,138 @@
+//! How the CLI reports failure: one `error:` line, an optional `hint:` line,
+//! and an exit code scripts can rely on.
+//!
+//! | code | meaning |
+//! |---|---|
+//! | 0 | success |
+//! | 1 | the operation was refused or failed (did not open, I/O error) |
+//! | 2 | usage or invalid input (bad flags, malformed capsule, bad key file) |
+
+use podseal_core::capsule::CapsuleError;
+use podseal_core::envelope::{OpenError, SealError};
+use podseal_keys::key_file::KeyFileError;
+
+/// Exit code for a refused or failed operation.
+pub const EXIT_FAILURE: u8 = 1;
+/// Exit code for usage errors and invalid input (clap uses it too).
+pub const EXIT_USAGE: u8 = 2;
+
+/// A failure ready to show to the person at the terminal. Messages never
+/// contain secret bytes: they are built from typed errors that carry none.
+#[derive(Debug)]
+pub struct CliError {
+    message: String,
+    hint: Option<String>,
+    code: u8,
+}
+
+impl CliError {
+    /// Invalid input or usage.
+    pub fn usage(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            hint: None,
+            code: EXIT_USAGE,
+        }
+    }
+
+    /// The operation failed or was refused.
+    pub fn failure(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            hint: None,
+            code: EXIT_FAILURE,
+        }
+    }
+
+    /// Adds a hint line.
+    pub fn hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+
+    /// The process exit code.
+    pub fn exit_code(&self) -> u8 {
+        self.code
+    }
+
+    /// An error with this exit code, message and optional hint (for the
+    /// conversions each binary writes for its own error types).
+    pub fn with_code(code: u8, message: impl Into<String>, hint: Option<String>) -> Self {
+        Self {
+            message: message.into(),
+            hint,
+            code,
+        }
+    }
+
+    /// The `error:` line's text (for tests of the wording).
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// The `hint:` line's text (for tests of the wording).
+    pub fn hint_text(&self) -> Option<&str> {
+        self.hint.as_deref()
+    }
+
+    /// Writes the error (and hint) to stderr.
+    pub fn print(&self) {
+        eprintln!("error: {}", self.message);
+        if let Some(hint) = &self.hint {
+            eprintln!("hint: {hint}");
+        }
+    }
+}
+
+impl From<KeyFileError> for CliError {
+    fn from(error: KeyFileError) -> Self {
+        let code = match error {
+            KeyFileError::Read { .. } | KeyFileError::Write { .. } => EXIT_FAILURE,
+            _ => EXIT_USAGE,
+        };
+        Self {
+            hint: error.hint(),
+            message: error.to_string(),
+            code,
+        }
+    }
+}
+
+impl From<CapsuleError> for CliError {
+    fn from(error: CapsuleError) -> Self {
+        Self::usage(error.to_string())
+    }
+}
+
+impl From<SealError> for CliError {
+    fn from(error: SealError) -> Self {
+        match error {
+            SealError::TooLarge { .. } | SealError::Recipients | SealError::Header(_) => {
+                Self::usage(error.to_string())
+            }
+            SealError::Crypto(_) => Self::failure(error.to_string()),
+        }
+    }
+}
+
+impl From<OpenError> for CliError {
+    fn from(error: OpenError) -> Self {
+        let hint = match &error {
+            OpenError::NoMatchingKey { .. } => {
+                Some("pass the org private key the capsule was sealed to (`--key`)")
+            }
+            OpenError::NoKnownStanzaKind { .. } => {
+                Some("open it with the podseal version that wrapped it")
+            }
+            OpenError::DidNotOpen => {
+                Some("the capsule was altered, or its wrap does not belong to this key")
+            }
+            _ => None,
+        };
+        let failure = Self::failure(error.to_string());
+        match hint {
+            Some(hint) => failure.hint(hint),
+            None => failure,
+        }
+    }
+}

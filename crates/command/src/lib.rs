@@ -1,0 +1,21 @@
+//! What every podseal binary shares at the terminal, so the operator CLI
+//! (`podseal`), the release server (`podseal-server`), the pod-side
+//! `podseal-exec` and `podseal-dev` behave the same way: one `error:` line,
+//! at most one `hint:` line, and the same exit codes ([`error`]); the same
+//! `-o` formats ([`output`]); the same rules for reading capsules and
+//! secrets from files or stdin ([`input`]).
+#![deny(missing_docs)]
+
+pub mod error;
+pub mod input;
+pub mod output;
+
+pub use error::CliError;
+
+/// A multi-threaded Tokio runtime for the commands that talk over the network.
+pub fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::failure(format!("cannot start the async runtime: {e}")))
+}

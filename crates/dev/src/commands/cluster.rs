@@ -1,0 +1,384 @@
+//! `podseal-dev cluster`: run the Kubernetes API stand-in as a process, and
+//! drive it with control verbs over its admin API (with the same kube client
+//! code the release server uses for any cluster).
+
+use std::fs::OpenOptions;
+use std::io::Write as _;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use k8s_openapi::api::authentication::v1::{BoundObjectReference, TokenRequest, TokenRequestSpec};
+use k8s_openapi::api::core::v1::Pod;
+use podseal_dev_cluster::{Config, ContainerImage, DevCluster, PodTemplate, connection_files};
+use podseal_server::cluster::{ClusterRegistration, kube_client, read_ca_bundle};
+use serde::{Deserialize, Serialize};
+
+use crate::cli::{DevClusterCommand, DevClusterDir, PodCommand};
+use podseal_command::CliError;
+use podseal_command::output::{OutputFormat, print_json};
+
+/// What `cluster.json` records.
+#[derive(Debug, Serialize, Deserialize)]
+struct ClusterFile {
+    url: String,
+    ca_bundle: PathBuf,
+    reader_token_file: PathBuf,
+    admin_token_file: PathBuf,
+}
+
+/// Runs a `dev-cluster` subcommand.
+pub fn run(command: DevClusterCommand, output: OutputFormat) -> Result<(), CliError> {
+    podseal_command::runtime()?.block_on(async move {
+        match command {
+            DevClusterCommand::Serve {
+                dir,
+                listen,
+                bookmark_interval,
+            } => serve(&dir.dir, listen, bookmark_interval).await,
+            DevClusterCommand::Pod(command) => pod(command, output).await,
+            DevClusterCommand::Token {
+                dir,
+                namespace,
+                service_account,
+                pod,
+                audiences,
+                expiration_seconds,
+            } => {
+                token(
+                    &dir,
+                    &namespace,
+                    &service_account,
+                    pod,
+                    audiences,
+                    expiration_seconds,
+                    output,
+                )
+                .await
+            }
+            DevClusterCommand::RotateSigningKey { dir, keep_old } => {
+                let path = format!("/dev-cluster/v1/signing-key/rotate?keep_old={keep_old}");
+                control::<serde_json::Value>(&dir, "POST", &path, None)
+                    .await
+                    .and_then(|v| print_value(&v, output))
+            }
+            DevClusterCommand::AddVerificationKey { dir } => {
+                control::<serde_json::Value>(&dir, "POST", "/dev-cluster/v1/signing-key/add", None)
+                    .await
+                    .and_then(|v| print_value(&v, output))
+            }
+            DevClusterCommand::CompactHistory { dir } => {
+                control::<serde_json::Value>(&dir, "POST", "/dev-cluster/v1/history/compact", None)
+                    .await
+                    .and_then(|v| print_value(&v, output))
+            }
+            DevClusterCommand::ResetState { dir } => {
+                control::<serde_json::Value>(&dir, "POST", "/dev-cluster/v1/state/reset", None)
+                    .await
+                    .and_then(|v| print_value(&v, output))
+            }
+        }
+    })
+}
+
+fn print_value(value: &serde_json::Value, output: OutputFormat) -> Result<(), CliError> {
+    match output {
+        OutputFormat::Json => print_json(value),
+        OutputFormat::Text => {
+            println!("{value}");
+            Ok(())
+        }
+    }
+}
+
+fn write_file(path: &Path, contents: &str, mode: u32) -> Result<(), CliError> {
+    let written = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(mode)
+        .open(path)
+        .and_then(|mut file| file.write_all(contents.as_bytes()));
+    written.map_err(|e| CliError::failure(format!("cannot write {}: {e}", path.display())))
+}
+
+async fn serve(
+    dir: &Path,
+    listen: std::net::SocketAddr,
+    bookmark_interval: u64,
+) -> Result<(), CliError> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| CliError::failure(format!("cannot create {}: {e}", dir.display())))?;
+    let config = Config {
+        listen,
+        bookmark_interval: Duration::from_secs(bookmark_interval.max(1)),
+        ..Config::default()
+    };
+    let cluster = DevCluster::start(config)
+        .await
+        .map_err(|e| CliError::failure(e.to_string()))?;
+    let file = ClusterFile {
+        url: cluster.url().to_owned(),
+        ca_bundle: dir.join(connection_files::CA),
+        reader_token_file: dir.join(connection_files::READER_TOKEN),
+        admin_token_file: dir.join(connection_files::ADMIN_TOKEN),
+    };
+    write_file(&file.ca_bundle, cluster.ca_pem(), 0o644)?;
+    write_file(&file.reader_token_file, cluster.reader_token(), 0o600)?;
+    write_file(&file.admin_token_file, cluster.admin_token(), 0o600)?;
+    // cluster.json last: its presence means the others are complete.
+    let json = serde_json::to_string_pretty(&file).map_err(|e| CliError::failure(e.to_string()))?;
+    write_file(&dir.join(connection_files::CLUSTER), &json, 0o644)?;
+    println!(
+        "dev-cluster serving {} (connection files in {})",
+        cluster.url(),
+        dir.display()
+    );
+    println!("  CA bundle:          {}", file.ca_bundle.display());
+    println!(
+        "  read-only token:    {} (get/list/watch pods only)",
+        file.reader_token_file.display()
+    );
+    println!("  admin token:        {}", file.admin_token_file.display());
+    println!("Stop with Ctrl-C.");
+    tokio::signal::ctrl_c()
+        .await
+        .map_err(|e| CliError::failure(format!("cannot wait for Ctrl-C: {e}")))?;
+    Ok(())
+}
+
+fn read_cluster_file(dir: &Path) -> Result<ClusterFile, CliError> {
+    let path = dir.join(connection_files::CLUSTER);
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        CliError::usage(format!("cannot read {}: {e}", path.display()))
+            .hint("start the stand-in first: podseal-dev cluster serve --dir DIR")
+    })?;
+    serde_json::from_str(&text)
+        .map_err(|e| CliError::usage(format!("{} is not a dev-cluster file: {e}", path.display())))
+}
+
+async fn admin_client(dir: &Path) -> Result<kube::Client, CliError> {
+    let file = read_cluster_file(dir)?;
+    let ca_pem = read_ca_bundle(&file.ca_bundle).map_err(|e| CliError::failure(e.to_string()))?;
+    let registration = ClusterRegistration {
+        name: "dev-cluster".into(),
+        api_server_url: file.url,
+        ca_pem,
+        token_file: file.admin_token_file,
+    };
+    kube_client(&registration).map_err(|e| CliError::failure(e.to_string()))
+}
+
+async fn control<T: serde::de::DeserializeOwned>(
+    dir: &DevClusterDir,
+    method: &str,
+    path: &str,
+    body: Option<serde_json::Value>,
+) -> Result<T, CliError> {
+    let client = admin_client(&dir.dir).await?;
+    let body = body
+        .map(|b| serde_json::to_vec(&b).unwrap_or_default())
+        .unwrap_or_default();
+    let request = http::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("content-type", "application/json")
+        .body(body)
+        .map_err(|e| CliError::usage(format!("bad request: {e}")))?;
+    let text = client.request_text(request).await.map_err(|e| match e {
+        kube::Error::Api(status) => {
+            CliError::failure(format!("dev-cluster refused: {}", status.message))
+        }
+        other => CliError::failure(format!("cannot reach the dev-cluster: {other}"))
+            .hint("is `podseal-dev cluster serve` running with this --dir?"),
+    })?;
+    serde_json::from_str(&text)
+        .map_err(|e| CliError::failure(format!("unexpected answer from the dev-cluster: {e}")))
+}
+
+fn parse_container(spec: &str) -> Result<ContainerImage, CliError> {
+    let (name, image) = spec.split_once('=').ok_or_else(|| {
+        CliError::usage(format!(
+            "container `{spec}` must be NAME=IMAGE[@sha256:DIGEST]"
+        ))
+    })?;
+    Ok(image_ref(name, image))
+}
+
+fn image_ref(name: &str, image: &str) -> ContainerImage {
+    match image.split_once('@') {
+        Some((image, digest)) => ContainerImage {
+            name: name.into(),
+            image: image.into(),
+            digest: Some(digest.into()),
+        },
+        None => ContainerImage {
+            name: name.into(),
+            image: image.into(),
+            digest: None,
+        },
+    }
+}
+
+fn split_pod(pod: &str) -> Result<(&str, &str), CliError> {
+    pod.split_once('/')
+        .ok_or_else(|| CliError::usage(format!("pod `{pod}` must be NAMESPACE/NAME")))
+}
+
+fn print_pod(pod: &Pod, output: OutputFormat) -> Result<(), CliError> {
+    match output {
+        OutputFormat::Json => print_json(pod),
+        OutputFormat::Text => {
+            let facts = podseal_server::pod_view::pod_facts(pod);
+            println!(
+                "pod {}/{} uid {} phase {}",
+                facts.namespace,
+                facts.name,
+                facts.uid,
+                facts.phase.as_deref().unwrap_or("-")
+            );
+            Ok(())
+        }
+    }
+}
+
+async fn pod(command: PodCommand, output: OutputFormat) -> Result<(), CliError> {
+    let pod: Pod = match command {
+        PodCommand::Create {
+            dir,
+            namespace,
+            name,
+            service_account,
+            containers,
+            init_containers,
+            labels,
+            running,
+        } => {
+            let template = PodTemplate {
+                labels: labels
+                    .iter()
+                    .map(|l| l.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned())))
+                    .collect::<Option<_>>()
+                    .ok_or_else(|| CliError::usage("labels must be KEY=VALUE"))?,
+                containers: containers
+                    .iter()
+                    .map(|c| parse_container(c))
+                    .collect::<Result<_, _>>()?,
+                init_containers: init_containers
+                    .iter()
+                    .map(|c| parse_container(c))
+                    .collect::<Result<_, _>>()?,
+                namespace,
+                name,
+                service_account,
+            };
+            let body =
+                serde_json::to_value(&template).map_err(|e| CliError::failure(e.to_string()))?;
+            let pod: Pod = control(&dir, "POST", "/dev-cluster/v1/pods", Some(body)).await?;
+            if running {
+                control(
+                    &dir,
+                    "POST",
+                    &format!(
+                        "/dev-cluster/v1/pods/{}/{}/running",
+                        template.namespace, template.name
+                    ),
+                    None,
+                )
+                .await?
+            } else {
+                pod
+            }
+        }
+        PodCommand::Running { dir, pod } => {
+            let (ns, name) = split_pod(&pod)?;
+            control(
+                &dir,
+                "POST",
+                &format!("/dev-cluster/v1/pods/{ns}/{name}/running"),
+                None,
+            )
+            .await?
+        }
+        PodCommand::Delete { dir, pod } => {
+            let (ns, name) = split_pod(&pod)?;
+            control(
+                &dir,
+                "DELETE",
+                &format!("/dev-cluster/v1/pods/{ns}/{name}"),
+                None,
+            )
+            .await?
+        }
+        PodCommand::Recreate { dir, pod } => {
+            let (ns, name) = split_pod(&pod)?;
+            control(
+                &dir,
+                "POST",
+                &format!("/dev-cluster/v1/pods/{ns}/{name}/recreate"),
+                None,
+            )
+            .await?
+        }
+        PodCommand::Debug {
+            dir,
+            pod,
+            image,
+            name,
+        } => {
+            let (ns, pod_name) = split_pod(&pod)?;
+            let body = serde_json::to_value(image_ref(&name, &image))
+                .map_err(|e| CliError::failure(e.to_string()))?;
+            control(
+                &dir,
+                "POST",
+                &format!("/dev-cluster/v1/pods/{ns}/{pod_name}/ephemeral"),
+                Some(body),
+            )
+            .await?
+        }
+    };
+    print_pod(&pod, output)
+}
+
+async fn token(
+    dir: &DevClusterDir,
+    namespace: &str,
+    service_account: &str,
+    pod: Option<String>,
+    audiences: Vec<String>,
+    expiration_seconds: i64,
+    output: OutputFormat,
+) -> Result<(), CliError> {
+    let request = TokenRequest {
+        spec: TokenRequestSpec {
+            audiences,
+            expiration_seconds: Some(expiration_seconds),
+            bound_object_ref: pod.map(|name| BoundObjectReference {
+                kind: Some("Pod".into()),
+                api_version: Some("v1".into()),
+                name: Some(name),
+                uid: None,
+            }),
+        },
+        ..TokenRequest::default()
+    };
+    let body = serde_json::to_value(&request).map_err(|e| CliError::failure(e.to_string()))?;
+    let path = format!("/api/v1/namespaces/{namespace}/serviceaccounts/{service_account}/token");
+    let response: TokenRequest = control(dir, "POST", &path, Some(body)).await?;
+    let status = response
+        .status
+        .ok_or_else(|| CliError::failure("the TokenRequest answer has no status"))?;
+    match output {
+        OutputFormat::Json => print_json(
+            &serde_json::json!({ "token": status.token, "expirationTimestamp": status.expiration_timestamp }),
+        ),
+        OutputFormat::Text => {
+            println!("{}", status.token);
+            Ok(())
+        }
+    }
+}

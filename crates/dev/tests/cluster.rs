@@ -1,0 +1,158 @@
+//! `podseal-dev cluster serve` as a real process, driven by the control verbs.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "test code: a panic is a test failure"
+)]
+
+use std::io::{BufRead as _, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Pod;
+use tempfile::TempDir;
+
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn podseal(dir: &TempDir, args: &[&str]) -> std::process::Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_podseal-dev"));
+    command
+        .arg("cluster")
+        .args(args)
+        .arg("--dir")
+        .arg(dir.path());
+    command.output().unwrap()
+}
+
+#[test]
+fn serve_then_control_verbs() {
+    let dir = TempDir::new().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_podseal-dev"))
+        .args(["cluster", "serve", "--listen", "127.0.0.1:0", "--dir"])
+        .arg(dir.path())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let _server = Server(child);
+    // Ready when it prints its first line (written after every connection file).
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = BufReader::new(stdout).read_line(&mut line);
+        let _ = tx.send(line);
+    });
+    let ready = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("dev-cluster did not start in time");
+    assert!(
+        ready.starts_with("dev-cluster serving https://127.0.0.1:"),
+        "{ready}"
+    );
+    for (file, mode) in [
+        ("reader.token", 0o600),
+        ("admin.token", 0o600),
+        ("ca.pem", 0o644),
+    ] {
+        use std::os::unix::fs::PermissionsExt as _;
+        assert_eq!(
+            std::fs::metadata(dir.path().join(file))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777,
+            mode,
+            "{file}"
+        );
+    }
+
+    let digest = format!("sha256:{}", "c".repeat(64));
+    let container = format!("api=registry.example/shop/api:1.4@{digest}");
+    let out = podseal(
+        &dir,
+        &[
+            "pod",
+            "create",
+            "--namespace",
+            "shop",
+            "--name",
+            "api-0",
+            "--service-account",
+            "api",
+            "--container",
+            &container,
+            "--running",
+            "-o",
+            "json",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pod: Pod = serde_json::from_slice(&out.stdout).unwrap();
+    let status = pod.status.unwrap();
+    assert_eq!(status.phase.as_deref(), Some("Running"));
+    assert_eq!(
+        status.container_statuses.unwrap()[0].image_id,
+        format!("registry.example/shop/api@{digest}")
+    );
+
+    let out = podseal(
+        &dir,
+        &[
+            "pod",
+            "debug",
+            "shop/api-0",
+            "--image",
+            &format!("busybox:1.36@{digest}"),
+            "-o",
+            "json",
+        ],
+    );
+    let pod: Pod = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(pod.spec.unwrap().ephemeral_containers.unwrap().len(), 1);
+
+    let out = podseal(
+        &dir,
+        &[
+            "token",
+            "--namespace",
+            "shop",
+            "--service-account",
+            "api",
+            "--pod",
+            "api-0",
+            "--audience",
+            "podseal",
+            "-o",
+            "json",
+        ],
+    );
+    let token: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(token["token"].as_str().unwrap().split('.').count(), 3);
+
+    let out = podseal(&dir, &["pod", "recreate", "shop/api-0", "-o", "json"]);
+    let recreated: Pod = serde_json::from_slice(&out.stdout).unwrap();
+    assert_ne!(recreated.metadata.uid, pod.metadata.uid);
+
+    let out = podseal(&dir, &["pod", "delete", "shop/missing"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .starts_with("error: dev-cluster refused: pods \"missing\" not found")
+    );
+    let out = podseal(&dir, &["pod", "running", "no-slash"]);
+    assert_eq!(out.status.code(), Some(2));
+}

@@ -1,0 +1,219 @@
+//! `podseal-exec` as a pod runs it: a real child process against a served
+//! release server and the stand-in (both real processes, the server logging
+//! at trace level). The program sees the plaintext in its environment and in
+//! a file on tmpfs; nothing on disk — the temporary directories, the SQLite
+//! database, the server's log, the audit export — holds the plaintext; a
+//! refusal stops the program from starting.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "test code: a panic is a test failure"
+)]
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use tempfile::TempDir;
+
+mod support;
+
+const SECRET: &str = "correct-horse-battery-staple-5b1f";
+const OTHER_SECRET: &str = "tls-private-key-9c2e";
+
+fn bin() -> PathBuf {
+    podseal_test_support::binaries::podseal()
+}
+
+fn run(args: &[&str], env: &[(&str, &str)], stdin: Option<&str>) -> Output {
+    run_program(&bin(), args, env, stdin)
+}
+
+/// Runs the pod-side `podseal-exec ARGS`.
+fn exec(args: &[&str], env: &[(&str, &str)], stdin: Option<&str>) -> Output {
+    run_program(&podseal_test_support::binaries::exec(), args, env, stdin)
+}
+
+fn run_program(program: &Path, args: &[&str], env: &[(&str, &str)], stdin: Option<&str>) -> Output {
+    let mut child = Command::new(program)
+        .args(args)
+        .envs(env.iter().copied())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    if let Some(text) = stdin {
+        input.write_all(text.as_bytes()).unwrap();
+    }
+    drop(input);
+    child.wait_with_output().unwrap()
+}
+
+#[track_caller]
+fn ok(output: &Output) -> String {
+    assert!(
+        output.status.success(),
+        "exit {:?}: {}",
+        output.status.code(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout.clone()).unwrap()
+}
+
+/// Every file below `dir`, recursively.
+fn files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(files(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
+#[test]
+fn exec_gives_the_program_its_secrets_and_leaves_none_on_disk() {
+    let dir = TempDir::new().unwrap();
+    let p = |name: &str| dir.path().join(name).to_str().unwrap().to_owned();
+    let mut deployment = support::Deployment::start(&bin(), dir.path(), "trace");
+    let admin = deployment.admin_env();
+    let admin: Vec<(&str, &str)> = admin.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    // Two pods: each exec is a new process with a new DPoP key, and one key
+    // is pinned per live pod.
+    let first = deployment.pod("api-0");
+    let pod_env: Vec<(&str, &str)> = first.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let second = deployment.pod("api-1");
+    let second_pod: Vec<(&str, &str)> = second.iter().map(|(k, v)| (*k, v.as_str())).collect();
+
+    // Seal from stdin (the plaintext never touches the disk here either).
+    let seal = |secret: &str, namespace: &str, out: &str| {
+        let capsule = ok(&run(
+            &[
+                "seal",
+                "--key",
+                &p("keys/org.pub"),
+                "--cluster",
+                "prod",
+                "--namespace",
+                namespace,
+                "--service-account",
+                "api",
+                "--name",
+                "db",
+            ],
+            &[],
+            Some(secret),
+        ));
+        std::fs::write(p(out), &capsule).unwrap();
+        capsule.trim().to_owned()
+    };
+    let env_capsule = seal(SECRET, "shop", "db.capsule");
+    seal(OTHER_SECRET, "shop", "tls.capsule");
+    seal(SECRET, "payments", "foreign.capsule");
+
+    let shm = PathBuf::from(format!("/dev/shm/podseal-exec-test-{}", std::process::id()));
+    let _ = std::fs::remove_file(&shm);
+    let mut env: Vec<(&str, &str)> = pod_env.to_vec();
+    env.push(("FROM_ENV", &env_capsule));
+    let file_arg = format!("{}={}", shm.display(), p("tls.capsule"));
+    let output = exec(
+        &[
+            "--env",
+            &format!("DB_PASSWORD={}", p("db.capsule")),
+            "--file",
+            &file_arg,
+            "--",
+            "sh",
+            "-c",
+            "printf '%s|%s|' \"$DB_PASSWORD\" \"$FROM_ENV\"; cat \"$0\"; stat -c '|%a' \"$0\"; exit 7",
+            shm.to_str().unwrap(),
+        ],
+        &env,
+        None,
+    );
+    let _ = std::fs::remove_file(&shm);
+    assert_eq!(
+        output.status.code(),
+        Some(7),
+        "the program's exit code passes through: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(
+        String::from_utf8(output.stdout).unwrap(),
+        format!("{SECRET}|{SECRET}|{OTHER_SECRET}|400\n")
+    );
+
+    // A refusal: the program never starts, and the gate and reason are named.
+    let output = exec(
+        &[
+            "--env",
+            &format!("X={}", p("foreign.capsule")),
+            "--",
+            "sh",
+            "-c",
+            "echo started",
+        ],
+        &second_pod,
+        None,
+    );
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        output.stdout.is_empty(),
+        "the program started after a refusal"
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("scope/namespace_mismatch"), "{stderr}");
+
+    // A --file destination on disk is refused unless --allow-disk.
+    let on_disk = format!("{}={}", p("plain.txt"), p("tls.capsule"));
+    let output = exec(&["--file", &on_disk, "--", "true"], &pod_env, None);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("not on a RAM-backed filesystem"));
+    assert!(!Path::new(&p("plain.txt")).exists());
+
+    // A --file destination that exists is never overwritten.
+    let existing = format!("{}={}", shm.display(), p("tls.capsule"));
+    std::fs::write(&shm, b"keep").unwrap();
+    let output = exec(&["--file", &existing, "--", "true"], &second_pod, None);
+    let kept = std::fs::read(&shm).unwrap();
+    let _ = std::fs::remove_file(&shm);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("never overwrites"));
+    assert_eq!(kept, b"keep");
+
+    // The export, then: no plaintext anywhere on disk (the server's log, at
+    // trace level, written out in full).
+    ok(&run(
+        &["audit", "export", "--out", &p("audit.jsonl")],
+        &admin,
+        None,
+    ));
+    let log = deployment.stop();
+    std::fs::write(p("server.log"), log.join("\n")).unwrap();
+    let scanned = files(dir.path());
+    assert!(
+        scanned.iter().any(|f| f.ends_with("podseal.db")),
+        "{scanned:?}"
+    );
+    assert!(
+        std::fs::metadata(p("server.log")).unwrap().len() > 0,
+        "the server logged nothing"
+    );
+    for file in scanned {
+        let bytes = std::fs::read(&file).unwrap();
+        for secret in [SECRET, OTHER_SECRET] {
+            assert!(
+                !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+                "{} holds a plaintext",
+                file.display()
+            );
+        }
+    }
+}

@@ -1,0 +1,785 @@
+//! `podseal-server` and the admin commands as an operator runs them: real
+//! processes (the stand-in, the server), the admin token file from the first
+//! start, every admin command with `-o json`, exit codes, the audit export
+//! verified offline, and a clean SIGTERM shutdown.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "test code: a panic is a test failure"
+)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tempfile::TempDir;
+
+mod support;
+
+use support::{port_of, wait_for_line};
+
+fn bin() -> PathBuf {
+    podseal_test_support::binaries::podseal()
+}
+
+fn spawn_server(
+    args: &[&str],
+    env: &[(&str, &str)],
+    from_stderr: bool,
+    ready: &str,
+) -> (support::Process, String, std::sync::mpsc::Receiver<String>) {
+    support::spawn(
+        &podseal_test_support::binaries::server(),
+        args,
+        env,
+        from_stderr,
+        ready,
+    )
+}
+
+fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
+    Command::new(bin())
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap()
+}
+
+fn server(args: &[&str], env: &[(&str, &str)]) -> Output {
+    Command::new(podseal_test_support::binaries::server())
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[track_caller]
+fn ok_json(output: &Output) -> Value {
+    assert!(
+        output.status.success(),
+        "exit {:?}: {}",
+        output.status.code(),
+        text(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+#[track_caller]
+fn fails(output: &Output, code: i32, needle: &str) {
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(code), "{stderr}");
+    assert!(stderr.starts_with("error: "), "{stderr}");
+    assert!(stderr.contains(needle), "{needle:?} not in {stderr}");
+}
+
+#[test]
+fn print_config_and_configuration_errors() {
+    let dir = TempDir::new().unwrap();
+    let printed = server(
+        &["--print-config"],
+        &[
+            ("PODSEAL_LISTEN", "0.0.0.0:9443"),
+            ("PODSEAL_RELEASE_MAX_SESSION_SECS", "900"),
+        ],
+    );
+    assert!(printed.status.success(), "{}", text(&printed.stderr));
+    let printed = text(&printed.stdout);
+    assert!(printed.contains("listen = \"0.0.0.0:9443\""), "{printed}");
+    assert!(printed.contains("max_session_secs = 900"), "{printed}");
+    // What --print-config prints is a configuration file serve accepts.
+    let file = dir.path().join("podseal.toml");
+    std::fs::write(&file, &printed).unwrap();
+    let again = server(&["--print-config", "--config", file.to_str().unwrap()], &[]);
+    assert_eq!(text(&again.stdout), printed);
+
+    std::fs::write(&file, "[release]\nmax_sesion_secs = 10\n").unwrap();
+    fails(
+        &server(&["--config", file.to_str().unwrap()], &[]),
+        2,
+        "max_sesion_secs",
+    );
+    fails(
+        &server(
+            &["--print-config"],
+            &[("PODSEAL_RELEASE_MAX_SESSION_SECS", "soon")],
+        ),
+        2,
+        "PODSEAL_RELEASE_MAX_SESSION_SECS",
+    );
+    let state = dir.path().join("state");
+    fails(
+        &server(
+            &[],
+            &[
+                ("PODSEAL_STATE_DIR", state.to_str().unwrap()),
+                ("PODSEAL_LISTEN", "127.0.0.1:0"),
+            ],
+        ),
+        2,
+        "no org key",
+    );
+    assert!(
+        !state.exists(),
+        "a failed first start must not create the store (and consume an unseen admin token)"
+    );
+    // A state directory open to others is refused (it holds the audit key and the database).
+    let keys = dir.path().join("keys");
+    assert!(
+        run(&["keys", "init", "--out", keys.to_str().unwrap()], &[])
+            .status
+            .success()
+    );
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::create_dir(&state).unwrap();
+        std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    fails(
+        &server(
+            &[],
+            &[
+                ("PODSEAL_STATE_DIR", state.to_str().unwrap()),
+                ("PODSEAL_LISTEN", "127.0.0.1:0"),
+                (
+                    "PODSEAL_ORG_KEY_FILES",
+                    keys.join("org.key").to_str().unwrap(),
+                ),
+            ],
+        ),
+        1,
+        "chmod 700",
+    );
+}
+
+#[test]
+fn serve_then_administer_it_from_the_command_line() {
+    let dir = TempDir::new().unwrap();
+    let path = |name: &str| dir.path().join(name).to_str().unwrap().to_owned();
+    let (_cluster, line, _) = support::spawn(
+        &podseal_test_support::binaries::dev(),
+        &[
+            "cluster",
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--dir",
+            &path("dc"),
+        ],
+        &[],
+        false,
+        "dev-cluster serving",
+    );
+    let cluster_url = line.split_whitespace().nth(2).unwrap().to_owned();
+    assert!(
+        run(&["keys", "init", "--out", &path("keys")], &[])
+            .status
+            .success()
+    );
+
+    let env_server = [
+        ("PODSEAL_ORG_KEY_FILES", path("keys/org.key")),
+        ("PODSEAL_STATE_DIR", path("state")),
+        ("PODSEAL_LISTEN", "127.0.0.1:0".to_owned()),
+        ("PODSEAL_EXTERNAL_URL", "https://localhost".to_owned()),
+    ];
+    let env_server: Vec<(&str, &str)> = env_server.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let token_file = path("admin.token");
+    let (mut server, line, lines) = spawn_server(
+        &["--admin-token-file", &token_file],
+        &env_server,
+        true,
+        "listening on",
+    );
+    let port = port_of(&line);
+    // The token file is written (and said) after the listening line.
+    wait_for_line(&lines, "admin token written to");
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&token_file).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+    let server_url = format!("https://localhost:{port}");
+    let admin_env_owned = [
+        ("PODSEAL_SERVER", server_url.clone()),
+        ("PODSEAL_CA", path("state/tls-dev.crt")),
+        ("PODSEAL_ADMIN_TOKEN_FILE", token_file.clone()),
+    ];
+    let admin: Vec<(&str, &str)> = admin_env_owned
+        .iter()
+        .map(|(k, v)| (*k, v.as_str()))
+        .collect();
+
+    // Register the stand-in: the JWKS is fetched once and pinned.
+    let added = ok_json(&run(
+        &[
+            "cluster",
+            "add",
+            "prod",
+            "--api-server",
+            &cluster_url,
+            "--ca-bundle",
+            &path("dc/ca.pem"),
+            "--token-file",
+            &path("dc/reader.token"),
+            "-o",
+            "json",
+        ],
+        &admin,
+    ));
+    assert_eq!(added["name"], "prod");
+    assert_eq!(added["pinned_kids"].as_array().unwrap().len(), 1);
+    fails(
+        &run(
+            &[
+                "cluster",
+                "add",
+                "prod",
+                "--api-server",
+                &cluster_url,
+                "--ca-bundle",
+                &path("dc/ca.pem"),
+                "--token-file",
+                &path("dc/reader.token"),
+            ],
+            &admin,
+        ),
+        1,
+        "already_exists",
+    );
+    let shown = ok_json(&run(&["cluster", "show", "prod", "-o", "json"], &admin));
+    assert_eq!(shown["pinned_kids"], added["pinned_kids"]);
+    // The CA is pinned too: its fingerprint, and the token rules, are shown.
+    let ca_fingerprint = pem_fingerprint(&std::fs::read_to_string(path("dc/ca.pem")).unwrap());
+    assert_eq!(
+        shown["ca_sha256"],
+        serde_json::json!([ca_fingerprint]),
+        "{shown}"
+    );
+    assert_eq!(shown["allow_extra_audiences"], false);
+    assert_eq!(shown["max_token_lifetime_secs"], 86_400);
+    let human = run(&["cluster", "show", "prod"], &admin);
+    assert!(human.status.success());
+    let human = text(&human.stdout);
+    assert!(
+        human.contains(&format!("ca sha256:    {ca_fingerprint}")),
+        "{human}"
+    );
+    assert!(human.contains("extra audiences: refused"), "{human}");
+    fails(&run(&["cluster", "show", "nope"], &admin), 1, "not_found");
+    let replaced = ok_json(&run(
+        &[
+            "cluster",
+            "add",
+            "prod",
+            "--api-server",
+            &cluster_url,
+            "--ca-bundle",
+            &path("dc/ca.pem"),
+            "--token-file",
+            &path("dc/reader.token"),
+            "--replace",
+            "--allow-extra-audiences",
+            "--max-token-lifetime",
+            "7200",
+            "-o",
+            "json",
+        ],
+        &admin,
+    ));
+    assert_eq!(replaced["allow_extra_audiences"], true, "{replaced}");
+    assert_eq!(replaced["max_token_lifetime_secs"], 7200);
+    assert_eq!(replaced["ca_sha256"], shown["ca_sha256"]);
+
+    // API keys: shown once, listed without the key, revoked.
+    let created = ok_json(&run(
+        &[
+            "apikey",
+            "create",
+            "--cluster",
+            "prod",
+            "--namespace",
+            "shop",
+            "--service-account",
+            "api",
+            "-o",
+            "json",
+        ],
+        &admin,
+    ));
+    let key = created["key"].as_str().unwrap();
+    assert!(key.starts_with("psk_"));
+    let listed = run(&["apikey", "list", "-o", "json"], &admin);
+    assert!(!text(&listed.stdout).contains(key), "a listing shows a key");
+    let listed = ok_json(&listed);
+    assert_eq!(listed[0]["id"], created["id"]);
+    assert_eq!(listed[0]["revoked_at"], Value::Null);
+    let id = created["id"].as_str().unwrap();
+    ok_json(&run(&["apikey", "revoke", id, "-o", "json"], &admin));
+    assert!(ok_json(&run(&["apikey", "list", "-o", "json"], &admin))[0]["revoked_at"].is_i64());
+    fails(&run(&["apikey", "revoke", id], &admin), 1, "not_found");
+    fails(
+        &run(
+            &[
+                "apikey",
+                "create",
+                "--cluster",
+                "prod",
+                "--namespace",
+                "Shop!",
+                "--service-account",
+                "api",
+            ],
+            &admin,
+        ),
+        2,
+        "invalid_argument",
+    );
+
+    // Policies: digests checked, audit mode loud.
+    let digest = format!("sha256:{}", "a".repeat(64));
+    let set = run(
+        &[
+            "policy",
+            "set",
+            "--cluster",
+            "prod",
+            "--namespace",
+            "shop",
+            "--service-account",
+            "api",
+            "--allow-digest",
+            &digest,
+            "--audit-mode",
+            "-o",
+            "json",
+        ],
+        &admin,
+    );
+    assert!(
+        text(&set.stderr).contains("WARNING: AUDIT MODE"),
+        "{}",
+        text(&set.stderr)
+    );
+    assert_eq!(ok_json(&set)["audit_mode"], true);
+    fails(
+        &run(
+            &[
+                "policy",
+                "set",
+                "--cluster",
+                "prod",
+                "--namespace",
+                "shop",
+                "--service-account",
+                "api",
+                "--allow-digest",
+                "sha256:abc",
+            ],
+            &admin,
+        ),
+        2,
+        "not a digest",
+    );
+    let shown = ok_json(&run(
+        &["policy", "show", "--namespace", "shop", "-o", "json"],
+        &admin,
+    ));
+    assert_eq!(shown[0]["digests"][0], digest.as_str());
+
+    // A wrong admin token, and none.
+    let wrong = dir.path().join("wrong.token");
+    podseal_keys::key_file::write_new(&wrong, b"psa_wrong\n", 0o600).unwrap();
+    let mut wrong_env = admin.clone();
+    wrong_env[2].1 = wrong.to_str().unwrap();
+    fails(
+        &run(&["apikey", "list"], &wrong_env),
+        1,
+        "admin_token_invalid",
+    );
+    fails(&run(&["apikey", "list"], &admin[..2]), 2, "no admin token");
+
+    // The export verifies offline with the public key the server wrote.
+    let export = path("audit.jsonl");
+    let exported = run(&["audit", "export", "--out", &export], &admin);
+    assert!(exported.status.success(), "{}", text(&exported.stderr));
+    let verified = ok_json(&run(
+        &[
+            "audit",
+            "verify",
+            "--key",
+            &path("state/audit.pub"),
+            &export,
+            "-o",
+            "json",
+        ],
+        &[],
+    ));
+    assert!(verified["records"].as_u64().unwrap() >= 8, "{verified}");
+
+    // SIGTERM: a clean exit with a final checkpoint.
+    let pid = server.0.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = server.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the server did not stop on SIGTERM"
+        );
+        let _ = lines.recv_timeout(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status:?}");
+
+    // A second start on the same state shows no new admin token and keeps the
+    // registrations; a cluster that cannot be connected (its token file
+    // vanished) is reported, not fatal. Its CA file is gone too, which does
+    // not matter: the CA was pinned at registration.
+    std::fs::rename(path("dc/ca.pem"), path("dc/ca.pem.moved")).unwrap();
+    std::fs::rename(path("dc/reader.token"), path("dc/reader.token.moved")).unwrap();
+    let (_server, line, _) = spawn_server(
+        &["--admin-token-file", &path("second.token")],
+        &env_server,
+        true,
+        "listening on",
+    );
+    let mut again = admin.clone();
+    let second_url = format!("https://localhost:{}", port_of(&line));
+    again[0].1 = &second_url;
+    let shown = ok_json(&run(&["cluster", "show", "prod", "-o", "json"], &again));
+    assert_eq!(shown["pinned_kids"], added["pinned_kids"]);
+    assert_eq!(shown["ready"], false, "{shown}");
+    let why = shown["not_ready"].as_str().unwrap();
+    assert!(why.contains("token file"), "{why}");
+    assert!(!why.contains("CA"), "{why}");
+    assert_eq!(shown["ca_sha256"], serde_json::json!([ca_fingerprint]));
+    assert!(!Path::new(&path("second.token")).exists());
+}
+
+/// Issue 12, item 3: the audit key is continuous. A start whose key did not
+/// sign the log (deleted and so regenerated, or another deployment's key)
+/// refuses, writes no key material and leaves `audit.pub` alone; the
+/// audited hand-over is the one way to a new key, and the export then
+/// verifies with the original `audit.pub`.
+#[test]
+fn the_audit_key_cannot_change_under_the_log() {
+    let dir = TempDir::new().unwrap();
+    let path = |name: &str| dir.path().join(name).to_str().unwrap().to_owned();
+    assert!(
+        run(&["keys", "init", "--out", &path("keys")], &[])
+            .status
+            .success()
+    );
+    let env = |extra: &[(&'static str, String)]| {
+        let mut env = vec![
+            ("PODSEAL_ORG_KEY_FILES", path("keys/org.key")),
+            ("PODSEAL_STATE_DIR", path("state")),
+            ("PODSEAL_LISTEN", "127.0.0.1:0".to_owned()),
+            ("PODSEAL_EXTERNAL_URL", "https://localhost".to_owned()),
+        ];
+        env.extend(extra.iter().cloned());
+        env
+    };
+    let serve_until_ready = |extra: &[(&'static str, String)]| {
+        let env = env(extra);
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let (server, line, lines) = spawn_server(
+            &["--admin-token-file", &path("admin.token")],
+            &env,
+            true,
+            "listening on",
+        );
+        (server, port_of(&line), lines)
+    };
+    let serve_fails = |extra: &[(&'static str, String)], needle: &str| {
+        let env = env(extra);
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let output = server(&["--admin-token-file", &path("admin.token")], &env);
+        assert!(
+            !output.status.success(),
+            "serve started with a key that forks the log"
+        );
+        let stderr = text(&output.stderr);
+        assert!(stderr.contains(needle), "{needle:?} not in {stderr}");
+    };
+    // A first start, an audited (refused) admin request, a final checkpoint.
+    let (mut server, port, lines) = serve_until_ready(&[]);
+    wait_for_line(&lines, "admin token written to");
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path("wrong.token"))
+            .unwrap();
+        std::io::Write::write_all(&mut file, b"psa_wrong").unwrap();
+    }
+    let admin = [
+        ("PODSEAL_SERVER", format!("https://localhost:{port}")),
+        ("PODSEAL_CA", path("state/tls-dev.crt")),
+        ("PODSEAL_ADMIN_TOKEN_FILE", path("wrong.token")),
+    ];
+    let admin: Vec<(&str, &str)> = admin.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let refused = run(&["cluster", "list"], &admin);
+    assert!(
+        text(&refused.stderr).contains("admin"),
+        "{}",
+        text(&refused.stderr)
+    );
+    support::terminate(&mut server, &lines);
+    let public = std::fs::read(path("state/audit.pub")).unwrap();
+
+    // The key deleted: refused, twice, and no new key is written.
+    std::fs::rename(path("state/audit.key"), path("kept-audit.key")).unwrap();
+    for _ in 0..2 {
+        serve_fails(&[], "is missing");
+        assert!(
+            !Path::new(&path("state/audit.key")).exists(),
+            "a failed start wrote a key"
+        );
+    }
+    // Another deployment's key named by audit.key_file: refused.
+    let other = TempDir::new().unwrap();
+    let (mut foreign, _, foreign_lines) = {
+        let env = [
+            ("PODSEAL_ORG_KEY_FILES", path("keys/org.key")),
+            (
+                "PODSEAL_STATE_DIR",
+                other.path().join("state").to_str().unwrap().to_owned(),
+            ),
+            ("PODSEAL_LISTEN", "127.0.0.1:0".to_owned()),
+        ];
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let token = other.path().join("admin.token");
+        spawn_server(
+            &["--admin-token-file", token.to_str().unwrap()],
+            &env,
+            true,
+            "listening on",
+        )
+    };
+    support::terminate(&mut foreign, &foreign_lines);
+    let foreign_key = other
+        .path()
+        .join("state/audit.key")
+        .to_str()
+        .unwrap()
+        .to_owned();
+    std::fs::rename(path("kept-audit.key"), path("state/audit.key")).unwrap();
+    serve_fails(
+        &[("PODSEAL_AUDIT_KEY_FILE", foreign_key.clone())],
+        "not this log's key",
+    );
+    assert_eq!(
+        std::fs::read(path("state/audit.pub")).unwrap(),
+        public,
+        "audit.pub rewritten"
+    );
+
+    // The hand-over: the old key signs it, the new key serves, the export
+    // verifies with the original audit.pub, and the old key is refused after.
+    let (mut server, port, lines) =
+        serve_until_ready(&[("PODSEAL_AUDIT_ROTATE_TO_KEY_FILE", foreign_key.clone())]);
+    let admin = [
+        ("PODSEAL_SERVER", format!("https://localhost:{port}")),
+        ("PODSEAL_CA", path("state/tls-dev.crt")),
+        ("PODSEAL_ADMIN_TOKEN_FILE", path("admin.token")),
+    ];
+    let admin: Vec<(&str, &str)> = admin.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let export = run(&["audit", "export"], &admin);
+    assert!(export.status.success(), "{}", text(&export.stderr));
+    support::terminate(&mut server, &lines);
+    std::fs::write(path("export.jsonl"), &export.stdout).unwrap();
+    assert!(text(&export.stdout).contains("audit_key_rotated"));
+    let verify = run(
+        &[
+            "audit",
+            "verify",
+            "--key",
+            &path("state/audit.pub"),
+            &path("export.jsonl"),
+        ],
+        &[],
+    );
+    assert!(verify.status.success(), "{}", text(&verify.stderr));
+    assert_eq!(
+        std::fs::read(path("state/audit.pub")).unwrap(),
+        public,
+        "audit.pub rewritten"
+    );
+    let retired = std::fs::read_dir(path("state"))
+        .unwrap()
+        .filter_map(Result::ok)
+        .find(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("audit.key.retired-")
+        })
+        .expect("the old key kept beside the new one");
+    serve_fails(
+        &[(
+            "PODSEAL_AUDIT_KEY_FILE",
+            retired.path().to_str().unwrap().to_owned(),
+        )],
+        "not this log's key",
+    );
+}
+
+/// The SHA-256 fingerprint of the one certificate in `pem`.
+fn pem_fingerprint(pem: &str) -> String {
+    use base64::Engine as _;
+    let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(body)
+        .unwrap();
+    podseal_server::tls::fingerprint(&der)
+}
+
+#[test]
+fn a_staleness_bound_out_of_range_is_refused_with_exit_2() {
+    // A view allowed to be a day old would keep granting pods that are gone.
+    let dir = TempDir::new().unwrap();
+    let state = dir.path().join("state");
+    let file = dir.path().join("podseal.toml");
+    std::fs::write(&file, "[clusters]\nmax_staleness_secs = 999999999\n").unwrap();
+    let state_env = ("PODSEAL_STATE_DIR", state.to_str().unwrap());
+    fails(
+        &server(
+            &["--config", file.to_str().unwrap()],
+            &[state_env, ("PODSEAL_LISTEN", "127.0.0.1:0")],
+        ),
+        2,
+        "clusters.max_staleness_secs = 999999999 must be between 1 and 60",
+    );
+    fails(
+        &server(
+            &[],
+            &[
+                state_env,
+                ("PODSEAL_LISTEN", "127.0.0.1:0"),
+                ("PODSEAL_CLUSTERS_MAX_STALENESS_SECS", "61"),
+            ],
+        ),
+        2,
+        "clusters.max_staleness_secs = 61 must be between 1 and 60",
+    );
+    // The audit origin is the checkpoints' signed-note key name (issue 13).
+    fails(
+        &server(
+            &[],
+            &[
+                state_env,
+                ("PODSEAL_LISTEN", "127.0.0.1:0"),
+                ("PODSEAL_AUDIT_ORIGIN", "podseal audit+1"),
+            ],
+        ),
+        2,
+        "audit.origin: the audit log origin \"podseal audit+1\" holds a space, a '+' or a control character",
+    );
+    assert!(!state.exists(), "a refused configuration created the store");
+    // The default is the documented 5 s.
+    let printed = server(&["--print-config"], &[]);
+    assert!(
+        text(&printed.stdout).contains("max_staleness_secs = 5\n"),
+        "{}",
+        text(&printed.stdout)
+    );
+}
+
+/// Spawns `podseal-server` and returns it with every line of its stderr up
+/// to and including the one containing `until` (deadline 60 s).
+fn serve_lines(env: &[(&str, &str)], until: &str) -> (support::Process, Vec<String>) {
+    use std::io::BufRead as _;
+    let mut child = Command::new(podseal_test_support::binaries::server())
+        .envs(env.iter().copied())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let process = support::Process(child);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut lines = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = rx
+            .recv_timeout(left)
+            .unwrap_or_else(|_| panic!("no {until:?} in time; stderr so far: {lines:#?}"));
+        let done = line.contains(until);
+        lines.push(line);
+        if done {
+            return (process, lines);
+        }
+    }
+}
+
+#[test]
+fn a_misspelled_variable_is_named_with_the_nearest_known_one() {
+    let dir = TempDir::new().unwrap();
+    let path = |name: &str| dir.path().join(name).to_str().unwrap().to_owned();
+    assert!(
+        run(&["keys", "init", "--out", &path("keys")], &[])
+            .status
+            .success()
+    );
+    // The value is distinctive so that it can be looked for, and must never be printed.
+    let value = "7331-not-to-be-printed";
+    let (_server, lines) = serve_lines(
+        &[
+            ("PODSEAL_ORG_KEY_FILES", &path("keys/org.key")),
+            ("PODSEAL_STATE_DIR", &path("state")),
+            ("PODSEAL_LISTEN", "127.0.0.1:0"),
+            ("PODSEAL_EXTERNAL_URL", "https://localhost"),
+            ("PODSEAL_MAX_STALENES_SECS", value),
+            // Read by other podseal commands, so not a mistake here.
+            ("PODSEAL_SERVER", "https://localhost:1"),
+        ],
+        "listening on",
+    );
+    let all = lines.join("\n");
+    let named = |line: &&String| {
+        line.contains("PODSEAL_MAX_STALENES_SECS")
+            && line.contains("PODSEAL_CLUSTERS_MAX_STALENESS_SECS")
+    };
+    assert!(
+        lines
+            .iter()
+            .any(|l| named(&l) && l.starts_with("warning: ")),
+        "no warning on stderr: {all}"
+    );
+    assert!(
+        lines.iter().any(|l| named(&l) && l.contains(" WARN ")),
+        "no warn-level log line: {all}"
+    );
+    assert!(!all.contains(value), "the value was printed: {all}");
+    assert!(
+        !lines
+            .iter()
+            .any(|l| l.contains("PODSEAL_SERVER") && !l.contains("listening")),
+        "a client variable was warned about: {all}"
+    );
+}

@@ -1,0 +1,603 @@
+//! `podseal-server`: everything wired from a [`ServerConfig`] — the store,
+//! the audit key, the admin token (created and shown once on a new store),
+//! the org keys, a pod view per stored cluster, TLS, the API, and the
+//! background tasks (checkpoints, purge of expired records). [`start`]
+//! returns once the listener is bound; [`Running::shutdown`] stops serving
+//! and signs a final checkpoint.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use podseal_core::key_provider::KeyRing;
+use podseal_keys::key_file::{KeyFileError, read_private_key};
+use sha2::{Digest, Sha256};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use zeroize::Zeroizing;
+
+use crate::admin::{ADMIN_TOKEN_PREFIX, AdminService, connect_cluster};
+use crate::api::{App, router};
+use crate::audit_log::{
+    AUDIT_PUBLIC_KEY_FILE, AuditKeyPaths, AuditLog, AuditLogError, StartingKey,
+};
+use crate::config::{ConfigError, ServerConfig};
+use crate::metrics::Metrics;
+use crate::nonce::NonceIssuer;
+use crate::pod_view::ViewConfig;
+use crate::release::{ReleaseConfig, ReleaseService};
+use crate::storage::{Bounded, PostgresStorage, SqliteStorage, Storage, StorageError};
+use crate::tls::{self, TlsError, TlsSource};
+
+/// File the development certificate is written to, for clients to trust.
+pub const DEV_CERT_FILE: &str = "tls-dev.crt";
+/// How often expired replay records, pins and sessions are purged.
+const PURGE_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The configuration is wrong.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The state directory cannot be made.
+    #[error("cannot create the state directory {}: {message}", .path.display())]
+    StateDir {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        message: String,
+    },
+    /// A file in the state directory cannot be written.
+    #[error("cannot write {what} {}: {message}", .path.display())]
+    StateFile {
+        /// Which file it is.
+        what: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        message: String,
+    },
+    /// The store failed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// The audit key failed.
+    #[error(transparent)]
+    Audit(#[from] AuditLogError),
+    /// An org key file failed.
+    #[error(transparent)]
+    OrgKey(#[from] KeyFileError),
+    /// No org key configured.
+    #[error(
+        "no org key: set org_key_files (or PODSEAL_ORG_KEY_FILES) to the private key file(s) from `podseal keys init`"
+    )]
+    NoOrgKey,
+    /// TLS failed.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    /// The listener could not be bound.
+    #[error("cannot listen on {addr}: {message}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        message: String,
+    },
+    /// Randomness failed.
+    #[error("the system random generator failed")]
+    Random,
+}
+
+/// A started server (on SQLite unless said otherwise).
+pub struct Running<S: Storage = Bounded<SqliteStorage>> {
+    /// The bound address.
+    pub addr: SocketAddr,
+    /// The new admin token, present only on the start that initialised the store.
+    pub admin_token: Option<Zeroizing<String>>,
+    /// SHA-256 fingerprint of the serving certificate.
+    pub tls_fingerprint: String,
+    /// Where the development certificate was written, when one was generated.
+    pub dev_cert_file: Option<PathBuf>,
+    /// The audit public key file.
+    pub audit_public_key_file: PathBuf,
+    /// Clusters that could not be connected at start (name, why): they refuse until fixed.
+    pub cluster_errors: Vec<(String, String)>,
+    release: Arc<ReleaseService<S>>,
+    shutdown: oneshot::Sender<()>,
+    served: tokio::task::JoinHandle<()>,
+    audit_log: Arc<AuditLog<S>>,
+    background: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl<S: Storage> Running<S> {
+    /// The release service (its clusters' views, for embedding and tests).
+    pub fn release(&self) -> &Arc<ReleaseService<S>> {
+        &self.release
+    }
+
+    /// Stops accepting connections, stops the background tasks and signs a
+    /// final audit checkpoint.
+    pub async fn shutdown(self) -> Result<(), ServeError> {
+        let _ = self.shutdown.send(());
+        let _ = self.served.await;
+        for task in &self.background {
+            task.abort();
+        }
+        self.audit_log.checkpoint().await?;
+        Ok(())
+    }
+}
+
+/// The system's reason for a failed file operation in the state
+/// directory, a full volume said in words and placed.
+fn io_reason(error: &std::io::Error, state_dir: &Path) -> String {
+    match error.kind() {
+        std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded => format!(
+            "no space left on device: the volume holding the state directory {} is full ({error})",
+            state_dir.display()
+        ),
+        _ => error.to_string(),
+    }
+}
+
+/// Creates the state directory 0700, or checks an existing one is not
+/// open to group or others (it holds the audit key and the database, whose
+/// nonce secret and hashes must stay private).
+fn create_state_dir(path: &Path) -> Result<(), ServeError> {
+    use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
+    if path.is_dir() {
+        let mode = std::fs::metadata(path)
+            .map_err(|e| ServeError::StateDir {
+                path: path.to_owned(),
+                message: io_reason(&e, path),
+            })?
+            .permissions()
+            .mode();
+        if mode & 0o077 != 0 {
+            return Err(ServeError::StateDir {
+                path: path.to_owned(),
+                message: format!(
+                    "it is open to group or others (mode {:o}); run chmod 700 on it",
+                    mode & 0o777
+                ),
+            });
+        }
+        return Ok(());
+    }
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)
+        .map_err(|e| ServeError::StateDir {
+            path: path.to_owned(),
+            message: io_reason(&e, path),
+        })
+}
+
+/// Writes a public file of the state directory atomically (temp file, then
+/// rename); a failure removes the temp file and names `what` was written.
+fn replace_file(
+    what: &'static str,
+    path: &Path,
+    contents: &str,
+    state_dir: &Path,
+) -> Result<(), ServeError> {
+    let temp = path.with_extension("tmp");
+    std::fs::write(&temp, contents)
+        .and_then(|()| std::fs::rename(&temp, path))
+        .map_err(|e| {
+            let _ = std::fs::remove_file(&temp);
+            ServeError::StateFile {
+                what,
+                path: path.to_owned(),
+                message: io_reason(&e, state_dir),
+            }
+        })
+}
+
+/// Starts the server described by `config` on SQLite (`storage.engine = "sqlite"`).
+pub async fn start(config: ServerConfig) -> Result<Running, ServeError> {
+    if config.storage.engine != "sqlite" {
+        return Err(ServeError::Config(ConfigError::Invalid(
+            "this start needs storage.engine = \"sqlite\"".into(),
+        )));
+    }
+    start_with(config, open_sqlite).await
+}
+
+/// Starts the server described by `config` on PostgreSQL (`storage.engine =
+/// "postgres"`, the URL in `storage.url_file`).
+pub async fn start_postgres(
+    config: ServerConfig,
+) -> Result<Running<Bounded<PostgresStorage>>, ServeError> {
+    start_with(config, open_postgres).await
+}
+
+async fn open_sqlite(config: ServerConfig) -> Result<Arc<Bounded<SqliteStorage>>, ServeError> {
+    let database = config.database_path();
+    if !database.exists() {
+        // SQLite gives its -wal and -shm files the database file's mode.
+        use std::os::unix::fs::OpenOptionsExt as _;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&database)
+            .map_err(|e| ServeError::StateFile {
+                what: "the database",
+                path: database.clone(),
+                message: io_reason(&e, &config.state_dir),
+            })?;
+    }
+    Ok(Arc::new(Bounded::new(
+        SqliteStorage::open(&database)?,
+        config.storage.timeout(),
+    )))
+}
+
+async fn open_postgres(config: ServerConfig) -> Result<Arc<Bounded<PostgresStorage>>, ServeError> {
+    let Some(path) = &config.storage.url_file else {
+        return Err(ServeError::Config(ConfigError::Invalid(
+            "storage.engine = \"postgres\" needs storage.url_file (a file holding the postgres:// URL)".into(),
+        )));
+    };
+    let url = podseal_keys::key_file::read_secret_text(path)?;
+    Ok(Arc::new(Bounded::new(
+        PostgresStorage::connect(url.trim()).await?,
+        config.storage.timeout(),
+    )))
+}
+
+async fn start_with<S, F>(
+    config: ServerConfig,
+    open: impl FnOnce(ServerConfig) -> F,
+) -> Result<Running<S>, ServeError>
+where
+    S: Storage,
+    F: Future<Output = Result<Arc<S>, ServeError>>,
+{
+    // Everything that can fail comes before the admin token is created, so a
+    // failed first start never consumes a token nobody saw.
+    let addr = config.listen_addr()?;
+    if config.org_key_files.is_empty() {
+        return Err(ServeError::NoOrgKey);
+    }
+    let mut ring = KeyRing::new();
+    for path in &config.org_key_files {
+        ring.add(read_private_key(path)?);
+    }
+    let (source, dev_cert_file) = match (&config.tls.cert_file, &config.tls.key_file) {
+        (Some(cert), Some(key)) => (
+            TlsSource::Files {
+                cert: cert.clone(),
+                key: key.clone(),
+            },
+            None,
+        ),
+        _ => {
+            let mut names = vec![config.external_host(), "localhost".to_owned()];
+            names.dedup();
+            (
+                TlsSource::SelfSigned { names },
+                Some(config.state_dir.join(DEV_CERT_FILE)),
+            )
+        }
+    };
+    let server_tls = tls::load(&source)?;
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|e| ServeError::Bind {
+            addr,
+            message: e.to_string(),
+        })?;
+    let addr = listener.local_addr().map_err(|e| ServeError::Bind {
+        addr,
+        message: e.to_string(),
+    })?;
+
+    create_state_dir(&config.state_dir)?;
+    if let Some(path) = &dev_cert_file {
+        replace_file(
+            "the development certificate",
+            path,
+            &server_tls.leaf_pem,
+            &config.state_dir,
+        )?;
+    }
+    let origin = config.audit_origin()?;
+    let storage = open(config.clone()).await?;
+    // The audit key must continue the log; its files are written (and a
+    // requested hand-over performed) only once nothing else can fail.
+    let starting_key = StartingKey::open(
+        storage.as_ref(),
+        AuditKeyPaths::new(
+            &config.state_dir,
+            config.audit.key_file.as_deref(),
+            config.audit.rotate_to_key_file.as_deref(),
+        ),
+        &origin,
+    )
+    .await?;
+    let mut nonce_secret = [0u8; 32];
+    podseal_core::fill_random(&mut nonce_secret).map_err(|_| ServeError::Random)?;
+    let nonce_secret = storage.server_secret("dpop_nonce", nonce_secret).await?;
+    let stored_clusters = storage.clusters().await?;
+    let audit_key = starting_key.commit(storage.as_ref(), &origin).await?;
+    let audit_log = Arc::new(AuditLog::new(storage.clone(), audit_key, origin));
+    tracing::info!(
+        origin = %config.audit_origin()?,
+        verifier_key = %audit_log.verifier_key(),
+        "audit checkpoints are C2SP signed notes; transparency-log tools verify them with this note verifier key"
+    );
+    let token = Zeroizing::new(format!(
+        "{ADMIN_TOKEN_PREFIX}{}",
+        podseal_core::random_id::<32>().map_err(|_| ServeError::Random)?
+    ));
+    let admin_token = storage
+        .init_admin_token(Sha256::digest(token.as_bytes()).into())
+        .await?
+        .then_some(token);
+
+    let release = Arc::new(ReleaseService::new(
+        storage.clone(),
+        Arc::new(ring),
+        NonceIssuer::new(&nonce_secret, config.release.nonce_lifetime_secs),
+        ReleaseConfig {
+            external_url: config.external_url.trim_end_matches('/').to_owned(),
+            max_session_secs: config.release.max_session_secs,
+            dpop_max_age_secs: config.release.dpop_max_age_secs,
+            dpop_max_skew_secs: config.release.dpop_max_skew_secs,
+        },
+    ));
+    let views =
+        ViewConfig::with_max_staleness(Duration::from_secs(config.clusters.max_staleness_secs));
+    let mut cluster_errors = Vec::new();
+    let mut failed = std::collections::HashMap::new();
+    for record in stored_clusters {
+        if let Err(why) = connect(&release, &record, views, config.release.token_leeway_secs) {
+            cluster_errors.push((record.name.clone(), why));
+            failed.insert(record.name.clone(), record);
+        }
+    }
+    let admin = Arc::new(AdminService::new(
+        release.clone(),
+        audit_log.clone(),
+        views,
+        config.release.token_leeway_secs,
+    ));
+    let app = router(App {
+        release: release.clone(),
+        admin,
+        metrics: Arc::new(Metrics::default()),
+    });
+    let (shutdown, stop) = oneshot::channel::<()>();
+    let served = tokio::spawn(tls::serve_connections(
+        listener,
+        server_tls.config.clone(),
+        app,
+        config.connections.limits(),
+        async {
+            let _ = stop.await;
+        },
+    ));
+    let checkpoints = tokio::spawn(
+        audit_log
+            .clone()
+            .run_checkpoints(Duration::from_secs(config.audit.checkpoint_interval_secs)),
+    );
+    let refresh = tokio::spawn(run_cluster_refresh(
+        release.clone(),
+        failed,
+        views,
+        config.release.token_leeway_secs,
+        Duration::from_secs(config.clusters.refresh_secs),
+    ));
+    let purge = tokio::spawn(run_purge(storage));
+    Ok(Running {
+        addr,
+        admin_token,
+        tls_fingerprint: server_tls.fingerprint_sha256,
+        dev_cert_file,
+        audit_public_key_file: config.state_dir.join(AUDIT_PUBLIC_KEY_FILE),
+        cluster_errors,
+        release,
+        shutdown,
+        served,
+        audit_log,
+        background: vec![checkpoints, refresh, purge],
+    })
+}
+
+/// Connects a stored cluster to the release path, or records (and logs)
+/// why it cannot be: its releases are then refused.
+fn connect<S: Storage>(
+    release: &Arc<ReleaseService<S>>,
+    record: &crate::storage::ClusterRecord,
+    views: ViewConfig,
+    leeway_secs: i64,
+) -> Result<(), String> {
+    match connect_cluster(record, views, leeway_secs) {
+        Ok(cluster) => {
+            release.add_cluster(&record.name, cluster);
+            Ok(())
+        }
+        Err(why) => {
+            tracing::error!(cluster = %record.name, %why, "cannot connect a registered cluster; its releases are refused");
+            release.mark_unconnected(&record.name, &why);
+            Err(why)
+        }
+    }
+}
+
+/// Connects clusters registered or changed through another replica. A
+/// cluster whose stored record equals the one it was connected from (also
+/// when this replica made the change) is left alone, so its pod view keeps
+/// answering; any difference reconnects (whole records are compared, not
+/// `updated_at`: two changes within one second share it). `failed` holds
+/// records that could not be connected; they are tried again when they
+/// change.
+async fn run_cluster_refresh<S: Storage>(
+    release: Arc<ReleaseService<S>>,
+    mut failed: std::collections::HashMap<String, crate::storage::ClusterRecord>,
+    views: ViewConfig,
+    leeway_secs: i64,
+    every: Duration,
+) {
+    let mut ticks = tokio::time::interval(every);
+    ticks.tick().await;
+    loop {
+        ticks.tick().await;
+        let records = match release.storage().clusters().await {
+            Ok(records) => records,
+            Err(error) => {
+                tracing::warn!(%error, "cannot read the registered clusters");
+                continue;
+            }
+        };
+        for record in records {
+            let connected = release
+                .cluster(&record.name)
+                .is_some_and(|c| c.record.as_ref() == Some(&record));
+            if connected || failed.get(&record.name) == Some(&record) {
+                continue;
+            }
+            if connect(&release, &record, views, leeway_secs).is_ok() {
+                failed.remove(&record.name);
+                tracing::info!(cluster = %record.name, "connected a cluster registered or changed elsewhere");
+            } else {
+                failed.insert(record.name.clone(), record);
+            }
+        }
+    }
+}
+
+async fn run_purge<S: Storage>(storage: Arc<S>) {
+    let mut ticks = tokio::time::interval(PURGE_INTERVAL);
+    loop {
+        ticks.tick().await;
+        match storage
+            .purge_expired(jiff::Timestamp::now().as_second())
+            .await
+        {
+            Ok(removed) if removed > 0 => tracing::debug!(removed, "purged expired records"),
+            Ok(_) => {}
+            Err(error) => tracing::error!(%error, "could not purge expired records"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        reason = "test code: a panic is a test failure"
+    )]
+    use super::*;
+    use std::io::Write as _;
+
+    use podseal_core::hpke::KemId;
+    use podseal_core::org_key::OrgPrivateKey;
+    use podseal_keys::key_file::write_new;
+
+    /// A tmpfs mounted at a directory, unmounted on drop. Mounting needs
+    /// root (or CAP_SYS_ADMIN); without it the test fails, it never skips.
+    struct Tmpfs(PathBuf);
+
+    impl Tmpfs {
+        fn mount(path: &Path, size: &str) -> Self {
+            std::fs::create_dir_all(path).unwrap();
+            let output = std::process::Command::new("mount")
+                .args([
+                    "-t",
+                    "tmpfs",
+                    "-o",
+                    &format!("size={size},mode=0700"),
+                    "tmpfs",
+                ])
+                .arg(path)
+                .output()
+                .unwrap_or_else(|e| panic!("cannot run mount: {e}"));
+            assert!(
+                output.status.success(),
+                "this test puts a state directory on a full {size} tmpfs and must mount it, \
+                 which needs root or CAP_SYS_ADMIN: `mount -t tmpfs` said {:?}",
+                String::from_utf8_lossy(&output.stderr).trim()
+            );
+            Self(path.to_owned())
+        }
+    }
+
+    impl Drop for Tmpfs {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount")
+                .arg("-l")
+                .arg(&self.0)
+                .status();
+        }
+    }
+
+    /// Writes `path` until its volume is full.
+    fn fill(path: &Path) {
+        let mut file = std::fs::File::create(path).unwrap();
+        let chunk = vec![0_u8; 16 * 1024];
+        loop {
+            match file.write_all(&chunk) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::StorageFull => return,
+                Err(e) => panic!("filling {}: {e}", path.display()),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_start_on_a_full_volume_names_the_real_cause() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let org = OrgPrivateKey::generate(KemId::X25519HkdfSha256).unwrap();
+        let org_key = dir.path().join("org.key");
+        write_new(&org_key, org.to_text().as_bytes(), 0o600).unwrap();
+        let volume = dir.path().join("volume");
+        let _mounted = Tmpfs::mount(&volume, "256k");
+        fill(&volume.join("filler"));
+        let mut config = ServerConfig {
+            listen: "127.0.0.1:0".into(),
+            state_dir: volume.join("state"),
+            org_key_files: vec![org_key],
+            ..ServerConfig::default()
+        };
+        // The first file written is the development certificate.
+        let Err(error) = start(config.clone()).await else {
+            panic!("a start on a full volume succeeded")
+        };
+        let message = error.to_string();
+        assert!(
+            message.contains("no space left on device")
+                && message.contains("tls-dev.crt")
+                && !message.contains("cannot create the state directory"),
+            "{message}"
+        );
+        // With a certificate of its own, it is the database.
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["localhost".into()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let (cert_file, key_file) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
+        std::fs::write(&cert_file, cert.pem()).unwrap();
+        write_new(&key_file, key.serialize_pem().as_bytes(), 0o600).unwrap();
+        config.tls = crate::config::TlsSection {
+            cert_file: Some(cert_file),
+            key_file: Some(key_file),
+        };
+        let Err(error) = start(config).await else {
+            panic!("a start on a full volume succeeded")
+        };
+        let message = error.to_string();
+        assert!(
+            message.contains("no space left on device") && message.contains("podseal.db"),
+            "{message}"
+        );
+    }
+}

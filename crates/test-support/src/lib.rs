@@ -1,0 +1,19 @@
+//! For podseal's tests only (a dev-dependency, never linked into a binary).
+//!
+//! - [`testdata`]: the published test data beside the checkout, read at run
+//!   time and never pasted into the source.
+//! - [`binaries`]: the workspace's built binaries, fresh, for the tests that
+//!   run real processes of several of them.
+//! - [`provision`]: the tools the tests need and a fresh machine may lack
+//!   (PostgreSQL started, OpenBao and schemathesis installed), set up
+//!   idempotently, so `cargo test --workspace` passes with nothing run first.
+//!   A tool that cannot be provisioned fails the test; nothing is skipped.
+#![allow(
+    clippy::panic,
+    clippy::expect_used,
+    reason = "test support: a missing tool or vector file must fail the test loudly"
+)]
+
+pub mod binaries;
+pub mod provision;
+pub mod testdata;

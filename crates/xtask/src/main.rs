@@ -1,0 +1,21 @@
+//! podseal's generators: `cargo run -p xtask -- TASK`.
+//!
+//! - `make-testkit`: writes the capsule testkit in `crates/core/tests/testkit/`
+//!   (see [`make_testkit`]).
+
+mod make_testkit;
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    match std::env::args().nth(1).as_deref() {
+        Some("make-testkit") => {
+            make_testkit::run();
+            ExitCode::SUCCESS
+        }
+        _ => {
+            eprintln!("error: usage: cargo run -p xtask -- make-testkit");
+            ExitCode::from(2)
+        }
+    }
+}
