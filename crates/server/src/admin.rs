@@ -23,14 +23,12 @@ pub use podseal_core::wire::admin::{
 use sha2::{Digest, Sha256};
 
 use crate::audit_log::{AuditContext, AuditLog};
-use crate::cluster::{
-    ClusterRegistration, ca_fingerprints, check_api_server_url, kube_client, read_ca_bundle,
-};
+use crate::cluster::client::{ca_fingerprints, check_api_server_url, kube_client, read_ca_bundle};
+use crate::cluster::{ClusterRegistry, registration};
 use crate::gate::{Gate, Reason, Refusal};
+use crate::identity::PinnedJwks;
 use crate::identity::kubernetes::{DEFAULT_MAX_LIFETIME_SECS, MAX_LIFETIME_RANGE_SECS};
-use crate::identity::{KubernetesTokens, PinnedJwks};
-use crate::pod_view::{PodView, ViewConfig};
-use crate::release::{ReleaseCluster, ReleaseService, api_key_hash};
+use crate::release::{ReleaseService, api_key_hash};
 use crate::storage::{ApiKeyRecord, ClusterRecord, PolicyRecord, Storage, StorageError};
 
 /// Prefix of admin tokens.
@@ -114,45 +112,6 @@ pub fn is_digest(value: &str) -> bool {
     })
 }
 
-/// Builds what the release path needs for a stored cluster: the pinned
-/// token verifier and a started pod view.
-pub fn connect_cluster(
-    record: &ClusterRecord,
-    views: ViewConfig,
-    leeway_secs: i64,
-) -> Result<ReleaseCluster, String> {
-    if record.ca_pem.is_empty() {
-        return Err(format!(
-            "cluster {} was registered before its CA was pinned: register it again with `podseal cluster add {} … --replace`",
-            record.name, record.name
-        ));
-    }
-    let jwks = PinnedJwks::parse(&record.jwks).map_err(|e| e.to_string())?;
-    let client = kube_client(&registration(record)).map_err(|e| e.to_string())?;
-    Ok(ReleaseCluster {
-        tokens: KubernetesTokens {
-            issuer: record.issuer.clone(),
-            audiences: record.audiences.clone(),
-            jwks,
-            leeway_secs,
-            max_lifetime_secs: record.max_token_lifetime_secs,
-            allow_extra_audiences: record.allow_extra_audiences,
-        },
-        view: Arc::new(PodView::start(client, views)),
-        record: Some(record.clone()),
-        token_cache: Default::default(),
-    })
-}
-
-fn registration(record: &ClusterRecord) -> ClusterRegistration {
-    ClusterRegistration {
-        name: record.name.clone(),
-        api_server_url: record.api_server_url.clone(),
-        ca_pem: record.ca_pem.clone(),
-        token_file: record.token_file.clone().into(),
-    }
-}
-
 /// The pinned CA's fingerprints, joined for an audit record.
 fn joined_fingerprints(ca_pem: &str) -> String {
     ca_fingerprints(ca_pem)
@@ -163,24 +122,18 @@ fn joined_fingerprints(ca_pem: &str) -> String {
 /// The admin service.
 pub struct AdminService<S: Storage> {
     release: Arc<ReleaseService<S>>,
+    clusters: Arc<ClusterRegistry<S>>,
     audit_log: Arc<AuditLog<S>>,
-    views: ViewConfig,
-    leeway_secs: i64,
 }
 
 impl<S: Storage> AdminService<S> {
-    /// Admin over `release` (whose clusters it adds) and `audit_log`.
-    pub fn new(
-        release: Arc<ReleaseService<S>>,
-        audit_log: Arc<AuditLog<S>>,
-        views: ViewConfig,
-        leeway_secs: i64,
-    ) -> Self {
+    /// Admin over `release`, the clusters it releases to (which this
+    /// service registers) and `audit_log`.
+    pub fn new(release: Arc<ReleaseService<S>>, audit_log: Arc<AuditLog<S>>) -> Self {
         Self {
+            clusters: release.clusters().clone(),
             release,
             audit_log,
-            views,
-            leeway_secs,
         }
     }
 
@@ -393,13 +346,15 @@ impl<S: Storage> AdminService<S> {
         audit.set("issuer", &record.issuer);
         audit.set("pinned_kids", kids.join(","));
         self.audit_intent(audit).await?;
-        let cluster = connect_cluster(&record, self.views, self.leeway_secs)
+        let cluster = self
+            .clusters
+            .build(&record)
             .map_err(|why| refused(Reason::InvalidArgument, why))?;
         self.storage()
             .put_cluster(record.clone())
             .await
             .map_err(storage_refusal)?;
-        self.release.add_cluster(&record.name, cluster);
+        self.clusters.add(&record.name, cluster);
         Ok(self.info(record))
     }
 
@@ -445,19 +400,7 @@ impl<S: Storage> AdminService<S> {
         let pinned_kids = PinnedJwks::parse(&record.jwks)
             .map(|j| j.kids().into_iter().map(str::to_owned).collect())
             .unwrap_or_default();
-        let not_ready = match self.release.cluster(&record.name) {
-            Some(cluster) => cluster.view.staleness(),
-            None => Some(
-                self.release
-                    .unconnected_clusters()
-                    .into_iter()
-                    .find(|(name, _)| *name == record.name)
-                    .map_or_else(
-                        || "not connected (see the server log)".to_owned(),
-                        |(_, why)| format!("not connected: {why}"),
-                    ),
-            ),
-        };
+        let not_ready = self.clusters.not_ready(&record.name);
         let ca_sha256 = ca_fingerprints(&record.ca_pem).unwrap_or_default();
         ClusterInfo {
             name: record.name,

@@ -472,6 +472,7 @@ impl<S: Storage> AuditLog<S> {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::indexing_slicing, reason = "test code")]
     use super::*;
+    use crate::storage::AuditStore as _;
     use crate::storage::SqliteStorage;
     use podseal_core::audit::{AuditRecord, Outcome, parse_public_key, verify_export};
     use std::os::unix::fs::PermissionsExt as _;

@@ -3,10 +3,11 @@
 //! [`startup::start`] wires a [`config::ServerConfig`] into a running HTTPS
 //! server: [`api`] (release and admin routes, problem+json), [`release`]
 //! (the four gates of [`gate`], sessions, re-wrap), [`admin`], [`nonce`],
-//! [`metrics`], the signed [`audit_log`], [`storage`] (SQLite), and for each
-//! registered cluster its connection ([`cluster`]), token verifier
-//! ([`identity`]) and watch-based [`pod_view`]. See `docs/design.md` §3–§5
-//! and §8.
+//! [`metrics`], the signed [`audit_log`], [`storage`] (release, admin and
+//! audit state; SQLite and PostgreSQL), and the [`cluster`] registry: for
+//! each registered cluster its connection, token verifier ([`identity`]) and
+//! watch-based [`pod_view`]. `podseal-server` (`src/bin/`) is its binary.
+//! See `docs/design.md` §3–§5 and §8, and `docs/architecture.md`.
 #![deny(missing_docs)]
 
 pub mod admin;

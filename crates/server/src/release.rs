@@ -13,8 +13,7 @@
 //! Every decision is audited; the answer is given only after its audit
 //! records are durable, and a failed audit write refuses.
 
-use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -27,16 +26,14 @@ use podseal_core::scope::{self, KubernetesIdentity, ScopeMismatch, VerifiedIdent
 use sha2::{Digest, Sha256};
 
 use crate::audit_log::AuditContext;
+use crate::cluster::{ClusterRegistry, ConnectedCluster};
 use crate::gate::live_pod::{self, LivePodDecision};
 use crate::gate::{Gate, Reason, Refusal};
 use crate::group_commit::GroupCommit;
-use crate::identity::cache::TokenCache;
-use crate::identity::{KubernetesTokens, WorkloadIdentity};
+use crate::identity::WorkloadIdentity;
 use crate::nonce::NonceIssuer;
-use crate::pod_view::PodView;
 use crate::storage::{
-    ApiKeyRecord, ClusterRecord, CommitItem, JtiRecord, PinOutcome, PolicyRecord, SessionRecord,
-    Storage,
+    ApiKeyRecord, CommitItem, JtiRecord, PinOutcome, PolicyRecord, SessionRecord, Storage,
 };
 
 /// Tunables of the release path.
@@ -61,20 +58,6 @@ impl Default for ReleaseConfig {
             dpop_max_skew_secs: 5,
         }
     }
-}
-
-/// A registered cluster as the release path needs it.
-pub struct ReleaseCluster {
-    /// Gate 2 for this cluster.
-    pub tokens: KubernetesTokens,
-    /// Gate 4's view.
-    pub view: Arc<PodView>,
-    /// The stored record it was connected from (none when built by hand):
-    /// a replica reconnects a cluster only when its stored record differs.
-    pub record: Option<ClusterRecord>,
-    /// Tokens verified by `tokens`, by hash, until their effective expiry;
-    /// a replaced registration starts with an empty one.
-    pub token_cache: TokenCache,
 }
 
 /// What every request carries.
@@ -120,9 +103,7 @@ pub struct Release {
 /// The release service.
 pub struct ReleaseService<S: Storage> {
     storage: Arc<S>,
-    clusters: RwLock<HashMap<String, Arc<ReleaseCluster>>>,
-    /// Registered clusters that could not be connected, and why.
-    unconnected: RwLock<HashMap<String, String>>,
+    clusters: Arc<ClusterRegistry<S>>,
     org_keys: Arc<dyn OrgKeyProvider + Send + Sync>,
     nonces: NonceIssuer,
     config: ReleaseConfig,
@@ -152,7 +133,7 @@ fn random_id() -> Result<String, Refusal> {
 
 struct Verified {
     key: ApiKeyRecord,
-    cluster: Arc<ReleaseCluster>,
+    cluster: Arc<ConnectedCluster>,
     identity: WorkloadIdentity,
     policy: Option<PolicyRecord>,
 }
@@ -164,10 +145,10 @@ impl Verified {
 }
 
 impl<S: Storage> ReleaseService<S> {
-    /// A service over `storage` and the org keys, with no cluster yet
-    /// (see [`ReleaseService::add_cluster`]).
+    /// A service over `storage`, the clusters of `clusters` and the org keys.
     pub fn new(
         storage: Arc<S>,
+        clusters: Arc<ClusterRegistry<S>>,
         org_keys: Arc<dyn OrgKeyProvider + Send + Sync>,
         nonces: NonceIssuer,
         config: ReleaseConfig,
@@ -175,8 +156,7 @@ impl<S: Storage> ReleaseService<S> {
         Self {
             commits: GroupCommit::new(storage.clone()),
             storage,
-            clusters: RwLock::new(HashMap::new()),
-            unconnected: RwLock::new(HashMap::new()),
+            clusters,
             org_keys,
             nonces,
             config,
@@ -198,141 +178,9 @@ impl<S: Storage> ReleaseService<S> {
         &self.config
     }
 
-    /// Starts releasing to `name` (or replaces its tokens and view), and
-    /// spawns the task that revokes the sessions of its deleted or replaced
-    /// pods. Needs a Tokio runtime.
-    pub fn add_cluster(self: &Arc<Self>, name: &str, cluster: ReleaseCluster) {
-        let receiver = cluster.view.subscribe();
-        // Its keys and token rules may have changed: the new connection
-        // brings its own, empty token cache.
-        self.clusters_mut()
-            .insert(name.to_owned(), Arc::new(cluster));
-        self.unconnected
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .remove(name);
-        tokio::spawn(Self::revoke_gone_pods(
-            Arc::downgrade(self),
-            name.to_owned(),
-            receiver,
-        ));
-    }
-
-    /// Records a registered cluster that could not be connected: its
-    /// releases are refused and readiness names it until it is added.
-    pub fn mark_unconnected(&self, name: &str, why: &str) {
-        self.unconnected
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(name.to_owned(), why.to_owned());
-    }
-
-    /// Registered clusters that could not be connected, with why, sorted.
-    pub fn unconnected_clusters(&self) -> Vec<(String, String)> {
-        let map = self
-            .unconnected
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let mut list: Vec<(String, String)> =
-            map.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-        list.sort();
-        list
-    }
-
-    /// The registered cluster names, sorted.
-    pub fn cluster_names(&self) -> Vec<String> {
-        let mut names: Vec<String> = self.clusters_read().keys().cloned().collect();
-        names.sort();
-        names
-    }
-
-    /// The cluster called `name`.
-    pub fn cluster(&self, name: &str) -> Option<Arc<ReleaseCluster>> {
-        self.clusters_read().get(name).cloned()
-    }
-
-    fn clusters_read(
-        &self,
-    ) -> std::sync::RwLockReadGuard<'_, HashMap<String, Arc<ReleaseCluster>>> {
-        // A poisoned lock only means a panic elsewhere; the map itself is always whole.
-        self.clusters
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    fn clusters_mut(
-        &self,
-    ) -> std::sync::RwLockWriteGuard<'_, HashMap<String, Arc<ReleaseCluster>>> {
-        self.clusters
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    /// Revokes sessions and DPoP pins of pods the view of `cluster` reports
-    /// deleted or replaced (a new uid under the same name), and audits each
-    /// revocation. Runs until the view or the service is dropped (it holds
-    /// the service weakly, so it never keeps either alive).
-    async fn revoke_gone_pods(
-        service: std::sync::Weak<Self>,
-        cluster: String,
-        mut events: tokio::sync::broadcast::Receiver<crate::pod_view::PodEvent>,
-    ) {
-        use crate::pod_view::PodEvent;
-        use tokio::sync::broadcast::error::RecvError;
-        loop {
-            let event = match events.recv().await {
-                Ok(event) => event,
-                // Missed events: the pods involved are also refused by gate 4.
-                Err(RecvError::Lagged(_)) => continue,
-                Err(RecvError::Closed) => return,
-            };
-            let (namespace, name, uid) = match event {
-                PodEvent::Deleted {
-                    namespace,
-                    name,
-                    uid,
-                } => (namespace, name, uid),
-                PodEvent::Replaced {
-                    namespace,
-                    name,
-                    old_uid,
-                    ..
-                } => (namespace, name, old_uid),
-                PodEvent::Changed { .. } => continue,
-            };
-            let Some(service) = service.upgrade() else {
-                return;
-            };
-            match service.storage.forget_pod(&cluster, &uid, now()).await {
-                Ok(revoked) => {
-                    let mut audit = AuditContext::default();
-                    audit.set("cluster", &cluster);
-                    audit.set("namespace", &namespace);
-                    audit.set("pod", &name);
-                    audit.set("pod_uid", &uid);
-                    audit.set("sessions_revoked", revoked.to_string());
-                    let refusal = Refusal::new(
-                        Gate::LivePod,
-                        Reason::PodGone,
-                        "the pod was deleted or replaced",
-                    );
-                    if service
-                        .audit(vec![audit.record(
-                            "session_revoked",
-                            Outcome::Refused,
-                            Some(&refusal),
-                        )])
-                        .await
-                        .is_err()
-                    {
-                        tracing::error!("could not audit a session revocation");
-                    }
-                }
-                Err(error) => {
-                    tracing::error!(%error, "could not revoke the sessions of a deleted pod")
-                }
-            }
-        }
+    /// The clusters this service releases to.
+    pub fn clusters(&self) -> &Arc<ClusterRegistry<S>> {
+        &self.clusters
     }
 
     /// What keeps the server from deciding now (empty when ready): storage,
@@ -342,18 +190,7 @@ impl<S: Storage> ReleaseService<S> {
         if let Err(error) = self.storage.audit_head().await {
             problems.push(format!("storage: {error}"));
         }
-        for name in self.cluster_names() {
-            if let Some(reason) = self.cluster(&name).and_then(|c| c.view.staleness()) {
-                problems.push(format!("cluster {name}: {reason}"));
-            }
-        }
-        for (name, _) in self.unconnected_clusters() {
-            // The reason (it may name server paths) is in the log, not on this
-            // unauthenticated endpoint.
-            problems.push(format!(
-                "cluster {name}: not connected (see the server log)"
-            ));
-        }
+        problems.extend(self.clusters.readiness());
         problems
     }
 
@@ -441,7 +278,7 @@ impl<S: Storage> ReleaseService<S> {
                 "the API key was revoked",
             ));
         }
-        let cluster = self.cluster(&key.cluster).ok_or_else(|| {
+        let cluster = self.clusters.get(&key.cluster).ok_or_else(|| {
             Refusal::new(
                 Gate::ApiKey,
                 Reason::ClusterUnknown,

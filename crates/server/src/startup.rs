@@ -17,11 +17,12 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use zeroize::Zeroizing;
 
-use crate::admin::{ADMIN_TOKEN_PREFIX, AdminService, connect_cluster};
+use crate::admin::{ADMIN_TOKEN_PREFIX, AdminService};
 use crate::api::{App, router};
 use crate::audit_log::{
     AUDIT_PUBLIC_KEY_FILE, AuditKeyPaths, AuditLog, AuditLogError, StartingKey,
 };
+use crate::cluster::ClusterRegistry;
 use crate::config::{ConfigError, ServerConfig};
 use crate::metrics::Metrics;
 use crate::nonce::NonceIssuer;
@@ -339,8 +340,16 @@ where
         .await?
         .then_some(token);
 
+    let views =
+        ViewConfig::with_max_staleness(Duration::from_secs(config.clusters.max_staleness_secs));
+    let clusters = Arc::new(ClusterRegistry::new(
+        storage.clone(),
+        views,
+        config.release.token_leeway_secs,
+    ));
     let release = Arc::new(ReleaseService::new(
         storage.clone(),
+        clusters.clone(),
         Arc::new(ring),
         NonceIssuer::new(&nonce_secret, config.release.nonce_lifetime_secs),
         ReleaseConfig {
@@ -350,22 +359,15 @@ where
             dpop_max_skew_secs: config.release.dpop_max_skew_secs,
         },
     ));
-    let views =
-        ViewConfig::with_max_staleness(Duration::from_secs(config.clusters.max_staleness_secs));
     let mut cluster_errors = Vec::new();
     let mut failed = std::collections::HashMap::new();
     for record in stored_clusters {
-        if let Err(why) = connect(&release, &record, views, config.release.token_leeway_secs) {
+        if let Err(why) = clusters.connect(&record) {
             cluster_errors.push((record.name.clone(), why));
             failed.insert(record.name.clone(), record);
         }
     }
-    let admin = Arc::new(AdminService::new(
-        release.clone(),
-        audit_log.clone(),
-        views,
-        config.release.token_leeway_secs,
-    ));
+    let admin = Arc::new(AdminService::new(release.clone(), audit_log.clone()));
     let app = router(App {
         release: release.clone(),
         admin,
@@ -386,13 +388,7 @@ where
             .clone()
             .run_checkpoints(Duration::from_secs(config.audit.checkpoint_interval_secs)),
     );
-    let refresh = tokio::spawn(run_cluster_refresh(
-        release.clone(),
-        failed,
-        views,
-        config.release.token_leeway_secs,
-        Duration::from_secs(config.clusters.refresh_secs),
-    ));
+    let refresh = clusters.spawn_refresh(failed, Duration::from_secs(config.clusters.refresh_secs));
     let purge = tokio::spawn(run_purge(storage));
     Ok(Running {
         addr,
@@ -407,69 +403,6 @@ where
         audit_log,
         background: vec![checkpoints, refresh, purge],
     })
-}
-
-/// Connects a stored cluster to the release path, or records (and logs)
-/// why it cannot be: its releases are then refused.
-fn connect<S: Storage>(
-    release: &Arc<ReleaseService<S>>,
-    record: &crate::storage::ClusterRecord,
-    views: ViewConfig,
-    leeway_secs: i64,
-) -> Result<(), String> {
-    match connect_cluster(record, views, leeway_secs) {
-        Ok(cluster) => {
-            release.add_cluster(&record.name, cluster);
-            Ok(())
-        }
-        Err(why) => {
-            tracing::error!(cluster = %record.name, %why, "cannot connect a registered cluster; its releases are refused");
-            release.mark_unconnected(&record.name, &why);
-            Err(why)
-        }
-    }
-}
-
-/// Connects clusters registered or changed through another replica. A
-/// cluster whose stored record equals the one it was connected from (also
-/// when this replica made the change) is left alone, so its pod view keeps
-/// answering; any difference reconnects (whole records are compared, not
-/// `updated_at`: two changes within one second share it). `failed` holds
-/// records that could not be connected; they are tried again when they
-/// change.
-async fn run_cluster_refresh<S: Storage>(
-    release: Arc<ReleaseService<S>>,
-    mut failed: std::collections::HashMap<String, crate::storage::ClusterRecord>,
-    views: ViewConfig,
-    leeway_secs: i64,
-    every: Duration,
-) {
-    let mut ticks = tokio::time::interval(every);
-    ticks.tick().await;
-    loop {
-        ticks.tick().await;
-        let records = match release.storage().clusters().await {
-            Ok(records) => records,
-            Err(error) => {
-                tracing::warn!(%error, "cannot read the registered clusters");
-                continue;
-            }
-        };
-        for record in records {
-            let connected = release
-                .cluster(&record.name)
-                .is_some_and(|c| c.record.as_ref() == Some(&record));
-            if connected || failed.get(&record.name) == Some(&record) {
-                continue;
-            }
-            if connect(&release, &record, views, leeway_secs).is_ok() {
-                failed.remove(&record.name);
-                tracing::info!(cluster = %record.name, "connected a cluster registered or changed elsewhere");
-            } else {
-                failed.insert(record.name.clone(), record);
-            }
-        }
-    }
 }
 
 async fn run_purge<S: Storage>(storage: Arc<S>) {

@@ -19,7 +19,7 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, WatchEvent, WatchParams};
 use kube::runtime::watcher;
 use podseal_dev_cluster::{Config, ContainerImage, DevCluster, PodTemplate};
-use podseal_server::cluster::{ClusterRegistration, kube_client};
+use podseal_server::cluster::client::{ClusterRegistration, kube_client};
 use podseal_server::pod_view::{
     ContainerKind, PodEvent, PodView, ViewAnswer, ViewConfig, pod_facts,
 };

@@ -39,7 +39,7 @@ use podseal_server::config::ServerConfig;
 use podseal_server::nonce::NonceIssuer;
 use podseal_server::pod_view::ViewAnswer;
 use podseal_server::startup::{Running, start};
-use podseal_server::storage::{SqliteStorage, Storage as _};
+use podseal_server::storage::{ReleaseStore as _, SqliteStorage};
 use serde_json::{Value, json};
 use tempfile::TempDir;
 
@@ -272,7 +272,8 @@ impl Suite {
         let view = self
             .running()
             .release()
-            .cluster("prod")
+            .clusters()
+            .get("prod")
             .unwrap()
             .view
             .clone();
@@ -1996,7 +1997,14 @@ async fn the_cluster_ca_is_pinned_at_registration_and_changed_only_with_replace(
     proxy.route_to(rebuilt.dev.addr());
     s.handle.pause();
     s.restart().await;
-    let view = s.running().release().cluster("prod").unwrap().view.clone();
+    let view = s
+        .running()
+        .release()
+        .clusters()
+        .get("prod")
+        .unwrap()
+        .view
+        .clone();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     let mut ticks = tokio::time::interval(Duration::from_millis(20));
     while proxy.ended(rebuilt.dev.addr()) == 0 && !view.is_fresh() {

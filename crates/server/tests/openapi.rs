@@ -82,8 +82,14 @@ async fn every_route_in_the_table_is_served() {
     use tower::ServiceExt as _;
     let dir = tempfile::TempDir::new().unwrap();
     let storage = Arc::new(SqliteStorage::open(&dir.path().join("db")).unwrap());
+    let clusters = Arc::new(podseal_server::cluster::ClusterRegistry::new(
+        storage.clone(),
+        ViewConfig::with_max_staleness(Duration::from_secs(5)),
+        30,
+    ));
     let release = Arc::new(ReleaseService::new(
         storage.clone(),
+        clusters,
         Arc::new(KeyRing::new()),
         NonceIssuer::new(&[1; 32], 60),
         ReleaseConfig::default(),
@@ -94,12 +100,7 @@ async fn every_route_in_the_table_is_served() {
         podseal_core::audit::LogOrigin::new("test").unwrap(),
     ));
     let app = router(App {
-        admin: Arc::new(AdminService::new(
-            release.clone(),
-            audit_log,
-            ViewConfig::with_max_staleness(Duration::from_secs(5)),
-            30,
-        )),
+        admin: Arc::new(AdminService::new(release.clone(), audit_log)),
         release,
         metrics: Arc::default(),
     });

@@ -22,14 +22,16 @@ use podseal_core::key_provider::KeyRing;
 use podseal_core::org_key::OrgPrivateKey;
 use podseal_dev_cluster::{ContainerImage, Handle};
 use podseal_sdk::protocol::{self, Endpoint, Freshness, SessionInfo, SignedRequest};
+use podseal_server::cluster::{ClusterRegistry, ConnectedCluster};
 use podseal_server::gate::{Gate, Reason, Refusal};
 use podseal_server::identity::{KubernetesTokens, PinnedJwks};
 use podseal_server::nonce::NonceIssuer;
 use podseal_server::pod_view::{PodView, ViewAnswer, ViewConfig};
 use podseal_server::release::{
-    Credentials, ReleaseCluster, ReleaseConfig, ReleaseService, UnwrapRequest, api_key_hash,
+    Credentials, ReleaseConfig, ReleaseService, UnwrapRequest, api_key_hash,
 };
-use podseal_server::storage::{ApiKeyRecord, ClusterRecord, PolicyRecord, SqliteStorage, Storage};
+use podseal_server::storage::{AdminStore as _, AuditStore as _, ReleaseStore as _};
+use podseal_server::storage::{ApiKeyRecord, ClusterRecord, PolicyRecord, SqliteStorage};
 
 mod support;
 
@@ -134,8 +136,14 @@ fn service_over(
         PinnedJwks::parse(jwks).unwrap(),
     );
     let ring = KeyRing::from(OrgPrivateKey::from_text(&org.to_text()).unwrap());
+    let clusters = Arc::new(ClusterRegistry::new(
+        storage.clone(),
+        ViewConfig::with_max_staleness(Duration::from_secs(3)),
+        30,
+    ));
     let service = Arc::new(ReleaseService::new(
         storage,
+        clusters.clone(),
         Arc::new(ring),
         NonceIssuer::new(&[7; 32], 60),
         ReleaseConfig {
@@ -143,9 +151,9 @@ fn service_over(
             ..ReleaseConfig::default()
         },
     ));
-    service.add_cluster(
+    clusters.add(
         "prod",
-        ReleaseCluster {
+        ConnectedCluster {
             tokens,
             view,
             record: None,
@@ -175,8 +183,6 @@ impl World {
             admin: Arc::new(podseal_server::admin::AdminService::new(
                 self.service.clone(),
                 audit_log,
-                ViewConfig::with_max_staleness(Duration::from_secs(3)),
-                30,
             )),
             metrics: Arc::default(),
         })

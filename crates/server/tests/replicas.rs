@@ -26,6 +26,7 @@ use podseal_sdk::https::{Answer, HttpsClient};
 use podseal_sdk::protocol::{self, Credentials, Endpoint, Freshness, SignedRequest};
 use podseal_server::config::{ServerConfig, TlsSection};
 use podseal_server::startup::{Running, start_postgres};
+use podseal_server::storage::AdminStore as _;
 use podseal_server::storage::{Bounded, PostgresStorage, Storage as _};
 use serde_json::{Value, json};
 use tempfile::TempDir;
@@ -124,13 +125,14 @@ async fn replicas_on_one_postgres_share_every_decision() {
         "token_file": cluster.dir.path().join("reader.token"),
     });
     admin(0, Method::POST, "/v1/admin/clusters", Some(registration)).await;
-    let registered = replicas[0].release().cluster("prod").unwrap();
+    let registered = replicas[0].release().clusters().get("prod").unwrap();
     let (polls_before, _) = replicas[0].release().storage().stats().snapshot();
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
     let mut ticks = tokio::time::interval(std::time::Duration::from_millis(20));
     while !replicas.iter().all(|r| {
         r.release()
-            .cluster("prod")
+            .clusters()
+            .get("prod")
             .is_some_and(|c| c.view.is_fresh())
     }) {
         assert!(
@@ -153,7 +155,10 @@ async fn replicas_on_one_postgres_share_every_decision() {
         ticks.tick().await;
     }
     assert!(
-        std::sync::Arc::ptr_eq(&registered, &replicas[0].release().cluster("prod").unwrap()),
+        std::sync::Arc::ptr_eq(
+            &registered,
+            &replicas[0].release().clusters().get("prod").unwrap()
+        ),
         "the registering replica reconnected a cluster it had just connected"
     );
     let created = admin(
@@ -335,7 +340,8 @@ async fn replicas_on_one_postgres_share_every_decision() {
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
     while !replicas[1..].iter().all(|r| {
         r.release()
-            .cluster("prod")
+            .clusters()
+            .get("prod")
             .is_some_and(|c| c.tokens.audiences.iter().any(|a| a == "podseal-second"))
     }) {
         assert!(

@@ -13,6 +13,19 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::sync::OnceLock;
 
+/// Variables Cargo sets for a test process (besides `CARGO_PKG_*` and
+/// `CARGO_BIN_EXE_*`), none of which a build of the workspace had.
+const CARGO_TEST_VARIABLES: &[&str] = &[
+    "CARGO_MANIFEST_DIR",
+    "CARGO_MANIFEST_PATH",
+    "CARGO_CRATE_NAME",
+    "CARGO_BIN_NAME",
+    "CARGO_PRIMARY_PACKAGE",
+    "CARGO_TARGET_TMPDIR",
+    "CARGO_RUSTC_CURRENT_DIR",
+    "OUT_DIR",
+];
+
 /// The directory holding the built binaries (`target/<profile>`), after
 /// making sure they are built from the current sources.
 fn binary_dir() -> &'static PathBuf {
@@ -40,6 +53,19 @@ fn binary_dir() -> &'static PathBuf {
             }
             other => {
                 build.args(["--profile", other]);
+            }
+        }
+        // Cargo gives a test process its package's variables; a build script
+        // that reads one (ring reads CARGO_MANIFEST_DIR) would count as
+        // changed and rebuild half the tree. The nested build sees what the
+        // outer one saw.
+        for (name, _) in std::env::vars_os() {
+            let name = name.to_string_lossy();
+            if CARGO_TEST_VARIABLES.contains(&name.as_ref())
+                || name.starts_with("CARGO_PKG_")
+                || name.starts_with("CARGO_BIN_EXE_")
+            {
+                build.env_remove(name.as_ref());
             }
         }
         build.current_dir(env!("CARGO_MANIFEST_DIR"));

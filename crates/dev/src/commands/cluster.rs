@@ -11,7 +11,7 @@ use std::time::Duration;
 use k8s_openapi::api::authentication::v1::{BoundObjectReference, TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::Pod;
 use podseal_dev_cluster::{Config, ContainerImage, DevCluster, PodTemplate, connection_files};
-use podseal_server::cluster::{ClusterRegistration, kube_client, read_ca_bundle};
+use podseal_server::cluster::client::{ClusterRegistration, kube_client, read_ca_bundle};
 use serde::{Deserialize, Serialize};
 
 use crate::cli::{DevClusterCommand, DevClusterDir, PodCommand};

@@ -32,7 +32,7 @@ use podseal_sdk::protocol::{
 use podseal_server::config::ServerConfig;
 use podseal_server::pod_view::{PodView, ViewAnswer};
 use podseal_server::startup::{Running, start};
-use podseal_server::storage::Storage as _;
+use podseal_server::storage::ReleaseStore as _;
 use serde::Serialize;
 use serde_json::{Value, json};
 
@@ -637,7 +637,8 @@ Ok(s) => format!(
     let view = demo
         .running
         .release()
-        .cluster("prod")
+        .clusters()
+        .get("prod")
         .ok_or_else(|| failed("cluster prod is not connected"))?
         .view
         .clone();

@@ -268,10 +268,11 @@ async fn track(State(metrics): State<Arc<Metrics>>, request: Request, next: Next
 async fn metrics_text<S: Storage>(State(app): State<App<S>>) -> Response {
     let mut views: Vec<ViewSample> = app
         .release
-        .cluster_names()
+        .clusters()
+        .names()
         .into_iter()
         .filter_map(|name| {
-            let cluster = app.release.cluster(&name)?;
+            let cluster = app.release.clusters().get(&name)?;
             Some(ViewSample {
                 last_heard: cluster.view.last_heard_age(),
                 fresh: cluster.view.is_fresh(),
@@ -283,7 +284,8 @@ async fn metrics_text<S: Storage>(State(app): State<App<S>>) -> Response {
     // it must show as not fresh, not vanish from the metrics.
     views.extend(
         app.release
-            .unconnected_clusters()
+            .clusters()
+            .unconnected()
             .into_iter()
             .map(|(cluster, _)| ViewSample {
                 cluster,

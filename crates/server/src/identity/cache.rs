@@ -4,7 +4,7 @@
 //!
 //! Only successful verifications are kept, under the SHA-256 of the token
 //! (never the token itself). A cache belongs to one connected cluster
-//! registration (`ReleaseCluster`): replacing the registration — its keys,
+//! registration (`ConnectedCluster`): replacing the registration — its keys,
 //! audiences, lifetime bound, CA — connects a new one with an empty cache,
 //! so a hit never outlives the rules that verified it, not even for a
 //! request that was verifying while the replacement happened. A hit is

@@ -18,6 +18,7 @@ use std::time::Duration;
 use podseal_core::audit::legacy::ChainCheckpoint;
 use podseal_core::audit::{AuditRecord, Checkpoint, ExportLine, Hash};
 
+use super::{AdminStore, AuditStore, ReleaseStore};
 use super::{
     ApiKeyRecord, ClusterRecord, CommitItem, Committed, PinOutcome, PolicyRecord, RequestContext,
     SessionRecord, Storage, StorageError, StorageStats,
@@ -61,7 +62,9 @@ impl<S: Storage> Storage for Bounded<S> {
     fn stats(&self) -> &StorageStats {
         self.inner.stats()
     }
+}
 
+impl<S: Storage> ReleaseStore for Bounded<S> {
     async fn request_context(
         &self,
         api_key_hash: [u8; 32],
@@ -74,20 +77,6 @@ impl<S: Storage> Storage for Bounded<S> {
         .await
     }
 
-    async fn commit_batch(&self, items: Vec<CommitItem>) -> Result<Vec<Committed>, StorageError> {
-        self.within("commit", self.inner.commit_batch(items)).await
-    }
-
-    async fn init_admin_token(&self, hash: [u8; 32]) -> Result<bool, StorageError> {
-        self.within("store admin token", self.inner.init_admin_token(hash))
-            .await
-    }
-
-    async fn admin_token_hash(&self) -> Result<Option<[u8; 32]>, StorageError> {
-        self.within("read admin token", self.inner.admin_token_hash())
-            .await
-    }
-
     async fn server_secret(
         &self,
         name: &str,
@@ -98,42 +87,6 @@ impl<S: Storage> Storage for Bounded<S> {
             self.inner.server_secret(name, candidate),
         )
         .await
-    }
-
-    async fn put_cluster(&self, cluster: ClusterRecord) -> Result<(), StorageError> {
-        self.within("store cluster", self.inner.put_cluster(cluster))
-            .await
-    }
-
-    async fn cluster(&self, name: &str) -> Result<Option<ClusterRecord>, StorageError> {
-        self.within("read cluster", self.inner.cluster(name)).await
-    }
-
-    async fn clusters(&self) -> Result<Vec<ClusterRecord>, StorageError> {
-        self.within("read clusters", self.inner.clusters()).await
-    }
-
-    async fn insert_api_key(&self, key: ApiKeyRecord) -> Result<(), StorageError> {
-        self.within("store API key", self.inner.insert_api_key(key))
-            .await
-    }
-
-    async fn api_keys(&self) -> Result<Vec<ApiKeyRecord>, StorageError> {
-        self.within("read API keys", self.inner.api_keys()).await
-    }
-
-    async fn revoke_api_key(&self, id: &str, now: i64) -> Result<bool, StorageError> {
-        self.within("revoke API key", self.inner.revoke_api_key(id, now))
-            .await
-    }
-
-    async fn set_policy(&self, policy: PolicyRecord) -> Result<(), StorageError> {
-        self.within("store policy", self.inner.set_policy(policy))
-            .await
-    }
-
-    async fn policies(&self) -> Result<Vec<PolicyRecord>, StorageError> {
-        self.within("read policies", self.inner.policies()).await
     }
 
     async fn pin_dpop_key(
@@ -203,6 +156,60 @@ impl<S: Storage> Storage for Bounded<S> {
     async fn purge_expired(&self, now: i64) -> Result<u64, StorageError> {
         self.within("purge expired", self.inner.purge_expired(now))
             .await
+    }
+}
+
+impl<S: Storage> AdminStore for Bounded<S> {
+    async fn init_admin_token(&self, hash: [u8; 32]) -> Result<bool, StorageError> {
+        self.within("store admin token", self.inner.init_admin_token(hash))
+            .await
+    }
+
+    async fn admin_token_hash(&self) -> Result<Option<[u8; 32]>, StorageError> {
+        self.within("read admin token", self.inner.admin_token_hash())
+            .await
+    }
+
+    async fn put_cluster(&self, cluster: ClusterRecord) -> Result<(), StorageError> {
+        self.within("store cluster", self.inner.put_cluster(cluster))
+            .await
+    }
+
+    async fn cluster(&self, name: &str) -> Result<Option<ClusterRecord>, StorageError> {
+        self.within("read cluster", self.inner.cluster(name)).await
+    }
+
+    async fn clusters(&self) -> Result<Vec<ClusterRecord>, StorageError> {
+        self.within("read clusters", self.inner.clusters()).await
+    }
+
+    async fn insert_api_key(&self, key: ApiKeyRecord) -> Result<(), StorageError> {
+        self.within("store API key", self.inner.insert_api_key(key))
+            .await
+    }
+
+    async fn api_keys(&self) -> Result<Vec<ApiKeyRecord>, StorageError> {
+        self.within("read API keys", self.inner.api_keys()).await
+    }
+
+    async fn revoke_api_key(&self, id: &str, now: i64) -> Result<bool, StorageError> {
+        self.within("revoke API key", self.inner.revoke_api_key(id, now))
+            .await
+    }
+
+    async fn set_policy(&self, policy: PolicyRecord) -> Result<(), StorageError> {
+        self.within("store policy", self.inner.set_policy(policy))
+            .await
+    }
+
+    async fn policies(&self) -> Result<Vec<PolicyRecord>, StorageError> {
+        self.within("read policies", self.inner.policies()).await
+    }
+}
+
+impl<S: Storage> AuditStore for Bounded<S> {
+    async fn commit_batch(&self, items: Vec<CommitItem>) -> Result<Vec<Committed>, StorageError> {
+        self.within("commit", self.inner.commit_batch(items)).await
     }
 
     async fn append_audit(

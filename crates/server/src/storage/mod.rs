@@ -1,4 +1,6 @@
-//! Storage: one interface, two engines behind it (SQLite, PostgreSQL).
+//! Storage: one interface in three domains ([`ReleaseStore`], [`AdminStore`],
+//! [`AuditStore`], together [`Storage`]), two engines behind it (SQLite,
+//! PostgreSQL).
 //!
 //! Everything that decides a release is here, not in one replica's memory:
 //! DPoP key pins per pod uid, sessions, `jti` replay records, API key hashes,
@@ -6,9 +8,9 @@
 //! that must be atomic across replicas — pinning a key, recording a `jti`,
 //! appending audit records — are single transactions in the engine.
 //!
-//! The release hot path needs two calls: [`Storage::request_context`] reads
+//! The release hot path needs two calls: [`ReleaseStore::request_context`] reads
 //! the API key, its policy and the session in one round trip, and
-//! [`Storage::commit_batch`] records the proofs' `jti`s and appends the
+//! [`AuditStore::commit_batch`] records the proofs' `jti`s and appends the
 //! audit records of many requests in one durable transaction (group commit,
 //! see `crate::group_commit`). Every engine counts its round trips and
 //! commits in [`StorageStats`] for `/metrics` and the load benchmark.
@@ -243,84 +245,57 @@ impl StorageStats {
     }
 }
 
-/// The storage interface every engine implements.
-pub trait Storage: Send + Sync + 'static {
+/// The storage interface every engine implements: the three domains below,
+/// and the engine's counters.
+///
+/// Each method's atomicity and replica rule is written once, on the trait
+/// method; both engines ([`SqliteStorage`], one replica; [`PostgresStorage`],
+/// several replicas on one database) and the [`Bounded`] wrapper implement
+/// exactly that. "Atomic" means one engine transaction: all of it or none,
+/// decided by the database, never by one replica's memory. The storage
+/// suite (`crates/server/tests/storage/`) runs every rule against both
+/// engines, and the replica tests run the cross-replica ones with real
+/// processes.
+pub trait Storage: ReleaseStore + AdminStore + AuditStore + Send + Sync + 'static {
     /// This engine's round-trip and commit counters.
     fn stats(&self) -> &StorageStats;
+}
 
+/// Release state: DPoP pins, sessions, replay records, the shared nonce
+/// secret, and the one read the hot path needs.
+pub trait ReleaseStore: Send + Sync {
     /// The API key with this hash, its policy and the session `session_id`,
     /// in one round trip.
+    ///
+    /// Atomicity: one consistent read (one statement on PostgreSQL, one read
+    /// transaction on SQLite), so the key, its policy and the session are of
+    /// the same moment. Replicas: reads what any replica committed.
     fn request_context(
         &self,
         api_key_hash: [u8; 32],
         session_id: Option<&str>,
     ) -> impl Future<Output = Result<RequestContext, StorageError>> + Send;
 
-    /// Records the items' `jti`s and appends their audit records in one
-    /// durable transaction, in order, to the one tree (its frontier updated
-    /// in the same transaction); an item whose `jti`
-    /// was seen before (also earlier in the same batch) stores its
-    /// `if_replayed` records instead. All or nothing.
-    fn commit_batch(
-        &self,
-        items: Vec<CommitItem>,
-    ) -> impl Future<Output = Result<Vec<Committed>, StorageError>> + Send;
-
-    /// Stores the admin token hash if none exists; true when this call stored it.
-    fn init_admin_token(
-        &self,
-        hash: [u8; 32],
-    ) -> impl Future<Output = Result<bool, StorageError>> + Send;
-    /// The admin token hash.
-    fn admin_token_hash(
-        &self,
-    ) -> impl Future<Output = Result<Option<[u8; 32]>, StorageError>> + Send;
-
-    /// The server-wide secret called `name`, shared by every replica: stores
-    /// `candidate` if none exists, and returns the stored one (used to MAC
-    /// DPoP server nonces so any replica can check another's).
+    /// The server-wide secret called `name`: stores `candidate` if none
+    /// exists, and returns the stored one (used to MAC DPoP server nonces so
+    /// any replica can check another's).
+    ///
+    /// Atomicity: insert-if-absent then read, in one statement (PostgreSQL)
+    /// or one transaction (SQLite). Replicas: replicas starting together all
+    /// return the one that was stored first.
     fn server_secret(
         &self,
         name: &str,
         candidate: [u8; 32],
     ) -> impl Future<Output = Result<[u8; 32], StorageError>> + Send;
 
-    /// Adds or replaces a cluster.
-    fn put_cluster(
-        &self,
-        cluster: ClusterRecord,
-    ) -> impl Future<Output = Result<(), StorageError>> + Send;
-    /// One cluster.
-    fn cluster(
-        &self,
-        name: &str,
-    ) -> impl Future<Output = Result<Option<ClusterRecord>, StorageError>> + Send;
-    /// Every cluster.
-    fn clusters(&self) -> impl Future<Output = Result<Vec<ClusterRecord>, StorageError>> + Send;
-
-    /// Adds an API key (its cluster must exist).
-    fn insert_api_key(
-        &self,
-        key: ApiKeyRecord,
-    ) -> impl Future<Output = Result<(), StorageError>> + Send;
-    /// Every key.
-    fn api_keys(&self) -> impl Future<Output = Result<Vec<ApiKeyRecord>, StorageError>> + Send;
-    /// Revokes a key; false when no unrevoked key has this id.
-    fn revoke_api_key(
-        &self,
-        id: &str,
-        now: i64,
-    ) -> impl Future<Output = Result<bool, StorageError>> + Send;
-
-    /// Adds or replaces a policy (its cluster must exist).
-    fn set_policy(
-        &self,
-        policy: PolicyRecord,
-    ) -> impl Future<Output = Result<(), StorageError>> + Send;
-    /// Every policy.
-    fn policies(&self) -> impl Future<Output = Result<Vec<PolicyRecord>, StorageError>> + Send;
-
-    /// Pins `jkt` to a pod uid unless another unexpired key holds it (atomic).
+    /// Pins `jkt` to a pod uid unless another unexpired key holds it.
+    ///
+    /// Atomicity: one transaction under the pin's row lock (PostgreSQL
+    /// `INSERT … ON CONFLICT DO NOTHING`, then `SELECT … FOR UPDATE`; SQLite's
+    /// single writer). Replicas: two replicas pinning different keys for one
+    /// pod at once: exactly one gets [`PinOutcome::Pinned`], the other
+    /// [`PinOutcome::OtherKeyPinned`].
     fn pin_dpop_key(
         &self,
         cluster: &str,
@@ -329,7 +304,12 @@ pub trait Storage: Send + Sync + 'static {
         expires_at: i64,
         now: i64,
     ) -> impl Future<Output = Result<PinOutcome, StorageError>> + Send;
-    /// Moves the pin from `old_jkt` to `new_jkt`; false when `old_jkt` is not the pin.
+
+    /// Moves the pin from `old_jkt` to `new_jkt`; false when `old_jkt` is
+    /// not the pin.
+    ///
+    /// Atomicity: one conditional update (compare-and-swap on `old_jkt`).
+    /// Replicas: of two rotations from the same key, one wins.
     fn rotate_pin(
         &self,
         cluster: &str,
@@ -337,7 +317,13 @@ pub trait Storage: Send + Sync + 'static {
         old_jkt: &str,
         new_jkt: &str,
     ) -> impl Future<Output = Result<bool, StorageError>> + Send;
-    /// Drops the pin and revokes the sessions of a pod uid (the pod is gone).
+
+    /// Drops the pin and revokes the sessions of a pod uid (the pod is
+    /// gone); returns the sessions revoked.
+    ///
+    /// Atomicity: pin and sessions in one transaction, so no session
+    /// survives its pod's pin. Replicas: every replica's view sees the
+    /// pod go and calls this; the second call finds nothing and returns 0.
     fn forget_pod(
         &self,
         cluster: &str,
@@ -345,34 +331,145 @@ pub trait Storage: Send + Sync + 'static {
         now: i64,
     ) -> impl Future<Output = Result<u64, StorageError>> + Send;
 
-    /// Stores a new session.
+    /// Stores a new session (its id only as a hash).
+    ///
+    /// Atomicity: one insert. Replicas: visible to every replica once it
+    /// returns.
     fn insert_session(
         &self,
         session: SessionRecord,
     ) -> impl Future<Output = Result<(), StorageError>> + Send;
-    /// One session, revoked or not.
+
+    /// One session, revoked or not. Atomicity: one read.
     fn session(
         &self,
         id: &str,
     ) -> impl Future<Output = Result<Option<SessionRecord>, StorageError>> + Send;
+
     /// Points a session at its rotated DPoP key.
+    ///
+    /// Atomicity: one update; called after [`ReleaseStore::rotate_pin`] won,
+    /// so the pin decides the race and this only follows it.
     fn set_session_jkt(
         &self,
         id: &str,
         jkt: &str,
     ) -> impl Future<Output = Result<(), StorageError>> + Send;
 
-    /// Records a proof's (`jkt`, `jti`); false when it was seen before (a replay).
+    /// Records a proof's (`jkt`, `jti`); false when it was seen before (a
+    /// replay).
+    ///
+    /// Atomicity: a primary key decides. Replicas: the same proof sent to
+    /// two replicas at once is accepted by exactly one.
     fn record_jti(
         &self,
         jkt: &str,
         jti: &str,
         expires_at: i64,
     ) -> impl Future<Output = Result<bool, StorageError>> + Send;
-    /// Deletes expired replay records, pins and sessions; returns rows removed.
-    fn purge_expired(&self, now: i64) -> impl Future<Output = Result<u64, StorageError>> + Send;
 
-    /// Appends records in one durable transaction, assigning `seq`; returns them as stored.
+    /// Deletes expired replay records, pins and sessions; returns rows
+    /// removed.
+    ///
+    /// Atomicity: one transaction. Replicas: any replica may run it; it
+    /// only removes what no decision can use any more (expired at `now`).
+    fn purge_expired(&self, now: i64) -> impl Future<Output = Result<u64, StorageError>> + Send;
+}
+
+/// Admin state: the admin token, clusters with their pinned keys and CA,
+/// API keys (as hashes), and policies.
+pub trait AdminStore: Send + Sync {
+    /// Stores the admin token hash if none exists; true when this call
+    /// stored it.
+    ///
+    /// Atomicity: insert-if-absent. Replicas: of replicas initialising one
+    /// store together, exactly one stores its token (and shows it).
+    fn init_admin_token(
+        &self,
+        hash: [u8; 32],
+    ) -> impl Future<Output = Result<bool, StorageError>> + Send;
+
+    /// The admin token hash. Atomicity: one read.
+    fn admin_token_hash(
+        &self,
+    ) -> impl Future<Output = Result<Option<[u8; 32]>, StorageError>> + Send;
+
+    /// Adds or replaces a cluster.
+    ///
+    /// Atomicity: one upsert of the whole record (pinned JWKS and CA with
+    /// it). Replicas: the others connect it at their next cluster refresh,
+    /// comparing whole records.
+    fn put_cluster(
+        &self,
+        cluster: ClusterRecord,
+    ) -> impl Future<Output = Result<(), StorageError>> + Send;
+
+    /// One cluster. Atomicity: one read.
+    fn cluster(
+        &self,
+        name: &str,
+    ) -> impl Future<Output = Result<Option<ClusterRecord>, StorageError>> + Send;
+
+    /// Every cluster. Atomicity: one read.
+    fn clusters(&self) -> impl Future<Output = Result<Vec<ClusterRecord>, StorageError>> + Send;
+
+    /// Adds an API key; its cluster must exist ([`StorageError::NotFound`]
+    /// otherwise).
+    ///
+    /// Atomicity: one insert, the cluster checked by a foreign key.
+    fn insert_api_key(
+        &self,
+        key: ApiKeyRecord,
+    ) -> impl Future<Output = Result<(), StorageError>> + Send;
+
+    /// Every key. Atomicity: one read.
+    fn api_keys(&self) -> impl Future<Output = Result<Vec<ApiKeyRecord>, StorageError>> + Send;
+
+    /// Revokes a key; false when no unrevoked key has this id.
+    ///
+    /// Atomicity: one conditional update. Replicas: every replica refuses
+    /// the key from its next request (keys are read per request, never
+    /// cached).
+    fn revoke_api_key(
+        &self,
+        id: &str,
+        now: i64,
+    ) -> impl Future<Output = Result<bool, StorageError>> + Send;
+
+    /// Adds or replaces a policy; its cluster must exist.
+    ///
+    /// Atomicity: one upsert, the cluster checked by a foreign key.
+    /// Replicas: read per request, so it holds from every replica's next
+    /// request.
+    fn set_policy(
+        &self,
+        policy: PolicyRecord,
+    ) -> impl Future<Output = Result<(), StorageError>> + Send;
+
+    /// Every policy. Atomicity: one read.
+    fn policies(&self) -> impl Future<Output = Result<Vec<PolicyRecord>, StorageError>> + Send;
+}
+
+/// The audit log: one RFC 9162 Merkle tree for every replica, and its
+/// checkpoints.
+pub trait AuditStore: Send + Sync {
+    /// Records the items' `jti`s and appends their audit records, in order,
+    /// to the one tree; an item whose `jti` was seen before (also earlier in
+    /// the same batch) stores its `if_replayed` records instead.
+    ///
+    /// Atomicity: all or nothing, in one durable transaction with the tree's
+    /// frontier read and written in it (PostgreSQL: under a
+    /// transaction-scoped advisory lock; SQLite: the single writer).
+    /// Replicas: appends from every replica are serialised into one tree;
+    /// no record is answered before it is durable.
+    fn commit_batch(
+        &self,
+        items: Vec<CommitItem>,
+    ) -> impl Future<Output = Result<Vec<Committed>, StorageError>> + Send;
+
+    /// Appends records in one durable transaction, assigning `seq`; returns
+    /// them as stored. Atomicity: that of [`AuditStore::commit_batch`], which
+    /// it is.
     fn append_audit(
         &self,
         records: Vec<AuditRecord>,
@@ -386,26 +483,40 @@ pub trait Storage: Send + Sync + 'static {
             Ok(committed.pop().map(|c| c.stored).unwrap_or_default())
         }
     }
+
     /// Size of the log and its tree's root, from the stored frontier.
+    /// Atomicity: one read of the frontier row.
     fn audit_head(&self) -> impl Future<Output = Result<(u64, Hash), StorageError>> + Send;
+
     /// Stores a checkpoint; one already stored at its size is kept (a
     /// checkpoint is never re-signed, so a hand-over's stays).
+    ///
+    /// Atomicity: insert-if-absent by size. Replicas: two replicas
+    /// checkpointing the same size keep the first.
     fn put_checkpoint(
         &self,
         checkpoint: Checkpoint,
     ) -> impl Future<Output = Result<(), StorageError>> + Send;
+
     /// The checkpoint over the most records, if any (what the audit key of
-    /// a starting server must have signed).
+    /// a starting server must have signed). Atomicity: one read.
     fn latest_checkpoint(
         &self,
     ) -> impl Future<Output = Result<Option<Checkpoint>, StorageError>> + Send;
+
     /// The latest checkpoint of the hash chain the log was before schema
     /// version 4, if the database was upgraded from one (the key that
     /// signed it is the log's key until a Merkle checkpoint is signed).
     fn legacy_checkpoint(
         &self,
     ) -> impl Future<Output = Result<Option<ChainCheckpoint>, StorageError>> + Send;
-    /// The whole log as export lines, each checkpoint after the record it covers up to.
+
+    /// The whole log as export lines, each checkpoint after the record it
+    /// covers up to.
+    ///
+    /// Atomicity: one snapshot for records and checkpoints (PostgreSQL
+    /// repeatable read; SQLite one read transaction), so an export taken
+    /// while replicas append is still a prefix that verifies.
     fn audit_export(&self) -> impl Future<Output = Result<Vec<ExportLine>, StorageError>> + Send;
 }
 

@@ -19,6 +19,7 @@ use podseal_core::audit::legacy::ChainCheckpoint;
 use podseal_core::audit::{Checkpoint, ExportLine, Hash};
 use tokio_postgres::{NoTls, Row};
 
+use super::{AdminStore, AuditStore, ReleaseStore};
 use super::{
     ApiKeyRecord, ClusterRecord, CommitItem, Committed, PinOutcome, PolicyRecord, RequestContext,
     SessionRecord, Storage, StorageError, StorageStats,
@@ -376,28 +377,12 @@ impl PostgresStorage {
 }
 
 impl Storage for PostgresStorage {
-    async fn init_admin_token(&self, hash: [u8; 32]) -> Result<bool, StorageError> {
-        let changed = self
-            .execute(
-                "init admin token",
-                "INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING",
-                &[&ADMIN_TOKEN_KEY, &hash.to_vec()],
-            )
-            .await?;
-        Ok(changed == 1)
+    fn stats(&self) -> &StorageStats {
+        &self.stats
     }
+}
 
-    async fn admin_token_hash(&self) -> Result<Option<[u8; 32]>, StorageError> {
-        let rows = self
-            .query(
-                "read admin token",
-                "SELECT value FROM meta WHERE key = $1",
-                &[&ADMIN_TOKEN_KEY],
-            )
-            .await?;
-        rows.first().map(|row| hash32(row.get(0))).transpose()
-    }
-
+impl ReleaseStore for PostgresStorage {
     async fn server_secret(
         &self,
         name: &str,
@@ -417,133 +402,6 @@ impl Storage for PostgresStorage {
             .await?;
         let row = rows.first().ok_or(StorageError::Corrupt("server secret"))?;
         hash32(row.get(0))
-    }
-
-    async fn put_cluster(&self, cluster: ClusterRecord) -> Result<(), StorageError> {
-        self.execute(
-            "put cluster",
-            &format!(
-                "INSERT INTO clusters ({CLUSTER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
-                 ON CONFLICT (name) DO UPDATE SET issuer = excluded.issuer, audiences = excluded.audiences,
-                   api_server_url = excluded.api_server_url, ca_bundle = excluded.ca_bundle,
-                   token_file = excluded.token_file, jwks = excluded.jwks, updated_at = excluded.updated_at,
-                   ca_pem = excluded.ca_pem, allow_extra_audiences = excluded.allow_extra_audiences,
-                   max_token_lifetime_secs = excluded.max_token_lifetime_secs"
-            ),
-            &[
-                &cluster.name,
-                &cluster.issuer,
-                &to_json(&cluster.audiences),
-                &cluster.api_server_url,
-                &cluster.ca_bundle,
-                &cluster.token_file,
-                &cluster.jwks,
-                &cluster.created_at,
-                &cluster.updated_at,
-                &cluster.ca_pem,
-                &cluster.allow_extra_audiences,
-                &cluster.max_token_lifetime_secs,
-            ],
-        )
-        .await
-        .map(|_| ())
-    }
-
-    async fn cluster(&self, name: &str) -> Result<Option<ClusterRecord>, StorageError> {
-        let rows = self
-            .query(
-                "read cluster",
-                &format!("SELECT {CLUSTER_COLUMNS} FROM clusters WHERE name = $1"),
-                &[&name],
-            )
-            .await?;
-        rows.first().map(cluster_from).transpose()
-    }
-
-    async fn clusters(&self) -> Result<Vec<ClusterRecord>, StorageError> {
-        let rows = self
-            .query(
-                "list clusters",
-                &format!("SELECT {CLUSTER_COLUMNS} FROM clusters ORDER BY name"),
-                &[],
-            )
-            .await?;
-        rows.iter().map(cluster_from).collect()
-    }
-
-    async fn insert_api_key(&self, key: ApiKeyRecord) -> Result<(), StorageError> {
-        self.with_cluster(
-            "insert API key",
-            &key.cluster,
-            &format!(
-                "INSERT INTO api_keys ({API_KEY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"
-            ),
-            &[
-                &key.id,
-                &key.key_hash.to_vec(),
-                &key.cluster,
-                &key.namespace,
-                &key.service_account,
-                &key.created_at,
-                &key.revoked_at,
-            ],
-        )
-        .await
-    }
-
-    async fn api_keys(&self) -> Result<Vec<ApiKeyRecord>, StorageError> {
-        let rows = self
-            .query(
-                "list API keys",
-                &format!("SELECT {API_KEY_COLUMNS} FROM api_keys ORDER BY created_at, id"),
-                &[],
-            )
-            .await?;
-        rows.iter().map(api_key_from).collect()
-    }
-
-    async fn revoke_api_key(&self, id: &str, now: i64) -> Result<bool, StorageError> {
-        let changed = self
-            .execute(
-                "revoke API key",
-                "UPDATE api_keys SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL",
-                &[&id, &now],
-            )
-            .await?;
-        Ok(changed == 1)
-    }
-
-    async fn set_policy(&self, policy: PolicyRecord) -> Result<(), StorageError> {
-        self.with_cluster(
-            "set policy",
-            &policy.cluster,
-            &format!(
-                "INSERT INTO policies ({POLICY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)
-                 ON CONFLICT (cluster, namespace, service_account) DO UPDATE SET digests = excluded.digests,
-                   audit_mode = excluded.audit_mode, require_nonce = excluded.require_nonce, updated_at = excluded.updated_at"
-            ),
-            &[
-                &policy.cluster,
-                &policy.namespace,
-                &policy.service_account,
-                &to_json(&policy.digests),
-                &policy.audit_mode,
-                &policy.require_nonce,
-                &policy.updated_at,
-            ],
-        )
-        .await
-    }
-
-    async fn policies(&self) -> Result<Vec<PolicyRecord>, StorageError> {
-        let rows = self
-            .query(
-                "list policies",
-                &format!("SELECT {POLICY_COLUMNS} FROM policies ORDER BY cluster, namespace, service_account"),
-                &[],
-            )
-            .await?;
-        rows.iter().map(policy_from).collect()
     }
 
     async fn pin_dpop_key(
@@ -717,6 +575,193 @@ impl Storage for PostgresStorage {
         Ok(removed)
     }
 
+    async fn request_context(
+        &self,
+        api_key_hash: [u8; 32],
+        session_id: Option<&str>,
+    ) -> Result<RequestContext, StorageError> {
+        let session_hash = session_id.map(super::session_id_hash);
+        let rows = self
+            .query(
+                "read request context",
+                &super::request_context_sql('$'),
+                &[
+                    &api_key_hash.as_slice(),
+                    &session_hash.as_ref().map(|h| h.as_slice()),
+                ],
+            )
+            .await?;
+        let row = rows
+            .first()
+            .ok_or(StorageError::Corrupt("request context"))?;
+        let present = |base: usize| row.get::<_, Option<String>>(base).is_some();
+        let session_present = row
+            .get::<_, Option<Vec<u8>>>(super::CONTEXT_SESSION)
+            .is_some();
+        Ok(RequestContext {
+            api_key: present(0).then(|| api_key_at(row, 0)).transpose()?,
+            policy: present(super::CONTEXT_POLICY)
+                .then(|| policy_at(row, super::CONTEXT_POLICY))
+                .transpose()?,
+            session: session_id
+                .filter(|_| session_present)
+                .map(|id| session_at(row, super::CONTEXT_SESSION, id)),
+        })
+    }
+}
+
+impl AdminStore for PostgresStorage {
+    async fn init_admin_token(&self, hash: [u8; 32]) -> Result<bool, StorageError> {
+        let changed = self
+            .execute(
+                "init admin token",
+                "INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING",
+                &[&ADMIN_TOKEN_KEY, &hash.to_vec()],
+            )
+            .await?;
+        Ok(changed == 1)
+    }
+
+    async fn admin_token_hash(&self) -> Result<Option<[u8; 32]>, StorageError> {
+        let rows = self
+            .query(
+                "read admin token",
+                "SELECT value FROM meta WHERE key = $1",
+                &[&ADMIN_TOKEN_KEY],
+            )
+            .await?;
+        rows.first().map(|row| hash32(row.get(0))).transpose()
+    }
+
+    async fn put_cluster(&self, cluster: ClusterRecord) -> Result<(), StorageError> {
+        self.execute(
+            "put cluster",
+            &format!(
+                "INSERT INTO clusters ({CLUSTER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+                 ON CONFLICT (name) DO UPDATE SET issuer = excluded.issuer, audiences = excluded.audiences,
+                   api_server_url = excluded.api_server_url, ca_bundle = excluded.ca_bundle,
+                   token_file = excluded.token_file, jwks = excluded.jwks, updated_at = excluded.updated_at,
+                   ca_pem = excluded.ca_pem, allow_extra_audiences = excluded.allow_extra_audiences,
+                   max_token_lifetime_secs = excluded.max_token_lifetime_secs"
+            ),
+            &[
+                &cluster.name,
+                &cluster.issuer,
+                &to_json(&cluster.audiences),
+                &cluster.api_server_url,
+                &cluster.ca_bundle,
+                &cluster.token_file,
+                &cluster.jwks,
+                &cluster.created_at,
+                &cluster.updated_at,
+                &cluster.ca_pem,
+                &cluster.allow_extra_audiences,
+                &cluster.max_token_lifetime_secs,
+            ],
+        )
+        .await
+        .map(|_| ())
+    }
+
+    async fn cluster(&self, name: &str) -> Result<Option<ClusterRecord>, StorageError> {
+        let rows = self
+            .query(
+                "read cluster",
+                &format!("SELECT {CLUSTER_COLUMNS} FROM clusters WHERE name = $1"),
+                &[&name],
+            )
+            .await?;
+        rows.first().map(cluster_from).transpose()
+    }
+
+    async fn clusters(&self) -> Result<Vec<ClusterRecord>, StorageError> {
+        let rows = self
+            .query(
+                "list clusters",
+                &format!("SELECT {CLUSTER_COLUMNS} FROM clusters ORDER BY name"),
+                &[],
+            )
+            .await?;
+        rows.iter().map(cluster_from).collect()
+    }
+
+    async fn insert_api_key(&self, key: ApiKeyRecord) -> Result<(), StorageError> {
+        self.with_cluster(
+            "insert API key",
+            &key.cluster,
+            &format!(
+                "INSERT INTO api_keys ({API_KEY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"
+            ),
+            &[
+                &key.id,
+                &key.key_hash.to_vec(),
+                &key.cluster,
+                &key.namespace,
+                &key.service_account,
+                &key.created_at,
+                &key.revoked_at,
+            ],
+        )
+        .await
+    }
+
+    async fn api_keys(&self) -> Result<Vec<ApiKeyRecord>, StorageError> {
+        let rows = self
+            .query(
+                "list API keys",
+                &format!("SELECT {API_KEY_COLUMNS} FROM api_keys ORDER BY created_at, id"),
+                &[],
+            )
+            .await?;
+        rows.iter().map(api_key_from).collect()
+    }
+
+    async fn revoke_api_key(&self, id: &str, now: i64) -> Result<bool, StorageError> {
+        let changed = self
+            .execute(
+                "revoke API key",
+                "UPDATE api_keys SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL",
+                &[&id, &now],
+            )
+            .await?;
+        Ok(changed == 1)
+    }
+
+    async fn set_policy(&self, policy: PolicyRecord) -> Result<(), StorageError> {
+        self.with_cluster(
+            "set policy",
+            &policy.cluster,
+            &format!(
+                "INSERT INTO policies ({POLICY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)
+                 ON CONFLICT (cluster, namespace, service_account) DO UPDATE SET digests = excluded.digests,
+                   audit_mode = excluded.audit_mode, require_nonce = excluded.require_nonce, updated_at = excluded.updated_at"
+            ),
+            &[
+                &policy.cluster,
+                &policy.namespace,
+                &policy.service_account,
+                &to_json(&policy.digests),
+                &policy.audit_mode,
+                &policy.require_nonce,
+                &policy.updated_at,
+            ],
+        )
+        .await
+    }
+
+    async fn policies(&self) -> Result<Vec<PolicyRecord>, StorageError> {
+        let rows = self
+            .query(
+                "list policies",
+                &format!("SELECT {POLICY_COLUMNS} FROM policies ORDER BY cluster, namespace, service_account"),
+                &[],
+            )
+            .await?;
+        rows.iter().map(policy_from).collect()
+    }
+}
+
+impl AuditStore for PostgresStorage {
     async fn commit_batch(&self, items: Vec<CommitItem>) -> Result<Vec<Committed>, StorageError> {
         const OPERATION: &str = "commit audit";
         let error = db_error(OPERATION);
@@ -814,44 +859,6 @@ impl Storage for PostgresStorage {
             let _ = client.batch_execute("ROLLBACK").await;
         }
         outcome
-    }
-
-    async fn request_context(
-        &self,
-        api_key_hash: [u8; 32],
-        session_id: Option<&str>,
-    ) -> Result<RequestContext, StorageError> {
-        let session_hash = session_id.map(super::session_id_hash);
-        let rows = self
-            .query(
-                "read request context",
-                &super::request_context_sql('$'),
-                &[
-                    &api_key_hash.as_slice(),
-                    &session_hash.as_ref().map(|h| h.as_slice()),
-                ],
-            )
-            .await?;
-        let row = rows
-            .first()
-            .ok_or(StorageError::Corrupt("request context"))?;
-        let present = |base: usize| row.get::<_, Option<String>>(base).is_some();
-        let session_present = row
-            .get::<_, Option<Vec<u8>>>(super::CONTEXT_SESSION)
-            .is_some();
-        Ok(RequestContext {
-            api_key: present(0).then(|| api_key_at(row, 0)).transpose()?,
-            policy: present(super::CONTEXT_POLICY)
-                .then(|| policy_at(row, super::CONTEXT_POLICY))
-                .transpose()?,
-            session: session_id
-                .filter(|_| session_present)
-                .map(|id| session_at(row, super::CONTEXT_SESSION, id)),
-        })
-    }
-
-    fn stats(&self) -> &StorageStats {
-        &self.stats
     }
 
     async fn audit_head(&self) -> Result<(u64, Hash), StorageError> {

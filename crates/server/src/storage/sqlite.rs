@@ -24,6 +24,7 @@ use podseal_core::audit::legacy::ChainCheckpoint;
 use podseal_core::audit::{Checkpoint, ExportLine, Frontier, Hash};
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 
+use super::{AdminStore, AuditStore, ReleaseStore};
 use super::{
     ApiKeyRecord, ClusterRecord, CommitItem, Committed, PinOutcome, PolicyRecord, RequestContext,
     SessionRecord, Storage, StorageError, StorageStats,
@@ -393,31 +394,12 @@ fn missing_cluster(tx: &rusqlite::Transaction<'_>, cluster: &str) -> rusqlite::R
 }
 
 impl Storage for SqliteStorage {
-    async fn init_admin_token(&self, hash: [u8; 32]) -> Result<bool, StorageError> {
-        self.run("init admin token", move |c| {
-            let inserted = c.execute(
-                "INSERT OR IGNORE INTO meta (key, value) VALUES (?1, ?2)",
-                params![ADMIN_TOKEN_KEY, hash.to_vec()],
-            )?;
-            Ok(inserted == 1)
-        })
-        .await
+    fn stats(&self) -> &StorageStats {
+        &self.stats
     }
+}
 
-    async fn admin_token_hash(&self) -> Result<Option<[u8; 32]>, StorageError> {
-        self.run("read admin token", |c| {
-            let value: Option<Vec<u8>> = c
-                .query_row(
-                    "SELECT value FROM meta WHERE key = ?1",
-                    [ADMIN_TOKEN_KEY],
-                    |row| row.get(0),
-                )
-                .optional()?;
-            value.map(hash32).transpose()
-        })
-        .await
-    }
-
+impl ReleaseStore for SqliteStorage {
     async fn server_secret(
         &self,
         name: &str,
@@ -436,153 +418,6 @@ impl Storage for SqliteStorage {
                 })?;
             tx.commit()?;
             hash32(value)
-        })
-        .await
-    }
-
-    async fn put_cluster(&self, cluster: ClusterRecord) -> Result<(), StorageError> {
-        self.run("put cluster", move |c| {
-            c.execute(
-                &format!(
-                    "INSERT INTO clusters ({CLUSTER_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
-                     ON CONFLICT (name) DO UPDATE SET issuer = excluded.issuer, audiences = excluded.audiences,
-                       api_server_url = excluded.api_server_url, ca_bundle = excluded.ca_bundle,
-                       token_file = excluded.token_file, jwks = excluded.jwks, updated_at = excluded.updated_at,
-                       ca_pem = excluded.ca_pem, allow_extra_audiences = excluded.allow_extra_audiences,
-                       max_token_lifetime_secs = excluded.max_token_lifetime_secs"
-                ),
-                params![
-                    cluster.name,
-                    cluster.issuer,
-                    to_json(&cluster.audiences)?,
-                    cluster.api_server_url,
-                    cluster.ca_bundle,
-                    cluster.token_file,
-                    cluster.jwks,
-                    cluster.created_at,
-                    cluster.updated_at,
-                    cluster.ca_pem,
-                    cluster.allow_extra_audiences,
-                    cluster.max_token_lifetime_secs
-                ],
-            )?;
-            Ok(())
-        })
-        .await
-    }
-
-    async fn cluster(&self, name: &str) -> Result<Option<ClusterRecord>, StorageError> {
-        let name = name.to_owned();
-        self.run("read cluster", move |c| {
-            c.query_row(
-                &format!("SELECT {CLUSTER_COLUMNS} FROM clusters WHERE name = ?1"),
-                [name],
-                cluster_from,
-            )
-            .optional()
-        })
-        .await
-    }
-
-    async fn clusters(&self) -> Result<Vec<ClusterRecord>, StorageError> {
-        self.run("list clusters", |c| {
-            let mut statement = c.prepare(&format!(
-                "SELECT {CLUSTER_COLUMNS} FROM clusters ORDER BY name"
-            ))?;
-            statement.query_map([], cluster_from)?.collect()
-        })
-        .await
-    }
-
-    async fn insert_api_key(&self, key: ApiKeyRecord) -> Result<(), StorageError> {
-        let cluster = key.cluster.clone();
-        let inserted = self
-            .run("insert API key", move |c| {
-                let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-                if missing_cluster(&tx, &key.cluster)? {
-                    return Ok(false);
-                }
-                tx.execute(
-                    &format!("INSERT INTO api_keys ({API_KEY_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"),
-                    params![key.id, key.key_hash.to_vec(), key.cluster, key.namespace, key.service_account, key.created_at, key.revoked_at],
-                )?;
-                tx.commit()?;
-                Ok(true)
-            })
-            .await?;
-        if inserted {
-            Ok(())
-        } else {
-            Err(StorageError::NotFound(format!(
-                "cluster {cluster} is not registered"
-            )))
-        }
-    }
-
-    async fn api_keys(&self) -> Result<Vec<ApiKeyRecord>, StorageError> {
-        self.run("list API keys", |c| {
-            let mut statement = c.prepare(&format!(
-                "SELECT {API_KEY_COLUMNS} FROM api_keys ORDER BY created_at, id"
-            ))?;
-            statement.query_map([], api_key_from)?.collect()
-        })
-        .await
-    }
-
-    async fn revoke_api_key(&self, id: &str, now: i64) -> Result<bool, StorageError> {
-        let id = id.to_owned();
-        self.run("revoke API key", move |c| {
-            Ok(c.execute(
-                "UPDATE api_keys SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL",
-                params![id, now],
-            )? == 1)
-        })
-        .await
-    }
-
-    async fn set_policy(&self, policy: PolicyRecord) -> Result<(), StorageError> {
-        let cluster = policy.cluster.clone();
-        let stored = self
-            .run("set policy", move |c| {
-                let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-                if missing_cluster(&tx, &policy.cluster)? {
-                    return Ok(false);
-                }
-                tx.execute(
-                    &format!(
-                        "INSERT INTO policies ({POLICY_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-                         ON CONFLICT (cluster, namespace, service_account) DO UPDATE SET digests = excluded.digests,
-                           audit_mode = excluded.audit_mode, require_nonce = excluded.require_nonce, updated_at = excluded.updated_at"
-                    ),
-                    params![
-                        policy.cluster,
-                        policy.namespace,
-                        policy.service_account,
-                        to_json(&policy.digests)?,
-                        policy.audit_mode,
-                        policy.require_nonce,
-                        policy.updated_at
-                    ],
-                )?;
-                tx.commit()?;
-                Ok(true)
-            })
-            .await?;
-        if stored {
-            Ok(())
-        } else {
-            Err(StorageError::NotFound(format!(
-                "cluster {cluster} is not registered"
-            )))
-        }
-    }
-
-    async fn policies(&self) -> Result<Vec<PolicyRecord>, StorageError> {
-        self.run("list policies", |c| {
-            let mut statement = c.prepare(&format!(
-                "SELECT {POLICY_COLUMNS} FROM policies ORDER BY cluster, namespace, service_account"
-            ))?;
-            statement.query_map([], policy_from)?.collect()
         })
         .await
     }
@@ -750,6 +585,219 @@ impl Storage for SqliteStorage {
         .await
     }
 
+    async fn request_context(
+        &self,
+        api_key_hash: [u8; 32],
+        session_id: Option<&str>,
+    ) -> Result<RequestContext, StorageError> {
+        let session_id = session_id.map(str::to_owned);
+        self.read("read request context", move |c| {
+            let mut statement = c.prepare_cached(&super::request_context_sql('?'))?;
+            let session_hash = session_id
+                .as_deref()
+                .map(|id| super::session_id_hash(id).to_vec());
+            statement.query_row(params![api_key_hash.to_vec(), session_hash], |row| {
+                let present = |base: usize| {
+                    row.get_ref(base)
+                        .map(|v| v != rusqlite::types::ValueRef::Null)
+                };
+                Ok(RequestContext {
+                    api_key: if present(0)? {
+                        Some(api_key_at(row, 0)?)
+                    } else {
+                        None
+                    },
+                    policy: if present(super::CONTEXT_POLICY)? {
+                        Some(policy_at(row, super::CONTEXT_POLICY)?)
+                    } else {
+                        None
+                    },
+                    session: match (&session_id, present(super::CONTEXT_SESSION)?) {
+                        (Some(id), true) => Some(session_at(row, super::CONTEXT_SESSION, id)?),
+                        _ => None,
+                    },
+                })
+            })
+        })
+        .await
+    }
+}
+
+impl AdminStore for SqliteStorage {
+    async fn init_admin_token(&self, hash: [u8; 32]) -> Result<bool, StorageError> {
+        self.run("init admin token", move |c| {
+            let inserted = c.execute(
+                "INSERT OR IGNORE INTO meta (key, value) VALUES (?1, ?2)",
+                params![ADMIN_TOKEN_KEY, hash.to_vec()],
+            )?;
+            Ok(inserted == 1)
+        })
+        .await
+    }
+
+    async fn admin_token_hash(&self) -> Result<Option<[u8; 32]>, StorageError> {
+        self.run("read admin token", |c| {
+            let value: Option<Vec<u8>> = c
+                .query_row(
+                    "SELECT value FROM meta WHERE key = ?1",
+                    [ADMIN_TOKEN_KEY],
+                    |row| row.get(0),
+                )
+                .optional()?;
+            value.map(hash32).transpose()
+        })
+        .await
+    }
+
+    async fn put_cluster(&self, cluster: ClusterRecord) -> Result<(), StorageError> {
+        self.run("put cluster", move |c| {
+            c.execute(
+                &format!(
+                    "INSERT INTO clusters ({CLUSTER_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
+                     ON CONFLICT (name) DO UPDATE SET issuer = excluded.issuer, audiences = excluded.audiences,
+                       api_server_url = excluded.api_server_url, ca_bundle = excluded.ca_bundle,
+                       token_file = excluded.token_file, jwks = excluded.jwks, updated_at = excluded.updated_at,
+                       ca_pem = excluded.ca_pem, allow_extra_audiences = excluded.allow_extra_audiences,
+                       max_token_lifetime_secs = excluded.max_token_lifetime_secs"
+                ),
+                params![
+                    cluster.name,
+                    cluster.issuer,
+                    to_json(&cluster.audiences)?,
+                    cluster.api_server_url,
+                    cluster.ca_bundle,
+                    cluster.token_file,
+                    cluster.jwks,
+                    cluster.created_at,
+                    cluster.updated_at,
+                    cluster.ca_pem,
+                    cluster.allow_extra_audiences,
+                    cluster.max_token_lifetime_secs
+                ],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn cluster(&self, name: &str) -> Result<Option<ClusterRecord>, StorageError> {
+        let name = name.to_owned();
+        self.run("read cluster", move |c| {
+            c.query_row(
+                &format!("SELECT {CLUSTER_COLUMNS} FROM clusters WHERE name = ?1"),
+                [name],
+                cluster_from,
+            )
+            .optional()
+        })
+        .await
+    }
+
+    async fn clusters(&self) -> Result<Vec<ClusterRecord>, StorageError> {
+        self.run("list clusters", |c| {
+            let mut statement = c.prepare(&format!(
+                "SELECT {CLUSTER_COLUMNS} FROM clusters ORDER BY name"
+            ))?;
+            statement.query_map([], cluster_from)?.collect()
+        })
+        .await
+    }
+
+    async fn insert_api_key(&self, key: ApiKeyRecord) -> Result<(), StorageError> {
+        let cluster = key.cluster.clone();
+        let inserted = self
+            .run("insert API key", move |c| {
+                let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                if missing_cluster(&tx, &key.cluster)? {
+                    return Ok(false);
+                }
+                tx.execute(
+                    &format!("INSERT INTO api_keys ({API_KEY_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"),
+                    params![key.id, key.key_hash.to_vec(), key.cluster, key.namespace, key.service_account, key.created_at, key.revoked_at],
+                )?;
+                tx.commit()?;
+                Ok(true)
+            })
+            .await?;
+        if inserted {
+            Ok(())
+        } else {
+            Err(StorageError::NotFound(format!(
+                "cluster {cluster} is not registered"
+            )))
+        }
+    }
+
+    async fn api_keys(&self) -> Result<Vec<ApiKeyRecord>, StorageError> {
+        self.run("list API keys", |c| {
+            let mut statement = c.prepare(&format!(
+                "SELECT {API_KEY_COLUMNS} FROM api_keys ORDER BY created_at, id"
+            ))?;
+            statement.query_map([], api_key_from)?.collect()
+        })
+        .await
+    }
+
+    async fn revoke_api_key(&self, id: &str, now: i64) -> Result<bool, StorageError> {
+        let id = id.to_owned();
+        self.run("revoke API key", move |c| {
+            Ok(c.execute(
+                "UPDATE api_keys SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL",
+                params![id, now],
+            )? == 1)
+        })
+        .await
+    }
+
+    async fn set_policy(&self, policy: PolicyRecord) -> Result<(), StorageError> {
+        let cluster = policy.cluster.clone();
+        let stored = self
+            .run("set policy", move |c| {
+                let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                if missing_cluster(&tx, &policy.cluster)? {
+                    return Ok(false);
+                }
+                tx.execute(
+                    &format!(
+                        "INSERT INTO policies ({POLICY_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                         ON CONFLICT (cluster, namespace, service_account) DO UPDATE SET digests = excluded.digests,
+                           audit_mode = excluded.audit_mode, require_nonce = excluded.require_nonce, updated_at = excluded.updated_at"
+                    ),
+                    params![
+                        policy.cluster,
+                        policy.namespace,
+                        policy.service_account,
+                        to_json(&policy.digests)?,
+                        policy.audit_mode,
+                        policy.require_nonce,
+                        policy.updated_at
+                    ],
+                )?;
+                tx.commit()?;
+                Ok(true)
+            })
+            .await?;
+        if stored {
+            Ok(())
+        } else {
+            Err(StorageError::NotFound(format!(
+                "cluster {cluster} is not registered"
+            )))
+        }
+    }
+
+    async fn policies(&self) -> Result<Vec<PolicyRecord>, StorageError> {
+        self.run("list policies", |c| {
+            let mut statement = c.prepare(&format!(
+                "SELECT {POLICY_COLUMNS} FROM policies ORDER BY cluster, namespace, service_account"
+            ))?;
+            statement.query_map([], policy_from)?.collect()
+        })
+        .await
+    }
+}
+
+impl AuditStore for SqliteStorage {
     async fn commit_batch(&self, items: Vec<CommitItem>) -> Result<Vec<Committed>, StorageError> {
         let stats = self.stats.clone();
         self.run("commit audit", move |c| {
@@ -792,47 +840,6 @@ impl Storage for SqliteStorage {
             Ok(committed)
         })
         .await
-    }
-
-    async fn request_context(
-        &self,
-        api_key_hash: [u8; 32],
-        session_id: Option<&str>,
-    ) -> Result<RequestContext, StorageError> {
-        let session_id = session_id.map(str::to_owned);
-        self.read("read request context", move |c| {
-            let mut statement = c.prepare_cached(&super::request_context_sql('?'))?;
-            let session_hash = session_id
-                .as_deref()
-                .map(|id| super::session_id_hash(id).to_vec());
-            statement.query_row(params![api_key_hash.to_vec(), session_hash], |row| {
-                let present = |base: usize| {
-                    row.get_ref(base)
-                        .map(|v| v != rusqlite::types::ValueRef::Null)
-                };
-                Ok(RequestContext {
-                    api_key: if present(0)? {
-                        Some(api_key_at(row, 0)?)
-                    } else {
-                        None
-                    },
-                    policy: if present(super::CONTEXT_POLICY)? {
-                        Some(policy_at(row, super::CONTEXT_POLICY)?)
-                    } else {
-                        None
-                    },
-                    session: match (&session_id, present(super::CONTEXT_SESSION)?) {
-                        (Some(id), true) => Some(session_at(row, super::CONTEXT_SESSION, id)?),
-                        _ => None,
-                    },
-                })
-            })
-        })
-        .await
-    }
-
-    fn stats(&self) -> &StorageStats {
-        &self.stats
     }
 
     async fn audit_head(&self) -> Result<(u64, Hash), StorageError> {

@@ -20,6 +20,7 @@ mod support;
 use std::sync::Arc;
 
 use podseal_core::audit::{AuditKey, verify_export};
+use podseal_server::storage::{AdminStore as _, AuditStore as _, ReleaseStore as _};
 use podseal_server::storage::{PostgresStorage, SqliteStorage, Storage};
 use tempfile::TempDir;
 
@@ -429,7 +430,7 @@ async fn assert_migrated_v1_cluster<S: Storage>(store: &S) {
     );
     let views =
         podseal_server::pod_view::ViewConfig::with_max_staleness(std::time::Duration::from_secs(5));
-    let Err(why) = podseal_server::admin::connect_cluster(&record, views, 30) else {
+    let Err(why) = podseal_server::cluster::connect(&record, views, 30) else {
         panic!("a registration without a pinned CA was connected");
     };
     assert!(why.contains("--replace"), "{why}");

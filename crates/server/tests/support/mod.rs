@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use podseal_dev_cluster::{Config, ContainerImage, DevCluster, PodTemplate};
-use podseal_server::cluster::{ClusterRegistration, kube_client};
+use podseal_server::cluster::client::{ClusterRegistration, kube_client};
 use tempfile::TempDir;
 
 /// A running stand-in and a directory with its CA and token files.

@@ -1,0 +1,340 @@
+//! Clusters: the one owner of registering, connecting, refreshing and
+//! revoking for every cluster the server trusts.
+//!
+//! [`ClusterRegistry`] holds each registered cluster's connection
+//! ([`ConnectedCluster`]: its pinned token verifier, its pod view and the
+//! stored record it was built from), or why it could not be connected. The
+//! release service reads it on every request (gates 2 and 4), the admin
+//! service writes it when a cluster is registered, and its own tasks keep it
+//! true: a refresh connects what another replica registered or changed, and
+//! one task per cluster revokes the sessions and DPoP pins of pods its view
+//! reports deleted or replaced. [`client`] is how a cluster is reached.
+//!
+//! Entries are keyed by the name capsules use and compared as whole stored
+//! records; nothing here is Kubernetes-specific except [`connect`]. A trust
+//! source of another kind (a SPIFFE bundle, a CI OIDC issuer) is another
+//! connection built from its own record, kept and refreshed the same way.
+
+pub mod client;
+
+use std::collections::HashMap;
+use std::sync::{Arc, PoisonError, RwLock, Weak};
+use std::time::Duration;
+
+use podseal_core::audit::Outcome;
+
+use crate::audit_log::AuditContext;
+use crate::gate::{Gate, Reason, Refusal};
+use crate::identity::cache::TokenCache;
+use crate::identity::{KubernetesTokens, PinnedJwks};
+use crate::pod_view::{PodEvent, PodView, ViewConfig};
+use crate::storage::{ClusterRecord, Storage};
+use client::{ClusterRegistration, kube_client};
+
+/// A registered cluster as the release path needs it.
+pub struct ConnectedCluster {
+    /// Gate 2 for this cluster.
+    pub tokens: KubernetesTokens,
+    /// Gate 4's view.
+    pub view: Arc<PodView>,
+    /// The stored record it was connected from (none when built by hand):
+    /// a replica reconnects a cluster only when its stored record differs.
+    pub record: Option<ClusterRecord>,
+    /// Tokens verified by `tokens`, by hash, until their effective expiry;
+    /// a replaced registration starts with an empty one.
+    pub token_cache: TokenCache,
+}
+
+/// Builds the connection of a stored cluster: the pinned token verifier
+/// and a started pod view. Contacts nothing yet (the view connects in the
+/// background and refuses until it has listed the pods).
+pub fn connect(
+    record: &ClusterRecord,
+    views: ViewConfig,
+    leeway_secs: i64,
+) -> Result<ConnectedCluster, String> {
+    if record.ca_pem.is_empty() {
+        return Err(format!(
+            "cluster {} was registered before its CA was pinned: register it again with `podseal cluster add {} … --replace`",
+            record.name, record.name
+        ));
+    }
+    let jwks = PinnedJwks::parse(&record.jwks).map_err(|e| e.to_string())?;
+    let client = kube_client(&registration(record)).map_err(|e| e.to_string())?;
+    Ok(ConnectedCluster {
+        tokens: KubernetesTokens {
+            issuer: record.issuer.clone(),
+            audiences: record.audiences.clone(),
+            jwks,
+            leeway_secs,
+            max_lifetime_secs: record.max_token_lifetime_secs,
+            allow_extra_audiences: record.allow_extra_audiences,
+        },
+        view: Arc::new(PodView::start(client, views)),
+        record: Some(record.clone()),
+        token_cache: TokenCache::default(),
+    })
+}
+
+/// How a stored cluster is reached.
+pub fn registration(record: &ClusterRecord) -> ClusterRegistration {
+    ClusterRegistration {
+        name: record.name.clone(),
+        api_server_url: record.api_server_url.clone(),
+        ca_pem: record.ca_pem.clone(),
+        token_file: record.token_file.clone().into(),
+    }
+}
+
+/// Every cluster the server trusts, connected or not.
+pub struct ClusterRegistry<S: Storage> {
+    storage: Arc<S>,
+    views: ViewConfig,
+    leeway_secs: i64,
+    connected: RwLock<HashMap<String, Arc<ConnectedCluster>>>,
+    /// Registered clusters that could not be connected, and why.
+    unconnected: RwLock<HashMap<String, String>>,
+}
+
+impl<S: Storage> ClusterRegistry<S> {
+    /// An empty registry over `storage` (where registrations live, and where
+    /// revocations are made and audited); pod views are built with `views`
+    /// and tokens verified with `leeway_secs` of clock leeway.
+    pub fn new(storage: Arc<S>, views: ViewConfig, leeway_secs: i64) -> Self {
+        Self {
+            storage,
+            views,
+            leeway_secs,
+            connected: RwLock::new(HashMap::new()),
+            unconnected: RwLock::new(HashMap::new()),
+        }
+    }
+
+    /// Builds a connection for `record` with this registry's settings,
+    /// without adding it (the admin service builds it, then stores the
+    /// record, then adds it: a record that cannot connect is never stored).
+    pub fn build(&self, record: &ClusterRecord) -> Result<ConnectedCluster, String> {
+        connect(record, self.views, self.leeway_secs)
+    }
+
+    /// Connects a stored cluster and starts releasing to it (replacing its
+    /// previous connection), or records why it cannot be connected: its
+    /// releases are then refused and readiness names it. Needs a Tokio
+    /// runtime.
+    pub fn connect(self: &Arc<Self>, record: &ClusterRecord) -> Result<(), String> {
+        match self.build(record) {
+            Ok(cluster) => {
+                self.add(&record.name, cluster);
+                Ok(())
+            }
+            Err(why) => {
+                tracing::error!(cluster = %record.name, %why, "cannot connect a registered cluster; its releases are refused");
+                self.mark_unconnected(&record.name, &why);
+                Err(why)
+            }
+        }
+    }
+
+    /// Starts releasing to `name` with `cluster` (or replaces its tokens and
+    /// view), and spawns the task that revokes the sessions of its deleted
+    /// or replaced pods. Needs a Tokio runtime.
+    pub fn add(self: &Arc<Self>, name: &str, cluster: ConnectedCluster) {
+        let receiver = cluster.view.subscribe();
+        // Its keys and token rules may have changed: the new connection
+        // brings its own, empty token cache.
+        self.connected
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(name.to_owned(), Arc::new(cluster));
+        self.unconnected
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(name);
+        tokio::spawn(Self::revoke_gone_pods(
+            Arc::downgrade(self),
+            name.to_owned(),
+            receiver,
+        ));
+    }
+
+    /// Records a registered cluster that could not be connected.
+    pub fn mark_unconnected(&self, name: &str, why: &str) {
+        self.unconnected
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(name.to_owned(), why.to_owned());
+    }
+
+    /// The connected cluster called `name`.
+    pub fn get(&self, name: &str) -> Option<Arc<ConnectedCluster>> {
+        self.connected
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(name)
+            .cloned()
+    }
+
+    /// The connected cluster names, sorted.
+    pub fn names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .connected
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .keys()
+            .cloned()
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// Registered clusters that could not be connected, with why, sorted.
+    pub fn unconnected(&self) -> Vec<(String, String)> {
+        let map = self
+            .unconnected
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        let mut list: Vec<(String, String)> =
+            map.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        list.sort();
+        list
+    }
+
+    /// Why a cluster's releases would be refused now (none when its view can
+    /// decide): its view's staleness, or why it is not connected.
+    pub fn not_ready(&self, name: &str) -> Option<String> {
+        match self.get(name) {
+            Some(cluster) => cluster.view.staleness(),
+            None => Some(
+                self.unconnected()
+                    .into_iter()
+                    .find(|(unconnected, _)| unconnected == name)
+                    .map_or_else(
+                        || "not connected (see the server log)".to_owned(),
+                        |(_, why)| format!("not connected: {why}"),
+                    ),
+            ),
+        }
+    }
+
+    /// What keeps a cluster from deciding now, one line per cluster (empty
+    /// when every one is ready). The reason a cluster is not connected (it
+    /// may name server paths) is in the log, not here: this feeds the
+    /// unauthenticated `/readyz`.
+    pub fn readiness(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        for name in self.names() {
+            if let Some(reason) = self.get(&name).and_then(|c| c.view.staleness()) {
+                problems.push(format!("cluster {name}: {reason}"));
+            }
+        }
+        for (name, _) in self.unconnected() {
+            problems.push(format!(
+                "cluster {name}: not connected (see the server log)"
+            ));
+        }
+        problems
+    }
+
+    /// Spawns the refresh: every `every`, connects clusters registered or
+    /// changed through another replica. A cluster whose stored record equals
+    /// the one it was connected from (also when this replica made the
+    /// change) is left alone, so its pod view keeps answering; any
+    /// difference reconnects (whole records are compared, not `updated_at`:
+    /// two changes within one second share it). `failed` holds records that
+    /// could not be connected; they are tried again when they change.
+    pub fn spawn_refresh(
+        self: &Arc<Self>,
+        mut failed: HashMap<String, ClusterRecord>,
+        every: Duration,
+    ) -> tokio::task::JoinHandle<()> {
+        let registry = self.clone();
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(every);
+            ticks.tick().await;
+            loop {
+                ticks.tick().await;
+                let records = match registry.storage.clusters().await {
+                    Ok(records) => records,
+                    Err(error) => {
+                        tracing::warn!(%error, "cannot read the registered clusters");
+                        continue;
+                    }
+                };
+                for record in records {
+                    let connected = registry
+                        .get(&record.name)
+                        .is_some_and(|c| c.record.as_ref() == Some(&record));
+                    if connected || failed.get(&record.name) == Some(&record) {
+                        continue;
+                    }
+                    if registry.connect(&record).is_ok() {
+                        failed.remove(&record.name);
+                        tracing::info!(cluster = %record.name, "connected a cluster registered or changed elsewhere");
+                    } else {
+                        failed.insert(record.name.clone(), record);
+                    }
+                }
+            }
+        })
+    }
+
+    /// Revokes sessions and DPoP pins of pods the view of `cluster` reports
+    /// deleted or replaced (a new uid under the same name), and audits each
+    /// revocation. Runs until the view (replaced by a new connection) or the
+    /// registry is dropped: it holds the registry weakly.
+    async fn revoke_gone_pods(
+        registry: Weak<Self>,
+        cluster: String,
+        mut events: tokio::sync::broadcast::Receiver<PodEvent>,
+    ) {
+        use tokio::sync::broadcast::error::RecvError;
+        loop {
+            let event = match events.recv().await {
+                Ok(event) => event,
+                // Missed events: the pods involved are also refused by gate 4.
+                Err(RecvError::Lagged(_)) => continue,
+                Err(RecvError::Closed) => return,
+            };
+            let (namespace, name, uid) = match event {
+                PodEvent::Deleted {
+                    namespace,
+                    name,
+                    uid,
+                } => (namespace, name, uid),
+                PodEvent::Replaced {
+                    namespace,
+                    name,
+                    old_uid,
+                    ..
+                } => (namespace, name, old_uid),
+                PodEvent::Changed { .. } => continue,
+            };
+            let Some(registry) = registry.upgrade() else {
+                return;
+            };
+            let now = jiff::Timestamp::now().as_second();
+            match registry.storage.forget_pod(&cluster, &uid, now).await {
+                Ok(revoked) => {
+                    let mut audit = AuditContext::default();
+                    audit.set("cluster", &cluster);
+                    audit.set("namespace", &namespace);
+                    audit.set("pod", &name);
+                    audit.set("pod_uid", &uid);
+                    audit.set("sessions_revoked", revoked.to_string());
+                    let refusal = Refusal::new(
+                        Gate::LivePod,
+                        Reason::PodGone,
+                        "the pod was deleted or replaced",
+                    );
+                    let record = audit.record("session_revoked", Outcome::Refused, Some(&refusal));
+                    if let Err(error) = registry.storage.append_audit(vec![record]).await {
+                        tracing::error!(%error, "could not audit a session revocation");
+                    }
+                }
+                Err(error) => {
+                    tracing::error!(%error, "could not revoke the sessions of a deleted pod")
+                }
+            }
+        }
+    }
+}
