@@ -441,12 +441,22 @@ pub enum Reveal {
 /// `podseal inspect …`
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Examples:\n  podseal inspect db-password.capsule\n  podseal inspect - -o json < db-password.capsule"
+    long_about = "\
+Show a capsule's header and wraps. Never anything secret.
+
+Without --key the header is UNVERIFIED: it is authenticated by the capsule's data key, which only
+the org private key can unwrap, so anyone can edit what this prints. With --key ORG_KEY the capsule
+is opened in memory (nothing secret is printed or kept) and the header is shown as verified, or
+the command fails (exit 1) if it was altered.",
+    after_help = "Examples:\n  podseal inspect db-password.capsule\n  podseal inspect - -o json < db-password.capsule\n  podseal inspect --key ./keys/org.key db-password.capsule    # verify the header too"
 )]
 pub struct InspectArgs {
     /// A capsule (podseal:v1:…), a file holding one, or '-' for stdin.
     #[arg(value_name = "CAPSULE|FILE|-")]
     pub capsule: String,
+    /// Org PRIVATE key file (mode 0600) to verify the header with; repeatable.
+    #[arg(long = "key", value_name = "ORG_KEY")]
+    pub keys: Vec<PathBuf>,
 }
 
 /// `podseal open …`
@@ -458,7 +468,7 @@ BREAK-GLASS / DEVELOPMENT TOOL. Opens a capsule with the org PRIVATE key and wri
 This bypasses every gate of the release server: no pod, no identity, no audit record. In production the
 org private key lives only on the release server or in an HSM, and pods open capsules through the
 release server. Use this to recover from disaster or to check a capsule on a development machine.",
-    after_help = "Example:\n  podseal open --key ./keys/org.key db-password.capsule > /dev/shm/pw"
+    after_help = "Examples:\n  podseal open --key ./keys/org.key db-password.capsule > /dev/shm/pw\n  podseal open --key ./keys/org.key db-password.capsule -o json   # {id, plaintext} (plaintext_base64 when not UTF-8)"
 )]
 pub struct OpenArgs {
     /// Org PRIVATE key file (mode 0600); repeatable, to hold old keys during rotation.

@@ -3,10 +3,8 @@
 
 use std::process::ExitCode;
 
-use clap::Parser as _;
-
 fn main() -> ExitCode {
-    let cli = podseal_cli::cli::Cli::parse();
+    let cli: podseal_cli::cli::Cli = podseal_command::arguments::parse();
     match podseal_cli::commands::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {

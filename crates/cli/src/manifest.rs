@@ -20,6 +20,28 @@ pub const SECRET_TYPE: &str = "podseal.dev/sealed";
 /// Label that marks the manager.
 pub const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "podseal");
 
+/// The most a Secret's `data` may hold: kube-apiserver refuses a Secret
+/// whose keys and values add up to more (`MaxSecretSize`, 1 MiB).
+pub const MAX_SECRET_DATA_BYTES: usize = 1024 * 1024;
+
+/// Refuses entries whose capsules would make a Secret the API server
+/// refuses: keys and armored capsules (the values it stores) above
+/// [`MAX_SECRET_DATA_BYTES`] in all. A capsule is about 4/3 of its
+/// plaintext, so the plaintexts of one Secret can total about 750 KiB.
+pub fn check_size(entries: &[(String, Capsule)]) -> Result<(), CliError> {
+    let total: usize = entries
+        .iter()
+        .map(|(key, capsule)| key.len() + capsule.to_armored().len())
+        .sum();
+    if total > MAX_SECRET_DATA_BYTES {
+        return Err(CliError::usage(format!(
+            "the Secret's data would be {total} bytes, over the Kubernetes limit of {MAX_SECRET_DATA_BYTES} bytes (1 MiB) for one Secret: the API server would refuse it"
+        ))
+        .hint("split the values over several Secrets (one --k8s-secret each), or seal large files as separate capsules"));
+    }
+    Ok(())
+}
+
 /// Builds the `Secret` for `name` in `namespace` with one capsule per key.
 pub fn sealed_secret(
     name: &str,

@@ -639,8 +639,22 @@ fn bad_input_to_every_command_fails_cleanly() {
 
 #[test]
 fn usage_errors_exit_2_and_help_teaches() {
+    // One error line and one hint naming the command's --help, not clap's
+    // five-to-seven-line report.
     let out = podseal().args(["seal", "--bogus"]).output().unwrap();
-    assert_eq!(out.status.code(), Some(2));
+    assert_clean_failure(&out, 2);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--bogus"), "{stderr}");
+    assert!(stderr.contains("hint: `podseal seal --help`"), "{stderr}");
+    let out = podseal().arg("sael").output().unwrap();
+    assert_clean_failure(&out, 2);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("did you mean `seal`?"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = podseal().args(["inspect"]).output().unwrap();
+    assert_clean_failure(&out, 2);
     let help = podseal().args(["open", "--help"]).assert().success();
     let help = String::from_utf8(help.get_output().stdout.clone()).unwrap();
     assert!(help.contains("BREAK-GLASS"), "{help}");
@@ -728,4 +742,124 @@ fn audit_verify_passes_on_an_intact_export_and_fails_on_an_edited_one() {
     std::fs::write(dir.path().join("unsigned.jsonl"), unsigned.join("\n")).unwrap();
     let line = assert_clean_failure(&verify("unsigned.jsonl"), 1);
     assert!(line.contains("no signed checkpoint"), "{line}");
+}
+
+/// Claim: what `seal` writes, the release server and the API server can
+/// take. A reveal-once capsule, which the release server cannot release
+/// yet, is refused at seal time; a Secret manifest whose data would pass
+/// Kubernetes' 1 MiB limit is refused at seal time, naming the limit.
+#[test]
+fn seal_refuses_what_the_server_or_the_api_server_would_refuse() {
+    let ws = Workspace::new();
+    let once = podseal()
+        .args(ws.seal_args())
+        .args(["--name", "db", "--reveal", "once"])
+        .write_stdin(MARKER)
+        .output()
+        .unwrap();
+    let line = assert_clean_failure(&once, 2);
+    assert!(line.contains("--reveal once"), "{line}");
+    assert!(once.stdout.is_empty());
+
+    // 450,000 bytes each: a capsule of each is about 600 kB, so one fits
+    // in a Secret and two do not.
+    let big = vec![b'x'; 450_000];
+    std::fs::write(ws.path("a"), &big).unwrap();
+    std::fs::write(ws.path("b"), &big).unwrap();
+    let manifest = |files: &[&str]| {
+        let mut command = podseal();
+        command.args(ws.seal_args()).args(["--k8s-secret", "big"]);
+        for file in files {
+            command
+                .arg("--from-file")
+                .arg(format!("{file}={}", ws.path(file).display()));
+        }
+        command.output().unwrap()
+    };
+    let one = manifest(&["a"]);
+    assert!(
+        one.status.success(),
+        "{}",
+        String::from_utf8_lossy(&one.stderr)
+    );
+    let two = manifest(&["a", "b"]);
+    let line = assert_clean_failure(&two, 2);
+    assert!(line.contains("1048576 bytes (1 MiB)"), "{line}");
+    assert!(two.stdout.is_empty(), "nothing is written when refused");
+}
+
+/// Claim: `open -o json` prints one JSON document (the plaintext as text,
+/// or as base64 when it is not UTF-8), never raw bytes.
+#[test]
+fn open_prints_json_with_dash_o_json() {
+    let ws = Workspace::new();
+    let open_json = |secret: &[u8]| {
+        std::fs::write(ws.path("c"), ws.seal(secret)).unwrap();
+        let out = podseal()
+            .args(["open", "-o", "json", "--key"])
+            .arg(ws.private())
+            .arg(ws.path("c"))
+            .assert()
+            .success();
+        serde_json::from_slice::<serde_json::Value>(&out.get_output().stdout).unwrap()
+    };
+    let text = open_json(MARKER.as_bytes());
+    assert_eq!(text["plaintext"], MARKER);
+    assert!(text["id"].as_str().is_some_and(|id| !id.is_empty()));
+    assert!(text.get("plaintext_base64").is_none());
+    let binary = open_json(&[0xff, 0x00, 0xfe]);
+    assert_eq!(binary["plaintext_base64"], "/wD+");
+    assert!(binary.get("plaintext").is_none());
+}
+
+/// Claim: `inspect` says the header is unverified without the org key,
+/// and `inspect --key` verifies it: a header edited after sealing is shown
+/// as unverified, and refused (exit 1) with the key.
+#[test]
+fn inspect_says_the_header_is_unverified_and_verifies_it_with_the_key() {
+    let ws = Workspace::new();
+    let capsule = ws.seal(MARKER.as_bytes());
+    std::fs::write(ws.path("good"), &capsule).unwrap();
+    // The same capsule with its namespace edited: "shop" -> "shoq".
+    let mut bytes = podseal_core::armor::decode(capsule.trim()).unwrap();
+    let at = bytes
+        .windows(4)
+        .position(|w| w == b"shop")
+        .expect("the namespace in the header");
+    bytes[at + 3] = b'q';
+    std::fs::write(ws.path("edited"), podseal_core::armor::encode(&bytes)).unwrap();
+
+    let inspect = |file: &str, key: bool| {
+        let mut command = podseal();
+        command.args(["inspect", "-o", "json"]);
+        if key {
+            command.arg("--key").arg(ws.private());
+        }
+        command.arg(ws.path(file)).output().unwrap()
+    };
+    let unverified = inspect("edited", false);
+    assert!(unverified.status.success());
+    let json: serde_json::Value = serde_json::from_slice(&unverified.stdout).unwrap();
+    assert_eq!(json["header_verified"], false);
+    assert_eq!(json["header"]["scope"]["kubernetes"]["namespace"], "shoq");
+    let text = podseal()
+        .arg("inspect")
+        .arg(ws.path("edited"))
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&text.stdout).contains("UNVERIFIED"));
+
+    let verified = inspect("good", true);
+    assert!(
+        verified.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verified.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&verified.stdout).unwrap();
+    assert_eq!(json["header_verified"], true);
+    assert!(!String::from_utf8_lossy(&verified.stdout).contains(MARKER));
+
+    let refused = inspect("edited", true);
+    assert_clean_failure(&refused, 1);
+    assert!(refused.stdout.is_empty());
 }

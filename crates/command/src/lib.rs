@@ -1,11 +1,13 @@
 //! What every podseal binary shares at the terminal, so the operator CLI
 //! (`podseal`), the release server (`podseal-server`), the pod-side
 //! `podseal-exec` and `podseal-dev` behave the same way: one `error:` line,
-//! at most one `hint:` line, and the same exit codes ([`error`]); the same
+//! at most one `hint:` line, and the same exit codes ([`error`], also for
+//! argument errors: [`arguments`]); the same
 //! `-o` formats ([`output`]); the same rules for reading capsules and
 //! secrets from files or stdin ([`input`]).
 #![deny(missing_docs)]
 
+pub mod arguments;
 pub mod error;
 pub mod input;
 pub mod output;

@@ -6,13 +6,11 @@ mod commands;
 
 use std::process::ExitCode;
 
-use clap::Parser as _;
-
 /// The version `--version` prints.
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 fn main() -> ExitCode {
-    let cli = cli::Cli::parse();
+    let cli: cli::Cli = podseal_command::arguments::parse();
     match commands::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {

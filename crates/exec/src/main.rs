@@ -50,7 +50,7 @@ struct ExecArgs {
 }
 
 fn main() -> ExitCode {
-    let args = ExecArgs::parse();
+    let args: ExecArgs = podseal_command::arguments::parse();
     match exec::run(&args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {

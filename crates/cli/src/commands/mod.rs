@@ -19,7 +19,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Keys(KeysCommand::Show { key }) => keys::show(&key, output),
         Command::Seal(args) => seal::run(&args, output),
         Command::Inspect(args) => inspect::run(&args, output),
-        Command::Open(args) => open::run(&args),
+        Command::Open(args) => open::run(&args, output),
         Command::Audit(AuditCommand::Verify {
             key,
             expected_size,

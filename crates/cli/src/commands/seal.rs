@@ -43,6 +43,15 @@ pub fn run(args: &SealArgs, output: OutputFormat) -> Result<(), CliError> {
 }
 
 fn check_flags(args: &SealArgs) -> Result<(), CliError> {
+    // The release server cannot release a reveal-once capsule yet
+    // (`request/reveal_once_unsupported`): sealing one would make a secret
+    // no pod can ever open. Refused here until reveal-once is built.
+    if args.reveal == Reveal::Once {
+        return Err(CliError::usage(
+            "--reveal once is not supported yet: the release server refuses every release of such a capsule (reveal_once_unsupported)",
+        )
+        .hint("seal with the default --reveal many"));
+    }
     let flag = |name: &str, value: &str, rule| {
         check_name(value, rule)
             .map_err(|reason| CliError::usage(format!("--{name} `{value}` is invalid: {reason}")))
@@ -158,6 +167,7 @@ fn seal_manifest(
         let capsule: Capsule = envelope::seal(params, plaintext.expose_secret_bytes(), keys)?;
         entries.push((key.to_owned(), capsule));
     }
+    manifest::check_size(&entries)?;
     let secret = manifest::sealed_secret(secret_name, &args.namespace, &entries)?;
     match output {
         OutputFormat::Text => {

@@ -51,7 +51,7 @@ pub(crate) struct ServeArgs {
 }
 
 fn main() -> ExitCode {
-    let args = ServeArgs::parse();
+    let args: ServeArgs = podseal_command::arguments::parse();
     match command::run(&args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {

@@ -1,0 +1,69 @@
+//! Parsing the command line with clap, reported the podseal way: a usage
+//! error is one `error:` line and one `hint:` line naming the command's
+//! `--help` (clap's own report runs 5–7 lines with the whole usage), exit
+//! code 2. `--help` and `--version` print as clap prints them.
+
+use clap::error::{ContextKind, ContextValue, ErrorKind};
+
+use crate::error::{CliError, EXIT_USAGE};
+
+/// Parses this process's arguments into `T`, or exits: 0 after `--help` or
+/// `--version`, 2 with one error and one hint line on a usage error.
+pub fn parse<T: clap::Parser + clap::CommandFactory>() -> T {
+    match T::try_parse() {
+        Ok(parsed) => parsed,
+        Err(error) => match error.kind() {
+            ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => error.exit(),
+            _ => {
+                let program = T::command().get_name().to_owned();
+                usage_error(&error, &program).print();
+                std::process::exit(i32::from(EXIT_USAGE))
+            }
+        },
+    }
+}
+
+/// The one-line form of a clap usage error, with a hint naming the
+/// command's `--help` (the subcommand from clap's usage line, else
+/// `program`) and clap's suggestion, when it has one.
+pub fn usage_error(error: &clap::Error, program: &str) -> CliError {
+    let rendered = error.render().to_string();
+    let message = rendered
+        .lines()
+        .find_map(|line| line.strip_prefix("error: "))
+        .unwrap_or("invalid arguments")
+        .trim()
+        .to_owned();
+    let command = rendered
+        .lines()
+        .find_map(|line| line.strip_prefix("Usage: "))
+        .map(|usage| {
+            usage
+                .split_whitespace()
+                .take_while(|word| !word.starts_with(['[', '<', '-']))
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .filter(|command| !command.is_empty())
+        .unwrap_or_else(|| program.to_owned());
+    let suggestion = [
+        ContextKind::SuggestedSubcommand,
+        ContextKind::SuggestedArg,
+        ContextKind::SuggestedValue,
+    ]
+    .into_iter()
+    .find_map(|kind| match error.get(kind)? {
+        ContextValue::String(text) => Some(text.clone()),
+        ContextValue::Strings(list) => list.first().cloned(),
+        _ => None,
+    });
+    let hint = match suggestion {
+        Some(suggested) => {
+            format!("did you mean `{suggested}`? `{command} --help` lists every option")
+        }
+        None => format!("`{command} --help` shows how to call it"),
+    };
+    CliError::usage(message).hint(hint)
+}
