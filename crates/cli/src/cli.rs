@@ -16,7 +16,7 @@ use podseal_command::output::OutputFormat;
 #[derive(Debug, Parser)]
 #[command(
     name = "podseal",
-    version,
+    version = podseal_command::VERSION,
     propagate_version = true,
     max_term_width = 100
 )]
@@ -448,11 +448,11 @@ Without --key the header is UNVERIFIED: it is authenticated by the capsule's dat
 the org private key can unwrap, so anyone can edit what this prints. With --key ORG_KEY the capsule
 is opened in memory (nothing secret is printed or kept) and the header is shown as verified, or
 the command fails (exit 1) if it was altered.",
-    after_help = "Examples:\n  podseal inspect db-password.capsule\n  podseal inspect - -o json < db-password.capsule\n  podseal inspect --key ./keys/org.key db-password.capsule    # verify the header too"
+    after_help = "Examples:\n  podseal inspect db-password.capsule\n  podseal inspect -o json < db-password.capsule\n  podseal inspect --key ./keys/org.key db-password.capsule    # verify the header too"
 )]
 pub struct InspectArgs {
-    /// A capsule (podseal:v1:…), a file holding one, or '-' for stdin.
-    #[arg(value_name = "CAPSULE|FILE|-")]
+    /// A capsule (podseal:v1:…), a file holding one, or '-' for stdin (the default, as for `open`).
+    #[arg(value_name = "CAPSULE|FILE|-", default_value = "-")]
     pub capsule: String,
     /// Org PRIVATE key file (mode 0600) to verify the header with; repeatable.
     #[arg(long = "key", value_name = "ORG_KEY")]

@@ -61,9 +61,14 @@ fn read_limited(
     Ok(buffer)
 }
 
-/// Reads a capsule given as text, a file path, or "-" for stdin.
+/// Reads a capsule given as text, a file path, or "-" for stdin (every
+/// command that takes a capsule reads stdin when none is given).
 pub fn read_capsule(argument: &str) -> Result<Capsule, CliError> {
     let text = if argument == "-" {
+        if std::io::stdin().is_terminal() {
+            return Err(CliError::usage("no capsule given, and stdin is a terminal")
+                .hint("pass a capsule or a file holding one, or pipe one in (`… < db.capsule`)"));
+        }
         let bytes = read_limited(std::io::stdin().lock(), armor::MAX_ARMORED_LEN, "stdin")?;
         String::from_utf8(bytes.to_vec())
             .map_err(|_| CliError::usage("stdin is not a text capsule"))?

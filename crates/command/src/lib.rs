@@ -14,6 +14,15 @@ pub mod output;
 
 pub use error::CliError;
 
+/// What every binary's `--version` prints: the release and the commit it
+/// was built from (`unknown` outside a git checkout).
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("PODSEAL_COMMIT"),
+    ")"
+);
+
 /// A multi-threaded Tokio runtime for the commands that talk over the network.
 pub fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
     tokio::runtime::Builder::new_multi_thread()

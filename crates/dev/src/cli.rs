@@ -16,7 +16,7 @@ use podseal_command::output::OutputFormat;
 #[derive(Debug, Parser)]
 #[command(
     name = "podseal-dev",
-    version = crate::VERSION,
+    version = podseal_command::VERSION,
     propagate_version = true,
     max_term_width = 100
 )]

@@ -6,9 +6,6 @@ mod commands;
 
 use std::process::ExitCode;
 
-/// The version `--version` prints.
-const VERSION: &str = env!("CARGO_PKG_VERSION");
-
 fn main() -> ExitCode {
     let cli: cli::Cli = podseal_command::arguments::parse();
     match commands::run(cli) {

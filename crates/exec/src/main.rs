@@ -13,7 +13,7 @@ use clap::Parser;
 #[derive(Debug, Parser)]
 #[command(
     name = "podseal-exec",
-    version,
+    version = podseal_command::VERSION,
     max_term_width = 100,
     long_about = "\
 For programs in any language: open capsules through the release server, then REPLACE this process

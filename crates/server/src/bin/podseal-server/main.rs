@@ -13,7 +13,7 @@ use clap::Parser;
 #[derive(Debug, Parser)]
 #[command(
     name = "podseal-server",
-    version,
+    version = podseal_command::VERSION,
     max_term_width = 100,
     long_about = "\
 Run the release server until interrupted (Ctrl-C or SIGTERM; a final audit checkpoint is signed).
