@@ -783,3 +783,50 @@ fn a_misspelled_variable_is_named_with_the_nearest_known_one() {
         "a client variable was warned about: {all}"
     );
 }
+
+/// Claim: the development certificate survives a restart (clients' `--ca`
+/// and pinned fingerprints keep working); its key is kept beside it, 0600;
+/// a server whose external host changed gets a new one.
+#[test]
+fn the_development_certificate_survives_a_restart() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = TempDir::new().unwrap();
+    let path = |name: &str| dir.path().join(name).to_str().unwrap().to_owned();
+    assert!(
+        run(&["keys", "init", "--out", &path("keys")], &[])
+            .status
+            .success()
+    );
+    let start = |external: &str| {
+        let (mut server, lines) = serve_lines(
+            &[
+                ("PODSEAL_ORG_KEY_FILES", &path("keys/org.key")),
+                ("PODSEAL_STATE_DIR", &path("state")),
+                ("PODSEAL_LISTEN", "127.0.0.1:0"),
+                ("PODSEAL_EXTERNAL_URL", external),
+            ],
+            "fingerprint",
+        );
+        let line = lines.iter().find(|l| l.contains("fingerprint")).unwrap();
+        let fingerprint = line.rsplit(' ').next().unwrap().to_owned();
+        let cert = std::fs::read_to_string(path("state/tls-dev.crt")).unwrap();
+        let _ = server.0.kill();
+        let _ = server.0.wait();
+        (fingerprint, cert)
+    };
+    let (first, first_cert) = start("https://localhost:8443");
+    assert_eq!(first, pem_fingerprint(&first_cert));
+    let key_mode = std::fs::metadata(path("state/tls-dev.key"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(key_mode & 0o777, 0o600);
+
+    let (again, again_cert) = start("https://localhost:8443");
+    assert_eq!(again, first, "a restart kept the certificate");
+    assert_eq!(again_cert, first_cert);
+
+    let (renamed, renamed_cert) = start("https://podseal.example:8443");
+    assert_ne!(renamed, first, "a new external host gets a new certificate");
+    assert_eq!(renamed, pem_fingerprint(&renamed_cert));
+}

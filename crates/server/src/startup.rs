@@ -33,6 +33,9 @@ use crate::tls::{self, TlsError, TlsSource};
 
 /// File the development certificate is written to, for clients to trust.
 pub const DEV_CERT_FILE: &str = "tls-dev.crt";
+/// Its private key, beside it (0600), so the certificate (and the
+/// fingerprint clients pinned) survives a restart.
+pub const DEV_KEY_FILE: &str = "tls-dev.key";
 /// How often expired replay records, pins and sessions are purged.
 const PURGE_INTERVAL: Duration = Duration::from_secs(60);
 
@@ -197,6 +200,49 @@ fn replace_file(
         })
 }
 
+/// Whether the development certificate and key of an earlier start can
+/// serve again: both exist, the key is readable by its owner only, and the
+/// certificate names every one of `names`.
+fn reusable_dev_certificate(cert: &Path, key: &Path, names: &[String]) -> bool {
+    use std::os::unix::fs::PermissionsExt as _;
+    let key_private = std::fs::symlink_metadata(key)
+        .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o077 == 0);
+    key_private
+        && std::fs::read_to_string(cert).is_ok_and(|pem| tls::certificate_names_match(&pem, names))
+}
+
+/// [`replace_file`] for a secret: the new file is created 0600 before
+/// anything is written to it.
+fn replace_secret_file(
+    what: &'static str,
+    path: &Path,
+    contents: &str,
+    state_dir: &Path,
+) -> Result<(), ServeError> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let temp = path.with_extension("tmp");
+    let _ = std::fs::remove_file(&temp);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&temp)
+        .and_then(|mut file| {
+            file.write_all(contents.as_bytes())
+                .and_then(|()| file.sync_all())
+        })
+        .and_then(|()| std::fs::rename(&temp, path))
+        .map_err(|e| {
+            let _ = std::fs::remove_file(&temp);
+            ServeError::StateFile {
+                what,
+                path: path.to_owned(),
+                message: io_reason(&e, state_dir),
+            }
+        })
+}
+
 /// Starts the server described by `config` on SQLite (`storage.engine = "sqlite"`).
 pub async fn start(config: ServerConfig) -> Result<Running, ServeError> {
     if config.storage.engine != "sqlite" {
@@ -279,10 +325,21 @@ where
         _ => {
             let mut names = vec![config.external_host(), "localhost".to_owned()];
             names.dedup();
-            (
-                TlsSource::SelfSigned { names },
-                Some(config.state_dir.join(DEV_CERT_FILE)),
-            )
+            let cert = config.state_dir.join(DEV_CERT_FILE);
+            let key = config.state_dir.join(DEV_KEY_FILE);
+            // The development certificate of an earlier start is kept while
+            // it still names this server: clients' --ca and pinned
+            // fingerprints survive a restart. A changed external host, a
+            // missing or loosely permitted key makes a new one.
+            let source = if reusable_dev_certificate(&cert, &key, &names) {
+                TlsSource::Files {
+                    cert: cert.clone(),
+                    key,
+                }
+            } else {
+                TlsSource::SelfSigned { names }
+            };
+            (source, Some(cert))
         }
     };
     let server_tls = tls::load(&source)?;
@@ -298,7 +355,14 @@ where
     })?;
 
     create_state_dir(&config.state_dir)?;
-    if let Some(path) = &dev_cert_file {
+    if let (Some(path), Some(key_pem)) = (&dev_cert_file, &server_tls.generated_key_pem) {
+        // The key first: a certificate on disk always has its key beside it.
+        replace_secret_file(
+            "the development certificate's key",
+            &config.state_dir.join(DEV_KEY_FILE),
+            key_pem,
+            &config.state_dir,
+        )?;
         replace_file(
             "the development certificate",
             path,

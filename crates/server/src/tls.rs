@@ -70,6 +70,25 @@ pub struct ServerTls {
     pub fingerprint_sha256: String,
     /// The leaf certificate, PEM (what a development client pins or trusts).
     pub leaf_pem: String,
+    /// The private key of a certificate generated here ([`TlsSource::SelfSigned`]),
+    /// PEM, for the server to keep beside it; none for key files.
+    pub generated_key_pem: Option<zeroize::Zeroizing<String>>,
+}
+
+/// Whether the certificate in `pem` is valid for every one of `names`
+/// (DNS names or IP addresses), by its subject alternative names. A
+/// certificate that cannot be parsed is valid for none.
+pub fn certificate_names_match(pem: &str, names: &[String]) -> bool {
+    let Some(Ok(der)) = CertificateDer::pem_slice_iter(pem.as_bytes()).next() else {
+        return false;
+    };
+    let Ok(cert) = webpki::EndEntityCert::try_from(&der) else {
+        return false;
+    };
+    names.iter().all(|name| {
+        rustls::pki_types::ServerName::try_from(name.as_str())
+            .is_ok_and(|name| cert.verify_is_valid_for_subject_name(&name).is_ok())
+    })
 }
 
 /// `AA:BB:…` of SHA-256 over a DER certificate.
@@ -95,6 +114,7 @@ fn pem_error(
 
 /// Builds the server TLS configuration.
 pub fn load(source: &TlsSource) -> Result<ServerTls, TlsError> {
+    let mut generated_key_pem = None;
     let (chain, key): (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>) = match source {
         TlsSource::Files { cert, key } => {
             let chain = CertificateDer::pem_file_iter(cert)
@@ -121,6 +141,7 @@ pub fn load(source: &TlsSource) -> Result<ServerTls, TlsError> {
                 "podseal release server (development, self-signed)",
             );
             let cert = params.self_signed(&key)?;
+            generated_key_pem = Some(zeroize::Zeroizing::new(key.serialize_pem()));
             (
                 vec![cert.der().clone()],
                 PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
@@ -145,6 +166,7 @@ pub fn load(source: &TlsSource) -> Result<ServerTls, TlsError> {
         config: Arc::new(config),
         fingerprint_sha256: fingerprint(leaf.as_ref()),
         leaf_pem,
+        generated_key_pem,
     })
 }
 

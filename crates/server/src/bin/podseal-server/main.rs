@@ -22,8 +22,9 @@ Configuration comes from --config (TOML; every key has a default), then from POD
 variables, which win. On the first start with a new state directory the server creates its store,
 its audit key (STATE_DIR/audit.key, with audit.pub beside it) and the admin token, which is shown
 exactly once (or written to --admin-token-file) and stored only as a hash. Without tls.cert_file and
-tls.key_file a development certificate is generated at each start; its SHA-256 fingerprint is
-printed and the certificate written to STATE_DIR/tls-dev.crt for clients' --ca.",
+tls.key_file a development certificate is generated once and kept (STATE_DIR/tls-dev.crt, its key in
+tls-dev.key, 0600) while it names the external host; its SHA-256 fingerprint is printed at each
+start, and clients trust it with --ca STATE_DIR/tls-dev.crt.",
     after_help = "\
 Environment overrides: PODSEAL_LISTEN, PODSEAL_EXTERNAL_URL, PODSEAL_STATE_DIR, PODSEAL_ORG_KEY_FILES
 (comma-separated), PODSEAL_LOG_LEVEL, PODSEAL_TLS_CERT_FILE, PODSEAL_TLS_KEY_FILE,
