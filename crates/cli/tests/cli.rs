@@ -940,3 +940,34 @@ fn podseal_runs_as_a_kubectl_plugin() {
         "{json}"
     );
 }
+
+/// Claim: a secret file that others can read is refused under its own
+/// name: an admin token file at 0644 is an "admin token file", not a
+/// "private key file", and the hint says how to fix it.
+#[test]
+fn a_loose_admin_token_file_is_named_as_what_it_is() {
+    let ws = Workspace::new();
+    let token = ws.path("admin.token");
+    std::fs::write(&token, "psa_not-a-real-token\n").unwrap();
+    std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = podseal()
+        .args([
+            "cluster",
+            "show",
+            "prod",
+            "--server",
+            "https://127.0.0.1:1",
+            "--admin-token-file",
+        ])
+        .arg(&token)
+        .output()
+        .unwrap();
+    let line = assert_clean_failure(&out, 2);
+    assert!(
+        line.contains("admin token file") && line.contains("0644"),
+        "{line}"
+    );
+    assert!(!line.contains("private key"), "{line}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("chmod 600"));
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("psa_not-a-real-token"));
+}

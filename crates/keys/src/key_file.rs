@@ -28,36 +28,46 @@ pub const PUBLIC_KEY_FILE: &str = "org.pub";
 #[derive(Debug, thiserror::Error)]
 pub enum KeyFileError {
     /// The file does not exist.
-    #[error("key file {} does not exist", .path.display())]
+    #[error("{what} {} does not exist", .path.display())]
     NotFound {
+        /// What the file should hold ("private key file", "admin token file", …).
+        what: &'static str,
         /// The path.
         path: PathBuf,
     },
     /// Reading failed.
-    #[error("cannot read key file {}: {source}", .path.display())]
+    #[error("cannot read {what} {}: {source}", .path.display())]
     Read {
+        /// What the file should hold.
+        what: &'static str,
         /// The path.
         path: PathBuf,
         /// The I/O error.
         source: std::io::Error,
     },
     /// Not a regular file.
-    #[error("key file {} is not a regular file", .path.display())]
+    #[error("{what} {} is not a regular file", .path.display())]
     NotAFile {
+        /// What the file should hold.
+        what: &'static str,
         /// The path.
         path: PathBuf,
     },
     /// A private key readable or writable by group or others.
-    #[error("private key file {} has mode {mode:04o}; group and others must have no access", .path.display())]
+    #[error("{what} {} has mode {mode:04o}; it holds a secret, so group and others must have no access", .path.display())]
     InsecurePermissions {
+        /// What the file should hold.
+        what: &'static str,
         /// The path.
         path: PathBuf,
         /// The file's permission bits.
         mode: u32,
     },
     /// Larger than any key file.
-    #[error("key file {} is too large to be a podseal key", .path.display())]
+    #[error("{what} {} is too large (at most 64 KiB)", .path.display())]
     TooLarge {
+        /// What the file should hold.
+        what: &'static str,
         /// The path.
         path: PathBuf,
     },
@@ -112,7 +122,7 @@ impl KeyFileError {
             } => Some(format!(
                 "pass the private key file (`{PRIVATE_KEY_FILE}`) instead"
             )),
-            Self::NotFound { .. } => {
+            Self::NotFound { what, .. } if what.contains("org") => {
                 Some("create a key pair with `podseal keys init --out DIR`".into())
             }
             Self::Exists { .. } => {
@@ -125,7 +135,7 @@ impl KeyFileError {
 
 /// Reads an org public key file.
 pub fn read_public_key(path: &Path) -> Result<OrgPublicKey, KeyFileError> {
-    let (text, _mode) = read_key_text(path)?;
+    let (text, _mode) = read_key_text(path, "org public key file")?;
     OrgPublicKey::from_text(&text).map_err(|source| KeyFileError::Parse {
         path: path.to_owned(),
         source,
@@ -135,7 +145,7 @@ pub fn read_public_key(path: &Path) -> Result<OrgPublicKey, KeyFileError> {
 /// Reads an org private key file, refusing one that others can access.
 /// A public key handed over by mistake is reported as such before its mode.
 pub fn read_private_key(path: &Path) -> Result<OrgPrivateKey, KeyFileError> {
-    let (text, mode) = read_key_text(path)?;
+    let (text, mode) = read_key_text(path, "org private key file")?;
     let parsed = OrgPrivateKey::from_text(&text);
     if let Err(source @ OrgKeyError::PublicWherePrivate) = parsed {
         return Err(KeyFileError::Parse {
@@ -145,6 +155,7 @@ pub fn read_private_key(path: &Path) -> Result<OrgPrivateKey, KeyFileError> {
     }
     if mode & 0o077 != 0 {
         return Err(KeyFileError::InsecurePermissions {
+            what: "org private key file",
             path: path.to_owned(),
             mode,
         });
@@ -156,11 +167,16 @@ pub fn read_private_key(path: &Path) -> Result<OrgPrivateKey, KeyFileError> {
 }
 
 /// Reads any secret text file with the same checks as a private key: a
-/// regular file, at most 64 KiB, no access for group or others.
-pub fn read_secret_text(path: &Path) -> Result<Zeroizing<String>, KeyFileError> {
-    let (text, mode) = read_key_text(path)?;
+/// regular file, at most 64 KiB, no access for group or others. `what`
+/// names the file in errors ("admin token file", "audit key file", …).
+pub fn read_secret_text(
+    path: &Path,
+    what: &'static str,
+) -> Result<Zeroizing<String>, KeyFileError> {
+    let (text, mode) = read_key_text(path, what)?;
     if mode & 0o077 != 0 {
         return Err(KeyFileError::InsecurePermissions {
+            what,
             path: path.to_owned(),
             mode,
         });
@@ -169,28 +185,36 @@ pub fn read_secret_text(path: &Path) -> Result<Zeroizing<String>, KeyFileError> 
 }
 
 /// Reads a key file and the permission bits of the opened handle.
-fn read_key_text(path: &Path) -> Result<(Zeroizing<String>, u32), KeyFileError> {
+fn read_key_text(
+    path: &Path,
+    what: &'static str,
+) -> Result<(Zeroizing<String>, u32), KeyFileError> {
     let mut file = File::open(path).map_err(|source| match source.kind() {
         std::io::ErrorKind::NotFound => KeyFileError::NotFound {
+            what,
             path: path.to_owned(),
         },
         _ => KeyFileError::Read {
+            what,
             path: path.to_owned(),
             source,
         },
     })?;
     let metadata = file.metadata().map_err(|source| KeyFileError::Read {
+        what,
         path: path.to_owned(),
         source,
     })?;
     if !metadata.is_file() {
         return Err(KeyFileError::NotAFile {
+            what,
             path: path.to_owned(),
         });
     }
     let mode = metadata.permissions().mode() & 0o7777;
     if metadata.len() > MAX_KEY_FILE_LEN {
         return Err(KeyFileError::TooLarge {
+            what,
             path: path.to_owned(),
         });
     }
@@ -199,6 +223,7 @@ fn read_key_text(path: &Path) -> Result<(Zeroizing<String>, u32), KeyFileError> 
         .take(MAX_KEY_FILE_LEN + 1)
         .read_to_end(&mut bytes)
         .map_err(|source| KeyFileError::Read {
+            what,
             path: path.to_owned(),
             source,
         })?;

@@ -91,7 +91,7 @@ pub enum AuditLogError {
 }
 
 fn read_key(path: &Path) -> Result<AuditKey, AuditLogError> {
-    let text = read_secret_text(path)?;
+    let text = read_secret_text(path, "audit key file")?;
     AuditKey::from_text(&text).ok_or(AuditLogError::KeyFile(KeyFileError::Format {
         path: path.to_owned(),
         reason: "not a podseal audit key",
@@ -249,6 +249,7 @@ impl StartingKey {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             Err(source) => {
                 return Err(AuditLogError::KeyFile(KeyFileError::Read {
+                    what: "audit public key file",
                     path: paths.public.clone(),
                     source,
                 }));

@@ -289,7 +289,7 @@ async fn open_postgres(config: ServerConfig) -> Result<Arc<Bounded<PostgresStora
             "storage.engine = \"postgres\" needs storage.url_file (a file holding the postgres:// URL)".into(),
         )));
     };
-    let url = podseal_keys::key_file::read_secret_text(path)?;
+    let url = podseal_keys::key_file::read_secret_text(path, "storage URL file")?;
     Ok(Arc::new(Bounded::new(
         PostgresStorage::connect(url.trim()).await?,
         config.storage.timeout(),

@@ -33,7 +33,7 @@ impl Admin {
                 "pass --admin-token-file FILE (or set PODSEAL_ADMIN_TOKEN_FILE); `podseal-server` showed the token once on its first start",
             ));
         };
-        let token = read_secret_text(path)?;
+        let token = read_secret_text(path, "admin token file")?;
         let token = Zeroizing::new(token.trim().to_owned());
         let http = match &connection.ca {
             Some(ca) => HttpsClient::with_ca_file(&connection.server, ca),
