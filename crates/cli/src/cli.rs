@@ -61,6 +61,17 @@ pub enum Command {
     /// proofs offline (the log is an RFC 9162 Merkle tree with C2SP signed-note checkpoints).
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    #[command(after_help = "Examples:
+  source <(podseal completion bash)                       # this shell
+  podseal completion bash > /etc/bash_completion.d/podseal
+  podseal completion zsh > \"${fpath[1]}/_podseal\"
+  podseal completion fish > ~/.config/fish/completions/podseal.fish")]
+    Completion {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 /// How admin commands reach the server.

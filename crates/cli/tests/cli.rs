@@ -971,3 +971,35 @@ fn a_loose_admin_token_file_is_named_as_what_it_is() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("chmod 600"));
     assert!(!String::from_utf8_lossy(&out.stderr).contains("psa_not-a-real-token"));
 }
+
+/// Claim: `podseal completion SHELL` prints a completion script the shell
+/// accepts (bash checks its syntax with `bash -n`).
+#[test]
+fn completion_scripts_are_printed_for_each_shell() {
+    let ws = Workspace::new();
+    for shell in ["bash", "zsh", "fish"] {
+        let out = podseal().args(["completion", shell]).assert().success();
+        let script = String::from_utf8(out.get_output().stdout.clone()).unwrap();
+        assert!(script.contains("podseal"), "{shell}: {script}");
+        assert!(
+            script.contains("seal") && script.contains("inspect"),
+            "{shell}"
+        );
+        if shell == "bash" {
+            let file = ws.path("podseal.bash");
+            std::fs::write(&file, &script).unwrap();
+            let checked = std::process::Command::new("bash")
+                .arg("-n")
+                .arg(&file)
+                .output()
+                .unwrap();
+            assert!(
+                checked.status.success(),
+                "{}",
+                String::from_utf8_lossy(&checked.stderr)
+            );
+        }
+    }
+    let out = podseal().args(["completion", "tcsh"]).output().unwrap();
+    assert_clean_failure(&out, 2);
+}

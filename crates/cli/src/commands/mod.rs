@@ -44,5 +44,15 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Cluster(command) => admin::cluster(command, output),
         Command::ApiKey(command) => admin::api_key(command, output),
         Command::Policy(command) => admin::policy(command, output),
+        Command::Completion { shell } => {
+            use clap::CommandFactory as _;
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "podseal",
+                &mut std::io::stdout(),
+            );
+            Ok(())
+        }
     }
 }
