@@ -1003,3 +1003,30 @@ fn completion_scripts_are_printed_for_each_shell() {
     let out = podseal().args(["completion", "tcsh"]).output().unwrap();
     assert_clean_failure(&out, 2);
 }
+
+/// Claim: `-o yaml` works wherever `-o json` does, with the same fields.
+#[test]
+fn yaml_output_carries_what_json_does() {
+    let ws = Workspace::new();
+    std::fs::write(ws.path("c"), ws.seal(MARKER.as_bytes())).unwrap();
+    let public = ws.public();
+    let capsule = ws.path("c");
+    for args in [
+        vec!["keys", "show", public.to_str().unwrap()],
+        vec!["inspect", capsule.to_str().unwrap()],
+    ] {
+        let json = podseal()
+            .args(&args)
+            .args(["-o", "json"])
+            .assert()
+            .success();
+        let yaml = podseal()
+            .args(&args)
+            .args(["-o", "yaml"])
+            .assert()
+            .success();
+        let json: serde_json::Value = serde_json::from_slice(&json.get_output().stdout).unwrap();
+        let yaml: serde_json::Value = serde_saphyr::from_slice(&yaml.get_output().stdout).unwrap();
+        assert_eq!(yaml, json, "{args:?}");
+    }
+}

@@ -1,4 +1,5 @@
-//! Output format selection (`-o text|json`) and JSON printing.
+//! Output format selection (`-o text|json|yaml`) and printing data for
+//! scripts: one JSON or YAML document on stdout, the same fields either way.
 
 use clap::ValueEnum;
 use serde::Serialize;
@@ -13,6 +14,8 @@ pub enum OutputFormat {
     Text,
     /// For scripts: one JSON document on stdout.
     Json,
+    /// For people and scripts: the same document as YAML.
+    Yaml,
 }
 
 /// Prints `value` as pretty JSON on stdout.
@@ -23,14 +26,31 @@ pub fn print_json<T: Serialize>(value: &T) -> Result<(), CliError> {
     Ok(())
 }
 
-/// Prints `value` as JSON, or runs `text` to print it for people.
+/// Prints `value` as YAML on stdout.
+pub fn print_yaml<T: Serialize>(value: &T) -> Result<(), CliError> {
+    let text = serde_saphyr::to_string(value)
+        .map_err(|e| CliError::failure(format!("cannot encode YAML: {e}")))?;
+    print!("{text}");
+    Ok(())
+}
+
+/// Prints `value` as the document `output` asks for: YAML for `-o yaml`,
+/// JSON otherwise.
+pub fn print_data<T: Serialize>(output: OutputFormat, value: &T) -> Result<(), CliError> {
+    match output {
+        OutputFormat::Yaml => print_yaml(value),
+        OutputFormat::Json | OutputFormat::Text => print_json(value),
+    }
+}
+
+/// Prints `value` as JSON or YAML, or runs `text` to print it for people.
 pub fn emit<T: Serialize>(
     output: OutputFormat,
     value: &T,
     text: impl FnOnce(&T),
 ) -> Result<(), CliError> {
     match output {
-        OutputFormat::Json => print_json(value),
+        OutputFormat::Json | OutputFormat::Yaml => print_data(output, value),
         OutputFormat::Text => {
             text(value);
             Ok(())

@@ -17,7 +17,7 @@ use podseal_core::audit::{
 use serde::Serialize;
 
 use podseal_command::CliError;
-use podseal_command::output::{OutputFormat, emit, print_json};
+use podseal_command::output::{OutputFormat, emit, print_data};
 
 /// The largest export read (a few million records).
 const MAX_EXPORT_LEN: u64 = 2 << 30;
@@ -159,7 +159,7 @@ pub fn prove(
         .inclusion_proof(seq)
         .map_err(|e| CliError::failure(format!("no proof: {e}")))?;
     match output {
-        OutputFormat::Json => print_json(&proof),
+        OutputFormat::Json | OutputFormat::Yaml => print_data(output, &proof),
         OutputFormat::Text => {
             println!("record {} (leaf index {}):", proof.seq, proof.leaf_index);
             println!("  {}", proof.entry);

@@ -11,7 +11,7 @@ use podseal_keys::key_file;
 use crate::cli::InspectArgs;
 use podseal_command::CliError;
 use podseal_command::input::read_capsule;
-use podseal_command::output::{OutputFormat, print_json};
+use podseal_command::output::{OutputFormat, print_data};
 
 /// One wrap: its kind, then the public facts of its key.
 #[derive(Serialize)]
@@ -88,7 +88,7 @@ pub fn run(args: &InspectArgs, output: OutputFormat) -> Result<(), CliError> {
     };
     let inspection = inspect(&capsule, header_verified);
     match output {
-        OutputFormat::Json => print_json(&inspection),
+        OutputFormat::Json | OutputFormat::Yaml => print_data(output, &inspection),
         OutputFormat::Text => {
             print_text(&inspection);
             Ok(())

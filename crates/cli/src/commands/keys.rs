@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use crate::cli::KeyAlgorithm;
 use podseal_command::CliError;
-use podseal_command::output::{OutputFormat, print_json};
+use podseal_command::output::{OutputFormat, print_data};
 
 #[derive(Serialize)]
 struct KeyInfo<'a> {
@@ -40,7 +40,7 @@ pub fn init(dir: &Path, algorithm: KeyAlgorithm, output: OutputFormat) -> Result
         public_key_file: Some(public_path.display().to_string()),
     };
     match output {
-        OutputFormat::Json => print_json(&info),
+        OutputFormat::Json | OutputFormat::Yaml => print_data(output, &info),
         OutputFormat::Text => {
             println!("created org key {}", info.kid);
             println!(
@@ -78,7 +78,7 @@ fn print_public(public: &OrgPublicKey, output: OutputFormat) -> Result<(), CliEr
         public_key_file: None,
     };
     match output {
-        OutputFormat::Json => print_json(&info),
+        OutputFormat::Json | OutputFormat::Yaml => print_data(output, &info),
         OutputFormat::Text => {
             println!("kid:        {}", info.kid);
             println!("algorithm:  {}", info.algorithm);

@@ -47,7 +47,7 @@ pub fn run(args: &OpenArgs, output: OutputFormat) -> Result<(), CliError> {
     let bytes = plaintext.expose_secret_bytes();
     let text: Zeroizing<Vec<u8>> = match output {
         OutputFormat::Text => Zeroizing::new(bytes.to_vec()),
-        OutputFormat::Json => {
+        OutputFormat::Json | OutputFormat::Yaml => {
             let encoded;
             let opened = match std::str::from_utf8(bytes) {
                 Ok(text) => Opened {
@@ -64,12 +64,18 @@ pub fn run(args: &OpenArgs, output: OutputFormat) -> Result<(), CliError> {
                     }
                 }
             };
-            let mut json = Zeroizing::new(
+            let mut document = Zeroizing::new(if output == OutputFormat::Yaml {
+                serde_saphyr::to_string(&opened)
+                    .map_err(|e| CliError::failure(format!("cannot encode YAML: {e}")))?
+                    .into_bytes()
+            } else {
                 serde_json::to_vec_pretty(&opened)
-                    .map_err(|e| CliError::failure(format!("cannot encode JSON: {e}")))?,
-            );
-            json.push(b'\n');
-            json
+                    .map_err(|e| CliError::failure(format!("cannot encode JSON: {e}")))?
+            });
+            if document.last() != Some(&b'\n') {
+                document.push(b'\n');
+            }
+            document
         }
     };
     let mut stdout = std::io::stdout().lock();

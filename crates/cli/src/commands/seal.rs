@@ -10,7 +10,7 @@ use crate::cli::{Reveal, SealArgs};
 use crate::manifest;
 use podseal_command::CliError;
 use podseal_command::input::read_secret;
-use podseal_command::output::{OutputFormat, print_json};
+use podseal_command::output::{OutputFormat, print_data};
 
 #[derive(Serialize)]
 struct SealedOutput<'a> {
@@ -132,16 +132,19 @@ fn seal_one(
             println!("{armored}");
             Ok(())
         }
-        OutputFormat::Json => print_json(&SealedOutput {
-            id: &capsule.header().id,
-            kids: capsule
-                .envelope
-                .stanzas()
-                .iter()
-                .filter_map(|s| s.hpke_kid().map(|kid| kid.as_str()))
-                .collect(),
-            capsule: armored,
-        }),
+        OutputFormat::Json | OutputFormat::Yaml => print_data(
+            output,
+            &SealedOutput {
+                id: &capsule.header().id,
+                kids: capsule
+                    .envelope
+                    .stanzas()
+                    .iter()
+                    .filter_map(|s| s.hpke_kid().map(|kid| kid.as_str()))
+                    .collect(),
+                capsule: armored,
+            },
+        ),
     }
 }
 
@@ -174,7 +177,7 @@ fn seal_manifest(
             print!("{}", manifest::to_yaml(&secret)?);
             Ok(())
         }
-        OutputFormat::Json => print_json(&secret),
+        OutputFormat::Json | OutputFormat::Yaml => print_data(output, &secret),
     }
 }
 

@@ -7,14 +7,14 @@ use podseal_bench::{BenchError, Engine, Options, Scenario};
 
 use crate::cli::{BenchArgs, BenchEngine, BenchScenario};
 use podseal_command::CliError;
-use podseal_command::output::{OutputFormat, print_json};
+use podseal_command::output::{OutputFormat, print_data};
 
 /// Runs the benchmark and prints its report.
 pub fn run(args: &BenchArgs, output: OutputFormat) -> Result<(), CliError> {
     let options = options(args)?;
     let report = podseal_bench::run(&options).map_err(bench_error)?;
     match output {
-        OutputFormat::Json => print_json(&report)?,
+        OutputFormat::Json | OutputFormat::Yaml => print_data(output, &report)?,
         OutputFormat::Text => print!("{}", report.to_text()),
     }
     match report.worst_over(args.max_errors) {

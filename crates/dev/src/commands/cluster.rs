@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::cli::{DevClusterCommand, DevClusterDir, PodCommand};
 use podseal_command::CliError;
-use podseal_command::output::{OutputFormat, print_json};
+use podseal_command::output::{OutputFormat, print_data};
 
 /// What `cluster.json` records.
 #[derive(Debug, Serialize, Deserialize)]
@@ -83,7 +83,7 @@ pub fn run(command: DevClusterCommand, output: OutputFormat) -> Result<(), CliEr
 
 fn print_value(value: &serde_json::Value, output: OutputFormat) -> Result<(), CliError> {
     match output {
-        OutputFormat::Json => print_json(value),
+        OutputFormat::Json | OutputFormat::Yaml => print_data(output, value),
         OutputFormat::Text => {
             println!("{value}");
             Ok(())
@@ -230,7 +230,7 @@ fn split_pod(pod: &str) -> Result<(&str, &str), CliError> {
 
 fn print_pod(pod: &Pod, output: OutputFormat) -> Result<(), CliError> {
     match output {
-        OutputFormat::Json => print_json(pod),
+        OutputFormat::Json | OutputFormat::Yaml => print_data(output, pod),
         OutputFormat::Text => {
             let facts = podseal_server::pod_view::pod_facts(pod);
             println!(
@@ -373,7 +373,8 @@ async fn token(
         .status
         .ok_or_else(|| CliError::failure("the TokenRequest answer has no status"))?;
     match output {
-        OutputFormat::Json => print_json(
+        OutputFormat::Json | OutputFormat::Yaml => print_data(
+            output,
             &serde_json::json!({ "token": status.token, "expirationTimestamp": status.expiration_timestamp }),
         ),
         OutputFormat::Text => {

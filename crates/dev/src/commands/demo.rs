@@ -375,7 +375,7 @@ pub fn run(output: OutputFormat) -> Result<(), CliError> {
 async fn demo(output: OutputFormat) -> Result<(), CliError> {
     let started = Instant::now();
     let mut out = Printer {
-        json: output == OutputFormat::Json,
+        json: output != OutputFormat::Text,
         colour: output == OutputFormat::Text && std::io::stdout().is_terminal(),
         steps: Vec::new(),
     };
@@ -731,11 +731,14 @@ Ok(s) => format!(
     drop(cluster);
     drop(scratch);
     if out.json {
-        podseal_command::output::print_json(&Report {
-            ok,
-            steps: std::mem::take(&mut out.steps),
-            summary,
-        })?;
+        podseal_command::output::print_data(
+            output,
+            &Report {
+                ok,
+                steps: std::mem::take(&mut out.steps),
+                summary,
+            },
+        )?;
     } else {
         println!();
         println!("{summary}");
