@@ -276,6 +276,15 @@ pub enum PodCommand {
         #[arg(long)]
         running: bool,
     },
+    /// List pods (all namespaces, or one), as `kubectl get pods` does.
+    #[command(after_help = "Example:\n  podseal-dev cluster pod list --namespace shop -o json")]
+    List {
+        #[command(flatten)]
+        dir: DevClusterDir,
+        /// Only this namespace.
+        #[arg(long)]
+        namespace: Option<String>,
+    },
     /// Report every container started: phase Running, statuses with image digests.
     Running {
         #[command(flatten)]

@@ -109,6 +109,31 @@ fn serve_then_control_verbs() {
         format!("registry.example/shop/api@{digest}")
     );
 
+    // `pod list` shows what the list API holds, per namespace or all.
+    let listed = |args: &[&str]| {
+        let out = podseal(&dir, args);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<Vec<Pod>>(&out.stdout).unwrap()
+    };
+    let all = listed(&["pod", "list", "-o", "json"]);
+    assert!(
+        all.iter()
+            .any(|p| p.metadata.name.as_deref() == Some("api-0")
+                && p.metadata.namespace.as_deref() == Some("shop")),
+        "{all:?}"
+    );
+    assert_eq!(
+        listed(&["pod", "list", "--namespace", "shop", "-o", "json"]).len(),
+        1
+    );
+    assert!(listed(&["pod", "list", "--namespace", "other", "-o", "json"]).is_empty());
+    let text = podseal(&dir, &["pod", "list"]);
+    assert!(String::from_utf8_lossy(&text.stdout).contains("pod shop/api-0 uid "));
+
     let out = podseal(
         &dir,
         &[

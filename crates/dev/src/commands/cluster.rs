@@ -245,8 +245,41 @@ fn print_pod(pod: &Pod, output: OutputFormat) -> Result<(), CliError> {
     }
 }
 
+/// `pod list`: the pods the stand-in holds, through the Kubernetes list
+/// API (what `kubectl get pods` reads).
+async fn list_pods(
+    dir: &DevClusterDir,
+    namespace: Option<&str>,
+    output: OutputFormat,
+) -> Result<(), CliError> {
+    let client = admin_client(&dir.dir).await?;
+    let api: kube::Api<Pod> = match namespace {
+        Some(namespace) => kube::Api::namespaced(client, namespace),
+        None => kube::Api::all(client),
+    };
+    let pods = api
+        .list(&kube::api::ListParams::default())
+        .await
+        .map_err(|e| {
+            CliError::failure(format!("cannot list pods: {e}"))
+                .hint("is `podseal-dev cluster serve` running with this --dir?")
+        })?;
+    match output {
+        OutputFormat::Json | OutputFormat::Yaml => print_data(output, &pods.items),
+        OutputFormat::Text => {
+            for pod in &pods.items {
+                print_pod(pod, output)?;
+            }
+            Ok(())
+        }
+    }
+}
+
 async fn pod(command: PodCommand, output: OutputFormat) -> Result<(), CliError> {
     let pod: Pod = match command {
+        PodCommand::List { dir, namespace } => {
+            return list_pods(&dir, namespace.as_deref(), output).await;
+        }
         PodCommand::Create {
             dir,
             namespace,
