@@ -1,7 +1,7 @@
 //! Output format selection (`-o text|json|yaml`) and printing data for
 //! scripts: one JSON or YAML document on stdout, the same fields either way.
 
-use clap::ValueEnum;
+use clap::{Args, ValueEnum};
 use serde::Serialize;
 
 use crate::error::CliError;
@@ -16,6 +16,21 @@ pub enum OutputFormat {
     Json,
     /// For people and scripts: the same document as YAML.
     Yaml,
+}
+
+/// The `-o` flag every podseal command that prints data takes (flattened
+/// into each binary's top-level arguments, global to its subcommands).
+#[derive(Debug, Clone, Copy, Args)]
+pub struct OutputArgs {
+    /// Output format for commands that print data.
+    #[arg(
+        short = 'o',
+        long = "output",
+        value_enum,
+        global = true,
+        default_value_t
+    )]
+    pub output: OutputFormat,
 }
 
 /// Prints `value` as pretty JSON on stdout.

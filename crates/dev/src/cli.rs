@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use podseal_command::output::OutputFormat;
+use podseal_command::output::OutputArgs;
 
 /// podseal's development tools: the end-to-end demo, a local stand-in for
 /// the Kubernetes API, and the load benchmark.
@@ -22,15 +22,8 @@ use podseal_command::output::OutputFormat;
 )]
 #[command(after_help = "Exit codes: 0 success, 1 refused or failed, 2 usage or invalid input.")]
 pub struct Cli {
-    /// Output format for commands that print data.
-    #[arg(
-        short = 'o',
-        long = "output",
-        value_enum,
-        global = true,
-        default_value_t
-    )]
-    pub output: OutputFormat,
+    #[command(flatten)]
+    pub output: OutputArgs,
 
     #[command(subcommand)]
     pub command: Command,

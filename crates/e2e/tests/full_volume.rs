@@ -16,7 +16,7 @@
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
@@ -64,29 +64,12 @@ impl Drop for Tmpfs {
 }
 
 fn run(args: &[&str], env: &[(&str, &str)], stdin: Option<&str>) -> Output {
-    run_program(&bin(), args, env, stdin)
+    support::run_program(&bin(), args, env, stdin)
 }
 
 /// Runs the pod-side `podseal-exec ARGS`.
 fn exec(args: &[&str], env: &[(&str, &str)], stdin: Option<&str>) -> Output {
-    run_program(&podseal_test_support::binaries::exec(), args, env, stdin)
-}
-
-fn run_program(program: &Path, args: &[&str], env: &[(&str, &str)], stdin: Option<&str>) -> Output {
-    let mut child = Command::new(program)
-        .args(args)
-        .envs(env.iter().copied())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut input = child.stdin.take().unwrap();
-    if let Some(text) = stdin {
-        input.write_all(text.as_bytes()).unwrap();
-    }
-    drop(input);
-    child.wait_with_output().unwrap()
+    support::run_program(&podseal_test_support::binaries::exec(), args, env, stdin)
 }
 
 /// Fills the volume holding `path` with one file until the system says it

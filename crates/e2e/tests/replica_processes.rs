@@ -562,7 +562,7 @@ fn assert_recorded(requests: &[Request], unwrapped: &BTreeSet<String>, what: &st
     );
 }
 
-/// Scenario 5: SIGKILL to replica 2 while requests are in flight to it, after some
+/// Scenario 5: SIGKILL to replica 2 (frozen with SIGSTOP first) while requests are in flight to it, after some
 /// were served: every unwrap answered 200 has its allowed record in the
 /// export (through replica 0), which verifies. No retries here: each
 /// request has one attempt, so each acknowledged capsule was answered by
@@ -577,10 +577,17 @@ fn sigkill_mid_burst(
     const KILLED: usize = 2;
     let load = Load::new();
     let clients = load.start(runtime, service, pods, false);
+    wait_until("100 unwraps are served", Duration::from_secs(30), || {
+        load.acknowledged() >= 100
+    });
+    // Frozen first, so that the requests caught in flight cannot finish in
+    // the moment between seeing them and the kill (on a loaded machine they
+    // did, and the scenario then tested nothing).
+    replicas.freeze(KILLED);
     wait_until(
-        "100 unwraps are served and two are in flight to the replica to kill",
+        "two requests are in flight to the frozen replica",
         Duration::from_secs(30),
-        || load.acknowledged() >= 100 && service.in_flight[KILLED].load(SeqCst) >= 2,
+        || service.in_flight[KILLED].load(SeqCst) >= 2,
     );
     let in_flight_at_kill = service.in_flight[KILLED].load(SeqCst);
     load.killed.store(true, SeqCst);

@@ -13,7 +13,7 @@ use crate::cli::{AuditCommand, Cli, Command, KeysCommand};
 
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> Result<(), CliError> {
-    let output = cli.output;
+    let output = cli.output.output;
     match cli.command {
         Command::Keys(KeysCommand::Init { out, algorithm }) => keys::init(&out, algorithm, output),
         Command::Keys(KeysCommand::Show { key }) => keys::show(&key, output),

@@ -132,18 +132,29 @@ async fn serve(
     // cluster.json last: its presence means the others are complete.
     let json = serde_json::to_string_pretty(&file).map_err(|e| CliError::failure(e.to_string()))?;
     write_file(&dir.join(connection_files::CLUSTER), &json, 0o644)?;
-    println!(
+    // A reader that stopped after the first line (a test, `| head -1`)
+    // must not kill the stand-in: stdout errors are ignored here.
+    let mut stdout = std::io::stdout().lock();
+    let _ = writeln!(
+        stdout,
         "dev-cluster serving {} (connection files in {})",
         cluster.url(),
         dir.display()
-    );
-    println!("  CA bundle:          {}", file.ca_bundle.display());
-    println!(
+    )
+    .and_then(|()| stdout.flush());
+    let _ = writeln!(stdout, "  CA bundle:          {}", file.ca_bundle.display());
+    let _ = writeln!(
+        stdout,
         "  read-only token:    {} (get/list/watch pods only)",
         file.reader_token_file.display()
     );
-    println!("  admin token:        {}", file.admin_token_file.display());
-    println!("Stop with Ctrl-C.");
+    let _ = writeln!(
+        stdout,
+        "  admin token:        {}",
+        file.admin_token_file.display()
+    );
+    let _ = writeln!(stdout, "Stop with Ctrl-C.").and_then(|()| stdout.flush());
+    drop(stdout);
     tokio::signal::ctrl_c()
         .await
         .map_err(|e| CliError::failure(format!("cannot wait for Ctrl-C: {e}")))?;

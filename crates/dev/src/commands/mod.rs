@@ -10,7 +10,7 @@ use crate::cli::{Cli, Command};
 
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> Result<(), CliError> {
-    let output = cli.output;
+    let output = cli.output.output;
     match cli.command {
         Command::Demo => demo::run(output),
         Command::Cluster(command) => cluster::run(command, output),

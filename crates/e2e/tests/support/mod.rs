@@ -87,6 +87,31 @@ pub fn wait_for_line(lines: &mpsc::Receiver<String>, needle: &str) -> String {
     }
 }
 
+/// Runs `program ARGS` with `stdin` (when given) and returns its output,
+/// whatever its exit code.
+pub fn run_program(
+    program: &Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+    stdin: Option<&str>,
+) -> std::process::Output {
+    use std::io::Write as _;
+    let mut child = Command::new(program)
+        .args(args)
+        .envs(env.iter().copied())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut input = child.stdin.take().expect("piped stdin");
+    if let Some(text) = stdin {
+        input.write_all(text.as_bytes()).expect("write stdin");
+    }
+    drop(input);
+    child.wait_with_output().expect("wait")
+}
+
 /// Runs `binary ARGS` to completion and returns its stdout; panics on failure.
 pub fn run_ok(binary: &Path, args: &[&str], env: &[(&str, &str)]) -> String {
     let output = Command::new(binary)
@@ -696,6 +721,20 @@ impl Replicas {
         let mut process = self.replicas[i].process.take().expect("a running replica");
         let log = self.replicas[i].log.take().expect("a log");
         terminate(&mut process, &log)
+    }
+
+    /// SIGSTOP to replica `i`: it keeps its connections but answers nothing
+    /// until it is killed, so requests sent to it stay in flight.
+    pub fn freeze(&self, i: usize) {
+        let process = self.replicas[i]
+            .process
+            .as_ref()
+            .expect("a running replica");
+        let status = Command::new("kill")
+            .args(["-STOP", &process.0.id().to_string()])
+            .status()
+            .expect("run kill -STOP");
+        assert!(status.success(), "kill -STOP failed: {status}");
     }
 
     /// SIGKILL to replica `i`, reaped before this returns.
