@@ -564,14 +564,14 @@ mod tests {
             org_key_files: vec![org_key],
             ..ServerConfig::default()
         };
-        // The first file written is the development certificate.
+        // The first file written is the development certificate's key.
         let Err(error) = start(config.clone()).await else {
             panic!("a start on a full volume succeeded")
         };
         let message = error.to_string();
         assert!(
             message.contains("no space left on device")
-                && message.contains("tls-dev.crt")
+                && message.contains("tls-dev.key")
                 && !message.contains("cannot create the state directory"),
             "{message}"
         );
