@@ -75,7 +75,7 @@ pub struct AdminConnection {
     pub server: String,
     /// CA bundle (PEM) to trust for the server; the system roots when absent.
     /// For a development server: STATE_DIR/tls-dev.crt.
-    #[arg(long, env = "PODSEAL_CA", value_name = "FILE")]
+    #[arg(long, env = "PODSEAL_CA_FILE", value_name = "FILE")]
     pub ca: Option<PathBuf>,
     /// File holding the admin token (mode 0600).
     #[arg(long, env = "PODSEAL_ADMIN_TOKEN_FILE", value_name = "FILE")]

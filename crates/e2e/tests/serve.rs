@@ -208,7 +208,7 @@ fn serve_then_administer_it_from_the_command_line() {
     let server_url = format!("https://localhost:{port}");
     let admin_env_owned = [
         ("PODSEAL_SERVER", server_url.clone()),
-        ("PODSEAL_CA", path("state/tls-dev.crt")),
+        ("PODSEAL_CA_FILE", path("state/tls-dev.crt")),
         ("PODSEAL_ADMIN_TOKEN_FILE", token_file.clone()),
     ];
     let admin: Vec<(&str, &str)> = admin_env_owned
@@ -531,7 +531,7 @@ fn the_audit_key_cannot_change_under_the_log() {
     }
     let admin = [
         ("PODSEAL_SERVER", format!("https://localhost:{port}")),
-        ("PODSEAL_CA", path("state/tls-dev.crt")),
+        ("PODSEAL_CA_FILE", path("state/tls-dev.crt")),
         ("PODSEAL_ADMIN_TOKEN_FILE", path("wrong.token")),
     ];
     let admin: Vec<(&str, &str)> = admin.iter().map(|(k, v)| (*k, v.as_str())).collect();
@@ -597,7 +597,7 @@ fn the_audit_key_cannot_change_under_the_log() {
         serve_until_ready(&[("PODSEAL_AUDIT_ROTATE_TO_KEY_FILE", foreign_key.clone())]);
     let admin = [
         ("PODSEAL_SERVER", format!("https://localhost:{port}")),
-        ("PODSEAL_CA", path("state/tls-dev.crt")),
+        ("PODSEAL_CA_FILE", path("state/tls-dev.crt")),
         ("PODSEAL_ADMIN_TOKEN_FILE", path("admin.token")),
     ];
     let admin: Vec<(&str, &str)> = admin.iter().map(|(k, v)| (*k, v.as_str())).collect();

@@ -242,7 +242,7 @@ impl Deployment {
     pub fn admin_env(&self) -> Vec<(&'static str, String)> {
         vec![
             ("PODSEAL_SERVER", self.url.clone()),
-            ("PODSEAL_CA", self.path("state/tls-dev.crt")),
+            ("PODSEAL_CA_FILE", self.path("state/tls-dev.crt")),
             ("PODSEAL_ADMIN_TOKEN_FILE", self.path("admin.token")),
         ]
     }
@@ -751,7 +751,7 @@ impl Replicas {
         let text = |path: PathBuf| path.to_str().expect("utf-8 path").to_owned();
         vec![
             ("PODSEAL_SERVER", self.replicas[i].url.clone()),
-            ("PODSEAL_CA", text(self.dir.join("tls.crt"))),
+            ("PODSEAL_CA_FILE", text(self.dir.join("tls.crt"))),
             (
                 "PODSEAL_ADMIN_TOKEN_FILE",
                 text(self.dir.join("admin.token")),

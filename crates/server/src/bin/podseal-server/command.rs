@@ -87,8 +87,8 @@ fn read_elsewhere() -> Vec<&'static str> {
         .iter()
         .map(|(name, _)| *name)
         .chain([
-            "PODSEAL_CA",
             "PODSEAL_ADMIN_TOKEN_FILE",
+            "PODSEAL_BAO",
             "PODSEAL_BENCH_POSTGRES_URL",
             "PODSEAL_TESTDATA",
             "PODSEAL_TEST_POSTGRES_URL",
