@@ -337,6 +337,7 @@ impl Deployment {
                 name: "app".into(),
                 image: "registry.example/bench/app:1".into(),
                 digest: Some(DIGEST.into()),
+                env: Default::default(),
             }],
         };
         let body = serde_json::to_value(&template).map_err(|e| DeploymentError::Request {

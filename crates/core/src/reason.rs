@@ -198,7 +198,8 @@ codes! {
         UseDpopNonce = "use_dpop_nonce",
         /// The proof's key is not the one pinned for this pod.
         KeyNotPinned = "key_not_pinned",
-        /// Another key is pinned for this pod while its container runs.
+        /// Another key is pinned to this container while the instance that
+        /// enrolled it still runs.
         PodKeyAlreadyPinned = "pod_key_already_pinned",
         /// A rotation to the key already pinned.
         SameKey = "same_key",
@@ -229,6 +230,17 @@ codes! {
         PodGone = "pod_gone",
         /// A container in the spec has no status yet.
         ContainerWithoutStatus = "container_without_status",
+        /// The pod has several containers, or declares which run podseal:
+        /// the request must name its container (`PODSEAL_CONTAINER`).
+        ContainerRequired = "container_required",
+        /// The pod has no container of the name the request gave.
+        ContainerUnknown = "container_unknown",
+        /// The container's spec does not set `PODSEAL_CONTAINER` to its name.
+        ContainerNotDeclared = "container_not_declared",
+        /// The container is not running (waiting, terminated, no status).
+        ContainerNotRunning = "container_not_running",
+        /// The container instance the session was opened in stopped running.
+        ContainerRestarted = "container_restarted",
         /// A container runs an image named by tag, without digest.
         ImageWithoutDigest = "image_without_digest",
         /// A container's image digest is not approved.

@@ -452,6 +452,10 @@ fn control_routes() -> Router<Arc<Shared>> {
             post(control_add_ephemeral),
         )
         .route(
+            "/dev-cluster/v1/pods/{namespace}/{name}/containers/{container}/{verb}",
+            post(control_container),
+        )
+        .route(
             "/dev-cluster/v1/signing-key/rotate",
             post(control_rotate_key),
         )
@@ -500,6 +504,19 @@ async fn control_recreate_pod(
     Path((ns, name)): Path<(String, String)>,
 ) -> Response {
     control_result(handle(shared).recreate_pod(&ns, &name))
+}
+
+async fn control_container(
+    State(shared): State<Arc<Shared>>,
+    Path((ns, name, container, verb)): Path<(String, String, String, String)>,
+) -> Response {
+    let handle = handle(shared);
+    control_result(match verb.as_str() {
+        "restart" => handle.restart_container(&ns, &name, &container),
+        "stop" => handle.stop_container(&ns, &name, &container),
+        "start" => handle.start_container(&ns, &name, &container),
+        _ => return ApiError::not_found("containers", &verb).into_response(),
+    })
 }
 
 async fn control_add_ephemeral(

@@ -309,6 +309,65 @@ impl Handle {
         self.modify_pod(namespace, name, pods::mark_running)
     }
 
+    /// Restarts one container as the kubelet does after its process exits:
+    /// first the exit (waiting in back-off, `lastState` terminated), then
+    /// the new instance (running, a new `containerID`, `restartCount` + 1),
+    /// two changes each seen by watches. The pod and its uid stay.
+    pub fn restart_container(
+        &self,
+        namespace: &str,
+        name: &str,
+        container: &str,
+    ) -> Result<Pod, DevClusterError> {
+        self.stop_container(namespace, name, container)?;
+        self.start_container(namespace, name, container)
+    }
+
+    /// The exit half of [`Handle::restart_container`]: the container's
+    /// process ended and the kubelet waits to start it again.
+    pub fn stop_container(
+        &self,
+        namespace: &str,
+        name: &str,
+        container: &str,
+    ) -> Result<Pod, DevClusterError> {
+        self.edit_container(namespace, name, container, "running", |pod| {
+            pods::container_exited(pod, container, 1)
+        })
+    }
+
+    /// The start half of [`Handle::restart_container`].
+    pub fn start_container(
+        &self,
+        namespace: &str,
+        name: &str,
+        container: &str,
+    ) -> Result<Pod, DevClusterError> {
+        self.edit_container(namespace, name, container, "waiting to restart", |pod| {
+            pods::container_restarted(pod, container)
+        })
+    }
+
+    fn edit_container(
+        &self,
+        namespace: &str,
+        name: &str,
+        container: &str,
+        state: &str,
+        edit: impl FnOnce(&mut Pod) -> bool,
+    ) -> Result<Pod, DevClusterError> {
+        let mut store = self.shared.store();
+        let mut pod = store
+            .pod(namespace, name)
+            .ok_or_else(|| not_found(namespace, name))?;
+        if !edit(&mut pod) {
+            return Err(DevClusterError::Invalid(format!(
+                "pod {namespace}/{name} has no {state} container named {container}"
+            )));
+        }
+        Ok(store.put_pod(pod))
+    }
+
     /// Adds an ephemeral (debug) container, running, as `kubectl debug` does.
     pub fn add_ephemeral_container(
         &self,

@@ -4,8 +4,9 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
-    Container, ContainerState, ContainerStateRunning, ContainerStateTerminated, ContainerStatus,
-    EphemeralContainer, Pod, PodSpec, PodStatus, ServiceAccount,
+    Container, ContainerState, ContainerStateRunning, ContainerStateTerminated,
+    ContainerStateWaiting, ContainerStatus, EnvVar, EphemeralContainer, Pod, PodSpec, PodStatus,
+    ServiceAccount,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use serde::{Deserialize, Serialize};
@@ -21,6 +22,9 @@ pub struct ContainerImage {
     /// `sha256:<64 hex>` the runtime resolved; `None` reports a tag only.
     #[serde(default)]
     pub digest: Option<String>,
+    /// Environment variables of the container's spec (literal values).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
 }
 
 impl ContainerImage {
@@ -90,9 +94,19 @@ fn now() -> Time {
 }
 
 fn container(image: &ContainerImage) -> Container {
+    let env: Vec<EnvVar> = image
+        .env
+        .iter()
+        .map(|(name, value)| EnvVar {
+            name: name.clone(),
+            value: Some(value.clone()),
+            value_from: None,
+        })
+        .collect();
     Container {
         name: image.name.clone(),
         image: Some(image.image.clone()),
+        env: (!env.is_empty()).then_some(env),
         ..Container::default()
     }
 }
@@ -191,6 +205,75 @@ pub fn mark_running(pod: &mut Pod, template: &PodTemplate) {
     );
 }
 
+/// The status of a container whose process exited, as the kubelet reports
+/// it until the restart: waiting in back-off, the ended instance in
+/// `lastState`. False when the pod has no running container of that name.
+pub fn container_exited(pod: &mut Pod, container: &str, exit_code: i32) -> bool {
+    let Some(status) = container_status(pod, container) else {
+        return false;
+    };
+    let Some(running) = status.state.as_ref().and_then(|s| s.running.clone()) else {
+        return false;
+    };
+    status.ready = false;
+    status.started = Some(false);
+    status.last_state = Some(ContainerState {
+        terminated: Some(ContainerStateTerminated {
+            exit_code,
+            reason: Some(if exit_code == 0 { "Completed" } else { "Error" }.into()),
+            container_id: status.container_id.clone(),
+            started_at: running.started_at,
+            finished_at: Some(now()),
+            ..Default::default()
+        }),
+        ..ContainerState::default()
+    });
+    status.state = Some(ContainerState {
+        waiting: Some(ContainerStateWaiting {
+            reason: Some("CrashLoopBackOff".into()),
+            message: Some(format!("back-off restarting failed container {container}")),
+        }),
+        ..ContainerState::default()
+    });
+    true
+}
+
+/// The status of a container the kubelet started again after it exited:
+/// running, a new `containerID`, `restartCount` + 1. False when the pod has
+/// no container of that name that is waiting to restart.
+pub fn container_restarted(pod: &mut Pod, container: &str) -> bool {
+    let Some(status) = container_status(pod, container) else {
+        return false;
+    };
+    if status.state.as_ref().is_none_or(|s| s.waiting.is_none()) {
+        return false;
+    }
+    status.ready = true;
+    status.started = Some(true);
+    status.restart_count += 1;
+    status.container_id = Some(format!("containerd://{}", container_id()));
+    status.state = Some(ContainerState {
+        running: Some(ContainerStateRunning {
+            started_at: Some(now()),
+        }),
+        ..ContainerState::default()
+    });
+    true
+}
+
+fn container_status<'a>(pod: &'a mut Pod, container: &str) -> Option<&'a mut ContainerStatus> {
+    let status = pod.status.as_mut()?;
+    [
+        status.init_container_statuses.as_mut(),
+        status.container_statuses.as_mut(),
+        status.ephemeral_container_statuses.as_mut(),
+    ]
+    .into_iter()
+    .flatten()
+    .flat_map(|list| list.iter_mut())
+    .find(|s| s.name == container)
+}
+
 /// Adds a debug container to a running pod, as `kubectl debug` does.
 pub fn add_ephemeral(pod: &mut Pod, image: &ContainerImage, target: Option<String>) {
     let spec = pod.spec.get_or_insert_with(PodSpec::default);
@@ -246,6 +329,7 @@ mod tests {
             name: "c".into(),
             image: image.into(),
             digest: Some(digest.clone()),
+            env: Default::default(),
         };
         assert_eq!(
             image("registry.example:5000/shop/api:1.4").image_id(),

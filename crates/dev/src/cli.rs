@@ -265,6 +265,10 @@ pub enum PodCommand {
         /// KEY=VALUE label (repeatable).
         #[arg(long = "label", value_name = "KEY=VALUE")]
         labels: Vec<String>,
+        /// CONTAINER:NAME=VALUE: an environment variable in that container's spec (repeatable).
+        /// `--env api:PODSEAL_CONTAINER=api` declares that container `api` runs podseal.
+        #[arg(long = "env", value_name = "CONTAINER:NAME=VALUE")]
+        env: Vec<String>,
         /// Also report every container started (phase Running).
         #[arg(long)]
         running: bool,
@@ -284,6 +288,27 @@ pub enum PodCommand {
         dir: DevClusterDir,
         /// NAMESPACE/NAME.
         pod: String,
+    },
+    /// Restart one container as the kubelet does after its process exits: the exit (waiting in
+    /// back-off), then a new instance (a new containerID, restartCount + 1). The pod keeps its uid.
+    #[command(
+        after_help = "Example:\n  podseal-dev cluster pod restart shop/api-0 --container api"
+    )]
+    Restart {
+        #[command(flatten)]
+        dir: DevClusterDir,
+        /// NAMESPACE/NAME.
+        pod: String,
+        /// The container to restart.
+        #[arg(long)]
+        container: String,
+        /// Report only the exit and leave the container waiting (restart it later without this flag
+        /// and with --start).
+        #[arg(long, conflicts_with = "start")]
+        stop: bool,
+        /// Report only the start of a container left waiting by --stop.
+        #[arg(long)]
+        start: bool,
     },
     /// Delete a pod.
     Delete {

@@ -153,6 +153,27 @@ fn exec_gives_the_program_its_secrets_and_leaves_none_on_disk() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("scope/namespace_mismatch"), "{stderr}");
 
+    // A mistyped program is refused before anything is opened, so it costs
+    // no enrolment: the corrected command, in the same running container,
+    // is not locked out by a pin.
+    let third = deployment.pod("api-2");
+    let third_pod: Vec<(&str, &str)> = third.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let capsule_arg = format!("X={}", p("db.capsule"));
+    let output = exec(
+        &["--env", &capsule_arg, "--", "no-such-program-podseal"],
+        &third_pod,
+        None,
+    );
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("not found in PATH"), "{stderr}");
+    let output = exec(
+        &["--env", &capsule_arg, "--", "sh", "-c", "printf '%s' \"$X\""],
+        &third_pod,
+        None,
+    );
+    assert_eq!(ok(&output), SECRET);
+
     // A --file destination on disk is refused unless --allow-disk.
     let on_disk = format!("{}={}", p("plain.txt"), p("tls.capsule"));
     let output = exec(&["--file", &on_disk, "--", "true"], &pod_env, None);

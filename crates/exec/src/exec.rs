@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 
 use podseal_core::armor;
 use podseal_core::capsule::Capsule;
+use podseal_core::reason::Reason;
 use podseal_core::secret::Plaintext;
 use podseal_sdk::client::{Client, SdkError};
 use podseal_sdk::memory::harden_process;
@@ -87,7 +88,7 @@ fn sdk_error(error: SdkError) -> CliError {
         let message = error.to_string();
         match error {
             SdkError::Config(_) | SdkError::Credentials { .. } => CliError::usage(message)
-                .hint("podseal-exec reads PODSEAL_SERVER, PODSEAL_CA_FILE or PODSEAL_SERVER_FINGERPRINT, PODSEAL_API_KEY_FILE and PODSEAL_TOKEN_FILE"),
+                .hint("podseal-exec reads PODSEAL_SERVER, PODSEAL_CA_FILE or PODSEAL_SERVER_FINGERPRINT, PODSEAL_API_KEY_FILE, PODSEAL_TOKEN_FILE and PODSEAL_CONTAINER"),
             // The server answered, through every retry, that it cannot decide
             // now, and said why: name it, as a refusal names its gate.
             SdkError::Unavailable {
@@ -97,9 +98,56 @@ fn sdk_error(error: SdkError) -> CliError {
             } => CliError::failure(message).hint(format!(
                 "the server could not decide (gate {gate}, reason {reason}): nothing was released and the program did not start; try again once the server is ready (GET /readyz)"
             )),
+            SdkError::Refused { ref reason, .. } => {
+                let hint = match reason.known() {
+                    Some(Reason::PodKeyAlreadyPinned) => Some(
+                        "another process in this running container holds the pin: run podseal-exec as the container's command, so that a failure ends the container and its restart enrols afresh",
+                    ),
+                    Some(
+                        Reason::ContainerRequired
+                        | Reason::ContainerUnknown
+                        | Reason::ContainerNotDeclared,
+                    ) => Some(
+                        "set PODSEAL_CONTAINER to this container's own name in its env in the pod spec (see docs/kubernetes.md)",
+                    ),
+                    _ => None,
+                };
+                match hint {
+                    Some(hint) => CliError::failure(message).hint(hint),
+                    None => CliError::failure(message),
+                }
+            }
             _ => CliError::failure(message),
         }
     }
+}
+
+/// Finds PROGRAM as `execve` will (a path, or a name searched in `PATH`)
+/// and checks that it may be executed: a mistyped program is refused
+/// before any capsule is opened, so it costs no enrolment.
+fn find_program(program: &str) -> Result<PathBuf, CliError> {
+    let executable = |path: &Path| {
+        path.is_file() && rustix::fs::access(path, rustix::fs::Access::EXEC_OK).is_ok()
+    };
+    if program.contains('/') {
+        let path = PathBuf::from(program);
+        return if executable(&path) {
+            Ok(path)
+        } else {
+            Err(CliError::usage(format!(
+                "cannot run {program}: no such executable file"
+            )))
+        };
+    }
+    let search = std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
+    std::env::split_paths(&search)
+        .map(|dir| dir.join(program))
+        .find(|path| executable(path))
+        .ok_or_else(|| {
+            CliError::usage(format!(
+                "cannot run {program}: not found in PATH (nothing was opened)"
+            ))
+        })
 }
 
 /// Runs `podseal-exec`; returns only on failure.
@@ -109,6 +157,7 @@ pub fn run(args: &ExecArgs) -> Result<(), CliError> {
             "no program given: podseal-exec [OPTIONS] -- PROGRAM [ARGS]…",
         ));
     };
+    let program_path = find_program(program)?;
     let mut targets = Vec::new();
     let mut capsules = Vec::new();
     // Every environment variable whose value is a capsule.
@@ -169,8 +218,8 @@ pub fn run(args: &ExecArgs) -> Result<(), CliError> {
     let plaintexts = plaintexts.map_err(sdk_error)?;
     drop(runtime);
 
-    let mut command = std::process::Command::new(program);
-    command.args(program_args);
+    let mut command = std::process::Command::new(&program_path);
+    command.arg0(program).args(program_args);
     for (target, plaintext) in targets.iter().zip(&plaintexts) {
         match target {
             Target::Env(name) => {

@@ -28,8 +28,13 @@ process, so signals reach it directly and its exit code is the exit code.
 
 The client is configured from the environment: PODSEAL_SERVER (https://…, required), PODSEAL_CA_FILE
 or PODSEAL_SERVER_FINGERPRINT, PODSEAL_API_KEY_FILE (default /var/run/secrets/podseal/api-key),
-PODSEAL_TOKEN_FILE (default /var/run/secrets/podseal/token). Its keys live only in this process's
-memory, which is locked (mlockall) and not dumpable, best effort.",
+PODSEAL_TOKEN_FILE (default /var/run/secrets/podseal/token), PODSEAL_CONTAINER (this container's
+name; needed when the pod has more than one container). Its keys live only in this process's
+memory, which is locked (mlockall) and not dumpable, best effort.
+
+Its DPoP key is pinned to this container's running instance: a second podseal-exec in the same
+running container is refused, and a restarted container enrols afresh. Run it as the container's
+command, so that a failure before PROGRAM starts ends the container and the restart retries.",
     after_help = "Examples:
   DB_PASSWORD=\"$(cat db-password.capsule)\" podseal-exec -- ./server
   podseal-exec --env DB_PASSWORD=/etc/capsules/db-password --file /dev/shm/tls.key=/etc/capsules/tls-key -- ./server"

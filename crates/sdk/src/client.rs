@@ -71,6 +71,10 @@ pub struct ClientConfig {
     pub api_key_file: PathBuf,
     /// File holding the projected ServiceAccount token.
     pub token_file: PathBuf,
+    /// The container this process runs in (`PODSEAL_CONTAINER`), named in
+    /// the session request: the DPoP key is pinned to that container's
+    /// running instance. `None` is enough in a pod with one container.
+    pub container: Option<String>,
     /// Renew a session this many seconds before it expires.
     pub renew_before_secs: i64,
     /// Deadline of one request.
@@ -98,6 +102,10 @@ pub const ENV_VARS: &[(&str, &str)] = &[
         "PODSEAL_TOKEN_FILE",
         "projected token file (default /var/run/secrets/podseal/token)",
     ),
+    (
+        "PODSEAL_CONTAINER",
+        "this container's name, as the pod spec sets it in this container's env (needed when the pod has more than one container)",
+    ),
 ];
 
 impl ClientConfig {
@@ -108,6 +116,7 @@ impl ClientConfig {
             trust,
             api_key_file: PathBuf::from(DEFAULT_API_KEY_FILE),
             token_file: PathBuf::from(DEFAULT_TOKEN_FILE),
+            container: None,
             renew_before_secs: 60,
             timeout: Duration::from_secs(10),
             retry: RetryPolicy::default(),
@@ -150,6 +159,7 @@ impl ClientConfig {
         if let Some(path) = lookup("PODSEAL_TOKEN_FILE") {
             config.token_file = path.into();
         }
+        config.container = lookup("PODSEAL_CONTAINER").filter(|name| !name.is_empty());
         Ok(config)
     }
 }
@@ -383,10 +393,11 @@ impl Client {
             return Ok(session.clone());
         }
         let recipient_key = self.recipient.public_key_bytes();
+        let container = self.config.container.as_deref();
         let (_, answer) = self
             .request(state, |dpop, credentials, freshness| {
                 self.endpoint
-                    .session(credentials, dpop, recipient_key, freshness)
+                    .session_in(credentials, dpop, recipient_key, container, freshness)
             })
             .await?;
         let session = protocol::session_answer(answer.status, &answer.body)?;

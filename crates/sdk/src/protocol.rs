@@ -225,7 +225,8 @@ impl Endpoint {
     }
 
     /// `POST /v1/sessions`: opens a session for `recipient` (the pod's
-    /// X25519 public key), signed by `dpop`.
+    /// X25519 public key), signed by `dpop`, naming no container (enough
+    /// for a pod with one container that declares none).
     pub fn session(
         &self,
         credentials: Credentials<'_>,
@@ -233,8 +234,23 @@ impl Endpoint {
         recipient_public_key: &[u8],
         freshness: Freshness<'_>,
     ) -> Result<SignedRequest, ProtocolError> {
+        self.session_in(credentials, dpop, recipient_public_key, None, freshness)
+    }
+
+    /// [`Endpoint::session`] from the container named `container` (what
+    /// `PODSEAL_CONTAINER` says): the DPoP key is pinned to that
+    /// container's running instance.
+    pub fn session_in(
+        &self,
+        credentials: Credentials<'_>,
+        dpop: &DpopKey,
+        recipient_public_key: &[u8],
+        container: Option<&str>,
+        freshness: Freshness<'_>,
+    ) -> Result<SignedRequest, ProtocolError> {
         let body = json(&SessionBody {
             recipient_key: URL_SAFE_NO_PAD.encode(recipient_public_key),
+            container: container.map(str::to_owned),
         })?;
         self.sign(SESSIONS_PATH, credentials, dpop, None, freshness, body)
     }

@@ -106,6 +106,10 @@ pub struct ReleaseSection {
     pub nonce_lifetime_secs: i64,
     /// Clock leeway for projected tokens' `exp`/`nbf`, seconds.
     pub token_leeway_secs: i64,
+    /// How long a session request waits for the API server to report its
+    /// container's new running instance, seconds: a restarted container's
+    /// process runs before the kubelet's status update arrives.
+    pub enrolment_wait_secs: i64,
 }
 
 impl Default for ReleaseSection {
@@ -116,6 +120,7 @@ impl Default for ReleaseSection {
             dpop_max_skew_secs: 5,
             nonce_lifetime_secs: 60,
             token_leeway_secs: 30,
+            enrolment_wait_secs: 5,
         }
     }
 }
@@ -307,6 +312,11 @@ const ENV_OVERRIDES: &[(&str, &[&str], Kind)] = &[
     (
         "PODSEAL_RELEASE_TOKEN_LEEWAY_SECS",
         &["release", "token_leeway_secs"],
+        Kind::Integer,
+    ),
+    (
+        "PODSEAL_RELEASE_ENROLMENT_WAIT_SECS",
+        &["release", "enrolment_wait_secs"],
         Kind::Integer,
     ),
     (
@@ -605,6 +615,12 @@ impl ServerConfig {
                 release.token_leeway_secs,
                 0,
                 300,
+            ),
+            (
+                "release.enrolment_wait_secs",
+                release.enrolment_wait_secs,
+                0,
+                60,
             ),
             (
                 "audit.checkpoint_interval_secs",

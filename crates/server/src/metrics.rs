@@ -1,6 +1,6 @@
 //! Prometheus text exposition for `GET /metrics`: requests by route and
 //! status, refusals by gate and reason, request latency histograms by
-//! route, and each cluster view's staleness.
+//! route, each cluster view's staleness, and how DPoP keys enrolled.
 //!
 //! Labels are bounded: routes are the router's patterns (unmatched paths
 //! count as `unmatched`), gates and reasons are the stable codes. No label
@@ -58,6 +58,9 @@ pub struct ViewSample {
     pub last_heard: Option<Duration>,
     /// Whether the view may answer.
     pub fresh: bool,
+    /// Session requests waiting for the view to show a container's new
+    /// instance.
+    pub waiting: usize,
 }
 
 impl Metrics {
@@ -93,8 +96,14 @@ impl Metrics {
             .observe(elapsed.as_secs_f64());
     }
 
-    /// The exposition text; `storage` is the engine's (round trips, commits).
-    pub fn render(&self, views: &[ViewSample], storage: (u64, u64)) -> String {
+    /// The exposition text; `storage` is the engine's (round trips,
+    /// commits), `enrolments` the release path's (kind, count).
+    pub fn render(
+        &self,
+        views: &[ViewSample],
+        storage: (u64, u64),
+        enrolments: &[(&str, u64)],
+    ) -> String {
         let inner = self.lock();
         let mut out = String::new();
         out.push_str("# HELP podseal_requests_total Requests answered, by route and HTTP status.\n# TYPE podseal_requests_total counter\n");
@@ -145,6 +154,19 @@ impl Metrics {
                 u8::from(view.fresh)
             );
         }
+        out.push_str("# HELP podseal_enrolments_total Session requests by how their DPoP key was pinned: pinned (a container's first key), same_key, after_restart (a restarted container's key replaced the old one, whose sessions ended), conflict (refused: another key holds the running instance's pin; an enrolment race or a second process).\n# TYPE podseal_enrolments_total counter\n");
+        for (kind, n) in enrolments {
+            let _ = writeln!(out, "podseal_enrolments_total{{kind=\"{kind}\"}} {n}");
+        }
+        out.push_str("# HELP podseal_view_waiting_requests Session requests waiting for the cluster's API server to report a container's new running instance.\n# TYPE podseal_view_waiting_requests gauge\n");
+        for view in views {
+            let _ = writeln!(
+                out,
+                "podseal_view_waiting_requests{{cluster=\"{}\"}} {}",
+                escape(&view.cluster),
+                view.waiting
+            );
+        }
         let (round_trips, commits) = storage;
         let _ = writeln!(
             out,
@@ -181,8 +203,10 @@ mod tests {
                 cluster: "prod".into(),
                 last_heard: Some(Duration::from_millis(1500)),
                 fresh: true,
+                waiting: 1,
             }],
             (7, 3),
+            &[("after_restart", 2), ("conflict", 1)],
         );
         for line in [
             "podseal_requests_total{route=\"/v1/unwrap\",status=\"200\"} 1",
@@ -194,8 +218,11 @@ mod tests {
             "podseal_request_duration_seconds_count{route=\"/v1/unwrap\"} 2",
             "podseal_view_last_heard_seconds{cluster=\"prod\"} 1.5",
             "podseal_view_fresh{cluster=\"prod\"} 1",
+            "podseal_view_waiting_requests{cluster=\"prod\"} 1",
             "podseal_storage_round_trips_total 7",
             "podseal_storage_commits_total 3",
+            "podseal_enrolments_total{kind=\"after_restart\"} 2",
+            "podseal_enrolments_total{kind=\"conflict\"} 1",
         ] {
             assert!(text.lines().any(|l| l == line), "missing {line}\n{text}");
         }

@@ -3,7 +3,9 @@
 //! A `kube::runtime::watcher` over every pod feeds a reflector store. A lookup
 //! answers from the store, or with a direct GET when the pod is not cached
 //! yet, and returns the facts gate 4 needs: uid, phase, service account, and
-//! every init, app and ephemeral container's image and `imageID` digest.
+//! every init, app and ephemeral container's image and `imageID` digest,
+//! running instance (`containerID`) and whether it declares that it runs
+//! podseal (the enrolment, `gate/enrolment.rs`).
 //!
 //! **Bounded staleness, reconciled with the API server.** The view is
 //! *fresh* only while its cache has been reconciled with the API server
@@ -24,8 +26,10 @@
 //! the full relist every `relist_interval`. A cached pod missing from a
 //! relist is gone: its sessions are revoked.
 //!
-//! Deletions, uid changes (a pod recreated under the same name) and other
-//! changes are broadcast as [`PodEvent`]s for the session layer.
+//! Deletions, uid changes (a pod recreated under the same name), container
+//! instances that stopped running (an exit, or a restart's new
+//! `containerID`) and other changes are broadcast as [`PodEvent`]s for the
+//! session layer.
 //!
 //! The only API calls are get, list and watch on pods (see `docs/rbac.md`).
 
@@ -34,7 +38,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt as _;
-use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
+use k8s_openapi::api::core::v1::{ContainerStatus, EnvVar, Pod};
 use kube::api::{Api, ListParams};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::watcher;
@@ -95,6 +99,16 @@ pub struct ContainerFacts {
     pub image_id: Option<String>,
     /// `sha256:<64 hex>` parsed from `imageID`; `None` for no status or no digest.
     pub digest: Option<String>,
+    /// The running instance: the status's `containerID` while its state is
+    /// `running`; `None` while it waits, after it terminated, or with no
+    /// status. A restart shows as a new id (and `restartCount` + 1).
+    pub running_id: Option<String>,
+    /// `restartCount` from the status (0 with no status).
+    pub restart_count: i32,
+    /// The spec sets `PODSEAL_CONTAINER` to this container's own name (a
+    /// literal `value`): the container declares that it runs podseal and may
+    /// enrol a DPoP key. Container env cannot change in a running pod.
+    pub declares_podseal: bool,
 }
 
 /// What gate 4 needs to know about a pod.
@@ -159,6 +173,20 @@ pub enum PodEvent {
         old_uid: String,
         /// The new uid.
         new_uid: String,
+    },
+    /// A container instance that was running is no longer: it exited, or a
+    /// restart replaced it with a new `containerID`. Its sessions end.
+    ContainerEnded {
+        /// Namespace.
+        namespace: String,
+        /// Name.
+        name: String,
+        /// The pod's uid.
+        uid: String,
+        /// The container's name.
+        container: String,
+        /// The `containerID` of the instance that ended.
+        container_id: String,
     },
     /// The pod changed (phase, containers): re-check it.
     Changed {
@@ -254,6 +282,17 @@ pub struct PodView {
     events: broadcast::Sender<PodEvent>,
     config: ViewConfig,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// Lookups waiting in [`PodView::lookup_until`] now.
+    waiting: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// Counts one waiting lookup while it lives.
+struct Waiting(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 impl Drop for PodView {
@@ -293,6 +332,7 @@ impl PodView {
             events,
             config,
             tasks: vec![watch, probe],
+            waiting: Arc::default(),
         }
     }
 
@@ -308,6 +348,12 @@ impl PodView {
             .map(|at| Instant::now().saturating_duration_since(at))
     }
 
+    /// Lookups waiting for a pod to change now (session requests waiting
+    /// for the kubelet to report a container's new instance).
+    pub fn waiting(&self) -> usize {
+        self.waiting.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// True when the view may answer.
     pub fn is_fresh(&self) -> bool {
         self.staleness().is_none()
@@ -316,6 +362,49 @@ impl PodView {
     /// Receives deletions, uid changes and other changes.
     pub fn subscribe(&self) -> broadcast::Receiver<PodEvent> {
         self.events.subscribe()
+    }
+
+    /// Looks `namespace/name` up until `done` holds of the answer or
+    /// `deadline` passes, looking again after each change the watch reports
+    /// for that pod; returns the last answer, on which the caller decides.
+    /// (Used where the API server is known to lag the node: a restarted
+    /// container runs before the kubelet reports its new `containerID`.)
+    pub async fn lookup_until(
+        &self,
+        namespace: &str,
+        name: &str,
+        deadline: Instant,
+        done: impl Fn(&ViewAnswer) -> bool,
+    ) -> ViewAnswer {
+        use tokio::sync::broadcast::error::RecvError;
+        // Subscribed before the first lookup, so no change falls between.
+        let mut events = self.events.subscribe();
+        let mut counted = None;
+        loop {
+            let answer = self.lookup(namespace, name).await;
+            if done(&answer) || Instant::now() >= deadline {
+                return answer;
+            }
+            counted.get_or_insert_with(|| {
+                self.waiting
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                Waiting(self.waiting.clone())
+            });
+            let change = async {
+                loop {
+                    match events.recv().await {
+                        Ok(event) if event.pod() == (namespace, name) => return true,
+                        Ok(_) => {}
+                        Err(RecvError::Lagged(_)) => return true,
+                        Err(RecvError::Closed) => return false,
+                    }
+                }
+            };
+            match tokio::time::timeout_at(deadline.into(), change).await {
+                Ok(true) => {}
+                Ok(false) | Err(_) => return self.lookup(namespace, name).await,
+            }
+        }
     }
 
     /// What the view knows of `namespace/name`, from the cache or, on a
@@ -348,6 +437,26 @@ impl PodView {
     }
 }
 
+impl PodEvent {
+    /// The namespace and name of the pod the event is about.
+    pub fn pod(&self) -> (&str, &str) {
+        match self {
+            Self::Deleted {
+                namespace, name, ..
+            }
+            | Self::Replaced {
+                namespace, name, ..
+            }
+            | Self::ContainerEnded {
+                namespace, name, ..
+            }
+            | Self::Changed {
+                namespace, name, ..
+            } => (namespace, name),
+        }
+    }
+}
+
 type Key = (String, String);
 
 fn key_of(pod: &Pod) -> Key {
@@ -365,26 +474,68 @@ fn uid_of(pod: &Pod) -> String {
 /// show as absences after a relist.
 #[derive(Default)]
 struct EventTracker {
-    known: HashMap<Key, String>,
+    known: HashMap<Key, KnownPod>,
     relisting: Option<HashSet<Key>>,
+}
+
+/// What the tracker remembers of a pod: its uid and which container
+/// instances were running.
+struct KnownPod {
+    uid: String,
+    /// Container name → `containerID` of its running instance.
+    running: HashMap<String, String>,
+}
+
+/// Container name → `containerID`, for every container whose state is running.
+fn running_instances(pod: &Pod) -> HashMap<String, String> {
+    pod_facts(pod)
+        .containers
+        .into_iter()
+        .filter_map(|c| c.running_id.map(|id| (c.name, id)))
+        .collect()
 }
 
 impl EventTracker {
     fn apply(&mut self, pod: &Pod, out: &mut Vec<PodEvent>) {
         let (key, uid) = (key_of(pod), uid_of(pod));
         let (namespace, name) = key.clone();
-        match self.known.insert(key, uid.clone()) {
-            Some(old_uid) if old_uid != uid => out.push(PodEvent::Replaced {
+        let running = running_instances(pod);
+        let previous = self.known.insert(
+            key,
+            KnownPod {
+                uid: uid.clone(),
+                running: running.clone(),
+            },
+        );
+        match previous {
+            Some(old) if old.uid != uid => out.push(PodEvent::Replaced {
                 namespace,
                 name,
-                old_uid,
+                old_uid: old.uid,
                 new_uid: uid,
             }),
-            Some(_) => out.push(PodEvent::Changed {
-                namespace,
-                name,
-                uid,
-            }),
+            Some(old) => {
+                let mut ended: Vec<(String, String)> = old
+                    .running
+                    .into_iter()
+                    .filter(|(container, id)| running.get(container) != Some(id))
+                    .collect();
+                ended.sort();
+                for (container, container_id) in ended {
+                    out.push(PodEvent::ContainerEnded {
+                        namespace: namespace.clone(),
+                        name: name.clone(),
+                        uid: uid.clone(),
+                        container,
+                        container_id,
+                    });
+                }
+                out.push(PodEvent::Changed {
+                    namespace,
+                    name,
+                    uid,
+                });
+            }
             None => {}
         }
     }
@@ -418,11 +569,11 @@ impl EventTracker {
                     .cloned()
                     .collect();
                 for (namespace, name) in gone {
-                    if let Some(uid) = self.known.remove(&(namespace.clone(), name.clone())) {
+                    if let Some(known) = self.known.remove(&(namespace.clone(), name.clone())) {
                         out.push(PodEvent::Deleted {
                             namespace,
                             name,
-                            uid,
+                            uid: known.uid,
                         });
                     }
                 }
@@ -577,25 +728,48 @@ pub fn digest_of_image_id(image_id: &str) -> Option<String> {
     valid.then(|| digest.to_owned())
 }
 
+/// The variable a container's spec sets to its own name to declare that it
+/// runs podseal (see [`ContainerFacts::declares_podseal`]).
+pub const CONTAINER_VARIABLE: &str = "PODSEAL_CONTAINER";
+
+fn declares_podseal(name: &str, env: Option<&Vec<EnvVar>>) -> bool {
+    env.into_iter()
+        .flatten()
+        .any(|var| var.name == CONTAINER_VARIABLE && var.value.as_deref() == Some(name))
+}
+
 /// The facts of a pod, from its spec and status.
 pub fn pod_facts(pod: &Pod) -> PodFacts {
     let spec = pod.spec.as_ref();
     let status = pod.status.as_ref();
     let statuses = |list: Option<&Vec<ContainerStatus>>| list.cloned().unwrap_or_default();
-    let find = |list: &[ContainerStatus], name: &str| {
-        list.iter()
-            .find(|s| s.name == name)
-            .map(|s| s.image_id.clone())
-    };
     let mut containers = Vec::new();
-    let mut push = |kind, name: &str, image: Option<&String>, list: &[ContainerStatus]| {
-        let image_id = find(list, name).filter(|id| !id.is_empty());
+    let mut push = |kind,
+                    name: &str,
+                    image: Option<&String>,
+                    env: Option<&Vec<EnvVar>>,
+                    list: &[ContainerStatus]| {
+        let status = list.iter().find(|s| s.name == name);
+        let image_id = status
+            .map(|s| s.image_id.clone())
+            .filter(|id| !id.is_empty());
+        let running_id = status
+            .filter(|s| {
+                s.state
+                    .as_ref()
+                    .is_some_and(|state| state.running.is_some())
+            })
+            .and_then(|s| s.container_id.clone())
+            .filter(|id| !id.is_empty());
         containers.push(ContainerFacts {
             kind,
             name: name.to_owned(),
             image: image.cloned().unwrap_or_default(),
             digest: image_id.as_deref().and_then(digest_of_image_id),
             image_id,
+            running_id,
+            restart_count: status.map_or(0, |s| s.restart_count),
+            declares_podseal: declares_podseal(name, env),
         });
     };
     let init_statuses = statuses(status.and_then(|s| s.init_container_statuses.as_ref()));
@@ -608,12 +782,19 @@ pub fn pod_facts(pod: &Pod) -> PodFacts {
             ContainerKind::Init,
             &c.name,
             c.image.as_ref(),
+            c.env.as_ref(),
             &init_statuses,
         );
     }
     let app_statuses = statuses(status.and_then(|s| s.container_statuses.as_ref()));
     for c in spec.map(|s| s.containers.as_slice()).unwrap_or_default() {
-        push(ContainerKind::App, &c.name, c.image.as_ref(), &app_statuses);
+        push(
+            ContainerKind::App,
+            &c.name,
+            c.image.as_ref(),
+            c.env.as_ref(),
+            &app_statuses,
+        );
     }
     let ephemeral_statuses = statuses(status.and_then(|s| s.ephemeral_container_statuses.as_ref()));
     for c in spec
@@ -625,6 +806,7 @@ pub fn pod_facts(pod: &Pod) -> PodFacts {
             ContainerKind::Ephemeral,
             &c.name,
             c.image.as_ref(),
+            c.env.as_ref(),
             &ephemeral_statuses,
         );
     }
@@ -641,6 +823,7 @@ pub fn pod_facts(pod: &Pod) -> PodFacts {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::indexing_slicing, reason = "test code")]
     use super::*;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
@@ -654,6 +837,94 @@ mod tests {
             },
             ..Pod::default()
         }
+    }
+
+    /// `pod("a", "1")` with containers `api` and `worker`, each running
+    /// the instance given (or waiting, for `None`).
+    fn pod_running(api: Option<&str>, worker: Option<&str>) -> Pod {
+        use k8s_openapi::api::core::v1::{
+            Container, ContainerState, ContainerStateRunning, ContainerStateWaiting, PodSpec,
+            PodStatus,
+        };
+        let status = |name: &str, id: Option<&str>| ContainerStatus {
+            name: name.into(),
+            container_id: Some(format!("containerd://{}", id.unwrap_or("old"))),
+            state: Some(match id {
+                Some(_) => ContainerState {
+                    running: Some(ContainerStateRunning::default()),
+                    ..ContainerState::default()
+                },
+                None => ContainerState {
+                    waiting: Some(ContainerStateWaiting::default()),
+                    ..ContainerState::default()
+                },
+            }),
+            ..ContainerStatus::default()
+        };
+        Pod {
+            spec: Some(PodSpec {
+                containers: ["api", "worker"]
+                    .map(|name| Container {
+                        name: name.into(),
+                        ..Container::default()
+                    })
+                    .into(),
+                ..PodSpec::default()
+            }),
+            status: Some(PodStatus {
+                container_statuses: Some(vec![status("api", api), status("worker", worker)]),
+                ..PodStatus::default()
+            }),
+            ..pod("a", "1")
+        }
+    }
+
+    #[test]
+    fn tracker_reports_container_instances_that_stop_running() {
+        let ended = |container: &str, id: &str| PodEvent::ContainerEnded {
+            namespace: "shop".into(),
+            name: "a".into(),
+            uid: "1".into(),
+            container: container.into(),
+            container_id: format!("containerd://{id}"),
+        };
+        let changed = PodEvent::Changed {
+            namespace: "shop".into(),
+            name: "a".into(),
+            uid: "1".into(),
+        };
+        let mut tracker = EventTracker::default();
+        let mut apply = |pod: Pod| tracker.track(&watcher::Event::Apply(pod));
+        assert!(apply(pod_running(Some("a1"), Some("w1"))).is_empty());
+        // Nothing ended: only a change.
+        assert_eq!(
+            apply(pod_running(Some("a1"), Some("w1"))),
+            std::slice::from_ref(&changed)
+        );
+        // The api process exited: the kubelet waits to restart it.
+        assert_eq!(
+            apply(pod_running(None, Some("w1"))),
+            [ended("api", "a1"), changed.clone()]
+        );
+        // Restarted: a new instance, nothing more ended.
+        assert_eq!(
+            apply(pod_running(Some("a2"), Some("w1"))),
+            std::slice::from_ref(&changed)
+        );
+        // Both restarted between two events (the waiting state never seen).
+        assert_eq!(
+            apply(pod_running(Some("a3"), Some("w2"))),
+            [ended("api", "a2"), ended("worker", "w1"), changed]
+        );
+        let facts = pod_facts(&pod_running(Some("a3"), None));
+        assert_eq!(
+            facts.containers[0].running_id.as_deref(),
+            Some("containerd://a3")
+        );
+        assert_eq!(
+            facts.containers[1].running_id, None,
+            "waiting is not running"
+        );
     }
 
     #[test]

@@ -14,6 +14,8 @@
 //! records are durable, and a failed audit write refuses.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -27,13 +29,16 @@ use sha2::{Digest, Sha256};
 
 use crate::audit_log::AuditContext;
 use crate::cluster::{ClusterRegistry, ConnectedCluster};
+use crate::gate::enrolment;
 use crate::gate::live_pod::{self, LivePodDecision};
 use crate::gate::{Gate, Reason, Refusal};
 use crate::group_commit::GroupCommit;
 use crate::identity::WorkloadIdentity;
 use crate::nonce::NonceIssuer;
+use crate::pod_view::{PodFacts, ViewAnswer};
 use crate::storage::{
-    ApiKeyRecord, CommitItem, JtiRecord, PinOutcome, PolicyRecord, SessionRecord, Storage,
+    ApiKeyRecord, CommitItem, ContainerInstance, JtiRecord, PinOutcome, PolicyRecord,
+    SessionRecord, Storage,
 };
 
 /// Tunables of the release path.
@@ -47,6 +52,10 @@ pub struct ReleaseConfig {
     pub dpop_max_age_secs: i64,
     /// How far in the future `iat` may be, seconds.
     pub dpop_max_skew_secs: i64,
+    /// How long a session request waits for the pod view to show its
+    /// container's running instance (a restarted container runs before the
+    /// kubelet reports it).
+    pub enrolment_wait: Duration,
 }
 
 impl Default for ReleaseConfig {
@@ -56,7 +65,32 @@ impl Default for ReleaseConfig {
             max_session_secs: 3600,
             dpop_max_age_secs: 60,
             dpop_max_skew_secs: 5,
+            enrolment_wait: Duration::from_secs(5),
         }
+    }
+}
+
+/// How session requests enrolled, for `/metrics`.
+#[derive(Debug, Default)]
+pub struct EnrolmentCounts {
+    pinned: AtomicU64,
+    same_key: AtomicU64,
+    after_restart: AtomicU64,
+    conflict: AtomicU64,
+}
+
+impl EnrolmentCounts {
+    /// (kind, count) for every kind: `pinned` (a container's first key),
+    /// `same_key`, `after_restart` (a restarted container's new key
+    /// replaced the old one), `conflict` (another key holds the running
+    /// instance's pin: refused; an enrolment race or a second process).
+    pub fn snapshot(&self) -> [(&'static str, u64); 4] {
+        [
+            ("pinned", self.pinned.load(Ordering::Relaxed)),
+            ("same_key", self.same_key.load(Ordering::Relaxed)),
+            ("after_restart", self.after_restart.load(Ordering::Relaxed)),
+            ("conflict", self.conflict.load(Ordering::Relaxed)),
+        ]
     }
 }
 
@@ -109,6 +143,7 @@ pub struct ReleaseService<S: Storage> {
     config: ReleaseConfig,
     /// Durable writes of concurrent requests share one transaction.
     commits: GroupCommit<S>,
+    enrolments: EnrolmentCounts,
 }
 
 fn now() -> i64 {
@@ -160,7 +195,13 @@ impl<S: Storage> ReleaseService<S> {
             org_keys,
             nonces,
             config,
+            enrolments: EnrolmentCounts::default(),
         }
+    }
+
+    /// How session requests enrolled so far.
+    pub fn enrolments(&self) -> &EnrolmentCounts {
+        &self.enrolments
     }
 
     /// A fresh DPoP server nonce (sent as `DPoP-Nonce` on every release answer).
@@ -390,20 +431,31 @@ impl<S: Storage> ReleaseService<S> {
         Ok(verified)
     }
 
-    /// Gate 4 with audit mode recorded loudly.
+    /// Gate 4 with audit mode recorded loudly; the pod's facts when the view
+    /// had them.
     async fn check_live_pod(
         &self,
         verified: &Verified,
         audit: &mut AuditContext,
-    ) -> Result<(), Refusal> {
+    ) -> Result<ViewAnswer, Refusal> {
         let identity = &verified.identity;
         let answer = verified
             .cluster
             .view
             .lookup(&identity.namespace, &identity.pod_name)
             .await;
-        match live_pod::decide(&answer, identity, verified.policy.as_ref())? {
-            LivePodDecision::Allowed => Ok(()),
+        self.decide_live_pod(answer, verified, audit).await
+    }
+
+    /// Gate 4 on an answer of the pod view.
+    async fn decide_live_pod(
+        &self,
+        answer: ViewAnswer,
+        verified: &Verified,
+        audit: &mut AuditContext,
+    ) -> Result<ViewAnswer, Refusal> {
+        match live_pod::decide(&answer, &verified.identity, verified.policy.as_ref())? {
+            LivePodDecision::Allowed => Ok(answer),
             LivePodDecision::AuditOnly(refusal) => {
                 tracing::warn!(
                     gate = refusal.gate.code(),
@@ -415,9 +467,123 @@ impl<S: Storage> ReleaseService<S> {
                     Outcome::AuditModeWouldRefuse,
                     Some(&refusal),
                 )])
-                .await
+                .await?;
+                Ok(answer)
             }
         }
+    }
+
+    /// The running instance of `container`, waiting (up to `deadline`) for
+    /// the pod view to show one whose `containerID` is not `not`: a
+    /// restarted container's process runs before the kubelet reports its
+    /// new instance. Gate 4 is decided again on the answer waited for (a
+    /// restart may have brought another image).
+    async fn running_instance(
+        &self,
+        verified: &Verified,
+        container: &str,
+        not: Option<&str>,
+        deadline: Instant,
+        audit: &mut AuditContext,
+    ) -> Result<Option<ContainerInstance>, Refusal> {
+        let identity = &verified.identity;
+        let answer = verified
+            .cluster
+            .view
+            .lookup_until(
+                &identity.namespace,
+                &identity.pod_name,
+                deadline,
+                |answer| enrolment::running_id(answer, container).is_some_and(|id| Some(id) != not),
+            )
+            .await;
+        let answer = self.decide_live_pod(answer, verified, audit).await?;
+        Ok(enrolment::running_id(&answer, container)
+            .filter(|id| Some(*id) != not)
+            .map(|id| ContainerInstance {
+                pod_uid: identity.pod_uid.clone(),
+                container: container.to_owned(),
+                container_id: id.to_owned(),
+            }))
+    }
+
+    /// Pins the proof's key to the running instance of the request's
+    /// container (see [`enrolment`]): a container's first key, the same key
+    /// again, or a restarted container's new key (the old instance's pin
+    /// and sessions end). Another key for the instance that still runs is
+    /// refused, after waiting for a restart the view has not shown yet.
+    async fn enrol(
+        &self,
+        verified: &Verified,
+        facts: &PodFacts,
+        declared: Option<&str>,
+        jkt: &str,
+        expires_at: i64,
+        audit: &mut AuditContext,
+    ) -> Result<ContainerInstance, Refusal> {
+        let container = enrolment::choose(facts, declared)?.name.clone();
+        audit.set("container", &container);
+        let deadline = Instant::now() + self.config.enrolment_wait;
+        let mut not = None;
+        loop {
+            let Some(instance) = self
+                .running_instance(verified, &container, not.as_deref(), deadline, audit)
+                .await?
+            else {
+                return Err(match not {
+                    None => enrolment::not_running(&container),
+                    Some(_) => self.conflict(),
+                });
+            };
+            audit.set("container_id", &instance.container_id);
+            let outcome = self
+                .storage
+                .pin_dpop_key(&verified.key.cluster, &instance, jkt, expires_at, now())
+                .await
+                .map_err(Self::storage_refusal)?;
+            let kind = match outcome {
+                PinOutcome::Pinned => "pinned",
+                PinOutcome::AlreadyPinned => "same_key",
+                PinOutcome::Replaced {
+                    old_jkt,
+                    old_container_id,
+                    sessions_revoked,
+                } => {
+                    audit.set("replaced_jkt", old_jkt);
+                    audit.set("replaced_container_id", old_container_id);
+                    audit.set("sessions_revoked", sessions_revoked.to_string());
+                    "after_restart"
+                }
+                PinOutcome::OtherKeyPinned if Instant::now() < deadline => {
+                    // Perhaps a restart the API server has not shown yet:
+                    // wait for another instance, and refuse if none comes.
+                    not = Some(instance.container_id);
+                    continue;
+                }
+                PinOutcome::OtherKeyPinned => return Err(self.conflict()),
+            };
+            audit.set("enrolment", kind);
+            let counter = match kind {
+                "pinned" => &self.enrolments.pinned,
+                "same_key" => &self.enrolments.same_key,
+                _ => &self.enrolments.after_restart,
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
+            return Ok(instance);
+        }
+    }
+
+    /// Another key holds the pin of the running instance: refused, counted.
+    fn conflict(&self) -> Refusal {
+        self.enrolments.conflict.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(
+            "enrolment conflict: another DPoP key is pinned to this container instance; if it just started, another process enrolled first"
+        );
+        Refusal::new(
+            Gate::Dpop,
+            Reason::PodKeyAlreadyPinned,
+            "another DPoP key is pinned to this container while it runs; a restarted container enrols afresh (if this container just started, another process enrolled first: treat the API key and token as exposed)",
+        )
     }
 
     /// `POST /v1/sessions`: the four gates, then the pin and the session.
@@ -425,10 +591,11 @@ impl<S: Storage> ReleaseService<S> {
         &self,
         credentials: Credentials<'_>,
         recipient_key: &[u8],
+        container: Option<&str>,
     ) -> Result<SessionGrant, Refusal> {
         let mut audit = AuditContext::default();
         match self
-            .try_establish(credentials, recipient_key, &mut audit)
+            .try_establish(credentials, recipient_key, container, &mut audit)
             .await
         {
             Ok(grant) => {
@@ -445,6 +612,7 @@ impl<S: Storage> ReleaseService<S> {
         &self,
         credentials: Credentials<'_>,
         recipient_key: &[u8],
+        container: Option<&str>,
         audit: &mut AuditContext,
     ) -> Result<SessionGrant, Refusal> {
         let (verified, _) = self.verify_caller(&credentials, None, audit).await?;
@@ -472,28 +640,27 @@ impl<S: Storage> ReleaseService<S> {
                 "the recipient key must be a canonical 32-byte X25519 public key of large order",
             ));
         }
-        self.check_live_pod(&verified, audit).await?;
+        let answer = self.check_live_pod(&verified, audit).await?;
+        let ViewAnswer::Present(facts) = &answer else {
+            // Only audit mode lets an absent or unknown pod past gate 4, and
+            // a pin needs the container's running instance.
+            return Err(enrolment::not_running(container.unwrap_or("(none named)")));
+        };
         let identity = &verified.identity;
-        let now = now();
-        let expires_at = identity.expires_at.min(now + self.config.max_session_secs);
-        let pinned = self
-            .storage
-            .pin_dpop_key(
-                &verified.key.cluster,
-                &identity.pod_uid,
+        let expires_at = identity
+            .expires_at
+            .min(now() + self.config.max_session_secs);
+        let instance = self
+            .enrol(
+                &verified,
+                facts,
+                container,
                 &proof.thumbprint,
                 expires_at,
-                now,
+                audit,
             )
-            .await
-            .map_err(Self::storage_refusal)?;
-        if pinned == PinOutcome::OtherKeyPinned {
-            return Err(Refusal::new(
-                Gate::Dpop,
-                Reason::PodKeyAlreadyPinned,
-                "another DPoP key is pinned to this live pod; rotate with the previous key's proof",
-            ));
-        }
+            .await?;
+        let now = now();
         let session_id = random_id()?;
         let session = SessionRecord {
             id: session_id.clone(),
@@ -502,6 +669,8 @@ impl<S: Storage> ReleaseService<S> {
             service_account: identity.service_account.clone(),
             pod_name: identity.pod_name.clone(),
             pod_uid: identity.pod_uid.clone(),
+            container: instance.container,
+            container_id: instance.container_id,
             jkt: proof.thumbprint,
             recipient_key: recipient_key.to_vec(),
             api_key_id: verified.key.id.clone(),
@@ -616,7 +785,8 @@ impl<S: Storage> ReleaseService<S> {
                 "the proof is not signed by the session's pinned key",
             ));
         }
-        self.check_live_pod(&verified, audit).await?;
+        let answer = self.check_live_pod(&verified, audit).await?;
+        check_instance(&session, &answer)?;
         let binding = ReleaseBinding {
             session_id: &request.session_id,
             jti: &proof.claims.jti,
@@ -717,6 +887,7 @@ impl<S: Storage> ReleaseService<S> {
             .rotate_pin(
                 &session.cluster,
                 &session.pod_uid,
+                &session.container,
                 &old.thumbprint,
                 &new.thumbprint,
             )
@@ -772,6 +943,24 @@ fn live_session(
         ));
     }
     Ok(session)
+}
+
+/// The session's container instance is still the running one (sessions
+/// opened before version 5 carry none and are bound to the pod only).
+fn check_instance(session: &SessionRecord, answer: &ViewAnswer) -> Result<(), Refusal> {
+    if session.container_id.is_empty()
+        || enrolment::running_id(answer, &session.container) == Some(session.container_id.as_str())
+    {
+        return Ok(());
+    }
+    Err(Refusal::new(
+        Gate::LivePod,
+        Reason::ContainerRestarted,
+        format!(
+            "container {} restarted or stopped since this session was opened; its new process opens a new session",
+            session.container
+        ),
+    ))
 }
 
 pub use podseal_core::wire::MAX_BATCH;

@@ -421,6 +421,9 @@ where
             max_session_secs: config.release.max_session_secs,
             dpop_max_age_secs: config.release.dpop_max_age_secs,
             dpop_max_skew_secs: config.release.dpop_max_skew_secs,
+            enrolment_wait: Duration::from_secs(
+                u64::try_from(config.release.enrolment_wait_secs).unwrap_or(0),
+            ),
         },
     ));
     let mut cluster_errors = Vec::new();

@@ -41,17 +41,20 @@ fn template(name: &str) -> PodTemplate {
             name: "migrate".into(),
             image: "registry.example/shop/migrate:1".into(),
             digest: Some(digest('1')),
+            env: Default::default(),
         }],
         containers: vec![
             ContainerImage {
                 name: "api".into(),
                 image: "registry.example/shop/api:1.4".into(),
                 digest: Some(digest('a')),
+                env: Default::default(),
             },
             ContainerImage {
                 name: "proxy".into(),
                 image: "registry.example/mesh/proxy:2".into(),
                 digest: Some(digest('b')),
+                env: Default::default(),
             },
         ],
     }
@@ -62,6 +65,7 @@ fn debugger() -> ContainerImage {
         name: "debugger-x7k2p".into(),
         image: "busybox:1.36".into(),
         digest: Some(digest('d')),
+        env: Default::default(),
     }
 }
 

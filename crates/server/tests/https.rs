@@ -83,6 +83,7 @@ fn image(name: &str, digest_char: Option<char>) -> ContainerImage {
         name: name.into(),
         image: format!("registry.example/shop/{name}:1"),
         digest: digest_char.map(digest),
+        env: Default::default(),
     }
 }
 

@@ -148,6 +148,8 @@ fn service_over(
         NonceIssuer::new(&[7; 32], 60),
         ReleaseConfig {
             external_url: URL.into(),
+            // Short: a second key's refusal waits this long for a restart.
+            enrolment_wait: Duration::from_secs(1),
             ..ReleaseConfig::default()
         },
     ));
@@ -163,11 +165,12 @@ fn service_over(
     service
 }
 
-/// What a pod holds in RAM.
+/// What a pod's process holds in RAM (and the container it says it runs in).
 struct Pod {
     dpop: DpopKey,
     recipient: LocalPrivateKey,
     token: String,
+    container: Option<String>,
 }
 
 impl World {
@@ -189,14 +192,21 @@ impl World {
     }
 
     fn pod(&self) -> Pod {
+        self.process_in("api-0", None)
+    }
+
+    /// A new process (new RAM-only keys) in pod `shop/NAME`, naming
+    /// `container` as `PODSEAL_CONTAINER` would.
+    fn process_in(&self, name: &str, container: Option<&str>) -> Pod {
         let (token, _) = self
             .handle
-            .issue_token("shop", "api", &["podseal".into()], 600, Some("api-0"))
+            .issue_token("shop", "api", &["podseal".into()], 600, Some(name))
             .unwrap();
         Pod {
             dpop: DpopKey::generate().unwrap(),
             recipient: LocalPrivateKey::generate(KemId::X25519HkdfSha256).unwrap(),
             token,
+            container: container.map(str::to_owned),
         }
     }
 
@@ -271,7 +281,11 @@ impl World {
             dpop: &[&proof],
         };
         self.service
-            .establish_session(credentials, pod.recipient.public_key_bytes())
+            .establish_session(
+                credentials,
+                pod.recipient.public_key_bytes(),
+                pod.container.as_deref(),
+            )
             .await
             .map(|g| g.session_id)
     }
@@ -488,6 +502,7 @@ async fn the_release_path_and_its_refusals() {
         name: "debugger".into(),
         image: "busybox:1.36".into(),
         digest: Some(digest('d')),
+        env: Default::default(),
     };
     w.handle
         .add_ephemeral_container("shop", "api-0", &debugger)
@@ -910,6 +925,248 @@ async fn deleting_the_pod_revokes_its_session() {
             .unwrap()
             .contains(Reason::SessionRevoked.code())
     }));
+}
+
+/// Every audit record so far, parsed.
+async fn audit_records(w: &World) -> Vec<podseal_core::audit::AuditRecord> {
+    w.storage
+        .audit_export()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter_map(|line| match line {
+            podseal_core::audit::ExportLine::Record { entry, .. } => {
+                Some(serde_json::from_str(&entry).unwrap())
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// The `session` records, as (outcome, reason, enrolment detail).
+async fn enrolments(w: &World) -> Vec<(String, Option<Reason>, Option<String>)> {
+    audit_records(w)
+        .await
+        .into_iter()
+        .filter(|r| r.event == "session")
+        .map(|r| {
+            (
+                serde_json::to_value(r.outcome)
+                    .unwrap()
+                    .as_str()
+                    .unwrap()
+                    .to_owned(),
+                r.reason,
+                r.details.get("enrolment").cloned(),
+            )
+        })
+        .collect()
+}
+
+/// Issue 14 §1: a container restart (a new `containerID`, as the pod view
+/// shows it) ends the old instance's pin and session, and the restarted
+/// process enrols its new key; while the instance that enrolled runs, a
+/// second key is still refused; each step is audited.
+#[tokio::test]
+async fn a_restarted_container_enrols_afresh_and_its_old_session_ends() {
+    let w = world().await;
+    let capsule = w.capsule("shop", "api");
+    let first = w.pod();
+    let session = w.session(&first, API_KEY).await.unwrap();
+    let stored = w.storage.session(&session).await.unwrap().unwrap();
+    assert_eq!(stored.container, "api");
+    assert!(
+        stored.container_id.starts_with("containerd://"),
+        "{stored:?}"
+    );
+
+    // The stolen-credential case: the instance still runs.
+    let thief = w.pod();
+    assert_refused(
+        w.session(&thief, API_KEY).await,
+        Gate::Dpop,
+        Reason::PodKeyAlreadyPinned,
+    );
+
+    // The container restarts: the view sees the instance end, and its
+    // pin and session go at that moment (not at the session's expiry).
+    w.handle.restart_container("shop", "api-0", "api").unwrap();
+    w.until_revoked(&session).await;
+    assert_refused(
+        w.unwrap(&first, &session, &capsule).await,
+        Gate::Dpop,
+        Reason::SessionRevoked,
+    );
+    let restarted = w.pod();
+    let new_session = w.session(&restarted, API_KEY).await.unwrap();
+    assert_eq!(
+        w.unwrap(&restarted, &new_session, &capsule).await.unwrap(),
+        SECRET
+    );
+    let new_stored = w.storage.session(&new_session).await.unwrap().unwrap();
+    assert_ne!(new_stored.container_id, stored.container_id);
+
+    let records = audit_records(&w).await;
+    let revoked = records
+        .iter()
+        .find(|r| r.event == "session_revoked" && r.reason == Some(Reason::ContainerRestarted))
+        .expect("the restart's revocation is audited");
+    assert_eq!(revoked.details["container"], "api");
+    assert_eq!(revoked.details["container_id"], stored.container_id);
+    assert_eq!(revoked.details["sessions_revoked"], "1");
+    let kinds = enrolments(&w).await;
+    assert_eq!(
+        kinds,
+        [
+            ("allowed".into(), None, Some("pinned".into())),
+            ("refused".into(), Some(Reason::PodKeyAlreadyPinned), None),
+            ("allowed".into(), None, Some("pinned".into())),
+        ]
+    );
+}
+
+/// A restarted container's process runs before the kubelet reports its new
+/// instance: its request waits (bounded) for the view to show it, and then
+/// replaces the old instance's pin, ending that instance's session.
+#[tokio::test]
+async fn a_restart_the_api_server_has_not_shown_yet_is_waited_for() {
+    let w = world().await;
+    let first = w.pod();
+    let session = w.session(&first, API_KEY).await.unwrap();
+    let restarted = w.pod();
+    let (answer, ()) = tokio::join!(w.session(&restarted, API_KEY), async {
+        // Only once the request waits does the kubelet's report arrive.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while w.view.waiting() == 0 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the request never waited"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        w.handle.restart_container("shop", "api-0", "api").unwrap();
+    });
+    let new_session = answer.unwrap();
+    assert_eq!(
+        w.unwrap(&restarted, &new_session, &w.capsule("shop", "api"))
+            .await
+            .unwrap(),
+        SECRET
+    );
+    w.until_revoked(&session).await;
+    let kinds = enrolments(&w).await;
+    // The pin is replaced in the request's transaction, or dropped by the
+    // view's event first: either way the old session ended.
+    assert!(
+        matches!(
+            kinds.as_slice(),
+            [(_, None, Some(first)), (ok, None, Some(second))]
+                if first == "pinned" && ok == "allowed" && (second == "after_restart" || second == "pinned")
+        ),
+        "{kinds:?}"
+    );
+}
+
+/// Two containers of one pod each run `podseal exec`: each declares
+/// `PODSEAL_CONTAINER` and enrols its own key; a sidecar that declares
+/// nothing is no slot for a thief; a request naming no container in such a
+/// pod is refused with what to set.
+#[tokio::test]
+async fn two_containers_of_one_pod_each_enrol_their_own_key() {
+    let w = world().await;
+    let declared = |name: &str| ContainerImage {
+        env: [("PODSEAL_CONTAINER".to_owned(), name.to_owned())].into(),
+        ..support::api_pod("x").containers.remove(0)
+    };
+    let mut template = support::api_pod("multi-0");
+    template.containers = vec![
+        ContainerImage {
+            name: "api".into(),
+            ..declared("api")
+        },
+        ContainerImage {
+            name: "worker".into(),
+            ..declared("worker")
+        },
+        ContainerImage {
+            name: "proxy".into(),
+            ..support::api_pod("x").containers.remove(0)
+        },
+    ];
+    w.handle.create_pod(&template).unwrap();
+    w.handle.mark_running("shop", "multi-0").unwrap();
+    let capsule = w.capsule("shop", "api");
+    let api = w.process_in("multi-0", Some("api"));
+    let worker = w.process_in("multi-0", Some("worker"));
+    let mut sessions = Vec::new();
+    for process in [&api, &worker] {
+        // The pod may not be in the view's cache yet: the lookup GETs it.
+        let session = w.session(process, API_KEY).await.unwrap();
+        assert_eq!(w.unwrap(process, &session, &capsule).await.unwrap(), SECRET);
+        sessions.push(session);
+    }
+    for (container, reason) in [
+        (Some("proxy"), Reason::ContainerNotDeclared),
+        (Some("nope"), Reason::ContainerUnknown),
+        (None, Reason::ContainerRequired),
+    ] {
+        assert_refused(
+            w.session(&w.process_in("multi-0", container), API_KEY)
+                .await,
+            Gate::LivePod,
+            reason,
+        );
+    }
+    // Each container's pin is its own: a second key in one is refused ...
+    assert_refused(
+        w.session(&w.process_in("multi-0", Some("api")), API_KEY)
+            .await,
+        Gate::Dpop,
+        Reason::PodKeyAlreadyPinned,
+    );
+    // ... and restarting one ends that one's session only.
+    w.handle
+        .restart_container("shop", "multi-0", "worker")
+        .unwrap();
+    w.until_revoked(&sessions[1]).await;
+    assert_eq!(
+        w.unwrap(&api, &sessions[0], &capsule).await.unwrap(),
+        SECRET
+    );
+    let again = w.process_in("multi-0", Some("worker"));
+    let session = w.session(&again, API_KEY).await.unwrap();
+    assert_eq!(w.unwrap(&again, &session, &capsule).await.unwrap(), SECRET);
+}
+
+/// A container that is not running (its process exited; the kubelet waits
+/// to restart it) enrols nothing: the request waits for it, then is refused.
+#[tokio::test]
+async fn a_container_that_is_not_running_enrols_nothing() {
+    let w = world().await;
+    w.handle.stop_container("shop", "api-0", "api").unwrap();
+    w.until_view(|answer| {
+        matches!(answer, ViewAnswer::Present(f) if f.containers.iter().all(|c| c.running_id.is_none()))
+    })
+    .await;
+    assert_refused(
+        w.session(&w.pod(), API_KEY).await,
+        Gate::LivePod,
+        Reason::ContainerNotRunning,
+    );
+    // Started again while a request waits: that request enrols.
+    let process = w.pod();
+    let (answer, ()) = tokio::join!(w.session(&process, API_KEY), async {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while w.view.waiting() == 0 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the request never waited"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        w.handle.start_container("shop", "api-0", "api").unwrap();
+    });
+    answer.unwrap();
 }
 
 /// A TLS client trusting exactly `leaf_pem`, offering `alpn` and `versions`.

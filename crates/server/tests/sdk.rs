@@ -184,6 +184,7 @@ impl World {
                     name: "api".into(),
                     image: "registry.example/shop/api:1".into(),
                     digest: Some(support::digest('a')),
+                    env: Default::default(),
                 }],
             })
             .unwrap();
@@ -404,6 +405,7 @@ async fn a_session_is_renewed_before_it_expires_and_the_blocking_client_works() 
                 name: "api".into(),
                 image: "registry.example/shop/api:1".into(),
                 digest: Some(support::digest('a')),
+                env: Default::default(),
             }],
         })
         .unwrap();

@@ -33,6 +33,10 @@ pub const MAX_BATCH: usize = 64;
 pub struct SessionBody {
     /// The pod's ephemeral X25519 public key, base64url.
     pub recipient_key: String,
+    /// The container the process runs in (`PODSEAL_CONTAINER`); may be left
+    /// out when the pod has one container and declares none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
 }
 
 /// `POST /v1/sessions` answer.

@@ -225,13 +225,40 @@ fn image_ref(name: &str, image: &str) -> ContainerImage {
             name: name.into(),
             image: image.into(),
             digest: Some(digest.into()),
+            env: Default::default(),
         },
         None => ContainerImage {
             name: name.into(),
             image: image.into(),
             digest: None,
+            env: Default::default(),
         },
     }
+}
+
+/// Applies one `--env CONTAINER:NAME=VALUE` to the template's container.
+fn set_env(template: &mut PodTemplate, spec: &str) -> Result<(), CliError> {
+    let parsed = spec
+        .split_once(':')
+        .and_then(|(container, var)| var.split_once('=').map(|(k, v)| (container, k, v)))
+        .filter(|(container, name, _)| !container.is_empty() && !name.is_empty());
+    let Some((container, name, value)) = parsed else {
+        return Err(CliError::usage(format!(
+            "--env `{spec}` must be CONTAINER:NAME=VALUE"
+        )));
+    };
+    let target = template
+        .init_containers
+        .iter_mut()
+        .chain(template.containers.iter_mut())
+        .find(|c| c.name == container)
+        .ok_or_else(|| {
+            CliError::usage(format!(
+                "--env `{spec}` names container {container}, which no --container or --init-container declares"
+            ))
+        })?;
+    target.env.insert(name.to_owned(), value.to_owned());
+    Ok(())
 }
 
 fn split_pod(pod: &str) -> Result<(&str, &str), CliError> {
@@ -299,9 +326,10 @@ async fn pod(command: PodCommand, output: OutputFormat) -> Result<(), CliError> 
             containers,
             init_containers,
             labels,
+            env,
             running,
         } => {
-            let template = PodTemplate {
+            let mut template = PodTemplate {
                 labels: labels
                     .iter()
                     .map(|l| l.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned())))
@@ -319,6 +347,9 @@ async fn pod(command: PodCommand, output: OutputFormat) -> Result<(), CliError> 
                 name,
                 service_account,
             };
+            for spec in &env {
+                set_env(&mut template, spec)?;
+            }
             let body =
                 serde_json::to_value(&template).map_err(|e| CliError::failure(e.to_string()))?;
             let pod: Pod = control(&dir, "POST", "/dev-cluster/v1/pods", Some(body)).await?;
@@ -343,6 +374,27 @@ async fn pod(command: PodCommand, output: OutputFormat) -> Result<(), CliError> 
                 &dir,
                 "POST",
                 &format!("/dev-cluster/v1/pods/{ns}/{name}/running"),
+                None,
+            )
+            .await?
+        }
+        PodCommand::Restart {
+            dir,
+            pod,
+            container,
+            stop,
+            start,
+        } => {
+            let (ns, name) = split_pod(&pod)?;
+            let verb = match (stop, start) {
+                (true, _) => "stop",
+                (_, true) => "start",
+                _ => "restart",
+            };
+            control(
+                &dir,
+                "POST",
+                &format!("/dev-cluster/v1/pods/{ns}/{name}/containers/{container}/{verb}"),
                 None,
             )
             .await?

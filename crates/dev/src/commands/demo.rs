@@ -267,6 +267,7 @@ impl Demo {
                     name: "api".into(),
                     image: format!("registry.example/{namespace}/api:1.4"),
                     digest: Some(digest('a')),
+                    env: Default::default(),
                 }],
             })
             .map_err(failed)?;
@@ -419,6 +420,12 @@ async fn demo(output: OutputFormat) -> Result<(), CliError> {
         external_url: url.clone(),
         state_dir: dir.join("state"),
         org_key_files: vec![dir.join("org.key")],
+        // The stand-in reports a restart at once: a second key's refusal
+        // need not wait long for one the API server has not shown yet.
+        release: podseal_server::config::ReleaseSection {
+            enrolment_wait_secs: 1,
+            ..Default::default()
+        },
         ..ServerConfig::default()
     })
     .await
@@ -591,7 +598,7 @@ Ok(s) => format!(
     let request = demo.session_request(&attacker, shop_key, &pod_token, &recipient)?;
     let answer = demo.send(&request).await?;
     out.attack(
-        "attack: a second DPoP key enrolling for the same live pod",
+        "attack: a second DPoP key enrolling for the same running container",
         Reason::PodKeyAlreadyPinned,
         step,
         answer_refusal(&answer),
@@ -631,6 +638,7 @@ Ok(s) => format!(
                 name: "debugger".into(),
                 image: "busybox:1.36".into(),
                 digest: Some(digest('d')),
+                env: Default::default(),
             },
         )
         .map_err(failed)?;

@@ -262,6 +262,27 @@ impl Deployment {
         ]
     }
 
+    /// The stand-in's connection files (for `podseal-dev cluster … --dir`).
+    pub fn dev_cluster_dir(&self) -> std::path::PathBuf {
+        self.dir.join("dc")
+    }
+
+    /// The client environment of a process in the existing pod `shop/NAME`
+    /// that runs in `container` (a fresh projected token, and
+    /// `PODSEAL_CONTAINER`).
+    pub fn process_env(&self, name: &str, container: &str) -> Vec<(&'static str, String)> {
+        let token = pod_token(&self.dev_cluster_dir(), name);
+        let token_file = self.path(&format!("{name}.{container}.token"));
+        std::fs::write(&token_file, &token).expect("write the token");
+        vec![
+            ("PODSEAL_SERVER", self.url.clone()),
+            ("PODSEAL_CA_FILE", self.path("state/tls-dev.crt")),
+            ("PODSEAL_API_KEY_FILE", self.path("api-key")),
+            ("PODSEAL_TOKEN_FILE", token_file),
+            ("PODSEAL_CONTAINER", container.to_owned()),
+        ]
+    }
+
     /// A capsule for `prod/shop/api` named `db`, sealed by the CLI from stdin.
     pub fn seal(&self, secret: &str) -> podseal_core::capsule::Capsule {
         let key = self.path("keys/org.pub");

@@ -39,6 +39,7 @@ use crate::gate::{Gate, Reason, Refusal};
 use crate::metrics::{Metrics, ViewSample};
 use crate::release::{Credentials, ReleaseService, UnwrapRequest};
 use crate::storage::Storage;
+use podseal_core::scope::{NameRule, check_name};
 use problem::{ProblemResponse, RefusalCodes};
 
 pub use podseal_core::wire::{
@@ -276,6 +277,7 @@ async fn metrics_text<S: Storage>(State(app): State<App<S>>) -> Response {
             Some(ViewSample {
                 last_heard: cluster.view.last_heard_age(),
                 fresh: cluster.view.is_fresh(),
+                waiting: cluster.view.waiting(),
                 cluster: name,
             })
         })
@@ -291,6 +293,7 @@ async fn metrics_text<S: Storage>(State(app): State<App<S>>) -> Response {
                 cluster,
                 last_heard: None,
                 fresh: false,
+                waiting: 0,
             }),
     );
     (
@@ -298,8 +301,11 @@ async fn metrics_text<S: Storage>(State(app): State<App<S>>) -> Response {
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        app.metrics
-            .render(&views, app.release.storage().stats().snapshot()),
+        app.metrics.render(
+            &views,
+            app.release.storage().stats().snapshot(),
+            &app.release.enrolments().snapshot(),
+        ),
     )
         .into_response()
 }
@@ -445,8 +451,19 @@ async fn create_session<S: Storage>(State(app): State<App<S>>, request: Request)
                 "recipient_key is not base64url",
             )
         })?;
+        let container = body.container.as_deref();
+        if let Some(Err(why)) = container.map(|name| check_name(name, NameRule::Label)) {
+            return Err(bad(
+                Reason::MalformedBody,
+                format!("container is a container name (an RFC 1123 label): it {why}"),
+            ));
+        }
         let grant = caller
-            .with(async |credentials| service.establish_session(credentials, &recipient_key).await)
+            .with(async |credentials| {
+                service
+                    .establish_session(credentials, &recipient_key, container)
+                    .await
+            })
             .await?;
         Ok(SessionAnswer {
             session_id: grant.session_id,

@@ -125,6 +125,11 @@ pub fn status_of_reason(reason: Reason) -> StatusCode {
         | R::PodTerminating
         | R::PodGone
         | R::ContainerWithoutStatus
+        | R::ContainerRequired
+        | R::ContainerUnknown
+        | R::ContainerNotDeclared
+        | R::ContainerNotRunning
+        | R::ContainerRestarted
         | R::ImageWithoutDigest
         | R::ImageNotApproved
         | R::DebugContainerNotApproved

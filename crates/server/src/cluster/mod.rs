@@ -28,7 +28,7 @@ use crate::gate::{Gate, Reason, Refusal};
 use crate::identity::cache::TokenCache;
 use crate::identity::{KubernetesTokens, PinnedJwks};
 use crate::pod_view::{PodEvent, PodView, ViewConfig};
-use crate::storage::{ClusterRecord, Storage};
+use crate::storage::{ClusterRecord, ContainerInstance, Storage};
 use client::{ClusterRegistration, kube_client};
 
 /// A registered cluster as the release path needs it.
@@ -278,6 +278,54 @@ impl<S: Storage> ClusterRegistry<S> {
         })
     }
 
+    /// Drops the pin and revokes the sessions of a container instance that
+    /// stopped running (it exited, or a restart replaced it), and audits it
+    /// when there was something to end. Every replica's view sees the same
+    /// change; the first to act ends it, the others find nothing.
+    async fn end_container(
+        &self,
+        cluster: &str,
+        namespace: &str,
+        pod: &str,
+        instance: ContainerInstance,
+    ) {
+        let now = jiff::Timestamp::now().as_second();
+        match self.storage.forget_container(cluster, &instance, now).await {
+            Ok((0, false)) => {}
+            Ok((revoked, unpinned)) => {
+                tracing::info!(
+                    cluster,
+                    namespace,
+                    pod,
+                    container = %instance.container,
+                    sessions_revoked = revoked,
+                    "a container restarted or stopped: its DPoP pin and sessions ended"
+                );
+                let mut audit = AuditContext::default();
+                audit.set("cluster", cluster);
+                audit.set("namespace", namespace);
+                audit.set("pod", pod);
+                audit.set("pod_uid", &instance.pod_uid);
+                audit.set("container", &instance.container);
+                audit.set("container_id", &instance.container_id);
+                audit.set("pin_dropped", unpinned.to_string());
+                audit.set("sessions_revoked", revoked.to_string());
+                let refusal = Refusal::new(
+                    Gate::LivePod,
+                    Reason::ContainerRestarted,
+                    "the container instance restarted or stopped",
+                );
+                let record = audit.record("session_revoked", Outcome::Refused, Some(&refusal));
+                if let Err(error) = self.storage.append_audit(vec![record]).await {
+                    tracing::error!(%error, "could not audit a session revocation");
+                }
+            }
+            Err(error) => {
+                tracing::error!(%error, "could not revoke the sessions of a restarted container")
+            }
+        }
+    }
+
     /// Revokes sessions and DPoP pins of pods the view of `cluster` reports
     /// deleted or replaced (a new uid under the same name), and audits each
     /// revocation. Runs until the view (replaced by a new connection) or the
@@ -307,6 +355,26 @@ impl<S: Storage> ClusterRegistry<S> {
                     old_uid,
                     ..
                 } => (namespace, name, old_uid),
+                PodEvent::ContainerEnded {
+                    namespace,
+                    name,
+                    uid,
+                    container,
+                    container_id,
+                } => {
+                    let Some(registry) = registry.upgrade() else {
+                        return;
+                    };
+                    let instance = ContainerInstance {
+                        pod_uid: uid,
+                        container,
+                        container_id,
+                    };
+                    registry
+                        .end_container(&cluster, &namespace, &name, instance)
+                        .await;
+                    continue;
+                }
                 PodEvent::Changed { .. } => continue,
             };
             let Some(registry) = registry.upgrade() else {

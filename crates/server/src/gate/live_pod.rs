@@ -180,6 +180,9 @@ mod tests {
                 None => format!("registry.example/{name}:1"),
             }),
             digest: d.map(digest),
+            running_id: Some(format!("containerd://{name}")),
+            restart_count: 0,
+            declares_podseal: false,
         }
     }
 

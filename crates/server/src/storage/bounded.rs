@@ -20,8 +20,8 @@ use podseal_core::audit::{AuditRecord, Checkpoint, ExportLine, Hash};
 
 use super::{AdminStore, AuditStore, ReleaseStore};
 use super::{
-    ApiKeyRecord, ClusterRecord, CommitItem, Committed, PinOutcome, PolicyRecord, RequestContext,
-    SessionRecord, Storage, StorageError, StorageStats,
+    ApiKeyRecord, ClusterRecord, CommitItem, Committed, ContainerInstance, PinOutcome,
+    PolicyRecord, RequestContext, SessionRecord, Storage, StorageError, StorageStats,
 };
 
 /// An engine whose every call is bounded in time.
@@ -92,7 +92,7 @@ impl<S: Storage> ReleaseStore for Bounded<S> {
     async fn pin_dpop_key(
         &self,
         cluster: &str,
-        pod_uid: &str,
+        instance: &ContainerInstance,
         jkt: &str,
         expires_at: i64,
         now: i64,
@@ -100,7 +100,7 @@ impl<S: Storage> ReleaseStore for Bounded<S> {
         self.within(
             "pin DPoP key",
             self.inner
-                .pin_dpop_key(cluster, pod_uid, jkt, expires_at, now),
+                .pin_dpop_key(cluster, instance, jkt, expires_at, now),
         )
         .await
     }
@@ -109,12 +109,27 @@ impl<S: Storage> ReleaseStore for Bounded<S> {
         &self,
         cluster: &str,
         pod_uid: &str,
+        container: &str,
         old_jkt: &str,
         new_jkt: &str,
     ) -> Result<bool, StorageError> {
         self.within(
             "rotate DPoP pin",
-            self.inner.rotate_pin(cluster, pod_uid, old_jkt, new_jkt),
+            self.inner
+                .rotate_pin(cluster, pod_uid, container, old_jkt, new_jkt),
+        )
+        .await
+    }
+
+    async fn forget_container(
+        &self,
+        cluster: &str,
+        instance: &ContainerInstance,
+        now: i64,
+    ) -> Result<(u64, bool), StorageError> {
+        self.within(
+            "forget container",
+            self.inner.forget_container(cluster, instance, now),
         )
         .await
     }

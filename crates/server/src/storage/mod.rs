@@ -3,7 +3,7 @@
 //! PostgreSQL).
 //!
 //! Everything that decides a release is here, not in one replica's memory:
-//! DPoP key pins per pod uid, sessions, `jti` replay records, API key hashes,
+//! DPoP key pins per container instance, sessions, `jti` replay records, API key hashes,
 //! policies, clusters with their pinned JWKS, and the audit log. Decisions
 //! that must be atomic across replicas — pinning a key, recording a `jti`,
 //! appending audit records — are single transactions in the engine.
@@ -151,6 +151,12 @@ pub struct SessionRecord {
     pub pod_name: String,
     /// Pod uid.
     pub pod_uid: String,
+    /// The container the session was opened from (`""`: a session opened
+    /// before version 5, bound to the pod only).
+    pub container: String,
+    /// The `containerID` of the container instance that opened it: when
+    /// that instance stops running, the session ends (`""`: before version 5).
+    pub container_id: String,
     /// Thumbprint of the pinned DPoP key.
     pub jkt: String,
     /// The pod's ephemeral X25519 public key.
@@ -165,14 +171,39 @@ pub struct SessionRecord {
     pub revoked_at: Option<i64>,
 }
 
-/// What happened when a DPoP key asked to be pinned to a pod uid.
+/// One running instance of one container of a pod: what a DPoP key is
+/// pinned to. A restart of the container is a new instance (a new
+/// `containerID`); the pod and the container name stay.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerInstance {
+    /// The pod's uid.
+    pub pod_uid: String,
+    /// The container's name.
+    pub container: String,
+    /// The `containerID` of the running instance.
+    pub container_id: String,
+}
+
+/// What happened when a DPoP key asked to be pinned to a container instance.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PinOutcome {
-    /// No live pin existed; this key is now pinned.
+    /// No live pin existed for the container; this key is now pinned.
     Pinned,
     /// This key was already the pin (its expiry may have been extended).
     AlreadyPinned,
-    /// Another key holds the pin: refuse.
+    /// Another key was pinned to an earlier instance of the container (it
+    /// restarted): this key replaced it, and that instance's sessions were
+    /// revoked in the same transaction.
+    Replaced {
+        /// The thumbprint that was pinned.
+        old_jkt: String,
+        /// The `containerID` of the earlier instance.
+        old_container_id: String,
+        /// Sessions revoked with it.
+        sessions_revoked: u64,
+    },
+    /// Another key holds the pin of this very instance (or a pod-wide pin
+    /// made before version 5): refuse.
     OtherKeyPinned,
 }
 
@@ -289,24 +320,30 @@ pub trait ReleaseStore: Send + Sync {
         candidate: [u8; 32],
     ) -> impl Future<Output = Result<[u8; 32], StorageError>> + Send;
 
-    /// Pins `jkt` to a pod uid unless another unexpired key holds it.
+    /// Pins `jkt` to a container instance unless another unexpired key holds
+    /// the pin of that same instance. A pin of an earlier instance of the
+    /// container (it restarted: another `containerID`) is replaced, and the
+    /// sessions of that instance are revoked with it. A live pod-wide pin
+    /// made before version 5 (container `""`) of another key refuses, as it
+    /// did then.
     ///
     /// Atomicity: one transaction under the pin's row lock (PostgreSQL
     /// `INSERT … ON CONFLICT DO NOTHING`, then `SELECT … FOR UPDATE`; SQLite's
-    /// single writer). Replicas: two replicas pinning different keys for one
-    /// pod at once: exactly one gets [`PinOutcome::Pinned`], the other
-    /// [`PinOutcome::OtherKeyPinned`].
+    /// single writer); the replacement and the revocation are in it.
+    /// Replicas: two replicas pinning different keys for one instance at
+    /// once: exactly one gets [`PinOutcome::Pinned`] (or `Replaced`), the
+    /// other [`PinOutcome::OtherKeyPinned`].
     fn pin_dpop_key(
         &self,
         cluster: &str,
-        pod_uid: &str,
+        instance: &ContainerInstance,
         jkt: &str,
         expires_at: i64,
         now: i64,
     ) -> impl Future<Output = Result<PinOutcome, StorageError>> + Send;
 
-    /// Moves the pin from `old_jkt` to `new_jkt`; false when `old_jkt` is
-    /// not the pin.
+    /// Moves the pin of a pod's container from `old_jkt` to `new_jkt`;
+    /// false when `old_jkt` is not the pin.
     ///
     /// Atomicity: one conditional update (compare-and-swap on `old_jkt`).
     /// Replicas: of two rotations from the same key, one wins.
@@ -314,14 +351,15 @@ pub trait ReleaseStore: Send + Sync {
         &self,
         cluster: &str,
         pod_uid: &str,
+        container: &str,
         old_jkt: &str,
         new_jkt: &str,
     ) -> impl Future<Output = Result<bool, StorageError>> + Send;
 
-    /// Drops the pin and revokes the sessions of a pod uid (the pod is
+    /// Drops the pins and revokes the sessions of a pod uid (the pod is
     /// gone); returns the sessions revoked.
     ///
-    /// Atomicity: pin and sessions in one transaction, so no session
+    /// Atomicity: pins and sessions in one transaction, so no session
     /// survives its pod's pin. Replicas: every replica's view sees the
     /// pod go and calls this; the second call finds nothing and returns 0.
     fn forget_pod(
@@ -330,6 +368,21 @@ pub trait ReleaseStore: Send + Sync {
         pod_uid: &str,
         now: i64,
     ) -> impl Future<Output = Result<u64, StorageError>> + Send;
+
+    /// Drops the pin of a container instance that stopped running (exited,
+    /// or replaced by a restart) and revokes its sessions; returns the
+    /// sessions revoked and whether a pin was dropped. A pin of a newer
+    /// instance is left alone.
+    ///
+    /// Atomicity: pin and sessions in one transaction. Replicas: every
+    /// replica's view sees the instance end and calls this; the second call
+    /// finds nothing.
+    fn forget_container(
+        &self,
+        cluster: &str,
+        instance: &ContainerInstance,
+        now: i64,
+    ) -> impl Future<Output = Result<(u64, bool), StorageError>> + Send;
 
     /// Stores a new session (its id only as a hash).
     ///
@@ -678,7 +731,7 @@ fn request_context_sql(placeholder: char) -> String {
         "SELECT k.id, k.key_hash, k.cluster, k.namespace, k.service_account, k.created_at, k.revoked_at,
                 p.cluster, p.namespace, p.service_account, p.digests, p.audit_mode, p.require_nonce, p.updated_at,
                 s.id_hash, s.cluster, s.namespace, s.service_account, s.pod_name, s.pod_uid, s.jkt, s.recipient_key,
-                s.api_key_id, s.created_at, s.expires_at, s.revoked_at
+                s.api_key_id, s.created_at, s.expires_at, s.revoked_at, s.container, s.container_id
          FROM (SELECT 1 AS one) AS one
          LEFT JOIN api_keys k ON k.key_hash = {placeholder}1
          LEFT JOIN policies p ON p.cluster = k.cluster AND p.namespace = k.namespace AND p.service_account = k.service_account

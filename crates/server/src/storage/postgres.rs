@@ -21,8 +21,8 @@ use tokio_postgres::{NoTls, Row};
 
 use super::{AdminStore, AuditStore, ReleaseStore};
 use super::{
-    ApiKeyRecord, ClusterRecord, CommitItem, Committed, PinOutcome, PolicyRecord, RequestContext,
-    SessionRecord, Storage, StorageError, StorageStats,
+    ApiKeyRecord, ClusterRecord, CommitItem, Committed, ContainerInstance, PinOutcome,
+    PolicyRecord, RequestContext, SessionRecord, Storage, StorageError, StorageStats,
 };
 
 /// Migrations in order; a database records the versions it has applied.
@@ -39,6 +39,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (
         4,
         include_str!("../../migrations/postgres/0004_audit_merkle_tree.sql"),
+    ),
+    (
+        5,
+        include_str!("../../migrations/postgres/0005_pin_per_container.sql"),
     ),
 ];
 
@@ -108,7 +112,7 @@ const API_KEY_COLUMNS: &str =
     "id, key_hash, cluster, namespace, service_account, created_at, revoked_at";
 const POLICY_COLUMNS: &str =
     "cluster, namespace, service_account, digests, audit_mode, require_nonce, updated_at";
-const SESSION_COLUMNS: &str = "id_hash, cluster, namespace, service_account, pod_name, pod_uid, jkt, recipient_key, api_key_id, created_at, expires_at, revoked_at";
+const SESSION_COLUMNS: &str = "id_hash, cluster, namespace, service_account, pod_name, pod_uid, jkt, recipient_key, api_key_id, created_at, expires_at, revoked_at, container, container_id";
 
 fn cluster_from(row: &Row) -> Result<ClusterRecord, StorageError> {
     Ok(ClusterRecord {
@@ -175,6 +179,8 @@ fn session_at(row: &Row, base: usize, id: &str) -> SessionRecord {
         created_at: row.get(base + 9),
         expires_at: row.get(base + 10),
         revoked_at: row.get(base + 11),
+        container: row.get(base + 12),
+        container_id: row.get(base + 13),
     }
 }
 
@@ -407,19 +413,35 @@ impl ReleaseStore for PostgresStorage {
     async fn pin_dpop_key(
         &self,
         cluster: &str,
-        pod_uid: &str,
+        instance: &ContainerInstance,
         jkt: &str,
         expires_at: i64,
         now: i64,
     ) -> Result<PinOutcome, StorageError> {
         let error = db_error("pin DPoP key");
+        let ContainerInstance {
+            pod_uid,
+            container,
+            container_id,
+        } = instance;
         let mut client = self.client("pin DPoP key").await?;
         let tx = client.transaction().await.map_err(&error)?;
+        // A pod-wide pin made before version 5 (none are made any more).
+        let pod_wide = tx
+            .query_opt(
+                "SELECT jkt FROM dpop_pins WHERE cluster = $1 AND pod_uid = $2 AND container = '' AND expires_at > $3",
+                &[&cluster, pod_uid, &now],
+            )
+            .await
+            .map_err(&error)?;
+        if pod_wide.is_some_and(|row| row.get::<_, String>(0) != jkt) {
+            return Ok(PinOutcome::OtherKeyPinned);
+        }
         let inserted = tx
             .execute(
-                "INSERT INTO dpop_pins (cluster, pod_uid, jkt, expires_at) VALUES ($1, $2, $3, $4)
-                 ON CONFLICT (cluster, pod_uid) DO NOTHING",
-                &[&cluster, &pod_uid, &jkt, &expires_at],
+                "INSERT INTO dpop_pins (cluster, pod_uid, container, container_id, jkt, expires_at) VALUES ($1, $2, $3, $4, $5, $6)
+                 ON CONFLICT (cluster, pod_uid, container) DO NOTHING",
+                &[&cluster, pod_uid, container, container_id, &jkt, &expires_at],
             )
             .await
             .map_err(&error)?;
@@ -429,28 +451,49 @@ impl ReleaseStore for PostgresStorage {
             // The row exists: lock it and decide.
             let row = tx
                 .query_one(
-                    "SELECT jkt, expires_at FROM dpop_pins WHERE cluster = $1 AND pod_uid = $2 FOR UPDATE",
-                    &[&cluster, &pod_uid],
+                    "SELECT jkt, container_id, expires_at FROM dpop_pins WHERE cluster = $1 AND pod_uid = $2 AND container = $3 FOR UPDATE",
+                    &[&cluster, pod_uid, container],
                 )
                 .await
                 .map_err(&error)?;
-            let (pinned, until): (String, i64) = (row.get(0), row.get(1));
-            if until > now && pinned != jkt {
-                return Ok(PinOutcome::OtherKeyPinned);
-            }
-            let outcome = if until > now {
+            let (pinned, pinned_id, until): (String, String, i64) =
+                (row.get(0), row.get(1), row.get(2));
+            let live = until > now;
+            if live && pinned_id == *container_id {
+                if pinned != jkt {
+                    return Ok(PinOutcome::OtherKeyPinned);
+                }
+                tx.execute(
+                    "UPDATE dpop_pins SET expires_at = GREATEST(expires_at, $4) WHERE cluster = $1 AND pod_uid = $2 AND container = $3",
+                    &[&cluster, pod_uid, container, &expires_at],
+                )
+                .await
+                .map_err(&error)?;
                 PinOutcome::AlreadyPinned
             } else {
-                PinOutcome::Pinned
-            };
-            tx.execute(
-                "UPDATE dpop_pins SET jkt = $3, expires_at = GREATEST(CASE WHEN jkt = $3 THEN expires_at ELSE 0 END, $4)
-                 WHERE cluster = $1 AND pod_uid = $2",
-                &[&cluster, &pod_uid, &jkt, &expires_at],
-            )
-            .await
-            .map_err(&error)?;
-            outcome
+                let revoked = tx
+                    .execute(
+                        "UPDATE sessions SET revoked_at = $5 WHERE cluster = $1 AND pod_uid = $2 AND container = $3 AND container_id <> $4 AND revoked_at IS NULL",
+                        &[&cluster, pod_uid, container, container_id, &now],
+                    )
+                    .await
+                    .map_err(&error)?;
+                tx.execute(
+                    "UPDATE dpop_pins SET jkt = $5, container_id = $4, expires_at = $6 WHERE cluster = $1 AND pod_uid = $2 AND container = $3",
+                    &[&cluster, pod_uid, container, container_id, &jkt, &expires_at],
+                )
+                .await
+                .map_err(&error)?;
+                if live {
+                    PinOutcome::Replaced {
+                        old_jkt: pinned,
+                        old_container_id: pinned_id,
+                        sessions_revoked: revoked,
+                    }
+                } else {
+                    PinOutcome::Pinned
+                }
+            }
         };
         tx.commit().await.map_err(&error)?;
         Ok(outcome)
@@ -460,14 +503,15 @@ impl ReleaseStore for PostgresStorage {
         &self,
         cluster: &str,
         pod_uid: &str,
+        container: &str,
         old_jkt: &str,
         new_jkt: &str,
     ) -> Result<bool, StorageError> {
         let changed = self
             .execute(
                 "rotate DPoP pin",
-                "UPDATE dpop_pins SET jkt = $4 WHERE cluster = $1 AND pod_uid = $2 AND jkt = $3",
-                &[&cluster, &pod_uid, &old_jkt, &new_jkt],
+                "UPDATE dpop_pins SET jkt = $5 WHERE cluster = $1 AND pod_uid = $2 AND container = $3 AND jkt = $4",
+                &[&cluster, &pod_uid, &container, &old_jkt, &new_jkt],
             )
             .await?;
         Ok(changed == 1)
@@ -499,10 +543,42 @@ impl ReleaseStore for PostgresStorage {
         Ok(revoked)
     }
 
+    async fn forget_container(
+        &self,
+        cluster: &str,
+        instance: &ContainerInstance,
+        now: i64,
+    ) -> Result<(u64, bool), StorageError> {
+        let error = db_error("forget container");
+        let ContainerInstance {
+            pod_uid,
+            container,
+            container_id,
+        } = instance;
+        let mut client = self.client("forget container").await?;
+        let tx = client.transaction().await.map_err(&error)?;
+        let unpinned = tx
+            .execute(
+                "DELETE FROM dpop_pins WHERE cluster = $1 AND pod_uid = $2 AND container = $3 AND container_id = $4",
+                &[&cluster, pod_uid, container, container_id],
+            )
+            .await
+            .map_err(&error)?;
+        let revoked = tx
+            .execute(
+                "UPDATE sessions SET revoked_at = $5 WHERE cluster = $1 AND pod_uid = $2 AND container = $3 AND container_id = $4 AND revoked_at IS NULL",
+                &[&cluster, pod_uid, container, container_id, &now],
+            )
+            .await
+            .map_err(&error)?;
+        tx.commit().await.map_err(&error)?;
+        Ok((revoked, unpinned > 0))
+    }
+
     async fn insert_session(&self, session: SessionRecord) -> Result<(), StorageError> {
         self.execute(
             "insert session",
-            &format!("INSERT INTO sessions ({SESSION_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"),
+            &format!("INSERT INTO sessions ({SESSION_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"),
             &[
                 &super::session_id_hash(&session.id).as_slice(),
                 &session.cluster,
@@ -516,6 +592,8 @@ impl ReleaseStore for PostgresStorage {
                 &session.created_at,
                 &session.expires_at,
                 &session.revoked_at,
+                &session.container,
+                &session.container_id,
             ],
         )
         .await

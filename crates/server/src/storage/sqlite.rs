@@ -26,8 +26,8 @@ use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 
 use super::{AdminStore, AuditStore, ReleaseStore};
 use super::{
-    ApiKeyRecord, ClusterRecord, CommitItem, Committed, PinOutcome, PolicyRecord, RequestContext,
-    SessionRecord, Storage, StorageError, StorageStats,
+    ApiKeyRecord, ClusterRecord, CommitItem, Committed, ContainerInstance, PinOutcome,
+    PolicyRecord, RequestContext, SessionRecord, Storage, StorageError, StorageStats,
 };
 
 /// Migrations in order; a database records the versions it has applied.
@@ -44,6 +44,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (
         4,
         include_str!("../../migrations/sqlite/0004_audit_merkle_tree.sql"),
+    ),
+    (
+        5,
+        include_str!("../../migrations/sqlite/0005_pin_per_container.sql"),
     ),
 ];
 
@@ -319,10 +323,12 @@ fn session_at(row: &Row<'_>, base: usize, id: &str) -> rusqlite::Result<SessionR
         created_at: row.get(base + 9)?,
         expires_at: row.get(base + 10)?,
         revoked_at: row.get(base + 11)?,
+        container: row.get(base + 12)?,
+        container_id: row.get(base + 13)?,
     })
 }
 
-const SESSION_COLUMNS: &str = "id_hash, cluster, namespace, service_account, pod_name, pod_uid, jkt, recipient_key, api_key_id, created_at, expires_at, revoked_at";
+const SESSION_COLUMNS: &str = "id_hash, cluster, namespace, service_account, pod_name, pod_uid, jkt, recipient_key, api_key_id, created_at, expires_at, revoked_at, container, container_id";
 
 /// Version 4's step after its script: the chain's rows re-hashed as
 /// leaves (after checking them against the chain), and the frontier row.
@@ -425,36 +431,60 @@ impl ReleaseStore for SqliteStorage {
     async fn pin_dpop_key(
         &self,
         cluster: &str,
-        pod_uid: &str,
+        instance: &ContainerInstance,
         jkt: &str,
         expires_at: i64,
         now: i64,
     ) -> Result<PinOutcome, StorageError> {
-        let (cluster, pod_uid, jkt) = (cluster.to_owned(), pod_uid.to_owned(), jkt.to_owned());
+        let (cluster, instance, jkt) = (cluster.to_owned(), instance.clone(), jkt.to_owned());
         self.run("pin DPoP key", move |c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let existing: Option<(String, i64)> = tx
+            let ContainerInstance { pod_uid, container, container_id } = &instance;
+            let pod_wide: Option<String> = tx
                 .query_row(
-                    "SELECT jkt, expires_at FROM dpop_pins WHERE cluster = ?1 AND pod_uid = ?2",
-                    params![cluster, pod_uid],
-                    |row| Ok((row.get(0)?, row.get(1)?)),
+                    "SELECT jkt FROM dpop_pins WHERE cluster = ?1 AND pod_uid = ?2 AND container = '' AND expires_at > ?3",
+                    params![cluster, pod_uid, now],
+                    |row| row.get(0),
+                )
+                .optional()?;
+            if pod_wide.is_some_and(|pinned| pinned != jkt) {
+                return Ok(PinOutcome::OtherKeyPinned);
+            }
+            let existing: Option<(String, String, i64)> = tx
+                .query_row(
+                    "SELECT jkt, container_id, expires_at FROM dpop_pins WHERE cluster = ?1 AND pod_uid = ?2 AND container = ?3",
+                    params![cluster, pod_uid, container],
+                    |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
                 )
                 .optional()?;
             let outcome = match existing {
-                Some((pinned, until)) if until > now && pinned != jkt => return Ok(PinOutcome::OtherKeyPinned),
-                Some((pinned, until)) if until > now && pinned == jkt => {
+                Some((pinned, id, until)) if until > now && id == *container_id => {
+                    if pinned != jkt {
+                        return Ok(PinOutcome::OtherKeyPinned);
+                    }
                     tx.execute(
-                        "UPDATE dpop_pins SET expires_at = MAX(expires_at, ?3) WHERE cluster = ?1 AND pod_uid = ?2",
-                        params![cluster, pod_uid, expires_at],
+                        "UPDATE dpop_pins SET expires_at = MAX(expires_at, ?4) WHERE cluster = ?1 AND pod_uid = ?2 AND container = ?3",
+                        params![cluster, pod_uid, container, expires_at],
                     )?;
                     PinOutcome::AlreadyPinned
                 }
-                _ => {
-                    tx.execute(
-                        "INSERT OR REPLACE INTO dpop_pins (cluster, pod_uid, jkt, expires_at) VALUES (?1, ?2, ?3, ?4)",
-                        params![cluster, pod_uid, jkt, expires_at],
+                existing => {
+                    let revoked = tx.execute(
+                        "UPDATE sessions SET revoked_at = ?5 WHERE cluster = ?1 AND pod_uid = ?2 AND container = ?3 AND container_id != ?4 AND revoked_at IS NULL",
+                        params![cluster, pod_uid, container, container_id, now],
                     )?;
-                    PinOutcome::Pinned
+                    tx.execute(
+                        "INSERT OR REPLACE INTO dpop_pins (cluster, pod_uid, container, container_id, jkt, expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                        params![cluster, pod_uid, container, container_id, jkt, expires_at],
+                    )?;
+                    match existing {
+                        Some((old_jkt, old_container_id, until)) if until > now => PinOutcome::Replaced {
+                            old_jkt,
+                            old_container_id,
+                            sessions_revoked: revoked as u64,
+                        },
+                        _ => PinOutcome::Pinned,
+                    }
                 }
             };
             tx.commit()?;
@@ -467,19 +497,21 @@ impl ReleaseStore for SqliteStorage {
         &self,
         cluster: &str,
         pod_uid: &str,
+        container: &str,
         old_jkt: &str,
         new_jkt: &str,
     ) -> Result<bool, StorageError> {
         let args = (
             cluster.to_owned(),
             pod_uid.to_owned(),
+            container.to_owned(),
             old_jkt.to_owned(),
             new_jkt.to_owned(),
         );
         self.run("rotate DPoP pin", move |c| {
             let changed = c.execute(
-                "UPDATE dpop_pins SET jkt = ?4 WHERE cluster = ?1 AND pod_uid = ?2 AND jkt = ?3",
-                params![args.0, args.1, args.2, args.3],
+                "UPDATE dpop_pins SET jkt = ?5 WHERE cluster = ?1 AND pod_uid = ?2 AND container = ?3 AND jkt = ?4",
+                params![args.0, args.1, args.2, args.3, args.4],
             )?;
             Ok(changed == 1)
         })
@@ -506,10 +538,34 @@ impl ReleaseStore for SqliteStorage {
         .await
     }
 
+    async fn forget_container(
+        &self,
+        cluster: &str,
+        instance: &ContainerInstance,
+        now: i64,
+    ) -> Result<(u64, bool), StorageError> {
+        let (cluster, instance) = (cluster.to_owned(), instance.clone());
+        self.run("forget container", move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let ContainerInstance { pod_uid, container, container_id } = &instance;
+            let unpinned = tx.execute(
+                "DELETE FROM dpop_pins WHERE cluster = ?1 AND pod_uid = ?2 AND container = ?3 AND container_id = ?4",
+                params![cluster, pod_uid, container, container_id],
+            )?;
+            let revoked = tx.execute(
+                "UPDATE sessions SET revoked_at = ?5 WHERE cluster = ?1 AND pod_uid = ?2 AND container = ?3 AND container_id = ?4 AND revoked_at IS NULL",
+                params![cluster, pod_uid, container, container_id, now],
+            )?;
+            tx.commit()?;
+            Ok((revoked as u64, unpinned > 0))
+        })
+        .await
+    }
+
     async fn insert_session(&self, session: SessionRecord) -> Result<(), StorageError> {
         self.run("insert session", move |c| {
             c.execute(
-                &format!("INSERT INTO sessions ({SESSION_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"),
+                &format!("INSERT INTO sessions ({SESSION_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"),
                 params![
                     super::session_id_hash(&session.id).to_vec(),
                     session.cluster,
@@ -522,7 +578,9 @@ impl ReleaseStore for SqliteStorage {
                     session.api_key_id,
                     session.created_at,
                     session.expires_at,
-                    session.revoked_at
+                    session.revoked_at,
+                    session.container,
+                    session.container_id
                 ],
             )?;
             Ok(())

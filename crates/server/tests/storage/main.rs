@@ -102,8 +102,13 @@ async fn postgres_clusters_keys_and_policies() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_one_key_per_live_pod_uid() {
-    suite::one_key_per_live_pod_uid(Arc::new(postgres().await)).await;
+async fn postgres_one_key_per_running_container_instance() {
+    suite::one_key_per_running_container_instance(Arc::new(postgres().await)).await;
+}
+
+#[tokio::test]
+async fn postgres_a_restarted_container_replaces_its_pin_and_ends_its_sessions() {
+    suite::a_restarted_container_replaces_its_pin_and_ends_its_sessions(&postgres().await).await;
 }
 
 #[tokio::test]
@@ -233,9 +238,15 @@ async fn sqlite_clusters_keys_and_policies() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sqlite_one_key_per_live_pod_uid() {
+async fn sqlite_one_key_per_running_container_instance() {
     let (_dir, store) = sqlite();
-    suite::one_key_per_live_pod_uid(Arc::new(store)).await;
+    suite::one_key_per_running_container_instance(Arc::new(store)).await;
+}
+
+#[tokio::test]
+async fn sqlite_a_restarted_container_replaces_its_pin_and_ends_its_sessions() {
+    let (_dir, store) = sqlite();
+    suite::a_restarted_container_replaces_its_pin_and_ends_its_sessions(&store).await;
 }
 
 #[tokio::test]
@@ -369,7 +380,7 @@ async fn sqlite_version_1_sessions_held_in_clear_are_dropped_by_the_upgrade() {
             row.get(0)
         })
         .unwrap();
-    assert_eq!(version, 4, "upgraded to the latest version");
+    assert_eq!(version, 5, "upgraded to the latest version");
     let clear: i64 = raw
         .query_row(
             "SELECT COUNT(*) FROM sessions WHERE typeof(id_hash) != 'blob' OR length(id_hash) != 32",
@@ -512,6 +523,7 @@ fn sqlite_version_3(path: &std::path::Path, log: &suite::ChainLog) {
          INSERT INTO schema_migrations VALUES (1, 0), (2, 0), (3, 0);",
     )
     .unwrap();
+    raw.execute(suite::POD_WIDE_PIN_SQL, []).unwrap();
     for (seq, entry, hash) in &log.rows {
         raw.execute(
             "INSERT INTO audit_log (seq, entry, hash) VALUES (?1, ?2, ?3)",
@@ -541,6 +553,7 @@ async fn sqlite_a_hash_chained_log_is_upgraded_to_the_merkle_tree() {
     sqlite_version_3(&path, &suite::chain_log(5, 4, &CHAIN_KEY));
     let store = SqliteStorage::open(&path).unwrap();
     suite::assert_upgraded_chain(&store, 5, 4, &CHAIN_KEY).await;
+    suite::a_pod_wide_pin_still_refuses_another_key(&store).await;
     drop(store);
     let store = SqliteStorage::open(&path).unwrap();
     assert_eq!(store.audit_head().await.unwrap().0, 6, "migrated once");
@@ -616,6 +629,7 @@ async fn postgres_a_hash_chained_log_is_upgraded_to_the_merkle_tree() {
             )
             .await
             .unwrap();
+        client.batch_execute(suite::POD_WIDE_PIN_SQL).await.unwrap();
         for (seq, entry, hash) in &log.rows {
             client
                 .execute(
@@ -646,6 +660,7 @@ async fn postgres_a_hash_chained_log_is_upgraded_to_the_merkle_tree() {
     );
     let (a, b) = (a.unwrap(), b.unwrap());
     suite::assert_upgraded_chain(&a, 9, 8, &CHAIN_KEY).await;
+    suite::a_pod_wide_pin_still_refuses_another_key(&a).await;
     assert_eq!(b.audit_head().await.unwrap(), a.audit_head().await.unwrap());
 
     let url = support::postgres_url().await;

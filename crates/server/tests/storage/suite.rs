@@ -9,8 +9,8 @@ use podseal_core::audit::{
     verify_export,
 };
 use podseal_server::storage::{
-    ApiKeyRecord, ClusterRecord, CommitItem, JtiRecord, PinOutcome, PolicyRecord, SessionRecord,
-    Storage, StorageError,
+    ApiKeyRecord, ClusterRecord, CommitItem, ContainerInstance, JtiRecord, PinOutcome,
+    PolicyRecord, SessionRecord, Storage, StorageError,
 };
 
 pub fn cluster(name: &str) -> ClusterRecord {
@@ -43,19 +43,35 @@ fn api_key(id: &str, hash_byte: u8) -> ApiKeyRecord {
 }
 
 pub fn session(id: &str, pod_uid: &str) -> SessionRecord {
+    session_in(id, &instance(pod_uid, "api", "cid-1"))
+}
+
+/// A session opened from `instance`.
+pub fn session_in(id: &str, instance: &ContainerInstance) -> SessionRecord {
     SessionRecord {
         id: id.into(),
         cluster: "prod".into(),
         namespace: "shop".into(),
         service_account: "api".into(),
         pod_name: "api-0".into(),
-        pod_uid: pod_uid.into(),
+        pod_uid: instance.pod_uid.clone(),
+        container: instance.container.clone(),
+        container_id: instance.container_id.clone(),
         jkt: "jkt-a".into(),
         recipient_key: vec![7; 32],
         api_key_id: "key-1".into(),
         created_at: 100,
         expires_at: 1_000,
         revoked_at: None,
+    }
+}
+
+/// A container instance of pod `pod_uid`.
+pub fn instance(pod_uid: &str, container: &str, container_id: &str) -> ContainerInstance {
+    ContainerInstance {
+        pod_uid: pod_uid.into(),
+        container: container.into(),
+        container_id: container_id.into(),
     }
 }
 
@@ -156,71 +172,82 @@ pub async fn clusters_keys_and_policies<S: Storage>(store: &S) {
     ));
 }
 
-pub async fn one_key_per_live_pod_uid<S: Storage>(store: Arc<S>) {
+pub async fn one_key_per_running_container_instance<S: Storage>(store: Arc<S>) {
+    let api = instance("uid-1", "api", "cid-1");
+    let pin = |cluster: &'static str, at: ContainerInstance, jkt: &'static str, until, now| {
+        let store = store.clone();
+        async move {
+            store
+                .pin_dpop_key(cluster, &at, jkt, until, now)
+                .await
+                .unwrap()
+        }
+    };
     assert_eq!(
-        store
-            .pin_dpop_key("prod", "uid-1", "jkt-a", 1_000, 100)
-            .await
-            .unwrap(),
+        pin("prod", api.clone(), "jkt-a", 1_000, 100).await,
         PinOutcome::Pinned
     );
     assert_eq!(
-        store
-            .pin_dpop_key("prod", "uid-1", "jkt-a", 2_000, 150)
-            .await
-            .unwrap(),
+        pin("prod", api.clone(), "jkt-a", 2_000, 150).await,
         PinOutcome::AlreadyPinned
     );
+    // The stolen-credential case: a second key while the instance runs.
     assert_eq!(
-        store
-            .pin_dpop_key("prod", "uid-1", "jkt-b", 2_000, 150)
-            .await
-            .unwrap(),
+        pin("prod", api.clone(), "jkt-b", 2_000, 150).await,
         PinOutcome::OtherKeyPinned
     );
     assert_eq!(
-        store
-            .pin_dpop_key("other", "uid-1", "jkt-b", 2_000, 150)
-            .await
-            .unwrap(),
+        pin("other", api.clone(), "jkt-b", 2_000, 150).await,
         PinOutcome::Pinned,
         "pins are per cluster"
     );
+    // Another container of the same pod has its own pin.
+    let worker = instance("uid-1", "worker", "cid-9");
+    assert_eq!(
+        pin("prod", worker.clone(), "jkt-w", 2_000, 150).await,
+        PinOutcome::Pinned
+    );
     assert!(
         !store
-            .rotate_pin("prod", "uid-1", "jkt-x", "jkt-b")
+            .rotate_pin("prod", "uid-1", "api", "jkt-x", "jkt-b")
             .await
             .unwrap(),
         "rotation needs the current key"
     );
     assert!(
+        !store
+            .rotate_pin("prod", "uid-1", "worker", "jkt-a", "jkt-b")
+            .await
+            .unwrap(),
+        "rotation is of one container's pin"
+    );
+    assert!(
         store
-            .rotate_pin("prod", "uid-1", "jkt-a", "jkt-b")
+            .rotate_pin("prod", "uid-1", "api", "jkt-a", "jkt-b")
             .await
             .unwrap()
     );
     assert_eq!(
-        store
-            .pin_dpop_key("prod", "uid-1", "jkt-a", 2_000, 150)
-            .await
-            .unwrap(),
+        pin("prod", api.clone(), "jkt-a", 2_000, 150).await,
         PinOutcome::OtherKeyPinned
     );
     // An expired pin no longer blocks (the pod's session is over).
     assert_eq!(
-        store
-            .pin_dpop_key("prod", "uid-1", "jkt-c", 5_000, 2_001)
-            .await
-            .unwrap(),
+        pin("prod", api.clone(), "jkt-c", 5_000, 2_001).await,
+        PinOutcome::Pinned
+    );
+    assert_eq!(
+        pin("prod", worker.clone(), "jkt-w", 5_000, 2_001).await,
         PinOutcome::Pinned
     );
 
-    // Many enrolments at once for a fresh uid: exactly one wins.
+    // Many enrolments at once for a fresh instance: exactly one wins.
+    let race = instance("uid-race", "api", "cid-1");
     let attempts = (0..12).map(|i| {
-        let store = store.clone();
+        let (store, race) = (store.clone(), race.clone());
         tokio::spawn(async move {
             store
-                .pin_dpop_key("prod", "uid-race", &format!("jkt-{i}"), 1_000, 100)
+                .pin_dpop_key("prod", &race, &format!("jkt-{i}"), 1_000, 100)
                 .await
                 .unwrap()
         })
@@ -231,16 +258,186 @@ pub async fn one_key_per_live_pod_uid<S: Storage>(store: Arc<S>) {
         .filter(|o| matches!(o, Ok(PinOutcome::Pinned)))
         .count();
     assert_eq!(pinned, 1, "{outcomes:?}");
+
+    // And for the instance after a restart: exactly one replaces the pin.
+    let restarted = instance("uid-race", "api", "cid-2");
+    let attempts = (0..12).map(|i| {
+        let (store, restarted) = (store.clone(), restarted.clone());
+        tokio::spawn(async move {
+            store
+                .pin_dpop_key("prod", &restarted, &format!("jkt-new-{i}"), 1_000, 200)
+                .await
+                .unwrap()
+        })
+    });
+    let outcomes = futures_util::future::join_all(attempts).await;
+    let replaced = outcomes
+        .iter()
+        .filter(|o| matches!(o, Ok(PinOutcome::Replaced { .. })))
+        .count();
+    let refused = outcomes
+        .iter()
+        .filter(|o| matches!(o, Ok(PinOutcome::OtherKeyPinned)))
+        .count();
+    assert_eq!((replaced, refused), (1, 11), "{outcomes:?}");
+}
+
+pub async fn a_restarted_container_replaces_its_pin_and_ends_its_sessions<S: Storage>(store: &S) {
+    let first = instance("uid-1", "api", "cid-1");
+    let worker = instance("uid-1", "worker", "cid-9");
+    store
+        .pin_dpop_key("prod", &first, "jkt-a", 1_000, 100)
+        .await
+        .unwrap();
+    store
+        .insert_session(session_in("s1", &first))
+        .await
+        .unwrap();
+    store
+        .insert_session(session_in("s2", &first))
+        .await
+        .unwrap();
+    store
+        .insert_session(session_in("w1", &worker))
+        .await
+        .unwrap();
+
+    // The container restarted: the new instance's key replaces the pin and
+    // the old instance's sessions end, in one transaction; the other
+    // container's session stays.
+    let second = instance("uid-1", "api", "cid-2");
+    assert_eq!(
+        store
+            .pin_dpop_key("prod", &second, "jkt-b", 1_000, 200)
+            .await
+            .unwrap(),
+        PinOutcome::Replaced {
+            old_jkt: "jkt-a".into(),
+            old_container_id: "cid-1".into(),
+            sessions_revoked: 2,
+        }
+    );
+    assert_eq!(
+        store.session("s1").await.unwrap().unwrap().revoked_at,
+        Some(200)
+    );
+    assert_eq!(store.session("w1").await.unwrap().unwrap().revoked_at, None);
+    // The old instance's key cannot come back, nor another key in the new one.
+    for jkt in ["jkt-a", "jkt-c"] {
+        assert_eq!(
+            store
+                .pin_dpop_key("prod", &second, jkt, 1_000, 210)
+                .await
+                .unwrap(),
+            PinOutcome::OtherKeyPinned
+        );
+    }
+
+    // The instance ends (the view saw it stop): its pin and session go; a
+    // stale end of an older instance touches nothing.
+    store
+        .insert_session(session_in("s3", &second))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.forget_container("prod", &first, 300).await.unwrap(),
+        (0, false)
+    );
+    assert_eq!(store.session("s3").await.unwrap().unwrap().revoked_at, None);
+    assert_eq!(
+        store.forget_container("prod", &second, 300).await.unwrap(),
+        (1, true)
+    );
+    assert_eq!(
+        store.session("s3").await.unwrap().unwrap().revoked_at,
+        Some(300)
+    );
+    assert_eq!(
+        store.forget_container("prod", &second, 301).await.unwrap(),
+        (0, false),
+        "a second replica's call finds nothing"
+    );
+    assert_eq!(store.session("w1").await.unwrap().unwrap().revoked_at, None);
+    assert_eq!(
+        store
+            .pin_dpop_key(
+                "prod",
+                &instance("uid-1", "api", "cid-3"),
+                "jkt-d",
+                1_000,
+                400
+            )
+            .await
+            .unwrap(),
+        PinOutcome::Pinned,
+        "pin dropped"
+    );
+}
+
+/// A pin as schema versions 1 to 4 stored it: one per pod uid.
+pub const POD_WIDE_PIN_SQL: &str = "INSERT INTO dpop_pins (cluster, pod_uid, jkt, expires_at) VALUES ('prod', 'uid-old', 'jkt-old', 1000)";
+
+/// After migration 5, a pin made before covers the whole pod until it
+/// expires, as it did when it was made: no other key enrols from any
+/// container; its own key does.
+pub async fn a_pod_wide_pin_still_refuses_another_key<S: Storage>(store: &S) {
+    for container in ["api", "worker"] {
+        assert_eq!(
+            store
+                .pin_dpop_key(
+                    "prod",
+                    &instance("uid-old", container, "cid-1"),
+                    "jkt-new",
+                    1_000,
+                    100
+                )
+                .await
+                .unwrap(),
+            PinOutcome::OtherKeyPinned,
+            "{container}"
+        );
+    }
+    assert_eq!(
+        store
+            .pin_dpop_key(
+                "prod",
+                &instance("uid-old", "api", "cid-1"),
+                "jkt-old",
+                1_000,
+                100
+            )
+            .await
+            .unwrap(),
+        PinOutcome::Pinned
+    );
+    assert_eq!(
+        store
+            .pin_dpop_key(
+                "prod",
+                &instance("uid-old", "worker", "cid-2"),
+                "jkt-new",
+                2_000,
+                1_000
+            )
+            .await
+            .unwrap(),
+        PinOutcome::Pinned,
+        "expired, it no longer refuses"
+    );
 }
 
 pub async fn sessions_are_revoked_with_their_pod<S: Storage>(store: &S) {
     store.insert_session(session("s1", "uid-1")).await.unwrap();
     store.insert_session(session("s2", "uid-1")).await.unwrap();
     store.insert_session(session("s3", "uid-2")).await.unwrap();
-    store
-        .pin_dpop_key("prod", "uid-1", "jkt-a", 1_000, 100)
-        .await
-        .unwrap();
+    let api = instance("uid-1", "api", "cid-1");
+    let worker = instance("uid-1", "worker", "cid-2");
+    for (at, jkt) in [(&api, "jkt-a"), (&worker, "jkt-w")] {
+        store
+            .pin_dpop_key("prod", at, jkt, 1_000, 100)
+            .await
+            .unwrap();
+    }
     store.set_session_jkt("s1", "jkt-b").await.unwrap();
     assert_eq!(store.session("s1").await.unwrap().unwrap().jkt, "jkt-b");
     assert_eq!(store.forget_pod("prod", "uid-1", 500).await.unwrap(), 2);
@@ -249,14 +446,16 @@ pub async fn sessions_are_revoked_with_their_pod<S: Storage>(store: &S) {
         Some(500)
     );
     assert_eq!(store.session("s3").await.unwrap().unwrap().revoked_at, None);
-    assert_eq!(
-        store
-            .pin_dpop_key("prod", "uid-1", "jkt-z", 1_000, 600)
-            .await
-            .unwrap(),
-        PinOutcome::Pinned,
-        "pin dropped"
-    );
+    for at in [&api, &worker] {
+        assert_eq!(
+            store
+                .pin_dpop_key("prod", at, "jkt-z", 1_000, 600)
+                .await
+                .unwrap(),
+            PinOutcome::Pinned,
+            "every container's pin dropped"
+        );
+    }
     assert_eq!(store.session("missing").await.unwrap(), None);
 }
 

@@ -73,6 +73,7 @@ pub fn api_pod(name: &str) -> PodTemplate {
             name: "api".into(),
             image: "registry.example/shop/api:1.4".into(),
             digest: Some(digest('a')),
+            env: Default::default(),
         }],
     }
 }
