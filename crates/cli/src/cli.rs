@@ -183,11 +183,16 @@ pub enum ApiKeyCommand {
 /// `podseal policy …`
 #[derive(Debug, Subcommand)]
 pub enum PolicyCommand {
-    /// Set the release policy of one service account (replaces the previous one).
+    /// Set the whole release policy of one service account (replaces the previous one).
     ///
     /// Every container of a pod — init, app and ephemeral (debug) — must run an image whose digest
     /// is allowed, or gate 4 refuses. --audit-mode records those refusals instead of enforcing
     /// them: an explicit opt-in for rollout, loud in the log and in every audit record.
+    ///
+    /// The digests are replaced by the ones given: name at least one --allow-digest, or
+    /// --no-digests to approve none (every release is then refused). A mode the stored policy had
+    /// and this command leaves out (--require-nonce, --audit-mode) is turned off, and said so.
+    /// To change digests only, keeping the rest, use `policy add-digest` and `remove-digest`.
     #[command(after_help = "Example:
   podseal policy set --cluster prod --namespace shop --service-account api \
       --allow-digest sha256:0123…cdef --allow-digest sha256:4567…89ab --require-nonce")]
@@ -204,14 +209,47 @@ pub enum PolicyCommand {
         #[arg(long = "service-account")]
         service_account: String,
         /// An approved image digest, sha256:<64 hex> (repeatable).
-        #[arg(long = "allow-digest", value_name = "sha256:…")]
+        #[arg(
+            long = "allow-digest",
+            value_name = "sha256:…",
+            required_unless_present = "no_digests"
+        )]
         digests: Vec<String>,
+        /// Approve no digest at all: every release to this service account is refused.
+        #[arg(long, conflicts_with = "digests")]
+        no_digests: bool,
         /// DANGER: record what gate 4 would refuse instead of refusing.
         #[arg(long)]
         audit_mode: bool,
         /// Require RFC 9449 server nonces in DPoP proofs (a stolen key cannot pre-mint proofs).
         #[arg(long)]
         require_nonce: bool,
+    },
+    /// Approve more image digests, keeping the policy's other digests and modes.
+    ///
+    /// Creates the policy (enforcing, no nonce) if the service account has none. The change is one
+    /// transaction on the server, so concurrent changes all hold.
+    #[command(after_help = "Example:
+  podseal policy add-digest --cluster prod --namespace shop --service-account api sha256:4567…89ab")]
+    AddDigest {
+        #[command(flatten)]
+        target: PolicyTarget,
+        /// Digests to approve, sha256:<64 hex>.
+        #[arg(required = true, value_name = "sha256:…")]
+        digests: Vec<String>,
+    },
+    /// Withdraw approved image digests, keeping the policy's other digests and modes.
+    ///
+    /// A digest that is not approved is an error (nothing changes). Withdrawing the last one leaves
+    /// an empty allowlist: every release to the service account is then refused.
+    #[command(after_help = "Example:
+  podseal policy remove-digest --cluster prod --namespace shop --service-account api sha256:0123…cdef")]
+    RemoveDigest {
+        #[command(flatten)]
+        target: PolicyTarget,
+        /// Digests to withdraw.
+        #[arg(required = true, value_name = "sha256:…")]
+        digests: Vec<String>,
     },
     /// Show policies (all, or one service account's).
     Show {
@@ -227,6 +265,22 @@ pub enum PolicyCommand {
         #[arg(long = "service-account")]
         service_account: Option<String>,
     },
+}
+
+/// The service account a `policy add-digest` or `remove-digest` changes.
+#[derive(Debug, Args)]
+pub struct PolicyTarget {
+    #[command(flatten)]
+    pub connection: AdminConnection,
+    /// Cluster.
+    #[arg(long)]
+    pub cluster: String,
+    /// Namespace.
+    #[arg(long)]
+    pub namespace: String,
+    /// Service account.
+    #[arg(long = "service-account")]
+    pub service_account: String,
 }
 
 /// `podseal audit …`

@@ -30,12 +30,18 @@ pub fn parse<T: clap::Parser + clap::CommandFactory>() -> T {
 /// `program`) and clap's suggestion, when it has one.
 pub fn usage_error(error: &clap::Error, program: &str) -> CliError {
     let rendered = error.render().to_string();
-    let message = rendered
+    let mut message = rendered
         .lines()
         .find_map(|line| line.strip_prefix("error: "))
         .unwrap_or("invalid arguments")
         .trim()
         .to_owned();
+    // clap lists what is missing on the lines after: keep it on this one.
+    if let Some(ContextValue::Strings(missing)) = error.get(ContextKind::InvalidArg)
+        && error.kind() == ErrorKind::MissingRequiredArgument
+    {
+        message = format!("{}: {}", message.trim_end_matches(':'), missing.join(", "));
+    }
     let command = rendered
         .lines()
         .find_map(|line| line.strip_prefix("Usage: "))
@@ -66,4 +72,35 @@ pub fn usage_error(error: &clap::Error, program: &str) -> CliError {
         None => format!("`{command} --help` shows how to call it"),
     };
     CliError::usage(message).hint(hint)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A missing required argument is named on the one line, not on the
+    /// lines clap would print after it.
+    #[test]
+    fn a_missing_argument_is_named_on_the_error_line() {
+        let command = clap::Command::new("podseal").subcommand(
+            clap::Command::new("set").arg(
+                clap::Arg::new("digest")
+                    .long("allow-digest")
+                    .value_name("sha256:…")
+                    .required(true),
+            ),
+        );
+        let error = command
+            .try_get_matches_from(["podseal", "set"])
+            .expect_err("a usage error");
+        let error = usage_error(&error, "podseal");
+        assert_eq!(
+            error.message(),
+            "the following required arguments were not provided: --allow-digest <sha256:…>"
+        );
+        assert_eq!(
+            error.hint_text(),
+            Some("`podseal set --help` shows how to call it")
+        );
+    }
 }

@@ -168,7 +168,14 @@ fn exec_gives_the_program_its_secrets_and_leaves_none_on_disk() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("not found in PATH"), "{stderr}");
     let output = exec(
-        &["--env", &capsule_arg, "--", "sh", "-c", "printf '%s' \"$X\""],
+        &[
+            "--env",
+            &capsule_arg,
+            "--",
+            "sh",
+            "-c",
+            "printf '%s' \"$X\"",
+        ],
         &third_pod,
         None,
     );

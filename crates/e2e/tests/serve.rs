@@ -393,6 +393,60 @@ fn serve_then_administer_it_from_the_command_line() {
     ));
     assert_eq!(shown[0]["digests"][0], digest.as_str());
 
+    // Issue 14 §2: `policy set` never empties the allowlist unasked, says
+    // which mode it turns off, and digests change without touching the rest.
+    let policy = |verb: &str, extra: &[&str]| {
+        let mut args = vec![
+            "policy",
+            verb,
+            "--cluster",
+            "prod",
+            "--namespace",
+            "shop",
+            "--service-account",
+            "api",
+        ];
+        args.extend_from_slice(extra);
+        run(&args, &admin)
+    };
+    fails(&policy("set", &["--require-nonce"]), 2, "--allow-digest");
+    let nonce = policy(
+        "set",
+        &["--allow-digest", &digest, "--require-nonce", "-o", "json"],
+    );
+    assert_eq!(ok_json(&nonce)["require_nonce"], true);
+    let other = format!("sha256:{}", "b".repeat(64));
+    let with_other = ok_json(&policy("add-digest", &[&other, "-o", "json"]));
+    assert_eq!(with_other["digests"], serde_json::json!([digest, other]));
+    assert_eq!(
+        with_other["require_nonce"], true,
+        "add-digest keeps the modes"
+    );
+    let removed = ok_json(&policy("remove-digest", &[&digest, "-o", "json"]));
+    assert_eq!(removed["digests"], serde_json::json!([other]));
+    assert_eq!(removed["require_nonce"], true);
+    fails(
+        &policy("remove-digest", &[&digest]),
+        2,
+        "is not approved for prod/shop/api",
+    );
+    let emptied = policy("remove-digest", &[&other]);
+    assert!(
+        text(&emptied.stderr).contains("approves no digest now"),
+        "{}",
+        text(&emptied.stderr)
+    );
+    let turned_off = policy("set", &["--allow-digest", &digest]);
+    assert!(turned_off.status.success(), "{}", text(&turned_off.stderr));
+    assert!(
+        text(&turned_off.stderr).contains("note: require nonce was on and is now off"),
+        "{}",
+        text(&turned_off.stderr)
+    );
+    let cleared = policy("set", &["--no-digests", "-o", "json"]);
+    assert_eq!(ok_json(&cleared)["digests"], serde_json::json!([]));
+    ok_json(&policy("set", &["--allow-digest", &digest, "-o", "json"]));
+
     // A wrong admin token, and none.
     let wrong = dir.path().join("wrong.token");
     podseal_keys::key_file::write_new(&wrong, b"psa_wrong\n", 0o600).unwrap();

@@ -17,8 +17,8 @@ use std::sync::Arc;
 use podseal_core::audit::{ExportLine, Outcome};
 use podseal_core::capsule::{NameRule, check_name};
 pub use podseal_core::wire::admin::{
-    ApiKeyCreated, ApiKeyInfo, ApiKeyRequest, ClusterInfo, ClusterRequest, PolicyInfo,
-    PolicyRequest,
+    ApiKeyCreated, ApiKeyInfo, ApiKeyRequest, ClusterInfo, ClusterRequest, PolicyDigestsRequest,
+    PolicyInfo, PolicyRequest,
 };
 use sha2::{Digest, Sha256};
 
@@ -29,7 +29,9 @@ use crate::gate::{Gate, Reason, Refusal};
 use crate::identity::PinnedJwks;
 use crate::identity::kubernetes::{DEFAULT_MAX_LIFETIME_SECS, MAX_LIFETIME_RANGE_SECS};
 use crate::release::{ReleaseService, api_key_hash};
-use crate::storage::{ApiKeyRecord, ClusterRecord, PolicyRecord, Storage, StorageError};
+use crate::storage::{
+    ApiKeyRecord, ClusterRecord, DigestChange, PolicyRecord, Storage, StorageError,
+};
 
 /// Prefix of admin tokens.
 pub const ADMIN_TOKEN_PREFIX: &str = "psa_";
@@ -590,6 +592,89 @@ impl<S: Storage> AdminService<S> {
         self.audit_intent(audit).await?;
         self.storage()
             .set_policy(record.clone())
+            .await
+            .map_err(storage_refusal)?;
+        Ok(record)
+    }
+
+    /// Approves and withdraws digests of one policy, atomically, keeping its
+    /// modes (`POST /v1/admin/policies/digests`).
+    pub async fn change_policy_digests(
+        &self,
+        request: PolicyDigestsRequest,
+    ) -> Result<PolicyInfo, Refusal> {
+        self.audited("policy_digests", async |audit| {
+            self.try_change_policy_digests(request, audit).await
+        })
+        .await
+        .map(policy_info)
+    }
+
+    async fn try_change_policy_digests(
+        &self,
+        request: PolicyDigestsRequest,
+        audit: &mut AuditContext,
+    ) -> Result<PolicyRecord, Refusal> {
+        service_account_scope(
+            audit,
+            &request.cluster,
+            &request.namespace,
+            &request.service_account,
+        )?;
+        if let Some(bad) = request
+            .add
+            .iter()
+            .chain(&request.remove)
+            .find(|d| !is_digest(d))
+        {
+            return Err(refused(
+                Reason::InvalidArgument,
+                format!("{bad:?} is not a digest like sha256:<64 lowercase hex>"),
+            ));
+        }
+        if let Some(both) = request.add.iter().find(|d| request.remove.contains(d)) {
+            return Err(refused(
+                Reason::InvalidArgument,
+                format!("{both} is both added and removed"),
+            ));
+        }
+        // Withdrawing a digest that is not approved is a mistake to say, not
+        // a change to make silently (checked again by nothing: a concurrent
+        // removal of it makes this one a no-op, which is what was asked).
+        if !request.remove.is_empty() {
+            let current = self.storage().policies().await.map_err(storage_refusal)?;
+            let current = current.iter().find(|p| {
+                p.cluster == request.cluster
+                    && p.namespace == request.namespace
+                    && p.service_account == request.service_account
+            });
+            if let Some(absent) = request
+                .remove
+                .iter()
+                .find(|d| current.is_none_or(|p| !p.digests.contains(d)))
+            {
+                return Err(refused(
+                    Reason::InvalidArgument,
+                    format!(
+                        "{absent} is not approved for {}/{}/{}",
+                        request.cluster, request.namespace, request.service_account
+                    ),
+                ));
+            }
+        }
+        audit.set("added", request.add.join(","));
+        audit.set("removed", request.remove.join(","));
+        self.audit_intent(audit).await?;
+        let change = DigestChange {
+            cluster: request.cluster,
+            namespace: request.namespace,
+            service_account: request.service_account,
+            add: request.add,
+            remove: request.remove,
+        };
+        let record = self
+            .storage()
+            .change_policy_digests(change, now())
             .await
             .map_err(storage_refusal)?;
         Ok(record)

@@ -7,8 +7,8 @@ use std::path::Path;
 
 use http::Method;
 use podseal_core::wire::admin::{
-    ApiKeyCreated, ApiKeyInfo, ApiKeyRequest, ClusterInfo, ClusterRequest, PolicyInfo,
-    PolicyRequest,
+    ApiKeyCreated, ApiKeyInfo, ApiKeyRequest, ClusterInfo, ClusterRequest, PolicyDigestsRequest,
+    PolicyInfo, PolicyRequest,
 };
 use podseal_keys::key_file::read_secret_text;
 use podseal_sdk::https::{Answer, HttpsClient};
@@ -16,7 +16,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use zeroize::Zeroizing;
 
-use crate::cli::{AdminConnection, ApiKeyCommand, ClusterCommand, PolicyCommand};
+use crate::cli::{AdminConnection, ApiKeyCommand, ClusterCommand, PolicyCommand, PolicyTarget};
 use podseal_command::CliError;
 use podseal_command::output::{OutputFormat, emit};
 
@@ -331,6 +331,54 @@ fn print_policy(p: &PolicyInfo) {
     }
 }
 
+/// The stored policy of one service account, if any.
+async fn stored_policy(
+    admin: &Admin,
+    cluster: &str,
+    namespace: &str,
+    service_account: &str,
+) -> Result<Option<PolicyInfo>, CliError> {
+    let list: Listing<PolicyInfo> = admin
+        .call(Method::GET, "/v1/admin/policies", None::<&()>)
+        .await?;
+    Ok(list.policies.unwrap_or_default().into_iter().find(|p| {
+        p.cluster == cluster && p.namespace == namespace && p.service_account == service_account
+    }))
+}
+
+fn warn_if_empty(record: &PolicyInfo) {
+    if record.digests.is_empty() {
+        eprintln!(
+            "warning: {}/{}/{} approves no digest now: gate 4 refuses every release to it",
+            record.cluster, record.namespace, record.service_account
+        );
+    }
+}
+
+/// `policy add-digest` and `remove-digest`: one atomic change on the server.
+async fn change_digests(
+    target: PolicyTarget,
+    add: Vec<String>,
+    remove: Vec<String>,
+    output: OutputFormat,
+) -> Result<(), CliError> {
+    let admin = Admin::connect(&target.connection)?;
+    let request = PolicyDigestsRequest {
+        cluster: target.cluster,
+        namespace: target.namespace,
+        service_account: target.service_account,
+        add,
+        remove,
+    };
+    let record: PolicyInfo = admin
+        .call(Method::POST, "/v1/admin/policies/digests", Some(&request))
+        .await?;
+    warn_if_empty(&record);
+    emit(output, &record, |record| {
+        print_policy(record);
+    })
+}
+
 /// `podseal policy …`
 pub fn policy(command: PolicyCommand, output: OutputFormat) -> Result<(), CliError> {
     block_on(async move {
@@ -341,10 +389,12 @@ pub fn policy(command: PolicyCommand, output: OutputFormat) -> Result<(), CliErr
                 namespace,
                 service_account,
                 digests,
+                no_digests: _,
                 audit_mode,
                 require_nonce,
             } => {
                 let admin = Admin::connect(&connection)?;
+                let before = stored_policy(&admin, &cluster, &namespace, &service_account).await?;
                 let request = PolicyRequest {
                     cluster,
                     namespace,
@@ -356,6 +406,29 @@ pub fn policy(command: PolicyCommand, output: OutputFormat) -> Result<(), CliErr
                 let record: PolicyInfo = admin
                     .call(Method::PUT, "/v1/admin/policies", Some(&request))
                     .await?;
+                if let Some(before) = before {
+                    for (mode, was, is, flag) in [
+                        (
+                            "require nonce",
+                            before.require_nonce,
+                            record.require_nonce,
+                            "--require-nonce",
+                        ),
+                        (
+                            "audit mode",
+                            before.audit_mode,
+                            record.audit_mode,
+                            "--audit-mode",
+                        ),
+                    ] {
+                        if was && !is {
+                            eprintln!(
+                                "note: {mode} was on and is now off (`policy set` replaces the whole policy; pass {flag} to keep it)"
+                            );
+                        }
+                    }
+                }
+                warn_if_empty(&record);
                 if record.audit_mode {
                     eprintln!(
                         "WARNING: AUDIT MODE is on for {}/{}/{}: gate 4 will RELEASE to pods running unapproved images and only record it. Turn it off with `podseal policy set` without --audit-mode.",
@@ -365,6 +438,12 @@ pub fn policy(command: PolicyCommand, output: OutputFormat) -> Result<(), CliErr
                 emit(output, &record, |record| {
                     print_policy(record);
                 })
+            }
+            PolicyCommand::AddDigest { target, digests } => {
+                change_digests(target, digests, Vec::new(), output).await
+            }
+            PolicyCommand::RemoveDigest { target, digests } => {
+                change_digests(target, Vec::new(), digests, output).await
             }
             PolicyCommand::Show {
                 connection,

@@ -143,6 +143,25 @@ impl std::fmt::Debug for ApiKeyCreated {
     }
 }
 
+/// `POST /v1/admin/policies/digests` body: approve and withdraw digests of
+/// one service account's policy, keeping the rest of it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyDigestsRequest {
+    /// Cluster.
+    pub cluster: String,
+    /// Namespace.
+    pub namespace: String,
+    /// Service account.
+    pub service_account: String,
+    /// Digests to approve, `sha256:<64 hex>` (the policy is created, enforcing, if there is none).
+    #[serde(default)]
+    pub add: Vec<String>,
+    /// Approved digests to withdraw.
+    #[serde(default)]
+    pub remove: Vec<String>,
+}
+
 /// `PUT /v1/admin/policies` body.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

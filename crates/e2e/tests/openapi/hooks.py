@@ -8,9 +8,12 @@ can express, and `docs/openapi.yaml` says so where they are described:
   reason, or `content_ciphertext_present`;
 - `POST /v1/admin/clusters`: files named in the body are read on the
   server's machine; one that is not there, not a CA bundle, or a JWKS text
-  that is not a JWKS is refused with 400 `invalid_argument` naming the field.
+  that is not a JWKS is refused with 400 `invalid_argument` naming the field;
+- `POST /v1/admin/policies/digests`: withdrawing a digest the policy does
+  not approve, or naming one digest in both lists, is refused with 400
+  `invalid_argument` saying which.
 
-The built-in positive-data check lets 400 through for those two operations
+The built-in positive-data check lets 400 through for those operations
 only (see `schemathesis.toml`); this check then fails any other 400 there, so
 a 400 still means the document is wrong.
 """
@@ -28,6 +31,12 @@ EXPLAINED_BAD_REQUESTS = {
     "POST /v1/admin/clusters": lambda problem: problem.get("gate") == "admin"
     and problem.get("reason") == "invalid_argument"
     and str(problem.get("detail", "")).startswith(("ca_bundle", "token_file", "jwks:")),
+    "POST /v1/admin/policies/digests": lambda problem: problem.get("gate") == "admin"
+    and problem.get("reason") == "invalid_argument"
+    and (
+        " is not approved for " in str(problem.get("detail", ""))
+        or str(problem.get("detail", "")).endswith(" is both added and removed")
+    ),
 }
 
 

@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 use super::{App, answer, header_text, parse_json, read_body};
-use crate::admin::{ApiKeyRequest, ClusterRequest, PolicyRequest};
+use crate::admin::{ApiKeyRequest, ClusterRequest, PolicyDigestsRequest, PolicyRequest};
 use crate::gate::{Gate, Reason, Refusal};
 use crate::storage::Storage;
 
@@ -134,6 +134,19 @@ pub(super) async fn set_policy<S: Storage>(
         authorized(&app, "policy_set", &headers).await?;
         let body: PolicyRequest = parse_json(&headers, &bytes)?;
         app.admin.set_policy(body).await
+    };
+    answer(StatusCode::OK, result.await)
+}
+
+pub(super) async fn change_policy_digests<S: Storage>(
+    State(app): State<App<S>>,
+    request: Request,
+) -> Response {
+    let result = async {
+        let (headers, bytes) = read_body(request).await?;
+        authorized(&app, "policy_digests", &headers).await?;
+        let body: PolicyDigestsRequest = parse_json(&headers, &bytes)?;
+        app.admin.change_policy_digests(body).await
     };
     answer(StatusCode::OK, result.await)
 }

@@ -133,6 +133,11 @@ pub const ROUTES: &[Route] = &[
         statuses: &[200, 401, 503],
     },
     Route {
+        method: "POST",
+        path: "/v1/admin/policies/digests",
+        statuses: &[200, 400, 401, 404, 413, 415, 503],
+    },
+    Route {
         method: "GET",
         path: "/v1/admin/audit/export",
         statuses: &[200, 401, 503],
@@ -199,6 +204,10 @@ pub fn router<S: Storage>(app: App<S>) -> Router {
         .route(
             "/v1/admin/policies",
             put(admin_routes::set_policy::<S>).get(admin_routes::policies::<S>),
+        )
+        .route(
+            "/v1/admin/policies/digests",
+            post(admin_routes::change_policy_digests::<S>),
         )
         .route(
             "/v1/admin/audit/export",

@@ -18,7 +18,7 @@ use std::time::Duration;
 use podseal_core::audit::legacy::ChainCheckpoint;
 use podseal_core::audit::{AuditRecord, Checkpoint, ExportLine, Hash};
 
-use super::{AdminStore, AuditStore, ReleaseStore};
+use super::{AdminStore, AuditStore, DigestChange, ReleaseStore};
 use super::{
     ApiKeyRecord, ClusterRecord, CommitItem, Committed, ContainerInstance, PinOutcome,
     PolicyRecord, RequestContext, SessionRecord, Storage, StorageError, StorageStats,
@@ -215,6 +215,18 @@ impl<S: Storage> AdminStore for Bounded<S> {
     async fn set_policy(&self, policy: PolicyRecord) -> Result<(), StorageError> {
         self.within("store policy", self.inner.set_policy(policy))
             .await
+    }
+
+    async fn change_policy_digests(
+        &self,
+        change: DigestChange,
+        now: i64,
+    ) -> Result<PolicyRecord, StorageError> {
+        self.within(
+            "change policy digests",
+            self.inner.change_policy_digests(change, now),
+        )
+        .await
     }
 
     async fn policies(&self) -> Result<Vec<PolicyRecord>, StorageError> {

@@ -499,8 +499,53 @@ pub trait AdminStore: Send + Sync {
         policy: PolicyRecord,
     ) -> impl Future<Output = Result<(), StorageError>> + Send;
 
+    /// Adds `change.add` to and removes `change.remove` from the approved
+    /// digests of one service account's policy, keeping its modes; creates
+    /// the policy (enforcing, no nonce) when there is none and something is
+    /// added. Returns the policy as stored. [`StorageError::NotFound`] when
+    /// the cluster is not registered, or there is no policy to remove from.
+    ///
+    /// Atomicity: read and write in one transaction under the policy's row
+    /// lock (PostgreSQL `SELECT … FOR UPDATE`; SQLite's single writer), so
+    /// two changes at once from two replicas both hold.
+    fn change_policy_digests(
+        &self,
+        change: DigestChange,
+        now: i64,
+    ) -> impl Future<Output = Result<PolicyRecord, StorageError>> + Send;
+
     /// Every policy. Atomicity: one read.
     fn policies(&self) -> impl Future<Output = Result<Vec<PolicyRecord>, StorageError>> + Send;
+}
+
+/// A change to one policy's approved digests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DigestChange {
+    /// Cluster.
+    pub cluster: String,
+    /// Namespace.
+    pub namespace: String,
+    /// Service account.
+    pub service_account: String,
+    /// Digests to approve.
+    pub add: Vec<String>,
+    /// Digests to approve no more.
+    pub remove: Vec<String>,
+}
+
+impl DigestChange {
+    /// The digests after the change to `current`: sorted, each once.
+    pub fn apply(&self, current: &[String]) -> Vec<String> {
+        let mut digests: Vec<String> = current
+            .iter()
+            .chain(&self.add)
+            .filter(|d| !self.remove.contains(d))
+            .cloned()
+            .collect();
+        digests.sort();
+        digests.dedup();
+        digests
+    }
 }
 
 /// The audit log: one RFC 9162 Merkle tree for every replica, and its

@@ -19,7 +19,7 @@ use podseal_core::audit::legacy::ChainCheckpoint;
 use podseal_core::audit::{Checkpoint, ExportLine, Hash};
 use tokio_postgres::{NoTls, Row};
 
-use super::{AdminStore, AuditStore, ReleaseStore};
+use super::{AdminStore, AuditStore, DigestChange, ReleaseStore};
 use super::{
     ApiKeyRecord, ClusterRecord, CommitItem, Committed, ContainerInstance, PinOutcome,
     PolicyRecord, RequestContext, SessionRecord, Storage, StorageError, StorageStats,
@@ -825,6 +825,90 @@ impl AdminStore for PostgresStorage {
             ],
         )
         .await
+    }
+
+    async fn change_policy_digests(
+        &self,
+        change: DigestChange,
+        now: i64,
+    ) -> Result<PolicyRecord, StorageError> {
+        let error = db_error("change policy digests");
+        let mut client = self.client("change policy digests").await?;
+        let tx = client.transaction().await.map_err(&error)?;
+        let key: [&(dyn tokio_postgres::types::ToSql + Sync); 3] =
+            [&change.cluster, &change.namespace, &change.service_account];
+        let cluster = tx
+            .query_opt("SELECT 1 FROM clusters WHERE name = $1", &[&change.cluster])
+            .await
+            .map_err(&error)?;
+        if cluster.is_none() {
+            return Err(StorageError::NotFound(format!(
+                "cluster {} is not registered",
+                change.cluster
+            )));
+        }
+        if !change.add.is_empty() {
+            // A row to lock, also for the first change: two first additions
+            // at once then queue on it instead of both inserting.
+            tx.execute(
+                &format!(
+                    "INSERT INTO policies ({POLICY_COLUMNS}) VALUES ($1, $2, $3, '[]', FALSE, FALSE, $4)
+                     ON CONFLICT (cluster, namespace, service_account) DO NOTHING"
+                ),
+                &[&change.cluster, &change.namespace, &change.service_account, &now],
+            )
+            .await
+            .map_err(&error)?;
+        }
+        let row = tx
+            .query_opt(
+                &format!("SELECT {POLICY_COLUMNS} FROM policies WHERE cluster = $1 AND namespace = $2 AND service_account = $3 FOR UPDATE"),
+                &key,
+            )
+            .await
+            .map_err(&error)?;
+        let policy = match row {
+            Some(row) => policy_from(&row)?,
+            None if change.add.is_empty() => {
+                return Err(StorageError::NotFound(format!(
+                    "no policy for {}/{}/{}",
+                    change.cluster, change.namespace, change.service_account
+                )));
+            }
+            None => PolicyRecord {
+                cluster: change.cluster.clone(),
+                namespace: change.namespace.clone(),
+                service_account: change.service_account.clone(),
+                digests: Vec::new(),
+                audit_mode: false,
+                require_nonce: false,
+                updated_at: now,
+            },
+        };
+        let policy = PolicyRecord {
+            digests: change.apply(&policy.digests),
+            updated_at: now,
+            ..policy
+        };
+        tx.execute(
+            &format!(
+                "INSERT INTO policies ({POLICY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)
+                 ON CONFLICT (cluster, namespace, service_account) DO UPDATE SET digests = excluded.digests, updated_at = excluded.updated_at"
+            ),
+            &[
+                &policy.cluster,
+                &policy.namespace,
+                &policy.service_account,
+                &to_json(&policy.digests),
+                &policy.audit_mode,
+                &policy.require_nonce,
+                &policy.updated_at,
+            ],
+        )
+        .await
+        .map_err(&error)?;
+        tx.commit().await.map_err(&error)?;
+        Ok(policy)
     }
 
     async fn policies(&self) -> Result<Vec<PolicyRecord>, StorageError> {

@@ -24,7 +24,7 @@ use podseal_core::audit::legacy::ChainCheckpoint;
 use podseal_core::audit::{Checkpoint, ExportLine, Frontier, Hash};
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 
-use super::{AdminStore, AuditStore, ReleaseStore};
+use super::{AdminStore, AuditStore, DigestChange, ReleaseStore};
 use super::{
     ApiKeyRecord, ClusterRecord, CommitItem, Committed, ContainerInstance, PinOutcome,
     PolicyRecord, RequestContext, SessionRecord, Storage, StorageError, StorageStats,
@@ -842,6 +842,69 @@ impl AdminStore for SqliteStorage {
                 "cluster {cluster} is not registered"
             )))
         }
+    }
+
+    async fn change_policy_digests(
+        &self,
+        change: DigestChange,
+        now: i64,
+    ) -> Result<PolicyRecord, StorageError> {
+        let outcome = self
+            .run("change policy digests", move |c| {
+                let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                if missing_cluster(&tx, &change.cluster)? {
+                    return Ok(Err(format!("cluster {} is not registered", change.cluster)));
+                }
+                let current = tx
+                    .query_row(
+                        &format!("SELECT {POLICY_COLUMNS} FROM policies WHERE cluster = ?1 AND namespace = ?2 AND service_account = ?3"),
+                        params![change.cluster, change.namespace, change.service_account],
+                        policy_from,
+                    )
+                    .optional()?;
+                let policy = match current {
+                    Some(policy) => policy,
+                    None if change.add.is_empty() => {
+                        return Ok(Err(format!(
+                            "no policy for {}/{}/{}",
+                            change.cluster, change.namespace, change.service_account
+                        )));
+                    }
+                    None => PolicyRecord {
+                        cluster: change.cluster.clone(),
+                        namespace: change.namespace.clone(),
+                        service_account: change.service_account.clone(),
+                        digests: Vec::new(),
+                        audit_mode: false,
+                        require_nonce: false,
+                        updated_at: now,
+                    },
+                };
+                let policy = PolicyRecord {
+                    digests: change.apply(&policy.digests),
+                    updated_at: now,
+                    ..policy
+                };
+                tx.execute(
+                    &format!(
+                        "INSERT INTO policies ({POLICY_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                         ON CONFLICT (cluster, namespace, service_account) DO UPDATE SET digests = excluded.digests, updated_at = excluded.updated_at"
+                    ),
+                    params![
+                        policy.cluster,
+                        policy.namespace,
+                        policy.service_account,
+                        to_json(&policy.digests)?,
+                        policy.audit_mode,
+                        policy.require_nonce,
+                        policy.updated_at
+                    ],
+                )?;
+                tx.commit()?;
+                Ok(Ok(policy))
+            })
+            .await?;
+        outcome.map_err(StorageError::NotFound)
     }
 
     async fn policies(&self) -> Result<Vec<PolicyRecord>, StorageError> {

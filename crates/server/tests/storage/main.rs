@@ -111,6 +111,17 @@ async fn postgres_a_restarted_container_replaces_its_pin_and_ends_its_sessions()
     suite::a_restarted_container_replaces_its_pin_and_ends_its_sessions(&postgres().await).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_policy_digests_change_atomically() {
+    suite::policy_digests_change_atomically(Arc::new(postgres().await)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_policy_digests_change_atomically() {
+    let (_dir, store) = sqlite();
+    suite::policy_digests_change_atomically(Arc::new(store)).await;
+}
+
 #[tokio::test]
 async fn postgres_sessions_are_revoked_with_their_pod() {
     suite::sessions_are_revoked_with_their_pod(&postgres().await).await;
@@ -674,4 +685,73 @@ async fn postgres_a_hash_chained_log_is_upgraded_to_the_merkle_tree() {
         error.to_string().contains("audit record 2 is missing"),
         "{error}"
     );
+}
+
+/// The first approval of a digest for a service account while another
+/// replica's first one is in flight (its insert not committed yet): both
+/// hold. Without a row to queue on, the later change would read no policy
+/// and overwrite the earlier one's digest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_two_first_digest_approvals_at_once_both_hold() {
+    let url = support::postgres_url().await;
+    let store = PostgresStorage::connect(&url).await.unwrap();
+    store.put_cluster(suite::cluster("prod")).await.unwrap();
+    let digest = |c: char| format!("sha256:{}", c.to_string().repeat(64));
+    // The other replica, by hand: its insert made and not yet committed.
+    let (mut other, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let tx = other.transaction().await.unwrap();
+    let backend: i32 = tx
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    tx.execute(
+        "INSERT INTO policies (cluster, namespace, service_account, digests, audit_mode, require_nonce, updated_at)
+         VALUES ('prod', 'shop', 'api', $1, FALSE, FALSE, 1)",
+        &[&serde_json::to_string(&[digest('a')]).unwrap()],
+    )
+    .await
+    .unwrap();
+    let change = tokio::spawn({
+        let store = store.clone();
+        let add = podseal_server::storage::DigestChange {
+            cluster: "prod".into(),
+            namespace: "shop".into(),
+            service_account: "api".into(),
+            add: vec![digest('b')],
+            remove: vec![],
+        };
+        async move { store.change_policy_digests(add, 2).await.unwrap() }
+    });
+    // Wait (deadline) until this store's change waits on that insert.
+    let (watcher, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let blocked: i64 = watcher
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))",
+                &[&backend],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if blocked > 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the change never waited"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    tx.commit().await.unwrap();
+    let changed = change.await.unwrap();
+    assert_eq!(changed.digests, [digest('a'), digest('b')]);
+    assert_eq!(store.policies().await.unwrap()[0].digests, changed.digests);
 }

@@ -9,8 +9,8 @@ use podseal_core::audit::{
     verify_export,
 };
 use podseal_server::storage::{
-    ApiKeyRecord, ClusterRecord, CommitItem, ContainerInstance, JtiRecord, PinOutcome,
-    PolicyRecord, SessionRecord, Storage, StorageError,
+    ApiKeyRecord, ClusterRecord, CommitItem, ContainerInstance, DigestChange, JtiRecord,
+    PinOutcome, PolicyRecord, SessionRecord, Storage, StorageError,
 };
 
 pub fn cluster(name: &str) -> ClusterRecord {
@@ -372,6 +372,78 @@ pub async fn a_restarted_container_replaces_its_pin_and_ends_its_sessions<S: Sto
         PinOutcome::Pinned,
         "pin dropped"
     );
+}
+
+pub async fn policy_digests_change_atomically<S: Storage>(store: Arc<S>) {
+    store.put_cluster(cluster("prod")).await.unwrap();
+    let digest = |c: char| format!("sha256:{}", c.to_string().repeat(64));
+    let change = |add: Vec<String>, remove: Vec<String>| DigestChange {
+        cluster: "prod".into(),
+        namespace: "shop".into(),
+        service_account: "api".into(),
+        add,
+        remove,
+    };
+    assert!(matches!(
+        store
+            .change_policy_digests(change(vec![], vec![digest('a')]), 100)
+            .await,
+        Err(StorageError::NotFound(_))
+    ));
+    assert!(matches!(
+        store
+            .change_policy_digests(
+                DigestChange {
+                    cluster: "ghost".into(),
+                    ..change(vec![digest('a')], vec![])
+                },
+                100
+            )
+            .await,
+        Err(StorageError::NotFound(_))
+    ));
+    // Created, enforcing, when something is added.
+    let created = store
+        .change_policy_digests(
+            change(vec![digest('b'), digest('a'), digest('b')], vec![]),
+            100,
+        )
+        .await
+        .unwrap();
+    assert_eq!(created.digests, [digest('a'), digest('b')]);
+    assert!(!created.audit_mode && !created.require_nonce);
+    // The modes stay.
+    store
+        .set_policy(PolicyRecord {
+            require_nonce: true,
+            ..created
+        })
+        .await
+        .unwrap();
+    let changed = store
+        .change_policy_digests(change(vec![digest('c')], vec![digest('a')]), 200)
+        .await
+        .unwrap();
+    assert_eq!(changed.digests, [digest('b'), digest('c')]);
+    assert!(changed.require_nonce);
+    assert_eq!(changed.updated_at, 200);
+    // Concurrent additions all hold (the interleaving that would lose one
+    // is forced in `postgres_two_first_digest_approvals_at_once_both_hold`).
+    let adds = ('d'..='k').map(|c| {
+        let store = store.clone();
+        let add = change(vec![digest(c)], vec![]);
+        tokio::spawn(async move { store.change_policy_digests(add, 300).await.unwrap() })
+    });
+    for joined in futures_util::future::join_all(adds).await {
+        joined.unwrap();
+    }
+    let stored = store.policies().await.unwrap();
+    let expected: Vec<String> = ['b', 'c']
+        .into_iter()
+        .chain('d'..='k')
+        .map(digest)
+        .collect();
+    assert_eq!(stored[0].digests, expected);
 }
 
 /// A pin as schema versions 1 to 4 stored it: one per pod uid.
