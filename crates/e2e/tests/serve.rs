@@ -235,6 +235,70 @@ fn serve_then_administer_it_from_the_command_line() {
     ));
     assert_eq!(added["name"], "prod");
     assert_eq!(added["pinned_kids"].as_array().unwrap().len(), 1);
+    // Issue 14 §3: a token file as `kubectl create token > FILE` writes it
+    // (a newline at the end) is taken; a CA that did not sign the API
+    // server's certificate is named as a TLS trust failure, with its file.
+    std::fs::write(
+        path("newline.token"),
+        format!(
+            "{}\n",
+            std::fs::read_to_string(path("dc/reader.token"))
+                .unwrap()
+                .trim()
+        ),
+    )
+    .unwrap();
+    let newline = ok_json(&run(
+        &[
+            "cluster",
+            "add",
+            "newline",
+            "--api-server",
+            &cluster_url,
+            "--ca-bundle",
+            &path("dc/ca.pem"),
+            "--token-file",
+            &path("newline.token"),
+            "-o",
+            "json",
+        ],
+        &admin,
+    ));
+    assert_eq!(newline["pinned_kids"], added["pinned_kids"]);
+    let mut other_ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    other_ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let other_ca = other_ca
+        .self_signed(&rcgen::KeyPair::generate().unwrap())
+        .unwrap();
+    std::fs::write(path("other-ca.pem"), other_ca.pem()).unwrap();
+    let untrusted = run(
+        &[
+            "cluster",
+            "add",
+            "untrusted",
+            "--api-server",
+            &cluster_url,
+            "--ca-bundle",
+            &path("other-ca.pem"),
+            "--token-file",
+            &path("dc/reader.token"),
+        ],
+        &admin,
+    );
+    fails(
+        &untrusted,
+        1,
+        &format!(
+            "TLS: the API server's certificate is not trusted by the CA pinned from ca_bundle {}",
+            path("other-ca.pem")
+        ),
+    );
+    assert_eq!(
+        text(&untrusted.stderr).lines().count(),
+        1,
+        "{}",
+        text(&untrusted.stderr)
+    );
     fails(
         &run(
             &[

@@ -376,7 +376,10 @@ impl<S: Storage> AdminService<S> {
             client.request_text(request).await.map_err(|e| {
                 refused(
                     Reason::ClusterUnreachable,
-                    format!("cannot read {path} from the cluster: {e}"),
+                    format!(
+                        "cannot read {path} from the cluster: {}",
+                        crate::api_server_error::describe(&e, Some(&record.ca_bundle))
+                    ),
                 )
             })
         };

@@ -44,6 +44,8 @@ use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::watcher;
 use tokio::sync::broadcast;
 
+use crate::api_server_error;
+
 /// How fresh the view must be to answer.
 #[derive(Debug, Clone, Copy)]
 pub struct ViewConfig {
@@ -428,7 +430,10 @@ impl PodView {
             Ok(Ok(Some(pod))) => ViewAnswer::Present(pod_facts(&pod)),
             Ok(Ok(None)) => ViewAnswer::Absent,
             Ok(Err(e)) => ViewAnswer::Unknown {
-                reason: format!("direct GET failed: {e}"),
+                reason: format!(
+                    "direct GET failed: {}",
+                    api_server_error::describe(&e, None)
+                ),
             },
             Err(_) => ViewAnswer::Unknown {
                 reason: "direct GET timed out".into(),
@@ -601,16 +606,14 @@ fn forces_relist(error: &watcher::Error) -> bool {
 /// One line for a watch error: the API server's code and message, not a
 /// `Debug` dump of its `Status`.
 fn describe(error: &watcher::Error) -> String {
-    let status = match error {
-        watcher::Error::WatchError(status) => Some(status.as_ref()),
-        watcher::Error::WatchStartFailed(kube::Error::Api(status))
-        | watcher::Error::WatchFailed(kube::Error::Api(status))
-        | watcher::Error::InitialListFailed(kube::Error::Api(status)) => Some(status.as_ref()),
-        _ => None,
-    };
-    match status {
-        Some(status) => format!("API server answered {} {}", status.code, status.message),
-        None => error.to_string(),
+    match error {
+        watcher::Error::WatchError(status) => {
+            format!("the API server answered {} {}", status.code, status.message)
+        }
+        watcher::Error::WatchStartFailed(e)
+        | watcher::Error::WatchFailed(e)
+        | watcher::Error::InitialListFailed(e) => api_server_error::describe(e, None),
+        other => other.to_string(),
     }
 }
 
@@ -658,7 +661,7 @@ async fn run_watch(
                         lock(&health).desync(format!("{}; relisting", describe(&e)));
                         break;
                     }
-                    lock(&health).error(e.to_string());
+                    lock(&health).error(describe(&e));
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(max_backoff);
                 }
@@ -710,7 +713,7 @@ async fn run_probe(
                     ),
                 }
             }
-            Ok(Err(e)) => lock(&health).error(e.to_string()),
+            Ok(Err(e)) => lock(&health).error(api_server_error::describe(&e, None)),
             Err(_) => lock(&health).error("probe timed out".into()),
         }
     }

@@ -413,7 +413,19 @@ impl<S: Storage> ReleaseService<S> {
             access_token,
             nonce: None,
         };
-        let verified = verify_proof(proof, &expectations)?;
+        let verified = verify_proof(proof, &expectations).map_err(|error| {
+            let mut refusal = Refusal::from(error);
+            if refusal.reason == Reason::HtuMismatch {
+                // The URL the client used is not the one this server is
+                // known by: say which one that is (it is public).
+                refusal.detail = format!(
+                    "{}; this server's external URL is {} (set PODSEAL_SERVER to it)",
+                    refusal.detail,
+                    self.config.external_url.trim_end_matches('/')
+                );
+            }
+            refusal
+        })?;
         audit.set("jkt", &verified.thumbprint);
         if require_nonce
             && !verified

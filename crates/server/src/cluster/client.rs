@@ -10,7 +10,11 @@
 
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use http::HeaderValue;
+use zeroize::Zeroizing;
 
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject as _;
@@ -189,6 +193,16 @@ pub enum ClusterError {
         /// What is wrong with it.
         source: CaBundleError,
     },
+    /// The token file holds no usable bearer token.
+    #[error("cluster {cluster}: token file {} {why}", .path.display())]
+    Token {
+        /// The cluster.
+        cluster: String,
+        /// The file.
+        path: PathBuf,
+        /// What is wrong (never the token).
+        why: String,
+    },
     /// kube refused the configuration.
     #[error("cluster {cluster}: cannot build a Kubernetes client: {source}")]
     Client {
@@ -227,22 +241,135 @@ pub fn kube_client(registration: &ClusterRegistration) -> Result<kube::Client, C
         .map_err(|_| ClusterError::NotHttps {
             cluster: cluster.clone(),
         })?;
+    let token = TokenFile::open(&registration.token_file).map_err(|why| ClusterError::Token {
+        cluster: cluster.clone(),
+        path: registration.token_file.clone(),
+        why,
+    })?;
     let mut config = kube::Config::new(url);
     config.root_cert = Some(roots);
     config.root_cert_file = None;
-    config.auth_info.token_file = Some(registration.token_file.display().to_string());
     config.connect_timeout = Some(CONNECT_TIMEOUT);
     // No retries inside the client: a 504 `Too large resource version` must
     // reach the pod view (it forces a relist), and a 503 must make the view
     // stale within its bound, not be retried for minutes behind it.
     config.default_retry = false;
-    kube::Client::try_from(config).map_err(|source| ClusterError::Client { cluster, source })
+    let builder = kube::client::ClientBuilder::try_from(config)
+        .map_err(|source| ClusterError::Client { cluster, source })?;
+    let bearer =
+        tower::util::MapRequestLayer::new(move |mut request: http::Request<kube::client::Body>| {
+            if let Some(value) = token.header() {
+                request
+                    .headers_mut()
+                    .insert(http::header::AUTHORIZATION, value);
+            }
+            request
+        });
+    Ok(builder.with_layer(&bearer).build())
+}
+
+/// How often the token file is read again (as client-go and kube do: a
+/// projected token is rotated in place).
+const TOKEN_RELOAD: Duration = Duration::from_secs(60);
+
+/// The bearer token of a registration, read from its file as client-go
+/// reads one: surrounding whitespace trimmed (`kubectl create token > FILE`
+/// ends it with a newline, which no header may carry), read again at most
+/// once a minute, and the last good token kept when a read fails (the
+/// kubelet replaces the file by renaming).
+#[derive(Clone)]
+struct TokenFile {
+    path: Arc<PathBuf>,
+    cached: Arc<Mutex<(HeaderValue, Instant)>>,
+}
+
+impl TokenFile {
+    /// Reads the file once, refusing one that holds no usable token.
+    fn open(path: &Path) -> Result<Self, String> {
+        let header = Self::read(path)?;
+        Ok(Self {
+            path: Arc::new(path.to_owned()),
+            cached: Arc::new(Mutex::new((header, Instant::now()))),
+        })
+    }
+
+    fn read(path: &Path) -> Result<HeaderValue, String> {
+        let text = Zeroizing::new(
+            std::fs::read_to_string(path).map_err(|e| format!("cannot be read: {e}"))?,
+        );
+        let token = text.trim();
+        if token.is_empty() {
+            return Err("is empty".into());
+        }
+        let line = Zeroizing::new(format!("Bearer {token}"));
+        let mut header = HeaderValue::from_str(&line).map_err(|_| {
+            "holds characters a bearer token cannot have (is it a token, one line?)".to_owned()
+        })?;
+        header.set_sensitive(true);
+        Ok(header)
+    }
+
+    /// The `Authorization` value, read again when due.
+    fn header(&self) -> Option<HeaderValue> {
+        let mut cached = self.cached.lock().unwrap_or_else(PoisonError::into_inner);
+        if cached.1.elapsed() >= TOKEN_RELOAD {
+            match Self::read(&self.path) {
+                Ok(header) => cached.0 = header,
+                Err(why) => tracing::warn!(
+                    file = %self.path.display(),
+                    %why,
+                    "the cluster token file could not be read again; keeping the last token"
+                ),
+            }
+            cached.1 = Instant::now();
+        }
+        Some(cached.0.clone())
+    }
 }
 
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, reason = "test code")]
     use super::*;
+
+    /// A token file as `kubectl create token > FILE` writes it (a newline
+    /// at the end) connects; one that holds no token is refused when the
+    /// client is built, naming the file and never the token.
+    #[tokio::test]
+    async fn a_token_file_is_read_as_client_go_reads_it() {
+        use k8s_openapi::api::core::v1::Pod;
+        let cluster = podseal_dev_cluster::DevCluster::start(Default::default())
+            .await
+            .unwrap();
+        let dir = tempfile::TempDir::new().unwrap();
+        let token_file = dir.path().join("reader.token");
+        std::fs::write(&token_file, format!("{}\n", cluster.reader_token())).unwrap();
+        let registration = ClusterRegistration {
+            name: "dev".into(),
+            api_server_url: cluster.url().into(),
+            ca_pem: cluster.ca_pem().to_owned(),
+            token_file: token_file.clone(),
+        };
+        let client = kube_client(&registration).unwrap();
+        let pods: kube::Api<Pod> = kube::Api::all(client);
+        pods.list(&Default::default()).await.unwrap();
+
+        for (content, why) in [("\n  \n", "is empty"), ("a\nb", "holds characters")] {
+            std::fs::write(&token_file, content).unwrap();
+            let Err(error) = kube_client(&registration) else {
+                panic!("{content:?} was taken as a token")
+            };
+            let message = error.to_string();
+            assert!(
+                message.contains(&token_file.display().to_string()) && message.contains(why),
+                "{message}"
+            );
+        }
+        // A token with a character no header may carry, never echoed.
+        std::fs::write(&token_file, "secret-token\u{7}").unwrap();
+        let message = kube_client(&registration).err().unwrap().to_string();
+        assert!(!message.contains("secret-token"), "{message}");
+    }
 
     fn ca_pem() -> String {
         let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
