@@ -144,6 +144,18 @@ pub enum ClusterCommand {
         #[command(flatten)]
         connection: AdminConnection,
     },
+    /// Remove a cluster's registration, with its API keys, policies, DPoP pins and sessions.
+    ///
+    /// Every release to it is refused from then on, and it no longer counts in /readyz (a
+    /// registration whose cluster is gone kept the whole server not ready). One transaction on
+    /// the server, audited. Registering it again needs new API keys and policies.
+    #[command(after_help = "Example:\n  podseal cluster remove staging")]
+    Remove {
+        #[command(flatten)]
+        connection: AdminConnection,
+        /// Cluster name.
+        name: String,
+    },
 }
 
 /// `podseal apikey …`

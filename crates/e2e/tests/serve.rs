@@ -586,6 +586,44 @@ fn serve_then_administer_it_from_the_command_line() {
     assert!(!why.contains("CA"), "{why}");
     assert_eq!(shown["ca_sha256"], serde_json::json!([ca_fingerprint]));
     assert!(!Path::new(&path("second.token")).exists());
+
+    // Issue 14 §3: the dead registration keeps the server not ready until
+    // it is removed, with what was bound to it.
+    let ready = || {
+        support::https_get(
+            &second_url,
+            Path::new(&path("state/tls-dev.crt")),
+            "/readyz",
+            Duration::from_secs(10),
+        )
+    };
+    let (status, body) = ready();
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("cluster prod"), "{body}");
+    let removed = ok_json(&run(&["cluster", "remove", "prod", "-o", "json"], &again));
+    assert_eq!(removed["removed"], "prod");
+    assert_eq!(removed["api_keys_deleted"], 1, "{removed}");
+    assert_eq!(removed["policies_deleted"], 1, "{removed}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, body) = ready();
+        if status == 200 {
+            break;
+        }
+        assert!(!body.contains("cluster prod"), "{body}");
+        assert!(Instant::now() < deadline, "not ready: {body}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    fails(&run(&["cluster", "show", "prod"], &again), 1, "not_found");
+    fails(&run(&["cluster", "remove", "prod"], &again), 1, "not_found");
+    let keys = ok_json(&run(&["apikey", "list", "-o", "json"], &again));
+    assert!(
+        keys.as_array()
+            .unwrap()
+            .iter()
+            .all(|k| k["cluster"] != "prod"),
+        "{keys}"
+    );
 }
 
 /// Issue 12, item 3: the audit key is continuous. A start whose key did not

@@ -30,7 +30,7 @@ use crate::identity::PinnedJwks;
 use crate::identity::kubernetes::{DEFAULT_MAX_LIFETIME_SECS, MAX_LIFETIME_RANGE_SECS};
 use crate::release::{ReleaseService, api_key_hash};
 use crate::storage::{
-    ApiKeyRecord, ClusterRecord, DigestChange, PolicyRecord, Storage, StorageError,
+    ApiKeyRecord, ClusterRecord, DigestChange, PolicyRecord, RemovedCluster, Storage, StorageError,
 };
 
 /// Prefix of admin tokens.
@@ -358,6 +358,44 @@ impl<S: Storage> AdminService<S> {
             .map_err(storage_refusal)?;
         self.clusters.add(&record.name, cluster);
         Ok(self.info(record))
+    }
+
+    /// Removes a cluster's registration with its API keys, policies, pins
+    /// and sessions (`DELETE /v1/admin/clusters/{name}`), and drops its
+    /// connection: a dead registration no longer keeps `/readyz` at 503.
+    pub async fn remove_cluster(&self, name: &str) -> Result<RemovedCluster, Refusal> {
+        self.audited("cluster_remove", async |audit| {
+            audit.set("cluster", name);
+            check("name", name, NameRule::Subdomain)?;
+            if self
+                .storage()
+                .cluster(name)
+                .await
+                .map_err(storage_refusal)?
+                .is_none()
+            {
+                return Err(refused(
+                    Reason::NotFound,
+                    format!("cluster {name} is not registered"),
+                ));
+            }
+            self.audit_intent(audit).await?;
+            let removed = self
+                .storage()
+                .remove_cluster(name)
+                .await
+                .map_err(storage_refusal)?;
+            self.clusters.remove(name);
+            tracing::info!(
+                cluster = name,
+                api_keys = removed.api_keys,
+                policies = removed.policies,
+                sessions = removed.sessions,
+                "cluster removed"
+            );
+            Ok(removed)
+        })
+        .await
     }
 
     /// Reads the JWKS and/or issuer from the cluster, once.

@@ -161,6 +161,39 @@ async fn replicas_on_one_postgres_share_every_decision() {
         ),
         "the registering replica reconnected a cluster it had just connected"
     );
+    // A cluster removed through one replica is dropped by every other one
+    // within its refresh interval (it no longer counts in their /readyz).
+    let staging = json!({
+        "name": "staging",
+        "api_server_url": cluster.dev.url(),
+        "ca_bundle": cluster.dir.path().join("ca.pem"),
+        "token_file": cluster.dir.path().join("reader.token"),
+    });
+    admin(0, Method::POST, "/v1/admin/clusters", Some(staging)).await;
+    let connected = |name: &str| {
+        replicas
+            .iter()
+            .filter(|r| r.release().clusters().names().iter().any(|n| n == name))
+            .count()
+    };
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    while connected("staging") < replicas.len() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "staging never connected everywhere"
+        );
+        ticks.tick().await;
+    }
+    admin(1, Method::DELETE, "/v1/admin/clusters/staging", None).await;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    while connected("staging") > 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "a replica kept a removed cluster"
+        );
+        ticks.tick().await;
+    }
+    assert_eq!(connected("prod"), replicas.len());
     let created = admin(
         0,
         Method::POST,

@@ -205,6 +205,25 @@ pub fn cluster(command: ClusterCommand, output: OutputFormat) -> Result<(), CliE
                     print_cluster(info);
                 })
             }
+            ClusterCommand::Remove { connection, name } => {
+                let admin = Admin::connect(&connection)?;
+                let answer: serde_json::Value = admin
+                    .call(
+                        Method::DELETE,
+                        &format!("/v1/admin/clusters/{name}"),
+                        None::<&()>,
+                    )
+                    .await?;
+                emit(output, &answer, |answer| {
+                    let count = |key: &str| answer[key].as_u64().unwrap_or_default();
+                    println!(
+                        "removed cluster {name} ({} API keys, {} policies, {} sessions with it)",
+                        count("api_keys_deleted"),
+                        count("policies_deleted"),
+                        count("sessions_deleted")
+                    );
+                })
+            }
             ClusterCommand::List { connection } => {
                 let admin = Admin::connect(&connection)?;
                 let list: Listing<ClusterInfo> = admin

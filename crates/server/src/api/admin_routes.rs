@@ -101,6 +101,24 @@ pub(super) async fn create_api_key<S: Storage>(
     response
 }
 
+pub(super) async fn remove_cluster<S: Storage>(
+    State(app): State<App<S>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let result = async {
+        authorized(&app, "cluster_remove", &headers).await?;
+        let removed = app.admin.remove_cluster(&name).await?;
+        Ok(serde_json::json!({
+            "removed": name,
+            "api_keys_deleted": removed.api_keys,
+            "policies_deleted": removed.policies,
+            "sessions_deleted": removed.sessions,
+        }))
+    };
+    answer(StatusCode::OK, result.await)
+}
+
 pub(super) async fn api_keys<S: Storage>(
     State(app): State<App<S>>,
     headers: HeaderMap,

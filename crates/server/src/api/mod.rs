@@ -108,6 +108,11 @@ pub const ROUTES: &[Route] = &[
         statuses: &[200, 401, 404, 503],
     },
     Route {
+        method: "DELETE",
+        path: "/v1/admin/clusters/{name}",
+        statuses: &[200, 400, 401, 404, 503],
+    },
+    Route {
         method: "POST",
         path: "/v1/admin/apikeys",
         statuses: &[201, 400, 401, 404, 413, 415, 503],
@@ -192,7 +197,10 @@ pub fn router<S: Storage>(app: App<S>) -> Router {
             "/v1/admin/clusters",
             post(admin_routes::add_cluster::<S>).get(admin_routes::clusters::<S>),
         )
-        .route("/v1/admin/clusters/{name}", get(admin_routes::cluster::<S>))
+        .route(
+            "/v1/admin/clusters/{name}",
+            get(admin_routes::cluster::<S>).delete(admin_routes::remove_cluster::<S>),
+        )
         .route(
             "/v1/admin/apikeys",
             post(admin_routes::create_api_key::<S>).get(admin_routes::api_keys::<S>),

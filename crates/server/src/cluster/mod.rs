@@ -157,6 +157,19 @@ impl<S: Storage> ClusterRegistry<S> {
         ));
     }
 
+    /// Forgets a cluster: its connection (its pod view stops once requests
+    /// in flight let it go) or its not-connected entry.
+    pub fn remove(&self, name: &str) {
+        self.connected
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(name);
+        self.unconnected
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(name);
+    }
+
     /// Records a registered cluster that could not be connected.
     pub fn mark_unconnected(&self, name: &str, why: &str) {
         self.unconnected
@@ -236,7 +249,7 @@ impl<S: Storage> ClusterRegistry<S> {
     }
 
     /// Spawns the refresh: every `every`, connects clusters registered or
-    /// changed through another replica. A cluster whose stored record equals
+    /// changed through another replica, and drops the ones removed. A cluster whose stored record equals
     /// the one it was connected from (also when this replica made the
     /// change) is left alone, so its pod view keeps answering; any
     /// difference reconnects (whole records are compared, not `updated_at`:
@@ -260,6 +273,20 @@ impl<S: Storage> ClusterRegistry<S> {
                         continue;
                     }
                 };
+                let stored: std::collections::HashSet<String> =
+                    records.iter().map(|r| r.name.clone()).collect();
+                failed.retain(|name, _| stored.contains(name));
+                let known = registry
+                    .names()
+                    .into_iter()
+                    .chain(registry.unconnected().into_iter().map(|(name, _)| name));
+                for name in known.filter(|name| !stored.contains(name)) {
+                    // Read again: it may have been added since the list.
+                    if let Ok(None) = registry.storage.cluster(&name).await {
+                        registry.remove(&name);
+                        tracing::info!(cluster = %name, "dropped a cluster removed elsewhere");
+                    }
+                }
                 for record in records {
                     let connected = registry
                         .get(&record.name)

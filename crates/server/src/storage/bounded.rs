@@ -18,7 +18,7 @@ use std::time::Duration;
 use podseal_core::audit::legacy::ChainCheckpoint;
 use podseal_core::audit::{AuditRecord, Checkpoint, ExportLine, Hash};
 
-use super::{AdminStore, AuditStore, DigestChange, ReleaseStore};
+use super::{AdminStore, AuditStore, DigestChange, ReleaseStore, RemovedCluster};
 use super::{
     ApiKeyRecord, ClusterRecord, CommitItem, Committed, ContainerInstance, PinOutcome,
     PolicyRecord, RequestContext, SessionRecord, Storage, StorageError, StorageStats,
@@ -192,6 +192,11 @@ impl<S: Storage> AdminStore for Bounded<S> {
 
     async fn cluster(&self, name: &str) -> Result<Option<ClusterRecord>, StorageError> {
         self.within("read cluster", self.inner.cluster(name)).await
+    }
+
+    async fn remove_cluster(&self, name: &str) -> Result<RemovedCluster, StorageError> {
+        self.within("remove cluster", self.inner.remove_cluster(name))
+            .await
     }
 
     async fn clusters(&self) -> Result<Vec<ClusterRecord>, StorageError> {

@@ -466,6 +466,18 @@ pub trait AdminStore: Send + Sync {
     /// Every cluster. Atomicity: one read.
     fn clusters(&self) -> impl Future<Output = Result<Vec<ClusterRecord>, StorageError>> + Send;
 
+    /// Removes a cluster's registration with everything bound to it: its
+    /// API keys, its policies, and its pods' DPoP pins and sessions.
+    /// [`StorageError::NotFound`] when it is not registered.
+    ///
+    /// Atomicity: one transaction, so no key or policy outlives its cluster
+    /// and no registration is left half removed. Replicas: the others drop
+    /// their connection at their next cluster refresh.
+    fn remove_cluster(
+        &self,
+        name: &str,
+    ) -> impl Future<Output = Result<RemovedCluster, StorageError>> + Send;
+
     /// Adds an API key; its cluster must exist ([`StorageError::NotFound`]
     /// otherwise).
     ///
@@ -516,6 +528,17 @@ pub trait AdminStore: Send + Sync {
 
     /// Every policy. Atomicity: one read.
     fn policies(&self) -> impl Future<Output = Result<Vec<PolicyRecord>, StorageError>> + Send;
+}
+
+/// What removing a cluster took with it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RemovedCluster {
+    /// API keys deleted.
+    pub api_keys: u64,
+    /// Policies deleted.
+    pub policies: u64,
+    /// Sessions deleted.
+    pub sessions: u64,
 }
 
 /// A change to one policy's approved digests.

@@ -19,7 +19,7 @@ use podseal_core::audit::legacy::ChainCheckpoint;
 use podseal_core::audit::{Checkpoint, ExportLine, Hash};
 use tokio_postgres::{NoTls, Row};
 
-use super::{AdminStore, AuditStore, DigestChange, ReleaseStore};
+use super::{AdminStore, AuditStore, DigestChange, ReleaseStore, RemovedCluster};
 use super::{
     ApiKeyRecord, ClusterRecord, CommitItem, Committed, ContainerInstance, PinOutcome,
     PolicyRecord, RequestContext, SessionRecord, Storage, StorageError, StorageStats,
@@ -750,6 +750,46 @@ impl AdminStore for PostgresStorage {
             )
             .await?;
         rows.first().map(cluster_from).transpose()
+    }
+
+    async fn remove_cluster(&self, name: &str) -> Result<RemovedCluster, StorageError> {
+        let error = db_error("remove cluster");
+        let mut client = self.client("remove cluster").await?;
+        let tx = client.transaction().await.map_err(&error)?;
+        let found = tx
+            .query_opt(
+                "SELECT 1 FROM clusters WHERE name = $1 FOR UPDATE",
+                &[&name],
+            )
+            .await
+            .map_err(&error)?;
+        if found.is_none() {
+            return Err(StorageError::NotFound(
+                "the cluster is not registered".into(),
+            ));
+        }
+        let mut counts = [0u64; 3];
+        for (count, sql) in counts.iter_mut().zip([
+            "DELETE FROM api_keys WHERE cluster = $1",
+            "DELETE FROM policies WHERE cluster = $1",
+            "DELETE FROM sessions WHERE cluster = $1",
+        ]) {
+            *count = tx.execute(sql, &[&name]).await.map_err(&error)?;
+        }
+        for sql in [
+            "DELETE FROM dpop_pins WHERE cluster = $1",
+            "DELETE FROM clusters WHERE name = $1",
+        ] {
+            tx.execute(sql, &[&name]).await.map_err(&error)?;
+        }
+        tx.commit().await.map_err(&error)?;
+        let [api_keys, policies, sessions] = counts;
+        let removed = RemovedCluster {
+            api_keys,
+            policies,
+            sessions,
+        };
+        Ok(removed)
     }
 
     async fn clusters(&self) -> Result<Vec<ClusterRecord>, StorageError> {

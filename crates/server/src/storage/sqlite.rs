@@ -24,7 +24,7 @@ use podseal_core::audit::legacy::ChainCheckpoint;
 use podseal_core::audit::{Checkpoint, ExportLine, Frontier, Hash};
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 
-use super::{AdminStore, AuditStore, DigestChange, ReleaseStore};
+use super::{AdminStore, AuditStore, DigestChange, ReleaseStore, RemovedCluster};
 use super::{
     ApiKeyRecord, ClusterRecord, CommitItem, Committed, ContainerInstance, PinOutcome,
     PolicyRecord, RequestContext, SessionRecord, Storage, StorageError, StorageStats,
@@ -736,6 +736,30 @@ impl AdminStore for SqliteStorage {
             Ok(())
         })
         .await
+    }
+
+    async fn remove_cluster(&self, name: &str) -> Result<RemovedCluster, StorageError> {
+        let name = name.to_owned();
+        let removed = self
+            .run("remove cluster", move |c| {
+                let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                if missing_cluster(&tx, &name)? {
+                    return Ok(None);
+                }
+                let api_keys = tx.execute("DELETE FROM api_keys WHERE cluster = ?1", [&name])?;
+                let policies = tx.execute("DELETE FROM policies WHERE cluster = ?1", [&name])?;
+                let sessions = tx.execute("DELETE FROM sessions WHERE cluster = ?1", [&name])?;
+                tx.execute("DELETE FROM dpop_pins WHERE cluster = ?1", [&name])?;
+                tx.execute("DELETE FROM clusters WHERE name = ?1", [&name])?;
+                tx.commit()?;
+                Ok(Some(RemovedCluster {
+                    api_keys: api_keys as u64,
+                    policies: policies as u64,
+                    sessions: sessions as u64,
+                }))
+            })
+            .await?;
+        removed.ok_or_else(|| StorageError::NotFound("the cluster is not registered".into()))
     }
 
     async fn cluster(&self, name: &str) -> Result<Option<ClusterRecord>, StorageError> {

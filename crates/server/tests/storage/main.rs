@@ -123,6 +123,17 @@ async fn sqlite_policy_digests_change_atomically() {
 }
 
 #[tokio::test]
+async fn postgres_a_cluster_is_removed_with_what_is_bound_to_it() {
+    suite::a_cluster_is_removed_with_what_is_bound_to_it(&postgres().await).await;
+}
+
+#[tokio::test]
+async fn sqlite_a_cluster_is_removed_with_what_is_bound_to_it() {
+    let (_dir, store) = sqlite();
+    suite::a_cluster_is_removed_with_what_is_bound_to_it(&store).await;
+}
+
+#[tokio::test]
 async fn postgres_sessions_are_revoked_with_their_pod() {
     suite::sessions_are_revoked_with_their_pod(&postgres().await).await;
 }

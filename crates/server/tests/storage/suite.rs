@@ -446,6 +446,79 @@ pub async fn policy_digests_change_atomically<S: Storage>(store: Arc<S>) {
     assert_eq!(stored[0].digests, expected);
 }
 
+pub async fn a_cluster_is_removed_with_what_is_bound_to_it<S: Storage>(store: &S) {
+    for name in ["prod", "other"] {
+        store.put_cluster(cluster(name)).await.unwrap();
+    }
+    store.insert_api_key(api_key("key-1", 1)).await.unwrap();
+    store
+        .insert_api_key(ApiKeyRecord {
+            cluster: "other".into(),
+            ..api_key("key-2", 2)
+        })
+        .await
+        .unwrap();
+    for cluster in ["prod", "other"] {
+        store
+            .set_policy(PolicyRecord {
+                cluster: cluster.into(),
+                namespace: "shop".into(),
+                service_account: "api".into(),
+                digests: vec![],
+                audit_mode: false,
+                require_nonce: false,
+                updated_at: 1,
+            })
+            .await
+            .unwrap();
+    }
+    store.insert_session(session("s1", "uid-1")).await.unwrap();
+    let api = instance("uid-1", "api", "cid-1");
+    store
+        .pin_dpop_key("prod", &api, "jkt-a", 1_000, 100)
+        .await
+        .unwrap();
+    store
+        .pin_dpop_key("other", &api, "jkt-a", 1_000, 100)
+        .await
+        .unwrap();
+
+    let removed = store.remove_cluster("prod").await.unwrap();
+    assert_eq!(
+        (removed.api_keys, removed.policies, removed.sessions),
+        (1, 1, 1)
+    );
+    assert!(store.cluster("prod").await.unwrap().is_none());
+    assert_eq!(key_by_hash(store, 1).await, None);
+    assert!(
+        key_by_hash(store, 2).await.is_some(),
+        "another cluster's key stays"
+    );
+    let policies = store.policies().await.unwrap();
+    assert_eq!(policies.len(), 1);
+    assert_eq!(policies[0].cluster, "other");
+    assert_eq!(store.session("s1").await.unwrap(), None);
+    assert_eq!(
+        store
+            .pin_dpop_key("prod", &api, "jkt-b", 1_000, 100)
+            .await
+            .unwrap(),
+        PinOutcome::Pinned,
+        "its pins went with it"
+    );
+    assert_eq!(
+        store
+            .pin_dpop_key("other", &api, "jkt-b", 1_000, 100)
+            .await
+            .unwrap(),
+        PinOutcome::OtherKeyPinned
+    );
+    assert!(matches!(
+        store.remove_cluster("prod").await,
+        Err(StorageError::NotFound(_))
+    ));
+}
+
 /// A pin as schema versions 1 to 4 stored it: one per pod uid.
 pub const POD_WIDE_PIN_SQL: &str = "INSERT INTO dpop_pins (cluster, pod_uid, jkt, expires_at) VALUES ('prod', 'uid-old', 'jkt-old', 1000)";
 
