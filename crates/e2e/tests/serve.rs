@@ -188,6 +188,7 @@ fn serve_then_administer_it_from_the_command_line() {
         ("PODSEAL_STATE_DIR", path("state")),
         ("PODSEAL_LISTEN", "127.0.0.1:0".to_owned()),
         ("PODSEAL_EXTERNAL_URL", "https://localhost".to_owned()),
+        ("PODSEAL_CLUSTERS_JWKS_CHECK_SECS", "1".to_owned()),
     ];
     let env_server: Vec<(&str, &str)> = env_server.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let token_file = path("admin.token");
@@ -623,6 +624,40 @@ fn serve_then_administer_it_from_the_command_line() {
             .iter()
             .all(|k| k["cluster"] != "prod"),
         "{keys}"
+    );
+
+    // Issue 14 §3: the cluster rotates its token-signing key; `cluster
+    // show` names the key id it publishes that is not pinned, and how on.
+    std::fs::rename(path("dc/ca.pem.moved"), path("dc/ca.pem")).unwrap();
+    support::run_ok(
+        &podseal_test_support::binaries::dev(),
+        &[
+            "cluster",
+            "rotate-signing-key",
+            "--keep-old",
+            "--dir",
+            &path("dc"),
+        ],
+        &[],
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let unpinned = loop {
+        let shown = ok_json(&run(&["cluster", "show", "newline", "-o", "json"], &again));
+        if let Some(kids) = shown["unpinned_kids"].as_array().filter(|k| !k.is_empty()) {
+            break kids.clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the rotation was never shown: {shown}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(unpinned.len(), 1);
+    let human = text(&run(&["cluster", "show", "newline"], &again).stdout);
+    assert!(
+        human.contains(&format!("UNPINNED KIDS: {}", unpinned[0].as_str().unwrap()))
+            && human.contains("podseal cluster add newline … --replace"),
+        "{human}"
     );
 }
 

@@ -444,6 +444,7 @@ impl<S: Storage> AdminService<S> {
             .map(|j| j.kids().into_iter().map(str::to_owned).collect())
             .unwrap_or_default();
         let not_ready = self.clusters.not_ready(&record.name);
+        let unpinned_kids = self.clusters.unpinned_kids(&record.name);
         let ca_sha256 = ca_fingerprints(&record.ca_pem).unwrap_or_default();
         ClusterInfo {
             name: record.name,
@@ -454,6 +455,7 @@ impl<S: Storage> AdminService<S> {
             ca_sha256,
             token_file: record.token_file,
             pinned_kids,
+            unpinned_kids,
             allow_extra_audiences: record.allow_extra_audiences,
             max_token_lifetime_secs: record.max_token_lifetime_secs,
             ready: not_ready.is_none(),

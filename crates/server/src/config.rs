@@ -175,6 +175,10 @@ pub struct ClustersSection {
     /// another replica (the bound on how long a replaced JWKS takes to reach
     /// it), 1 to 60 seconds.
     pub refresh_secs: u64,
+    /// How often each cluster's published JWKS is compared with the pinned
+    /// one (a rotated token-signing key is reported, never trusted), 1 to
+    /// 3600 seconds.
+    pub jwks_check_secs: u64,
 }
 
 impl Default for ClustersSection {
@@ -182,6 +186,7 @@ impl Default for ClustersSection {
         Self {
             max_staleness_secs: 5,
             refresh_secs: 10,
+            jwks_check_secs: 60,
         }
     }
 }
@@ -339,6 +344,11 @@ const ENV_OVERRIDES: &[(&str, &[&str], Kind)] = &[
     (
         "PODSEAL_CLUSTERS_REFRESH_SECS",
         &["clusters", "refresh_secs"],
+        Kind::Integer,
+    ),
+    (
+        "PODSEAL_CLUSTERS_JWKS_CHECK_SECS",
+        &["clusters", "jwks_check_secs"],
         Kind::Integer,
     ),
     ("PODSEAL_STORAGE_ENGINE", &["storage", "engine"], Kind::Text),
@@ -639,6 +649,12 @@ impl ServerConfig {
                 whole(self.clusters.refresh_secs),
                 1,
                 60,
+            ),
+            (
+                "clusters.jwks_check_secs",
+                whole(self.clusters.jwks_check_secs),
+                1,
+                3600,
             ),
         ] {
             if !(low..=high).contains(&value) {

@@ -61,6 +61,8 @@ pub struct ViewSample {
     /// Session requests waiting for the view to show a container's new
     /// instance.
     pub waiting: usize,
+    /// Key ids the cluster publishes that are not pinned.
+    pub unpinned_kids: usize,
 }
 
 impl Metrics {
@@ -167,6 +169,15 @@ impl Metrics {
                 view.waiting
             );
         }
+        out.push_str("# HELP podseal_cluster_unpinned_kids Token-signing key ids the cluster publishes that are not pinned here (above 0: it rotated its key, and its pods' new tokens are refused until `cluster add --replace`).\n# TYPE podseal_cluster_unpinned_kids gauge\n");
+        for view in views {
+            let _ = writeln!(
+                out,
+                "podseal_cluster_unpinned_kids{{cluster=\"{}\"}} {}",
+                escape(&view.cluster),
+                view.unpinned_kids
+            );
+        }
         let (round_trips, commits) = storage;
         let _ = writeln!(
             out,
@@ -204,6 +215,7 @@ mod tests {
                 last_heard: Some(Duration::from_millis(1500)),
                 fresh: true,
                 waiting: 1,
+                unpinned_kids: 2,
             }],
             (7, 3),
             &[("after_restart", 2), ("conflict", 1)],
@@ -219,6 +231,7 @@ mod tests {
             "podseal_view_last_heard_seconds{cluster=\"prod\"} 1.5",
             "podseal_view_fresh{cluster=\"prod\"} 1",
             "podseal_view_waiting_requests{cluster=\"prod\"} 1",
+            "podseal_cluster_unpinned_kids{cluster=\"prod\"} 2",
             "podseal_storage_round_trips_total 7",
             "podseal_storage_commits_total 3",
             "podseal_enrolments_total{kind=\"after_restart\"} 2",

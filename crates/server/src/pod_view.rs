@@ -350,6 +350,12 @@ impl PodView {
             .map(|at| Instant::now().saturating_duration_since(at))
     }
 
+    /// The client this view reads the cluster with (its API server, pinned
+    /// CA and read-only token).
+    pub fn client(&self) -> &kube::Client {
+        &self.client
+    }
+
     /// Lookups waiting for a pod to change now (session requests waiting
     /// for the kubelet to report a container's new instance).
     pub fn waiting(&self) -> usize {

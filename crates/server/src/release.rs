@@ -326,12 +326,25 @@ impl<S: Storage> ReleaseService<S> {
                 "the API key's cluster is not registered",
             )
         })?;
-        let identity = cluster.token_cache.verify(
-            &cluster.tokens,
-            cluster.tokens.leeway_secs,
-            credentials.token,
-            now(),
-        )?;
+        let identity = cluster
+            .token_cache
+            .verify(
+                &cluster.tokens,
+                cluster.tokens.leeway_secs,
+                credentials.token,
+                now(),
+            )
+            .map_err(|error| {
+                let mut refusal = Refusal::from(error);
+                if refusal.reason == Reason::KidUnknown {
+                    // Most often the cluster rotated its token-signing key.
+                    refusal.detail = format!(
+                        "{}; if cluster {} rotated its token-signing key, an admin re-pins it with `podseal cluster add {} … --replace` (`podseal cluster show {}` lists the key ids it publishes that are not pinned)",
+                        refusal.detail, key.cluster, key.cluster, key.cluster
+                    );
+                }
+                refusal
+            })?;
         audit.identity(&identity);
         if identity.namespace != key.namespace || identity.service_account != key.service_account {
             return Err(Refusal::new(

@@ -406,11 +406,10 @@ where
 
     let views =
         ViewConfig::with_max_staleness(Duration::from_secs(config.clusters.max_staleness_secs));
-    let clusters = Arc::new(ClusterRegistry::new(
-        storage.clone(),
-        views,
-        config.release.token_leeway_secs,
-    ));
+    let clusters = Arc::new(
+        ClusterRegistry::new(storage.clone(), views, config.release.token_leeway_secs)
+            .with_jwks_check(Duration::from_secs(config.clusters.jwks_check_secs)),
+    );
     let release = Arc::new(ReleaseService::new(
         storage.clone(),
         clusters.clone(),

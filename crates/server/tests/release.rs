@@ -136,11 +136,14 @@ fn service_over(
         PinnedJwks::parse(jwks).unwrap(),
     );
     let ring = KeyRing::from(OrgPrivateKey::from_text(&org.to_text()).unwrap());
-    let clusters = Arc::new(ClusterRegistry::new(
-        storage.clone(),
-        ViewConfig::with_max_staleness(Duration::from_secs(3)),
-        30,
-    ));
+    let clusters = Arc::new(
+        ClusterRegistry::new(
+            storage.clone(),
+            ViewConfig::with_max_staleness(Duration::from_secs(3)),
+            30,
+        )
+        .with_jwks_check(Duration::from_millis(100)),
+    );
     let service = Arc::new(ReleaseService::new(
         storage,
         clusters.clone(),
@@ -1167,6 +1170,56 @@ async fn a_container_that_is_not_running_enrols_nothing() {
         w.handle.start_container("shop", "api-0", "api").unwrap();
     });
     answer.unwrap();
+}
+
+/// Issue 14 §3: a cluster that rotated its token-signing key. Its pods' new
+/// tokens are refused `kid_unknown` (the new key is never trusted by
+/// itself), and the drift is reported: the key ids in `unpinned_kids`
+/// (`cluster show`, the metric), a `/readyz` warning that does not make it
+/// 503, and a refusal that names `cluster add --replace`.
+#[tokio::test]
+async fn a_rotated_token_signing_key_is_reported_and_never_trusted() {
+    let w = world().await;
+    let clusters = w.service.clusters();
+    // Nothing to report while the published keys are the pinned ones.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let app = w.app();
+    let (status, _, ready) =
+        call(&app, "GET", "/readyz", &[], "application/json", Vec::new()).await;
+    assert_eq!(status, 200, "{ready}");
+    assert_eq!(ready["warnings"], serde_json::json!([]));
+
+    let new_kid = w.handle.rotate_signing_key(true).unwrap();
+    while clusters.unpinned_kids("prod") != [new_kid.clone()] {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the rotation was never noticed: {:?}",
+            clusters.unpinned_kids("prod")
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let refusal = w.session(&w.pod(), API_KEY).await.unwrap_err();
+    assert_eq!(
+        (refusal.gate, refusal.reason),
+        (Gate::Token, Reason::KidUnknown)
+    );
+    assert!(
+        refusal
+            .detail
+            .contains("podseal cluster add prod … --replace"),
+        "{}",
+        refusal.detail
+    );
+    let (status, _, ready) =
+        call(&app, "GET", "/readyz", &[], "application/json", Vec::new()).await;
+    assert_eq!(status, 200, "drift is a warning, not unreadiness: {ready}");
+    let warning = ready["warnings"][0].as_str().unwrap();
+    assert!(
+        warning.contains(&format!(
+            "cluster prod signs tokens with key ids not pinned here ({new_kid})"
+        )),
+        "{warning}"
+    );
 }
 
 /// A TLS client trusting exactly `leaf_pem`, offering `alpn` and `versions`.

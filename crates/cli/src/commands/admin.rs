@@ -128,6 +128,13 @@ fn print_cluster(info: &ClusterInfo) {
     }
     println!("token file:   {}", info.token_file);
     println!("pinned kids:  {}", info.pinned_kids.join(", "));
+    if !info.unpinned_kids.is_empty() {
+        println!(
+            "UNPINNED KIDS: {} (the cluster signs with keys not pinned here: its pods' new tokens are refused; re-pin with `podseal cluster add {} … --replace`)",
+            info.unpinned_kids.join(", "),
+            info.name
+        );
+    }
     println!(
         "extra audiences: {}",
         if info.allow_extra_audiences {

@@ -87,6 +87,10 @@ pub struct ClusterInfo {
     pub token_file: String,
     /// Key ids of the pinned JWKS.
     pub pinned_kids: Vec<String>,
+    /// Key ids the cluster publishes now that are not pinned (it rotated
+    /// its token-signing key: re-pin with `cluster add --replace`).
+    #[serde(default)]
+    pub unpinned_kids: Vec<String>,
     /// Whether tokens naming other relying parties too are accepted.
     pub allow_extra_audiences: bool,
     /// The longest token lifetime accepted, seconds.

@@ -295,6 +295,7 @@ async fn metrics_text<S: Storage>(State(app): State<App<S>>) -> Response {
                 last_heard: cluster.view.last_heard_age(),
                 fresh: cluster.view.is_fresh(),
                 waiting: cluster.view.waiting(),
+                unpinned_kids: app.release.clusters().unpinned_kids(&name).len(),
                 cluster: name,
             })
         })
@@ -311,6 +312,7 @@ async fn metrics_text<S: Storage>(State(app): State<App<S>>) -> Response {
                 last_heard: None,
                 fresh: false,
                 waiting: 0,
+                unpinned_kids: 0,
             }),
     );
     (
@@ -556,6 +558,10 @@ fn with_nonce<S: Storage>(service: &ReleaseService<S>, mut response: Response) -
 
 async fn ready<S: Storage>(State(app): State<App<S>>) -> Response {
     let problems = app.release.readiness().await;
+    // What needs an operator without stopping decisions (a cluster signing
+    // with keys not pinned here) is said, and does not make this 503: the
+    // server still decides, correctly, for every cluster.
+    let warnings = app.release.clusters().warnings();
     let status = if problems.is_empty() {
         StatusCode::OK
     } else {
@@ -563,7 +569,11 @@ async fn ready<S: Storage>(State(app): State<App<S>>) -> Response {
     };
     (
         status,
-        axum::Json(serde_json::json!({ "ready": problems.is_empty(), "not_ready": problems })),
+        axum::Json(serde_json::json!({
+            "ready": problems.is_empty(),
+            "not_ready": problems,
+            "warnings": warnings,
+        })),
     )
         .into_response()
 }

@@ -76,6 +76,25 @@ pub fn connect(
     })
 }
 
+/// The sentence for a cluster that signs with keys not pinned here.
+fn drift_line(name: &str, unpinned: &[String]) -> String {
+    format!(
+        "cluster {name} signs tokens with key ids not pinned here ({}): its pods' new tokens are refused (token/kid_unknown); re-pin with `podseal cluster add {name} … --replace`",
+        unpinned.join(", ")
+    )
+}
+
+/// The key ids of a JWKS text (`None`: not a JWKS).
+fn published_kids(jwks: &str) -> Option<Vec<String>> {
+    let value: serde_json::Value = serde_json::from_str(jwks).ok()?;
+    let keys = value.get("keys")?.as_array()?;
+    Some(
+        keys.iter()
+            .filter_map(|key| key.get("kid")?.as_str().map(str::to_owned))
+            .collect(),
+    )
+}
+
 /// How a stored cluster is reached.
 pub fn registration(record: &ClusterRecord) -> ClusterRegistration {
     ClusterRegistration {
@@ -94,7 +113,15 @@ pub struct ClusterRegistry<S: Storage> {
     connected: RwLock<HashMap<String, Arc<ConnectedCluster>>>,
     /// Registered clusters that could not be connected, and why.
     unconnected: RwLock<HashMap<String, String>>,
+    /// How often each cluster's published JWKS is compared with the pinned one.
+    jwks_check: Duration,
+    /// Key ids a cluster publishes that are not pinned (it rotated its
+    /// token-signing key): its pods' new tokens are refused `kid_unknown`.
+    unpinned_kids: RwLock<HashMap<String, Vec<String>>>,
 }
+
+/// How often a cluster's published JWKS is read, by default.
+pub const JWKS_CHECK_INTERVAL: Duration = Duration::from_secs(60);
 
 impl<S: Storage> ClusterRegistry<S> {
     /// An empty registry over `storage` (where registrations live, and where
@@ -107,7 +134,43 @@ impl<S: Storage> ClusterRegistry<S> {
             leeway_secs,
             connected: RwLock::new(HashMap::new()),
             unconnected: RwLock::new(HashMap::new()),
+            jwks_check: JWKS_CHECK_INTERVAL,
+            unpinned_kids: RwLock::new(HashMap::new()),
         }
+    }
+
+    /// Compares each cluster's published JWKS with its pinned one every
+    /// `every` (default [`JWKS_CHECK_INTERVAL`]).
+    pub fn with_jwks_check(mut self, every: Duration) -> Self {
+        self.jwks_check = every;
+        self
+    }
+
+    /// Key ids `name` publishes that are not pinned (empty: none, or not
+    /// read yet).
+    pub fn unpinned_kids(&self, name: &str) -> Vec<String> {
+        self.unpinned_kids
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(name)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// What an operator must act on although releases can be decided: a
+    /// cluster that signs tokens with keys not pinned here. One line each.
+    pub fn warnings(&self) -> Vec<String> {
+        let drift = self
+            .unpinned_kids
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        let mut lines: Vec<String> = drift
+            .iter()
+            .filter(|(_, kids)| !kids.is_empty())
+            .map(|(name, kids)| drift_line(name, kids))
+            .collect();
+        lines.sort();
+        lines
     }
 
     /// Builds a connection for `record` with this registry's settings,
@@ -155,11 +218,80 @@ impl<S: Storage> ClusterRegistry<S> {
             name.to_owned(),
             receiver,
         ));
+        if let Some(cluster) = self.get(name) {
+            tokio::spawn(Self::watch_signing_keys(
+                Arc::downgrade(self),
+                name.to_owned(),
+                Arc::downgrade(&cluster),
+            ));
+        }
+    }
+
+    /// Every `jwks_check`, reads the JWKS the cluster publishes and records
+    /// the key ids it has that are not pinned, logging a change. Runs while
+    /// this connection is the cluster's (a replaced one has its own task).
+    async fn watch_signing_keys(
+        registry: Weak<Self>,
+        name: String,
+        cluster: Weak<ConnectedCluster>,
+    ) {
+        let Some(every) = registry.upgrade().map(|r| r.jwks_check) else {
+            return;
+        };
+        let mut ticks = tokio::time::interval(every);
+        loop {
+            ticks.tick().await;
+            let (Some(registry), Some(cluster)) = (registry.upgrade(), cluster.upgrade()) else {
+                return;
+            };
+            if !registry
+                .get(&name)
+                .is_some_and(|c| Arc::ptr_eq(&c, &cluster))
+            {
+                return;
+            }
+            let Ok(request) = http::Request::get("/openid/v1/jwks").body(Vec::new()) else {
+                return;
+            };
+            let published = match cluster.view.client().request_text(request).await {
+                Ok(text) => published_kids(&text),
+                Err(error) => {
+                    tracing::debug!(cluster = %name, error = %crate::api_server_error::describe(&error, None), "cannot read the cluster's JWKS to compare it with the pinned one");
+                    continue;
+                }
+            };
+            let Some(published) = published else {
+                tracing::debug!(cluster = %name, "the cluster's JWKS is not a JWKS");
+                continue;
+            };
+            let pinned = cluster.tokens.jwks.kids();
+            let mut unpinned: Vec<String> = published
+                .into_iter()
+                .filter(|kid| !pinned.contains(&kid.as_str()))
+                .collect();
+            unpinned.sort();
+            let mut drift = registry
+                .unpinned_kids
+                .write()
+                .unwrap_or_else(PoisonError::into_inner);
+            let before = drift.insert(name.clone(), unpinned.clone());
+            if before.as_ref() != Some(&unpinned) {
+                if unpinned.is_empty() {
+                    tracing::info!(cluster = %name, "the cluster's published token-signing keys are all pinned");
+                } else {
+                    tracing::warn!(cluster = %name, "{}", drift_line(&name, &unpinned));
+                }
+            }
+        }
     }
 
     /// Forgets a cluster: its connection (its pod view stops once requests
     /// in flight let it go) or its not-connected entry.
     pub fn remove(&self, name: &str) {
+        self.unpinned_kids
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(name);
         self.connected
             .write()
             .unwrap_or_else(PoisonError::into_inner)
