@@ -131,6 +131,10 @@ pub enum ClusterCommand {
         /// Replace an existing registration: its pinned keys, CA and token rules.
         #[arg(long)]
         replace: bool,
+        /// Register even if the token may do more than get, list and watch pods, or its rights
+        /// cannot be checked (the server asks the API server what the token may do; audited).
+        #[arg(long)]
+        allow_broad_token: bool,
     },
     /// Show one cluster: issuer, API server, pinned CA fingerprints and key ids, token rules, view readiness.
     Show {

@@ -3,12 +3,13 @@
 use std::sync::Arc;
 
 use axum::extract::{Path, Query, Request, State};
-use axum::http::{HeaderMap, Method, header};
+use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestStatus};
+use k8s_openapi::api::authorization::v1::SelfSubjectRulesReview;
 use k8s_openapi::api::core::v1::{Pod, ServiceAccount};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ListMeta, ObjectMeta, Time};
 use serde::Deserialize;
@@ -46,6 +47,10 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route(
             "/api/v1/namespaces/{namespace}/serviceaccounts/{name}/token",
             post(create_token),
+        )
+        .route(
+            "/apis/authorization.k8s.io/v1/selfsubjectrulesreviews",
+            post(self_subject_rules_review),
         )
         .merge(control_routes())
         .fallback(|| async { ApiError::not_found("resource", "the requested resource") })
@@ -131,6 +136,9 @@ async fn authorize(State(shared): State<Arc<Shared>>, request: Request, next: Ne
     match identity(&shared, request.headers()) {
         None => ApiError::unauthorized().into_response(),
         Some(Identity::Admin) => next.run(request).await,
+        // Every authenticated user may ask what it may do (the API server
+        // grants it to all through `system:basic-user`).
+        Some(Identity::Reader) if is_self_review(request.method(), path) => next.run(request).await,
         Some(Identity::Reader) => {
             let access = classify(request.method(), path, request.uri().query());
             let allowed =
@@ -146,6 +154,194 @@ async fn authorize(State(shared): State<Arc<Shared>>, request: Request, next: Ne
                 )
                 .into_response()
             }
+        }
+    }
+}
+
+const SELF_RULES_REVIEW_PATH: &str = "/apis/authorization.k8s.io/v1/selfsubjectrulesreviews";
+
+fn is_self_review(method: &Method, path: &str) -> bool {
+    *method == Method::POST && path == SELF_RULES_REVIEW_PATH
+}
+
+/// `POST …/selfsubjectrulesreviews`: what the caller may do in the
+/// namespace asked about, as the RBAC authorizer lists it — the rules of
+/// the caller's own bindings and those every authenticated user has
+/// (`system:basic-user`, `system:discovery`, `system:public-info-viewer`).
+/// The reader token may get, list and watch pods; the admin token anything.
+async fn self_subject_rules_review(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    // kubectl sends built-in types as protobuf; the namespace asked about
+    // is the one field read from it. The answer is JSON, which every
+    // client's Accept includes.
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let mut review = if content_type.starts_with("application/json") {
+        match serde_json::from_slice::<SelfSubjectRulesReview>(&body) {
+            Ok(review) => review,
+            Err(e) => return ApiError::bad_request(e.to_string()).into_response(),
+        }
+    } else if content_type.starts_with("application/vnd.kubernetes.protobuf") {
+        let Some(namespace) = protobuf::rules_review_namespace(&body) else {
+            return ApiError::bad_request(
+                "the protobuf body is not a SelfSubjectRulesReview".into(),
+            )
+            .into_response();
+        };
+        SelfSubjectRulesReview {
+            spec: k8s_openapi::api::authorization::v1::SelfSubjectRulesReviewSpec {
+                namespace: Some(namespace),
+            },
+            ..SelfSubjectRulesReview::default()
+        }
+    } else {
+        return ApiError::unsupported_media_type(content_type).into_response();
+    };
+    use k8s_openapi::api::authorization::v1::{
+        NonResourceRule, ResourceRule, SubjectRulesReviewStatus,
+    };
+    let rule = |verbs: &[&str], groups: &[&str], resources: &[&str]| ResourceRule {
+        verbs: verbs.iter().map(|v| (*v).to_owned()).collect(),
+        api_groups: Some(groups.iter().map(|g| (*g).to_owned()).collect()),
+        resources: Some(resources.iter().map(|r| (*r).to_owned()).collect()),
+        resource_names: None,
+    };
+    let everyone = [
+        rule(
+            &["create"],
+            &["authorization.k8s.io"],
+            &["selfsubjectaccessreviews", "selfsubjectrulesreviews"],
+        ),
+        rule(
+            &["create"],
+            &["authentication.k8s.io"],
+            &["selfsubjectreviews"],
+        ),
+    ];
+    let discovery = NonResourceRule {
+        verbs: vec!["get".into()],
+        non_resource_urls: Some(
+            [
+                "/api",
+                "/api/*",
+                "/apis",
+                "/apis/*",
+                "/healthz",
+                "/livez",
+                "/openapi",
+                "/openapi/*",
+                "/readyz",
+                "/version",
+                "/version/",
+            ]
+            .map(str::to_owned)
+            .into(),
+        ),
+    };
+    let (resource_rules, non_resource_rules) = match identity(&shared, &headers) {
+        Some(Identity::Admin) => (
+            vec![rule(&["*"], &["*"], &["*"])],
+            vec![NonResourceRule {
+                verbs: vec!["*".into()],
+                non_resource_urls: Some(vec!["*".into()]),
+            }],
+        ),
+        _ => (
+            std::iter::once(rule(&["get", "list", "watch"], &[""], &["pods"]))
+                .chain(everyone)
+                .collect(),
+            vec![discovery],
+        ),
+    };
+    review.status = Some(SubjectRulesReviewStatus {
+        resource_rules,
+        non_resource_rules,
+        incomplete: false,
+        evaluation_error: None,
+    });
+    (StatusCode::CREATED, Json(review)).into_response()
+}
+
+/// The little of Kubernetes' protobuf encoding the stand-in reads: the
+/// `k8s\0` envelope (a `runtime.Unknown` whose field 2 holds the object),
+/// and length-delimited fields by number.
+mod protobuf {
+    const MAGIC: &[u8] = b"k8s\0";
+
+    /// The varint at the start of `bytes`, and what follows it.
+    fn varint(bytes: &[u8]) -> Option<(u64, &[u8])> {
+        let mut value = 0u64;
+        for (i, byte) in bytes.iter().enumerate().take(10) {
+            value |= u64::from(byte & 0x7f) << (7 * i);
+            if byte & 0x80 == 0 {
+                return Some((value, bytes.get(i + 1..)?));
+            }
+        }
+        None
+    }
+
+    /// The bytes of length-delimited field `number` of `message`.
+    fn field(mut message: &[u8], number: u64) -> Option<&[u8]> {
+        while !message.is_empty() {
+            let (key, rest) = varint(message)?;
+            let value_len = match key & 7 {
+                0 => {
+                    message = varint(rest)?.1;
+                    continue;
+                }
+                1 => 8,
+                5 => 4,
+                2 => {
+                    let (len, rest) = varint(rest)?;
+                    let len = usize::try_from(len).ok()?;
+                    let value = rest.get(..len)?;
+                    if key >> 3 == number {
+                        return Some(value);
+                    }
+                    message = rest.get(len..)?;
+                    continue;
+                }
+                _ => return None,
+            };
+            message = rest.get(value_len..)?;
+        }
+        None
+    }
+
+    /// `spec.namespace` of a protobuf SelfSubjectRulesReview (the object
+    /// is field 2 of the envelope; its spec field 2; the namespace field 1).
+    pub(super) fn rules_review_namespace(body: &[u8]) -> Option<String> {
+        let object = field(body.strip_prefix(MAGIC)?, 2)?;
+        let namespace = field(object, 2)
+            .and_then(|spec| field(spec, 1))
+            .unwrap_or_default();
+        String::from_utf8(namespace.to_vec()).ok()
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn the_namespace_is_read_from_the_envelope() {
+            // Unknown{typeMeta: {apiVersion, kind}, raw: SSRR{metadata: {}, spec: {namespace: "shop"}}}
+            let spec = [&[0x0a, 4][..], b"shop"].concat();
+            let object = [&[0x0a, 0][..], &[0x12, 6], &spec].concat();
+            let type_meta = [&[0x0a, 2][..], b"v1"].concat();
+            let unknown = [&[0x0a, 4][..], &type_meta, &[0x12, 10], &object, &[0x1a, 0]].concat();
+            let body = [MAGIC, &unknown].concat();
+            assert_eq!(rules_review_namespace(&body).as_deref(), Some("shop"));
+            assert_eq!(rules_review_namespace(&unknown), None, "no envelope");
+            assert_eq!(
+                rules_review_namespace(&body[..body.len() - 4]),
+                None,
+                "cut short"
+            );
         }
     }
 }

@@ -75,6 +75,18 @@ impl ApiError {
         Self::new(StatusCode::BAD_REQUEST, "BadRequest", message, None)
     }
 
+    /// 415, for a body in a media type the API server does not decode.
+    pub fn unsupported_media_type(content_type: &str) -> Self {
+        Self::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "UnsupportedMediaType",
+            format!(
+                "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf (got {content_type:?})"
+            ),
+            None,
+        )
+    }
+
     /// 405.
     pub fn method_not_allowed() -> Self {
         Self::new(

@@ -266,6 +266,33 @@ fn serve_then_administer_it_from_the_command_line() {
         &admin,
     ));
     assert_eq!(newline["pinned_kids"], added["pinned_kids"]);
+    // Issue 14 §2: a token that may do far more than read pods (the
+    // stand-in's admin token) is refused, naming its rights, unless the
+    // admin accepts it by name.
+    let (ca, admin_token) = (path("dc/ca.pem"), path("dc/admin.token"));
+    let broad = |extra: &[&str]| {
+        let mut args = vec![
+            "cluster",
+            "add",
+            "broad",
+            "--api-server",
+            &cluster_url,
+            "--ca-bundle",
+            &ca,
+            "--token-file",
+            &admin_token,
+        ];
+        args.extend_from_slice(extra);
+        run(&args, &admin)
+    };
+    fails(
+        &broad(&[]),
+        2,
+        "token_file: its token may do more than read pods (* on *.*; * on *): bind it to get, list and watch on pods only (docs/rbac.md), or pass --allow-broad-token",
+    );
+    fails(&run(&["cluster", "show", "broad"], &admin), 1, "not_found");
+    let accepted = broad(&["--allow-broad-token", "-o", "json"]);
+    assert_eq!(ok_json(&accepted)["name"], "broad");
     let mut other_ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
     other_ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
     let other_ca = other_ca

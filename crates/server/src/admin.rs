@@ -33,6 +33,84 @@ use crate::storage::{
     ApiKeyRecord, ClusterRecord, DigestChange, PolicyRecord, RemovedCluster, Storage, StorageError,
 };
 
+/// What a registration's token may do beyond reading pods, as the API
+/// server's SelfSubjectRulesReview lists it for namespace `default` (its
+/// cluster-wide rights show in every namespace; a grant bound in one other
+/// namespace only does not show here). Rights every authenticated user has
+/// (asking what it may do, reading discovery) are not counted.
+async fn review_rights(record: &ClusterRecord) -> Result<Vec<String>, String> {
+    use k8s_openapi::api::authorization::v1::{SelfSubjectRulesReview, SelfSubjectRulesReviewSpec};
+    let client = kube_client(&registration(record)).map_err(|e| e.to_string())?;
+    let review = SelfSubjectRulesReview {
+        spec: SelfSubjectRulesReviewSpec {
+            namespace: Some("default".into()),
+        },
+        ..SelfSubjectRulesReview::default()
+    };
+    let body = serde_json::to_vec(&review).map_err(|e| e.to_string())?;
+    let request = http::Request::post("/apis/authorization.k8s.io/v1/selfsubjectrulesreviews")
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .body(body)
+        .map_err(|e| e.to_string())?;
+    let answer: SelfSubjectRulesReview = client
+        .request(request)
+        .await
+        .map_err(|e| crate::api_server_error::describe(&e, Some(&record.ca_bundle)))?;
+    let status = answer
+        .status
+        .ok_or("the API server's review has no status")?;
+    let is = |list: &Option<Vec<String>>, allowed: &[&str]| {
+        list.as_deref()
+            .unwrap_or_default()
+            .iter()
+            .all(|item| allowed.contains(&item.as_str()))
+    };
+    let mut broad = Vec::new();
+    for rule in &status.resource_rules {
+        let verbs = Some(rule.verbs.clone());
+        let reads_pods = is(&rule.api_groups, &[""])
+            && is(&rule.resources, &["pods"])
+            && is(&verbs, &["get", "list", "watch"]);
+        let asks_itself = is(&verbs, &["create"])
+            && is(
+                &rule.api_groups,
+                &["authorization.k8s.io", "authentication.k8s.io"],
+            )
+            && is(
+                &rule.resources,
+                &[
+                    "selfsubjectaccessreviews",
+                    "selfsubjectrulesreviews",
+                    "selfsubjectreviews",
+                ],
+            );
+        if !reads_pods && !asks_itself {
+            let groups = rule.api_groups.as_deref().unwrap_or_default();
+            let resources = rule.resources.as_deref().unwrap_or_default();
+            broad.push(format!(
+                "{} on {}",
+                rule.verbs.join(","),
+                resources
+                    .iter()
+                    .map(|r| match groups.first().map(String::as_str) {
+                        Some("") | None => r.clone(),
+                        Some(group) => format!("{r}.{group}"),
+                    })
+                    .collect::<Vec<_>>()
+                    .join(",")
+            ));
+        }
+    }
+    for rule in &status.non_resource_rules {
+        let urls = rule.non_resource_urls.as_deref().unwrap_or_default();
+        let verbs = Some(rule.verbs.clone());
+        if !is(&verbs, &["get", "head"]) || urls.iter().any(|u| u == "*") {
+            broad.push(format!("{} on {}", rule.verbs.join(","), urls.join(",")));
+        }
+    }
+    Ok(broad)
+}
+
 /// Prefix of admin tokens.
 pub const ADMIN_TOKEN_PREFIX: &str = "psa_";
 /// Prefix of API keys.
@@ -343,6 +421,37 @@ impl<S: Storage> AdminService<S> {
         let jwks = PinnedJwks::parse(&record.jwks)
             .map_err(|e| refused(Reason::InvalidArgument, format!("jwks: {e}")))?;
         let kids: Vec<String> = jwks.kids().into_iter().map(str::to_owned).collect();
+        // The token is to read pods and nothing else (docs/rbac.md): whoever
+        // holds the server's files holds it. Say what more it may do, and
+        // refuse unless the admin accepts it by name.
+        match review_rights(&record).await {
+            Ok(broad) if broad.is_empty() => audit.set("token_rights", "get, list, watch pods"),
+            Ok(broad) => {
+                audit.set("token_rights_beyond_pods", broad.join("; "));
+                if !request.allow_broad_token {
+                    return Err(refused(
+                        Reason::InvalidArgument,
+                        format!(
+                            "token_file: its token may do more than read pods ({}): bind it to get, list and watch on pods only (docs/rbac.md), or pass --allow-broad-token",
+                            broad.join("; ")
+                        ),
+                    ));
+                }
+                tracing::warn!(cluster = %record.name, rights = %broad.join("; "), "a cluster token with more than pod-read rights was accepted (--allow-broad-token)");
+            }
+            Err(why) => {
+                audit.set("token_rights", format!("not checked: {why}"));
+                if !request.allow_broad_token {
+                    return Err(refused(
+                        Reason::ClusterUnreachable,
+                        format!(
+                            "token_file: cannot check what its token may do ({why}); pass --allow-broad-token to register it unchecked"
+                        ),
+                    ));
+                }
+            }
+        }
+        audit.set("allow_broad_token", request.allow_broad_token.to_string());
 
         // The keys now pinned, recorded before they take effect.
         audit.set("issuer", &record.issuer);

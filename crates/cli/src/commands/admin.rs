@@ -166,6 +166,7 @@ pub fn cluster(command: ClusterCommand, output: OutputFormat) -> Result<(), CliE
                 allow_extra_audiences,
                 max_token_lifetime,
                 replace,
+                allow_broad_token,
             } => {
                 let jwks = jwks_file
                     .map(|path| {
@@ -185,6 +186,7 @@ pub fn cluster(command: ClusterCommand, output: OutputFormat) -> Result<(), CliE
                     allow_extra_audiences,
                     max_token_lifetime_secs: max_token_lifetime,
                     replace,
+                    allow_broad_token,
                 };
                 let admin = Admin::connect(&connection)?;
                 let info: ClusterInfo = admin

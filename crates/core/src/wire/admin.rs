@@ -42,6 +42,10 @@ pub struct ClusterRequest {
     /// Replace an existing registration (and its pinned keys).
     #[serde(default)]
     pub replace: bool,
+    /// Register even when the token may do more than read pods, or its
+    /// rights cannot be checked (audited).
+    #[serde(default)]
+    pub allow_broad_token: bool,
 }
 
 /// A JSON Schema `integer`: a number with no fractional part, so `3600.0`

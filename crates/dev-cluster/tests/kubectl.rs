@@ -1,0 +1,78 @@
+//! The stand-in as the real `kubectl` sees it (`/usr/bin/kubectl`, on the
+//! image): what a token may do, listed by `kubectl auth can-i --list`
+//! through the stand-in's SelfSubjectRulesReview (kubectl sends it as
+//! protobuf). Discovery (`/api`, `/apis`) is not served, so `kubectl get`
+//! is not a client of the stand-in yet.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a panic is a test failure"
+)]
+
+use std::process::Command;
+
+use podseal_dev_cluster::{Config, DevCluster};
+
+/// `kubectl ARGS` against the stand-in with `token`, no kubeconfig.
+async fn kubectl(cluster: &DevCluster, token: &str, args: &[&str]) -> String {
+    let dir = tempfile::TempDir::new().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, cluster.ca_pem()).unwrap();
+    let mut command = Command::new("kubectl");
+    command
+        .env("KUBECONFIG", dir.path().join("none"))
+        .arg(format!("--server={}", cluster.url()))
+        .arg(format!("--certificate-authority={}", ca.display()))
+        .arg(format!("--token={token}"))
+        .args(args);
+    let output = tokio::task::spawn_blocking(move || command.output())
+        .await
+        .unwrap()
+        .expect("kubectl is on the image (/usr/bin/kubectl)");
+    assert!(
+        output.status.success(),
+        "kubectl {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_lists_what_each_token_may_do() {
+    let cluster = DevCluster::start(Config::default()).await.unwrap();
+    let rules = kubectl(
+        &cluster,
+        cluster.reader_token(),
+        &["auth", "can-i", "--list"],
+    )
+    .await;
+    let line = |resource: &str| {
+        rules
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(resource))
+            .unwrap_or_else(|| panic!("no {resource} in\n{rules}"))
+            .to_owned()
+    };
+    assert!(line("pods").ends_with("[get list watch]"), "{rules}");
+    assert!(
+        line("selfsubjectrulesreviews.authorization.k8s.io").ends_with("[create]"),
+        "{rules}"
+    );
+    assert!(
+        !rules.contains("secrets") && !rules.contains("[*]"),
+        "{rules}"
+    );
+    let admin = kubectl(
+        &cluster,
+        cluster.admin_token(),
+        &["auth", "can-i", "--list"],
+    )
+    .await;
+    assert!(
+        admin
+            .lines()
+            .any(|l| l.starts_with("*.*") && l.ends_with("[*]")),
+        "{admin}"
+    );
+}
