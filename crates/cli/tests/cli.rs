@@ -1030,3 +1030,113 @@ fn yaml_output_carries_what_json_does() {
         assert_eq!(yaml, json, "{args:?}");
     }
 }
+
+/// Issue 14 §3, one rule for inputs: a file named on the command line that
+/// cannot be read — missing, or a directory — is a usage error in every
+/// command: exit 2, one `error:` line naming it. (Exit 1 is for an
+/// operation that was tried and failed: refused, did not open, did not
+/// verify.)
+#[test]
+fn an_input_that_cannot_be_read_exits_2_naming_it_in_every_command() {
+    let ws = Workspace::new();
+    let capsule = ws.path("db.capsule");
+    std::fs::write(&capsule, ws.seal(MARKER.as_bytes())).unwrap();
+    let audit_pub = ws.path("audit.pub");
+    std::fs::write(
+        &audit_pub,
+        podseal_core::audit::public_key_text(
+            &podseal_core::audit::AuditKey::generate()
+                .unwrap()
+                .public_key(),
+        ) + "\n",
+    )
+    .unwrap();
+    let missing = ws.path("missing");
+    let directory = ws.path("a-directory");
+    std::fs::create_dir(&directory).unwrap();
+    let text = |p: &Path| p.to_str().unwrap().to_owned();
+    let (public, private, capsule, audit_pub) = (
+        text(&ws.public()),
+        text(&ws.private()),
+        text(&capsule),
+        text(&audit_pub),
+    );
+    // Each command with {BAD} where the unreadable input goes.
+    let seal_tail = [
+        "--cluster",
+        "prod",
+        "--namespace",
+        "shop",
+        "--service-account",
+        "api",
+        "--name",
+        "db",
+    ];
+    let commands: Vec<Vec<&str>> = vec![
+        [&["seal", "--key", "{BAD}"][..], &seal_tail].concat(),
+        [
+            &["seal", "--key", &public, "--from-file", "{BAD}"][..],
+            &seal_tail,
+        ]
+        .concat(),
+        [
+            &[
+                "seal",
+                "--key",
+                &public,
+                "--k8s-secret",
+                "db",
+                "--from-file",
+                "a={BAD}",
+            ][..],
+            &seal_tail,
+        ]
+        .concat(),
+        vec!["inspect", "{BAD}"],
+        vec!["inspect", "--key", "{BAD}", &capsule],
+        vec!["open", "--key", "{BAD}", &capsule],
+        vec!["open", "--key", &private, "{BAD}"],
+        vec!["audit", "verify", "--key", "{BAD}", &capsule],
+        vec!["audit", "verify", "--key", &audit_pub, "{BAD}"],
+        vec![
+            "audit", "verify", "--key", &audit_pub, "--since", "{BAD}", &capsule,
+        ],
+        vec!["audit", "checkpoint", "--key", &audit_pub, "{BAD}"],
+        vec!["audit", "prove", "--key", &audit_pub, "--seq", "1", "{BAD}"],
+        vec!["audit", "verify-proof", "--key", &audit_pub, "{BAD}"],
+        vec!["audit", "verify-proof", "--key", "{BAD}", &capsule],
+        vec![
+            "audit",
+            "public-key",
+            "--key",
+            "{BAD}",
+            "--origin",
+            "podseal",
+        ],
+    ];
+    for bad in [&missing, &directory] {
+        let bad = text(bad);
+        for command in &commands {
+            let args: Vec<String> = command.iter().map(|a| a.replace("{BAD}", &bad)).collect();
+            let output = podseal()
+                .args(&args)
+                .write_stdin("a secret")
+                .output()
+                .unwrap();
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            assert_eq!(
+                output.status.code(),
+                Some(2),
+                "podseal {}: {stderr}",
+                args.join(" ")
+            );
+            let first = stderr.lines().next().unwrap_or_default();
+            assert!(
+                first.starts_with("error: ") && first.contains(&bad),
+                "podseal {}: {stderr}",
+                args.join(" ")
+            );
+            assert!(stderr.lines().count() <= 2, "{stderr}");
+        }
+    }
+}

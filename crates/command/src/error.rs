@@ -4,8 +4,8 @@
 //! | code | meaning |
 //! |---|---|
 //! | 0 | success |
-//! | 1 | the operation was refused or failed (did not open, I/O error) |
-//! | 2 | usage or invalid input (bad flags, malformed capsule, bad key file) |
+//! | 1 | the operation was tried and failed: refused, did not open, did not verify, could not write its output |
+//! | 2 | usage or input: bad flags, and any input named on the command line (or stdin) that is missing, a directory, unreadable, too large or malformed |
 
 use podseal_core::capsule::CapsuleError;
 use podseal_core::envelope::{OpenError, SealError};

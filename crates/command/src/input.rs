@@ -52,7 +52,7 @@ fn read_limited(
     reader
         .take(limit_plus_one)
         .read_to_end(&mut buffer)
-        .map_err(|e| CliError::failure(format!("cannot read {what}: {e}")))?;
+        .map_err(|e| CliError::usage(format!("cannot read {what}: {e}")))?;
     if buffer.len() > limit {
         return Err(CliError::usage(format!(
             "the input from {what} is over the {limit}-byte limit"
