@@ -10,14 +10,23 @@ use crate::error::{CliError, EXIT_USAGE};
 /// Parses this process's arguments into `T`, or exits: 0 after `--help` or
 /// `--version`, 2 with one error and one hint line on a usage error.
 pub fn parse<T: clap::Parser + clap::CommandFactory>() -> T {
-    match T::try_parse() {
+    parse_command(T::command())
+}
+
+/// [`parse`] with `command` (`T`'s, changed at run time: a help text
+/// built from a table, say).
+pub fn parse_command<T: clap::FromArgMatches>(command: clap::Command) -> T {
+    let program = command.get_name().to_owned();
+    let parsed = command
+        .try_get_matches()
+        .and_then(|matches| T::from_arg_matches(&matches));
+    match parsed {
         Ok(parsed) => parsed,
         Err(error) => match error.kind() {
             ErrorKind::DisplayHelp
             | ErrorKind::DisplayVersion
             | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => error.exit(),
             _ => {
-                let program = T::command().get_name().to_owned();
                 usage_error(&error, &program).print();
                 std::process::exit(i32::from(EXIT_USAGE))
             }

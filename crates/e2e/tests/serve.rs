@@ -91,6 +91,22 @@ fn print_config_and_configuration_errors() {
     );
     assert!(printed.status.success(), "{}", text(&printed.stderr));
     let printed = text(&printed.stdout);
+    // Issue 14 §4: every key, also the ones that are not set (as a comment
+    // naming its variable), and every variable in `--help`.
+    for (var, key) in podseal_server::config::env_overrides() {
+        let leaf = key.rsplit('.').next().unwrap();
+        assert!(
+            printed
+                .lines()
+                .any(|l| l.starts_with(&format!("{leaf} = ")))
+                || printed.contains(&format!("# {leaf} is not set ({var})")),
+            "{key} ({var}) missing from --print-config:\n{printed}"
+        );
+    }
+    let help = text(&server(&["--help"], &[]).stdout);
+    for var in podseal_server::config::env_override_names() {
+        assert!(help.contains(var), "{var} missing from --help:\n{help}");
+    }
     assert!(printed.contains("listen = \"0.0.0.0:9443\""), "{printed}");
     assert!(printed.contains("max_session_secs = 900"), "{printed}");
     // What --print-config prints is a configuration file serve accepts.
@@ -99,6 +115,24 @@ fn print_config_and_configuration_errors() {
     let again = server(&["--print-config", "--config", file.to_str().unwrap()], &[]);
     assert_eq!(text(&again.stdout), printed);
 
+    // A TOML error is one line saying where and what, then the hint.
+    std::fs::write(
+        &file,
+        "listen = \"0.0.0.0:9443\"\n[release]\nmax_session_secs = \"long\"\n",
+    )
+    .unwrap();
+    let bad = server(&["--config", file.to_str().unwrap()], &[]);
+    fails(
+        &bad,
+        2,
+        "line 3, column 20: invalid type: string \"long\", expected i64",
+    );
+    assert_eq!(
+        text(&bad.stderr).lines().count(),
+        2,
+        "{}",
+        text(&bad.stderr)
+    );
     std::fs::write(&file, "[release]\nmax_sesion_secs = 10\n").unwrap();
     fails(
         &server(&["--config", file.to_str().unwrap()], &[]),

@@ -45,3 +45,21 @@ fn every_binary_reports_a_usage_error_in_one_line_and_a_hint() {
         );
     }
 }
+
+/// Issue 14 §4: `podseal-exec --help` names every variable the pod-side
+/// client reads (the SDK's own table), so a new one cannot go unlisted.
+#[test]
+fn exec_help_lists_every_variable_it_reads() {
+    let output = std::process::Command::new(binaries::exec())
+        .arg("--help")
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let help = String::from_utf8(output.stdout).unwrap();
+    for (var, _) in podseal_sdk::client::ENV_VARS {
+        assert!(
+            help.contains(var),
+            "{var} missing from podseal-exec --help:\n{help}"
+        );
+    }
+}

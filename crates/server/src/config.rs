@@ -390,6 +390,13 @@ pub fn env_override_names() -> impl Iterator<Item = &'static str> {
     ENV_OVERRIDES.iter().map(|(var, _, _)| *var)
 }
 
+/// Every environment override and the key it sets (`section.key`).
+pub fn env_overrides() -> impl Iterator<Item = (&'static str, String)> {
+    ENV_OVERRIDES
+        .iter()
+        .map(|(var, path, _)| (*var, path.join(".")))
+}
+
 /// The prefix of every podseal variable.
 const ENV_PREFIX: &str = "PODSEAL_";
 
@@ -491,9 +498,25 @@ impl ServerConfig {
                     path: path.to_owned(),
                     message: e.to_string(),
                 })?;
+                // One line: where, and what (the toml crate's report draws
+                // the line with a caret over several).
                 let parse_error = |e: toml::de::Error| ConfigError::Parse {
                     path: path.to_owned(),
-                    message: e.to_string().trim().to_owned(),
+                    message: match e.span() {
+                        Some(span) => {
+                            let before = text.get(..span.start).unwrap_or_default();
+                            let line = before.matches('\n').count() + 1;
+                            let column = before
+                                .rsplit('\n')
+                                .next()
+                                .unwrap_or_default()
+                                .chars()
+                                .count()
+                                + 1;
+                            format!("line {line}, column {column}: {}", e.message().trim())
+                        }
+                        None => e.message().trim().to_owned(),
+                    },
                 };
                 // Typed first, for errors that name the line and key.
                 toml::from_str::<Self>(&text).map_err(parse_error)?;
@@ -533,9 +556,62 @@ impl ServerConfig {
         Ok(config)
     }
 
-    /// The effective configuration as TOML.
+    /// The effective configuration as TOML: every key, those that are not
+    /// set as a comment naming the variable that sets them.
     pub fn to_toml(&self) -> String {
-        toml::to_string_pretty(self).unwrap_or_default()
+        let text = toml::to_string_pretty(self).unwrap_or_default();
+        let table: toml::Table = text.parse().unwrap_or_default();
+        let unset = |section: Option<&str>| -> Vec<String> {
+            ENV_OVERRIDES
+                .iter()
+                .filter(|(_, path, _)| match (section, path) {
+                    (None, [_]) => true,
+                    (Some(name), [first, _]) => first == &name,
+                    _ => false,
+                })
+                .filter(|(_, path, _)| {
+                    let scope = match section {
+                        Some(name) => table.get(name).and_then(toml::Value::as_table),
+                        None => Some(&table),
+                    };
+                    path.last()
+                        .is_some_and(|key| scope.is_none_or(|t| !t.contains_key(*key)))
+                })
+                .map(|(var, path, _)| {
+                    format!(
+                        "# {} is not set ({var})",
+                        path.last().copied().unwrap_or_default()
+                    )
+                })
+                .collect()
+        };
+        let mut out = String::new();
+        let mut section: Option<String> = None;
+        let close = |out: &mut String, section: Option<&str>| {
+            for line in unset(section) {
+                out.push_str(&line);
+                out.push('\n');
+            }
+        };
+        for line in text.lines() {
+            if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+                close(&mut out, section.as_deref());
+                if section.is_none() || !out.ends_with("\n\n") {
+                    out.push('\n');
+                }
+                section = Some(name.to_owned());
+                out.push_str(line);
+                out.push('\n');
+                continue;
+            }
+            if line.is_empty() {
+                continue;
+            }
+            out.push_str(line);
+            out.push('\n');
+        }
+        close(&mut out, section.as_deref());
+        out
     }
 
     /// The address to bind.

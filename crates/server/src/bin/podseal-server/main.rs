@@ -24,20 +24,7 @@ its audit key (STATE_DIR/audit.key, with audit.pub beside it) and the admin toke
 exactly once (or written to --admin-token-file) and stored only as a hash. Without tls.cert_file and
 tls.key_file a development certificate is generated once and kept (STATE_DIR/tls-dev.crt, its key in
 tls-dev.key, 0600) while it names the external host; its SHA-256 fingerprint is printed at each
-start, and clients trust it with --ca STATE_DIR/tls-dev.crt.",
-    after_help = "\
-Environment overrides: PODSEAL_LISTEN, PODSEAL_EXTERNAL_URL, PODSEAL_STATE_DIR, PODSEAL_ORG_KEY_FILES
-(comma-separated), PODSEAL_LOG_LEVEL, PODSEAL_TLS_CERT_FILE, PODSEAL_TLS_KEY_FILE,
-PODSEAL_RELEASE_MAX_SESSION_SECS, PODSEAL_RELEASE_DPOP_MAX_AGE_SECS, PODSEAL_RELEASE_DPOP_MAX_SKEW_SECS,
-PODSEAL_RELEASE_NONCE_LIFETIME_SECS, PODSEAL_RELEASE_TOKEN_LEEWAY_SECS,
-PODSEAL_AUDIT_CHECKPOINT_INTERVAL_SECS, PODSEAL_AUDIT_ORIGIN, PODSEAL_AUDIT_KEY_FILE,
-PODSEAL_CLUSTERS_MAX_STALENESS_SECS, PODSEAL_CLUSTERS_REFRESH_SECS, PODSEAL_STORAGE_ENGINE,
-PODSEAL_STORAGE_PATH, PODSEAL_STORAGE_URL_FILE. Any other PODSEAL_* variable (other than those the
-client commands read) is ignored with a warning naming the nearest known one.
-
-Examples:
-  podseal-server --print-config > podseal.toml
-  PODSEAL_ORG_KEY_FILES=./keys/org.key podseal-server --config podseal.toml --admin-token-file ./admin.token"
+start, and clients trust it with --ca STATE_DIR/tls-dev.crt."
 )]
 pub(crate) struct ServeArgs {
     /// TOML configuration file.
@@ -51,8 +38,35 @@ pub(crate) struct ServeArgs {
     pub(crate) admin_token_file: Option<PathBuf>,
 }
 
+/// The variables and examples after `--help`, from the configuration's own
+/// table of overrides, so that the list cannot miss one.
+fn after_help() -> String {
+    let mut lines = vec![String::from(
+        "Environment overrides (each sets the key of the same name in --print-config):",
+    )];
+    let mut line = String::new();
+    for name in podseal_server::config::env_override_names() {
+        if !line.is_empty() && line.len() + name.len() > 96 {
+            lines.push(std::mem::take(&mut line));
+        }
+        line.push_str("  ");
+        line.push_str(name);
+    }
+    lines.push(line);
+    lines.push(String::from(
+        "PODSEAL_ORG_KEY_FILES is comma-separated. Any other PODSEAL_* variable (other than those the\n\
+         client commands read) is ignored with a warning naming the nearest known one.\n\n\
+         Examples:\n  podseal-server --print-config > podseal.toml\n  \
+         PODSEAL_ORG_KEY_FILES=./keys/org.key podseal-server --config podseal.toml \\\n      \
+         --admin-token-file ./admin.token",
+    ));
+    lines.join("\n")
+}
+
 fn main() -> ExitCode {
-    let args: ServeArgs = podseal_command::arguments::parse();
+    use clap::CommandFactory as _;
+    let args: ServeArgs =
+        podseal_command::arguments::parse_command(ServeArgs::command().after_help(after_help()));
     match command::run(&args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
