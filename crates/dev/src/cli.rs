@@ -186,7 +186,7 @@ pub enum DevClusterCommand {
         #[arg(long, default_value_t = 5)]
         bookmark_interval: u64,
     },
-    /// Create, start, delete, recreate or debug pods.
+    /// Create, list, report running, restart a container of, delete, recreate or debug pods.
     #[command(subcommand)]
     Pod(PodCommand),
     /// Issue a ServiceAccount token through the TokenRequest API, as the kubelet does for a pod.
