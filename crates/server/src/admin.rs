@@ -111,6 +111,17 @@ async fn review_rights(record: &ClusterRecord) -> Result<Vec<String>, String> {
     Ok(broad)
 }
 
+/// Refuses anything that is not a digest like `sha256:<64 lowercase hex>`.
+fn check_digests<'a>(digests: impl IntoIterator<Item = &'a String>) -> Result<(), Refusal> {
+    match digests.into_iter().find(|d| !is_digest(d)) {
+        Some(bad) => Err(refused(
+            Reason::InvalidArgument,
+            format!("{bad:?} is not a digest like sha256:<64 lowercase hex>"),
+        )),
+        None => Ok(()),
+    }
+}
+
 /// Prefix of admin tokens.
 pub const ADMIN_TOKEN_PREFIX: &str = "psa_";
 /// Prefix of API keys.
@@ -711,12 +722,7 @@ impl<S: Storage> AdminService<S> {
             &request.namespace,
             &request.service_account,
         )?;
-        if let Some(bad) = request.digests.iter().find(|d| !is_digest(d)) {
-            return Err(refused(
-                Reason::InvalidArgument,
-                format!("{bad:?} is not a digest like sha256:<64 lowercase hex>"),
-            ));
-        }
+        check_digests(&request.digests)?;
         self.require_cluster(&request.cluster).await?;
         let mut digests = request.digests.clone();
         digests.sort();
@@ -773,17 +779,7 @@ impl<S: Storage> AdminService<S> {
             &request.namespace,
             &request.service_account,
         )?;
-        if let Some(bad) = request
-            .add
-            .iter()
-            .chain(&request.remove)
-            .find(|d| !is_digest(d))
-        {
-            return Err(refused(
-                Reason::InvalidArgument,
-                format!("{bad:?} is not a digest like sha256:<64 lowercase hex>"),
-            ));
-        }
+        check_digests(request.add.iter().chain(&request.remove))?;
         if let Some(both) = request.add.iter().find(|d| request.remove.contains(d)) {
             return Err(refused(
                 Reason::InvalidArgument,

@@ -557,8 +557,42 @@ pub struct DigestChange {
 }
 
 impl DigestChange {
+    /// The policy after the change to `current` (the stored one, if any),
+    /// as of `now`: a new one (enforcing, no nonce) when there was none and
+    /// something is added; `Err` (what is missing) when there is nothing to
+    /// remove from. Both engines decide with this, inside their transaction.
+    pub fn applied_to(
+        &self,
+        current: Option<PolicyRecord>,
+        now: i64,
+    ) -> Result<PolicyRecord, String> {
+        let policy = match current {
+            Some(policy) => policy,
+            None if self.add.is_empty() => {
+                return Err(format!(
+                    "no policy for {}/{}/{}",
+                    self.cluster, self.namespace, self.service_account
+                ));
+            }
+            None => PolicyRecord {
+                cluster: self.cluster.clone(),
+                namespace: self.namespace.clone(),
+                service_account: self.service_account.clone(),
+                digests: Vec::new(),
+                audit_mode: false,
+                require_nonce: false,
+                updated_at: now,
+            },
+        };
+        Ok(PolicyRecord {
+            digests: self.apply(&policy.digests),
+            updated_at: now,
+            ..policy
+        })
+    }
+
     /// The digests after the change to `current`: sorted, each once.
-    pub fn apply(&self, current: &[String]) -> Vec<String> {
+    fn apply(&self, current: &[String]) -> Vec<String> {
         let mut digests: Vec<String> = current
             .iter()
             .chain(&self.add)

@@ -907,29 +907,10 @@ impl AdminStore for PostgresStorage {
             )
             .await
             .map_err(&error)?;
-        let policy = match row {
-            Some(row) => policy_from(&row)?,
-            None if change.add.is_empty() => {
-                return Err(StorageError::NotFound(format!(
-                    "no policy for {}/{}/{}",
-                    change.cluster, change.namespace, change.service_account
-                )));
-            }
-            None => PolicyRecord {
-                cluster: change.cluster.clone(),
-                namespace: change.namespace.clone(),
-                service_account: change.service_account.clone(),
-                digests: Vec::new(),
-                audit_mode: false,
-                require_nonce: false,
-                updated_at: now,
-            },
-        };
-        let policy = PolicyRecord {
-            digests: change.apply(&policy.digests),
-            updated_at: now,
-            ..policy
-        };
+        let current = row.map(|row| policy_from(&row)).transpose()?;
+        let policy = change
+            .applied_to(current, now)
+            .map_err(StorageError::NotFound)?;
         tx.execute(
             &format!(
                 "INSERT INTO policies ({POLICY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)

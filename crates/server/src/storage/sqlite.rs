@@ -886,28 +886,9 @@ impl AdminStore for SqliteStorage {
                         policy_from,
                     )
                     .optional()?;
-                let policy = match current {
-                    Some(policy) => policy,
-                    None if change.add.is_empty() => {
-                        return Ok(Err(format!(
-                            "no policy for {}/{}/{}",
-                            change.cluster, change.namespace, change.service_account
-                        )));
-                    }
-                    None => PolicyRecord {
-                        cluster: change.cluster.clone(),
-                        namespace: change.namespace.clone(),
-                        service_account: change.service_account.clone(),
-                        digests: Vec::new(),
-                        audit_mode: false,
-                        require_nonce: false,
-                        updated_at: now,
-                    },
-                };
-                let policy = PolicyRecord {
-                    digests: change.apply(&policy.digests),
-                    updated_at: now,
-                    ..policy
+                let policy = match change.applied_to(current, now) {
+                    Ok(policy) => policy,
+                    Err(missing) => return Ok(Err(missing)),
                 };
                 tx.execute(
                     &format!(
