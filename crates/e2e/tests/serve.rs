@@ -125,7 +125,7 @@ fn print_config_and_configuration_errors() {
     fails(
         &bad,
         2,
-        "line 3, column 20: invalid type: string \"long\", expected i64",
+        "line 3, column 20 (max_session_secs): invalid type: string \"long\", expected i64",
     );
     assert_eq!(
         text(&bad.stderr).lines().count(),

@@ -513,7 +513,22 @@ impl ServerConfig {
                                 .chars()
                                 .count()
                                 + 1;
-                            format!("line {line}, column {column}: {}", e.message().trim())
+                            // The key on that line, so that the one line names it.
+                            let key = text
+                                .lines()
+                                .nth(line - 1)
+                                .and_then(|l| l.split_once('='))
+                                .map(|(key, _)| key.trim())
+                                .filter(|key| !key.is_empty() && !key.starts_with('#'));
+                            match key {
+                                Some(key) => format!(
+                                    "line {line}, column {column} ({key}): {}",
+                                    e.message().trim()
+                                ),
+                                None => {
+                                    format!("line {line}, column {column}: {}", e.message().trim())
+                                }
+                            }
                         }
                         None => e.message().trim().to_owned(),
                     },
