@@ -729,7 +729,7 @@ Ok(s) => format!(
     let summary = format!(
         "What you saw: the Secret holds only a capsule, so reading Kubernetes, etcd, a backup or git gives nothing. \
          The pod's secret was released only after four gates: its API key, its projected ServiceAccount token against \
-         the pinned JWKS, a DPoP key that lives in its RAM and is pinned to its uid, and a live view showing it Running \
+         the pinned JWKS, a DPoP key that lives in its RAM and is pinned to its running container, and a live view showing it Running \
          with approved image digests. The server re-wrapped only the data key to the pod's ephemeral key; the pod \
          decrypted in memory. Each attack was refused by the gate named, and the audit log of it all verifies. \
          ({} ms in all.)",
