@@ -35,7 +35,7 @@ use crate::gate::{Gate, Reason, Refusal};
 use crate::group_commit::GroupCommit;
 use crate::identity::WorkloadIdentity;
 use crate::nonce::NonceIssuer;
-use crate::pod_view::{PodFacts, ViewAnswer};
+use crate::pod_view::ViewAnswer;
 use crate::storage::{
     ApiKeyRecord, CommitItem, ContainerInstance, JtiRecord, PinOutcome, PolicyRecord,
     SessionRecord, Storage,
@@ -498,32 +498,39 @@ impl<S: Storage> ReleaseService<S> {
         }
     }
 
-    /// The running instance of `container`, waiting (up to `deadline`) for
-    /// the pod view to show one whose `containerID` is not `not`: a
-    /// restarted container's process runs before the kubelet reports its
-    /// new instance. Gate 4 is decided again on the answer waited for (a
-    /// restart may have brought another image).
+    /// The running instance of `container` in `answer` (gate 4's answer for
+    /// this request) when it is not `not`; otherwise waits (up to
+    /// `deadline`) for the pod view to show one: a restarted container's
+    /// process runs before the kubelet reports its new instance. Gate 4 is
+    /// decided again on an answer waited for (a restart may have brought
+    /// another image, and a debug container may have joined).
     async fn running_instance(
         &self,
         verified: &Verified,
+        answer: Option<&ViewAnswer>,
         container: &str,
         not: Option<&str>,
         deadline: Instant,
         audit: &mut AuditContext,
     ) -> Result<Option<ContainerInstance>, Refusal> {
         let identity = &verified.identity;
-        let answer = verified
-            .cluster
-            .view
-            .lookup_until(
-                &identity.namespace,
-                &identity.pod_name,
-                deadline,
-                |answer| enrolment::running_id(answer, container).is_some_and(|id| Some(id) != not),
-            )
-            .await;
-        let answer = self.decide_live_pod(answer, verified, audit).await?;
-        Ok(enrolment::running_id(&answer, container)
+        let fits = |answer: &ViewAnswer| {
+            enrolment::running_id(answer, container).is_some_and(|id| Some(id) != not)
+        };
+        let waited;
+        let answer = match answer.filter(|a| fits(a)) {
+            Some(answer) => answer,
+            None => {
+                let seen = verified
+                    .cluster
+                    .view
+                    .lookup_until(&identity.namespace, &identity.pod_name, deadline, fits)
+                    .await;
+                waited = self.decide_live_pod(seen, verified, audit).await?;
+                &waited
+            }
+        };
+        Ok(enrolment::running_id(answer, container)
             .filter(|id| Some(*id) != not)
             .map(|id| ContainerInstance {
                 pod_uid: identity.pod_uid.clone(),
@@ -533,26 +540,40 @@ impl<S: Storage> ReleaseService<S> {
     }
 
     /// Pins the proof's key to the running instance of the request's
-    /// container (see [`enrolment`]): a container's first key, the same key
-    /// again, or a restarted container's new key (the old instance's pin
-    /// and sessions end). Another key for the instance that still runs is
-    /// refused, after waiting for a restart the view has not shown yet.
+    /// container (see [`enrolment`]), starting from gate 4's `answer`: a
+    /// container's first key, the same key again, or a restarted
+    /// container's new key (the old instance's pin and sessions end).
+    /// Another key for the instance that still runs is refused, after
+    /// waiting for a restart the view has not shown yet.
     async fn enrol(
         &self,
         verified: &Verified,
-        facts: &PodFacts,
+        answer: &ViewAnswer,
         declared: Option<&str>,
         jkt: &str,
         expires_at: i64,
         audit: &mut AuditContext,
     ) -> Result<ContainerInstance, Refusal> {
+        let ViewAnswer::Present(facts) = answer else {
+            // Only audit mode lets an absent or unknown pod past gate 4, and
+            // a pin needs the container's running instance.
+            return Err(enrolment::not_running(declared.unwrap_or("(none named)")));
+        };
         let container = enrolment::choose(facts, declared)?.name.clone();
         audit.set("container", &container);
         let deadline = Instant::now() + self.config.enrolment_wait;
+        let mut first = Some(answer);
         let mut not = None;
         loop {
             let Some(instance) = self
-                .running_instance(verified, &container, not.as_deref(), deadline, audit)
+                .running_instance(
+                    verified,
+                    first.take(),
+                    &container,
+                    not.as_deref(),
+                    deadline,
+                    audit,
+                )
                 .await?
             else {
                 return Err(match not {
@@ -566,9 +587,9 @@ impl<S: Storage> ReleaseService<S> {
                 .pin_dpop_key(&verified.key.cluster, &instance, jkt, expires_at, now())
                 .await
                 .map_err(Self::storage_refusal)?;
-            let kind = match outcome {
-                PinOutcome::Pinned => "pinned",
-                PinOutcome::AlreadyPinned => "same_key",
+            let (kind, counter) = match outcome {
+                PinOutcome::Pinned => ("pinned", &self.enrolments.pinned),
+                PinOutcome::AlreadyPinned => ("same_key", &self.enrolments.same_key),
                 PinOutcome::Replaced {
                     old_jkt,
                     old_container_id,
@@ -577,7 +598,7 @@ impl<S: Storage> ReleaseService<S> {
                     audit.set("replaced_jkt", old_jkt);
                     audit.set("replaced_container_id", old_container_id);
                     audit.set("sessions_revoked", sessions_revoked.to_string());
-                    "after_restart"
+                    ("after_restart", &self.enrolments.after_restart)
                 }
                 PinOutcome::OtherKeyPinned if Instant::now() < deadline => {
                     // Perhaps a restart the API server has not shown yet:
@@ -588,11 +609,6 @@ impl<S: Storage> ReleaseService<S> {
                 PinOutcome::OtherKeyPinned => return Err(self.conflict()),
             };
             audit.set("enrolment", kind);
-            let counter = match kind {
-                "pinned" => &self.enrolments.pinned,
-                "same_key" => &self.enrolments.same_key,
-                _ => &self.enrolments.after_restart,
-            };
             counter.fetch_add(1, Ordering::Relaxed);
             return Ok(instance);
         }
@@ -666,11 +682,6 @@ impl<S: Storage> ReleaseService<S> {
             ));
         }
         let answer = self.check_live_pod(&verified, audit).await?;
-        let ViewAnswer::Present(facts) = &answer else {
-            // Only audit mode lets an absent or unknown pod past gate 4, and
-            // a pin needs the container's running instance.
-            return Err(enrolment::not_running(container.unwrap_or("(none named)")));
-        };
         let identity = &verified.identity;
         let expires_at = identity
             .expires_at
@@ -678,7 +689,7 @@ impl<S: Storage> ReleaseService<S> {
         let instance = self
             .enrol(
                 &verified,
-                facts,
+                &answer,
                 container,
                 &proof.thumbprint,
                 expires_at,
@@ -1046,4 +1057,71 @@ fn check_scope(envelope: &DekEnvelope, verified: &Verified) -> Result<(), Refusa
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "test code")]
+    use super::*;
+    use crate::pod_view::{ContainerFacts, ContainerKind, PodFacts};
+
+    fn session(container_id: &str) -> SessionRecord {
+        SessionRecord {
+            id: "s".into(),
+            cluster: "prod".into(),
+            namespace: "shop".into(),
+            service_account: "api".into(),
+            pod_name: "api-0".into(),
+            pod_uid: "uid".into(),
+            container: "api".into(),
+            container_id: container_id.into(),
+            jkt: "jkt".into(),
+            recipient_key: vec![7; 32],
+            api_key_id: "key".into(),
+            created_at: 0,
+            expires_at: i64::MAX,
+            revoked_at: None,
+        }
+    }
+
+    fn pod(running_id: Option<&str>) -> ViewAnswer {
+        ViewAnswer::Present(PodFacts {
+            namespace: "shop".into(),
+            name: "api-0".into(),
+            uid: "uid".into(),
+            phase: Some("Running".into()),
+            terminating: false,
+            service_account: Some("api".into()),
+            containers: vec![ContainerFacts {
+                kind: ContainerKind::App,
+                name: "api".into(),
+                image: "registry.example/api:1".into(),
+                image_id: None,
+                digest: None,
+                running_id: running_id.map(str::to_owned),
+                restart_count: 0,
+                declares_podseal: false,
+            }],
+        })
+    }
+
+    /// An unwrap from a session whose container instance is no longer the
+    /// running one is refused, even when no revocation reached storage (a
+    /// missed watch event): a dead instance's session releases nothing.
+    #[test]
+    fn a_session_releases_only_while_its_container_instance_runs() {
+        let reason = |session: &SessionRecord, answer: &ViewAnswer| {
+            check_instance(session, answer).err().map(|r| r.reason)
+        };
+        assert_eq!(reason(&session("cid-1"), &pod(Some("cid-1"))), None);
+        for answer in [pod(Some("cid-2")), pod(None), ViewAnswer::Absent] {
+            assert_eq!(
+                reason(&session("cid-1"), &answer),
+                Some(Reason::ContainerRestarted),
+                "{answer:?}"
+            );
+        }
+        // A session opened before version 5 is bound to the pod only.
+        assert_eq!(reason(&session(""), &pod(Some("cid-2"))), None);
+    }
 }

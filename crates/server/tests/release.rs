@@ -1000,6 +1000,16 @@ async fn a_restarted_container_enrols_afresh_and_its_old_session_ends() {
         Gate::Dpop,
         Reason::SessionRevoked,
     );
+    // Had the revocation been missed (a lost watch event), the unwrap's own
+    // check of the instance still refuses.
+    let raw = rusqlite::Connection::open(w.cluster.dir.path().join("podseal.db")).unwrap();
+    raw.execute("UPDATE sessions SET revoked_at = NULL", [])
+        .unwrap();
+    assert_refused(
+        w.unwrap(&first, &session, &capsule).await,
+        Gate::LivePod,
+        Reason::ContainerRestarted,
+    );
     let restarted = w.pod();
     let new_session = w.session(&restarted, API_KEY).await.unwrap();
     assert_eq!(
@@ -1068,6 +1078,37 @@ async fn a_restart_the_api_server_has_not_shown_yet_is_waited_for() {
         ),
         "{kinds:?}"
     );
+}
+
+/// Gate 4 is decided again on the answer a request waited for: a debug
+/// container with an unapproved image that joined while it waited (with
+/// the restart it waited for) refuses it, as it would any request.
+#[tokio::test]
+async fn the_answer_waited_for_passes_gate_4_again() {
+    let w = world().await;
+    w.session(&w.pod(), API_KEY).await.unwrap();
+    let restarted = w.pod();
+    let (answer, ()) = tokio::join!(w.session(&restarted, API_KEY), async {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while w.view.waiting() == 0 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the request never waited"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let debugger = ContainerImage {
+            name: "debugger".into(),
+            image: "busybox:1.36".into(),
+            digest: Some(digest('f')),
+            env: Default::default(),
+        };
+        w.handle
+            .add_ephemeral_container("shop", "api-0", &debugger)
+            .unwrap();
+        w.handle.restart_container("shop", "api-0", "api").unwrap();
+    });
+    assert_refused(answer, Gate::LivePod, Reason::DebugContainerNotApproved);
 }
 
 /// Two containers of one pod each run `podseal exec`: each declares
