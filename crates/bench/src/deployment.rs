@@ -332,6 +332,9 @@ impl Deployment {
             name: name.into(),
             service_account: SERVICE_ACCOUNT.into(),
             labels: Default::default(),
+            sidecars: vec![],
+            image_volumes: vec![],
+            node: None,
             init_containers: vec![],
             containers: vec![ContainerImage {
                 name: "app".into(),
@@ -366,8 +369,8 @@ impl Deployment {
         audience: &str,
     ) -> Result<Zeroizing<String>, DeploymentError> {
         let request = TokenRequest {
-            spec: TokenRequestSpec {
-                audiences: vec![audience.into()],
+            spec: Some(TokenRequestSpec {
+                audiences: Some(vec![audience.into()]),
                 expiration_seconds: Some(3600),
                 bound_object_ref: Some(BoundObjectReference {
                     kind: Some("Pod".into()),
@@ -375,7 +378,7 @@ impl Deployment {
                     name: Some(name.into()),
                     uid: None,
                 }),
-            },
+            }),
             ..TokenRequest::default()
         };
         let what = format!("a token for pod {name}");

@@ -165,6 +165,9 @@ codes! {
         NotPodBound = "not_pod_bound",
         /// `sub` does not match the `kubernetes.io` claims.
         SubjectMismatch = "subject_mismatch",
+        /// The token's `kubernetes.io` node is not the node the live pod
+        /// runs on.
+        NodeMismatch = "node_mismatch",
         /// The API key names a cluster this server does not know.
         ClusterUnknown = "cluster_unknown",
         // Gate 3.
@@ -247,6 +250,9 @@ codes! {
         ImageNotApproved = "image_not_approved",
         /// An ephemeral (debug) container's image is not approved.
         DebugContainerNotApproved = "debug_container_not_approved",
+        /// A volume brings content into the pod that no image digest
+        /// attests (a `gitRepo` volume).
+        VolumeNotAttested = "volume_not_attested",
         // The capsule and its scope.
         /// The capsule's cluster is not the API key's.
         ClusterMismatch = "cluster_mismatch",

@@ -564,14 +564,13 @@ fn issue_token(
     if shared.store().service_account(namespace, name).is_none() {
         return Err(ApiError::not_found("serviceaccounts", name));
     }
-    let seconds = request
-        .spec
-        .expiration_seconds
-        .unwrap_or(DEFAULT_TOKEN_SECONDS);
+    // 1.36's schema marks `spec` optional; absent, it is the defaults.
+    let spec = request.spec.get_or_insert_with(Default::default);
+    let seconds = spec.expiration_seconds.unwrap_or(DEFAULT_TOKEN_SECONDS);
     if seconds < MIN_TOKEN_SECONDS {
         return Err(ApiError::bad_request("spec.expirationSeconds: Invalid value: may not specify a duration less than 10 minutes".into()));
     }
-    let bound_pod = match &request.spec.bound_object_ref {
+    let bound_pod = match &spec.bound_object_ref {
         None => None,
         Some(bound) if bound.kind.as_deref() == Some("Pod") => {
             let pod_name = bound.name.clone().unwrap_or_default();
@@ -603,13 +602,13 @@ fn issue_token(
         .issue_token(
             namespace,
             name,
-            &request.spec.audiences,
+            spec.audiences.as_deref().unwrap_or_default(),
             seconds,
             bound_pod.as_deref(),
         )
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
-    request.spec.audiences = claims.aud.clone();
-    request.spec.expiration_seconds = Some(seconds);
+    spec.audiences = Some(claims.aud.clone());
+    spec.expiration_seconds = Some(seconds);
     request.metadata = ObjectMeta {
         name: Some(name.into()),
         namespace: Some(namespace.into()),
@@ -621,8 +620,8 @@ fn issue_token(
     let expiration = jiff::Timestamp::from_second(claims.iat + seconds)
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
     request.status = Some(TokenRequestStatus {
-        token,
-        expiration_timestamp: Time(expiration),
+        token: Some(token),
+        expiration_timestamp: Some(Time(expiration)),
     });
     Ok(request)
 }

@@ -34,7 +34,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-pub use pods::{ContainerImage, PodTemplate};
+pub use pods::{ContainerImage, ImageVolume, PodTemplate};
 
 use issuer::{Issuer, IssuerError, KubernetesClaim, NameUid, TokenClaims};
 use k8s_openapi::api::core::v1::{Pod, ServiceAccount};

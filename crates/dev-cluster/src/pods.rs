@@ -5,8 +5,9 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
     Container, ContainerState, ContainerStateRunning, ContainerStateTerminated,
-    ContainerStateWaiting, ContainerStatus, EnvVar, EphemeralContainer, Pod, PodSpec, PodStatus,
-    ServiceAccount,
+    ContainerStateWaiting, ContainerStatus, EnvVar, EphemeralContainer, ImageVolumeSource,
+    ImageVolumeStatus, Pod, PodSpec, PodStatus, ServiceAccount, Volume, VolumeMount,
+    VolumeMountStatus, VolumeStatus,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use serde::{Deserialize, Serialize};
@@ -46,6 +47,29 @@ fn strip_tag(image: &str) -> &str {
     }
 }
 
+/// An image volume (`spec.volumes[].image`, KEP-4639, GA in 1.36): an OCI
+/// image's file system mounted into every app and sidecar container at
+/// `/volumes/<name>`, read-only.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageVolume {
+    /// Volume name.
+    pub name: String,
+    /// `image.reference`, by tag or by digest.
+    pub reference: String,
+    /// `sha256:<64 hex>` the kubelet reports it mounted, in each mount's
+    /// `volumeStatus.image.imageRef` (KEP-5365, alpha in 1.36); `None`
+    /// reports nothing, as a 1.36 kubelet without that feature gate does.
+    #[serde(default)]
+    pub mounted_digest: Option<String>,
+}
+
+impl ImageVolume {
+    fn image_ref(&self) -> Option<String> {
+        let digest = self.mounted_digest.as_ref()?;
+        Some(format!("{}@{digest}", strip_tag(&self.reference)))
+    }
+}
+
 /// What a control verb needs to create a pod.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PodTemplate {
@@ -61,8 +85,29 @@ pub struct PodTemplate {
     /// Init containers.
     #[serde(default)]
     pub init_containers: Vec<ContainerImage>,
+    /// Native sidecars: init containers with `restartPolicy: Always`, which
+    /// start before and keep running beside the app containers.
+    #[serde(default)]
+    pub sidecars: Vec<ContainerImage>,
     /// App and sidecar containers.
     pub containers: Vec<ContainerImage>,
+    /// Image volumes, mounted into every app and sidecar container.
+    #[serde(default)]
+    pub image_volumes: Vec<ImageVolume>,
+    /// The node the pod is scheduled on (`spec.nodeName`); `None` is the
+    /// stand-in's one node, `dev-node-1`.
+    #[serde(default)]
+    pub node: Option<String>,
+}
+
+/// The node pods are scheduled on unless their template names another.
+pub const DEFAULT_NODE: &str = "dev-node-1";
+
+impl PodTemplate {
+    /// `spec.nodeName`.
+    pub fn node_name(&self) -> &str {
+        self.node.as_deref().unwrap_or(DEFAULT_NODE)
+    }
 }
 
 /// Random bytes from the operating system.
@@ -93,7 +138,20 @@ fn now() -> Time {
     Time(jiff::Timestamp::now())
 }
 
-fn container(image: &ContainerImage) -> Container {
+fn mount_path(volume: &ImageVolume) -> String {
+    format!("/volumes/{}", volume.name)
+}
+
+fn container(image: &ContainerImage, volumes: &[ImageVolume]) -> Container {
+    let mounts: Vec<VolumeMount> = volumes
+        .iter()
+        .map(|volume| VolumeMount {
+            name: volume.name.clone(),
+            mount_path: mount_path(volume),
+            read_only: Some(true),
+            ..VolumeMount::default()
+        })
+        .collect();
     let env: Vec<EnvVar> = image
         .env
         .iter()
@@ -107,7 +165,15 @@ fn container(image: &ContainerImage) -> Container {
         name: image.name.clone(),
         image: Some(image.image.clone()),
         env: (!env.is_empty()).then_some(env),
+        volume_mounts: (!mounts.is_empty()).then_some(mounts),
         ..Container::default()
+    }
+}
+
+fn sidecar(image: &ContainerImage, volumes: &[ImageVolume]) -> Container {
+    Container {
+        restart_policy: Some("Always".into()),
+        ..container(image, volumes)
     }
 }
 
@@ -128,10 +194,36 @@ pub fn new_pod(template: &PodTemplate) -> Pod {
         },
         spec: Some(PodSpec {
             service_account_name: Some(template.service_account.clone()),
-            node_name: Some("dev-node-1".into()),
-            init_containers: (!template.init_containers.is_empty())
-                .then(|| template.init_containers.iter().map(container).collect()),
-            containers: template.containers.iter().map(container).collect(),
+            node_name: Some(template.node_name().to_owned()),
+            init_containers: (!template.init_containers.is_empty()
+                || !template.sidecars.is_empty())
+            .then(|| {
+                let init = template.init_containers.iter().map(|c| container(c, &[]));
+                let sidecars = template
+                    .sidecars
+                    .iter()
+                    .map(|c| sidecar(c, &template.image_volumes));
+                init.chain(sidecars).collect()
+            }),
+            containers: template
+                .containers
+                .iter()
+                .map(|c| container(c, &template.image_volumes))
+                .collect(),
+            volumes: (!template.image_volumes.is_empty()).then(|| {
+                template
+                    .image_volumes
+                    .iter()
+                    .map(|volume| Volume {
+                        name: volume.name.clone(),
+                        image: Some(ImageVolumeSource {
+                            reference: Some(volume.reference.clone()),
+                            pull_policy: Some("IfNotPresent".into()),
+                        }),
+                        ..Volume::default()
+                    })
+                    .collect()
+            }),
             ..PodSpec::default()
         }),
         status: Some(PodStatus {
@@ -183,26 +275,47 @@ fn container_id() -> String {
     new_uid().replace('-', "").repeat(2)
 }
 
-/// The pod as the kubelet reports it once every container started.
+/// The mounts' status of a container that mounts `volumes`: what a kubelet
+/// reports in `volumeMounts`, with `volumeStatus.image.imageRef` for the
+/// image volumes it resolved (KEP-5365).
+fn mount_statuses(volumes: &[ImageVolume]) -> Option<Vec<VolumeMountStatus>> {
+    (!volumes.is_empty()).then(|| {
+        volumes
+            .iter()
+            .map(|volume| VolumeMountStatus {
+                name: volume.name.clone(),
+                mount_path: mount_path(volume),
+                read_only: Some(true),
+                recursive_read_only: Some("Disabled".into()),
+                volume_status: volume.image_ref().map(|image_ref| VolumeStatus {
+                    image: Some(ImageVolumeStatus { image_ref }),
+                }),
+            })
+            .collect()
+    })
+}
+
+/// The pod as the kubelet reports it once every container started: init
+/// containers completed, native sidecars and app containers running.
 pub fn mark_running(pod: &mut Pod, template: &PodTemplate) {
     let status = pod.status.get_or_insert_with(PodStatus::default);
     status.phase = Some("Running".into());
     status.pod_ip = Some("10.244.0.17".into());
     status.start_time.get_or_insert_with(now);
-    status.init_container_statuses = (!template.init_containers.is_empty()).then(|| {
-        template
-            .init_containers
-            .iter()
-            .map(|c| completed_status(c, &container_id()))
-            .collect()
-    });
-    status.container_statuses = Some(
-        template
-            .containers
-            .iter()
-            .map(|c| running_status(c, &container_id()))
-            .collect(),
-    );
+    let volumes = &template.image_volumes;
+    let running = |c: &ContainerImage| ContainerStatus {
+        volume_mounts: mount_statuses(volumes),
+        ..running_status(c, &container_id())
+    };
+    status.init_container_statuses =
+        (!template.init_containers.is_empty() || !template.sidecars.is_empty()).then(|| {
+            let init = template
+                .init_containers
+                .iter()
+                .map(|c| completed_status(c, &container_id()));
+            init.chain(template.sidecars.iter().map(running)).collect()
+        });
+    status.container_statuses = Some(template.containers.iter().map(running).collect());
 }
 
 /// The status of a container whose process exited, as the kubelet reports

@@ -262,6 +262,24 @@ pub enum PodCommand {
         /// An init container, same form (repeatable).
         #[arg(long = "init-container", value_name = "NAME=IMAGE[@sha256:…]")]
         init_containers: Vec<String>,
+        /// A native sidecar (an init container with `restartPolicy: Always`, running beside the
+        /// app containers), same form (repeatable).
+        #[arg(long = "sidecar", value_name = "NAME=IMAGE[@sha256:…]")]
+        sidecars: Vec<String>,
+        /// NAME=REFERENCE: an image volume (`spec.volumes[].image`), the file system of an OCI
+        /// image mounted read-only at /volumes/NAME in every app and sidecar container
+        /// (repeatable). REFERENCE is by tag (`registry.example/tools:1`) or by digest
+        /// (`registry.example/tools@sha256:…`).
+        #[arg(long = "image-volume", value_name = "NAME=REFERENCE")]
+        image_volumes: Vec<String>,
+        /// NAME=sha256:DIGEST: the digest the kubelet reports it mounted for image volume NAME
+        /// (`volumeStatus.image.imageRef`, Kubernetes 1.36 with the ImageVolumeWithDigest
+        /// feature gate); without it nothing is reported, as by default in 1.36.
+        #[arg(long = "image-volume-digest", value_name = "NAME=sha256:DIGEST")]
+        image_volume_digests: Vec<String>,
+        /// The node the pod is scheduled on (`spec.nodeName`; default dev-node-1).
+        #[arg(long)]
+        node: Option<String>,
         /// KEY=VALUE label (repeatable).
         #[arg(long = "label", value_name = "KEY=VALUE")]
         labels: Vec<String>,

@@ -48,6 +48,7 @@ fn the_demo_passes_every_step_and_each_attack_is_refused_by_its_gate() {
         ("refused", "dpop", "pod_key_already_pinned"),
         ("refused", "dpop", "jti_replayed"),
         ("refused", "live_pod", "debug_container_not_approved"),
+        ("refused", "live_pod", "image_not_approved"),
         ("refused", "dpop", "session_revoked"),
         ("refused", "scope", "namespace_mismatch"),
         ("passed", "", ""),

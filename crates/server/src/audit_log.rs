@@ -377,6 +377,13 @@ impl AuditContext {
         self.set("service_account", &identity.service_account);
         self.set("pod", &identity.pod_name);
         self.set("pod_uid", &identity.pod_uid);
+        if let Some(credential_id) = &identity.credential_id {
+            self.set("credential_id", credential_id);
+        }
+        if let Some(node) = &identity.node {
+            self.set("node", &node.name);
+            self.set("node_uid", &node.uid);
+        }
     }
 
     pub(crate) fn record(

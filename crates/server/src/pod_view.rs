@@ -80,8 +80,11 @@ impl ViewConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ContainerKind {
-    /// `spec.initContainers`.
+    /// `spec.initContainers` that run to completion.
     Init,
+    /// `spec.initContainers` with `restartPolicy: Always`: native sidecars,
+    /// which keep running beside the app containers.
+    Sidecar,
     /// `spec.containers` (apps and sidecars).
     App,
     /// `spec.ephemeralContainers` (debug containers).
@@ -113,6 +116,24 @@ pub struct ContainerFacts {
     pub declares_podseal: bool,
 }
 
+/// An image volume (`spec.volumes[].image`, KEP-4639): the file system of
+/// an OCI image mounted into the pod, content that runs as surely as a
+/// container's image.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ImageVolumeFacts {
+    /// The volume's name.
+    pub name: String,
+    /// `image.reference` as written in the spec (empty when unset).
+    pub reference: String,
+    /// The digests the kubelet reports it mounted: every
+    /// `status.*ContainerStatuses[].volumeMounts[].volumeStatus.image.imageRef`
+    /// of a mount of this volume (KEP-5365, 1.36+), each parsed to
+    /// `sha256:<64 hex>`; `None` for a reported `imageRef` without one.
+    pub mounted: Vec<Option<String>>,
+    /// `sha256:<64 hex>` from an `@sha256:` in the reference itself.
+    pub reference_digest: Option<String>,
+}
+
 /// What gate 4 needs to know about a pod.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct PodFacts {
@@ -128,8 +149,15 @@ pub struct PodFacts {
     pub terminating: bool,
     /// `spec.serviceAccountName`.
     pub service_account: Option<String>,
+    /// `spec.nodeName`: the node the pod was scheduled on.
+    pub node_name: Option<String>,
     /// Every container in the spec, each with its status if reported.
     pub containers: Vec<ContainerFacts>,
+    /// Every image volume in the spec.
+    pub image_volumes: Vec<ImageVolumeFacts>,
+    /// The names of `gitRepo` volumes: content cloned from a repository at
+    /// pod start, which no image digest attests.
+    pub git_repo_volumes: Vec<String>,
 }
 
 impl PodFacts {
@@ -787,8 +815,13 @@ pub fn pod_facts(pod: &Pod) -> PodFacts {
         .into_iter()
         .flatten()
     {
+        let kind = if c.restart_policy.as_deref() == Some("Always") {
+            ContainerKind::Sidecar
+        } else {
+            ContainerKind::Init
+        };
         push(
-            ContainerKind::Init,
+            kind,
             &c.name,
             c.image.as_ref(),
             c.env.as_ref(),
@@ -819,6 +852,38 @@ pub fn pod_facts(pod: &Pod) -> PodFacts {
             &ephemeral_statuses,
         );
     }
+    let all_statuses = || {
+        init_statuses
+            .iter()
+            .chain(&app_statuses)
+            .chain(&ephemeral_statuses)
+    };
+    let volumes = spec.and_then(|s| s.volumes.as_ref()).into_iter().flatten();
+    let mut image_volumes = Vec::new();
+    let mut git_repo_volumes = Vec::new();
+    for volume in volumes {
+        if volume.git_repo.is_some() {
+            git_repo_volumes.push(volume.name.clone());
+        }
+        let Some(image) = &volume.image else {
+            continue;
+        };
+        let reference = image.reference.clone().unwrap_or_default();
+        let mounted = all_statuses()
+            .flat_map(|s| s.volume_mounts.iter().flatten())
+            .filter(|mount| mount.name == volume.name)
+            .filter_map(|mount| mount.volume_status.as_ref()?.image.as_ref())
+            .map(|image| digest_of_image_id(&image.image_ref))
+            .collect();
+        image_volumes.push(ImageVolumeFacts {
+            name: volume.name.clone(),
+            reference_digest: reference
+                .rsplit_once('@')
+                .and_then(|(_, digest)| digest_of_image_id(digest)),
+            reference,
+            mounted,
+        });
+    }
     PodFacts {
         namespace: pod.metadata.namespace.clone().unwrap_or_default(),
         name: pod.metadata.name.clone().unwrap_or_default(),
@@ -826,7 +891,10 @@ pub fn pod_facts(pod: &Pod) -> PodFacts {
         phase: status.and_then(|s| s.phase.clone()),
         terminating: pod.metadata.deletion_timestamp.is_some(),
         service_account: spec.and_then(|s| s.service_account_name.clone()),
+        node_name: spec.and_then(|s| s.node_name.clone()),
         containers,
+        image_volumes,
+        git_repo_volumes,
     }
 }
 
@@ -835,6 +903,101 @@ mod tests {
     #![allow(clippy::indexing_slicing, reason = "test code")]
     use super::*;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+    /// A pod as a 1.36 API server returns it: the image volume of the
+    /// Kubernetes documentation's example (`volumes[].image`, KEP-4639), a
+    /// native sidecar, a `gitRepo` volume, and the kubelet's
+    /// `volumeMounts[].volumeStatus.image.imageRef` (KEP-5365).
+    #[test]
+    fn image_volumes_and_sidecars_are_read_from_a_1_36_pod() {
+        let digest = |c: char| format!("sha256:{}", c.to_string().repeat(64));
+        let running = |name: &str, image: &str, d: char, mounts: serde_json::Value| {
+            serde_json::json!({
+                "name": name, "image": image, "imageID": format!("{image}@{}", digest(d)),
+                "containerID": format!("containerd://{name}"), "ready": true, "restartCount": 0,
+                "started": true, "state": { "running": { "startedAt": "2026-12-01T10:00:00Z" } },
+                "volumeMounts": mounts,
+            })
+        };
+        let mount = |image_ref: Option<String>| {
+            let mut m = serde_json::json!({
+                "name": "volume", "mountPath": "/volume", "readOnly": true,
+                "recursiveReadOnly": "Disabled",
+            });
+            if let Some(image_ref) = image_ref {
+                m["volumeStatus"] = serde_json::json!({ "image": { "imageRef": image_ref } });
+            }
+            m
+        };
+        let pod: Pod = serde_json::from_value(serde_json::json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": { "name": "image-volume", "namespace": "default", "uid": "u-1" },
+            "spec": {
+                "nodeName": "node-a",
+                "serviceAccountName": "default",
+                "initContainers": [
+                    { "name": "proxy", "image": "registry.example/proxy:1", "restartPolicy": "Always",
+                      "volumeMounts": [{ "name": "volume", "mountPath": "/volume" }] },
+                    { "name": "migrate", "image": "registry.example/migrate:1" },
+                ],
+                "containers": [{
+                    "name": "shell", "command": ["sleep", "infinity"], "image": "debian",
+                    "volumeMounts": [{ "name": "volume", "mountPath": "/volume" }],
+                }],
+                "volumes": [
+                    { "name": "volume", "image": { "reference": "quay.io/crio/artifact:v2", "pullPolicy": "IfNotPresent" } },
+                    { "name": "pinned", "image": { "reference": format!("quay.io/crio/artifact@{}", digest('c')) } },
+                    { "name": "src", "gitRepo": { "repository": "https://git.example/app.git", "revision": "main" } },
+                    { "name": "cache", "emptyDir": {} },
+                ],
+            },
+            "status": {
+                "phase": "Running",
+                "initContainerStatuses": [
+                    running("proxy", "registry.example/proxy:1", 'p', serde_json::json!([mount(Some(format!("quay.io/crio/artifact@{}", digest('b'))))])),
+                ],
+                "containerStatuses": [
+                    running("shell", "docker.io/library/debian:latest", 'd', serde_json::json!([mount(Some("quay.io/crio/artifact:v2".into())), mount(None)])),
+                ],
+            },
+        }))
+        .unwrap();
+        let facts = pod_facts(&pod);
+        assert_eq!(facts.node_name.as_deref(), Some("node-a"));
+        let kinds: Vec<(ContainerKind, &str)> = facts
+            .containers
+            .iter()
+            .map(|c| (c.kind, c.name.as_str()))
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                (ContainerKind::Sidecar, "proxy"),
+                (ContainerKind::Init, "migrate"),
+                (ContainerKind::App, "shell"),
+            ]
+        );
+        assert_eq!(
+            facts.image_volumes,
+            [
+                ImageVolumeFacts {
+                    name: "volume".into(),
+                    reference: "quay.io/crio/artifact:v2".into(),
+                    // The sidecar's report, and the app container's that
+                    // carries no digest; the mount with no status adds none.
+                    mounted: vec![Some(digest('b')), None],
+                    reference_digest: None,
+                },
+                ImageVolumeFacts {
+                    name: "pinned".into(),
+                    reference: format!("quay.io/crio/artifact@{}", digest('c')),
+                    mounted: vec![],
+                    reference_digest: Some(digest('c')),
+                },
+            ]
+        );
+        assert_eq!(facts.git_repo_volumes, ["src"]);
+    }
 
     fn pod(name: &str, uid: &str) -> Pod {
         Pod {

@@ -1092,6 +1092,9 @@ mod tests {
             phase: Some("Running".into()),
             terminating: false,
             service_account: Some("api".into()),
+            node_name: Some("node-1".into()),
+            image_volumes: Vec::new(),
+            git_repo_volumes: Vec::new(),
             containers: vec![ContainerFacts {
                 kind: ContainerKind::App,
                 name: "api".into(),

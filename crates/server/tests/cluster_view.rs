@@ -37,6 +37,9 @@ fn template(name: &str) -> PodTemplate {
         name: name.into(),
         service_account: "api".into(),
         labels: [("app".to_owned(), "api".to_owned())].into(),
+        sidecars: vec![],
+        image_volumes: vec![],
+        node: None,
         init_containers: vec![ContainerImage {
             name: "migrate".into(),
             image: "registry.example/shop/migrate:1".into(),

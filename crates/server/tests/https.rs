@@ -243,6 +243,9 @@ impl Suite {
                 name: name.into(),
                 service_account: service_account.into(),
                 labels: Default::default(),
+                sidecars: vec![],
+                image_volumes: vec![],
+                node: None,
                 init_containers: init,
                 containers: app,
             })

@@ -386,3 +386,44 @@ async fn the_stand_in_extends_kubelet_tokens_as_the_api_server_does() {
         assert_eq!(claims.exp - claims.iat, seconds);
     }
 }
+
+/// Issue 21 §2: the `jti` (as `JTI=<jti>`) and the `kubernetes.io` node of a
+/// 1.32+ token are kept; a token without them (an older cluster) verifies
+/// as before; present but malformed, they are refused (they go into audit
+/// records and gate 4's node check).
+#[tokio::test]
+async fn the_jti_and_node_are_kept_and_their_absence_is_accepted() {
+    let f = fixture().await;
+    let good = f.good_claims();
+    let identity = f.provider.verify(&f.signed(&good), f.now).unwrap();
+    assert_eq!(
+        identity.credential_id,
+        Some(format!("JTI={}", good["jti"].as_str().unwrap()))
+    );
+    let node = identity.node.unwrap();
+    assert_eq!(
+        (node.name.as_str(), node.uid.as_str()),
+        (
+            good["kubernetes.io"]["node"]["name"].as_str().unwrap(),
+            good["kubernetes.io"]["node"]["uid"].as_str().unwrap()
+        )
+    );
+    let old = without(&without(&good, &["jti"]), &["kubernetes.io", "node"]);
+    let identity = f.provider.verify(&f.signed(&old), f.now).unwrap();
+    assert_eq!((identity.credential_id, identity.node), (None, None));
+    for bad in [
+        with(&good, &["jti"], json!(42)),
+        with(&good, &["jti"], json!("")),
+        with(&good, &["jti"], json!("a b")),
+        with(&good, &["jti"], json!("x".repeat(129))),
+        with(&good, &["kubernetes.io", "node"], json!("node-a")),
+        without(&good, &["kubernetes.io", "node", "uid"]),
+        with(&good, &["kubernetes.io", "node", "name"], json!("")),
+    ] {
+        assert_eq!(
+            f.refusal(&f.signed(&bad)).reason(),
+            Reason::ClaimMissing,
+            "{bad}"
+        );
+    }
+}

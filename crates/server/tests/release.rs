@@ -1666,3 +1666,77 @@ async fn scope_kinds_and_stanza_kinds_through_the_http_api() {
         );
     }
 }
+
+/// Issue 21 §2: every session and release record carries the token's `jti`
+/// as the API server's audit log names it (`credential_id`, `JTI=<uuid>`)
+/// and the node it names, so an auditor can join the two logs; a token (a
+/// valid signature, the pod's uid) that names another node than the one the
+/// live pod runs on is refused by gate 2 as `node_mismatch`, and audited.
+#[tokio::test]
+async fn the_token_node_and_jti_bind_and_are_audited() {
+    let w = world().await;
+    let (token, claims) = w
+        .handle
+        .issue_token("shop", "api", &["podseal".into()], 600, Some("api-0"))
+        .unwrap();
+    let node = claims.kubernetes_io.node.clone().unwrap();
+    assert_eq!(node.name, "dev-node-1");
+    let pod = Pod { token, ..w.pod() };
+    let session = w.session(&pod, API_KEY).await.unwrap();
+    assert_eq!(
+        w.unwrap(&pod, &session, &w.capsule("shop", "api"))
+            .await
+            .unwrap(),
+        SECRET
+    );
+
+    // The same claims, signed by the cluster's key, naming another node.
+    let mut moved = serde_json::to_value(&claims).unwrap();
+    moved["kubernetes.io"]["node"]["name"] = "dev-node-2".into();
+    let kid = w.handle.jwks().keys[0].kid.clone();
+    let forged = w
+        .handle
+        .sign_raw(&serde_json::json!({ "alg": "RS256", "kid": kid }), &moved)
+        .unwrap();
+    let elsewhere = Pod {
+        token: forged,
+        ..w.pod()
+    };
+    assert_refused(
+        w.session(&elsewhere, API_KEY).await,
+        Gate::Token,
+        Reason::NodeMismatch,
+    );
+
+    let credential = format!("JTI={}", claims.jti);
+    let records = audit_records(&w).await;
+    let of_token: Vec<_> = records
+        .iter()
+        .filter(|r| r.details.get("credential_id") == Some(&credential))
+        .map(|r| {
+            (
+                r.event.as_str(),
+                r.reason,
+                r.details.get("node").cloned(),
+                r.details.get("node_uid").cloned(),
+            )
+        })
+        .collect();
+    let on = |event, reason, node_name: &str| {
+        (
+            event,
+            reason,
+            Some(node_name.to_owned()),
+            Some(node.uid.clone()),
+        )
+    };
+    // The forged token kept the jti it was copied from.
+    assert_eq!(
+        of_token,
+        vec![
+            on("session", None, "dev-node-1"),
+            on("unwrap", None, "dev-node-1"),
+            on("session", Some(Reason::NodeMismatch), "dev-node-2"),
+        ]
+    );
+}

@@ -179,6 +179,9 @@ impl World {
                 name: "api-0".into(),
                 service_account: "api".into(),
                 labels: Default::default(),
+                sidecars: vec![],
+                image_volumes: vec![],
+                node: None,
                 init_containers: vec![],
                 containers: vec![ContainerImage {
                     name: "api".into(),
@@ -400,6 +403,9 @@ async fn a_session_is_renewed_before_it_expires_and_the_blocking_client_works() 
             name: "api-1".into(),
             service_account: "api".into(),
             labels: Default::default(),
+            sidecars: vec![],
+            image_volumes: vec![],
+            node: None,
             init_containers: vec![],
             containers: vec![ContainerImage {
                 name: "api".into(),

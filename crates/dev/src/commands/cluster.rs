@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use k8s_openapi::api::authentication::v1::{BoundObjectReference, TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::Pod;
-use podseal_dev_cluster::{Config, ContainerImage, DevCluster, PodTemplate, connection_files};
+use podseal_dev_cluster::{
+    Config, ContainerImage, DevCluster, ImageVolume, PodTemplate, connection_files,
+};
 use podseal_server::cluster::client::{ClusterRegistration, kube_client, read_ca_bundle};
 use serde::{Deserialize, Serialize};
 
@@ -236,6 +238,46 @@ fn image_ref(name: &str, image: &str) -> ContainerImage {
     }
 }
 
+/// `--image-volume NAME=REFERENCE`, each with its `--image-volume-digest
+/// NAME=sha256:DIGEST` if one names it.
+fn parse_image_volumes(
+    volumes: &[String],
+    digests: &[String],
+) -> Result<Vec<ImageVolume>, CliError> {
+    let mut parsed = volumes
+        .iter()
+        .map(|spec| match spec.split_once('=') {
+            Some((name, reference)) if !name.is_empty() && !reference.is_empty() => {
+                Ok(ImageVolume {
+                    name: name.into(),
+                    reference: reference.into(),
+                    mounted_digest: None,
+                })
+            }
+            _ => Err(CliError::usage(format!(
+                "--image-volume `{spec}` must be NAME=REFERENCE"
+            ))),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    for spec in digests {
+        let (name, digest) = spec
+            .split_once('=')
+            .filter(|(_, digest)| podseal_server::pod_view::digest_of_image_id(digest).is_some())
+            .ok_or_else(|| {
+                CliError::usage(format!(
+                    "--image-volume-digest `{spec}` must be NAME=sha256:<64 hex>"
+                ))
+            })?;
+        let volume = parsed.iter_mut().find(|v| v.name == name).ok_or_else(|| {
+            CliError::usage(format!(
+                "--image-volume-digest names volume {name}, which no --image-volume declares"
+            ))
+        })?;
+        volume.mounted_digest = Some(digest.into());
+    }
+    Ok(parsed)
+}
+
 /// Applies one `--env CONTAINER:NAME=VALUE` to the template's container.
 fn set_env(template: &mut PodTemplate, spec: &str) -> Result<(), CliError> {
     let parsed = spec
@@ -250,6 +292,7 @@ fn set_env(template: &mut PodTemplate, spec: &str) -> Result<(), CliError> {
     let target = template
         .init_containers
         .iter_mut()
+        .chain(template.sidecars.iter_mut())
         .chain(template.containers.iter_mut())
         .find(|c| c.name == container)
         .ok_or_else(|| {
@@ -325,11 +368,21 @@ async fn pod(command: PodCommand, output: OutputFormat) -> Result<(), CliError> 
             service_account,
             containers,
             init_containers,
+            sidecars,
+            image_volumes,
+            image_volume_digests,
+            node,
             labels,
             env,
             running,
         } => {
             let mut template = PodTemplate {
+                sidecars: sidecars
+                    .iter()
+                    .map(|c| parse_container(c))
+                    .collect::<Result<_, _>>()?,
+                image_volumes: parse_image_volumes(&image_volumes, &image_volume_digests)?,
+                node,
                 labels: labels
                     .iter()
                     .map(|l| l.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned())))
@@ -450,8 +503,8 @@ async fn token(
     output: OutputFormat,
 ) -> Result<(), CliError> {
     let request = TokenRequest {
-        spec: TokenRequestSpec {
-            audiences,
+        spec: Some(TokenRequestSpec {
+            audiences: Some(audiences),
             expiration_seconds: Some(expiration_seconds),
             bound_object_ref: pod.map(|name| BoundObjectReference {
                 kind: Some("Pod".into()),
@@ -459,7 +512,7 @@ async fn token(
                 name: Some(name),
                 uid: None,
             }),
-        },
+        }),
         ..TokenRequest::default()
     };
     let body = serde_json::to_value(&request).map_err(|e| CliError::failure(e.to_string()))?;
@@ -467,14 +520,15 @@ async fn token(
     let response: TokenRequest = control(dir, "POST", &path, Some(body)).await?;
     let status = response
         .status
-        .ok_or_else(|| CliError::failure("the TokenRequest answer has no status"))?;
+        .filter(|status| status.token.is_some())
+        .ok_or_else(|| CliError::failure("the TokenRequest answer has no token"))?;
     match output {
         OutputFormat::Json | OutputFormat::Yaml => print_data(
             output,
             &serde_json::json!({ "token": status.token, "expirationTimestamp": status.expiration_timestamp }),
         ),
         OutputFormat::Text => {
-            println!("{}", status.token);
+            println!("{}", status.token.unwrap_or_default());
             Ok(())
         }
     }

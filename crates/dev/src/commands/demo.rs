@@ -21,7 +21,7 @@ use podseal_core::org_key::OrgPrivateKey;
 use podseal_core::reason::Reason;
 use podseal_core::wire::Problem;
 use podseal_dev_cluster::{
-    Config as ClusterConfig, ContainerImage, DevCluster, Handle, PodTemplate,
+    Config as ClusterConfig, ContainerImage, DevCluster, Handle, ImageVolume, PodTemplate,
 };
 use podseal_keys::key_file::write_new;
 use podseal_sdk::client::{Client, ClientConfig, SdkError};
@@ -255,13 +255,21 @@ impl Demo {
         serde_json::from_slice(&answer.body).map_err(failed)
     }
 
-    fn pod(&self, namespace: &str, name: &str) -> Result<(), CliError> {
+    fn pod(
+        &self,
+        namespace: &str,
+        name: &str,
+        image_volumes: Vec<ImageVolume>,
+    ) -> Result<(), CliError> {
         self.handle
             .create_pod(&PodTemplate {
                 namespace: namespace.into(),
                 name: name.into(),
                 service_account: "api".into(),
                 labels: Default::default(),
+                sidecars: vec![],
+                image_volumes,
+                node: None,
                 init_containers: vec![],
                 containers: vec![ContainerImage {
                     name: "api".into(),
@@ -545,9 +553,9 @@ async fn demo(output: OutputFormat) -> Result<(), CliError> {
     });
 
     // The pod: its token, its API key, RAM-only keys; open through the four gates.
-    demo.pod("shop", "api-0")?;
-    demo.pod("shop", "api-1")?;
-    demo.pod("payments", "api-0")?;
+    demo.pod("shop", "api-0", vec![])?;
+    demo.pod("shop", "api-1", vec![])?;
+    demo.pod("payments", "api-0", vec![])?;
     let pod_token = demo.token("shop", "api-0")?;
     let pod = demo.client(shop_key_file, &pod_token, "shop-api-0.token")?;
     let step = Instant::now();
@@ -658,6 +666,20 @@ Ok(s) => format!(
     )
     .await?;
     out.attack("attack: `kubectl debug` injects an unapproved container into the running pod; its next open", Reason::DebugContainerNotApproved, step, sdk_refusal(pod.open(&capsule).await));
+
+    let step = Instant::now();
+    demo.pod(
+        "shop",
+        "tools-0",
+        vec![ImageVolume {
+            name: "tools".into(),
+            reference: "registry.example/tools:latest".into(),
+            mounted_digest: Some(digest('e')),
+        }],
+    )?;
+    let tools_token = demo.token("shop", "tools-0")?;
+    let tools = demo.client(shop_key_file, &tools_token, "shop-tools-0.token")?;
+    out.attack("attack: a pod of the approved image mounts an image volume from an unapproved image (registry.example/tools:latest), whose files it can run", Reason::ImageNotApproved, step, sdk_refusal(tools.open(&capsule).await));
 
     let step = Instant::now();
     demo.handle.delete_pod("shop", "api-1").map_err(failed)?;

@@ -133,6 +133,8 @@ pub fn status_of_reason(reason: Reason) -> StatusCode {
         | R::ImageWithoutDigest
         | R::ImageNotApproved
         | R::DebugContainerNotApproved
+        | R::VolumeNotAttested
+        | R::NodeMismatch
         | R::ClusterMismatch
         | R::NamespaceMismatch
         | R::ServiceAccountMismatch

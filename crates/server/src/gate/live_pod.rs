@@ -1,15 +1,24 @@
-//! Gate 4: the pod behind the token is live, is the same pod (uid), runs as
-//! the token's service account, and every container — init, app, sidecar
-//! and ephemeral (debug) — runs an image whose digest the policy approves.
+//! Gate 4: the pod behind the token is live, is the same pod (uid), runs on
+//! the node the token names (when it names one), runs as the token's service
+//! account, and every image whose content runs in the pod has a digest the
+//! policy approves: every container — init, native sidecar (an init
+//! container with `restartPolicy: Always`), app and ephemeral (debug) — and
+//! every image volume (`spec.volumes[].image`, KEP-4639). A `gitRepo`
+//! volume, content cloned at pod start that no digest attests, is refused.
+//! What gate 4 does not attest (data volumes: `hostPath`, CSI, PVCs,
+//! ConfigMaps) is listed in `docs/design.md`.
 //!
 //! Fail closed: a view that cannot decide, a container with no status yet,
-//! an `imageID` without a digest, or no policy at all is a refusal. Audit
-//! mode (an explicit per-policy opt-in) turns a refusal into
-//! [`LivePodDecision::AuditOnly`], which callers must log loudly and audit.
+//! an `imageID` without a digest, an image volume whose content no digest
+//! names, or no policy at all is a refusal. Audit mode (an explicit
+//! per-policy opt-in) turns a refusal into [`LivePodDecision::AuditOnly`],
+//! which callers must log loudly and audit. The node check is gate 2's
+//! (the token and the pod disagree about where the pod runs) and audit mode
+//! never relaxes it.
 
 use crate::gate::{Gate, Reason, Refusal};
 use crate::identity::WorkloadIdentity;
-use crate::pod_view::{ContainerKind, PodFacts, ViewAnswer};
+use crate::pod_view::{ContainerKind, ImageVolumeFacts, PodFacts, ViewAnswer};
 use crate::storage::PolicyRecord;
 
 /// Gate 4's decision.
@@ -28,6 +37,7 @@ fn refuse(reason: Reason, detail: String) -> Refusal {
 fn kind_name(kind: ContainerKind) -> &'static str {
     match kind {
         ContainerKind::Init => "init container",
+        ContainerKind::Sidecar => "sidecar container",
         ContainerKind::App => "container",
         ContainerKind::Ephemeral => "ephemeral (debug) container",
     }
@@ -66,6 +76,21 @@ fn check(
             format!(
                 "pod {}/{} is not the pod the token was issued to (recreated?)",
                 facts.namespace, facts.name
+            ),
+        ));
+    }
+    if let Some(node) = &identity.node
+        && facts.node_name.as_deref() != Some(node.name.as_str())
+    {
+        return Err(Refusal::new(
+            Gate::Token,
+            Reason::NodeMismatch,
+            format!(
+                "the token names node {} but pod {}/{} runs on {}",
+                node.name,
+                facts.namespace,
+                facts.name,
+                facts.node_name.as_deref().unwrap_or("no node")
             ),
         ));
     }
@@ -126,6 +151,54 @@ fn check(
             ));
         }
     }
+    if let Some(volume) = facts.git_repo_volumes.first() {
+        return Err(refuse(
+            Reason::VolumeNotAttested,
+            format!("gitRepo volume {volume} brings in content that no image digest attests"),
+        ));
+    }
+    for volume in &facts.image_volumes {
+        check_image_volume(volume, policy)?;
+    }
+    Ok(())
+}
+
+/// An image volume's content is named by the digests the kubelet reports it
+/// mounted and by a digest in its reference; every one of them must be
+/// approved, and at least one must exist (a reference by tag that no
+/// status has resolved yet names no content).
+fn check_image_volume(volume: &ImageVolumeFacts, policy: &PolicyRecord) -> Result<(), Refusal> {
+    let what = format!("image volume {}", volume.name);
+    if volume.mounted.iter().any(Option::is_none) {
+        return Err(refuse(
+            Reason::ImageWithoutDigest,
+            format!("{what} was mounted without a sha256 digest reported"),
+        ));
+    }
+    let digests: Vec<&String> = volume
+        .mounted
+        .iter()
+        .flatten()
+        .chain(&volume.reference_digest)
+        .collect();
+    if digests.is_empty() {
+        return Err(refuse(
+            Reason::ImageWithoutDigest,
+            format!(
+                "{what} mounts {} without a sha256 digest (pin the reference by digest)",
+                volume.reference
+            ),
+        ));
+    }
+    if digests
+        .iter()
+        .any(|digest| !policy.digests.iter().any(|approved| approved == *digest))
+    {
+        return Err(refuse(
+            Reason::ImageNotApproved,
+            format!("{what} mounts an image digest that is not approved"),
+        ));
+    }
     Ok(())
 }
 
@@ -139,7 +212,12 @@ pub fn decide(
 ) -> Result<LivePodDecision, Refusal> {
     match check(answer, identity, policy) {
         Ok(()) => Ok(LivePodDecision::Allowed),
-        Err(refusal) if matches!(refusal.reason, Reason::ViewUnknown | Reason::NoPolicy) => {
+        Err(refusal)
+            if matches!(
+                refusal.reason,
+                Reason::ViewUnknown | Reason::NoPolicy | Reason::NodeMismatch
+            ) =>
+        {
             Err(refusal)
         }
         Err(refusal) if policy.is_some_and(|p| p.audit_mode) => {
@@ -166,8 +244,135 @@ mod tests {
             service_account_uid: "sa-uid".into(),
             pod_name: "api-0".into(),
             pod_uid: "pod-uid".into(),
+            credential_id: Some("JTI=4b3c1b8e-0f0e-4d6a-9a51-2f1f0c7d9e11".into()),
+            node: Some(crate::identity::NodeRef {
+                name: "node-1".into(),
+                uid: "node-uid".into(),
+            }),
             expires_at: 0,
         }
+    }
+
+    fn image_volume(reference: &str, mounted: &[Option<char>]) -> ImageVolumeFacts {
+        ImageVolumeFacts {
+            name: "tools".into(),
+            reference: reference.into(),
+            mounted: mounted.iter().map(|d| d.map(digest)).collect(),
+            reference_digest: reference
+                .rsplit_once('@')
+                .and_then(|(_, d)| crate::pod_view::digest_of_image_id(d)),
+        }
+    }
+
+    fn with_volume(volume: ImageVolumeFacts) -> ViewAnswer {
+        let mut f = facts();
+        f.image_volumes.push(volume);
+        ViewAnswer::Present(f)
+    }
+
+    /// Claim: every image volume's content must have an approved digest,
+    /// from the kubelet's report or the reference; a tag alone names no
+    /// content; the refusal names the volume.
+    #[test]
+    fn image_volumes_need_approved_digests() {
+        let strict = policy(false);
+        let approved = format!("registry.example/tools@{}", digest('a'));
+        let unapproved = format!("registry.example/tools@{}", digest('9'));
+        let allowed = |answer: ViewAnswer| decide(&answer, &identity(), Some(&strict));
+        assert_eq!(
+            allowed(with_volume(image_volume(&approved, &[]))),
+            Ok(LivePodDecision::Allowed)
+        );
+        assert_eq!(
+            allowed(with_volume(image_volume(
+                "registry.example/tools:latest",
+                &[Some('a')]
+            ))),
+            Ok(LivePodDecision::Allowed)
+        );
+        for (volume, expected) in [
+            (
+                image_volume("registry.example/tools:latest", &[]),
+                Reason::ImageWithoutDigest,
+            ),
+            (image_volume("", &[]), Reason::ImageWithoutDigest),
+            (image_volume(&approved, &[None]), Reason::ImageWithoutDigest),
+            (image_volume(&unapproved, &[]), Reason::ImageNotApproved),
+            (
+                image_volume("registry.example/tools:latest", &[Some('9')]),
+                Reason::ImageNotApproved,
+            ),
+            // What was mounted wins over what the reference promised.
+            (
+                image_volume(&approved, &[Some('9')]),
+                Reason::ImageNotApproved,
+            ),
+            (
+                image_volume("registry.example/tools:1", &[Some('a'), Some('9')]),
+                Reason::ImageNotApproved,
+            ),
+        ] {
+            let refusal =
+                decide(&with_volume(volume.clone()), &identity(), Some(&strict)).unwrap_err();
+            assert_eq!(refusal.reason, expected, "{volume:?}");
+            assert_eq!(refusal.gate, Gate::LivePod);
+            assert!(
+                refusal.detail.contains("image volume tools"),
+                "{}",
+                refusal.detail
+            );
+        }
+    }
+
+    #[test]
+    fn a_git_repo_volume_is_refused() {
+        let mut f = facts();
+        f.git_repo_volumes.push("src".into());
+        let refusal =
+            decide(&ViewAnswer::Present(f), &identity(), Some(&policy(false))).unwrap_err();
+        assert_eq!(refusal.reason, Reason::VolumeNotAttested);
+        assert!(
+            refusal.detail.contains("gitRepo volume src"),
+            "{}",
+            refusal.detail
+        );
+    }
+
+    /// Claim: a token that names a node must name the node the live pod
+    /// runs on (gate 2, never relaxed by audit mode); a token without node
+    /// claims (before 1.32) is not asked for one.
+    #[test]
+    fn the_token_node_must_be_the_pods_node() {
+        let elsewhere = {
+            let mut f = facts();
+            f.node_name = Some("node-2".into());
+            ViewAnswer::Present(f)
+        };
+        for audit_mode in [false, true] {
+            let refusal = decide(&elsewhere, &identity(), Some(&policy(audit_mode))).unwrap_err();
+            assert_eq!(
+                (refusal.gate, refusal.reason),
+                (Gate::Token, Reason::NodeMismatch)
+            );
+            assert!(refusal.detail.contains("node-1") && refusal.detail.contains("node-2"));
+        }
+        let unscheduled = {
+            let mut f = facts();
+            f.node_name = None;
+            ViewAnswer::Present(f)
+        };
+        assert_eq!(
+            reason(unscheduled, Some(&policy(false))),
+            Reason::NodeMismatch
+        );
+        let old_cluster = WorkloadIdentity {
+            node: None,
+            ..identity()
+        };
+        assert_eq!(
+            decide(&elsewhere, &old_cluster, Some(&policy(false))),
+            Ok(LivePodDecision::Allowed)
+        );
     }
 
     fn container(kind: ContainerKind, name: &str, d: Option<char>) -> ContainerFacts {
@@ -194,6 +399,9 @@ mod tests {
             phase: Some("Running".into()),
             terminating: false,
             service_account: Some("api".into()),
+            node_name: Some("node-1".into()),
+            image_volumes: Vec::new(),
+            git_repo_volumes: Vec::new(),
             containers: vec![
                 container(ContainerKind::Init, "migrate", Some('1')),
                 container(ContainerKind::App, "api", Some('a')),
@@ -299,6 +507,14 @@ mod tests {
             ),
             Reason::ImageNotApproved
         );
+        let sidecar = reason(
+            with(&|f| {
+                f.containers
+                    .push(container(ContainerKind::Sidecar, "proxy", Some('9')))
+            }),
+            Some(&strict),
+        );
+        assert_eq!(sidecar, Reason::ImageNotApproved);
         let debugged = with(&|f| {
             f.containers
                 .push(container(ContainerKind::Ephemeral, "debugger", Some('d')))
@@ -358,6 +574,7 @@ mod tests {
             service_account: "coredns".into(),
             pod_uid: facts.uid.clone(),
             pod_name: facts.name.clone(),
+            node: None,
             ..identity()
         };
         let app_digests: Vec<String> = facts

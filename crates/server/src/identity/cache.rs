@@ -119,6 +119,8 @@ mod tests {
                 service_account_uid: "sa-uid".into(),
                 pod_name: token.into(),
                 pod_uid: "uid".into(),
+                credential_id: None,
+                node: None,
                 expires_at: self.expires_at,
             })
         }

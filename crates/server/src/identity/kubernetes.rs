@@ -1,9 +1,13 @@
 //! Projected ServiceAccount tokens, verified as `kube-apiserver` issues them:
 //! RS256/ES256 over a pinned JWKS, `iss` equal to the registered issuer,
-//! `aud` containing the podseal-serverr's audience and (unless the cluster
+//! `aud` containing the podseal server's audience and (unless the cluster
 //! allows it) nothing else, `exp`/`nbf`/`iat` within a small leeway, a
 //! bounded lifetime, and the `kubernetes.io` claims binding the token to a
-//! pod.
+//! pod. The `jti` and the `kubernetes.io` `node` (1.32+, KEP-4193) are kept
+//! when present: the `jti` goes into every audit record of the request
+//! (`credential_id`, to join the cluster's audit log), and gate 4 checks the
+//! node against the live pod's `spec.nodeName`. A token without them (a
+//! cluster before 1.32) is accepted as before.
 //!
 //! Checks run in this order and stop at the first failure: size and shape;
 //! `alg` against the allowlist (before anything else in the header is
@@ -24,7 +28,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Map, Value};
 
 use super::jwks::{PinnedJwks, TokenAlgorithm};
-use super::{IdentityError, IdentityProvider, WorkloadIdentity};
+use super::{IdentityError, IdentityProvider, NodeRef, WorkloadIdentity};
 
 /// The largest token accepted.
 pub const MAX_TOKEN_LEN: usize = 16 * 1024;
@@ -88,6 +92,44 @@ fn object<'a>(
         .get(name)
         .and_then(Value::as_object)
         .ok_or(IdentityError::MissingClaim(name))
+}
+
+/// The longest `jti` accepted (the API server writes a 36-character UUID).
+const MAX_JTI_LEN: usize = 128;
+
+/// `JTI=<jti>` when the token has a `jti` (1.32+), as the API server's audit
+/// log names the credential. A `jti` that is not a short printable string
+/// is refused: it goes into audit records.
+fn credential_id(claims: &Map<String, Value>) -> Result<Option<String>, IdentityError> {
+    let Some(jti) = claims.get("jti") else {
+        return Ok(None);
+    };
+    let jti = jti
+        .as_str()
+        .filter(|jti| {
+            !jti.is_empty() && jti.len() <= MAX_JTI_LEN && jti.bytes().all(|b| b.is_ascii_graphic())
+        })
+        .ok_or(IdentityError::MissingClaim("jti"))?;
+    Ok(Some(format!("JTI={jti}")))
+}
+
+/// `kubernetes.io` `node` (1.32+): the node the bound pod was scheduled on.
+/// Absent on older clusters; present, it must name a node and its uid.
+fn node(kubernetes: &Map<String, Value>) -> Result<Option<NodeRef>, IdentityError> {
+    let Some(node) = kubernetes.get("node") else {
+        return Ok(None);
+    };
+    let node = node
+        .as_object()
+        .ok_or(IdentityError::MissingClaim("kubernetes.io.node"))?;
+    let name =
+        string(node, "name").map_err(|_| IdentityError::MissingClaim("kubernetes.io.node.name"))?;
+    let uid =
+        string(node, "uid").map_err(|_| IdentityError::MissingClaim("kubernetes.io.node.uid"))?;
+    Ok(Some(NodeRef {
+        name: name.to_owned(),
+        uid: uid.to_owned(),
+    }))
 }
 
 impl KubernetesTokens {
@@ -198,6 +240,8 @@ impl KubernetesTokens {
             service_account_uid: string(service_account, "uid")?.to_owned(),
             pod_name: string(pod, "name")?.to_owned(),
             pod_uid: string(pod, "uid")?.to_owned(),
+            credential_id: credential_id(claims)?,
+            node: node(kubernetes)?,
             expires_at,
         };
         let subject = format!(

@@ -27,10 +27,28 @@ pub struct WorkloadIdentity {
     pub pod_name: String,
     /// Pod uid.
     pub pod_uid: String,
+    /// The token's `jti` (Kubernetes 1.32+), written as the API server's
+    /// audit log writes it in `authentication.kubernetes.io/issued-credential-id`
+    /// and `credential-id`: `JTI=<uuid>`. `None` for a token without one
+    /// (clusters before 1.32).
+    pub credential_id: Option<String>,
+    /// The node the token's pod was scheduled on, from `kubernetes.io`
+    /// `node` (1.32+); gate 4 checks it against the live pod's
+    /// `spec.nodeName`. `None` for a token without node claims.
+    pub node: Option<NodeRef>,
     /// Effective token expiry, Unix seconds: `exp`, or the earlier
     /// `kubernetes.io` `warnafter` of an extended token (bounds a session's
     /// lifetime and a cached verification).
     pub expires_at: i64,
+}
+
+/// A node named by a token's `kubernetes.io` claims.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeRef {
+    /// `kubernetes.io.node.name`.
+    pub name: String,
+    /// `kubernetes.io.node.uid`.
+    pub uid: String,
 }
 
 /// Why gate 2 refused. Messages carry no token material.

@@ -68,6 +68,9 @@ pub fn api_pod(name: &str) -> PodTemplate {
         name: name.into(),
         service_account: "api".into(),
         labels: Default::default(),
+        sidecars: vec![],
+        image_volumes: vec![],
+        node: None,
         init_containers: vec![],
         containers: vec![ContainerImage {
             name: "api".into(),
