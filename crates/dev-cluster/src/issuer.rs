@@ -1,6 +1,8 @@
-//! The ServiceAccount token issuer: RS256 signing keys, the JWKS and OIDC
-//! discovery documents a real API server serves, and token minting with the
-//! claims a real API server puts in pod-bound tokens.
+//! The ServiceAccount token issuer: signing keys (RS256 as `kube-apiserver`
+//! makes by default, or ES256, ES384 or ES512 as an external signer, KEP-740,
+//! may use), the JWKS and OIDC discovery documents a real API server serves,
+//! and token minting with the claims a real API server puts in pod-bound
+//! tokens.
 //!
 //! As `kube-apiserver` does, one key signs (`--service-account-signing-key-file`)
 //! and the JWKS may publish more keys that still verify
@@ -9,13 +11,17 @@
 //!
 //! RSA here is the `rsa` crate's stable 0.9 line, used only to sign tokens of
 //! this development stand-in (its known timing side channel matters for keys an
-//! attacker can time remotely; these keys protect nothing).
+//! attacker can time remotely; these keys protect nothing). ES256 and ES384 are
+//! ring's; ES512 is RustCrypto's `p521`, as ring has no P-521.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use p521::ecdsa::signature::Signer as _;
+use ring::rand::{SecureRandom as _, SystemRandom};
+use ring::signature::{EcdsaKeyPair, KeyPair as _};
 use rsa::pkcs1v15::SigningKey;
 use rsa::pkcs8::EncodePublicKey;
-use rsa::signature::{SignatureEncoding, Signer};
+use rsa::signature::{SignatureEncoding as _, Signer as _};
 use rsa::traits::PublicKeyParts;
 use rsa::{RsaPrivateKey, RsaPublicKey};
 use serde::{Deserialize, Serialize};
@@ -33,28 +39,87 @@ pub enum IssuerError {
     KeyGeneration(String),
 }
 
-struct IssuerKey {
-    kid: String,
-    public: RsaPublicKey,
-    signing: Option<SigningKey<RsaSha256>>,
+/// The algorithm an issuer signs tokens with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SigningAlgorithm {
+    /// RSASSA-PKCS1-v1_5 SHA-256 with a 2048-bit key: `kube-apiserver`'s
+    /// usual key.
+    #[default]
+    Rs256,
+    /// ECDSA P-256 SHA-256.
+    Es256,
+    /// ECDSA P-384 SHA-384.
+    Es384,
+    /// ECDSA P-521 SHA-512.
+    Es512,
 }
 
-/// One JWK of the JWKS, as `kube-apiserver` serializes it.
+impl SigningAlgorithm {
+    /// Every algorithm, in the order `--help` lists them.
+    pub const ALL: [Self; 4] = [Self::Rs256, Self::Es256, Self::Es384, Self::Es512];
+
+    /// The JWS name (`alg`).
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Rs256 => "RS256",
+            Self::Es256 => "ES256",
+            Self::Es384 => "ES384",
+            Self::Es512 => "ES512",
+        }
+    }
+
+    /// Looks up a JWS name, case-insensitively.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|alg| alg.name().eq_ignore_ascii_case(name))
+    }
+}
+
+/// A signing key of one of the [`SigningAlgorithm`]s.
+enum PrivateKey {
+    Rsa(Box<SigningKey<RsaSha256>>),
+    /// ES256 or ES384.
+    Ring(Box<EcdsaKeyPair>),
+    Es512(Box<p521::ecdsa::SigningKey>),
+}
+
+struct IssuerKey {
+    kid: String,
+    /// The JWK published for this key.
+    public: Jwk,
+    signing: Option<PrivateKey>,
+}
+
+/// One JWK of the JWKS, as `kube-apiserver` serializes it (go-jose): `n` and
+/// `e` for RSA, `crv`, `x` and `y` for EC.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Jwk {
     /// Always `sig`.
     #[serde(rename = "use")]
     pub use_: String,
-    /// Always `RSA` here.
+    /// `RSA` or `EC`.
     pub kty: String,
-    /// Key id: base64url SHA-256 of the DER SubjectPublicKeyInfo.
+    /// Key id: base64url SHA-256 of the DER SubjectPublicKeyInfo (RSA), or
+    /// of the uncompressed point (EC).
     pub kid: String,
-    /// Always `RS256` here.
+    /// The key's algorithm.
     pub alg: String,
-    /// Modulus.
-    pub n: String,
-    /// Exponent.
-    pub e: String,
+    /// Modulus (RSA).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub n: Option<String>,
+    /// Exponent (RSA).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub e: Option<String>,
+    /// Curve (EC): `P-256`, `P-384` or `P-521`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crv: Option<String>,
+    /// x coordinate (EC), full length.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub x: Option<String>,
+    /// y coordinate (EC), full length.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub y: Option<String>,
 }
 
 /// `/openid/v1/jwks`.
@@ -132,18 +197,34 @@ pub struct TokenClaims {
 /// Signing and published keys of one issuer.
 pub struct Issuer {
     issuer_url: String,
+    algorithm: SigningAlgorithm,
     keys: Vec<IssuerKey>,
 }
 
 impl Issuer {
-    /// A new issuer with one fresh signing key.
+    /// A new issuer with one fresh RS256 signing key.
     pub fn new(issuer_url: String) -> Result<Self, IssuerError> {
+        Self::with_algorithm(issuer_url, SigningAlgorithm::Rs256)
+    }
+
+    /// A new issuer whose keys (this one and those rotated in later) sign
+    /// with `algorithm`.
+    pub fn with_algorithm(
+        issuer_url: String,
+        algorithm: SigningAlgorithm,
+    ) -> Result<Self, IssuerError> {
         let mut issuer = Self {
             issuer_url,
+            algorithm,
             keys: Vec::new(),
         };
         issuer.rotate_signing_key(false)?;
         Ok(issuer)
+    }
+
+    /// The algorithm tokens are signed with.
+    pub fn algorithm(&self) -> SigningAlgorithm {
+        self.algorithm
     }
 
     /// The issuer URL (`iss`).
@@ -151,26 +232,65 @@ impl Issuer {
         &self.issuer_url
     }
 
-    fn generate_key(sign: bool) -> Result<IssuerKey, IssuerError> {
-        let private = RsaPrivateKey::new(&mut rsa::rand_core::OsRng, RSA_BITS)
-            .map_err(|e| IssuerError::KeyGeneration(e.to_string()))?;
-        let public = RsaPublicKey::from(&private);
-        let der = public
-            .to_public_key_der()
-            .map_err(|e| IssuerError::KeyGeneration(e.to_string()))?;
-        let kid = URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(der.as_bytes()));
-        let signing = sign.then(|| SigningKey::<RsaSha256>::new(private));
+    fn generate_key(&self, sign: bool) -> Result<IssuerKey, IssuerError> {
+        let failed = |e: &dyn std::fmt::Display| IssuerError::KeyGeneration(e.to_string());
+        let (signer, public) = match self.algorithm {
+            SigningAlgorithm::Rs256 => {
+                let private = RsaPrivateKey::new(&mut rsa::rand_core::OsRng, RSA_BITS)
+                    .map_err(|e| failed(&e))?;
+                let public = RsaPublicKey::from(&private);
+                let der = public.to_public_key_der().map_err(|e| failed(&e))?;
+                let jwk = Jwk {
+                    kty: "RSA".into(),
+                    kid: URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(der.as_bytes())),
+                    n: Some(URL_SAFE_NO_PAD.encode(public.n().to_bytes_be())),
+                    e: Some(URL_SAFE_NO_PAD.encode(public.e().to_bytes_be())),
+                    ..Jwk::empty(self.algorithm)
+                };
+                (PrivateKey::Rsa(Box::new(SigningKey::new(private))), jwk)
+            }
+            SigningAlgorithm::Es256 | SigningAlgorithm::Es384 => {
+                let (ring_alg, crv) = if self.algorithm == SigningAlgorithm::Es256 {
+                    (&ring::signature::ECDSA_P256_SHA256_FIXED_SIGNING, "P-256")
+                } else {
+                    (&ring::signature::ECDSA_P384_SHA384_FIXED_SIGNING, "P-384")
+                };
+                let rng = SystemRandom::new();
+                let pkcs8 = EcdsaKeyPair::generate_pkcs8(ring_alg, &rng).map_err(|e| failed(&e))?;
+                let pair = EcdsaKeyPair::from_pkcs8(ring_alg, pkcs8.as_ref(), &rng)
+                    .map_err(|e| failed(&e))?;
+                let jwk = Jwk::ec(self.algorithm, crv, pair.public_key().as_ref());
+                (PrivateKey::Ring(Box::new(pair)), jwk)
+            }
+            SigningAlgorithm::Es512 => {
+                // A uniformly random 521-bit scalar, retried in the rare
+                // case it is zero or not below the group order.
+                let mut bytes = [0u8; 66];
+                let key = loop {
+                    SystemRandom::new()
+                        .fill(&mut bytes)
+                        .map_err(|e| failed(&e))?;
+                    bytes[0] &= 0x01;
+                    if let Ok(key) = p521::ecdsa::SigningKey::from_slice(&bytes) {
+                        break key;
+                    }
+                };
+                let point = key.verifying_key().to_sec1_point(false);
+                let jwk = Jwk::ec(self.algorithm, "P-521", point.as_bytes());
+                (PrivateKey::Es512(Box::new(key)), jwk)
+            }
+        };
         Ok(IssuerKey {
-            kid,
+            kid: public.kid.clone(),
             public,
-            signing,
+            signing: sign.then_some(signer),
         })
     }
 
     /// Makes a new key the signing key. With `keep_old`, the previous keys
     /// stay in the JWKS (tokens they signed still verify); without, they go.
     pub fn rotate_signing_key(&mut self, keep_old: bool) -> Result<String, IssuerError> {
-        let key = Self::generate_key(true)?;
+        let key = self.generate_key(true)?;
         let kid = key.kid.clone();
         if keep_old {
             for old in &mut self.keys {
@@ -185,7 +305,7 @@ impl Issuer {
 
     /// Publishes one more key that verifies but does not sign.
     pub fn add_verification_key(&mut self) -> Result<String, IssuerError> {
-        let key = Self::generate_key(false)?;
+        let key = self.generate_key(false)?;
         let kid = key.kid.clone();
         self.keys.push(key);
         Ok(kid)
@@ -194,18 +314,7 @@ impl Issuer {
     /// The JWKS.
     pub fn jwks(&self) -> Jwks {
         Jwks {
-            keys: self
-                .keys
-                .iter()
-                .map(|k| Jwk {
-                    use_: "sig".into(),
-                    kty: "RSA".into(),
-                    kid: k.kid.clone(),
-                    alg: "RS256".into(),
-                    n: URL_SAFE_NO_PAD.encode(k.public.n().to_bytes_be()),
-                    e: URL_SAFE_NO_PAD.encode(k.public.e().to_bytes_be()),
-                })
-                .collect(),
+            keys: self.keys.iter().map(|k| k.public.clone()).collect(),
         }
     }
 
@@ -216,7 +325,7 @@ impl Issuer {
             jwks_uri: format!("{}/openid/v1/jwks", external_url.trim_end_matches('/')),
             response_types_supported: vec!["id_token".into()],
             subject_types_supported: vec!["public".into()],
-            id_token_signing_alg_values_supported: vec!["RS256".into()],
+            id_token_signing_alg_values_supported: vec![self.algorithm.name().into()],
         }
     }
 
@@ -224,7 +333,10 @@ impl Issuer {
     pub fn sign(&self, claims: &TokenClaims) -> Result<String, IssuerError> {
         let kid = self.signing_kid()?;
         let claims = serde_json::to_value(claims).unwrap_or_default();
-        self.sign_raw(&serde_json::json!({ "alg": "RS256", "kid": kid }), &claims)
+        self.sign_raw(
+            &serde_json::json!({ "alg": self.algorithm.name(), "kid": kid }),
+            &claims,
+        )
     }
 
     /// The kid of the current signing key.
@@ -236,8 +348,9 @@ impl Issuer {
             .ok_or_else(|| IssuerError::KeyGeneration("no signing key".into()))
     }
 
-    /// Signs any header and claims with the current RSA signing key: what a
-    /// test needs to forge tokens whose only fault is in their header.
+    /// Signs any header and claims with the current signing key, whatever
+    /// the header says: what a test needs to forge tokens whose only fault
+    /// is in their header.
     pub fn sign_raw(
         &self,
         header: &serde_json::Value,
@@ -251,10 +364,53 @@ impl Issuer {
         let mut token = URL_SAFE_NO_PAD.encode(serde_json::to_vec(header).unwrap_or_default());
         token.push('.');
         token.push_str(&URL_SAFE_NO_PAD.encode(serde_json::to_vec(claims).unwrap_or_default()));
-        let signature = signing.sign(token.as_bytes());
+        let signature = match signing {
+            PrivateKey::Rsa(key) => key.sign(token.as_bytes()).to_bytes().to_vec(),
+            PrivateKey::Ring(pair) => pair
+                .sign(&SystemRandom::new(), token.as_bytes())
+                .map_err(|e| IssuerError::KeyGeneration(e.to_string()))?
+                .as_ref()
+                .to_vec(),
+            PrivateKey::Es512(key) => {
+                let signature: p521::ecdsa::Signature = key.sign(token.as_bytes());
+                signature.to_bytes().to_vec()
+            }
+        };
         token.push('.');
-        token.push_str(&URL_SAFE_NO_PAD.encode(signature.to_bytes()));
+        token.push_str(&URL_SAFE_NO_PAD.encode(signature));
         Ok(token)
+    }
+}
+
+impl Jwk {
+    fn empty(algorithm: SigningAlgorithm) -> Self {
+        Self {
+            use_: "sig".into(),
+            kty: String::new(),
+            kid: String::new(),
+            alg: algorithm.name().into(),
+            n: None,
+            e: None,
+            crv: None,
+            x: None,
+            y: None,
+        }
+    }
+
+    /// The JWK of an uncompressed point `04 ‖ x ‖ y`; the kid hashes the point.
+    fn ec(algorithm: SigningAlgorithm, crv: &str, point: &[u8]) -> Self {
+        let (x, y) = point
+            .get(1..)
+            .unwrap_or_default()
+            .split_at(point.len().saturating_sub(1) / 2);
+        Self {
+            kty: "EC".into(),
+            kid: URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(point)),
+            crv: Some(crv.into()),
+            x: Some(URL_SAFE_NO_PAD.encode(x)),
+            y: Some(URL_SAFE_NO_PAD.encode(y)),
+            ..Self::empty(algorithm)
+        }
     }
 }
 
@@ -287,7 +443,8 @@ mod tests {
         }
     }
 
-    /// Verifies `token` with the JWKS entry its header names, as a client would.
+    /// Verifies `token` with the JWKS entry its header names, as a client
+    /// would, by the key's own algorithm (which the header must name).
     fn verifies(token: &str, jwks: &Jwks) -> bool {
         let decode = |s: &str| URL_SAFE_NO_PAD.decode(s).unwrap();
         let (signing_input, signature) = token.rsplit_once('.').unwrap();
@@ -296,15 +453,98 @@ mod tests {
         let Some(jwk) = jwks.keys.iter().find(|k| header["kid"] == k.kid.as_str()) else {
             return false;
         };
-        let public = RsaPublicKey::new(
-            BigUint::from_bytes_be(&decode(&jwk.n)),
-            BigUint::from_bytes_be(&decode(&jwk.e)),
-        )
-        .unwrap();
-        let signature = Signature::try_from(decode(signature).as_slice()).unwrap();
-        VerifyingKey::<RsaSha256>::new(public)
-            .verify(signing_input.as_bytes(), &signature)
-            .is_ok()
+        assert_eq!(header["alg"], jwk.alg.as_str());
+        let (message, signature) = (signing_input.as_bytes(), decode(signature));
+        let point = || {
+            let mut point = vec![4];
+            point.extend(decode(jwk.x.as_ref().unwrap()));
+            point.extend(decode(jwk.y.as_ref().unwrap()));
+            point
+        };
+        match jwk.alg.as_str() {
+            "RS256" => {
+                let public = RsaPublicKey::new(
+                    BigUint::from_bytes_be(&decode(jwk.n.as_ref().unwrap())),
+                    BigUint::from_bytes_be(&decode(jwk.e.as_ref().unwrap())),
+                )
+                .unwrap();
+                let signature = Signature::try_from(signature.as_slice()).unwrap();
+                VerifyingKey::<RsaSha256>::new(public)
+                    .verify(message, &signature)
+                    .is_ok()
+            }
+            "ES256" | "ES384" => {
+                let algorithm = if jwk.alg == "ES256" {
+                    &ring::signature::ECDSA_P256_SHA256_FIXED
+                } else {
+                    &ring::signature::ECDSA_P384_SHA384_FIXED
+                };
+                ring::signature::UnparsedPublicKey::new(algorithm, point())
+                    .verify(message, &signature)
+                    .is_ok()
+            }
+            "ES512" => {
+                use p521::ecdsa::signature::Verifier as _;
+                let key = p521::ecdsa::VerifyingKey::from_sec1_bytes(&point()).unwrap();
+                let signature = p521::ecdsa::Signature::from_slice(&signature).unwrap();
+                key.verify(message, &signature).is_ok()
+            }
+            other => panic!("unexpected alg {other}"),
+        }
+    }
+
+    #[test]
+    fn every_algorithm_signs_tokens_its_published_key_verifies() {
+        for (algorithm, kty, crv, len) in [
+            (SigningAlgorithm::Rs256, "RSA", None, 256),
+            (SigningAlgorithm::Es256, "EC", Some("P-256"), 32),
+            (SigningAlgorithm::Es384, "EC", Some("P-384"), 48),
+            (SigningAlgorithm::Es512, "EC", Some("P-521"), 66),
+        ] {
+            let name = algorithm.name();
+            assert_eq!(
+                SigningAlgorithm::from_name(&name.to_lowercase()),
+                Some(algorithm)
+            );
+            let mut issuer =
+                Issuer::with_algorithm("https://kubernetes.default.svc".into(), algorithm).unwrap();
+            let token = issuer.sign(&claims(&issuer)).unwrap();
+            let jwks = issuer.jwks();
+            let jwk = &jwks.keys[0];
+            assert_eq!(
+                (jwk.kty.as_str(), jwk.alg.as_str(), jwk.crv.as_deref()),
+                (kty, name, crv)
+            );
+            let coordinate = jwk.x.as_ref().or(jwk.n.as_ref()).unwrap();
+            assert_eq!(
+                URL_SAFE_NO_PAD.decode(coordinate).unwrap().len(),
+                len,
+                "{name}"
+            );
+            assert!(verifies(&token, &jwks), "{name}");
+            let mut tampered = token.clone().into_bytes();
+            tampered[token.find('.').unwrap() + 3] ^= 1;
+            assert!(
+                !verifies(&String::from_utf8(tampered).unwrap(), &jwks),
+                "{name} tampered"
+            );
+            assert_eq!(
+                issuer
+                    .discovery("https://127.0.0.1:6443")
+                    .id_token_signing_alg_values_supported,
+                [name]
+            );
+            // A rotated-in key signs with the same algorithm.
+            issuer.rotate_signing_key(true).unwrap();
+            let rotated = issuer.sign(&claims(&issuer)).unwrap();
+            assert!(
+                verifies(&rotated, &issuer.jwks()) && verifies(&token, &issuer.jwks()),
+                "{name}"
+            );
+            assert!(issuer.jwks().keys.iter().all(|k| k.alg == name));
+        }
+        assert_eq!(SigningAlgorithm::from_name("HS256"), None);
+        assert_eq!(SigningAlgorithm::from_name("none"), None);
     }
 
     #[test]

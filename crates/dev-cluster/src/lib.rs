@@ -56,6 +56,10 @@ pub struct Config {
     /// 3607 s (the kubelet's default) for the API server's own audience
     /// is issued for a year, with `kubernetes.io` `warnafter` at 3607 s.
     pub extend_token_expiration: bool,
+    /// The algorithm ServiceAccount tokens are signed with: RS256, as
+    /// `kube-apiserver` with an RSA key, unless set (an external signer,
+    /// KEP-740, may sign ES256, ES384 or ES512).
+    pub token_algorithm: issuer::SigningAlgorithm,
 }
 
 /// What the kubelet asks for its default projected token, seconds: the
@@ -72,6 +76,7 @@ impl Default for Config {
             history_limit: 1000,
             bookmark_interval: Duration::from_secs(5),
             extend_token_expiration: true,
+            token_algorithm: issuer::SigningAlgorithm::Rs256,
         }
     }
 }
@@ -175,7 +180,7 @@ impl DevCluster {
                 addr: config.listen,
                 source,
             })?;
-        let issuer = Issuer::new(config.issuer.clone())?;
+        let issuer = Issuer::with_algorithm(config.issuer.clone(), config.token_algorithm)?;
         let shared = Arc::new(Shared {
             store: Mutex::new(Store::new(config.history_limit)),
             issuer: Mutex::new(issuer),

@@ -146,6 +146,23 @@ pub enum BenchScenario {
     Openbao,
 }
 
+/// `podseal-dev cluster serve --token-alg`
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TokenAlg {
+    /// RSASSA-PKCS1-v1_5 SHA-256, 2048-bit RSA key.
+    #[value(name = "RS256")]
+    Rs256,
+    /// ECDSA P-256 SHA-256.
+    #[value(name = "ES256")]
+    Es256,
+    /// ECDSA P-384 SHA-384.
+    #[value(name = "ES384")]
+    Es384,
+    /// ECDSA P-521 SHA-512.
+    #[value(name = "ES512")]
+    Es512,
+}
+
 /// `podseal-dev bench --engine`
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum BenchEngine {
@@ -185,6 +202,11 @@ pub enum DevClusterCommand {
         /// Seconds between watch bookmarks.
         #[arg(long, default_value_t = 5)]
         bookmark_interval: u64,
+        /// Algorithm ServiceAccount tokens are signed with: RS256 as kube-apiserver's usual RSA
+        /// key, or ES256, ES384 or ES512 as an external signer (KEP-740) may use. The JWKS and
+        /// OIDC discovery publish the matching key and `id_token_signing_alg_values_supported`.
+        #[arg(long, value_enum, ignore_case = true, default_value = "RS256")]
+        token_alg: TokenAlg,
     },
     /// Create, list, report running, restart a container of, delete, recreate or debug pods.
     #[command(subcommand)]

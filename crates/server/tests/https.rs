@@ -28,6 +28,7 @@ use podseal_core::hpke::{KemId, LocalPrivateKey, RecipientKey as _};
 use podseal_core::jwk::ed25519_jwk;
 use podseal_core::org_key::OrgPrivateKey;
 use podseal_core::reason::{Gate, Reason};
+use podseal_dev_cluster::issuer::SigningAlgorithm;
 use podseal_dev_cluster::{ContainerImage, Handle, PodTemplate};
 use podseal_keys::key_file::write_new;
 use podseal_sdk::https::{Answer, HttpsClient};
@@ -98,7 +99,12 @@ fn client_for(running: &Running) -> HttpsClient {
 
 impl Suite {
     async fn start() -> Self {
-        let cluster = support::Cluster::start().await;
+        Self::start_signing(SigningAlgorithm::Rs256).await
+    }
+
+    /// A suite whose cluster signs its tokens with `algorithm`.
+    async fn start_signing(algorithm: SigningAlgorithm) -> Self {
+        let cluster = support::Cluster::start_signing(algorithm).await;
         let handle = cluster.dev.handle();
         let state = TempDir::new().unwrap();
         let org = OrgPrivateKey::generate(KemId::X25519HkdfSha256).unwrap();
@@ -1546,6 +1552,130 @@ async fn hostile_recipient_keys_are_refused_when_a_session_opens() {
         .count();
     assert_eq!(refusals, hostile.len(), "one audit record per refusal");
     s.check_statuses();
+}
+
+/// ES384 and ES512 clusters (an external signer, KEP-740) through the real
+/// server: the stand-in's JWKS pinned at registration, a session opened and a
+/// secret released with its tokens; a JWKS whose key claims another
+/// algorithm than its curve's, or has a coordinate of the wrong length, is
+/// refused at registration; a token naming another algorithm for the pinned
+/// key, or carrying a signature of the wrong shape, is refused at gate 2.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn es384_and_es512_clusters_are_released_to_and_their_bad_keys_refused() {
+    for (algorithm, crv, len) in [
+        (SigningAlgorithm::Es384, "P-384", 48),
+        (SigningAlgorithm::Es512, "P-521", 66),
+    ] {
+        let name = algorithm.name();
+        let s = Suite::start_signing(algorithm).await;
+        let url = s.cluster.dev.url().to_owned();
+        let published = serde_json::to_value(s.handle.jwks()).unwrap();
+        let jwk = &published["keys"][0];
+        assert_eq!(
+            (jwk["alg"].as_str(), jwk["crv"].as_str()),
+            (Some(name), Some(crv))
+        );
+
+        // Malformed or mismatched keys: refused when the cluster is added.
+        let mut bad_keys = Vec::new();
+        for alg in ["ES256", "ES384", "ES512", "RS256", "HS256", "none"] {
+            if alg != name {
+                let mut jwks = published.clone();
+                jwks["keys"][0]["alg"] = alg.into();
+                bad_keys.push((jwks, "alg is not the algorithm"));
+            }
+        }
+        let x = URL_SAFE_NO_PAD.decode(jwk["x"].as_str().unwrap()).unwrap();
+        assert_eq!(x.len(), len);
+        let mut short = published.clone();
+        short["keys"][0]["x"] = URL_SAFE_NO_PAD.encode(&x[1..]).into();
+        bad_keys.push((short, "EC coordinates must be"));
+        let mut other_curve = published.clone();
+        other_curve["keys"][0]["crv"] = if crv == "P-384" { "P-521" } else { "P-384" }.into();
+        bad_keys.push((other_curve, "EC coordinates must be"));
+        for (jwks, detail) in &bad_keys {
+            let answer = s
+                .send(
+                    Method::POST,
+                    "/v1/admin/clusters",
+                    "/v1/admin/clusters",
+                    &[("authorization", &format!("Bearer {}", s.admin_token))],
+                    Some(
+                        serde_json::to_vec(&registration(
+                            &s,
+                            &url,
+                            json!({ "jwks": jwks.to_string() }),
+                        ))
+                        .unwrap(),
+                    ),
+                )
+                .await;
+            refused(&answer, 400, Gate::Admin, Reason::InvalidArgument);
+            let body = String::from_utf8_lossy(&answer.body);
+            assert!(body.contains(detail), "{name}: {body}");
+        }
+
+        // The cluster's own JWKS, fetched at registration: released to.
+        let key = s.registered().await;
+        let pinned = s.running().release().clusters().get("prod").unwrap();
+        assert_eq!(pinned.tokens.jwks.kids(), [jwk["kid"].as_str().unwrap()]);
+        let pod = s.pod("api-0", "api");
+        let header = URL_SAFE_NO_PAD
+            .decode(pod.token.split('.').next().unwrap())
+            .unwrap();
+        let header: Value = serde_json::from_slice(&header).unwrap();
+        assert_eq!(header["alg"], name, "the stand-in signs with {name}");
+        let session = s.open_session(&pod, &key).await;
+        let capsule = s.capsule("prod", "shop", "api");
+        let (pending, answer) = s.unwrap_pending(&pod, &key, &session, &capsule).await;
+        assert_eq!(
+            answer.status,
+            200,
+            "{name}: {}",
+            String::from_utf8_lossy(&answer.body)
+        );
+        assert_eq!(
+            Suite::open_pending(&pod, &pending, &capsule, &answer),
+            SECRET
+        );
+
+        // The pinned kid under any other algorithm: refused before the signature.
+        let good = claims_of(&pod.token);
+        let kid = jwk["kid"].as_str().unwrap();
+        for alg in ["ES256", "ES384", "ES512", "RS256"] {
+            if alg == name {
+                continue;
+            }
+            let token = s
+                .handle
+                .sign_raw(&json!({ "alg": alg, "kid": kid }), &good)
+                .unwrap();
+            let proof = s.proof(&pod.dpop, "/v1/sessions", None, None);
+            refused(
+                &s.session_with(&pod, &key, &token, &[&proof]).await,
+                401,
+                Gate::Token,
+                Reason::AlgKeyMismatch,
+            );
+        }
+        // A signature of the wrong shape (one byte short, or the halves of
+        // r ‖ s swapped) does not verify.
+        let (input, signature) = pod.token.rsplit_once('.').unwrap();
+        let signature = URL_SAFE_NO_PAD.decode(signature).unwrap();
+        assert_eq!(signature.len(), 2 * len);
+        let swapped = [&signature[len..], &signature[..len]].concat();
+        for bad in [&signature[1..], &swapped[..]] {
+            let token = format!("{input}.{}", URL_SAFE_NO_PAD.encode(bad));
+            let proof = s.proof(&pod.dpop, "/v1/sessions", None, None);
+            refused(
+                &s.session_with(&pod, &key, &token, &[&proof]).await,
+                401,
+                Gate::Token,
+                Reason::SignatureInvalid,
+            );
+        }
+        s.check_statuses();
+    }
 }
 
 /// An HTTP/2 GET over TLS with ALPN `h2` only, through hyper's client.

@@ -257,13 +257,46 @@ const X25519_P: [u8; 32] = {
     p
 };
 
-/// The scalar of the small-order test (any clamped scalar would do). Clamping
-/// makes it a multiple of 8, so its product with every point whose order
-/// divides 8 (the curve's torsion, and the twist's, whose cofactor is 4) is
-/// the identity, encoded as u = 0; it is no multiple of either large prime
-/// order, so no other point maps to 0. The Wycheproof test checks exactly that.
-const SMALL_ORDER_PROBE: [u8; 32] = [0x5a; 32];
+/// The u-coordinates, canonically encoded, of every point of small order on
+/// Curve25519 and its twist: 0 (the point of order 2, and the identity's
+/// encoding), 1 (order 4 on the curve), the two points of order 8 (which
+/// double to 1), and p − 1 (order 4 on the twist, whose cofactor is 4, so it
+/// has no point of order 8). This is
+/// libsodium's `has_small_order` list (`crypto_scalarmult/curve25519/ref10`,
+/// the same as in Bernstein's cr.yp.to/ecdh.html and in Cremers and Jackson,
+/// "Prime, Order Please!", CSF 2019) without its non-canonical entries p and p + 1, which
+/// the canonical check refuses first. Any scalar times one of these is the
+/// all-zero value RFC 7748 §6.1 tells implementations to check for; the test
+/// below checks each entry that way, and the Wycheproof `LowOrderPublic`
+/// cases check that no point is missing.
+const X25519_SMALL_ORDER: [[u8; 32]; 5] = [
+    [0; 32],
+    {
+        let mut one = [0; 32];
+        one[0] = 1;
+        one
+    },
+    [
+        0xe0, 0xeb, 0x7a, 0x7c, 0x3b, 0x41, 0xb8, 0xae, 0x16, 0x56, 0xe3, 0xfa, 0xf1, 0x9f, 0xc4,
+        0x6a, 0xda, 0x09, 0x8d, 0xeb, 0x9c, 0x32, 0xb1, 0xfd, 0x86, 0x62, 0x05, 0x16, 0x5f, 0x49,
+        0xb8, 0x00,
+    ],
+    [
+        0x5f, 0x9c, 0x95, 0xbc, 0xa3, 0x50, 0x8c, 0x24, 0xb1, 0xd0, 0xb1, 0x55, 0x9c, 0x83, 0xef,
+        0x5b, 0x04, 0x44, 0x5c, 0xc4, 0x58, 0x1c, 0x8e, 0x86, 0xd8, 0x22, 0x4e, 0xdd, 0xd0, 0x9f,
+        0x11, 0x57,
+    ],
+    {
+        let mut p_minus_one = X25519_P;
+        p_minus_one[0] = 0xec;
+        p_minus_one
+    },
+];
 
+/// No scalar multiplication: a public key is refused by comparing its
+/// encoding with p and with the short list above. The DH that uses the key
+/// (the seal's `Encap`, the recipient's `Decap`) refuses an all-zero result
+/// on its own as well (RFC 9180 §7.1.4).
 fn validate_x25519_public(bytes: &[u8]) -> Result<(), HpkeError> {
     let kem = KemId::X25519HkdfSha256;
     let raw: [u8; 32] = bytes
@@ -275,11 +308,7 @@ fn validate_x25519_public(bytes: &[u8]) -> Result<(), HpkeError> {
     if !canonical {
         return Err(HpkeError::InvalidPublicKey { kem });
     }
-    let probe = x25519_dalek::StaticSecret::from(SMALL_ORDER_PROBE);
-    if !probe
-        .diffie_hellman(&x25519_dalek::PublicKey::from(raw))
-        .was_contributory()
-    {
+    if X25519_SMALL_ORDER.contains(&raw) {
         return Err(HpkeError::LowOrderPeerKey);
     }
     Ok(())
@@ -453,6 +482,42 @@ mod tests {
         // A generated key is canonical and of large order.
         let generated = LocalPrivateKey::generate(kem).unwrap();
         validate_public_key(kem, generated.public_key_bytes()).unwrap();
+    }
+
+    /// Each listed point is of small order (a DH with it is all zero, so the
+    /// KEM's own check refuses it in `Encap` and `Decap` too), is refused as
+    /// a public key, and so is each of its non-canonical encodings below 2^256.
+    #[test]
+    fn the_small_order_list_holds_only_small_order_points_and_all_are_refused() {
+        let kem = KemId::X25519HkdfSha256;
+        let key = LocalPrivateKey::generate(kem).unwrap();
+        for point in X25519_SMALL_ORDER {
+            assert_eq!(key.diffie_hellman(&point), Err(HpkeError::LowOrderPeerKey));
+            assert_eq!(
+                encap_with_ikm(kem, &point, &[7; 32]).err(),
+                Some(HpkeError::LowOrderPeerKey)
+            );
+            assert_eq!(
+                validate_public_key(kem, &point),
+                Err(HpkeError::LowOrderPeerKey)
+            );
+            // u + p and u + 2p where they fit in 32 bytes (high bit included).
+            let mut u = point;
+            for _ in 0..2 {
+                let mut carry = 0u16;
+                for (byte, p) in u.iter_mut().zip(X25519_P) {
+                    let sum = u16::from(*byte) + u16::from(p) + carry;
+                    *byte = sum.to_le_bytes()[0];
+                    carry = sum >> 8;
+                }
+                if carry == 0 {
+                    assert_eq!(
+                        validate_public_key(kem, &u),
+                        Err(HpkeError::InvalidPublicKey { kem })
+                    );
+                }
+            }
+        }
     }
 
     #[test]

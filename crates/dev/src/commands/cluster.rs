@@ -10,13 +10,14 @@ use std::time::Duration;
 
 use k8s_openapi::api::authentication::v1::{BoundObjectReference, TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::Pod;
+use podseal_dev_cluster::issuer::SigningAlgorithm;
 use podseal_dev_cluster::{
     Config, ContainerImage, DevCluster, ImageVolume, PodTemplate, connection_files,
 };
 use podseal_server::cluster::client::{ClusterRegistration, kube_client, read_ca_bundle};
 use serde::{Deserialize, Serialize};
 
-use crate::cli::{DevClusterCommand, DevClusterDir, PodCommand};
+use crate::cli::{DevClusterCommand, DevClusterDir, PodCommand, TokenAlg};
 use podseal_command::CliError;
 use podseal_command::output::{OutputFormat, print_data};
 
@@ -37,7 +38,8 @@ pub fn run(command: DevClusterCommand, output: OutputFormat) -> Result<(), CliEr
                 dir,
                 listen,
                 bookmark_interval,
-            } => serve(&dir.dir, listen, bookmark_interval).await,
+                token_alg,
+            } => serve(&dir.dir, listen, bookmark_interval, token_alg).await,
             DevClusterCommand::Pod(command) => pod(command, output).await,
             DevClusterCommand::Token {
                 dir,
@@ -108,6 +110,7 @@ async fn serve(
     dir: &Path,
     listen: std::net::SocketAddr,
     bookmark_interval: u64,
+    token_alg: TokenAlg,
 ) -> Result<(), CliError> {
     std::fs::DirBuilder::new()
         .recursive(true)
@@ -117,6 +120,12 @@ async fn serve(
     let config = Config {
         listen,
         bookmark_interval: Duration::from_secs(bookmark_interval.max(1)),
+        token_algorithm: match token_alg {
+            TokenAlg::Rs256 => SigningAlgorithm::Rs256,
+            TokenAlg::Es256 => SigningAlgorithm::Es256,
+            TokenAlg::Es384 => SigningAlgorithm::Es384,
+            TokenAlg::Es512 => SigningAlgorithm::Es512,
+        },
         ..Config::default()
     };
     let cluster = DevCluster::start(config)

@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use podseal_dev_cluster::issuer::SigningAlgorithm;
 use podseal_dev_cluster::{Config, ContainerImage, DevCluster, PodTemplate};
 use podseal_server::cluster::client::{ClusterRegistration, kube_client};
 use tempfile::TempDir;
@@ -18,8 +19,14 @@ pub struct Cluster {
 impl Cluster {
     /// Starts the stand-in (bookmarks every 200 ms) and writes its files.
     pub async fn start() -> Self {
+        Self::start_signing(SigningAlgorithm::Rs256).await
+    }
+
+    /// The same, its ServiceAccount tokens signed with `token_algorithm`.
+    pub async fn start_signing(token_algorithm: SigningAlgorithm) -> Self {
         let config = Config {
             bookmark_interval: Duration::from_millis(200),
+            token_algorithm,
             ..Config::default()
         };
         let dev = DevCluster::start(config).await.unwrap();
