@@ -87,6 +87,22 @@ fn image(name: &str, digest_char: Option<char>) -> ContainerImage {
     }
 }
 
+/// The default configuration of a server on loopback keeping its state in
+/// `state`, with a new org key written there.
+fn config_in(state: &TempDir) -> (ServerConfig, OrgPrivateKey) {
+    let org = OrgPrivateKey::generate(KemId::X25519HkdfSha256).unwrap();
+    let key_file = state.path().join("org.key");
+    write_new(&key_file, org.to_text().as_bytes(), 0o600).unwrap();
+    let config = ServerConfig {
+        listen: "127.0.0.1:0".into(),
+        external_url: EXTERNAL_URL.into(),
+        state_dir: state.path().join("state"),
+        org_key_files: vec![key_file],
+        ..ServerConfig::default()
+    };
+    (config, org)
+}
+
 fn client_for(running: &Running) -> HttpsClient {
     let pem = std::fs::read(running.dev_cert_file.as_ref().unwrap()).unwrap();
     HttpsClient::new(
@@ -101,19 +117,10 @@ impl Suite {
         let cluster = support::Cluster::start().await;
         let handle = cluster.dev.handle();
         let state = TempDir::new().unwrap();
-        let org = OrgPrivateKey::generate(KemId::X25519HkdfSha256).unwrap();
-        let key_file = state.path().join("org.key");
-        write_new(&key_file, org.to_text().as_bytes(), 0o600).unwrap();
-        let config = ServerConfig {
-            listen: "127.0.0.1:0".into(),
-            external_url: EXTERNAL_URL.into(),
-            state_dir: state.path().join("state"),
-            org_key_files: vec![key_file],
-            clusters: podseal_server::config::ClustersSection {
-                max_staleness_secs: 5,
-                ..Default::default()
-            },
-            ..ServerConfig::default()
+        let (mut config, org) = config_in(&state);
+        config.clusters = podseal_server::config::ClustersSection {
+            max_staleness_secs: 5,
+            ..Default::default()
         };
         let running = start(config.clone()).await.unwrap();
         let admin_token = running
@@ -1749,17 +1756,8 @@ async fn bare_server(
     connections: podseal_server::config::ConnectionsSection,
 ) -> (Running, TempDir) {
     let state = TempDir::new().unwrap();
-    let org = OrgPrivateKey::generate(KemId::X25519HkdfSha256).unwrap();
-    let key_file = state.path().join("org.key");
-    write_new(&key_file, org.to_text().as_bytes(), 0o600).unwrap();
-    let config = ServerConfig {
-        listen: "127.0.0.1:0".into(),
-        external_url: EXTERNAL_URL.into(),
-        state_dir: state.path().join("state"),
-        org_key_files: vec![key_file],
-        connections,
-        ..ServerConfig::default()
-    };
+    let (mut config, _) = config_in(&state);
+    config.connections = connections;
     (start(config).await.unwrap(), state)
 }
 
