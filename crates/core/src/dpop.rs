@@ -370,8 +370,9 @@ struct NormalizedHtu {
 /// Parses `uri` with a real URI parser (`http::Uri`) and refuses anything
 /// that is not an absolute `https` URL with a plain `host[:port]` authority:
 /// another scheme, a relative reference, userinfo, an empty host, a second
-/// colon (`host:8443:443`), or a port that is empty, zero, not all digits or
-/// above 65535. `None` never matches, not even another `None`.
+/// colon (`host:8443:443`), or a port that is empty, zero, not all digits,
+/// written with a leading zero (`08443`) or above 65535. `None` never
+/// matches, not even another `None`.
 fn normalize_htu(uri: &str) -> Option<NormalizedHtu> {
     let parsed: http::Uri = uri.parse().ok()?;
     if parsed.scheme() != Some(&http::uri::Scheme::HTTPS) {
@@ -392,7 +393,12 @@ fn normalize_htu(uri: &str) -> Option<NormalizedHtu> {
     let port = match port {
         None => 443,
         Some(digits) => {
-            if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            // Only the canonical text of a port: `053215` is not `53215`
+            // under RFC 3986 §6.2.3, which removes a default port, not zeros.
+            if digits.is_empty()
+                || !digits.bytes().all(|b| b.is_ascii_digit())
+                || (digits.len() > 1 && digits.starts_with('0'))
+            {
                 return None;
             }
             match digits.parse::<u16>() {
@@ -664,6 +670,20 @@ mod tests {
             (
                 "https://podseal.example:+443/v1/unwrap",
                 "https://podseal.example/v1/unwrap",
+            ),
+            // A leading zero is not the canonical port text (RFC 3986 §6.2.3).
+            (
+                "https://podseal.example:053215/v1/unwrap",
+                "https://podseal.example:53215/v1/unwrap",
+            ),
+            ("https://podseal.example:08443/v1/unwrap", HTU),
+            (
+                "https://podseal.example:0443/v1/unwrap",
+                "https://podseal.example/v1/unwrap",
+            ),
+            (
+                "https://podseal.example:00/v1/unwrap",
+                "https://podseal.example:00/v1/unwrap",
             ),
             // Not a URL at all.
             ("", ""),

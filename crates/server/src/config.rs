@@ -49,7 +49,8 @@ pub struct ConnectionsSection {
     /// balancer in front of the server counts as one source: raise it there).
     pub max_per_source: usize,
     /// Seconds from accept, through the TLS handshake, to the first request
-    /// byte; also each request's headers.
+    /// byte (HTTP/2: to the first request, the preface being none); also
+    /// each request's headers.
     pub first_request_timeout_secs: u64,
     /// Seconds a connection may stay open with no request in flight.
     pub idle_timeout_secs: u64,

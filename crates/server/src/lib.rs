@@ -23,6 +23,7 @@ pub mod metrics;
 pub mod nonce;
 pub mod pod_view;
 pub mod release;
+pub mod request_audit;
 pub mod startup;
 pub mod storage;
 pub mod tls;

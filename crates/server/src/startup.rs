@@ -28,6 +28,7 @@ use crate::metrics::Metrics;
 use crate::nonce::NonceIssuer;
 use crate::pod_view::ViewConfig;
 use crate::release::{ReleaseConfig, ReleaseService};
+use crate::request_audit::RequestRefusals;
 use crate::storage::{Bounded, PostgresStorage, SqliteStorage, Storage, StorageError};
 use crate::tls::{self, TlsError, TlsSource};
 
@@ -108,6 +109,7 @@ pub struct Running<S: Storage = Bounded<SqliteStorage>> {
     /// Clusters that could not be connected at start (name, why): they refuse until fixed.
     pub cluster_errors: Vec<(String, String)>,
     release: Arc<ReleaseService<S>>,
+    refusals: Arc<RequestRefusals>,
     shutdown: oneshot::Sender<()>,
     served: tokio::task::JoinHandle<()>,
     audit_log: Arc<AuditLog<S>>,
@@ -120,14 +122,21 @@ impl<S: Storage> Running<S> {
         &self.release
     }
 
-    /// Stops accepting connections, stops the background tasks and signs a
-    /// final audit checkpoint.
+    /// Writes the audit records of the request refusals counted so far,
+    /// ending their window (see [`crate::request_audit`]).
+    pub async fn flush_request_refusals(&self) {
+        self.refusals.flush(&self.release).await;
+    }
+
+    /// Stops accepting connections, stops the background tasks, writes the
+    /// request refusals counted so far and signs a final audit checkpoint.
     pub async fn shutdown(self) -> Result<(), ServeError> {
         let _ = self.shutdown.send(());
         let _ = self.served.await;
         for task in &self.background {
             task.abort();
         }
+        self.refusals.flush(&self.release).await;
         self.audit_log.checkpoint().await?;
         Ok(())
     }
@@ -434,10 +443,12 @@ where
         }
     }
     let admin = Arc::new(AdminService::new(release.clone(), audit_log.clone()));
+    let refusals = Arc::new(RequestRefusals::default());
     let app = router(App {
         release: release.clone(),
         admin,
         metrics: Arc::new(Metrics::default()),
+        refusals: refusals.clone(),
     });
     let (shutdown, stop) = oneshot::channel::<()>();
     let served = tokio::spawn(tls::serve_connections(
@@ -456,6 +467,7 @@ where
     );
     let refresh = clusters.spawn_refresh(failed, Duration::from_secs(config.clusters.refresh_secs));
     let purge = tokio::spawn(run_purge(storage));
+    let refusal_writer = tokio::spawn(refusals.clone().run(release.clone()));
     Ok(Running {
         addr,
         admin_token,
@@ -464,10 +476,11 @@ where
         audit_public_key_file: config.state_dir.join(AUDIT_PUBLIC_KEY_FILE),
         cluster_errors,
         release,
+        refusals,
         shutdown,
         served,
         audit_log,
-        background: vec![checkpoints, refresh, purge],
+        background: vec![checkpoints, refresh, purge, refusal_writer],
     })
 }
 

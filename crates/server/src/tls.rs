@@ -8,7 +8,7 @@ use std::future::Future;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -194,6 +194,8 @@ pub struct ConnectionLimits {
     pub max_per_source: usize,
     /// From accept, through the TLS handshake, to the first byte of the first
     /// request; then each request's headers (HTTP/1.1) within the same bound.
+    /// HTTP/2's connection preface and SETTINGS are no request: from accept
+    /// to its first request (a complete HEADERS) within this bound too.
     pub first_request_timeout: Duration,
     /// A connection with no request in flight for this long is closed
     /// (HTTP/1.1 keep-alive and HTTP/2 alike).
@@ -251,6 +253,8 @@ impl Drop for SourceSlot {
 /// Requests in flight on one connection, and when the last one ended.
 struct Activity {
     started: Instant,
+    /// Whether any request has reached the service.
+    begun: AtomicBool,
     in_flight: AtomicUsize,
     /// Milliseconds after `started` at which the last request ended.
     last_done_ms: AtomicU64,
@@ -260,12 +264,14 @@ impl Activity {
     fn new() -> Self {
         Self {
             started: Instant::now(),
+            begun: AtomicBool::new(false),
             in_flight: AtomicUsize::new(0),
             last_done_ms: AtomicU64::new(0),
         }
     }
 
     fn begin(self: &Arc<Self>) -> InFlight {
+        self.begun.store(true, Ordering::SeqCst);
         self.in_flight.fetch_add(1, Ordering::SeqCst);
         InFlight(self.clone())
     }
@@ -344,29 +350,48 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Prefixed<S> {
     }
 }
 
+/// The client connection preface of HTTP/2 (RFC 9113 §3.4).
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
 /// The TLS handshake and the first bytes of the first request, within one
 /// deadline from accept. `None`: too slow, failed, or closed before a byte.
+/// Bytes that may still be the start of the HTTP/2 preface are read until
+/// they are the whole preface or not it, within the same deadline; the
+/// flag says whether they are (hyper then speaks HTTP/2, whatever ALPN said).
 async fn first_request<S>(
     acceptor: &TlsAcceptor,
     tcp: S,
     deadline: Duration,
-) -> Option<Prefixed<tokio_rustls::server::TlsStream<S>>>
+) -> Option<(Prefixed<tokio_rustls::server::TlsStream<S>>, bool)>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     tokio::time::timeout(deadline, async {
         let mut stream = acceptor.accept(tcp).await.ok()?;
         let mut prefix = vec![0u8; 4096];
-        let n = stream.read(&mut prefix).await.ok()?;
-        if n == 0 {
-            return None;
+        let mut len = 0;
+        loop {
+            let n = stream.read(prefix.get_mut(len..)?).await.ok()?;
+            if n == 0 {
+                return None;
+            }
+            len += n;
+            let seen = prefix.get(..len)?;
+            let common = len.min(H2_PREFACE.len());
+            if seen.get(..common) != H2_PREFACE.get(..common) || len >= H2_PREFACE.len() {
+                break;
+            }
         }
-        prefix.truncate(n);
-        Some(Prefixed {
-            prefix,
-            offset: 0,
-            inner: stream,
-        })
+        prefix.truncate(len);
+        let h2 = prefix.starts_with(H2_PREFACE);
+        Some((
+            Prefixed {
+                prefix,
+                offset: 0,
+                inner: stream,
+            },
+            h2,
+        ))
     })
     .await
     .ok()
@@ -391,7 +416,8 @@ pub const HTTP2_HEADER_LIST_BACKSTOP: u32 = 8 * crate::api::MAX_HEADER_BYTES as 
 /// finish (up to [`SHUTDOWN_GRACE`]) and aborts every connection left, so no
 /// connection outlives the server. Every connection lives under `limits`:
 /// the handshake and the first request byte within one deadline from
-/// accept, each later request's headers within the same bound, closed after
+/// accept (for HTTP/2, from accept to its first request: the preface is
+/// none), each later request's headers within the same bound, closed after
 /// `idle_timeout` without a request in flight, at most `max_per_source`
 /// from one address and `max_connections` in all.
 pub async fn serve_connections(
@@ -435,11 +461,16 @@ pub async fn serve_connections(
         let stopping = stopping.clone();
         connections.spawn(async move {
             let _slots = (slot, source_slot);
-            let Some(stream) = first_request(&acceptor, tcp, limits.first_request_timeout).await
+            let accepted = tokio::time::Instant::now();
+            let Some((stream, h2)) =
+                first_request(&acceptor, tcp, limits.first_request_timeout).await
             else {
                 return;
             };
-            serve_connection(stream, router, limits, stopping).await;
+            // HTTP/1.1's first request has begun (hyper bounds its headers);
+            // HTTP/2's has not: its preface and SETTINGS are set-up only.
+            let first_request_by = h2.then(|| accepted + limits.first_request_timeout);
+            serve_connection(stream, peer, router, limits, first_request_by, stopping).await;
         });
     }
     drop(listener);
@@ -457,12 +488,25 @@ async fn until_stopping(stopping: &mut tokio::sync::watch::Receiver<bool>) {
     let _ = stopping.wait_for(|stop| *stop).await.map(|_| ());
 }
 
+/// Resolves at `deadline`, or never without one.
+async fn until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
 /// One connection's HTTP, closed gracefully once it has been idle for
-/// `limits.idle_timeout` or when the server stops (`stopping` turns true).
+/// `limits.idle_timeout` or when the server stops (`stopping` turns true),
+/// its requests carrying the peer's address as `ConnectInfo`,
+/// and cut at `first_request_by` if no request has reached the service by
+/// then.
 async fn serve_connection<S>(
     stream: S,
+    peer: std::net::SocketAddr,
     router: Router,
     limits: ConnectionLimits,
+    first_request_by: Option<tokio::time::Instant>,
     mut stopping: tokio::sync::watch::Receiver<bool>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -470,8 +514,12 @@ async fn serve_connection<S>(
     let activity = Arc::new(Activity::new());
     let tower = TowerToHyperService::new(router);
     let tracked = activity.clone();
-    let service = hyper::service::service_fn(move |request| {
+    let service = hyper::service::service_fn(move |mut request: hyper::Request<_>| {
         let in_flight = tracked.begin();
+        // The source address, for the audit of refusals (`api::audit_refusals`).
+        request
+            .extensions_mut()
+            .insert(axum::extract::ConnectInfo(peer));
         let response = hyper::service::Service::call(&tower, request);
         async move {
             let response = response.await;
@@ -498,6 +546,14 @@ async fn serve_connection<S>(
     loop {
         tokio::select! {
             _ = &mut connection => return,
+            () = until(first_request_by), if !activity.begun.load(Ordering::SeqCst) => {
+                // Checked again: a request may have begun since this branch was armed.
+                if !activity.begun.load(Ordering::SeqCst) {
+                    // Nothing was asked, so nothing is lost: no GOAWAY to wait on.
+                    tracing::debug!("connection cut: no request within the first-request bound");
+                    return;
+                }
+            }
             _ = until_stopping(&mut stopping) => {
                 // Requests in flight finish; the server aborts what is left after its grace.
                 connection.as_mut().graceful_shutdown();

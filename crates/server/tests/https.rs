@@ -20,7 +20,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use http::Method;
-use podseal_core::audit::{parse_public_key, verify_export};
+use podseal_core::audit::{AuditRecord, ExportLine, parse_public_key, verify_export};
 use podseal_core::capsule::{Capsule, DekEnvelope, KubernetesScope, RevealMode, Scope};
 use podseal_core::dpop::{DpopKey, ProofClaims, ProofFor, new_jti};
 use podseal_core::envelope::{self, ReleaseBinding, ReleasedDek, SealParams};
@@ -40,7 +40,7 @@ use podseal_server::config::ServerConfig;
 use podseal_server::nonce::NonceIssuer;
 use podseal_server::pod_view::ViewAnswer;
 use podseal_server::startup::{Running, start};
-use podseal_server::storage::{ReleaseStore as _, SqliteStorage};
+use podseal_server::storage::{ReleaseStore as _, SqliteStorage, Storage as _};
 use serde_json::{Value, json};
 use tempfile::TempDir;
 
@@ -88,6 +88,22 @@ fn image(name: &str, digest_char: Option<char>) -> ContainerImage {
     }
 }
 
+/// The default configuration of a server on loopback keeping its state in
+/// `state`, with a new org key written there.
+fn config_in(state: &TempDir) -> (ServerConfig, OrgPrivateKey) {
+    let org = OrgPrivateKey::generate(KemId::X25519HkdfSha256).unwrap();
+    let key_file = state.path().join("org.key");
+    write_new(&key_file, org.to_text().as_bytes(), 0o600).unwrap();
+    let config = ServerConfig {
+        listen: "127.0.0.1:0".into(),
+        external_url: EXTERNAL_URL.into(),
+        state_dir: state.path().join("state"),
+        org_key_files: vec![key_file],
+        ..ServerConfig::default()
+    };
+    (config, org)
+}
+
 fn client_for(running: &Running) -> HttpsClient {
     let pem = std::fs::read(running.dev_cert_file.as_ref().unwrap()).unwrap();
     HttpsClient::new(
@@ -107,19 +123,10 @@ impl Suite {
         let cluster = support::Cluster::start_signing(algorithm).await;
         let handle = cluster.dev.handle();
         let state = TempDir::new().unwrap();
-        let org = OrgPrivateKey::generate(KemId::X25519HkdfSha256).unwrap();
-        let key_file = state.path().join("org.key");
-        write_new(&key_file, org.to_text().as_bytes(), 0o600).unwrap();
-        let config = ServerConfig {
-            listen: "127.0.0.1:0".into(),
-            external_url: EXTERNAL_URL.into(),
-            state_dir: state.path().join("state"),
-            org_key_files: vec![key_file],
-            clusters: podseal_server::config::ClustersSection {
-                max_staleness_secs: 5,
-                ..Default::default()
-            },
-            ..ServerConfig::default()
+        let (mut config, org) = config_in(&state);
+        config.clusters = podseal_server::config::ClustersSection {
+            max_staleness_secs: 5,
+            ..Default::default()
         };
         let running = start(config.clone()).await.unwrap();
         let admin_token = running
@@ -771,6 +778,19 @@ async fn every_attack_is_refused_over_https_with_its_gate_named_and_audited() {
         })
         .unwrap()
         .0;
+    // The server's own URL with its port written `0443`: not the canonical
+    // port text, so not the same URL (RFC 3986 §6.2.3).
+    let leading_zero_port = pod
+        .dpop
+        .proof(&ProofFor {
+            htm: "POST",
+            htu: &format!("{EXTERNAL_URL}:0443/v1/sessions"),
+            iat: now(),
+            access_token: None,
+            nonce: None,
+        })
+        .unwrap()
+        .0;
     let mut foreign_signature = s.proof(&DpopKey::generate().unwrap(), "/v1/sessions", None, None);
     let own = s.proof(&pod.dpop, "/v1/sessions", None, None);
     // The header and claims of one key's proof with another key's signature.
@@ -784,6 +804,7 @@ async fn every_attack_is_refused_over_https_with_its_gate_named_and_audited() {
         (at(now() + 600), Reason::IatFuture),
         (wrong_htm, Reason::HtmMismatch),
         (wrong_htu, Reason::HtuMismatch),
+        (leading_zero_port, Reason::HtuMismatch),
         (foreign_signature, Reason::SignatureInvalid),
         (
             forged_proof(
@@ -1051,6 +1072,54 @@ async fn every_attack_is_refused_over_https_with_its_gate_named_and_audited() {
         )
         .await;
     refused(&answer, 415, Gate::Request, Reason::UnsupportedMediaType);
+
+    // Credentials missing before any gate runs: the API key, the token, the
+    // session (absent, or not `DPoP <session>`).
+    let json_type = ("content-type", "application/json");
+    let unwrap_body = envelope_body(&capsule);
+    let bearer = format!("Bearer {session}");
+    for (headers, gate, reason) in [
+        (
+            vec![(TOKEN_HEADER, pod.token.as_str()), json_type],
+            Gate::ApiKey,
+            Reason::ApiKeyMissing,
+        ),
+        (
+            vec![(API_KEY_HEADER, key.as_str()), json_type],
+            Gate::Token,
+            Reason::TokenMissing,
+        ),
+        (
+            vec![
+                (API_KEY_HEADER, key.as_str()),
+                (TOKEN_HEADER, &pod.token),
+                json_type,
+            ],
+            Gate::Dpop,
+            Reason::SessionMissing,
+        ),
+        (
+            vec![
+                (API_KEY_HEADER, key.as_str()),
+                (TOKEN_HEADER, &pod.token),
+                ("authorization", &bearer),
+                json_type,
+            ],
+            Gate::Dpop,
+            Reason::SessionMissing,
+        ),
+    ] {
+        let answer = s
+            .send(
+                Method::POST,
+                "/v1/unwrap",
+                "/v1/unwrap",
+                &headers,
+                Some(unwrap_body.clone()),
+            )
+            .await;
+        refused(&answer, 401, gate, reason);
+    }
 
     // Gate 4: not running, no digest, unapproved init/app/ephemeral images.
     /// Pod name, init containers, app containers, running, expected reason.
@@ -1320,7 +1389,10 @@ async fn every_attack_is_refused_over_https_with_its_gate_named_and_audited() {
         .await;
     refused(&answer, 401, Gate::Admin, Reason::AdminTokenMissing);
 
-    // The audit export: every refusal above is in it, with gate and reason, and it verifies.
+    // The audit export: every refusal above is in it, with gate and reason,
+    // and it verifies. Those the HTTP layer answered before the release
+    // service ran are aggregated (`request_audit`): their window ends now.
+    s.running().flush_request_refusals().await;
     let authorization = format!("Bearer {}", s.admin_token);
     let export = s
         .send(
@@ -1366,6 +1438,15 @@ async fn every_attack_is_refused_over_https_with_its_gate_named_and_audited() {
             Reason::SignatureInvalid,
             Reason::AdminTokenInvalid,
             Reason::DpopHeaderCount,
+            // Answered by the HTTP layer before the release service ran.
+            Reason::ContentCiphertextPresent,
+            Reason::MalformedBody,
+            Reason::CapsuleMalformed,
+            Reason::BodyTooLarge,
+            Reason::UnsupportedMediaType,
+            Reason::ApiKeyMissing,
+            Reason::TokenMissing,
+            Reason::SessionMissing,
         ])
         .collect();
     for reason in reasons {
@@ -1680,11 +1761,13 @@ async fn es384_and_es512_clusters_are_released_to_and_their_bad_keys_refused() {
 
 /// An HTTP/2 GET over TLS with ALPN `h2` only, through hyper's client.
 async fn h2_get(
+
+/// A TLS connection to the server trusting its development certificate,
+/// offering `alpn` (none when empty).
+async fn tls_connect(
     running: &Running,
-    path: &str,
-    headers: &[(String, String)],
-) -> (http::StatusCode, http::HeaderMap, Vec<u8>) {
-    use http_body_util::BodyExt as _;
+    alpn: &[u8],
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
     use rustls::pki_types::pem::PemObject as _;
     let pem = std::fs::read(running.dev_cert_file.as_ref().unwrap()).unwrap();
     let mut roots = rustls::RootCertStore::empty();
@@ -1697,15 +1780,27 @@ async fn h2_get(
         .unwrap()
         .with_root_certificates(roots)
         .with_no_client_auth();
-    config.alpn_protocols = vec![b"h2".to_vec()];
+    if !alpn.is_empty() {
+        config.alpn_protocols = vec![alpn.to_vec()];
+    }
     let tcp = tokio::net::TcpStream::connect(running.addr).await.unwrap();
-    let tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+    tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
         .connect(
             rustls::pki_types::ServerName::try_from("localhost").unwrap(),
             tcp,
         )
         .await
-        .unwrap();
+        .unwrap()
+}
+
+/// An HTTP/2 GET over TLS with ALPN `h2` only, through hyper's client.
+async fn h2_get(
+    running: &Running,
+    path: &str,
+    headers: &[(String, String)],
+) -> (http::StatusCode, http::HeaderMap, Vec<u8>) {
+    use http_body_util::BodyExt as _;
+    let tls = tls_connect(running, b"h2").await;
     assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
     let (mut sender, connection) = hyper::client::conn::http2::handshake(
         hyper_util::rt::TokioExecutor::new(),
@@ -1790,6 +1885,151 @@ async fn oversized_request_headers_are_refused_with_problem_json() {
     assert_eq!(status, 200);
     assert!(podseal_server::api::FALLBACK_STATUSES.contains(&431));
     s.check_statuses();
+}
+
+/// A server with no cluster under these connection bounds, and its state.
+async fn bare_server(
+    connections: podseal_server::config::ConnectionsSection,
+) -> (Running, TempDir) {
+    let state = TempDir::new().unwrap();
+    let (mut config, _) = config_in(&state);
+    config.connections = connections;
+    (start(config).await.unwrap(), state)
+}
+
+/// Thousands of malformed release requests from one source, over HTTPS,
+/// become two audit records — the first refusal, then one counting its
+/// repeats when the window ends — in two commits, and the counts add up to
+/// exactly the requests sent. Each is still answered as a refusal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_garbage_is_two_audit_records_counted_exactly() {
+    let (running, _state) = bare_server(Default::default()).await;
+    let client = client_for(&running);
+    let commits = || running.release().storage().stats().snapshot().1;
+    let before = commits();
+    let flood = 3000;
+    let started = std::time::Instant::now();
+    for _ in 0..flood {
+        let answer = client
+            .send(
+                Method::POST,
+                "/v1/sessions",
+                &[("content-type", "application/json")],
+                Some(b"{\"recipient_key\": ".to_vec()),
+            )
+            .await
+            .unwrap();
+        refused(&answer, 400, Gate::Request, Reason::MalformedBody);
+    }
+    let took = started.elapsed();
+    running.flush_request_refusals().await;
+    let written = commits() - before;
+    eprintln!("{flood} malformed requests in {took:?}: {written} audit commits");
+    assert!(written <= 2, "{written} commits for one source and reason");
+
+    let authorization = format!("Bearer {}", running.admin_token.as_deref().unwrap());
+    let export = client
+        .send(
+            Method::GET,
+            "/v1/admin/audit/export",
+            &[("authorization", &authorization)],
+            None,
+        )
+        .await
+        .unwrap();
+    let text = String::from_utf8(export.body.to_vec()).unwrap();
+    let records: Vec<AuditRecord> = text
+        .lines()
+        .filter_map(|line| match serde_json::from_str(line).unwrap() {
+            ExportLine::Record { entry, .. } => Some(serde_json::from_str(&entry).unwrap()),
+            ExportLine::Checkpoint(_) => None,
+        })
+        .filter(|record: &AuditRecord| record.reason == Some(Reason::MalformedBody))
+        .collect();
+    let summary: Vec<(&str, &str, &str, &str)> = records
+        .iter()
+        .map(|r| {
+            (
+                r.event.as_str(),
+                r.details["aggregate"].as_str(),
+                r.details["source"].as_str(),
+                r.details["count"].as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("session", "first", "127.0.0.1", "1"),
+            ("session", "repeats", "127.0.0.1", &*(flood - 1).to_string()),
+        ]
+    );
+    running.shutdown().await.unwrap();
+}
+
+/// The HTTP/2 client connection preface and an empty SETTINGS frame.
+const H2_PREFACE_AND_SETTINGS: &[u8] =
+    b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00";
+
+/// Reads what the server sends until it closes `tls`; how long that took
+/// from `since`, or `None` if it was still open at `deadline`.
+async fn closed_by(
+    tls: &mut tokio_rustls::client::TlsStream<tokio::net::TcpStream>,
+    since: std::time::Instant,
+    deadline: Duration,
+) -> Option<Duration> {
+    use tokio::io::AsyncReadExt as _;
+    let mut buf = [0u8; 1024];
+    let closed = tokio::time::timeout(deadline.saturating_sub(since.elapsed()), async {
+        // The server's SETTINGS may come first; EOF or an error is the close.
+        while matches!(tls.read(&mut buf).await, Ok(n) if n > 0) {}
+    })
+    .await;
+    closed.is_ok().then(|| since.elapsed())
+}
+
+/// An HTTP/2 connection that sends the preface and SETTINGS and never a
+/// request is cut at `connections.first_request_timeout_secs` from accept,
+/// like a silent HTTP/1.1 one, not after the idle timeout: by ALPN `h2`, and
+/// by prior knowledge with the preface split over two TLS records. A
+/// request within the bound is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http2_preface_without_a_request_is_cut_at_the_first_request_bound() {
+    use tokio::io::AsyncWriteExt as _;
+    let bound = Duration::from_secs(2);
+    let (running, _state) = bare_server(podseal_server::config::ConnectionsSection {
+        first_request_timeout_secs: bound.as_secs(),
+        // Far above the bound: the cut must come from the bound.
+        idle_timeout_secs: 60,
+        ..Default::default()
+    })
+    .await;
+    let deadline = bound + Duration::from_secs(4);
+    let (first, rest) = H2_PREFACE_AND_SETTINGS.split_at(10);
+    for (alpn, writes) in [
+        (&b"h2"[..], vec![H2_PREFACE_AND_SETTINGS]),
+        (b"", vec![first, rest]),
+    ] {
+        let since = std::time::Instant::now();
+        let mut tls = tls_connect(&running, alpn).await;
+        for bytes in writes {
+            tls.write_all(bytes).await.unwrap();
+            tls.flush().await.unwrap();
+        }
+        let took = closed_by(&mut tls, since, deadline).await;
+        eprintln!(
+            "HTTP/2 preface only (alpn {:?}): closed after {took:?}",
+            String::from_utf8_lossy(alpn)
+        );
+        let took = took.unwrap_or_else(|| {
+            panic!("an HTTP/2 connection without a request was open after {deadline:?}")
+        });
+        assert!(took >= bound - Duration::from_millis(500), "{took:?}");
+    }
+    // A client that asks within the bound is served, over the same protocol.
+    let (status, _, _) = h2_get(&running, "/healthz", &[]).await;
+    assert_eq!(status, 200);
+    running.shutdown().await.unwrap();
 }
 
 /// The registration body of `prod` at `url`, with the suite's CA and token files.

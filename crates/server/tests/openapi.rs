@@ -103,6 +103,7 @@ async fn every_route_in_the_table_is_served() {
         admin: Arc::new(AdminService::new(release.clone(), audit_log)),
         release,
         metrics: Arc::default(),
+        refusals: Arc::default(),
     });
     for route in ROUTES {
         let path = route.path.replace('{', "x").replace('}', "");

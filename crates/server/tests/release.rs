@@ -191,6 +191,7 @@ impl World {
                 audit_log,
             )),
             metrics: Arc::default(),
+            refusals: Arc::default(),
         })
     }
 

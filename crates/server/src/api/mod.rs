@@ -19,12 +19,13 @@
 pub mod admin_routes;
 pub mod problem;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::{ConnectInfo, MatchedPath, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -38,6 +39,7 @@ use crate::admin::AdminService;
 use crate::gate::{Gate, Reason, Refusal};
 use crate::metrics::{Metrics, ViewSample};
 use crate::release::{Credentials, ReleaseService, UnwrapRequest};
+use crate::request_audit::RequestRefusals;
 use crate::storage::Storage;
 use podseal_core::scope::{NameRule, check_name};
 use problem::{ProblemResponse, RefusalCodes};
@@ -168,6 +170,8 @@ pub struct App<S: Storage> {
     pub admin: Arc<AdminService<S>>,
     /// Counters for `/metrics`.
     pub metrics: Arc<Metrics>,
+    /// The audit of refusals answered before the release service runs.
+    pub refusals: Arc<RequestRefusals>,
 }
 
 impl<S: Storage> Clone for App<S> {
@@ -176,6 +180,7 @@ impl<S: Storage> Clone for App<S> {
             release: self.release.clone(),
             admin: self.admin.clone(),
             metrics: self.metrics.clone(),
+            refusals: self.refusals.clone(),
         }
     }
 }
@@ -183,6 +188,7 @@ impl<S: Storage> Clone for App<S> {
 /// The API over the release and admin services.
 pub fn router<S: Storage>(app: App<S>) -> Router {
     let metrics = app.metrics.clone();
+    let refusals = app.refusals.clone();
     Router::new()
         .route("/v1/sessions", post(create_session::<S>))
         .route("/v1/unwrap", post(unwrap::<S>))
@@ -237,6 +243,7 @@ pub fn router<S: Storage>(app: App<S>) -> Router {
         })
         .with_state(app)
         .layer(middleware::from_fn(limit_headers))
+        .layer(middleware::from_fn_with_state(refusals, audit_refusals))
         .layer(middleware::from_fn_with_state(metrics, track))
 }
 
@@ -260,6 +267,38 @@ async fn limit_headers(request: Request, next: Next) -> Response {
         .into_response();
     }
     next.run(request).await
+}
+
+/// Marks a refusal the release service has audited itself.
+#[derive(Debug, Clone, Copy)]
+struct AuditedByService;
+
+/// Audits (aggregated, see [`crate::request_audit`]) every refusal on a
+/// release route that the release service did not audit: those the HTTP
+/// layer answered before it ran. The source is the connection's peer
+/// address, which `tls.rs` puts in the request as `ConnectInfo`.
+async fn audit_refusals(
+    State(refusals): State<Arc<RequestRefusals>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let event = request
+        .extensions()
+        .get::<MatchedPath>()
+        .and_then(|route| crate::request_audit::event_of(route.as_str()));
+    let source = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(peer)| peer.ip());
+    let response = next.run(request).await;
+    if let (Some(event), Some(codes), None) = (
+        event,
+        response.extensions().get::<RefusalCodes>(),
+        response.extensions().get::<AuditedByService>(),
+    ) {
+        refusals.refused(event, codes.gate, codes.reason, source);
+    }
+    response
 }
 
 /// Counts every answer by route pattern, status and refusal codes, and times it.
@@ -459,6 +498,35 @@ pub(crate) fn answer<T: Serialize>(status: StatusCode, result: Result<T, Refusal
     }
 }
 
+/// Why a release request was refused: by the HTTP layer, before the
+/// release service ran (audited by [`audit_refusals`]), or by the service,
+/// which audited it. Any `?` on a plain [`Refusal`] is the former, so a
+/// check added before the service is audited without a second thought.
+enum Refused {
+    Http(Refusal),
+    Service(Refusal),
+}
+
+impl From<Refusal> for Refused {
+    fn from(refusal: Refusal) -> Self {
+        Self::Http(refusal)
+    }
+}
+
+/// A release handler's outcome as a response; a refusal the service
+/// audited is marked so, so that it is not audited twice.
+fn release_answer<T: Serialize>(status: StatusCode, result: Result<T, Refused>) -> Response {
+    match result {
+        Ok(body) => (status, axum::Json(body)).into_response(),
+        Err(Refused::Http(refusal)) => ProblemResponse(refusal).into_response(),
+        Err(Refused::Service(refusal)) => {
+            let mut response = ProblemResponse(refusal).into_response();
+            response.extensions_mut().insert(AuditedByService);
+            response
+        }
+    }
+}
+
 async fn create_session<S: Storage>(State(app): State<App<S>>, request: Request) -> Response {
     let service = &app.release;
     let result = async {
@@ -475,7 +543,8 @@ async fn create_session<S: Storage>(State(app): State<App<S>>, request: Request)
             return Err(bad(
                 Reason::MalformedBody,
                 format!("container is a container name (an RFC 1123 label): it {why}"),
-            ));
+            )
+            .into());
         }
         let grant = caller
             .with(async |credentials| {
@@ -483,13 +552,14 @@ async fn create_session<S: Storage>(State(app): State<App<S>>, request: Request)
                     .establish_session(credentials, &recipient_key, container)
                     .await
             })
-            .await?;
-        Ok(SessionAnswer {
+            .await
+            .map_err(Refused::Service)?;
+        Ok::<_, Refused>(SessionAnswer {
             session_id: grant.session_id,
             expires_at: grant.expires_at,
         })
     };
-    with_nonce(service, answer(StatusCode::CREATED, result.await))
+    with_nonce(service, release_answer(StatusCode::CREATED, result.await))
 }
 
 async fn unwrap<S: Storage>(State(app): State<App<S>>, request: Request) -> Response {
@@ -514,7 +584,8 @@ async fn unwrap<S: Storage>(State(app): State<App<S>>, request: Request) -> Resp
         };
         let releases = caller
             .with(async |credentials| service.unwrap(credentials, request).await)
-            .await?;
+            .await
+            .map_err(Refused::Service)?;
         let releases = releases
             .into_iter()
             .map(|r| ReleaseAnswer {
@@ -524,9 +595,9 @@ async fn unwrap<S: Storage>(State(app): State<App<S>>, request: Request) -> Resp
                 jti: r.jti,
             })
             .collect();
-        Ok(UnwrapAnswer { releases })
+        Ok::<_, Refused>(UnwrapAnswer { releases })
     };
-    with_nonce(service, answer(StatusCode::OK, result.await))
+    with_nonce(service, release_answer(StatusCode::OK, result.await))
 }
 
 async fn rotate_key<S: Storage>(State(app): State<App<S>>, request: Request) -> Response {
@@ -541,10 +612,11 @@ async fn rotate_key<S: Storage>(State(app): State<App<S>>, request: Request) -> 
                     .rotate_key(credentials, &session_id, &body.new_proof)
                     .await
             })
-            .await?;
-        Ok(RotateAnswer { jkt })
+            .await
+            .map_err(Refused::Service)?;
+        Ok::<_, Refused>(RotateAnswer { jkt })
     };
-    with_nonce(service, answer(StatusCode::OK, result.await))
+    with_nonce(service, release_answer(StatusCode::OK, result.await))
 }
 
 /// Every release answer carries a fresh server nonce (RFC 9449 §8.2), so a
