@@ -1635,6 +1635,37 @@ async fn hostile_recipient_keys_are_refused_when_a_session_opens() {
     s.check_statuses();
 }
 
+/// A TLS connection to the server trusting its development certificate,
+/// offering `alpn` (none when empty).
+async fn tls_connect(
+    running: &Running,
+    alpn: &[u8],
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    use rustls::pki_types::pem::PemObject as _;
+    let pem = std::fs::read(running.dev_cert_file.as_ref().unwrap()).unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls::pki_types::CertificateDer::pem_slice_iter(&pem) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    if !alpn.is_empty() {
+        config.alpn_protocols = vec![alpn.to_vec()];
+    }
+    let tcp = tokio::net::TcpStream::connect(running.addr).await.unwrap();
+    tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+        .connect(
+            rustls::pki_types::ServerName::try_from("localhost").unwrap(),
+            tcp,
+        )
+        .await
+        .unwrap()
+}
+
 /// ES384 and ES512 clusters (an external signer, KEP-740) through the real
 /// server: the stand-in's JWKS pinned at registration, a session opened and a
 /// secret released with its tokens; a JWKS whose key claims another
@@ -1757,40 +1788,6 @@ async fn es384_and_es512_clusters_are_released_to_and_their_bad_keys_refused() {
         }
         s.check_statuses();
     }
-}
-
-/// An HTTP/2 GET over TLS with ALPN `h2` only, through hyper's client.
-async fn h2_get(
-
-/// A TLS connection to the server trusting its development certificate,
-/// offering `alpn` (none when empty).
-async fn tls_connect(
-    running: &Running,
-    alpn: &[u8],
-) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
-    use rustls::pki_types::pem::PemObject as _;
-    let pem = std::fs::read(running.dev_cert_file.as_ref().unwrap()).unwrap();
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls::pki_types::CertificateDer::pem_slice_iter(&pem) {
-        roots.add(cert.unwrap()).unwrap();
-    }
-    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    if !alpn.is_empty() {
-        config.alpn_protocols = vec![alpn.to_vec()];
-    }
-    let tcp = tokio::net::TcpStream::connect(running.addr).await.unwrap();
-    tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
-        .connect(
-            rustls::pki_types::ServerName::try_from("localhost").unwrap(),
-            tcp,
-        )
-        .await
-        .unwrap()
 }
 
 /// An HTTP/2 GET over TLS with ALPN `h2` only, through hyper's client.
