@@ -198,11 +198,21 @@ impl Deployment {
     /// Cluster, API key and policy through the first replica; then waits
     /// until every replica has connected the cluster's pod view.
     async fn register(&mut self, stand_in_url: &str) -> Result<(), DeploymentError> {
+        // The stand-in's connection files are read here and sent as content,
+        // as `podseal cluster add` does: the server reads no path a request names.
+        let read = |file: &str| {
+            let path = self.dir.join(file);
+            std::fs::read_to_string(&path).map_err(|e| DeploymentError::File {
+                action: "read",
+                path,
+                reason: e.to_string(),
+            })
+        };
         let registration = json!({
             "name": CLUSTER,
             "api_server_url": stand_in_url,
-            "ca_bundle": self.dir.join("dc/ca.pem"),
-            "token_file": self.dir.join("dc/reader.token"),
+            "ca_pem": read("dc/ca.pem")?,
+            "reader_token": Zeroizing::new(read("dc/reader.token")?).trim(),
         });
         self.admin(0, Method::POST, "/v1/admin/clusters", Some(registration))
             .await?;

@@ -90,14 +90,18 @@ pub enum ClusterCommand {
     /// The JWKS is read from --jwks-file, or fetched ONCE from the cluster now; either way it is
     /// pinned: tokens signed by any other key are refused until an admin changes the pin with
     /// --replace. The CA bundle is read ONCE now and pinned the same way: rewriting the file later
-    /// changes nothing. Paths are files on the server's machine.
+    /// changes nothing. Both files are read HERE, on the machine running this command, and sent
+    /// as content: the server reads no path a request names, and stores the token (never shown
+    /// again).
     ///
     /// Tokens must name only this server's audiences (--allow-extra-audiences accepts tokens also
     /// meant for others) and live at most --max-token-lifetime seconds (exp - iat; for a token the
     /// API server extended, warnafter - iat).
     #[command(after_help = "Examples:
-  podseal cluster add prod --api-server https://10.0.0.1:6443 --ca-bundle /etc/podseal/prod-ca.pem \
-      --token-file /etc/podseal/prod-reader.token
+  podseal cluster add prod --api-server https://10.0.0.1:6443 --ca-bundle prod-ca.pem \
+      --token-file prod-reader.token
+  kubectl create token podseal-reader -n podseal --duration=8760h | podseal cluster add prod \
+      --api-server https://10.0.0.1:6443 --ca-bundle prod-ca.pem --token-file - --replace
   podseal cluster add prod ... --jwks-file prod-jwks.json --issuer https://kubernetes.default.svc --replace")]
     Add {
         #[command(flatten)]
@@ -107,10 +111,11 @@ pub enum ClusterCommand {
         /// API server URL (https://…).
         #[arg(long = "api-server", value_name = "URL")]
         api_server: String,
-        /// CA bundle of the API server (a path on the server's machine).
+        /// CA bundle of the API server (PEM, read here and pinned by the server; - for stdin).
         #[arg(long, value_name = "FILE")]
         ca_bundle: PathBuf,
-        /// Read-only token file (get/list/watch pods; see docs/rbac.md), on the server's machine.
+        /// Read-only token (get/list/watch pods; see docs/rbac.md), read here and uploaded: the
+        /// server stores it and never shows it again (- for stdin).
         #[arg(long, value_name = "FILE")]
         token_file: PathBuf,
         /// Expected token issuer; read from the cluster's discovery document when absent.

@@ -972,6 +972,64 @@ fn a_loose_admin_token_file_is_named_as_what_it_is() {
     assert!(!String::from_utf8_lossy(&out.stderr).contains("psa_not-a-real-token"));
 }
 
+/// Claim: `cluster add` reads its CA bundle and token file here, on the
+/// client (the server reads no path a request names), and a file that is
+/// missing, too large or holds no token is named (exit 2) before anything
+/// is sent, never quoting the token.
+#[test]
+fn cluster_add_reads_its_files_on_the_client_and_names_a_bad_one() {
+    let ws = Workspace::new();
+    let token = ws.path("admin.token");
+    std::fs::write(&token, "psa_not-a-real-token\n").unwrap();
+    std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).unwrap();
+    std::fs::write(ws.path("ca.pem"), "not a CA, the server says so\n").unwrap();
+    std::fs::write(ws.path("two.token"), "secret-part-one\nsecret-part-two\n").unwrap();
+    std::fs::write(ws.path("large.token"), "a".repeat(20 * 1024)).unwrap();
+    std::fs::write(ws.path("large.pem"), "a".repeat(300 * 1024)).unwrap();
+    let add = |ca: &str, reader: &str| {
+        podseal()
+            .args([
+                "cluster",
+                "add",
+                "prod",
+                "--api-server",
+                "https://10.0.0.1:6443",
+                "--server",
+                "https://127.0.0.1:1",
+                "--admin-token-file",
+            ])
+            .arg(&token)
+            .arg("--ca-bundle")
+            .arg(ws.path(ca))
+            .arg("--token-file")
+            .arg(ws.path(reader))
+            .output()
+            .unwrap()
+    };
+    for (ca, reader, expected) in [
+        ("absent.pem", "two.token", "cannot read the CA bundle"),
+        ("large.pem", "two.token", "is larger than 262144 bytes"),
+        ("ca.pem", "absent.token", "cannot read the token file"),
+        ("ca.pem", "large.token", "is larger than"),
+        (
+            "ca.pem",
+            "two.token",
+            "holds characters a bearer token cannot have",
+        ),
+    ] {
+        let out = add(ca, reader);
+        let line = assert_clean_failure(&out, 2);
+        assert!(line.contains(expected), "{ca} {reader}: {line}");
+        assert!(line.contains(ca) || line.contains(reader), "{line}");
+        assert!(!String::from_utf8_lossy(&out.stderr).contains("secret-part"));
+    }
+    // Good files are read, and only then is the server asked (here: none
+    // listens, a failure of the connection, exit 1).
+    std::fs::write(ws.path("one.token"), "a-reader-token\n").unwrap();
+    let out = add("ca.pem", "one.token");
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+}
+
 /// Claim: `podseal completion SHELL` prints a completion script the shell
 /// accepts (bash checks its syntax with `bash -n`).
 #[test]

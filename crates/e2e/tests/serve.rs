@@ -272,33 +272,47 @@ fn serve_then_administer_it_from_the_command_line() {
     assert_eq!(added["pinned_kids"].as_array().unwrap().len(), 1);
     // Issue 14 §3: a token file as `kubectl create token > FILE` writes it
     // (a newline at the end) is taken; a CA that did not sign the API
-    // server's certificate is named as a TLS trust failure, with its file.
+    // server's certificate is named as a TLS trust failure, with the
+    // fingerprint of the CA pinned.
+    // Issue 21, item 5: `cluster add` works from a machine that shares no
+    // file with the server. The CLI runs in a directory of its own and names
+    // its files relatively: before, the server looked for them in ITS
+    // working directory (it read whatever path a request named); now the
+    // CLI reads them and uploads their content, and the files can go.
+    let reader_token = std::fs::read_to_string(path("dc/reader.token")).unwrap();
+    let client_dir = dir.path().join("client");
+    std::fs::create_dir(&client_dir).unwrap();
+    std::fs::copy(path("dc/ca.pem"), client_dir.join("ca.pem")).unwrap();
     std::fs::write(
-        path("newline.token"),
-        format!(
-            "{}\n",
-            std::fs::read_to_string(path("dc/reader.token"))
-                .unwrap()
-                .trim()
-        ),
+        client_dir.join("reader.token"),
+        format!("{}\n", reader_token.trim()),
     )
     .unwrap();
-    let newline = ok_json(&run(
-        &[
+    let newline = Command::new(bin())
+        .current_dir(&client_dir)
+        .args([
             "cluster",
             "add",
             "newline",
             "--api-server",
             &cluster_url,
             "--ca-bundle",
-            &path("dc/ca.pem"),
+            "ca.pem",
             "--token-file",
-            &path("newline.token"),
+            "reader.token",
             "-o",
             "json",
-        ],
-        &admin,
-    ));
+        ])
+        .envs(admin.iter().copied())
+        .output()
+        .unwrap();
+    std::fs::remove_dir_all(&client_dir).unwrap();
+    let newline = ok_json(&newline);
+    let shown = text(&run(&["cluster", "show", "newline", "-o", "json"], &admin).stdout);
+    for answer in [newline.to_string(), shown] {
+        assert!(!answer.contains(reader_token.trim()), "{answer}");
+        assert!(!answer.contains("reader.token"), "{answer}");
+    }
     assert_eq!(newline["pinned_kids"], added["pinned_kids"]);
     // Issue 14 §2: a token that may do far more than read pods (the
     // stand-in's admin token) is refused, naming its rights, unless the
@@ -322,7 +336,7 @@ fn serve_then_administer_it_from_the_command_line() {
     fails(
         &broad(&[]),
         2,
-        "token_file: its token may do more than read pods (* on *.*; * on *): bind it to get, list and watch on pods only (docs/rbac.md), or pass --allow-broad-token",
+        "reader_token: it may do more than read pods (* on *.*; * on *): bind it to get, list and watch on pods only (docs/rbac.md), or pass --allow-broad-token",
     );
     fails(&run(&["cluster", "show", "broad"], &admin), 1, "not_found");
     let accepted = broad(&["--allow-broad-token", "-o", "json"]);
@@ -351,8 +365,8 @@ fn serve_then_administer_it_from_the_command_line() {
         &untrusted,
         1,
         &format!(
-            "TLS: the API server's certificate is not trusted by the CA pinned from ca_bundle {}",
-            path("other-ca.pem")
+            "TLS: the API server's certificate is not trusted by the CA pinned at registration (sha256 {})",
+            pem_fingerprint(&other_ca.pem())
         ),
     );
     assert_eq!(
@@ -626,9 +640,9 @@ fn serve_then_administer_it_from_the_command_line() {
     assert!(status.success(), "{status:?}");
 
     // A second start on the same state shows no new admin token and keeps the
-    // registrations; a cluster that cannot be connected (its token file
-    // vanished) is reported, not fatal. Its CA file is gone too, which does
-    // not matter: the CA was pinned at registration.
+    // registrations. The cluster's files are gone from this machine, which
+    // does not matter (issue 21, item 5): the CA was pinned and the reader
+    // token uploaded at registration; the server reads neither from a path.
     std::fs::rename(path("dc/ca.pem"), path("dc/ca.pem.moved")).unwrap();
     std::fs::rename(path("dc/reader.token"), path("dc/reader.token.moved")).unwrap();
     let (_server, line, _) = spawn_server(
@@ -640,17 +654,75 @@ fn serve_then_administer_it_from_the_command_line() {
     let mut again = admin.clone();
     let second_url = format!("https://localhost:{}", port_of(&line));
     again[0].1 = &second_url;
-    let shown = ok_json(&run(&["cluster", "show", "prod", "-o", "json"], &again));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let shown = loop {
+        let shown = ok_json(&run(&["cluster", "show", "prod", "-o", "json"], &again));
+        if shown["ready"] == true {
+            break shown;
+        }
+        assert!(Instant::now() < deadline, "never connected: {shown}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
     assert_eq!(shown["pinned_kids"], added["pinned_kids"]);
-    assert_eq!(shown["ready"], false, "{shown}");
-    let why = shown["not_ready"].as_str().unwrap();
-    assert!(why.contains("token file"), "{why}");
-    assert!(!why.contains("CA"), "{why}");
     assert_eq!(shown["ca_sha256"], serde_json::json!([ca_fingerprint]));
     assert!(!Path::new(&path("second.token")).exists());
 
-    // Issue 14 §3: the dead registration keeps the server not ready until
-    // it is removed, with what was bound to it.
+    // Issue 14 §3: a dead registration (an API server that never answers,
+    // registered with its JWKS and issuer given and its rights unchecked)
+    // keeps the server not ready until it is removed, with what was bound
+    // to it.
+    let (status, jwks) = support::https_get(
+        &cluster_url,
+        Path::new(&path("dc/ca.pem.moved")),
+        "/openid/v1/jwks",
+        Duration::from_secs(10),
+    );
+    assert_eq!(status, 200, "{jwks}");
+    std::fs::write(path("jwks.json"), jwks).unwrap();
+    ok_json(&run(
+        &[
+            "cluster",
+            "add",
+            "dead",
+            "--api-server",
+            "https://127.0.0.1:1",
+            "--ca-bundle",
+            &path("dc/ca.pem.moved"),
+            "--token-file",
+            &path("dc/reader.token.moved"),
+            "--jwks-file",
+            &path("jwks.json"),
+            "--issuer",
+            "https://kubernetes.default.svc",
+            "--allow-broad-token",
+            "-o",
+            "json",
+        ],
+        &again,
+    ));
+    let bind = [
+        "--cluster",
+        "dead",
+        "--namespace",
+        "shop",
+        "--service-account",
+        "api",
+    ];
+    ok_json(&run(
+        &[&["apikey", "create"][..], &bind, &["-o", "json"]].concat(),
+        &again,
+    ));
+    ok_json(&run(
+        &[
+            &["policy", "set"][..],
+            &bind,
+            &["--allow-digest", &digest, "-o", "json"],
+        ]
+        .concat(),
+        &again,
+    ));
+    let shown = ok_json(&run(&["cluster", "show", "dead", "-o", "json"], &again));
+    assert_eq!(shown["ready"], false, "{shown}");
     let ready = || {
         support::https_get(
             &second_url,
@@ -661,9 +733,9 @@ fn serve_then_administer_it_from_the_command_line() {
     };
     let (status, body) = ready();
     assert_eq!(status, 503, "{body}");
-    assert!(body.contains("cluster prod"), "{body}");
-    let removed = ok_json(&run(&["cluster", "remove", "prod", "-o", "json"], &again));
-    assert_eq!(removed["removed"], "prod");
+    assert!(body.contains("cluster dead"), "{body}");
+    let removed = ok_json(&run(&["cluster", "remove", "dead", "-o", "json"], &again));
+    assert_eq!(removed["removed"], "dead");
     assert_eq!(removed["api_keys_deleted"], 1, "{removed}");
     assert_eq!(removed["policies_deleted"], 1, "{removed}");
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -672,24 +744,25 @@ fn serve_then_administer_it_from_the_command_line() {
         if status == 200 {
             break;
         }
-        assert!(!body.contains("cluster prod"), "{body}");
+        assert!(!body.contains("cluster dead"), "{body}");
         assert!(Instant::now() < deadline, "not ready: {body}");
         std::thread::sleep(Duration::from_millis(100));
     }
-    fails(&run(&["cluster", "show", "prod"], &again), 1, "not_found");
-    fails(&run(&["cluster", "remove", "prod"], &again), 1, "not_found");
+    fails(&run(&["cluster", "show", "dead"], &again), 1, "not_found");
+    fails(&run(&["cluster", "remove", "dead"], &again), 1, "not_found");
     let keys = ok_json(&run(&["apikey", "list", "-o", "json"], &again));
     assert!(
         keys.as_array()
             .unwrap()
             .iter()
-            .all(|k| k["cluster"] != "prod"),
+            .all(|k| k["cluster"] != "dead"),
         "{keys}"
     );
 
     // Issue 14 §3: the cluster rotates its token-signing key; `cluster
     // show` names the key id it publishes that is not pinned, and how on.
     std::fs::rename(path("dc/ca.pem.moved"), path("dc/ca.pem")).unwrap();
+    std::fs::rename(path("dc/reader.token.moved"), path("dc/reader.token")).unwrap();
     support::run_ok(
         &podseal_test_support::binaries::dev(),
         &[

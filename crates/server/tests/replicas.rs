@@ -121,8 +121,8 @@ async fn replicas_on_one_postgres_share_every_decision() {
     let registration = json!({
         "name": "prod",
         "api_server_url": cluster.dev.url(),
-        "ca_bundle": cluster.dir.path().join("ca.pem"),
-        "token_file": cluster.dir.path().join("reader.token"),
+        "ca_pem": std::fs::read_to_string(cluster.dir.path().join("ca.pem")).unwrap(),
+        "reader_token": std::fs::read_to_string(cluster.dir.path().join("reader.token")).unwrap(),
     });
     admin(0, Method::POST, "/v1/admin/clusters", Some(registration)).await;
     let registered = replicas[0].release().clusters().get("prod").unwrap();
@@ -166,8 +166,8 @@ async fn replicas_on_one_postgres_share_every_decision() {
     let staging = json!({
         "name": "staging",
         "api_server_url": cluster.dev.url(),
-        "ca_bundle": cluster.dir.path().join("ca.pem"),
-        "token_file": cluster.dir.path().join("reader.token"),
+        "ca_pem": std::fs::read_to_string(cluster.dir.path().join("ca.pem")).unwrap(),
+        "reader_token": std::fs::read_to_string(cluster.dir.path().join("reader.token")).unwrap(),
     });
     admin(0, Method::POST, "/v1/admin/clusters", Some(staging)).await;
     let connected = |name: &str| {

@@ -151,8 +151,8 @@ impl World {
                 json!({
                     "name": "prod",
                     "api_server_url": world._cluster.dev.url(),
-                    "ca_bundle": world._cluster.dir.path().join("ca.pem"),
-                    "token_file": world._cluster.dir.path().join("reader.token"),
+                    "ca_pem": std::fs::read_to_string(world._cluster.dir.path().join("ca.pem")).unwrap(),
+                    "reader_token": std::fs::read_to_string(world._cluster.dir.path().join("reader.token")).unwrap(),
                 }),
             )
             .await;

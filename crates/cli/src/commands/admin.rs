@@ -7,8 +7,8 @@ use std::path::Path;
 
 use http::Method;
 use podseal_core::wire::admin::{
-    ApiKeyCreated, ApiKeyInfo, ApiKeyRequest, ClusterInfo, ClusterRequest, PolicyDigestsRequest,
-    PolicyInfo, PolicyRequest,
+    ApiKeyCreated, ApiKeyInfo, ApiKeyRequest, ClusterInfo, ClusterRequest, MAX_CA_PEM_BYTES,
+    MAX_READER_TOKEN_BYTES, PolicyDigestsRequest, PolicyInfo, PolicyRequest, ReaderToken,
 };
 use podseal_keys::key_file::read_secret_text;
 use podseal_sdk::https::{Answer, HttpsClient};
@@ -110,6 +110,57 @@ fn refusal(answer: &Answer) -> CliError {
     }
 }
 
+/// Reads at most `max` bytes of `path` (`-`: standard input), refusing a
+/// larger file by name; the bytes are zeroized when dropped.
+fn read_bounded(path: &Path, what: &str, max: usize) -> Result<Zeroizing<Vec<u8>>, CliError> {
+    use std::io::Read as _;
+    let failed = |e: std::io::Error| {
+        CliError::usage(format!("cannot read the {what} {}: {e}", path.display()))
+    };
+    let mut bytes = Zeroizing::new(Vec::with_capacity(max.min(64 * 1024) + 1));
+    let limit = u64::try_from(max).unwrap_or(u64::MAX).saturating_add(1);
+    if path == Path::new("-") {
+        std::io::stdin()
+            .lock()
+            .take(limit)
+            .read_to_end(&mut bytes)
+            .map_err(failed)?;
+    } else {
+        std::fs::File::open(path)
+            .map_err(failed)?
+            .take(limit)
+            .read_to_end(&mut bytes)
+            .map_err(failed)?;
+    }
+    if bytes.len() > max {
+        return Err(CliError::usage(format!(
+            "the {what} {} is larger than {max} bytes",
+            path.display()
+        )));
+    }
+    Ok(bytes)
+}
+
+/// The reader token of `--token-file` (`-`: standard input), trimmed as
+/// client-go trims a token file, checked here so that a file that holds no
+/// token is named before anything is sent.
+fn reader_token(path: &Path) -> Result<ReaderToken, CliError> {
+    // Room for the whitespace around a token (a trailing newline, CRLF).
+    let bytes = read_bounded(path, "token file", MAX_READER_TOKEN_BYTES + 1024)?;
+    let text = std::str::from_utf8(&bytes).map_err(|_| {
+        CliError::usage(format!(
+            "the token file {} holds no token (not UTF-8)",
+            path.display()
+        ))
+    })?;
+    let token = ReaderToken::new(text);
+    token.check().map_err(|why| {
+        CliError::usage(format!("the token in {} {why}", path.display()))
+            .hint("the token of a service account bound to get, list and watch on pods (docs/rbac.md), e.g. `kubectl create token podseal-reader --duration=8760h > FILE`")
+    })?;
+    Ok(token)
+}
+
 fn block_on<T>(work: impl Future<Output = Result<T, CliError>>) -> Result<T, CliError> {
     podseal_command::runtime()?.block_on(work)
 }
@@ -119,14 +170,13 @@ fn print_cluster(info: &ClusterInfo) {
     println!("issuer:       {}", info.issuer);
     println!("audiences:    {}", info.audiences.join(", "));
     println!("api server:   {}", info.api_server_url);
-    println!("ca bundle:    {} (pinned at registration)", info.ca_bundle);
     for fingerprint in &info.ca_sha256 {
         println!("ca sha256:    {fingerprint}");
     }
     if info.ca_sha256.is_empty() {
         println!("ca sha256:    NONE PINNED (register again with --replace)");
     }
-    println!("token file:   {}", info.token_file);
+    println!("reader token: held by the server (uploaded at registration, never shown)");
     println!("pinned kids:  {}", info.pinned_kids.join(", "));
     if !info.unpinned_kids.is_empty() {
         println!(
@@ -175,11 +225,21 @@ pub fn cluster(command: ClusterCommand, output: OutputFormat) -> Result<(), CliE
                         })
                     })
                     .transpose()?;
+                // Both files are read here, on this machine, and sent as
+                // content: the server reads no path an admin request names.
+                let ca_pem = read_bounded(&ca_bundle, "CA bundle", MAX_CA_PEM_BYTES)?;
+                let ca_pem = String::from_utf8(ca_pem.to_vec()).map_err(|_| {
+                    CliError::usage(format!(
+                        "the CA bundle {} is not PEM text (not UTF-8)",
+                        ca_bundle.display()
+                    ))
+                })?;
+                let reader_token = reader_token(&token_file)?;
                 let request = ClusterRequest {
                     name,
                     api_server_url: api_server,
-                    ca_bundle,
-                    token_file,
+                    ca_pem,
+                    reader_token,
                     issuer,
                     audiences,
                     jwks,

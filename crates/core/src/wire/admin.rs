@@ -3,10 +3,80 @@
 //! the wire from the server's records, field by field, so a stored secret
 //! (an API key's hash, a token) cannot cross the API by a forgotten
 //! attribute. `docs/openapi.yaml` describes the same bodies.
-
-use std::path::PathBuf;
+//!
+//! No request names a file or any other path on the server's machine:
+//! what the server is to trust or present (a CA bundle, a reader token)
+//! travels as content, so an admin token cannot make the server read a
+//! file of its caller's choosing, or send one's content anywhere.
 
 use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+/// The largest CA bundle a registration takes (PEM bytes; a cluster CA
+/// bundle is a few KiB, and the whole request must fit in the 1 MiB body).
+pub const MAX_CA_PEM_BYTES: usize = 256 * 1024;
+/// The largest reader token a registration takes (a projected token is a
+/// JWT of one to two KiB; a token of a `kubernetes.io/service-account-token`
+/// Secret is of the same size).
+pub const MAX_READER_TOKEN_BYTES: usize = 16 * 1024;
+
+/// A cluster's read-only bearer token, as `cluster add` uploads it and the
+/// server stores it: never shown again (no answer carries one), zeroized
+/// when dropped, `Debug` redacted. Whitespace around it is trimmed, as
+/// client-go trims a token file (`kubectl create token > FILE` ends it with
+/// a newline, which no header may carry).
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct ReaderToken(Zeroizing<String>);
+
+impl ReaderToken {
+    /// A token from its text, trimmed.
+    pub fn new(text: &str) -> Self {
+        Self(Zeroizing::new(text.trim().to_owned()))
+    }
+
+    /// The token, for the `Authorization` header and the store only.
+    pub fn expose_secret(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether there is none (a registration made when the server still
+    /// read a token file named by the request).
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Why this cannot be a bearer token, in words that never quote it.
+    pub fn check(&self) -> Result<(), &'static str> {
+        if self.0.is_empty() {
+            Err("is empty")
+        } else if self.0.len() > MAX_READER_TOKEN_BYTES {
+            Err("is larger than 16384 bytes")
+        } else if !self.0.bytes().all(|b| b.is_ascii_graphic()) {
+            Err("holds characters a bearer token cannot have (is it a token, one line?)")
+        } else {
+            Ok(())
+        }
+    }
+}
+
+impl std::fmt::Debug for ReaderToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ReaderToken([redacted])")
+    }
+}
+
+impl Serialize for ReaderToken {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for ReaderToken {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = Zeroizing::new(String::deserialize(deserializer)?);
+        Ok(Self::new(&text))
+    }
+}
 
 /// `POST /v1/admin/clusters` body.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -16,10 +86,12 @@ pub struct ClusterRequest {
     pub name: String,
     /// `https://…` of the API server.
     pub api_server_url: String,
-    /// CA bundle file, on the server's machine: read once now and pinned.
-    pub ca_bundle: PathBuf,
-    /// Read-only token file, on the server's machine.
-    pub token_file: PathBuf,
+    /// The CA certificate(s) the API server's certificate chains to, PEM
+    /// text (at most [`MAX_CA_PEM_BYTES`]): pinned now, as the JWKS is.
+    pub ca_pem: String,
+    /// The read-only bearer token the server presents to the API server
+    /// (get, list and watch pods; docs/rbac.md). Stored, never shown again.
+    pub reader_token: ReaderToken,
     /// Expected `iss`; when absent, read once from the cluster's discovery document.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub issuer: Option<String>,
@@ -83,12 +155,8 @@ pub struct ClusterInfo {
     pub audiences: Vec<String>,
     /// API server URL.
     pub api_server_url: String,
-    /// The CA bundle file the pinned CA was read from.
-    pub ca_bundle: String,
     /// SHA-256 fingerprints of the pinned CA certificates.
     pub ca_sha256: Vec<String>,
-    /// Read-only token file.
-    pub token_file: String,
     /// Key ids of the pinned JWKS.
     pub pinned_kids: Vec<String>,
     /// Key ids the cluster publishes now that are not pinned (it rotated

@@ -14,7 +14,9 @@ use podseal_dev_cluster::issuer::SigningAlgorithm;
 use podseal_dev_cluster::{
     Config, ContainerImage, DevCluster, ImageVolume, PodTemplate, connection_files,
 };
-use podseal_server::cluster::client::{ClusterRegistration, kube_client, read_ca_bundle};
+use podseal_server::cluster::client::{
+    ClusterRegistration, ReaderToken, kube_client, read_ca_bundle,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::cli::{DevClusterCommand, DevClusterDir, PodCommand, TokenAlg};
@@ -189,7 +191,14 @@ async fn admin_client(dir: &Path) -> Result<kube::Client, CliError> {
         name: "dev-cluster".into(),
         api_server_url: file.url,
         ca_pem,
-        token_file: file.admin_token_file,
+        token: ReaderToken::new(
+            &std::fs::read_to_string(&file.admin_token_file).map_err(|e| {
+                CliError::usage(format!(
+                    "cannot read {}: {e}",
+                    file.admin_token_file.display()
+                ))
+            })?,
+        ),
     };
     kube_client(&registration).map_err(|e| CliError::failure(e.to_string()))
 }

@@ -412,13 +412,6 @@ async fn demo(output: OutputFormat) -> Result<(), CliError> {
     })
     .await
     .map_err(failed)?;
-    std::fs::write(dir.join("ca.pem"), cluster.ca_pem()).map_err(failed)?;
-    write_new(
-        &dir.join("reader.token"),
-        cluster.reader_token().as_bytes(),
-        0o600,
-    )
-    .map_err(failed)?;
     let org = OrgPrivateKey::generate(KemId::X25519HkdfSha256).map_err(failed)?;
     write_new(&dir.join("org.key"), org.to_text().as_bytes(), 0o600).map_err(failed)?;
     let port = free_port()?;
@@ -460,13 +453,14 @@ async fn demo(output: OutputFormat) -> Result<(), CliError> {
         dir.display()
     ));
 
-    // Registration, as an operator does it.
+    // Registration, as an operator does it: the CA and the reader token are
+    // sent as content (the server reads no file a request names).
     let step = Instant::now();
     demo.admin(
         Method::POST,
         "/v1/admin/clusters",
         Some(json!({ "name": "prod", "api_server_url": cluster.url(),
-            "ca_bundle": dir.join("ca.pem"), "token_file": dir.join("reader.token") })),
+            "ca_pem": cluster.ca_pem(), "reader_token": cluster.reader_token() })),
     )
     .await?;
     let mut keys = Vec::new();

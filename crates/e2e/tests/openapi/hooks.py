@@ -6,9 +6,10 @@ can express, and `docs/openapi.yaml` says so where they are described:
 - `POST /v1/unwrap`: capsule bytes that are base64url but not a
   `DekEnvelope` (a binary format) are refused with 400 and a `capsule_*`
   reason, or `content_ciphertext_present`;
-- `POST /v1/admin/clusters`: files named in the body are read on the
-  server's machine; one that is not there, not a CA bundle, or a JWKS text
-  that is not a JWKS is refused with 400 `invalid_argument` naming the field;
+- `POST /v1/admin/clusters`: a `ca_pem` that holds no usable certificate,
+  a `reader_token` that cannot be a bearer token, or a JWKS text that is not
+  a JWKS is refused with 400 `invalid_argument` naming the field (no field
+  names a file: the server reads none a request names);
 - `POST /v1/admin/policies/digests`: withdrawing a digest the policy does
   not approve, or naming one digest in both lists, is refused with 400
   `invalid_argument` saying which.
@@ -30,7 +31,7 @@ EXPLAINED_BAD_REQUESTS = {
     ),
     "POST /v1/admin/clusters": lambda problem: problem.get("gate") == "admin"
     and problem.get("reason") == "invalid_argument"
-    and str(problem.get("detail", "")).startswith(("ca_bundle", "token_file", "jwks:")),
+    and str(problem.get("detail", "")).startswith(("ca_pem", "reader_token", "jwks:")),
     "POST /v1/admin/policies/digests": lambda problem: problem.get("gate") == "admin"
     and problem.get("reason") == "invalid_argument"
     and (

@@ -1,19 +1,21 @@
 //! Connecting to a registered cluster: its API server URL, the CA
-//! certificates pinned at registration and a read-only bearer token file.
-//! The same three facts for a real cluster and for the local stand-in;
-//! nothing here can tell them apart.
+//! certificates pinned at registration and the read-only bearer token
+//! uploaded with it. The same three facts for a real cluster and for the
+//! local stand-in; nothing here can tell them apart.
 //!
-//! The CA is trusted as the bytes pinned at `cluster add`, never from a
-//! path read again later (as the JWKS is): a CA file rewritten on disk
-//! changes nothing until an admin registers the cluster again with
-//! `--replace`.
+//! Nothing here reads a file named by a registration: the CA and the token
+//! are the bytes `cluster add` sent (and the store holds), so an admin
+//! request cannot make the server read a path of its choosing, or send a
+//! file's content to an API server URL of its choosing. A CA or token
+//! changed later changes nothing until an admin registers the cluster again
+//! with `--replace`.
 
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use http::HeaderValue;
+pub use podseal_core::wire::admin::ReaderToken;
 use zeroize::Zeroizing;
 
 use rustls::pki_types::CertificateDer;
@@ -29,8 +31,8 @@ pub struct ClusterRegistration {
     /// The CA certificate(s) the API server's certificate chains to, PEM:
     /// the pinned bytes (see [`read_ca_bundle`]).
     pub ca_pem: String,
-    /// File holding the read-only bearer token (re-read when it changes).
-    pub token_file: PathBuf,
+    /// The read-only bearer token (never logged, never in an error).
+    pub token: ReaderToken,
 }
 
 /// Checks an API server URL before anything is stored, audited or
@@ -82,7 +84,7 @@ pub fn check_api_server_url(url: &str) -> Result<(), &'static str> {
 }
 
 /// The largest CA bundle accepted.
-pub const MAX_CA_BUNDLE_BYTES: u64 = 1024 * 1024;
+pub const MAX_CA_BUNDLE_BYTES: u64 = podseal_core::wire::admin::MAX_CA_PEM_BYTES as u64;
 
 /// Why a CA bundle cannot be pinned.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -127,12 +129,18 @@ pub fn read_ca_bundle(path: &Path) -> Result<String, CaBundleError> {
         .take(MAX_CA_BUNDLE_BYTES + 1)
         .read_to_end(&mut bytes)
         .map_err(read_error)?;
-    if bytes.len() as u64 > MAX_CA_BUNDLE_BYTES {
+    let pem = String::from_utf8(bytes).map_err(|_| CaBundleError::NotPem("not UTF-8".into()))?;
+    check_ca_pem(&pem)?;
+    Ok(pem)
+}
+
+/// Checks a CA bundle to pin: at most [`MAX_CA_BUNDLE_BYTES`] of PEM with
+/// at least one certificate, each usable as a trust anchor.
+pub fn check_ca_pem(pem: &str) -> Result<(), CaBundleError> {
+    if pem.len() as u64 > MAX_CA_BUNDLE_BYTES {
         return Err(CaBundleError::TooLarge);
     }
-    let pem = String::from_utf8(bytes).map_err(|_| CaBundleError::NotPem("not UTF-8".into()))?;
-    ca_certificates(&pem)?;
-    Ok(pem)
+    ca_certificates(pem).map(drop)
 }
 
 /// The DER certificates of a pinned PEM bundle, each checked to be usable
@@ -175,15 +183,14 @@ pub enum ClusterError {
         /// The cluster.
         cluster: String,
     },
-    /// A file is missing.
-    #[error("cluster {cluster}: {what} {} does not exist", .path.display())]
-    MissingFile {
+    /// The registration has no reader token: it was made when the server
+    /// read a token file named by the request, which it no longer does.
+    #[error(
+        "cluster {cluster} was registered with a token file on the server's machine, which the server no longer reads (an admin request must not make it read a file): register it again with `podseal cluster add {cluster} … --token-file FILE --replace`, which uploads the token"
+    )]
+    NoToken {
         /// The cluster.
         cluster: String,
-        /// Which file.
-        what: &'static str,
-        /// The path.
-        path: PathBuf,
     },
     /// The pinned CA bundle is unusable.
     #[error("cluster {cluster}: {source}")]
@@ -193,15 +200,13 @@ pub enum ClusterError {
         /// What is wrong with it.
         source: CaBundleError,
     },
-    /// The token file holds no usable bearer token.
-    #[error("cluster {cluster}: token file {} {why}", .path.display())]
+    /// The reader token is not a usable bearer token.
+    #[error("cluster {cluster}: the reader token {why}")]
     Token {
         /// The cluster.
         cluster: String,
-        /// The file.
-        path: PathBuf,
         /// What is wrong (never the token).
-        why: String,
+        why: &'static str,
     },
     /// kube refused the configuration.
     #[error("cluster {cluster}: cannot build a Kubernetes client: {source}")]
@@ -217,19 +222,15 @@ pub enum ClusterError {
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Builds the kube client for a registration: TLS verified against the
-/// pinned CA certificates only (no system roots, no file re-read), bearer
-/// token read from the token file.
+/// pinned CA certificates only (no system roots, no file read), the
+/// uploaded reader token as its bearer token.
 pub fn kube_client(registration: &ClusterRegistration) -> Result<kube::Client, ClusterError> {
     let cluster = registration.name.clone();
     if check_api_server_url(&registration.api_server_url).is_err() {
         return Err(ClusterError::NotHttps { cluster });
     }
-    if !registration.token_file.is_file() {
-        return Err(ClusterError::MissingFile {
-            cluster,
-            what: "token file",
-            path: registration.token_file.clone(),
-        });
+    if registration.token.is_empty() {
+        return Err(ClusterError::NoToken { cluster });
     }
     let roots = ca_certificates(&registration.ca_pem).map_err(|source| ClusterError::Ca {
         cluster: cluster.clone(),
@@ -241,9 +242,8 @@ pub fn kube_client(registration: &ClusterRegistration) -> Result<kube::Client, C
         .map_err(|_| ClusterError::NotHttps {
             cluster: cluster.clone(),
         })?;
-    let token = TokenFile::open(&registration.token_file).map_err(|why| ClusterError::Token {
+    let token = bearer_header(&registration.token).map_err(|why| ClusterError::Token {
         cluster: cluster.clone(),
-        path: registration.token_file.clone(),
         why,
     })?;
     let mut config = kube::Config::new(url);
@@ -258,117 +258,71 @@ pub fn kube_client(registration: &ClusterRegistration) -> Result<kube::Client, C
         .map_err(|source| ClusterError::Client { cluster, source })?;
     let bearer =
         tower::util::MapRequestLayer::new(move |mut request: http::Request<kube::client::Body>| {
-            if let Some(value) = token.header() {
-                request
-                    .headers_mut()
-                    .insert(http::header::AUTHORIZATION, value);
-            }
+            request
+                .headers_mut()
+                .insert(http::header::AUTHORIZATION, token.clone());
             request
         });
     Ok(builder.with_layer(&bearer).build())
 }
 
-/// How often the token file is read again (as client-go and kube do: a
-/// projected token is rotated in place).
-const TOKEN_RELOAD: Duration = Duration::from_secs(60);
-
-/// The bearer token of a registration, read from its file as client-go
-/// reads one: surrounding whitespace trimmed (`kubectl create token > FILE`
-/// ends it with a newline, which no header may carry), read again at most
-/// once a minute, and the last good token kept when a read fails (the
-/// kubelet replaces the file by renaming).
-#[derive(Clone)]
-struct TokenFile {
-    path: Arc<PathBuf>,
-    cached: Arc<Mutex<(HeaderValue, Instant)>>,
-}
-
-impl TokenFile {
-    /// Reads the file once, refusing one that holds no usable token.
-    fn open(path: &Path) -> Result<Self, String> {
-        let header = Self::read(path)?;
-        Ok(Self {
-            path: Arc::new(path.to_owned()),
-            cached: Arc::new(Mutex::new((header, Instant::now()))),
-        })
-    }
-
-    fn read(path: &Path) -> Result<HeaderValue, String> {
-        let text = Zeroizing::new(
-            std::fs::read_to_string(path).map_err(|e| format!("cannot be read: {e}"))?,
-        );
-        let token = text.trim();
-        if token.is_empty() {
-            return Err("is empty".into());
-        }
-        let line = Zeroizing::new(format!("Bearer {token}"));
-        let mut header = HeaderValue::from_str(&line).map_err(|_| {
-            "holds characters a bearer token cannot have (is it a token, one line?)".to_owned()
-        })?;
-        header.set_sensitive(true);
-        Ok(header)
-    }
-
-    /// The `Authorization` value, read again when due.
-    fn header(&self) -> Option<HeaderValue> {
-        let mut cached = self.cached.lock().unwrap_or_else(PoisonError::into_inner);
-        if cached.1.elapsed() >= TOKEN_RELOAD {
-            match Self::read(&self.path) {
-                Ok(header) => cached.0 = header,
-                Err(why) => tracing::warn!(
-                    file = %self.path.display(),
-                    %why,
-                    "the cluster token file could not be read again; keeping the last token"
-                ),
-            }
-            cached.1 = Instant::now();
-        }
-        Some(cached.0.clone())
-    }
+/// The `Authorization` value of a reader token, marked sensitive (kept
+/// out of `Debug` and out of HPACK tables); the error never quotes it.
+fn bearer_header(token: &ReaderToken) -> Result<HeaderValue, &'static str> {
+    token.check()?;
+    let line = Zeroizing::new(format!("Bearer {}", token.expose_secret()));
+    let mut header = HeaderValue::from_str(&line)
+        .map_err(|_| "holds characters a bearer token cannot have (is it a token, one line?)")?;
+    header.set_sensitive(true);
+    Ok(header)
 }
 
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, reason = "test code")]
     use super::*;
+    use podseal_core::wire::admin::MAX_READER_TOKEN_BYTES;
 
-    /// A token file as `kubectl create token > FILE` writes it (a newline
-    /// at the end) connects; one that holds no token is refused when the
-    /// client is built, naming the file and never the token.
+    /// A token as `kubectl create token > FILE` writes it (a newline at
+    /// the end) connects; one that is no token is refused when the client is
+    /// built, naming the cluster and never the token. A registration with
+    /// no token (made when the server read a token file) is refused with the
+    /// way out.
     #[tokio::test]
-    async fn a_token_file_is_read_as_client_go_reads_it() {
+    async fn a_reader_token_is_taken_as_client_go_reads_a_token_file() {
         use k8s_openapi::api::core::v1::Pod;
         let cluster = podseal_dev_cluster::DevCluster::start(Default::default())
             .await
             .unwrap();
-        let dir = tempfile::TempDir::new().unwrap();
-        let token_file = dir.path().join("reader.token");
-        std::fs::write(&token_file, format!("{}\n", cluster.reader_token())).unwrap();
-        let registration = ClusterRegistration {
+        let mut registration = ClusterRegistration {
             name: "dev".into(),
             api_server_url: cluster.url().into(),
             ca_pem: cluster.ca_pem().to_owned(),
-            token_file: token_file.clone(),
+            token: ReaderToken::new(&format!("{}\n", cluster.reader_token())),
         };
         let client = kube_client(&registration).unwrap();
         let pods: kube::Api<Pod> = kube::Api::all(client);
         pods.list(&Default::default()).await.unwrap();
 
-        for (content, why) in [("\n  \n", "is empty"), ("a\nb", "holds characters")] {
-            std::fs::write(&token_file, content).unwrap();
+        for (content, why) in [
+            ("\n  \n", "register it again"),
+            ("a\nb", "holds characters"),
+            ("secret-token\u{7}", "holds characters"),
+        ] {
+            registration.token = ReaderToken::new(content);
             let Err(error) = kube_client(&registration) else {
                 panic!("{content:?} was taken as a token")
             };
             let message = error.to_string();
             assert!(
-                message.contains(&token_file.display().to_string()) && message.contains(why),
+                message.contains("cluster dev") && message.contains(why),
                 "{message}"
             );
+            assert!(!message.contains("secret-token"), "{message}");
         }
-        // A token with a character no header may carry, never echoed.
-        std::fs::write(&token_file, "secret-token\u{7}").unwrap();
+        registration.token = ReaderToken::new(&"a".repeat(MAX_READER_TOKEN_BYTES + 1));
         let message = kube_client(&registration).err().unwrap().to_string();
-        assert!(!message.contains("secret-token"), "{message}");
+        assert!(message.contains("larger than"), "{message}");
     }
 
     fn ca_pem() -> String {
@@ -442,6 +396,9 @@ mod tests {
         assert_eq!(read_ca_bundle(&file).unwrap(), bundle);
         std::fs::write(&file, vec![b'A'; MAX_CA_BUNDLE_BYTES as usize + 1]).unwrap();
         assert_eq!(read_ca_bundle(&file), Err(CaBundleError::TooLarge));
+        let large = "A".repeat(MAX_CA_BUNDLE_BYTES as usize + 1);
+        assert_eq!(check_ca_pem(&large), Err(CaBundleError::TooLarge));
+        assert_eq!(check_ca_pem(&bundle), Ok(()));
         assert!(matches!(
             read_ca_bundle(&dir.path().join("absent.pem")),
             Err(CaBundleError::Read { .. })

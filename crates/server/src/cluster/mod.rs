@@ -59,6 +59,14 @@ pub fn connect(
             record.name, record.name
         ));
     }
+    // A registration made when the server read a token file named by the
+    // request: refused first, with the way out (the one thing to fix).
+    if record.reader_token.is_empty() {
+        return Err(client::ClusterError::NoToken {
+            cluster: record.name.clone(),
+        }
+        .to_string());
+    }
     let jwks = PinnedJwks::parse(&record.jwks).map_err(|e| e.to_string())?;
     let client = kube_client(&registration(record)).map_err(|e| e.to_string())?;
     Ok(ConnectedCluster {
@@ -101,7 +109,7 @@ pub fn registration(record: &ClusterRecord) -> ClusterRegistration {
         name: record.name.clone(),
         api_server_url: record.api_server_url.clone(),
         ca_pem: record.ca_pem.clone(),
-        token_file: record.token_file.clone().into(),
+        token: record.reader_token.clone(),
     }
 }
 

@@ -31,9 +31,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use podseal_core::audit::legacy::{CHAIN_GENESIS, ChainCheckpoint, chain};
 use podseal_core::audit::{AuditRecord, Checkpoint, ExportLine, Frontier, Hash, leaf_hash};
-use serde::{Deserialize, Serialize};
 
 pub use bounded::Bounded;
+pub use podseal_core::wire::admin::ReaderToken;
 pub use postgres::PostgresStorage;
 pub use sqlite::SqliteStorage;
 
@@ -66,7 +66,7 @@ pub enum StorageError {
 }
 
 /// A registered cluster.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClusterRecord {
     /// Name used in capsules.
     pub name: String,
@@ -76,14 +76,15 @@ pub struct ClusterRecord {
     pub audiences: Vec<String>,
     /// API server URL.
     pub api_server_url: String,
-    /// The CA bundle file the pinned CA was read from (shown, never read again).
-    pub ca_bundle: String,
     /// The pinned CA certificate(s), PEM: what the connection trusts.
     /// Empty for a registration made before CAs were pinned (schema
     /// version 1), which is not connected until registered again.
     pub ca_pem: String,
-    /// Read-only token file.
-    pub token_file: String,
+    /// The read-only bearer token uploaded at registration (never shown;
+    /// `Debug` redacts it). Empty for a registration made when the server
+    /// read a token file named by the request (schema version 5 or older),
+    /// which is not connected until registered again.
+    pub reader_token: ReaderToken,
     /// The pinned JWKS (JSON text).
     pub jwks: String,
     /// Accept tokens whose `aud` also names other relying parties.

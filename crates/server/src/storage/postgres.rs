@@ -20,9 +20,11 @@ use podseal_core::audit::{Checkpoint, ExportLine, Hash};
 use tokio_postgres::{NoTls, Row};
 
 use super::{AdminStore, AuditStore, DigestChange, ReleaseStore, RemovedCluster};
+use zeroize::Zeroizing;
+
 use super::{
     ApiKeyRecord, ClusterRecord, CommitItem, Committed, ContainerInstance, PinOutcome,
-    PolicyRecord, RequestContext, SessionRecord, Storage, StorageError, StorageStats,
+    PolicyRecord, ReaderToken, RequestContext, SessionRecord, Storage, StorageError, StorageStats,
 };
 
 /// Migrations in order; a database records the versions it has applied.
@@ -43,6 +45,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (
         5,
         include_str!("../../migrations/postgres/0005_pin_per_container.sql"),
+    ),
+    (
+        6,
+        include_str!("../../migrations/postgres/0006_cluster_reader_token.sql"),
     ),
 ];
 
@@ -107,7 +113,7 @@ fn seq_to(value: u64) -> Result<i64, StorageError> {
     i64::try_from(value).map_err(|_| StorageError::Corrupt("audit sequence"))
 }
 
-const CLUSTER_COLUMNS: &str = "name, issuer, audiences, api_server_url, ca_bundle, token_file, jwks, created_at, updated_at, ca_pem, allow_extra_audiences, max_token_lifetime_secs";
+const CLUSTER_COLUMNS: &str = "name, issuer, audiences, api_server_url, reader_token, jwks, created_at, updated_at, ca_pem, allow_extra_audiences, max_token_lifetime_secs";
 const API_KEY_COLUMNS: &str =
     "id, key_hash, cluster, namespace, service_account, created_at, revoked_at";
 const POLICY_COLUMNS: &str =
@@ -120,14 +126,13 @@ fn cluster_from(row: &Row) -> Result<ClusterRecord, StorageError> {
         issuer: row.get(1),
         audiences: json_list(row.get(2))?,
         api_server_url: row.get(3),
-        ca_bundle: row.get(4),
-        token_file: row.get(5),
-        jwks: row.get(6),
-        created_at: row.get(7),
-        updated_at: row.get(8),
-        ca_pem: row.get(9),
-        allow_extra_audiences: row.get(10),
-        max_token_lifetime_secs: row.get(11),
+        reader_token: ReaderToken::new(&Zeroizing::new(row.get::<_, String>(4))),
+        jwks: row.get(5),
+        created_at: row.get(6),
+        updated_at: row.get(7),
+        ca_pem: row.get(8),
+        allow_extra_audiences: row.get(9),
+        max_token_lifetime_secs: row.get(10),
     })
 }
 
@@ -715,10 +720,10 @@ impl AdminStore for PostgresStorage {
         self.execute(
             "put cluster",
             &format!(
-                "INSERT INTO clusters ({CLUSTER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+                "INSERT INTO clusters ({CLUSTER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
                  ON CONFLICT (name) DO UPDATE SET issuer = excluded.issuer, audiences = excluded.audiences,
-                   api_server_url = excluded.api_server_url, ca_bundle = excluded.ca_bundle,
-                   token_file = excluded.token_file, jwks = excluded.jwks, updated_at = excluded.updated_at,
+                   api_server_url = excluded.api_server_url,
+                   reader_token = excluded.reader_token, jwks = excluded.jwks, updated_at = excluded.updated_at,
                    ca_pem = excluded.ca_pem, allow_extra_audiences = excluded.allow_extra_audiences,
                    max_token_lifetime_secs = excluded.max_token_lifetime_secs"
             ),
@@ -727,8 +732,7 @@ impl AdminStore for PostgresStorage {
                 &cluster.issuer,
                 &to_json(&cluster.audiences),
                 &cluster.api_server_url,
-                &cluster.ca_bundle,
-                &cluster.token_file,
+                &cluster.reader_token.expose_secret(),
                 &cluster.jwks,
                 &cluster.created_at,
                 &cluster.updated_at,

@@ -402,7 +402,7 @@ async fn sqlite_version_1_sessions_held_in_clear_are_dropped_by_the_upgrade() {
             row.get(0)
         })
         .unwrap();
-    assert_eq!(version, 5, "upgraded to the latest version");
+    assert_eq!(version, 6, "upgraded to the latest version");
     let clear: i64 = raw
         .query_row(
             "SELECT COUNT(*) FROM sessions WHERE typeof(id_hash) != 'blob' OR length(id_hash) != 32",
@@ -515,6 +515,93 @@ async fn postgres_a_version_1_database_is_migrated_and_its_clusters_need_their_c
     }
     let store = PostgresStorage::connect(&url).await.unwrap();
     assert_migrated_v1_cluster(&store).await;
+}
+
+/// A cluster row as schema versions 2 to 5 stored it: a pinned CA, and a
+/// token file named by the admin request that registered it.
+const V5_CLUSTER: &str = "INSERT INTO clusters (name, issuer, audiences, api_server_url, ca_bundle, token_file, jwks, created_at, updated_at, ca_pem)
+     VALUES ('prod', 'https://kubernetes.default.svc', '[\"podseal\"]', 'https://127.0.0.1:6443', '/etc/podseal/ca.pem', '/etc/podseal/reader.token', '{\"keys\":[]}', 1, 1, 'pinned')";
+
+/// A registration made when the server read a token file named by the
+/// request, after the upgrade: no token, no path kept, and a connection
+/// refused with the way out (`cluster add … --replace`, which uploads one).
+async fn assert_migrated_v5_cluster<S: Storage>(store: &S) {
+    let record = store.cluster("prod").await.unwrap().unwrap();
+    assert!(record.reader_token.is_empty());
+    assert_eq!(record.ca_pem, "pinned");
+    let views =
+        podseal_server::pod_view::ViewConfig::with_max_staleness(std::time::Duration::from_secs(5));
+    let Err(why) = podseal_server::cluster::connect(&record, views, 30) else {
+        panic!("a registration without a reader token was connected");
+    };
+    assert!(
+        why.contains("token file") && why.contains("--replace") && !why.contains("/etc/podseal"),
+        "{why}"
+    );
+}
+
+/// The migrations of `engine` up to `version`, in order.
+fn migrations_to(engine: &str, version: usize) -> Vec<String> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("migrations")
+        .join(engine);
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .collect();
+    files.sort();
+    files
+        .iter()
+        .take(version)
+        .map(|file| std::fs::read_to_string(file).unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn sqlite_a_version_5_token_file_registration_is_migrated_and_refused_until_replaced() {
+    let dir = TempDir::new().unwrap();
+    let path = dir.path().join("podseal.db");
+    {
+        let connection = rusqlite::Connection::open(&path).unwrap();
+        for sql in migrations_to("sqlite", 5) {
+            connection.execute_batch(&sql).unwrap();
+        }
+        connection
+            .execute_batch(
+                "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL);
+                 INSERT INTO schema_migrations VALUES (1, 1), (2, 1), (3, 1), (4, 1), (5, 1);",
+            )
+            .unwrap();
+        connection.execute(V5_CLUSTER, []).unwrap();
+    }
+    let store = SqliteStorage::open(&path).unwrap();
+    assert_migrated_v5_cluster(&store).await;
+}
+
+#[tokio::test]
+async fn postgres_a_version_5_token_file_registration_is_migrated_and_refused_until_replaced() {
+    let url = support::postgres_url().await;
+    {
+        let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        let connection = tokio::spawn(connection);
+        for sql in migrations_to("postgres", 5) {
+            client.batch_execute(&sql).await.unwrap();
+        }
+        client
+            .batch_execute(
+                "CREATE TABLE schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL);
+                 INSERT INTO schema_migrations VALUES (1, 1), (2, 1), (3, 1), (4, 1), (5, 1);",
+            )
+            .await
+            .unwrap();
+        client.batch_execute(V5_CLUSTER).await.unwrap();
+        drop(client);
+        connection.await.unwrap().unwrap();
+    }
+    let store = PostgresStorage::connect(&url).await.unwrap();
+    assert_migrated_v5_cluster(&store).await;
 }
 
 #[tokio::test]

@@ -10,7 +10,7 @@ use podseal_core::audit::{
 };
 use podseal_server::storage::{
     ApiKeyRecord, ClusterRecord, CommitItem, ContainerInstance, DigestChange, JtiRecord,
-    PinOutcome, PolicyRecord, SessionRecord, Storage, StorageError,
+    PinOutcome, PolicyRecord, ReaderToken, SessionRecord, Storage, StorageError,
 };
 
 pub fn cluster(name: &str) -> ClusterRecord {
@@ -19,9 +19,8 @@ pub fn cluster(name: &str) -> ClusterRecord {
         issuer: "https://kubernetes.default.svc".into(),
         audiences: vec!["podseal".into()],
         api_server_url: "https://127.0.0.1:6443".into(),
-        ca_bundle: "/etc/podseal/ca.pem".into(),
         ca_pem: "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n".into(),
-        token_file: "/etc/podseal/reader.token".into(),
+        reader_token: ReaderToken::new("reader-token-1"),
         jwks: r#"{"keys":[]}"#.into(),
         allow_extra_audiences: false,
         max_token_lifetime_secs: 86_400,
@@ -115,8 +114,10 @@ pub async fn clusters_keys_and_policies<S: Storage>(store: &S) {
     store.put_cluster(cluster("prod")).await.unwrap();
     let mut updated = cluster("prod");
     updated.jwks = r#"{"keys":[{"kid":"k1"}]}"#.into();
-    // The pinned CA bytes and the token rules are stored and replaced too.
+    // The pinned CA bytes, the reader token and the token rules are stored
+    // and replaced too.
     updated.ca_pem = "-----BEGIN CERTIFICATE-----\nBBBB\n-----END CERTIFICATE-----\n".into();
+    updated.reader_token = ReaderToken::new("reader-token-2");
     updated.allow_extra_audiences = true;
     updated.max_token_lifetime_secs = 3600;
     updated.updated_at = 200;

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use podseal_dev_cluster::issuer::SigningAlgorithm;
 use podseal_dev_cluster::{Config, ContainerImage, DevCluster, PodTemplate};
-use podseal_server::cluster::client::{ClusterRegistration, kube_client};
+use podseal_server::cluster::client::{ClusterRegistration, ReaderToken, kube_client};
 use tempfile::TempDir;
 
 /// A running stand-in and a directory with its CA and token files.
@@ -43,7 +43,9 @@ impl Cluster {
             name: "prod".into(),
             api_server_url: self.dev.url().into(),
             ca_pem: self.dev.ca_pem().to_owned(),
-            token_file: self.dir.path().join(token_file),
+            token: ReaderToken::new(
+                &std::fs::read_to_string(self.dir.path().join(token_file)).unwrap(),
+            ),
         }
     }
 
