@@ -1666,3 +1666,52 @@ async fn scope_kinds_and_stanza_kinds_through_the_http_api() {
         );
     }
 }
+
+/// The unwrap's audit record names the Secret and key whose value was
+/// released (the header's `name` and `key`), beside the capsule id.
+#[tokio::test]
+async fn an_unwrap_record_names_the_secret_and_key_it_released() {
+    let w = world().await;
+    let pod = w.pod();
+    let params = SealParams {
+        scope: Scope::Kubernetes(KubernetesScope {
+            cluster: "prod".into(),
+            namespace: "shop".into(),
+            service_accounts: vec!["api".into()],
+            name: "db".into(),
+            key: Some("password".into()),
+        }),
+        purpose: None,
+        reveal: RevealMode::Many,
+        created_at: 1,
+        not_after: None,
+    };
+    let keyed = envelope::seal(params, SECRET, &[w.org.public()]).unwrap();
+    let keyless = w.capsule("shop", "api");
+    let session = w.session(&pod, API_KEY).await.unwrap();
+    assert_eq!(w.unwrap(&pod, &session, &keyed).await.unwrap(), SECRET);
+    assert_eq!(w.unwrap(&pod, &session, &keyless).await.unwrap(), SECRET);
+    let released: Vec<(String, Option<String>, Option<String>)> = audit_records(&w)
+        .await
+        .into_iter()
+        .filter(|r| r.event == "unwrap")
+        .map(|r| {
+            (
+                r.details["capsule"].clone(),
+                r.details.get("secret").cloned(),
+                r.details.get("secret_key").cloned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        released,
+        [
+            (
+                keyed.header().id.clone(),
+                Some("db".to_owned()),
+                Some("password".to_owned())
+            ),
+            (keyless.header().id.clone(), Some("db".to_owned()), None),
+        ]
+    );
+}
