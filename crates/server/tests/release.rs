@@ -214,12 +214,17 @@ impl World {
     }
 
     fn capsule(&self, namespace: &str, service_account: &str) -> Capsule {
+        self.capsule_of_key(namespace, service_account, None)
+    }
+
+    /// A capsule of Secret `db`, data key `key` when given.
+    fn capsule_of_key(&self, namespace: &str, service_account: &str, key: Option<&str>) -> Capsule {
         let scope = Scope::Kubernetes(KubernetesScope {
             cluster: "prod".into(),
             namespace: namespace.into(),
             service_accounts: vec![service_account.into()],
             name: "db".into(),
-            key: None,
+            key: key.map(str::to_owned),
         });
         let params = SealParams {
             scope,
@@ -1673,20 +1678,7 @@ async fn scope_kinds_and_stanza_kinds_through_the_http_api() {
 async fn an_unwrap_record_names_the_secret_and_key_it_released() {
     let w = world().await;
     let pod = w.pod();
-    let params = SealParams {
-        scope: Scope::Kubernetes(KubernetesScope {
-            cluster: "prod".into(),
-            namespace: "shop".into(),
-            service_accounts: vec!["api".into()],
-            name: "db".into(),
-            key: Some("password".into()),
-        }),
-        purpose: None,
-        reveal: RevealMode::Many,
-        created_at: 1,
-        not_after: None,
-    };
-    let keyed = envelope::seal(params, SECRET, &[w.org.public()]).unwrap();
+    let keyed = w.capsule_of_key("shop", "api", Some("password"));
     let keyless = w.capsule("shop", "api");
     let session = w.session(&pod, API_KEY).await.unwrap();
     assert_eq!(w.unwrap(&pod, &session, &keyed).await.unwrap(), SECRET);
