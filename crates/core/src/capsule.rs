@@ -47,7 +47,8 @@ use crate::reason::Reason;
 use crate::secret::DEK_LEN;
 
 pub use crate::scope::{
-    KubernetesScope, NameRule, OidcScope, Scope, ScopeKind, SpiffeScope, check_name,
+    KubernetesScope, NameRule, OidcScope, Scope, ScopeKind, SecretSlot, SlotMismatch, SpiffeScope,
+    check_name,
 };
 
 /// The only header format version this build reads and writes.

@@ -580,6 +580,84 @@ pub fn check(scope: &Scope, identity: &VerifiedIdentity<'_>) -> Result<(), Scope
     }
 }
 
+/// A Kubernetes Secret's name and data key, as the pod spec names the place
+/// a capsule was read from (`secretKeyRef`, a Secret volume). The pod side
+/// compares it with the capsule's own header ([`SecretSlot::check`]): a
+/// Secret writer can move a capsule between keys or Secrets, but cannot
+/// change the pod spec nor the header, which every AEAD of the capsule
+/// authenticates.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SecretSlot {
+    /// The Secret's name.
+    pub secret: String,
+    /// The data key within it.
+    pub key: String,
+}
+
+impl SecretSlot {
+    /// A slot from a Secret name and key, each checked against Kubernetes'
+    /// naming rules.
+    pub fn new(secret: &str, key: &str) -> Result<Self, String> {
+        check_name(secret, NameRule::Subdomain)
+            .map_err(|why| format!("Secret name `{secret}` is invalid: {why}"))?;
+        check_name(key, NameRule::SecretKey)
+            .map_err(|why| format!("Secret key `{key}` is invalid: {why}"))?;
+        Ok(Self {
+            secret: secret.to_owned(),
+            key: key.to_owned(),
+        })
+    }
+
+    /// Parses `SECRET/KEY`.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let (secret, key) = text
+            .split_once('/')
+            .ok_or_else(|| format!("`{text}` is not SECRET/KEY"))?;
+        Self::new(secret, key)
+    }
+
+    /// `Ok` when `scope` was sealed for exactly this Secret and key: a
+    /// Kubernetes scope whose `name` is the Secret and whose `key` is the
+    /// key. A header without a key, or of another kind, does not match.
+    pub fn check(&self, scope: &Scope) -> Result<(), SlotMismatch> {
+        let sealed_for = scope
+            .as_kubernetes()
+            .map(|s| (s.name.clone(), s.key.clone()));
+        match &sealed_for {
+            Some((name, Some(key))) if *name == self.secret && *key == self.key => Ok(()),
+            _ => Err(SlotMismatch {
+                found_in: self.clone(),
+                sealed_for,
+            }),
+        }
+    }
+}
+
+impl std::fmt::Display for SecretSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Secret {} key {}", self.secret, self.key)
+    }
+}
+
+/// A capsule found in one Secret and key but sealed for another: both are
+/// named (never the plaintext, which is not opened).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the capsule found in {found_in} was sealed for {}: refused, a capsule moved to another Secret or key is never opened", sealed_for_words(.sealed_for))]
+pub struct SlotMismatch {
+    /// Where the pod spec says the capsule was read from.
+    pub found_in: SecretSlot,
+    /// The header's `name` and `key`; `None` for a scope of another kind.
+    pub sealed_for: Option<(String, Option<String>)>,
+}
+
+fn sealed_for_words(sealed_for: &Option<(String, Option<String>)>) -> String {
+    match sealed_for {
+        Some((name, Some(key))) => format!("Secret {name} key {key}"),
+        Some((name, None)) => format!("Secret {name} without a key"),
+        None => "no Kubernetes Secret (its scope is of another kind)".into(),
+    }
+}
+
 /// Which Kubernetes naming rule a name follows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NameRule {
@@ -934,5 +1012,90 @@ mod tests {
             "holders of a token issued by https://token.actions.githubusercontent.com whose claim ref is refs/heads/main or refs/tags/v1 and whose claim repository is octo/app"
         );
         assert_eq!(or_list(&["a".into(), "b".into(), "c".into()]), "a, b or c");
+    }
+
+    fn sealed_for(name: &str, key: Option<&str>) -> Scope {
+        Scope::Kubernetes(KubernetesScope {
+            cluster: "c1".into(),
+            namespace: "shop".into(),
+            service_accounts: vec!["api".into()],
+            name: name.into(),
+            key: key.map(str::to_owned),
+        })
+    }
+
+    /// The pod side's check: a capsule opens only from the Secret and key
+    /// its header names; one moved to another key, another Secret, or a
+    /// header without a key or of another kind is refused, naming both.
+    #[test]
+    fn a_capsule_opens_only_from_the_secret_and_key_it_was_sealed_for() {
+        let slot = SecretSlot::parse("db/password").unwrap();
+        assert_eq!(slot.to_string(), "Secret db key password");
+        assert_eq!(slot.check(&sealed_for("db", Some("password"))), Ok(()));
+
+        let moved_key = slot.check(&sealed_for("db", Some("username"))).unwrap_err();
+        assert_eq!(
+            moved_key.to_string(),
+            "the capsule found in Secret db key password was sealed for Secret db key username: refused, a capsule moved to another Secret or key is never opened"
+        );
+        let moved_secret = SecretSlot::parse("api-url/url")
+            .unwrap()
+            .check(&sealed_for("db", Some("url")))
+            .unwrap_err();
+        assert_eq!(
+            moved_secret.found_in,
+            SecretSlot::new("api-url", "url").unwrap()
+        );
+        assert_eq!(
+            moved_secret.sealed_for,
+            Some(("db".to_owned(), Some("url".to_owned())))
+        );
+        assert!(
+            moved_secret
+                .to_string()
+                .contains("found in Secret api-url key url was sealed for Secret db key url"),
+            "{moved_secret}"
+        );
+        let keyless = slot.check(&sealed_for("db", None)).unwrap_err();
+        assert!(
+            keyless
+                .to_string()
+                .contains("sealed for Secret db without a key"),
+            "{keyless}"
+        );
+        let other_kind = slot.check(&spiffe()).unwrap_err();
+        assert_eq!(other_kind.sealed_for, None);
+        // Comparisons are exact: no prefix, no case folding.
+        assert!(
+            SecretSlot::parse("db/Password")
+                .unwrap()
+                .check(&sealed_for("db", Some("password")))
+                .is_err()
+        );
+        assert!(
+            SecretSlot::parse("d/password")
+                .unwrap()
+                .check(&sealed_for("db", Some("password")))
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn a_secret_slot_is_checked_against_kubernetes_names() {
+        for bad in [
+            "db",
+            "/password",
+            "db/",
+            "DB/password",
+            "db/pass/word",
+            "db/..",
+        ] {
+            assert!(SecretSlot::parse(bad).is_err(), "{bad}");
+        }
+        assert_eq!(
+            SecretSlot::parse("db").unwrap_err(),
+            "`db` is not SECRET/KEY"
+        );
+        assert!(SecretSlot::parse("tls.example/tls.key").is_ok());
     }
 }

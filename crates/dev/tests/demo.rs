@@ -51,6 +51,7 @@ fn the_demo_passes_every_step_and_each_attack_is_refused_by_its_gate() {
         ("refused", "live_pod", "image_not_approved"),
         ("refused", "dpop", "session_revoked"),
         ("refused", "scope", "namespace_mismatch"),
+        ("refused", "pod", "secret_mismatch"),
         ("passed", "", ""),
     ];
     let expected: Vec<(String, String, String)> = expected

@@ -107,6 +107,8 @@ fn exec_gives_the_program_its_secrets_and_leaves_none_on_disk() {
     let file_arg = format!("{}={}", shm.display(), p("tls.capsule"));
     let output = exec(
         &[
+            "--direct",
+            "FROM_ENV",
             "--env",
             &format!("DB_PASSWORD={}", p("db.capsule")),
             "--file",
@@ -226,4 +228,172 @@ fn exec_gives_the_program_its_secrets_and_leaves_none_on_disk() {
             );
         }
     }
+}
+
+/// `podseal seal --k8s-secret NAME --from-file KEY=-` for `prod/shop/api`:
+/// the capsule of each key, by key.
+fn seal_secret(keys: &Path, name: &str, values: &[(&str, &str)]) -> Vec<(String, String)> {
+    use base64::Engine as _;
+    let dir = TempDir::new().unwrap();
+    let mut args = vec![
+        "seal".to_owned(),
+        "--key".to_owned(),
+        keys.join("org.pub").to_str().unwrap().to_owned(),
+        "--cluster".into(),
+        "prod".into(),
+        "--namespace".into(),
+        "shop".into(),
+        "--service-account".into(),
+        "api".into(),
+        "--k8s-secret".into(),
+        name.into(),
+        "-o".into(),
+        "json".into(),
+    ];
+    for (key, value) in values {
+        let file = dir.path().join(key);
+        std::fs::write(&file, value).unwrap();
+        args.push("--from-file".into());
+        args.push(format!("{key}={}", file.display()));
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let secret: serde_json::Value = serde_json::from_str(&ok(&run(&args, &[], None))).unwrap();
+    values
+        .iter()
+        .map(|(key, _)| {
+            let data = secret["data"][key].as_str().unwrap();
+            let armored = base64::engine::general_purpose::STANDARD
+                .decode(data)
+                .unwrap();
+            ((*key).to_owned(), String::from_utf8(armored).unwrap())
+        })
+        .collect()
+}
+
+/// A Secret writer (etcd, git, a backup restore) moves capsules: the two
+/// keys of Secret `db` swapped, the `db` password put into Secret
+/// `api-url` of the same service account, both as environment variables
+/// (`--from`) and as files of Secret volumes (`secret:`). `podseal-exec`
+/// compares the Secret and key the pod spec names with the capsule's
+/// header, refuses naming both (never the plaintext), starts nothing, and
+/// asks nothing of the server: the same container then opens the right
+/// capsules. A capsule in a variable no `--from` names is refused.
+#[test]
+fn a_capsule_moved_to_another_key_or_secret_is_refused_by_the_pod_side() {
+    const PASSWORD: &str = "db-password-7f3a";
+    const USERNAME: &str = "db-username-2c9d";
+    const URL: &str = "https://pay.example/hook-51e0";
+    let dir = TempDir::new().unwrap();
+    let mut deployment = support::Deployment::start(&bin(), dir.path(), "info");
+    let pod = deployment.pod("api-0");
+    let pod: Vec<(&str, &str)> = pod.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let keys = dir.path().join("keys");
+    let db = seal_secret(
+        &keys,
+        "db",
+        &[("password", PASSWORD), ("username", USERNAME)],
+    );
+    let api_url = seal_secret(&keys, "api-url", &[("url", URL)]);
+    let [(_, password), (_, username)] = [db[0].clone(), db[1].clone()];
+    let url = api_url[0].1.clone();
+
+    let print = [
+        "--",
+        "sh",
+        "-c",
+        "echo started; printf '%s|%s' \"$DB_PASSWORD\" \"$API_URL\"",
+    ];
+    let refused = |args: &[&str], env: &[(&str, &str)], found: &str, sealed: &str| {
+        let args: Vec<&str> = args.iter().chain(&print).copied().collect();
+        let mut all = pod.clone();
+        all.extend_from_slice(env);
+        let output = exec(&args, &all, None);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{stderr}");
+        assert!(output.stdout.is_empty(), "the program started: {stderr}");
+        assert!(
+            stderr.contains(&format!(
+                "the capsule found in {found} was sealed for {sealed}"
+            )),
+            "{stderr}"
+        );
+        for plaintext in [PASSWORD, USERNAME, URL] {
+            assert!(!stderr.contains(plaintext), "{stderr}");
+        }
+    };
+    // The two keys of Secret db swapped.
+    refused(
+        &["--from", "DB_PASSWORD=db/password"],
+        &[("DB_PASSWORD", username.as_str())],
+        "Secret db key password",
+        "Secret db key username",
+    );
+    // The db password moved into Secret api-url (same service account).
+    refused(
+        &[
+            "--from",
+            "DB_PASSWORD=db/password",
+            "--from",
+            "API_URL=api-url/url",
+        ],
+        &[
+            ("DB_PASSWORD", password.as_str()),
+            ("API_URL", password.as_str()),
+        ],
+        "Secret api-url key url",
+        "Secret db key password",
+    );
+    // The same through Secret volumes mounted at SECRETS_DIR/<Secret>.
+    let secrets = dir.path().join("secrets");
+    for (secret, key, capsule) in [("db", "password", &username), ("api-url", "url", &url)] {
+        std::fs::create_dir_all(secrets.join(secret)).unwrap();
+        std::fs::write(secrets.join(secret).join(key), capsule).unwrap();
+    }
+    let secrets_dir = secrets.to_str().unwrap();
+    refused(
+        &[
+            "--secrets-dir",
+            secrets_dir,
+            "--env",
+            "DB_PASSWORD=secret:db/password",
+        ],
+        &[],
+        "Secret db key password",
+        "Secret db key username",
+    );
+
+    // A capsule in a variable that no --from (nor --direct) names.
+    let mut env = pod.clone();
+    env.push(("DB_PASSWORD", password.as_str()));
+    let output = exec(&print, &env, None);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(output.stdout.is_empty(), "the program started: {stderr}");
+    assert!(
+        stderr.contains("environment variable DB_PASSWORD holds a capsule, but no --from names the Secret and key"),
+        "{stderr}"
+    );
+
+    // Nothing above enrolled: the same running container opens the
+    // capsules where they belong, by env and by Secret volume.
+    std::fs::write(secrets.join("db").join("password"), &password).unwrap();
+    let mut env = pod.clone();
+    env.push(("API_URL", url.as_str()));
+    let args: Vec<&str> = [
+        "--from",
+        "API_URL=api-url/url",
+        "--secrets-dir",
+        secrets_dir,
+        "--env",
+        "DB_PASSWORD=secret:db/password",
+    ]
+    .iter()
+    .chain(&print)
+    .copied()
+    .collect();
+    assert_eq!(
+        ok(&exec(&args, &env, None)),
+        format!("started\n{PASSWORD}|{URL}")
+    );
+    deployment.stop();
 }

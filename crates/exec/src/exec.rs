@@ -15,10 +15,10 @@ use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 
 use podseal_core::armor;
-use podseal_core::capsule::Capsule;
+use podseal_core::capsule::{Capsule, SecretSlot, SlotMismatch};
 use podseal_core::reason::Reason;
 use podseal_core::secret::Plaintext;
-use podseal_sdk::client::{Client, SdkError};
+use podseal_sdk::client::{Client, Origin, SdkError};
 use podseal_sdk::memory::harden_process;
 
 use podseal_command::CliError;
@@ -30,16 +30,122 @@ use crate::ExecArgs;
 const TMPFS_MAGIC: u64 = 0x0102_1994;
 const RAMFS_MAGIC: u64 = 0x8584_58f6;
 
+/// The prefix of a `--env`/`--file` source that names a Secret's key.
+const SECRET_SOURCE: &str = "secret:";
+
 /// Where one plaintext goes.
 enum Target {
     Env(String),
     File(PathBuf),
 }
 
-fn split_pair<'a>(flag: &str, pair: &'a str) -> Result<(&'a str, &'a str), CliError> {
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Env(name) => write!(f, "environment variable {name}"),
+            Self::File(dest) => write!(f, "{}", dest.display()),
+        }
+    }
+}
+
+fn split_pair<'a>(flag: &str, form: &str, pair: &'a str) -> Result<(&'a str, &'a str), CliError> {
     pair.split_once('=')
         .filter(|(name, value)| !name.is_empty() && !value.is_empty())
-        .ok_or_else(|| CliError::usage(format!("{flag} takes NAME=CAPSULE_FILE, got `{pair}`")))
+        .ok_or_else(|| CliError::usage(format!("{flag} takes {form}, got `{pair}`")))
+}
+
+fn secret_slot(flag: &str, text: &str) -> Result<SecretSlot, CliError> {
+    SecretSlot::parse(text).map_err(|why| {
+        CliError::usage(format!("{flag}: {why}")).hint(
+            "name the Secret and the key the pod spec reads it from: SECRET/KEY, e.g. db/password",
+        )
+    })
+}
+
+/// A `--env`/`--file` source: a capsule file given directly, or
+/// `secret:SECRET/KEY`, the file KEY of Secret SECRET's volume mounted at
+/// `SECRETS_DIR/SECRET`, whose header must name that Secret and key.
+fn read_source(
+    flag: &str,
+    source: &str,
+    secrets_dir: &Path,
+) -> Result<(Capsule, Origin), CliError> {
+    let Some(slot) = source.strip_prefix(SECRET_SOURCE) else {
+        return Ok((read_capsule(source)?, Origin::Direct));
+    };
+    let slot = secret_slot(flag, slot)?;
+    let path = secrets_dir.join(&slot.secret).join(&slot.key);
+    let path = path
+        .to_str()
+        .ok_or_else(|| CliError::usage(format!("{flag}: {} is not UTF-8", path.display())))?;
+    Ok((read_capsule(path)?, Origin::Secret(slot)))
+}
+
+/// The capsules found in environment variables, each with its origin: the
+/// Secret and key a `--from` names, or `--direct`. A capsule in a variable
+/// neither names is refused, so that none is opened unchecked by default.
+fn env_capsules(args: &ExecArgs) -> Result<Vec<(Target, Capsule, Origin)>, CliError> {
+    let mut from = Vec::with_capacity(args.from.len());
+    for pair in &args.from {
+        let (name, slot) = split_pair("--from", "NAME=SECRET/KEY", pair)?;
+        from.push((name, secret_slot("--from", slot)?));
+    }
+    let named: Vec<&str> = from
+        .iter()
+        .map(|(name, _)| *name)
+        .chain(args.direct.iter().map(String::as_str))
+        .collect();
+    for (i, name) in named.iter().enumerate() {
+        if !is_env_name(name) {
+            return Err(CliError::usage(format!(
+                "`{name}` is not an environment variable name"
+            )));
+        }
+        if named.iter().take(i).any(|n| n == name) {
+            return Err(CliError::usage(format!(
+                "environment variable {name} is named twice by --from/--direct"
+            )));
+        }
+        match std::env::var(*name) {
+            Ok(value) if armor::looks_like_capsule(&value) => {}
+            Ok(_) => {
+                return Err(CliError::usage(format!(
+                    "environment variable {name} does not hold a capsule (podseal:v1:…)"
+                )));
+            }
+            Err(_) => {
+                return Err(CliError::usage(format!(
+                    "environment variable {name} is not set (or not UTF-8)"
+                ))
+                .hint("check the secretKeyRef (or value) that fills it in the pod spec"));
+            }
+        }
+    }
+    let mut found = Vec::new();
+    for (name, value) in std::env::vars_os() {
+        let (Some(name), Some(value)) = (name.to_str(), value.to_str()) else {
+            continue;
+        };
+        if !armor::looks_like_capsule(value) {
+            continue;
+        }
+        let origin = if let Some((_, slot)) = from.iter().find(|(n, _)| *n == name) {
+            Origin::Secret(slot.clone())
+        } else if args.direct.iter().any(|n| n == name) {
+            Origin::Direct
+        } else {
+            return Err(CliError::usage(format!(
+                "environment variable {name} holds a capsule, but no --from names the Secret and key it was read from"
+            ))
+            .hint(format!(
+                "add --from {name}=SECRET/KEY with the secretKeyRef's name and key from the pod spec, or --direct {name} if the pod spec holds the capsule itself"
+            )));
+        };
+        let capsule = Capsule::from_armored(value.trim())
+            .map_err(|e| CliError::usage(format!("environment variable {name}: {e}")))?;
+        found.push((Target::Env(name.to_owned()), capsule, origin));
+    }
+    Ok(found)
 }
 
 fn is_env_name(name: &str) -> bool {
@@ -122,6 +228,15 @@ fn sdk_error(error: SdkError) -> CliError {
     }
 }
 
+/// A capsule found in another Secret or key than its header names: both are
+/// named, with where it was going.
+fn misplaced(target: Option<&Target>, mismatch: &SlotMismatch) -> CliError {
+    let target = target.map_or_else(String::new, |t| format!("{t}: "));
+    CliError::failure(format!("{target}{mismatch}")).hint(
+        "nothing was asked of the server and the program did not start; a Secret writer may have moved it: reseal it for this Secret and key, or correct the --from/secret: that names the wrong one",
+    )
+}
+
 /// Finds PROGRAM as `execve` will (a path, or a name searched in `PATH`)
 /// and checks that it may be executed: a mistyped program is refused
 /// before any capsule is opened, so it costs no enrolment.
@@ -160,30 +275,22 @@ pub fn run(args: &ExecArgs) -> Result<(), CliError> {
     let program_path = find_program(program)?;
     let mut targets = Vec::new();
     let mut capsules = Vec::new();
-    // Every environment variable whose value is a capsule.
-    for (name, value) in std::env::vars_os() {
-        let (Some(name), Some(value)) = (name.to_str(), value.to_str()) else {
-            continue;
-        };
-        if armor::looks_like_capsule(value) {
-            let capsule = Capsule::from_armored(value.trim())
-                .map_err(|e| CliError::usage(format!("environment variable {name}: {e}")))?;
-            targets.push(Target::Env(name.to_owned()));
-            capsules.push(capsule);
-        }
+    for (target, capsule, origin) in env_capsules(args)? {
+        targets.push(target);
+        capsules.push((capsule, origin));
     }
     for pair in &args.env {
-        let (name, file) = split_pair("--env", pair)?;
+        let (name, source) = split_pair("--env", "NAME=SOURCE", pair)?;
         if !is_env_name(name) {
             return Err(CliError::usage(format!(
                 "--env: `{name}` is not an environment variable name"
             )));
         }
         targets.push(Target::Env(name.to_owned()));
-        capsules.push(read_capsule(file)?);
+        capsules.push(read_source("--env", source, &args.secrets_dir)?);
     }
     for pair in &args.file {
-        let (dest, file) = split_pair("--file", pair)?;
+        let (dest, source) = split_pair("--file", "DEST=SOURCE", pair)?;
         let dest = PathBuf::from(dest);
         if !args.allow_disk {
             check_ram_backed(&dest)?;
@@ -195,7 +302,7 @@ pub fn run(args: &ExecArgs) -> Result<(), CliError> {
             )));
         }
         targets.push(Target::File(dest));
-        capsules.push(read_capsule(file)?);
+        capsules.push(read_source("--file", source, &args.secrets_dir)?);
     }
     if capsules.is_empty() {
         return Err(CliError::usage(
@@ -213,9 +320,12 @@ pub fn run(args: &ExecArgs) -> Result<(), CliError> {
         .map_err(|e| CliError::failure(format!("cannot start the async runtime: {e}")))?;
     let plaintexts = runtime.block_on(async {
         let client = Client::from_env()?;
-        client.open_many(&capsules).await
+        client.open_many_from(&capsules).await
     });
-    let plaintexts = plaintexts.map_err(sdk_error)?;
+    let plaintexts = plaintexts.map_err(|error| match error {
+        SdkError::Misplaced { index, mismatch } => misplaced(targets.get(index), &mismatch),
+        other => sdk_error(other),
+    })?;
     drop(runtime);
 
     let mut command = std::process::Command::new(&program_path);

@@ -5,7 +5,7 @@
 use podseal_core::capsule::Capsule;
 use podseal_core::secret::Plaintext;
 
-use crate::client::{Client, ClientConfig, SdkError};
+use crate::client::{Client, ClientConfig, Origin, SdkError};
 
 /// The blocking client.
 #[derive(Debug)]
@@ -39,6 +39,21 @@ impl BlockingClient {
     /// Opens up to 64 capsules in one request.
     pub fn open_many(&self, capsules: &[Capsule]) -> Result<Vec<Plaintext>, SdkError> {
         self.runtime.block_on(self.client.open_many(capsules))
+    }
+
+    /// Opens one capsule read from `origin` (see [`Client::open_from`]).
+    pub fn open_from(&self, capsule: &Capsule, origin: &Origin) -> Result<Plaintext, SdkError> {
+        self.runtime
+            .block_on(self.client.open_from(capsule, origin))
+    }
+
+    /// Opens up to 64 capsules, each read from its origin, in one request
+    /// (see [`Client::open_many_from`]).
+    pub fn open_many_from(
+        &self,
+        capsules: &[(Capsule, Origin)],
+    ) -> Result<Vec<Plaintext>, SdkError> {
+        self.runtime.block_on(self.client.open_many_from(capsules))
     }
 
     /// Replaces the pinned DPoP key.

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use http::{Method, StatusCode};
-use podseal_core::capsule::{Capsule, DekEnvelope};
+use podseal_core::capsule::{Capsule, DekEnvelope, SecretSlot, SlotMismatch};
 use podseal_core::dpop::DpopKey;
 use podseal_core::envelope;
 use podseal_core::hpke::{KemId, LocalPrivateKey, RecipientKey as _};
@@ -38,6 +38,31 @@ pub const DEFAULT_TOKEN_FILE: &str = "/var/run/secrets/podseal/token";
 pub const DEFAULT_API_KEY_FILE: &str = "/var/run/secrets/podseal/api-key";
 /// Credential files larger than this are refused (a token is a few KiB).
 const MAX_CREDENTIAL_BYTES: u64 = 64 * 1024;
+
+/// Where a capsule was read from, as the pod spec says. The Secret writer
+/// (etcd, git, a backup restore) can move a capsule between keys and
+/// Secrets; it cannot change the pod spec nor the capsule's header, so
+/// comparing the two catches the move before anything is asked of the
+/// server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// A Secret's data key (an env variable filled by `secretKeyRef`, a file
+    /// of a Secret volume): the header must name exactly this Secret and key.
+    Secret(SecretSlot),
+    /// Given directly, not from a Secret (a literal value in the pod spec, a
+    /// file in the image): there is nothing to compare.
+    Direct,
+}
+
+impl Origin {
+    /// Checks `capsule`'s header against this origin.
+    pub fn check(&self, capsule: &Capsule) -> Result<(), SlotMismatch> {
+        match self {
+            Self::Secret(slot) => slot.check(&capsule.header().scope),
+            Self::Direct => Ok(()),
+        }
+    }
+}
 
 /// Retries of transient failures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -213,6 +238,15 @@ pub enum SdkError {
     /// The released key or the capsule did not open (an altered capsule).
     #[error("the capsule did not open: {0}")]
     Capsule(String),
+    /// A capsule was found in another Secret or key than its header names
+    /// (see [`Origin`]); nothing was asked of the server.
+    #[error("{mismatch}")]
+    Misplaced {
+        /// Its position in the batch.
+        index: usize,
+        /// Where it was found and what its header says.
+        mismatch: SlotMismatch,
+    },
     /// The system random generator failed.
     #[error("the system random generator failed")]
     Random,
@@ -344,16 +378,64 @@ impl Client {
         self.state.lock().await.dpop.thumbprint().to_owned()
     }
 
-    /// Opens one capsule.
+    /// Opens one capsule. It checks nothing about where the capsule was
+    /// found: for one read from a Secret, use [`Client::open_from`].
     pub async fn open(&self, capsule: &Capsule) -> Result<Plaintext, SdkError> {
-        let mut opened = self.open_many(std::slice::from_ref(capsule)).await?;
+        self.open_from(capsule, &Origin::Direct).await
+    }
+
+    /// Opens one capsule read from `origin`: refused, before any request,
+    /// when its header names another Secret or key than `origin`.
+    ///
+    /// The check is only as good as `origin`: take the Secret's name and key
+    /// from what a Secret writer cannot change (the pod spec's
+    /// `secretKeyRef`, the Secret volume's `secretName`, this program's own
+    /// configuration), never from the Secret or the capsule. It cannot tell
+    /// whether an environment variable really was filled from that Secret,
+    /// and a capsule of the same Secret and key in another namespace or
+    /// cluster is the server's scope check to refuse.
+    pub async fn open_from(
+        &self,
+        capsule: &Capsule,
+        origin: &Origin,
+    ) -> Result<Plaintext, SdkError> {
+        let mut opened = self.open_checked(&[(capsule, origin)]).await?;
         opened
             .pop()
             .ok_or_else(|| SdkError::Protocol("no release in the answer".into()))
     }
 
-    /// Opens up to 64 capsules in one request (all or nothing).
+    /// Opens up to 64 capsules in one request (all or nothing). It checks
+    /// nothing about where they were found: see [`Client::open_many_from`].
     pub async fn open_many(&self, capsules: &[Capsule]) -> Result<Vec<Plaintext>, SdkError> {
+        let direct: Vec<(&Capsule, &Origin)> =
+            capsules.iter().map(|c| (c, &Origin::Direct)).collect();
+        self.open_checked(&direct).await
+    }
+
+    /// Opens up to 64 capsules, each read from its [`Origin`], in one
+    /// request (all or nothing): if any header names another Secret or key
+    /// than its origin, nothing is asked of the server and
+    /// [`SdkError::Misplaced`] names the first. What the check cannot
+    /// catch: see [`Client::open_from`].
+    pub async fn open_many_from(
+        &self,
+        capsules: &[(Capsule, Origin)],
+    ) -> Result<Vec<Plaintext>, SdkError> {
+        let pairs: Vec<(&Capsule, &Origin)> = capsules.iter().map(|(c, o)| (c, o)).collect();
+        self.open_checked(&pairs).await
+    }
+
+    async fn open_checked(
+        &self,
+        pairs: &[(&Capsule, &Origin)],
+    ) -> Result<Vec<Plaintext>, SdkError> {
+        for (index, (capsule, origin)) in pairs.iter().enumerate() {
+            origin
+                .check(capsule)
+                .map_err(|mismatch| SdkError::Misplaced { index, mismatch })?;
+        }
+        let capsules: Vec<&Capsule> = pairs.iter().map(|(c, _)| *c).collect();
         if capsules.is_empty() || capsules.len() > MAX_BATCH {
             return Err(SdkError::Config(format!(
                 "one request opens 1 to {MAX_BATCH} capsules"
@@ -363,7 +445,7 @@ impl Client {
         let mut replaced = false;
         loop {
             let session = self.ensure_session(&mut state).await?;
-            match self.unwrap(&mut state, &session, capsules).await {
+            match self.unwrap(&mut state, &session, &capsules).await {
                 Err(SdkError::Refused { ref reason, .. })
                     if !replaced
                         && matches!(
@@ -410,7 +492,7 @@ impl Client {
         &self,
         state: &mut State,
         session: &SessionInfo,
-        capsules: &[Capsule],
+        capsules: &[&Capsule],
     ) -> Result<Vec<Plaintext>, SdkError> {
         let envelopes: Vec<&DekEnvelope> = capsules.iter().map(|c| &c.envelope).collect();
         let (pending, answer) = self

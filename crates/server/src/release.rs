@@ -155,6 +155,17 @@ pub fn api_key_hash(api_key: &str) -> [u8; 32] {
     Sha256::digest(api_key.as_bytes()).into()
 }
 
+/// The Secret name and key a released capsule's header names, so that the
+/// audit record says which Secret's value a pod received.
+fn note_secret(audit: &mut AuditContext, header: &podseal_core::capsule::Header) {
+    if let Some(scope) = header.scope.as_kubernetes() {
+        audit.set("secret", &scope.name);
+        if let Some(key) = &scope.key {
+            audit.set("secret_key", key);
+        }
+    }
+}
+
 /// A short, non-reversible label for a session id in audit records.
 fn session_label(session_id: &str) -> String {
     let digest = Sha256::digest(session_id.as_bytes());
@@ -745,9 +756,11 @@ impl<S: Storage> ReleaseService<S> {
             Ok(releases) => {
                 let records = releases
                     .iter()
-                    .map(|release| {
+                    .zip(&request.capsules)
+                    .map(|(release, envelope)| {
                         let mut context = audit.clone();
                         context.set("capsule", &release.capsule_id);
+                        note_secret(&mut context, envelope.header());
                         context.record("unwrap", Outcome::Allowed, None)
                     })
                     .collect();

@@ -772,8 +772,45 @@ fn kubernetes_walkthrough_manifests_are_real_objects() {
     assert_eq!(pod.service_account_name.as_deref(), Some("api"));
     let container = &pod.containers[0];
     assert!(container.image.as_deref().unwrap().contains("@sha256:"));
-    assert_eq!(container.command.as_ref().unwrap()[0], "podseal-exec");
+    let command = container.command.as_ref().unwrap();
+    assert_eq!(command[0], "podseal-exec");
     let volumes = pod.volumes.unwrap();
+    // Every capsule from a Secret is opened from the Secret and key the spec
+    // names (issue 21): a secretKeyRef variable by `--from NAME=SECRET/KEY`,
+    // a Secret volume mounted where `secret:SECRET/KEY` reads it.
+    for env in container.env.iter().flatten() {
+        if let Some(from) = env
+            .value_from
+            .as_ref()
+            .and_then(|v| v.secret_key_ref.as_ref())
+        {
+            let expected = format!("{}={}/{}", env.name, from.name, from.key);
+            assert!(
+                command
+                    .windows(2)
+                    .any(|w| w[0] == "--from" && w[1] == expected),
+                "{command:?} lacks --from {expected}"
+            );
+        }
+    }
+    for volume in &volumes {
+        if let Some(secret) = volume.secret.as_ref() {
+            let name = secret.secret_name.as_deref().unwrap();
+            let mount = container
+                .volume_mounts
+                .iter()
+                .flatten()
+                .find(|m| m.name == volume.name)
+                .unwrap();
+            assert_eq!(mount.mount_path, format!("/etc/podseal/secrets/{name}"));
+            assert!(
+                command
+                    .iter()
+                    .any(|a| a.contains(&format!("=secret:{name}/"))),
+                "{command:?} reads Secret {name} unchecked"
+            );
+        }
+    }
     let token = volumes
         .iter()
         .filter_map(|v| v.projected.as_ref())

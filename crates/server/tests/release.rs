@@ -216,12 +216,17 @@ impl World {
     }
 
     fn capsule(&self, namespace: &str, service_account: &str) -> Capsule {
+        self.capsule_of_key(namespace, service_account, None)
+    }
+
+    /// A capsule of Secret `db`, data key `key` when given.
+    fn capsule_of_key(&self, namespace: &str, service_account: &str, key: Option<&str>) -> Capsule {
         let scope = Scope::Kubernetes(KubernetesScope {
             cluster: "prod".into(),
             namespace: namespace.into(),
             service_accounts: vec![service_account.into()],
             name: "db".into(),
-            key: None,
+            key: key.map(str::to_owned),
         });
         let params = SealParams {
             scope,
@@ -1739,6 +1744,42 @@ async fn the_token_node_and_jti_bind_and_are_audited() {
             on("session", None, "dev-node-1"),
             on("unwrap", None, "dev-node-1"),
             on("session", Some(Reason::NodeMismatch), "dev-node-2"),
+        ]
+    );
+}
+
+/// The unwrap's audit record names the Secret and key whose value was
+/// released (the header's `name` and `key`), beside the capsule id.
+#[tokio::test]
+async fn an_unwrap_record_names_the_secret_and_key_it_released() {
+    let w = world().await;
+    let pod = w.pod();
+    let keyed = w.capsule_of_key("shop", "api", Some("password"));
+    let keyless = w.capsule("shop", "api");
+    let session = w.session(&pod, API_KEY).await.unwrap();
+    assert_eq!(w.unwrap(&pod, &session, &keyed).await.unwrap(), SECRET);
+    assert_eq!(w.unwrap(&pod, &session, &keyless).await.unwrap(), SECRET);
+    let released: Vec<(String, Option<String>, Option<String>)> = audit_records(&w)
+        .await
+        .into_iter()
+        .filter(|r| r.event == "unwrap")
+        .map(|r| {
+            (
+                r.details["capsule"].clone(),
+                r.details.get("secret").cloned(),
+                r.details.get("secret_key").cloned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        released,
+        [
+            (
+                keyed.header().id.clone(),
+                Some("db".to_owned()),
+                Some("password".to_owned())
+            ),
+            (keyless.header().id.clone(), Some("db".to_owned()), None),
         ]
     );
 }

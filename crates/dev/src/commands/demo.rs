@@ -13,7 +13,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use http::Method;
 use podseal_core::audit::{parse_public_key, verify_export};
-use podseal_core::capsule::{Capsule, KubernetesScope, RevealMode, Scope};
+use podseal_core::capsule::{Capsule, KubernetesScope, RevealMode, Scope, SecretSlot};
 use podseal_core::dpop::DpopKey;
 use podseal_core::envelope::{self, SealParams};
 use podseal_core::hpke::{KemId, LocalPrivateKey, RecipientKey as _};
@@ -24,7 +24,7 @@ use podseal_dev_cluster::{
     Config as ClusterConfig, ContainerImage, DevCluster, Handle, ImageVolume, PodTemplate,
 };
 use podseal_keys::key_file::write_new;
-use podseal_sdk::client::{Client, ClientConfig, SdkError};
+use podseal_sdk::client::{Client, ClientConfig, Origin, SdkError};
 use podseal_sdk::https::{Answer, HttpsClient, Trust};
 use podseal_sdk::protocol::{
     self, Credentials, Endpoint, Freshness, PendingUnwrap, SessionInfo, SignedRequest,
@@ -111,11 +111,22 @@ impl Printer {
         started: Instant,
         result: Result<(), (String, String, String)>,
     ) {
+        self.attack_refused_as(title, expected_reason.code(), started, result);
+    }
+
+    /// Records an attack: it must be refused with the reason code `expected`.
+    fn attack_refused_as(
+        &mut self,
+        title: &str,
+        expected: &str,
+        started: Instant,
+        result: Result<(), (String, String, String)>,
+    ) {
         let millis = started.elapsed().as_millis();
         let step = match result {
             Err((gate, reason, detail)) => Step {
                 title: title.to_owned(),
-                outcome: if reason == expected_reason.code() {
+                outcome: if reason == expected {
                     "refused"
                 } else {
                     "FAILED"
@@ -138,6 +149,10 @@ impl Printer {
     }
 }
 
+/// The reason code the demo shows for a capsule found in another Secret or
+/// key than its header names (refused by the pod side, not a gate).
+const SECRET_MISMATCH: &str = "secret_mismatch";
+
 fn failed(why: impl std::fmt::Display) -> CliError {
     CliError::failure(format!("the demo could not run: {why}"))
 }
@@ -152,6 +167,10 @@ fn sdk_refusal<T>(result: Result<T, SdkError>) -> Result<(), (String, String, St
             detail,
             ..
         }) => Err((gate.to_string(), reason.to_string(), detail)),
+        // Refused in the pod, before any request (`Origin::Secret`).
+        Err(misplaced @ SdkError::Misplaced { .. }) => {
+            Err(("pod".into(), SECRET_MISMATCH.into(), misplaced.to_string()))
+        }
         Err(other) => Err(("client".into(), "error".into(), other.to_string())),
     }
 }
@@ -552,8 +571,11 @@ async fn demo(output: OutputFormat) -> Result<(), CliError> {
     demo.pod("payments", "api-0", vec![])?;
     let pod_token = demo.token("shop", "api-0")?;
     let pod = demo.client(shop_key_file, &pod_token, "shop-api-0.token")?;
+    // The pod spec says where the capsule was read from (its secretKeyRef):
+    // `podseal-exec --from DB_URL=db/url` does the same.
+    let from_db = Origin::Secret(SecretSlot::new("db", "url").map_err(failed)?);
     let step = Instant::now();
-    let secret = pod.open(&capsule).await;
+    let secret = pod.open_from(&capsule, &from_db).await;
     let millis = step.elapsed().as_millis();
     let opened = secret
         .as_ref()
@@ -707,6 +729,10 @@ Ok(s) => format!(
     let elsewhere = demo.client(payments_key_file, &payments_token, "payments-api-0.token")?;
     out.attack("attack: the capsule copied into namespace payments and opened by a pod there (with its own valid credentials)", Reason::NamespaceMismatch, step, sdk_refusal(elsewhere.open(&capsule).await));
 
+    let step = Instant::now();
+    let from_api_url = Origin::Secret(SecretSlot::new("api-url", "url").map_err(failed)?);
+    out.attack_refused_as("attack: a Secret writer moves the db capsule into Secret api-url (same service account), whose value the program sends to a URL", SECRET_MISMATCH, step, sdk_refusal(pod.open_from(&capsule, &from_api_url).await));
+
     // The audit log.
     let step = Instant::now();
     let export = demo
@@ -747,7 +773,8 @@ Ok(s) => format!(
          The pod's secret was released only after four gates: its API key, its projected ServiceAccount token against \
          the pinned JWKS, a DPoP key that lives in its RAM and is pinned to its running container, and a live view showing it Running \
          with approved image digests. The server re-wrapped only the data key to the pod's ephemeral key; the pod \
-         decrypted in memory. Each attack was refused by the gate named, and the audit log of it all verifies. \
+         decrypted in memory. Each attack was refused by the gate named (a capsule moved to another Secret by the pod itself, \
+         which compares the Secret its spec names with the capsule's header), and the audit log of it all verifies. \
          ({} ms in all.)",
         total.as_millis()
     );
