@@ -30,31 +30,12 @@ mod support;
 const SECRET: &str = "restart-proof-secret-7d1c";
 
 fn exec(env: &[(&'static str, String)], capsule: &Path) -> Output {
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    support::run_program(
-        &podseal_test_support::binaries::exec(),
-        &[
-            "--env",
-            &format!("SECRET={}", capsule.display()),
-            "--",
-            "sh",
-            "-c",
-            "printf '%s' \"$SECRET\"",
-        ],
-        &env,
-        None,
-    )
+    support::exec_printing_secret(env, capsule)
 }
 
 #[track_caller]
 fn released(output: &Output) {
-    assert!(
-        output.status.success(),
-        "exit {:?}: {}",
-        output.status.code(),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert_eq!(String::from_utf8_lossy(&output.stdout), SECRET);
+    support::assert_released(output, SECRET);
 }
 
 #[track_caller]

@@ -35,46 +35,18 @@ fn digest(c: char) -> String {
 
 /// `podseal-exec` in pod `shop/NAME`, printing the secret.
 fn exec(deployment: &support::Deployment, pod: &str, capsule: &Path) -> Output {
-    let env = deployment.process_env(pod, "api");
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    support::run_program(
-        &podseal_test_support::binaries::exec(),
-        &[
-            "--env",
-            &format!("SECRET={}", capsule.display()),
-            "--",
-            "sh",
-            "-c",
-            "printf '%s' \"$SECRET\"",
-        ],
-        &env,
-        None,
-    )
+    support::exec_printing_secret(&deployment.process_env(pod, "api"), capsule)
 }
 
 /// Creates running pod `shop/NAME` with the approved app image and `extra`
 /// arguments of `pod create`.
 fn create(deployment: &support::Deployment, name: &str, extra: &[&str]) {
-    let dc = deployment.dev_cluster_dir();
-    let app = format!("api=registry.example/shop/api:1@{}", deployment.digest);
-    let mut args = vec![
-        "cluster",
-        "pod",
-        "create",
-        "--dir",
-        dc.to_str().unwrap(),
-        "--namespace",
-        "shop",
-        "--name",
+    support::create_pod_with(
+        &deployment.dev_cluster_dir(),
+        &deployment.digest,
         name,
-        "--service-account",
-        "api",
-        "--container",
-        &app,
-        "--running",
-    ];
-    args.extend_from_slice(extra);
-    support::run_ok(&podseal_test_support::binaries::dev(), &args, &[]);
+        extra,
+    );
 }
 
 #[track_caller]
@@ -94,13 +66,7 @@ fn refused(output: &Output, code: &str, names: &str) {
 
 #[track_caller]
 fn released(output: &Output) {
-    assert!(
-        output.status.success(),
-        "exit {:?}: {}",
-        output.status.code(),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert_eq!(String::from_utf8_lossy(&output.stdout), SECRET);
+    support::assert_released(output, SECRET);
 }
 
 #[test]

@@ -1707,20 +1707,7 @@ async fn es384_and_es512_clusters_are_released_to_and_their_bad_keys_refused() {
         bad_keys.push((other_curve, "EC coordinates must be"));
         for (jwks, detail) in &bad_keys {
             let answer = s
-                .send(
-                    Method::POST,
-                    "/v1/admin/clusters",
-                    "/v1/admin/clusters",
-                    &[("authorization", &format!("Bearer {}", s.admin_token))],
-                    Some(
-                        serde_json::to_vec(&registration(
-                            &s,
-                            &url,
-                            json!({ "jwks": jwks.to_string() }),
-                        ))
-                        .unwrap(),
-                    ),
-                )
+                .register_raw(&url, json!({ "jwks": jwks.to_string() }))
                 .await;
             refused(&answer, 400, Gate::Admin, Reason::InvalidArgument);
             let body = String::from_utf8_lossy(&answer.body);
@@ -2029,6 +2016,23 @@ async fn an_http2_preface_without_a_request_is_cut_at_the_first_request_bound() 
     running.shutdown().await.unwrap();
 }
 
+impl Suite {
+    /// `POST /v1/admin/clusters` with [`registration`]'s body and `extra`,
+    /// answered as it is (a refusal is not a test failure here).
+    async fn register_raw(&self, url: &str, extra: Value) -> Answer {
+        let authorization = format!("Bearer {}", self.admin_token);
+        let body = serde_json::to_vec(&registration(self, url, extra)).unwrap();
+        self.send(
+            Method::POST,
+            "/v1/admin/clusters",
+            "/v1/admin/clusters",
+            &[("authorization", &authorization)],
+            Some(body),
+        )
+        .await
+    }
+}
+
 /// The registration body of `prod` at `url`, with the suite's CA and token files.
 fn registration(s: &Suite, url: &str, extra: Value) -> Value {
     let mut body = json!({
@@ -2144,19 +2148,9 @@ async fn token_lifetime_and_extra_audiences_are_bounded_per_cluster() {
     // The per-cluster settings, changed with --replace: extra audiences
     // allowed, the API server's own audience accepted, lifetimes bounded to 2 h.
     let out_of_range = s
-        .send(
-            Method::POST,
-            "/v1/admin/clusters",
-            "/v1/admin/clusters",
-            &[("authorization", &format!("Bearer {}", s.admin_token))],
-            Some(
-                serde_json::to_vec(&registration(
-                    &s,
-                    &url,
-                    json!({ "replace": true, "max_token_lifetime_secs": 10 * 365 * 86_400 }),
-                ))
-                .unwrap(),
-            ),
+        .register_raw(
+            &url,
+            json!({ "replace": true, "max_token_lifetime_secs": 10 * 365 * 86_400 }),
         )
         .await;
     refused(&out_of_range, 400, Gate::Admin, Reason::InvalidArgument);

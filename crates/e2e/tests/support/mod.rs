@@ -408,29 +408,67 @@ pub fn create_api_key(binary: &Path, admin: &[(&str, &str)]) -> serde_json::Valu
 /// at `digest`) in the stand-in whose files are in `dc`; returns its
 /// projected token (audience `podseal`).
 pub fn create_pod(dc: &Path, digest: &str, name: &str) -> String {
+    create_pod_with(dc, digest, name, &[])
+}
+
+/// [`create_pod`] with more arguments of `podseal-dev cluster pod create`
+/// (`--image-volume`, `--sidecar`, …).
+pub fn create_pod_with(dc: &Path, digest: &str, name: &str, extra: &[&str]) -> String {
     let dc = dc.to_str().expect("utf-8 path");
     let container = format!("api=registry.example/shop/api:1@{digest}");
-    run_ok(
-        &podseal_test_support::binaries::dev(),
-        &[
-            "cluster",
-            "pod",
-            "create",
-            "--dir",
-            dc,
-            "--namespace",
-            "shop",
-            "--name",
-            name,
-            "--service-account",
-            "api",
-            "--container",
-            &container,
-            "--running",
-        ],
-        &[],
-    );
+    let mut args = vec![
+        "cluster",
+        "pod",
+        "create",
+        "--dir",
+        dc,
+        "--namespace",
+        "shop",
+        "--name",
+        name,
+        "--service-account",
+        "api",
+        "--container",
+        &container,
+        "--running",
+    ];
+    args.extend_from_slice(extra);
+    run_ok(&podseal_test_support::binaries::dev(), &args, &[]);
     pod_token(Path::new(dc), name)
+}
+
+/// `podseal-exec --env SECRET=CAPSULE -- sh -c 'printf %s "$SECRET"'` with
+/// the client environment `env`: the program prints what was released.
+pub fn exec_printing_secret(
+    env: &[(&'static str, String)],
+    capsule: &Path,
+) -> std::process::Output {
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    run_program(
+        &podseal_test_support::binaries::exec(),
+        &[
+            "--env",
+            &format!("SECRET={}", capsule.display()),
+            "--",
+            "sh",
+            "-c",
+            "printf '%s' \"$SECRET\"",
+        ],
+        &env,
+        None,
+    )
+}
+
+/// The program of [`exec_printing_secret`] ran and printed `secret`.
+#[track_caller]
+pub fn assert_released(output: &std::process::Output, secret: &str) {
+    assert!(
+        output.status.success(),
+        "exit {:?}: {}",
+        output.status.code(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&output.stdout), secret);
 }
 
 /// A new projected token (audience `podseal`) for the pod `shop/NAME` of the
