@@ -1,9 +1,9 @@
-//! Loads the published test data in `../shared/testdata/` at run time.
+//! Loads the published test data in the repository's `testdata/` at run time.
 //!
 //! Vectors are never pasted into the source: every known-answer test reads the
 //! file it names. `PODSEAL_TESTDATA` overrides the directory.
 
-use podseal_test_support::testdata::shared_testdata_dir as testdata_dir;
+use podseal_test_support::testdata::testdata_dir;
 
 /// Reads a test-data file as text, failing the test with the path if absent.
 pub(crate) fn load_text(relative: &str) -> String {

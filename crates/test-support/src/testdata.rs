@@ -1,7 +1,8 @@
 //! For tests only (feature `test-support`): where the published test data
-//! lives. Tests read vectors from the repository's own `testdata/` first,
-//! then from `../shared/testdata/` beside the checkout (or `PODSEAL_TESTDATA`),
-//! and never paste them into the source.
+//! lives. Tests read vectors from the repository's own `testdata/` (each set
+//! with its source, version and licence in a README), or from the directory
+//! `PODSEAL_TESTDATA` names, and never paste them into the source. A clone
+//! runs its tests with nothing beside it.
 
 #![allow(
     clippy::panic,
@@ -10,29 +11,18 @@
 
 use std::path::PathBuf;
 
-/// The shared test-data directory.
-pub fn shared_testdata_dir() -> PathBuf {
+/// The test-data directory: `PODSEAL_TESTDATA`, else the repository's
+/// `testdata/`.
+pub fn testdata_dir() -> PathBuf {
     match std::env::var_os("PODSEAL_TESTDATA") {
         Some(dir) => PathBuf::from(dir),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/testdata"),
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../testdata"),
     }
 }
 
-/// The repository's own test-data directory (published sets added with the
-/// code that uses them; each named in its README).
-pub fn repo_testdata_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../testdata")
-}
-
-/// Where a test-data file is: the repository's `testdata/` if it holds it,
-/// otherwise the shared directory.
+/// Where a test-data file is.
 pub fn testdata_path(relative: &str) -> PathBuf {
-    let own = repo_testdata_dir().join(relative);
-    if own.is_file() {
-        own
-    } else {
-        shared_testdata_dir().join(relative)
-    }
+    testdata_dir().join(relative)
 }
 
 /// Reads and parses a JSON test-data file (see [`testdata_path`]), panicking with the path.

@@ -1,5 +1,5 @@
 //! RFC 9180 Appendix A known-answer tests, base mode, read at run time from
-//! `../shared/testdata/hpke/rfc9180-appendix-a-test-vectors.md`.
+//! `testdata/hpke/rfc9180-appendix-a-test-vectors.md`.
 //!
 //! Coverage, and how podseal's AES-256-GCM suite is covered:
 //! - A.1 DHKEM(X25519)/HKDF-SHA256/AES-128-GCM, A.3 DHKEM(P-256)/HKDF-SHA256/
