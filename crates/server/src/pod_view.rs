@@ -130,8 +130,14 @@ pub struct ImageVolumeFacts {
     /// of a mount of this volume (KEP-5365, 1.36+), each parsed to
     /// `sha256:<64 hex>`; `None` for a reported `imageRef` without one.
     pub mounted: Vec<Option<String>>,
+}
+
+impl ImageVolumeFacts {
     /// `sha256:<64 hex>` from an `@sha256:` in the reference itself.
-    pub reference_digest: Option<String>,
+    pub fn reference_digest(&self) -> Option<String> {
+        let (_, digest) = self.reference.rsplit_once('@')?;
+        digest_of_image_id(digest)
+    }
 }
 
 /// What gate 4 needs to know about a pod.
@@ -868,7 +874,6 @@ pub fn pod_facts(pod: &Pod) -> PodFacts {
         let Some(image) = &volume.image else {
             continue;
         };
-        let reference = image.reference.clone().unwrap_or_default();
         let mounted = all_statuses()
             .flat_map(|s| s.volume_mounts.iter().flatten())
             .filter(|mount| mount.name == volume.name)
@@ -877,10 +882,7 @@ pub fn pod_facts(pod: &Pod) -> PodFacts {
             .collect();
         image_volumes.push(ImageVolumeFacts {
             name: volume.name.clone(),
-            reference_digest: reference
-                .rsplit_once('@')
-                .and_then(|(_, digest)| digest_of_image_id(digest)),
-            reference,
+            reference: image.reference.clone().unwrap_or_default(),
             mounted,
         });
     }
@@ -986,16 +988,16 @@ mod tests {
                     // The sidecar's report, and the app container's that
                     // carries no digest; the mount with no status adds none.
                     mounted: vec![Some(digest('b')), None],
-                    reference_digest: None,
                 },
                 ImageVolumeFacts {
                     name: "pinned".into(),
                     reference: format!("quay.io/crio/artifact@{}", digest('c')),
                     mounted: vec![],
-                    reference_digest: Some(digest('c')),
                 },
             ]
         );
+        assert_eq!(facts.image_volumes[0].reference_digest(), None);
+        assert_eq!(facts.image_volumes[1].reference_digest(), Some(digest('c')));
         assert_eq!(facts.git_repo_volumes, ["src"]);
     }
 

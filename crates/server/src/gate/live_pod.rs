@@ -168,35 +168,33 @@ fn check(
 /// approved, and at least one must exist (a reference by tag that no
 /// status has resolved yet names no content).
 fn check_image_volume(volume: &ImageVolumeFacts, policy: &PolicyRecord) -> Result<(), Refusal> {
-    let what = format!("image volume {}", volume.name);
+    let name = &volume.name;
     if volume.mounted.iter().any(Option::is_none) {
         return Err(refuse(
             Reason::ImageWithoutDigest,
-            format!("{what} was mounted without a sha256 digest reported"),
+            format!("image volume {name} was mounted without a sha256 digest reported"),
         ));
     }
-    let digests: Vec<&String> = volume
+    let reference_digest = volume.reference_digest();
+    let mut digests = volume
         .mounted
         .iter()
         .flatten()
-        .chain(&volume.reference_digest)
-        .collect();
-    if digests.is_empty() {
+        .chain(&reference_digest)
+        .peekable();
+    if digests.peek().is_none() {
         return Err(refuse(
             Reason::ImageWithoutDigest,
             format!(
-                "{what} mounts {} without a sha256 digest (pin the reference by digest)",
+                "image volume {name} mounts {} without a sha256 digest (pin the reference by digest)",
                 volume.reference
             ),
         ));
     }
-    if digests
-        .iter()
-        .any(|digest| !policy.digests.iter().any(|approved| approved == *digest))
-    {
+    if digests.any(|digest| !policy.digests.contains(digest)) {
         return Err(refuse(
             Reason::ImageNotApproved,
-            format!("{what} mounts an image digest that is not approved"),
+            format!("image volume {name} mounts an image digest that is not approved"),
         ));
     }
     Ok(())
@@ -258,9 +256,6 @@ mod tests {
             name: "tools".into(),
             reference: reference.into(),
             mounted: mounted.iter().map(|d| d.map(digest)).collect(),
-            reference_digest: reference
-                .rsplit_once('@')
-                .and_then(|(_, d)| crate::pod_view::digest_of_image_id(d)),
         }
     }
 
