@@ -458,13 +458,18 @@ pub async fn serve_connections(
             continue;
         };
         let (acceptor, router) = (acceptor.clone(), router.clone());
-        let stopping = stopping.clone();
+        let mut stopping = stopping.clone();
         connections.spawn(async move {
             let _slots = (slot, source_slot);
             let accepted = tokio::time::Instant::now();
-            let Some((stream, h2)) =
-                first_request(&acceptor, tcp, limits.first_request_timeout).await
-            else {
+            // Until its first request arrives a connection has nothing to
+            // finish, so a stopping server closes it at once rather than
+            // waiting out its grace for a client's spare, pooled unused.
+            let first = tokio::select! {
+                first = first_request(&acceptor, tcp, limits.first_request_timeout) => first,
+                () = until_stopping(&mut stopping) => None,
+            };
+            let Some((stream, h2)) = first else {
                 return;
             };
             // HTTP/1.1's first request has begun (hyper bounds its headers);
@@ -555,6 +560,11 @@ async fn serve_connection<S>(
                 }
             }
             _ = until_stopping(&mut stopping) => {
+                // An HTTP/2 connection that sent its preface and never a
+                // request has nothing to finish either.
+                if !activity.begun.load(Ordering::SeqCst) {
+                    return;
+                }
                 // Requests in flight finish; the server aborts what is left after its grace.
                 connection.as_mut().graceful_shutdown();
                 let _ = (&mut connection).await;

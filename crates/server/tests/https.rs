@@ -2016,6 +2016,50 @@ async fn an_http2_preface_without_a_request_is_cut_at_the_first_request_bound() 
     running.shutdown().await.unwrap();
 }
 
+/// Shutdown does not wait for a connection that never carried a request
+/// (a client's spare connection, opened and pooled unused): it has
+/// nothing to finish. It waited the whole grace for one, which is where
+/// `podseal-dev demo` sometimes spent five seconds after its last step.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_does_not_wait_for_a_connection_that_never_asked() {
+    let (running, _state) = bare_server(podseal_server::config::ConnectionsSection {
+        first_request_timeout_secs: 60,
+        idle_timeout_secs: 60,
+        ..Default::default()
+    })
+    .await;
+    use tokio::io::AsyncWriteExt as _;
+    let mut spares = Vec::new();
+    for alpn in [&b""[..], b"h2", b"http/1.1"] {
+        spares.push(tls_connect(&running, alpn).await);
+    }
+    // And an HTTP/2 connection past its preface and SETTINGS, still without
+    // a request.
+    let mut preface_only = tls_connect(&running, b"h2").await;
+    preface_only
+        .write_all(H2_PREFACE_AND_SETTINGS)
+        .await
+        .unwrap();
+    preface_only.flush().await.unwrap();
+    spares.push(preface_only);
+    // Served on another connection: the server is up and answering.
+    let (status, _, _) = h2_get(&running, "/healthz", &[]).await;
+    assert_eq!(status, 200);
+    let since = std::time::Instant::now();
+    tokio::time::timeout(podseal_server::tls::SHUTDOWN_GRACE / 2, running.shutdown())
+        .await
+        .expect("shutdown waited for connections that never carried a request")
+        .unwrap();
+    for mut spare in spares {
+        assert!(
+            closed_by(&mut spare, since, Duration::from_secs(5))
+                .await
+                .is_some(),
+            "a spare connection outlived the server"
+        );
+    }
+}
+
 impl Suite {
     /// `POST /v1/admin/clusters` with [`registration`]'s body and `extra`,
     /// answered as it is (a refusal is not a test failure here).
