@@ -53,7 +53,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
             post(self_subject_rules_review),
         )
         .merge(control_routes())
-        .fallback(|| async { ApiError::not_found("resource", "the requested resource") })
+        .fallback(|| async { ApiError::no_such_path() })
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
         .layer(middleware::from_fn_with_state(shared.clone(), authorize))
         .with_state(shared)

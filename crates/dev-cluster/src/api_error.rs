@@ -70,6 +70,17 @@ impl ApiError {
         )
     }
 
+    /// 404 for a path the server serves nothing at, worded as
+    /// kube-apiserver words it (`kubectl get --raw /api/v1/nosuch`).
+    pub fn no_such_path() -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            "the server could not find the requested resource".into(),
+            Some(StatusDetails::default()),
+        )
+    }
+
     /// 400.
     pub fn bad_request(message: String) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "BadRequest", message, None)

@@ -14,8 +14,9 @@ use std::process::Command;
 
 use podseal_dev_cluster::{Config, DevCluster};
 
-/// `kubectl ARGS` against the stand-in with `token`, no kubeconfig.
-async fn kubectl(cluster: &DevCluster, token: &str, args: &[&str]) -> String {
+/// `kubectl ARGS` against the stand-in with `token`, no kubeconfig: what
+/// it printed, and whether it succeeded.
+async fn kubectl_output(cluster: &DevCluster, token: &str, args: &[&str]) -> std::process::Output {
     let dir = tempfile::TempDir::new().unwrap();
     let ca = dir.path().join("ca.pem");
     std::fs::write(&ca, cluster.ca_pem()).unwrap();
@@ -26,10 +27,15 @@ async fn kubectl(cluster: &DevCluster, token: &str, args: &[&str]) -> String {
         .arg(format!("--certificate-authority={}", ca.display()))
         .arg(format!("--token={token}"))
         .args(args);
-    let output = tokio::task::spawn_blocking(move || command.output())
+    tokio::task::spawn_blocking(move || command.output())
         .await
         .unwrap()
-        .expect("kubectl is on the image (/usr/bin/kubectl)");
+        .expect("kubectl is on the image (/usr/bin/kubectl)")
+}
+
+/// `kubectl ARGS`, which must succeed: its stdout.
+async fn kubectl(cluster: &DevCluster, token: &str, args: &[&str]) -> String {
+    let output = kubectl_output(cluster, token, args).await;
     assert!(
         output.status.success(),
         "kubectl {args:?}: {}",
@@ -74,5 +80,23 @@ async fn kubectl_lists_what_each_token_may_do() {
             .lines()
             .any(|l| l.starts_with("*.*") && l.ends_with("[*]")),
         "{admin}"
+    );
+}
+
+/// A path the stand-in serves nothing at answers as kube-apiserver does,
+/// so kubectl shows its usual words, not a made-up resource name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_reads_a_missing_path_as_from_kube_apiserver() {
+    let cluster = DevCluster::start(Config::default()).await.unwrap();
+    let output = kubectl_output(
+        &cluster,
+        cluster.admin_token(),
+        &["get", "--raw", "/api/v1/nosuchresource"],
+    )
+    .await;
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&output.stderr).trim_end(),
+        "Error from server (NotFound): the server could not find the requested resource"
     );
 }
