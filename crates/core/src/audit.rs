@@ -50,6 +50,24 @@ pub enum Outcome {
     AuditModeWouldRefuse,
 }
 
+impl Outcome {
+    /// The name the log's JSON gives it (`allowed`, `refused`,
+    /// `audit_mode_would_refuse`), for text that quotes the log.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Allowed => "allowed",
+            Self::Refused => "refused",
+            Self::AuditModeWouldRefuse => "audit_mode_would_refuse",
+        }
+    }
+}
+
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// One audit record. Values are identifiers and codes, never secrets.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -819,6 +837,20 @@ mod tests {
         reason = "test code"
     )]
     use super::*;
+
+    /// Text that quotes an outcome (`verify-proof`, the demo) uses the
+    /// log's own word for it, never the Rust variant name.
+    #[test]
+    fn an_outcome_reads_as_the_log_writes_it() {
+        for outcome in [
+            Outcome::Allowed,
+            Outcome::Refused,
+            Outcome::AuditModeWouldRefuse,
+        ] {
+            let in_the_log = serde_json::to_value(outcome).unwrap();
+            assert_eq!(in_the_log, serde_json::json!(outcome.to_string()));
+        }
+    }
 
     fn origin() -> LogOrigin {
         LogOrigin::new("podseal-test").unwrap()
