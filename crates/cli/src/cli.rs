@@ -172,7 +172,7 @@ pub enum ClusterCommand {
 pub enum ApiKeyCommand {
     /// Create an API key bound to one cluster, namespace and service account. Shown once.
     #[command(
-        after_help = "Example:\n  podseal apikey create --cluster prod --namespace shop --service-account api -o json"
+        after_help = "Examples:\n  podseal apikey create --cluster prod --namespace shop --service-account api --out api.key\n  podseal apikey create --cluster prod --namespace shop --service-account api -o json"
     )]
     Create {
         #[command(flatten)]
@@ -186,6 +186,10 @@ pub enum ApiKeyCommand {
         /// Service account.
         #[arg(long = "service-account")]
         service_account: String,
+        /// Write the key to this new file (mode 0600, never overwriting) instead of stdout; the
+        /// rest (id, binding) is printed.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
     },
     /// List API keys (ids and bindings, never the keys).
     List {
@@ -314,7 +318,7 @@ pub enum AuditCommand {
     Export {
         #[command(flatten)]
         connection: AdminConnection,
-        /// Write to this file instead of stdout.
+        /// Write to this new file instead of stdout (only once the whole export arrived; never overwrites).
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
     },
@@ -413,16 +417,23 @@ pub enum AuditCommand {
     /// them with `<origin>+<key id>+<key>`. The origin is the log's name: the first line of
     /// every checkpoint (`audit.origin`, by default the external URL's host[:port] then
     /// /podseal-audit; the server also logs its verifier key at start).
+    ///
+    /// The origin is the log's: taken from an export, which is verified with the key first, or
+    /// given with --origin when no export is at hand (nothing then checks that it is this log's).
     #[command(
-        after_help = "Example:\n  podseal audit public-key --key audit.pub --origin secrets.example.com/podseal-audit > audit.vkey\n  podseal audit verify --key audit.vkey audit.jsonl"
+        after_help = "Examples:\n  podseal audit public-key --key audit.pub audit.jsonl > audit.vkey\n  podseal audit public-key --key audit.pub --origin secrets.example.com/podseal-audit\n  podseal audit verify --key audit.vkey audit.jsonl"
     )]
     PublicKey {
         /// The audit public key file (podseal-audit-public-key:v1:…).
         #[arg(long = "key", value_name = "AUDIT_PUB")]
         key: PathBuf,
-        /// The log's origin.
-        #[arg(long, value_name = "ORIGIN")]
-        origin: String,
+        /// The log's origin, when no export is given.
+        #[arg(long, value_name = "ORIGIN", required_unless_present = "export")]
+        origin: Option<String>,
+        /// An export of the log (`podseal audit export`), or '-' for stdin: the origin is read
+        /// from its checkpoints once the export verifies with the key.
+        #[arg(value_name = "EXPORT", conflicts_with = "origin")]
+        export: Option<String>,
     },
 }
 
@@ -469,11 +480,11 @@ The secret is read from stdin or --from-file, never from an argument (arguments 
 Bytes are sealed exactly as read: `echo` adds a newline, `printf %s` does not.
 
 Examples:
-  printf %s \"$DB_PASSWORD\" | podseal seal --key org.pub --cluster prod --namespace shop \\
-      --service-account api --name db-password > db-password.capsule
+  podseal seal --key org.pub --cluster prod --namespace shop --service-account api \\
+      --name db-password --out db-password.capsule < db-password.txt
 
   podseal seal --key org.pub --cluster prod --namespace shop --service-account api \\
-      --k8s-secret db --from-file password=./pw.txt --from-file user=./user.txt > db-secret.yaml")]
+      --k8s-secret db --from-file password=./pw.txt --from-file user=./user.txt --out db.yaml")]
 pub struct SealArgs {
     /// Org PUBLIC key file to seal to (repeatable: e.g. add a disaster-recovery key).
     #[arg(long = "key", value_name = "ORG_PUB", required = true)]
@@ -505,6 +516,10 @@ pub struct SealArgs {
     /// Print a Kubernetes Secret manifest (YAML) with this name, every data value a capsule.
     #[arg(long = "k8s-secret", value_name = "NAME")]
     pub k8s_secret: Option<String>,
+    /// Write the capsule (or manifest, or -o document) to this new file, only once it is sealed:
+    /// a failure leaves no file, and an existing file is never overwritten.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
 }
 
 /// Reveal modes.

@@ -7,9 +7,6 @@ fn main() -> ExitCode {
     let cli: podseal_cli::cli::Cli = podseal_command::arguments::parse();
     match podseal_cli::commands::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            error.print();
-            ExitCode::from(error.exit_code())
-        }
+        Err(error) => error.report(),
     }
 }

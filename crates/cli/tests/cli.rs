@@ -721,7 +721,7 @@ fn audit_verify_passes_on_an_intact_export_and_fails_on_an_edited_one() {
     );
     assert!(
         String::from_utf8_lossy(&ok.stdout)
-            .starts_with("audit log verifies: 3 records, 1 checkpoints")
+            .starts_with("audit log verifies: 3 records, 1 checkpoint,")
     );
 
     let mut swapped = lines.clone();
@@ -1171,6 +1171,7 @@ fn an_input_that_cannot_be_read_exits_2_naming_it_in_every_command() {
             "--origin",
             "podseal",
         ],
+        vec!["audit", "public-key", "--key", &audit_pub, "{BAD}"],
     ];
     for bad in [&missing, &directory] {
         let bad = text(bad);
@@ -1196,5 +1197,121 @@ fn an_input_that_cannot_be_read_exits_2_naming_it_in_every_command() {
             );
             assert!(stderr.lines().count() <= 2, "{stderr}");
         }
+    }
+}
+
+/// `seal --out` writes the capsule or manifest only once it is sealed: a
+/// seal that fails leaves no file (where a shell's `>` leaves an empty one
+/// the next command trips on), and an existing file is never overwritten.
+#[test]
+fn seal_out_writes_only_a_whole_capsule_and_never_overwrites() {
+    let ws = Workspace::new();
+    let out = ws.path("db.capsule");
+    let out_arg = out.to_str().unwrap();
+
+    // A failed seal (nothing on stdin) leaves no file behind.
+    let failed = podseal()
+        .args(ws.seal_args())
+        .args(["--name", "db", "--out", out_arg])
+        .write_stdin("")
+        .output()
+        .unwrap();
+    assert_clean_failure(&failed, 2);
+    assert!(!out.exists(), "a failed seal left {}", out.display());
+
+    let sealed = podseal()
+        .args(ws.seal_args())
+        .args(["--name", "db", "--out", out_arg])
+        .write_stdin(MARKER)
+        .assert()
+        .success();
+    assert!(
+        sealed.get_output().stdout.is_empty(),
+        "--out prints nothing on stdout"
+    );
+    let capsule = std::fs::read_to_string(&out).unwrap();
+    assert!(capsule.starts_with("podseal:v1:") && capsule.ends_with('\n'));
+    assert_eq!(mode(&out), 0o644, "a capsule is safe to share");
+    let opened = podseal()
+        .args(["open", "--key"])
+        .arg(ws.private())
+        .arg(&out)
+        .assert()
+        .success();
+    assert_eq!(opened.get_output().stdout, MARKER.as_bytes());
+
+    // A second seal to the same file is refused and changes nothing.
+    let again = podseal()
+        .args(ws.seal_args())
+        .args(["--name", "db", "--out", out_arg])
+        .write_stdin("another secret")
+        .output()
+        .unwrap();
+    let error = assert_clean_failure(&again, 1);
+    assert!(error.contains("already exists"), "{error}");
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), capsule);
+
+    // A manifest, as -o json too.
+    std::fs::write(ws.path("pw"), MARKER).unwrap();
+    let manifest = ws.path("db.json");
+    podseal()
+        .args(ws.seal_args())
+        .args(["--k8s-secret", "db", "-o", "json", "--out"])
+        .arg(&manifest)
+        .arg("--from-file")
+        .arg(format!("password={}", ws.path("pw").display()))
+        .assert()
+        .success();
+    let secret: Secret =
+        serde_json::from_str(&std::fs::read_to_string(&manifest).unwrap()).unwrap();
+    assert!(secret.data.unwrap().contains_key("password"));
+}
+
+/// Claim: every command that prints ends quietly when its reader goes away
+/// (`podseal completion bash | head -1`): exit 141 as for SIGPIPE, nothing
+/// on stderr, no panic. The commands that talk to a server are checked in
+/// `crates/e2e/tests/closed_pipe.rs`.
+#[test]
+fn every_local_command_ends_quietly_on_a_closed_pipe() {
+    use podseal_test_support::closed_pipe::{assert_ends_on_closed_pipe, run_with_closed_stdout};
+    let ws = Workspace::new();
+    let capsule_file = ws.path("db.capsule");
+    std::fs::write(&capsule_file, ws.seal(MARKER.as_bytes())).unwrap();
+    let (public, private, capsule) = (
+        ws.public().to_str().unwrap().to_owned(),
+        ws.private().to_str().unwrap().to_owned(),
+        capsule_file.to_str().unwrap().to_owned(),
+    );
+    let new_keys = ws.path("new-keys").to_str().unwrap().to_owned();
+    let seal = ws.seal_args();
+    let seal: Vec<&str> = seal.iter().map(String::as_str).collect();
+    let with = |extra: &[&'static str]| -> Vec<&str> {
+        seal.iter().copied().chain(extra.iter().copied()).collect()
+    };
+    let rows: Vec<Vec<&str>> = vec![
+        vec!["completion", "bash"],
+        vec!["completion", "zsh"],
+        vec!["completion", "fish"],
+        vec!["keys", "init", "--out", &new_keys],
+        vec!["keys", "show", &public],
+        vec!["keys", "show", &public, "-o", "json"],
+        vec!["keys", "show", &public, "-o", "yaml"],
+        with(&["--name", "db"]),
+        with(&["--name", "db", "-o", "json"]),
+        with(&["--k8s-secret", "db", "--from-file", "password=-"]),
+        vec!["inspect", &capsule],
+        vec!["inspect", "--key", &private, &capsule],
+        vec!["inspect", &capsule, "-o", "json"],
+        vec!["open", "--key", &private, &capsule],
+        vec!["open", "--key", &private, &capsule, "-o", "json"],
+    ];
+    for args in rows {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_podseal"));
+        command.args(&args);
+        let run = run_with_closed_stdout(command, MARKER.as_bytes());
+        let what = format!("podseal {}", args.join(" "));
+        // The break-glass warning comes first, whatever happens to stdout.
+        let warning = (args[0] == "open").then_some("warning: break-glass open of capsule ");
+        assert_ends_on_closed_pipe(&what, &run, warning);
     }
 }

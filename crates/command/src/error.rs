@@ -6,6 +6,7 @@
 //! | 0 | success |
 //! | 1 | the operation was tried and failed: refused, did not open, did not verify, could not write its output |
 //! | 2 | usage or input: bad flags, and any input named on the command line (or stdin) that is missing, a directory, unreadable, too large or malformed |
+//! | 141 | stdout was closed before everything was written (`podseal … \| head -1`): nothing is printed on stderr, as for a Unix tool ended by SIGPIPE (128 + 13) |
 
 use podseal_core::capsule::CapsuleError;
 use podseal_core::envelope::{OpenError, SealError};
@@ -15,6 +16,10 @@ use podseal_keys::key_file::KeyFileError;
 pub const EXIT_FAILURE: u8 = 1;
 /// Exit code for usage errors and invalid input (clap uses it too).
 pub const EXIT_USAGE: u8 = 2;
+/// Exit code when stdout was closed early: what a shell shows for a Unix
+/// tool ended by SIGPIPE (128 + 13), so `set -o pipefail` scripts see the
+/// same status from podseal as from `cat`.
+pub const EXIT_CLOSED_PIPE: u8 = 141;
 
 /// A failure ready to show to the person at the terminal. Messages never
 /// contain secret bytes: they are built from typed errors that carry none.
@@ -41,6 +46,26 @@ impl CliError {
             message: message.into(),
             hint: None,
             code: EXIT_FAILURE,
+        }
+    }
+
+    /// Stdout was closed before everything was written (the reader of a
+    /// pipe went away, as `head -1` does). Reported by exit code alone.
+    pub fn closed_stdout() -> Self {
+        Self {
+            message: String::from("stdout was closed"),
+            hint: None,
+            code: EXIT_CLOSED_PIPE,
+        }
+    }
+
+    /// A failed write to stdout: a closed pipe ends the command quietly
+    /// ([`CliError::closed_stdout`]); any other failure is reported.
+    pub fn from_stdout(error: &std::io::Error) -> Self {
+        if error.kind() == std::io::ErrorKind::BrokenPipe {
+            Self::closed_stdout()
+        } else {
+            Self::failure(format!("cannot write to stdout: {error}"))
         }
     }
 
@@ -75,12 +100,23 @@ impl CliError {
         self.hint.as_deref()
     }
 
-    /// Writes the error (and hint) to stderr.
+    /// Writes the error (and hint) to stderr, except for a closed stdout,
+    /// which like any Unix tool's ends silently.
     pub fn print(&self) {
+        if self.code == EXIT_CLOSED_PIPE {
+            return;
+        }
         eprintln!("error: {}", self.message);
         if let Some(hint) = &self.hint {
             eprintln!("hint: {hint}");
         }
+    }
+
+    /// What every binary's `main` does with a failed command: print it (see
+    /// [`CliError::print`]) and exit with its code.
+    pub fn report(&self) -> std::process::ExitCode {
+        self.print();
+        std::process::ExitCode::from(self.code)
     }
 }
 

@@ -230,6 +230,25 @@ pub enum DevClusterCommand {
         /// Lifetime in seconds (at least 600, as the API server requires).
         #[arg(long, default_value_t = 600)]
         expiration_seconds: i64,
+        /// Write the token to this file (mode 0600) instead of stdout, replacing it whole as the
+        /// kubelet replaces a projected token it rotates: a reader sees the old token or the new.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+    /// Mount a Secret manifest's keys as the kubelet mounts a Secret volume: each key a file
+    /// SECRETS_DIR/<Secret name>/<key> holding its decoded value (what `podseal-exec
+    /// --secrets-dir` reads as secret:SECRET/KEY). Files are replaced whole, as the kubelet
+    /// updates a mounted Secret.
+    #[command(after_help = "Example:
+  podseal seal --key org.pub --cluster dev --namespace shop --service-account api \\
+      --k8s-secret db --from-file password=pw.txt --out db.yaml
+  podseal-dev cluster mount-secret db.yaml --secrets-dir ./secrets   # ./secrets/db/password")]
+    MountSecret {
+        /// The Secret manifest (YAML or JSON, as `podseal seal --k8s-secret` writes it).
+        manifest: PathBuf,
+        /// Where Secret volumes are mounted, each at SECRETS_DIR/<Secret name>.
+        #[arg(long, value_name = "DIR")]
+        secrets_dir: PathBuf,
     },
     /// Make a new key sign tokens; --keep-old keeps the previous keys in the JWKS.
     RotateSigningKey {

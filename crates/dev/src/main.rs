@@ -10,9 +10,6 @@ fn main() -> ExitCode {
     let cli: cli::Cli = podseal_command::arguments::parse();
     match commands::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            error.print();
-            ExitCode::from(error.exit_code())
-        }
+        Err(error) => error.report(),
     }
 }

@@ -131,8 +131,55 @@ fn serve_then_control_verbs() {
         1
     );
     assert!(listed(&["pod", "list", "--namespace", "other", "-o", "json"]).is_empty());
+    // For people, `pod list` is a `kubectl get pods` table: readiness,
+    // phase, restarts and the containers.
     let text = podseal(&dir, &["pod", "list"]);
-    assert!(String::from_utf8_lossy(&text.stdout).contains("pod shop/api-0 uid "));
+    let text = String::from_utf8_lossy(&text.stdout).into_owned();
+    let rows: Vec<Vec<&str>> = text
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            vec![
+                "NAMESPACE",
+                "NAME",
+                "READY",
+                "STATUS",
+                "RESTARTS",
+                "CONTAINERS"
+            ],
+            vec!["shop", "api-0", "1/1", "Running", "0", "api"],
+        ],
+        "{text}"
+    );
+
+    // Each verb says what it changed, then shows the pod's containers.
+    let text = podseal(
+        &dir,
+        &["pod", "restart", "shop/api-0", "--container", "api"],
+    );
+    let text = String::from_utf8_lossy(&text.stdout).into_owned();
+    assert!(
+        text.starts_with("pod shop/api-0: container api restarted (a new instance"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "  container api: registry.example/shop/api:1.4; running, 1 restart, image id registry.example/shop/api@{digest}"
+        )),
+        "{text}"
+    );
+    let listed_text = podseal(&dir, &["pod", "list", "--namespace", "shop"]);
+    assert!(
+        String::from_utf8_lossy(&listed_text.stdout)
+            .lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>()
+                == ["shop", "api-0", "1/1", "Running", "1", "api"]),
+        "{}",
+        String::from_utf8_lossy(&listed_text.stdout)
+    );
 
     let out = podseal(
         &dir,
@@ -148,6 +195,29 @@ fn serve_then_control_verbs() {
     );
     let pod: Pod = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(pod.spec.unwrap().ephemeral_containers.unwrap().len(), 1);
+    let text = podseal(
+        &dir,
+        &[
+            "pod",
+            "debug",
+            "shop/api-0",
+            "--image",
+            "busybox:1.36",
+            "--name",
+            "second",
+        ],
+    );
+    let text = String::from_utf8_lossy(&text.stdout).into_owned();
+    assert!(
+        text.starts_with(
+            "pod shop/api-0: ephemeral container second (busybox:1.36) added and running"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("  ephemeral second: busybox:1.36; running, 0 restarts"),
+        "{text}"
+    );
 
     let out = podseal(
         &dir,
@@ -168,9 +238,61 @@ fn serve_then_control_verbs() {
     let token: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(token["token"].as_str().unwrap().split('.').count(), 3);
 
+    // --out replaces the token file whole, 0600, as the kubelet rotates a
+    // projected token; nothing of the token reaches stdout.
+    let token_file = dir.path().join("projected-token");
+    std::fs::write(&token_file, "the old token").unwrap();
+    for _ in 0..2 {
+        let out = podseal(
+            &dir,
+            &[
+                "token",
+                "--namespace",
+                "shop",
+                "--service-account",
+                "api",
+                "--pod",
+                "api-0",
+                "--audience",
+                "podseal",
+                "--out",
+                token_file.to_str().unwrap(),
+            ],
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.stdout.is_empty());
+        let written = std::fs::read_to_string(&token_file).unwrap();
+        assert_eq!(written.split('.').count(), 3, "{written}");
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&token_file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.ends_with(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+
     let out = podseal(&dir, &["pod", "recreate", "shop/api-0", "-o", "json"]);
     let recreated: Pod = serde_json::from_slice(&out.stdout).unwrap();
     assert_ne!(recreated.metadata.uid, pod.metadata.uid);
+    let text = podseal(&dir, &["pod", "recreate", "shop/api-0"]);
+    let text = String::from_utf8_lossy(&text.stdout).into_owned();
+    assert!(
+        text.starts_with(
+            "recreated pod shop/api-0 with a new uid; Pending until `podseal-dev cluster pod running shop/api-0`"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("  container api: registry.example/shop/api:1.4; not started"),
+        "{text}"
+    );
 
     let out = podseal(&dir, &["pod", "delete", "shop/missing"]);
     assert_eq!(out.status.code(), Some(1));

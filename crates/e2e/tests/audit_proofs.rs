@@ -140,6 +140,16 @@ fn an_auditor_with_a_saved_checkpoint_catches_a_rewritten_log() {
         &["audit", "export", "--out", &path("e1.jsonl")],
         &admin,
     ));
+    // Given the export instead of an origin, the CLI takes the log's own
+    // origin, once the export verifies with the key: the same verifier key.
+    let from_log = succeeds(&run(
+        &["audit", "public-key", "--key", &public, &path("e1.jsonl")],
+        &[],
+    ));
+    assert_eq!(
+        from_log, vkey,
+        "the origin read from the export is the log's"
+    );
     succeeds(&run(
         &[
             "audit",
@@ -215,6 +225,11 @@ fn an_auditor_with_a_saved_checkpoint_catches_a_rewritten_log() {
     ));
     assert!(
         verified.contains("inclusion proof verifies: record 2"),
+        "{verified}"
+    );
+    // The outcome in the log's own word, as the entry spells it.
+    assert!(
+        verified.contains(", allowed) is in the log of "),
         "{verified}"
     );
     let mut edited: serde_json::Value = serde_json::from_str(&proof).unwrap();

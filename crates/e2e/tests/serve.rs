@@ -464,6 +464,54 @@ fn serve_then_administer_it_from_the_command_line() {
     ok_json(&run(&["apikey", "revoke", id, "-o", "json"], &admin));
     assert!(ok_json(&run(&["apikey", "list", "-o", "json"], &admin))[0]["revoked_at"].is_i64());
     fails(&run(&["apikey", "revoke", id], &admin), 1, "not_found");
+
+    // --out: the key to a new 0600 file, the rest printed, never the key;
+    // an existing file is refused before a key is made.
+    let key_file = dir.path().join("api.key");
+    let create_to_file = || {
+        run(
+            &[
+                "apikey",
+                "create",
+                "--cluster",
+                "prod",
+                "--namespace",
+                "shop",
+                "--service-account",
+                "api",
+                "--out",
+                key_file.to_str().unwrap(),
+                "-o",
+                "json",
+            ],
+            &admin,
+        )
+    };
+    let written = create_to_file();
+    let written_json = ok_json(&written);
+    let stored = std::fs::read_to_string(&key_file).unwrap();
+    assert!(
+        stored.starts_with("psk_") && stored.ends_with('\n'),
+        "the key file holds the key"
+    );
+    assert!(
+        !text(&written.stdout).contains(stored.trim()),
+        "the key was printed"
+    );
+    assert_eq!(written_json["key_file"], key_file.to_str().unwrap());
+    use std::os::unix::fs::PermissionsExt as _;
+    assert_eq!(
+        std::fs::metadata(&key_file).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let keys_before = ok_json(&run(&["apikey", "list", "-o", "json"], &admin));
+    fails(&create_to_file(), 1, "already exists");
+    assert_eq!(std::fs::read_to_string(&key_file).unwrap(), stored);
+    assert_eq!(
+        ok_json(&run(&["apikey", "list", "-o", "json"], &admin)),
+        keys_before,
+        "a refused --out made a key anyway"
+    );
     fails(
         &run(
             &[

@@ -39,8 +39,8 @@ refused (exit 2). A SOURCE that is a plain path, and --direct NAME, are capsules
 The client is configured from the environment: PODSEAL_SERVER (https://…, required), PODSEAL_CA_FILE
 or PODSEAL_SERVER_FINGERPRINT, PODSEAL_API_KEY_FILE (default /var/run/secrets/podseal/api-key),
 PODSEAL_TOKEN_FILE (default /var/run/secrets/podseal/token), PODSEAL_CONTAINER (this container's
-name; needed when the pod has more than one container). Its keys live only in this process's
-memory, which is locked (mlockall) and not dumpable, best effort.
+name; needed when the pod has more than one container), PODSEAL_SECRETS_DIR (--secrets-dir). Its
+keys live only in this process's memory, which is locked (mlockall) and not dumpable, best effort.
 
 Its DPoP key is pinned to this container's running instance: a second podseal-exec in the same
 running container is refused, and a restarted container enrols afresh. Run it as the container's
@@ -72,7 +72,12 @@ struct ExecArgs {
     file: Vec<String>,
     /// Where Secret volumes are mounted, each at SECRETS_DIR/<Secret name>: secret:SECRET/KEY
     /// reads SECRETS_DIR/SECRET/KEY.
-    #[arg(long, value_name = "DIR", default_value = "/etc/podseal/secrets")]
+    #[arg(
+        long,
+        value_name = "DIR",
+        env = "PODSEAL_SECRETS_DIR",
+        default_value = "/etc/podseal/secrets"
+    )]
     secrets_dir: PathBuf,
     /// Allow --file destinations that are not RAM-backed (the plaintext may reach the disk).
     #[arg(long)]
@@ -86,9 +91,6 @@ fn main() -> ExitCode {
     let args: ExecArgs = podseal_command::arguments::parse();
     match exec::run(&args) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            error.print();
-            ExitCode::from(error.exit_code())
-        }
+        Err(error) => error.report(),
     }
 }

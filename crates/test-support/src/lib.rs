@@ -4,6 +4,8 @@
 //!   time and never pasted into the source.
 //! - [`binaries`]: the workspace's built binaries, fresh, for the tests that
 //!   run real processes of several of them.
+//! - [`closed_pipe`]: a command run with its stdout a pipe already closed
+//!   (`| head -1`), and the quiet end every binary must make of it.
 //! - [`provision`]: the tools the tests need and a fresh machine may lack
 //!   (PostgreSQL started, OpenBao and schemathesis installed), set up
 //!   idempotently, so `cargo test --workspace` passes with nothing run first.
@@ -15,5 +17,6 @@
 )]
 
 pub mod binaries;
+pub mod closed_pipe;
 pub mod provision;
 pub mod testdata;

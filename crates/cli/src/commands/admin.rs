@@ -2,7 +2,7 @@
 //! one HTTPS request to the server's admin API with the admin token; a
 //! refusal prints the server's gate, reason and detail.
 
-use std::io::Write as _;
+use podseal_command::outln;
 use std::path::Path;
 
 use http::Method;
@@ -18,7 +18,8 @@ use zeroize::Zeroizing;
 
 use crate::cli::{AdminConnection, ApiKeyCommand, ClusterCommand, PolicyCommand, PolicyTarget};
 use podseal_command::CliError;
-use podseal_command::output::{OutputFormat, emit};
+use podseal_command::error::EXIT_CLOSED_PIPE;
+use podseal_command::output::{OutputFormat, counted, emit, write_new_file};
 
 /// A connection to the admin API.
 struct Admin {
@@ -165,39 +166,40 @@ fn block_on<T>(work: impl Future<Output = Result<T, CliError>>) -> Result<T, Cli
     podseal_command::runtime()?.block_on(work)
 }
 
-fn print_cluster(info: &ClusterInfo) {
-    println!("cluster:      {}", info.name);
-    println!("issuer:       {}", info.issuer);
-    println!("audiences:    {}", info.audiences.join(", "));
-    println!("api server:   {}", info.api_server_url);
+fn print_cluster(info: &ClusterInfo) -> Result<(), CliError> {
+    outln!("cluster:      {}", info.name)?;
+    outln!("issuer:       {}", info.issuer)?;
+    outln!("audiences:    {}", info.audiences.join(", "))?;
+    outln!("api server:   {}", info.api_server_url)?;
     for fingerprint in &info.ca_sha256 {
-        println!("ca sha256:    {fingerprint}");
+        outln!("ca sha256:    {fingerprint}")?;
     }
     if info.ca_sha256.is_empty() {
-        println!("ca sha256:    NONE PINNED (register again with --replace)");
+        outln!("ca sha256:    NONE PINNED (register again with --replace)")?;
     }
-    println!("reader token: held by the server (uploaded at registration, never shown)");
-    println!("pinned kids:  {}", info.pinned_kids.join(", "));
+    outln!("reader token: held by the server (uploaded at registration, never shown)")?;
+    outln!("pinned kids:  {}", info.pinned_kids.join(", "))?;
     if !info.unpinned_kids.is_empty() {
-        println!(
+        outln!(
             "UNPINNED KIDS: {} (the cluster signs with keys not pinned here: its pods' new tokens are refused; re-pin with `podseal cluster add {} … --replace`)",
             info.unpinned_kids.join(", "),
             info.name
-        );
+        )?;
     }
-    println!(
+    outln!(
         "extra audiences: {}",
         if info.allow_extra_audiences {
             "allowed"
         } else {
             "refused"
         }
-    );
-    println!("max token lifetime: {} s", info.max_token_lifetime_secs);
+    )?;
+    outln!("max token lifetime: {} s", info.max_token_lifetime_secs)?;
     match &info.not_ready {
-        None => println!("view:         ready"),
-        Some(why) => println!("view:         NOT READY: {why}"),
+        None => outln!("view:         ready")?,
+        Some(why) => outln!("view:         NOT READY: {why}")?,
     }
+    Ok(())
 }
 
 /// `podseal cluster …`
@@ -253,12 +255,13 @@ pub fn cluster(command: ClusterCommand, output: OutputFormat) -> Result<(), CliE
                     .call(Method::POST, "/v1/admin/clusters", Some(&request))
                     .await?;
                 emit(output, &info, |info| {
-                    print_cluster(info);
+                    print_cluster(info)?;
                     eprintln!(
                         "pinned {} key(s) and {} CA certificate(s); other keys and CAs are refused until `cluster add --replace`",
                         info.pinned_kids.len(),
                         info.ca_sha256.len()
                     );
+                    Ok(())
                 })
             }
             ClusterCommand::Show { connection, name } => {
@@ -271,7 +274,8 @@ pub fn cluster(command: ClusterCommand, output: OutputFormat) -> Result<(), CliE
                     )
                     .await?;
                 emit(output, &info, |info| {
-                    print_cluster(info);
+                    print_cluster(info)?;
+                    Ok(())
                 })
             }
             ClusterCommand::Remove { connection, name } => {
@@ -285,12 +289,12 @@ pub fn cluster(command: ClusterCommand, output: OutputFormat) -> Result<(), CliE
                     .await?;
                 emit(output, &answer, |answer| {
                     let count = |key: &str| answer[key].as_u64().unwrap_or_default();
-                    println!(
-                        "removed cluster {name} ({} API keys, {} policies, {} sessions with it)",
-                        count("api_keys_deleted"),
-                        count("policies_deleted"),
-                        count("sessions_deleted")
-                    );
+                    outln!(
+                        "removed cluster {name} ({}, {}, {} with it)",
+                        counted(count("api_keys_deleted"), "API key", "API keys"),
+                        counted(count("policies_deleted"), "policy", "policies"),
+                        counted(count("sessions_deleted"), "session", "sessions")
+                    )
                 })
             }
             ClusterCommand::List { connection } => {
@@ -300,20 +304,23 @@ pub fn cluster(command: ClusterCommand, output: OutputFormat) -> Result<(), CliE
                     .await?;
                 let clusters = list.clusters.unwrap_or_default();
                 emit(output, &clusters, |clusters| {
-                    println!(
+                    outln!(
                         "{:<20} {:<8} {:<40} PINNED KIDS",
-                        "NAME", "VIEW", "API SERVER"
-                    );
+                        "NAME",
+                        "VIEW",
+                        "API SERVER"
+                    )?;
                     for c in clusters {
                         let view = if c.ready { "ready" } else { "NOT-READY" };
-                        println!(
+                        outln!(
                             "{:<20} {:<8} {:<40} {}",
                             c.name,
                             view,
                             c.api_server_url,
                             c.pinned_kids.join(",")
-                        );
+                        )?;
                     }
+                    Ok(())
                 })
             }
         }
@@ -321,6 +328,17 @@ pub fn cluster(command: ClusterCommand, output: OutputFormat) -> Result<(), CliE
 }
 
 /// The admin API's list answers.
+/// `apikey create --out`: what is printed once the key is in its file.
+#[derive(Serialize)]
+struct ApiKeyWritten<'a> {
+    id: &'a str,
+    cluster: &'a str,
+    namespace: &'a str,
+    service_account: &'a str,
+    created_at: i64,
+    key_file: &'a Path,
+}
+
 #[derive(serde::Deserialize)]
 struct Listing<T> {
     clusters: Option<Vec<T>>,
@@ -341,8 +359,18 @@ pub fn api_key(command: ApiKeyCommand, output: OutputFormat) -> Result<(), CliEr
                 cluster,
                 namespace,
                 service_account,
+                out,
             } => {
                 let admin = Admin::connect(&connection)?;
+                // A file that is there already is refused before a key is
+                // made; a write that fails after is undone by revoking.
+                if let Some(path) = out.as_deref().filter(|path| path.exists()) {
+                    return Err(CliError::failure(format!(
+                        "{} already exists: --out never overwrites a file",
+                        path.display()
+                    ))
+                    .hint("remove it first, or name another file"));
+                }
                 let request = ApiKeyRequest {
                     cluster,
                     namespace,
@@ -351,12 +379,67 @@ pub fn api_key(command: ApiKeyCommand, output: OutputFormat) -> Result<(), CliEr
                 let created: ApiKeyCreated = admin
                     .call(Method::POST, "/v1/admin/apikeys", Some(&request))
                     .await?;
-                emit(output, &created, |created| {
-                    eprintln!(
-                        "API key {} for {}/{}/{} (shown once: only its hash is stored):",
-                        created.id, created.cluster, created.namespace, created.service_account
-                    );
-                    println!("{}", created.key);
+                // The key is delivered once, to the file or to stdout; a key
+                // that reached neither (a failed write, a closed pipe) is
+                // revoked at once, so that no credential nobody holds stays
+                // valid.
+                let delivered = match &out {
+                    Some(path) => {
+                        let key = Zeroizing::new(format!("{}\n", created.key));
+                        write_new_file(path, key.as_bytes(), 0o600)
+                    }
+                    None => emit(output, &created, |created| {
+                        outln!("{}", created.key)?;
+                        eprintln!(
+                            "(the API key above is {} for {}/{}/{}, shown once: only its hash is stored)",
+                            created.id, created.cluster, created.namespace, created.service_account
+                        );
+                        Ok(())
+                    }),
+                };
+                if let Err(error) = delivered {
+                    let revoked: Result<serde_json::Value, CliError> = admin
+                        .call(
+                            Method::DELETE,
+                            &format!("/v1/admin/apikeys/{}", created.id),
+                            None::<&()>,
+                        )
+                        .await;
+                    return Err(match revoked {
+                        Ok(_) if error.exit_code() == EXIT_CLOSED_PIPE => error,
+                        Ok(_) => CliError::failure(format!(
+                            "{}; the new key {} was revoked",
+                            error.message(),
+                            created.id
+                        )),
+                        Err(_) => CliError::failure(format!(
+                            "{}; the new key {} could not be revoked: revoke it with `podseal apikey revoke {}`",
+                            error.message(),
+                            created.id,
+                            created.id
+                        )),
+                    });
+                }
+                let Some(path) = out else {
+                    return Ok(());
+                };
+                let written = ApiKeyWritten {
+                    id: &created.id,
+                    cluster: &created.cluster,
+                    namespace: &created.namespace,
+                    service_account: &created.service_account,
+                    created_at: created.created_at,
+                    key_file: &path,
+                };
+                emit(output, &written, |w| {
+                    outln!(
+                        "API key {} for {}/{}/{} written to {} (mode 0600; shown nowhere else, only its hash is stored)",
+                        w.id,
+                        w.cluster,
+                        w.namespace,
+                        w.service_account,
+                        w.key_file.display()
+                    )
                 })
             }
             ApiKeyCommand::List { connection } => {
@@ -366,12 +449,16 @@ pub fn api_key(command: ApiKeyCommand, output: OutputFormat) -> Result<(), CliEr
                     .await?;
                 let keys = list.api_keys.unwrap_or_default();
                 emit(output, &keys, |keys| {
-                    println!(
+                    outln!(
                         "{:<16} {:<12} {:<20} {:<20} {:<22} REVOKED",
-                        "ID", "CLUSTER", "NAMESPACE", "SERVICE ACCOUNT", "CREATED"
-                    );
+                        "ID",
+                        "CLUSTER",
+                        "NAMESPACE",
+                        "SERVICE ACCOUNT",
+                        "CREATED"
+                    )?;
                     for k in keys {
-                        println!(
+                        outln!(
                             "{:<16} {:<12} {:<20} {:<20} {:<22} {}",
                             k.id,
                             k.cluster,
@@ -379,8 +466,9 @@ pub fn api_key(command: ApiKeyCommand, output: OutputFormat) -> Result<(), CliEr
                             k.service_account,
                             time(k.created_at),
                             k.revoked_at.map_or_else(|| "-".to_owned(), time)
-                        );
+                        )?;
                     }
+                    Ok(())
                 })
             }
             ApiKeyCommand::Revoke { connection, id } => {
@@ -393,30 +481,32 @@ pub fn api_key(command: ApiKeyCommand, output: OutputFormat) -> Result<(), CliEr
                     )
                     .await?;
                 emit(output, &answer, |_| {
-                    println!("revoked API key {id}");
+                    outln!("revoked API key {id}")?;
+                    Ok(())
                 })
             }
         }
     })
 }
 
-fn print_policy(p: &PolicyInfo) {
-    println!("{}/{}/{}", p.cluster, p.namespace, p.service_account);
+fn print_policy(p: &PolicyInfo) -> Result<(), CliError> {
+    outln!("{}/{}/{}", p.cluster, p.namespace, p.service_account)?;
     if p.audit_mode {
-        println!("  mode:           AUDIT MODE (gate 4 records instead of refusing)");
+        outln!("  mode:           AUDIT MODE (gate 4 records instead of refusing)")?;
     } else {
-        println!("  mode:           enforce");
+        outln!("  mode:           enforce")?;
     }
-    println!(
+    outln!(
         "  require nonce:  {}",
         if p.require_nonce { "yes" } else { "no" }
-    );
+    )?;
     if p.digests.is_empty() {
-        println!("  allowed digests: none (every release is refused by gate 4)");
+        outln!("  allowed digests: none (every release is refused by gate 4)")?;
     }
     for digest in &p.digests {
-        println!("  allow           {digest}");
+        outln!("  allow           {digest}")?;
     }
+    Ok(())
 }
 
 /// The stored policy of one service account, if any.
@@ -463,7 +553,8 @@ async fn change_digests(
         .await?;
     warn_if_empty(&record);
     emit(output, &record, |record| {
-        print_policy(record);
+        print_policy(record)?;
+        Ok(())
     })
 }
 
@@ -524,7 +615,8 @@ pub fn policy(command: PolicyCommand, output: OutputFormat) -> Result<(), CliErr
                     );
                 }
                 emit(output, &record, |record| {
-                    print_policy(record);
+                    print_policy(record)?;
+                    Ok(())
                 })
             }
             PolicyCommand::AddDigest { target, digests } => {
@@ -557,13 +649,14 @@ pub fn policy(command: PolicyCommand, output: OutputFormat) -> Result<(), CliErr
                     .collect();
                 emit(output, &policies, |policies| {
                     if policies.is_empty() {
-                        println!(
+                        outln!(
                             "no policy matches (a service account without a policy is refused by gate 4)"
-                        );
+                        )?;
                     }
                     for p in policies {
-                        print_policy(p);
+                        print_policy(p)?;
                     }
+                    Ok(())
                 })
             }
         }
@@ -578,11 +671,8 @@ pub fn audit_export(connection: &AdminConnection, out: Option<&Path>) -> Result<
             .send(Method::GET, "/v1/admin/audit/export", None::<&()>)
             .await?;
         match out {
-            Some(path) => std::fs::write(path, &answer.body)
-                .map_err(|e| CliError::failure(format!("cannot write {}: {e}", path.display()))),
-            None => std::io::stdout()
-                .write_all(&answer.body)
-                .map_err(|e| CliError::failure(format!("cannot write the export: {e}"))),
+            Some(path) => write_new_file(path, &answer.body, 0o644),
+            None => podseal_command::output::print_bytes(&answer.body),
         }
     })
 }

@@ -7,6 +7,7 @@
 //! Exit codes: 0 verified, 1 verification failed (the message names what
 //! failed), 2 usage (a file or key that cannot be read).
 
+use podseal_command::{out, outln};
 use std::io::Read as _;
 use std::path::Path;
 
@@ -17,7 +18,7 @@ use podseal_core::audit::{
 use serde::Serialize;
 
 use podseal_command::CliError;
-use podseal_command::output::{OutputFormat, emit, print_data};
+use podseal_command::output::{OutputFormat, counted, emit, print_data};
 
 /// The largest export read (a few million records).
 const MAX_EXPORT_LEN: u64 = 2 << 30;
@@ -105,18 +106,21 @@ pub fn verify(
         since,
     };
     emit(output, &result, |r| {
-        println!(
-            "audit log verifies: {} records, {} checkpoints, root {}",
-            r.report.records, r.report.checkpoints, r.report.root
-        );
+        outln!(
+            "audit log verifies: {}, {}, root {}",
+            counted(r.report.records, "record", "records"),
+            counted(r.report.checkpoints, "checkpoint", "checkpoints"),
+            r.report.root
+        )?;
         if let Some(since) = &r.since {
-            println!(
-                "consistent with the saved checkpoint: the log of {} records only grew to {} (consistency proof of {} hashes verified)",
-                since.old_size,
+            outln!(
+                "consistent with the saved checkpoint: the log of {} only grew to {} (consistency proof of {} verified)",
+                counted(since.old_size, "record", "records"),
                 since.new_size,
-                since.proof.len()
-            );
+                counted(since.proof.len() as u64, "hash", "hashes")
+            )?;
         }
+        Ok(())
     })
 }
 
@@ -130,7 +134,7 @@ pub fn checkpoint(key_file: &Path, out: Option<&Path>, export: &str) -> Result<(
         .note();
     match out {
         None => {
-            print!("{note}");
+            out!("{note}")?;
             Ok(())
         }
         Some(path) => {
@@ -161,21 +165,21 @@ pub fn prove(
     match output {
         OutputFormat::Json | OutputFormat::Yaml => print_data(output, &proof),
         OutputFormat::Text => {
-            println!("record {} (leaf index {}):", proof.seq, proof.leaf_index);
-            println!("  {}", proof.entry);
-            println!(
+            outln!("record {} (leaf index {}):", proof.seq, proof.leaf_index)?;
+            outln!("  {}", proof.entry)?;
+            outln!(
                 "tree size {}, audit path ({} hashes, nearest sibling first):",
                 proof.tree_size,
                 proof.proof.len()
-            );
+            )?;
             for hash in &proof.proof {
-                println!("  {hash}");
+                outln!("  {hash}")?;
             }
-            println!("signed checkpoint:");
+            outln!("signed checkpoint:")?;
             for line in proof.checkpoint.lines() {
-                println!("  {line}");
+                outln!("  {line}")?;
             }
-            println!("(-o json writes the proof file `podseal audit verify-proof` checks)");
+            outln!("(-o json writes the proof file `podseal audit verify-proof` checks)")?;
             Ok(())
         }
     }
@@ -193,10 +197,14 @@ pub fn verify_proof(key_file: &Path, proof: &str, output: OutputFormat) -> Resul
         .verify(&key)
         .map_err(|e| CliError::failure(format!("inclusion proof does NOT verify: {e}")))?;
     emit(output, &record, |record| {
-        println!(
-            "inclusion proof verifies: record {} ({}, {:?}) is in the log of {} records",
-            record.seq, record.event, record.outcome, proof.tree_size
-        );
+        outln!(
+            "inclusion proof verifies: record {} ({}, {}) is in the log of {}",
+            record.seq,
+            record.event,
+            record.outcome,
+            counted(proof.tree_size, "record", "records")
+        )?;
+        Ok(())
     })
 }
 
@@ -208,8 +216,14 @@ struct PublicKeyOutput {
     verifier_key: String,
 }
 
-/// Prints the note verifier key for the public key in `key_file`.
-pub fn public_key(key_file: &Path, origin: &str, output: OutputFormat) -> Result<(), CliError> {
+/// Prints the note verifier key for the public key in `key_file`, for the
+/// origin of `export` (verified with that key) or the `origin` given.
+pub fn public_key(
+    key_file: &Path,
+    origin: Option<&str>,
+    export: Option<&str>,
+    output: OutputFormat,
+) -> Result<(), CliError> {
     let text = std::fs::read_to_string(key_file).map_err(|e| {
         CliError::usage(format!(
             "cannot read audit public key {}: {e}",
@@ -220,7 +234,25 @@ pub fn public_key(key_file: &Path, origin: &str, output: OutputFormat) -> Result
         CliError::usage(format!("{} is not an audit public key", key_file.display()))
             .hint("the server writes it next to its audit key as audit.pub (podseal-audit-public-key:v1:…)")
     })?;
-    let origin = LogOrigin::new(origin).map_err(|e| CliError::usage(e.to_string()))?;
+    let origin = match (origin, export) {
+        (_, Some(export)) => {
+            let log = verified_export(&read_key(key_file)?, export, None)?;
+            log.latest()
+                .ok_or_else(|| {
+                    CliError::failure("the export has no checkpoint (the log is empty)")
+                })?
+                .origin()
+                .clone()
+        }
+        (Some(origin), None) => {
+            LogOrigin::new(origin).map_err(|e| CliError::usage(e.to_string()))?
+        }
+        (None, None) => {
+            return Err(CliError::usage(
+                "give the log's export, or its origin with --origin",
+            ));
+        }
+    };
     let result = PublicKeyOutput {
         origin: origin.to_string(),
         key_id: key_id(&origin, &public_key)
@@ -229,5 +261,5 @@ pub fn public_key(key_file: &Path, origin: &str, output: OutputFormat) -> Result
             .collect(),
         verifier_key: verifier_key_text(&origin, &public_key),
     };
-    emit(output, &result, |r| println!("{}", r.verifier_key))
+    emit(output, &result, |r| outln!("{}", r.verifier_key))
 }

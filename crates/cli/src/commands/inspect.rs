@@ -1,5 +1,6 @@
 //! `podseal inspect`: the public facts of a capsule.
 
+use podseal_command::outln;
 use podseal_core::capsule::{Capsule, Header, RevealMode, Scope, Stanza};
 use podseal_core::hpke::TAG_LEN;
 use serde::Serialize;
@@ -89,10 +90,7 @@ pub fn run(args: &InspectArgs, output: OutputFormat) -> Result<(), CliError> {
     let inspection = inspect(&capsule, header_verified);
     match output {
         OutputFormat::Json | OutputFormat::Yaml => print_data(output, &inspection),
-        OutputFormat::Text => {
-            print_text(&inspection);
-            Ok(())
-        }
+        OutputFormat::Text => print_text(&inspection),
     }
 }
 
@@ -123,35 +121,35 @@ fn inspect(capsule: &Capsule, header_verified: bool) -> Inspection<'_> {
     }
 }
 
-fn print_text(inspection: &Inspection<'_>) {
+fn print_text(inspection: &Inspection<'_>) -> Result<(), CliError> {
     let header = inspection.header;
-    println!("capsule        {} id {}", inspection.format, header.id);
+    outln!("capsule        {} id {}", inspection.format, header.id)?;
     if inspection.header_verified {
-        println!("header         verified with the org key");
+        outln!("header         verified with the org key")?;
     } else {
-        println!(
+        outln!(
             "header         UNVERIFIED: anyone can edit these fields; `--key ORG_KEY` verifies them"
-        );
+        )?;
     }
-    println!("scope          {}", inspection.scope_kind);
-    print_scope(&header.scope);
-    println!("may open       {}", inspection.who_may_open);
-    println!(
+    outln!("scope          {}", inspection.scope_kind)?;
+    print_scope(&header.scope)?;
+    outln!("may open       {}", inspection.who_may_open)?;
+    outln!(
         "purpose        {}",
         header.purpose.as_deref().unwrap_or("(none)")
-    );
+    )?;
     let reveal = match header.reveal {
         RevealMode::Many => "many",
         RevealMode::Once => "once (released a single time, cluster-wide)",
     };
-    println!("reveal         {reveal}");
-    println!("created        {}", inspection.created_at_rfc3339);
+    outln!("reveal         {reveal}")?;
+    outln!("created        {}", inspection.created_at_rfc3339)?;
     match (&inspection.not_after_rfc3339, inspection.expired) {
         (Some(at), true) => {
-            println!("not after      {at} (EXPIRED: the server will not release it)")
+            outln!("not after      {at} (EXPIRED: the server will not release it)")?
         }
-        (Some(at), false) => println!("not after      {at}"),
-        (None, _) => println!("not after      (no deadline)"),
+        (Some(at), false) => outln!("not after      {at}")?,
+        (None, _) => outln!("not after      (no deadline)")?,
     }
     for wrap in &inspection.wraps {
         match wrap {
@@ -160,43 +158,45 @@ fn print_text(inspection: &Inspection<'_>) {
                 kem,
                 kdf,
                 aead,
-            } => println!("wrapped to     hpke kid {kid} ({kem}, {kdf}, {aead})"),
+            } => outln!("wrapped to     hpke kid {kid} ({kem}, {kdf}, {aead})")?,
             StanzaInfo::Transit {
                 key_name,
                 key_version,
-            } => println!("wrapped to     transit key {key_name} version {key_version}"),
-            StanzaInfo::Unknown { type_tag, body_len } => println!(
+            } => outln!("wrapped to     transit key {key_name} version {key_version}")?,
+            StanzaInfo::Unknown { type_tag, body_len } => outln!(
                 "wrapped to     unknown kind {type_tag:#04x} ({body_len} bytes, kept but not opened by this build)"
-            ),
+            )?,
         }
     }
     let plaintext_len = inspection.ciphertext_len.saturating_sub(TAG_LEN);
-    println!(
+    outln!(
         "content        {} bytes of AES-256-GCM ciphertext ({plaintext_len}-byte secret)",
         inspection.ciphertext_len
-    );
+    )?;
+    Ok(())
 }
 
-fn print_scope(scope: &Scope) {
+fn print_scope(scope: &Scope) -> Result<(), CliError> {
     match scope {
         Scope::Kubernetes(k) => {
-            println!("cluster        {}", k.cluster);
-            println!("namespace      {}", k.namespace);
-            println!("service acct   {}", k.service_accounts.join(", "));
+            outln!("cluster        {}", k.cluster)?;
+            outln!("namespace      {}", k.namespace)?;
+            outln!("service acct   {}", k.service_accounts.join(", "))?;
             match &k.key {
-                Some(key) => println!("secret         {} (key {key})", k.name),
-                None => println!("secret         {}", k.name),
+                Some(key) => outln!("secret         {} (key {key})", k.name)?,
+                None => outln!("secret         {}", k.name)?,
             }
         }
         Scope::Spiffe(s) => {
-            println!("trust domain   {}", s.trust_domain);
-            println!("spiffe ids     {}", s.ids.join(", "));
+            outln!("trust domain   {}", s.trust_domain)?;
+            outln!("spiffe ids     {}", s.ids.join(", "))?;
         }
         Scope::Oidc(o) => {
-            println!("issuer         {}", o.issuer);
+            outln!("issuer         {}", o.issuer)?;
             for (name, values) in &o.claims {
-                println!("claim          {name} = {}", values.join(" | "));
+                outln!("claim          {name} = {}", values.join(" | "))?;
             }
         }
     }
+    Ok(())
 }

@@ -1,5 +1,6 @@
 //! `podseal keys init` and `podseal keys show`.
 
+use podseal_command::outln;
 use std::path::Path;
 
 use podseal_core::hpke::KemId;
@@ -42,15 +43,15 @@ pub fn init(dir: &Path, algorithm: KeyAlgorithm, output: OutputFormat) -> Result
     match output {
         OutputFormat::Json | OutputFormat::Yaml => print_data(output, &info),
         OutputFormat::Text => {
-            println!("created org key {}", info.kid);
-            println!(
+            outln!("created org key {}", info.kid)?;
+            outln!(
                 "  private key: {} (mode 0600; keep it on the release server only)",
                 private_path.display()
-            );
-            println!(
+            )?;
+            outln!(
                 "  public key:  {} (share it with everyone who seals)",
                 public_path.display()
-            );
+            )?;
             Ok(())
         }
     }
@@ -80,9 +81,9 @@ fn print_public(public: &OrgPublicKey, output: OutputFormat) -> Result<(), CliEr
     match output {
         OutputFormat::Json | OutputFormat::Yaml => print_data(output, &info),
         OutputFormat::Text => {
-            println!("kid:        {}", info.kid);
-            println!("algorithm:  {}", info.algorithm);
-            println!("public key: {}", info.public_key);
+            outln!("kid:        {}", info.kid)?;
+            outln!("algorithm:  {}", info.algorithm)?;
+            outln!("public key: {}", info.public_key)?;
             Ok(())
         }
     }

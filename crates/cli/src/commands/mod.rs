@@ -35,9 +35,11 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Audit(AuditCommand::VerifyProof { key, proof }) => {
             audit::verify_proof(&key, &proof, output)
         }
-        Command::Audit(AuditCommand::PublicKey { key, origin }) => {
-            audit::public_key(&key, &origin, output)
-        }
+        Command::Audit(AuditCommand::PublicKey {
+            key,
+            origin,
+            export,
+        }) => audit::public_key(&key, origin.as_deref(), export.as_deref(), output),
         Command::Audit(AuditCommand::Export { connection, out }) => {
             admin::audit_export(&connection, out.as_deref())
         }
@@ -46,13 +48,11 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Policy(command) => admin::policy(command, output),
         Command::Completion { shell } => {
             use clap::CommandFactory as _;
-            clap_complete::generate(
-                shell,
-                &mut Cli::command(),
-                "podseal",
-                &mut std::io::stdout(),
-            );
-            Ok(())
+            // Generated whole, then written: clap_complete panics on a
+            // failed write, and a closed pipe must end quietly.
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "podseal", &mut script);
+            podseal_command::output::print_bytes(&script)
         }
     }
 }

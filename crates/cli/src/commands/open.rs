@@ -1,7 +1,5 @@
 //! `podseal open`: the break-glass path, with the org private key.
 
-use std::io::Write;
-
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use serde::Serialize;
@@ -78,9 +76,5 @@ pub fn run(args: &OpenArgs, output: OutputFormat) -> Result<(), CliError> {
             document
         }
     };
-    let mut stdout = std::io::stdout().lock();
-    stdout
-        .write_all(&text)
-        .and_then(|()| stdout.flush())
-        .map_err(|e| CliError::failure(format!("cannot write to stdout: {e}")))
+    podseal_command::output::print_bytes(&text)
 }

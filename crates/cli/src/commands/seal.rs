@@ -1,5 +1,6 @@
 //! `podseal seal`: one capsule, or a Kubernetes Secret manifest of capsules.
 
+use podseal_command::out;
 use podseal_core::capsule::{Capsule, KubernetesScope, NameRule, RevealMode, Scope, check_name};
 use podseal_core::envelope::{self, SealParams};
 use podseal_core::org_key::OrgPublicKey;
@@ -10,7 +11,7 @@ use crate::cli::{Reveal, SealArgs};
 use crate::manifest;
 use podseal_command::CliError;
 use podseal_command::input::read_secret;
-use podseal_command::output::{OutputFormat, print_data};
+use podseal_command::output::{OutputFormat, document, write_new_file};
 
 #[derive(Serialize)]
 struct SealedOutput<'a> {
@@ -127,12 +128,9 @@ fn seal_one(
         keys,
     )?;
     let armored = capsule.to_armored();
-    match output {
-        OutputFormat::Text => {
-            println!("{armored}");
-            Ok(())
-        }
-        OutputFormat::Json | OutputFormat::Yaml => print_data(
+    let text = match output {
+        OutputFormat::Text => armored + "\n",
+        OutputFormat::Json | OutputFormat::Yaml => document(
             output,
             &SealedOutput {
                 id: &capsule.header().id,
@@ -144,7 +142,24 @@ fn seal_one(
                     .collect(),
                 capsule: armored,
             },
-        ),
+        )?,
+    };
+    deliver(args, &text)
+}
+
+/// Prints the sealed output, or writes it to `--out` (a new file, mode
+/// 0644: capsules are safe to share, and only complete output is written).
+fn deliver(args: &SealArgs, text: &str) -> Result<(), CliError> {
+    match &args.out {
+        None => {
+            out!("{text}")?;
+            Ok(())
+        }
+        Some(path) => {
+            write_new_file(path, text.as_bytes(), 0o644)?;
+            eprintln!("sealed to {}", path.display());
+            Ok(())
+        }
     }
 }
 
@@ -172,13 +187,11 @@ fn seal_manifest(
     }
     manifest::check_size(&entries)?;
     let secret = manifest::sealed_secret(secret_name, &args.namespace, &entries)?;
-    match output {
-        OutputFormat::Text => {
-            print!("{}", manifest::to_yaml(&secret)?);
-            Ok(())
-        }
-        OutputFormat::Json | OutputFormat::Yaml => print_data(output, &secret),
-    }
+    let text = match output {
+        OutputFormat::Text => manifest::to_yaml(&secret)?,
+        OutputFormat::Json | OutputFormat::Yaml => document(output, &secret)?,
+    };
+    deliver(args, &text)
 }
 
 /// Splits `KEY=PATH` pairs, refusing bad keys, duplicates and two stdins.

@@ -1,6 +1,7 @@
 //! `podseal-dev bench`: flags to options, the run (in `podseal-bench`), the
 //! report printed, and the exit code.
 
+use podseal_command::out;
 use std::time::Duration;
 
 use podseal_bench::{BenchError, Engine, Options, Scenario};
@@ -15,7 +16,7 @@ pub fn run(args: &BenchArgs, output: OutputFormat) -> Result<(), CliError> {
     let report = podseal_bench::run(&options).map_err(bench_error)?;
     match output {
         OutputFormat::Json | OutputFormat::Yaml => print_data(output, &report)?,
-        OutputFormat::Text => print!("{}", report.to_text()),
+        OutputFormat::Text => out!("{}", report.to_text())?,
     }
     match report.worst_over(args.max_errors) {
         Some((scenario, errors)) => Err(CliError::failure(format!(

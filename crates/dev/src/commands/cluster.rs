@@ -2,6 +2,7 @@
 //! drive it with control verbs over its admin API (with the same kube client
 //! code the release server uses for any cluster).
 
+use podseal_command::outln;
 use std::fs::OpenOptions;
 use std::io::Write as _;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
@@ -9,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use k8s_openapi::api::authentication::v1::{BoundObjectReference, TokenRequest, TokenRequestSpec};
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
 use podseal_dev_cluster::issuer::SigningAlgorithm;
 use podseal_dev_cluster::{
     Config, ContainerImage, DevCluster, ImageVolume, PodTemplate, connection_files,
@@ -21,7 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::cli::{DevClusterCommand, DevClusterDir, PodCommand, TokenAlg};
 use podseal_command::CliError;
-use podseal_command::output::{OutputFormat, print_data};
+use podseal_command::output::{OutputFormat, counted, print_data};
 
 /// What `cluster.json` records.
 #[derive(Debug, Serialize, Deserialize)]
@@ -50,18 +51,21 @@ pub fn run(command: DevClusterCommand, output: OutputFormat) -> Result<(), CliEr
                 pod,
                 audiences,
                 expiration_seconds,
+                out,
             } => {
-                token(
-                    &dir,
-                    &namespace,
-                    &service_account,
+                let request = TokenArgs {
+                    namespace: &namespace,
+                    service_account: &service_account,
                     pod,
                     audiences,
                     expiration_seconds,
-                    output,
-                )
-                .await
+                };
+                token(&dir, request, out.as_deref(), output).await
             }
+            DevClusterCommand::MountSecret {
+                manifest,
+                secrets_dir,
+            } => mount_secret(&manifest, &secrets_dir, output),
             DevClusterCommand::RotateSigningKey { dir, keep_old } => {
                 let path = format!("/dev-cluster/v1/signing-key/rotate?keep_old={keep_old}");
                 control::<serde_json::Value>(&dir, "POST", &path, None)
@@ -91,7 +95,7 @@ fn print_value(value: &serde_json::Value, output: OutputFormat) -> Result<(), Cl
     match output {
         OutputFormat::Json | OutputFormat::Yaml => print_data(output, value),
         OutputFormat::Text => {
-            println!("{value}");
+            outln!("{value}")?;
             Ok(())
         }
     }
@@ -327,21 +331,148 @@ fn split_pod(pod: &str) -> Result<(&str, &str), CliError> {
         .ok_or_else(|| CliError::usage(format!("pod `{pod}` must be NAMESPACE/NAME")))
 }
 
-fn print_pod(pod: &Pod, output: OutputFormat) -> Result<(), CliError> {
+/// How a container stands, in the words `kubectl describe pod` uses.
+fn container_state(status: &ContainerStatus) -> String {
+    let Some(state) = &status.state else {
+        return "no state".into();
+    };
+    if state.running.is_some() {
+        "running".into()
+    } else if let Some(waiting) = &state.waiting {
+        format!(
+            "waiting ({})",
+            waiting.reason.as_deref().unwrap_or("no reason")
+        )
+    } else if let Some(terminated) = &state.terminated {
+        format!(
+            "terminated ({}, exit code {})",
+            terminated.reason.as_deref().unwrap_or("no reason"),
+            terminated.exit_code
+        )
+    } else {
+        "no state".into()
+    }
+}
+
+/// Each container of `pod`, spec then status: its kind, name, image, and
+/// (once the kubelet reports it) the digest it runs, its state and restarts.
+fn container_lines(pod: &Pod) -> Vec<String> {
+    let spec = pod.spec.as_ref();
+    let status = pod.status.as_ref();
+    let mut lines = Vec::new();
+    let mut add =
+        |kind: &str, name: &str, image: Option<&str>, statuses: Option<&Vec<ContainerStatus>>| {
+            let image = image.unwrap_or("-");
+            lines.push(
+                match statuses.and_then(|all| all.iter().find(|s| s.name == name)) {
+                    Some(s) => format!(
+                        "  {kind} {name}: {image}; {}, {}, image id {}",
+                        container_state(s),
+                        counted(
+                            u64::try_from(s.restart_count).unwrap_or_default(),
+                            "restart",
+                            "restarts"
+                        ),
+                        if s.image_id.is_empty() {
+                            "-"
+                        } else {
+                            s.image_id.as_str()
+                        },
+                    ),
+                    None => format!("  {kind} {name}: {image}; not started"),
+                },
+            );
+        };
+    if let Some(spec) = spec {
+        for c in spec.init_containers.iter().flatten() {
+            let kind = if c.restart_policy.as_deref() == Some("Always") {
+                "sidecar"
+            } else {
+                "init"
+            };
+            add(
+                kind,
+                &c.name,
+                c.image.as_deref(),
+                status.and_then(|s| s.init_container_statuses.as_ref()),
+            );
+        }
+        for c in &spec.containers {
+            add(
+                "container",
+                &c.name,
+                c.image.as_deref(),
+                status.and_then(|s| s.container_statuses.as_ref()),
+            );
+        }
+        for c in spec.ephemeral_containers.iter().flatten() {
+            add(
+                "ephemeral",
+                &c.name,
+                c.image.as_deref(),
+                status.and_then(|s| s.ephemeral_container_statuses.as_ref()),
+            );
+        }
+    }
+    lines
+}
+
+/// A pod for people: a line that says what changed (`what`), its identity
+/// and phase, then each container.
+fn print_pod(pod: &Pod, what: &str, output: OutputFormat) -> Result<(), CliError> {
     match output {
         OutputFormat::Json | OutputFormat::Yaml => print_data(output, pod),
         OutputFormat::Text => {
             let facts = podseal_server::pod_view::pod_facts(pod);
-            println!(
+            outln!("{what}")?;
+            outln!(
                 "pod {}/{} uid {} phase {}",
                 facts.namespace,
                 facts.name,
                 facts.uid,
                 facts.phase.as_deref().unwrap_or("-")
-            );
+            )?;
+            for line in container_lines(pod) {
+                outln!("{line}")?;
+            }
             Ok(())
         }
     }
+}
+
+/// READY, STATUS and RESTARTS as `kubectl get pods` shows them.
+fn pod_row(pod: &Pod) -> [String; 6] {
+    let name = pod.metadata.name.clone().unwrap_or_default();
+    let namespace = pod.metadata.namespace.clone().unwrap_or_default();
+    let status = pod.status.as_ref();
+    let statuses = status
+        .and_then(|s| s.container_statuses.as_deref())
+        .unwrap_or_default();
+    let declared = pod.spec.as_ref().map_or(0, |s| s.containers.len());
+    let ready = statuses.iter().filter(|s| s.ready).count();
+    let restarts: i32 = statuses.iter().map(|s| s.restart_count).sum();
+    let phase = status
+        .and_then(|s| s.phase.clone())
+        .unwrap_or_else(|| "-".into());
+    let containers = pod
+        .spec
+        .as_ref()
+        .map(|s| {
+            s.containers
+                .iter()
+                .map(|c| c.name.as_str())
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .unwrap_or_default();
+    [
+        namespace,
+        name,
+        format!("{ready}/{declared}"),
+        phase,
+        restarts.to_string(),
+        containers,
+    ]
 }
 
 /// `pod list`: the pods the stand-in holds, through the Kubernetes list
@@ -366,8 +497,34 @@ async fn list_pods(
     match output {
         OutputFormat::Json | OutputFormat::Yaml => print_data(output, &pods.items),
         OutputFormat::Text => {
-            for pod in &pods.items {
-                print_pod(pod, output)?;
+            let mut rows = vec![
+                [
+                    "NAMESPACE",
+                    "NAME",
+                    "READY",
+                    "STATUS",
+                    "RESTARTS",
+                    "CONTAINERS",
+                ]
+                .map(String::from),
+            ];
+            rows.extend(pods.items.iter().map(pod_row));
+            let mut widths = [0; 6];
+            for row in &rows {
+                for (width, cell) in widths.iter_mut().zip(row) {
+                    *width = (*width).max(cell.len());
+                }
+            }
+            for row in &rows {
+                let mut line = String::new();
+                for (i, (cell, width)) in row.iter().zip(widths).enumerate() {
+                    if i + 1 == row.len() {
+                        line.push_str(cell);
+                    } else {
+                        line.push_str(&format!("{cell:<width$}   "));
+                    }
+                }
+                outln!("{line}")?;
             }
             Ok(())
         }
@@ -375,7 +532,7 @@ async fn list_pods(
 }
 
 async fn pod(command: PodCommand, output: OutputFormat) -> Result<(), CliError> {
-    let pod: Pod = match command {
+    let (pod, what): (Pod, String) = match command {
         PodCommand::List { dir, namespace } => {
             return list_pods(&dir, namespace.as_deref(), output).await;
         }
@@ -424,8 +581,9 @@ async fn pod(command: PodCommand, output: OutputFormat) -> Result<(), CliError> 
             let body =
                 serde_json::to_value(&template).map_err(|e| CliError::failure(e.to_string()))?;
             let pod: Pod = control(&dir, "POST", "/dev-cluster/v1/pods", Some(body)).await?;
+            let created = format!("created pod {}/{}", template.namespace, template.name);
             if running {
-                control(
+                let pod = control(
                     &dir,
                     "POST",
                     &format!(
@@ -434,20 +592,26 @@ async fn pod(command: PodCommand, output: OutputFormat) -> Result<(), CliError> 
                     ),
                     None,
                 )
-                .await?
+                .await?;
+                (pod, format!("{created}; every container started"))
             } else {
-                pod
+                let hint = format!(
+                    "{created}; Pending until `podseal-dev cluster pod running {}/{}`",
+                    template.namespace, template.name
+                );
+                (pod, hint)
             }
         }
         PodCommand::Running { dir, pod } => {
             let (ns, name) = split_pod(&pod)?;
-            control(
+            let pod = control(
                 &dir,
                 "POST",
                 &format!("/dev-cluster/v1/pods/{ns}/{name}/running"),
                 None,
             )
-            .await?
+            .await?;
+            (pod, format!("pod {ns}/{name}: every container started"))
         }
         PodCommand::Restart {
             dir,
@@ -462,33 +626,47 @@ async fn pod(command: PodCommand, output: OutputFormat) -> Result<(), CliError> 
                 (_, true) => "start",
                 _ => "restart",
             };
-            control(
+            let pod = control(
                 &dir,
                 "POST",
                 &format!("/dev-cluster/v1/pods/{ns}/{name}/containers/{container}/{verb}"),
                 None,
             )
-            .await?
+            .await?;
+            let done = match verb {
+                "stop" => "stopped (its process exited; the kubelet waits in back-off)",
+                "start" => "started again (a new instance: a new containerID)",
+                _ => "restarted (a new instance: a new containerID, restart count + 1)",
+            };
+            (
+                pod,
+                format!("pod {ns}/{name}: container {container} {done}"),
+            )
         }
         PodCommand::Delete { dir, pod } => {
             let (ns, name) = split_pod(&pod)?;
-            control(
+            let pod = control(
                 &dir,
                 "DELETE",
                 &format!("/dev-cluster/v1/pods/{ns}/{name}"),
                 None,
             )
-            .await?
+            .await?;
+            (pod, format!("deleted pod {ns}/{name}"))
         }
         PodCommand::Recreate { dir, pod } => {
             let (ns, name) = split_pod(&pod)?;
-            control(
+            let pod = control(
                 &dir,
                 "POST",
                 &format!("/dev-cluster/v1/pods/{ns}/{name}/recreate"),
                 None,
             )
-            .await?
+            .await?;
+            let what = format!(
+                "recreated pod {ns}/{name} with a new uid; Pending until `podseal-dev cluster pod running {ns}/{name}`"
+            );
+            (pod, what)
         }
         PodCommand::Debug {
             dir,
@@ -499,32 +677,42 @@ async fn pod(command: PodCommand, output: OutputFormat) -> Result<(), CliError> 
             let (ns, pod_name) = split_pod(&pod)?;
             let body = serde_json::to_value(image_ref(&name, &image))
                 .map_err(|e| CliError::failure(e.to_string()))?;
-            control(
+            let pod = control(
                 &dir,
                 "POST",
                 &format!("/dev-cluster/v1/pods/{ns}/{pod_name}/ephemeral"),
                 Some(body),
             )
-            .await?
+            .await?;
+            let what = format!(
+                "pod {ns}/{pod_name}: ephemeral container {name} ({image}) added and running, as `kubectl debug` adds one"
+            );
+            (pod, what)
         }
     };
-    print_pod(&pod, output)
+    print_pod(&pod, &what, output)
+}
+
+/// What `cluster token` asks the TokenRequest API for.
+struct TokenArgs<'a> {
+    namespace: &'a str,
+    service_account: &'a str,
+    pod: Option<String>,
+    audiences: Vec<String>,
+    expiration_seconds: i64,
 }
 
 async fn token(
     dir: &DevClusterDir,
-    namespace: &str,
-    service_account: &str,
-    pod: Option<String>,
-    audiences: Vec<String>,
-    expiration_seconds: i64,
+    args: TokenArgs<'_>,
+    out: Option<&Path>,
     output: OutputFormat,
 ) -> Result<(), CliError> {
     let request = TokenRequest {
         spec: Some(TokenRequestSpec {
-            audiences: Some(audiences),
-            expiration_seconds: Some(expiration_seconds),
-            bound_object_ref: pod.map(|name| BoundObjectReference {
+            audiences: Some(args.audiences),
+            expiration_seconds: Some(args.expiration_seconds),
+            bound_object_ref: args.pod.map(|name| BoundObjectReference {
                 kind: Some("Pod".into()),
                 api_version: Some("v1".into()),
                 name: Some(name),
@@ -534,20 +722,158 @@ async fn token(
         ..TokenRequest::default()
     };
     let body = serde_json::to_value(&request).map_err(|e| CliError::failure(e.to_string()))?;
-    let path = format!("/api/v1/namespaces/{namespace}/serviceaccounts/{service_account}/token");
+    let path = format!(
+        "/api/v1/namespaces/{}/serviceaccounts/{}/token",
+        args.namespace, args.service_account
+    );
     let response: TokenRequest = control(dir, "POST", &path, Some(body)).await?;
     let status = response
         .status
         .filter(|status| status.token.is_some())
         .ok_or_else(|| CliError::failure("the TokenRequest answer has no token"))?;
+    let token = status.token.unwrap_or_default();
+    if let Some(out) = out {
+        replace_file(out, token.as_bytes(), 0o600)?;
+        let written = serde_json::json!({
+            "tokenFile": out.display().to_string(),
+            "expirationTimestamp": status.expiration_timestamp,
+        });
+        return match output {
+            OutputFormat::Json | OutputFormat::Yaml => print_data(output, &written),
+            OutputFormat::Text => {
+                eprintln!("token written to {}", out.display());
+                Ok(())
+            }
+        };
+    }
     match output {
         OutputFormat::Json | OutputFormat::Yaml => print_data(
             output,
-            &serde_json::json!({ "token": status.token, "expirationTimestamp": status.expiration_timestamp }),
+            &serde_json::json!({ "token": token, "expirationTimestamp": status.expiration_timestamp }),
         ),
         OutputFormat::Text => {
-            println!("{}", status.token.unwrap_or_default());
+            outln!("{token}")?;
             Ok(())
         }
     }
+}
+
+/// Replaces `path` whole with `contents` (a new file beside it, renamed over
+/// it), as the kubelet updates projected tokens and Secret volumes: a reader
+/// sees the old file or the new one, never half of one.
+fn replace_file(path: &Path, contents: &[u8], mode: u32) -> Result<(), CliError> {
+    let name = path
+        .file_name()
+        .ok_or_else(|| CliError::usage(format!("{} is not a file name", path.display())))?;
+    let mut staged_name = std::ffi::OsString::from(".");
+    staged_name.push(name);
+    staged_name.push(format!(".{}.tmp", std::process::id()));
+    let staged = path.with_file_name(staged_name);
+    let _ = std::fs::remove_file(&staged);
+    let written = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(&staged)
+        .and_then(|mut file| file.write_all(contents).and_then(|()| file.sync_all()))
+        .and_then(|()| std::fs::rename(&staged, path));
+    written.map_err(|e| {
+        let _ = std::fs::remove_file(&staged);
+        CliError::failure(format!("cannot write {}: {e}", path.display()))
+    })
+}
+
+/// The largest manifest `mount-secret` reads: a Secret holds at most 1 MiB.
+const MAX_MANIFEST_LEN: u64 = 4 << 20;
+
+/// `cluster mount-secret`: a Secret manifest's keys as files, as the kubelet
+/// mounts a Secret volume (`data` decoded, `stringData` as written).
+fn mount_secret(manifest: &Path, secrets_dir: &Path, output: OutputFormat) -> Result<(), CliError> {
+    use std::io::Read as _;
+    let mut text = String::new();
+    std::fs::File::open(manifest)
+        .and_then(|file| file.take(MAX_MANIFEST_LEN + 1).read_to_string(&mut text))
+        .map_err(|e| CliError::usage(format!("cannot read {}: {e}", manifest.display())))?;
+    if text.len() as u64 > MAX_MANIFEST_LEN {
+        return Err(CliError::usage(format!(
+            "{} is over {MAX_MANIFEST_LEN} bytes: not one Secret",
+            manifest.display()
+        )));
+    }
+    let not_a_secret = |why: String| {
+        CliError::usage(format!(
+            "{} is not a Secret manifest: {why}",
+            manifest.display()
+        ))
+        .hint("give a manifest `podseal seal --k8s-secret NAME … --out FILE` wrote")
+    };
+    let value: serde_json::Value =
+        serde_saphyr::from_str(&text).map_err(|e| not_a_secret(e.to_string()))?;
+    if value.get("kind").and_then(|k| k.as_str()) != Some("Secret")
+        || value.get("apiVersion").and_then(|v| v.as_str()) != Some("v1")
+    {
+        return Err(not_a_secret("its kind is not v1 Secret".into()));
+    }
+    let secret: k8s_openapi::api::core::v1::Secret =
+        serde_json::from_value(value).map_err(|e| not_a_secret(e.to_string()))?;
+    let name = secret
+        .metadata
+        .name
+        .ok_or_else(|| not_a_secret("it has no metadata.name".into()))?;
+    // `stringData` wins over `data` for the same key, as the API server merges them.
+    let mut files: std::collections::BTreeMap<String, Vec<u8>> = secret
+        .data
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(key, value)| (key, value.0))
+        .collect();
+    files.extend(
+        secret
+            .string_data
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(key, value)| (key, value.into_bytes())),
+    );
+    if files.is_empty() {
+        return Err(not_a_secret("it has no data".into()));
+    }
+    // Every name is checked before anything is written: a key such as
+    // `../x` never reaches the file system.
+    for key in files.keys() {
+        podseal_core::scope::SecretSlot::new(&name, key).map_err(not_a_secret)?;
+    }
+    let volume = secrets_dir.join(&name);
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o755)
+        .create(&volume)
+        .map_err(|e| CliError::failure(format!("cannot create {}: {e}", volume.display())))?;
+    for (key, contents) in &files {
+        replace_file(&volume.join(key), contents, 0o644)?;
+    }
+    let mounted = MountedSecret {
+        secret: &name,
+        dir: volume.display().to_string(),
+        keys: files.keys().map(String::as_str).collect(),
+    };
+    match output {
+        OutputFormat::Json | OutputFormat::Yaml => print_data(output, &mounted),
+        OutputFormat::Text => {
+            outln!(
+                "secret/{} mounted at {}: {}",
+                mounted.secret,
+                mounted.dir,
+                mounted.keys.join(", ")
+            )?;
+            Ok(())
+        }
+    }
+}
+
+/// What `cluster mount-secret` mounted.
+#[derive(Serialize)]
+struct MountedSecret<'a> {
+    secret: &'a str,
+    dir: String,
+    keys: Vec<&'a str>,
 }

@@ -5,6 +5,7 @@
 //! by the gate the server names, and the audit log verified. Exits 1 if any
 //! step misbehaves (an attack that succeeds is a failure).
 
+use podseal_command::outln;
 use std::io::IsTerminal as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -37,7 +38,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use podseal_command::CliError;
-use podseal_command::output::OutputFormat;
+use podseal_command::output::{OutputFormat, counted};
 
 const SECRET: &[u8] = b"postgres://shop:s3cr3t-hunter2@db.shop.svc/shop";
 
@@ -67,6 +68,9 @@ struct Printer {
     json: bool,
     colour: bool,
     steps: Vec<Step>,
+    /// The first failed write to stdout (a closed pipe): nothing more is
+    /// printed, the demo finishes its steps, and this is its result.
+    unprinted: Option<CliError>,
 }
 
 impl Printer {
@@ -78,9 +82,18 @@ impl Printer {
         }
     }
 
-    fn say(&self, text: &str) {
+    fn say(&mut self, text: &str) {
         if !self.json {
-            println!("{text}");
+            self.line(format_args!("{text}"));
+        }
+    }
+
+    /// Prints a line for people, until stdout fails once.
+    fn line(&mut self, text: std::fmt::Arguments<'_>) {
+        if self.unprinted.is_none()
+            && let Err(error) = outln!("{text}")
+        {
+            self.unprinted = Some(error);
         }
     }
 
@@ -95,9 +108,12 @@ impl Printer {
                 (Some(gate), Some(reason)) => format!(" [{gate}/{reason}]"),
                 _ => String::new(),
             };
-            println!("  {mark} {}{code} ({} ms)", step.title, step.millis);
+            self.line(format_args!(
+                "  {mark} {}{code} ({} ms)",
+                step.title, step.millis
+            ));
             if !step.detail.is_empty() {
-                println!("             {}", step.detail);
+                self.line(format_args!("             {}", step.detail));
             }
         }
         self.steps.push(step);
@@ -406,6 +422,7 @@ async fn demo(output: OutputFormat) -> Result<(), CliError> {
         json: output != OutputFormat::Text,
         colour: output == OutputFormat::Text && std::io::stdout().is_terminal(),
         steps: Vec::new(),
+        unprinted: None,
     };
     let scratch = Scratch(std::env::temp_dir().join(format!(
         "podseal-demo-{}",
@@ -581,7 +598,7 @@ async fn demo(output: OutputFormat) -> Result<(), CliError> {
         .as_ref()
         .is_ok_and(|s| s.expose_secret_bytes() == SECRET);
     out.record(Step {
-        title: "pod shop/api-0 opens the Secret: gate 1 API key, gate 2 projected token (pinned JWKS), gate 3 DPoP key pinned to the pod uid, gate 4 live pod with an approved image digest".into(),
+        title: "pod shop/api-0 opens the Secret: gate 1 API key, gate 2 projected token (pinned JWKS), gate 3 DPoP key pinned to its running container, gate 4 live pod with an approved image digest".into(),
         outcome: if opened { "passed" } else { "FAILED" },
         gate: None,
         reason: None,
@@ -750,8 +767,13 @@ Ok(s) => format!(
         Ok(report) if !leaked => (
             "passed",
             format!(
-                "{} records, {} signed checkpoints; no secret, token or API key in it",
-                report.records, report.checkpoints
+                "{}, {}; no secret, token or API key in it",
+                counted(report.records, "record", "records"),
+                counted(
+                    report.checkpoints,
+                    "signed checkpoint",
+                    "signed checkpoints"
+                )
             ),
         ),
         Ok(_) => ("FAILED", "secret material in the audit log".into()),
@@ -767,6 +789,11 @@ Ok(s) => format!(
     });
 
     let ok = out.steps.iter().all(|s| s.outcome != "FAILED");
+    // The time in all counts the shutdown too (server, stand-in, scratch
+    // directory): what the reader waits for before the prompt returns.
+    demo.running.shutdown().await.map_err(failed)?;
+    drop(cluster);
+    drop(scratch);
     let total = started.elapsed();
     let summary = format!(
         "What you saw: the Secret holds only a capsule, so reading Kubernetes, etcd, a backup or git gives nothing. \
@@ -778,9 +805,6 @@ Ok(s) => format!(
          ({} ms in all.)",
         total.as_millis()
     );
-    demo.running.shutdown().await.map_err(failed)?;
-    drop(cluster);
-    drop(scratch);
     if out.json {
         podseal_command::output::print_data(
             output,
@@ -791,8 +815,11 @@ Ok(s) => format!(
             },
         )?;
     } else {
-        println!();
-        println!("{summary}");
+        if let Some(error) = out.unprinted.take() {
+            return Err(error);
+        }
+        outln!()?;
+        outln!("{summary}")?;
     }
     if ok {
         Ok(())

@@ -1,6 +1,7 @@
 //! The server command: load the configuration, start the server, say once what
 //! a first start created, and stop cleanly on Ctrl-C or SIGTERM.
 
+use podseal_command::out;
 use std::io::Write as _;
 use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::Path;
@@ -114,7 +115,7 @@ pub fn run(args: &ServeArgs) -> Result<(), CliError> {
     let config = ServerConfig::load(args.config.as_deref(), |name| std::env::var(name).ok())
         .map_err(config_error)?;
     if args.print_config {
-        print!("{}", config.to_toml());
+        out!("{}", config.to_toml())?;
         return Ok(());
     }
     let level = config

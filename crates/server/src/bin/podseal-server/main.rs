@@ -69,9 +69,6 @@ fn main() -> ExitCode {
         podseal_command::arguments::parse_command(ServeArgs::command().after_help(after_help()));
     match command::run(&args) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            error.print();
-            ExitCode::from(error.exit_code())
-        }
+        Err(error) => error.report(),
     }
 }
