@@ -257,9 +257,13 @@ pub fn cluster(command: ClusterCommand, output: OutputFormat) -> Result<(), CliE
                 emit(output, &info, |info| {
                     print_cluster(info)?;
                     eprintln!(
-                        "pinned {} key(s) and {} CA certificate(s); other keys and CAs are refused until `cluster add --replace`",
-                        info.pinned_kids.len(),
-                        info.ca_sha256.len()
+                        "pinned {} and {}; other keys and CAs are refused until `cluster add --replace`",
+                        counted(info.pinned_kids.len() as u64, "key", "keys"),
+                        counted(
+                            info.ca_sha256.len() as u64,
+                            "CA certificate",
+                            "CA certificates"
+                        )
                     );
                     Ok(())
                 })
