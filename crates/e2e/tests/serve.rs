@@ -1020,7 +1020,7 @@ fn pem_fingerprint(pem: &str) -> String {
     let der = base64::engine::general_purpose::STANDARD
         .decode(body)
         .unwrap();
-    podseal_server::tls::fingerprint(&der)
+    podseal_https::fingerprint(&der)
 }
 
 #[test]

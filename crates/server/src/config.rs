@@ -58,7 +58,7 @@ pub struct ConnectionsSection {
 
 impl Default for ConnectionsSection {
     fn default() -> Self {
-        let limits = crate::tls::ConnectionLimits::default();
+        let limits = podseal_https::ConnectionLimits::default();
         Self {
             max: limits.max_connections,
             max_per_source: limits.max_per_source,
@@ -70,8 +70,8 @@ impl Default for ConnectionsSection {
 
 impl ConnectionsSection {
     /// The limits the TLS server applies.
-    pub fn limits(&self) -> crate::tls::ConnectionLimits {
-        crate::tls::ConnectionLimits {
+    pub fn limits(&self) -> podseal_https::ConnectionLimits {
+        podseal_https::ConnectionLimits {
             max_connections: self.max,
             max_per_source: self.max_per_source,
             first_request_timeout: std::time::Duration::from_secs(self.first_request_timeout_secs),

@@ -26,4 +26,3 @@ pub mod release;
 pub mod request_audit;
 pub mod startup;
 pub mod storage;
-pub mod tls;

@@ -30,7 +30,7 @@ use crate::pod_view::ViewConfig;
 use crate::release::{ReleaseConfig, ReleaseService};
 use crate::request_audit::RequestRefusals;
 use crate::storage::{Bounded, PostgresStorage, SqliteStorage, Storage, StorageError};
-use crate::tls::{self, TlsError, TlsSource};
+use podseal_https::{self as tls, TlsError, TlsSource};
 
 /// File the development certificate is written to, for clients to trust.
 pub const DEV_CERT_FILE: &str = "tls-dev.crt";

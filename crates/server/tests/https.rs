@@ -2046,7 +2046,7 @@ async fn shutdown_does_not_wait_for_a_connection_that_never_asked() {
     let (status, _, _) = h2_get(&running, "/healthz", &[]).await;
     assert_eq!(status, 200);
     let since = std::time::Instant::now();
-    tokio::time::timeout(podseal_server::tls::SHUTDOWN_GRACE / 2, running.shutdown())
+    tokio::time::timeout(podseal_https::SHUTDOWN_GRACE / 2, running.shutdown())
         .await
         .expect("shutdown waited for connections that never carried a request")
         .unwrap();
@@ -2346,7 +2346,7 @@ fn ca_fingerprints(pem: &str) -> Vec<String> {
     use rustls::pki_types::CertificateDer;
     use rustls::pki_types::pem::PemObject as _;
     CertificateDer::pem_slice_iter(pem.as_bytes())
-        .map(|cert| podseal_server::tls::fingerprint(&cert.unwrap()))
+        .map(|cert| podseal_https::fingerprint(&cert.unwrap()))
         .collect()
 }
 

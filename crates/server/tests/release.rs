@@ -1294,7 +1294,7 @@ fn tls_client(
 #[tokio::test]
 async fn the_api_is_served_over_tls_13_with_http1_and_http2() {
     use hyper_util::rt::{TokioExecutor, TokioIo};
-    use podseal_server::tls::{self, TlsSource};
+    use podseal_https::{self as tls, TlsSource};
     let w = world().await;
     let tls = tls::load(&TlsSource::SelfSigned {
         names: vec!["localhost".into()],

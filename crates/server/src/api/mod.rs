@@ -155,12 +155,9 @@ pub const ROUTES: &[Route] = &[
 /// headers over [`MAX_HEADER_BYTES`] or [`MAX_HEADER_FIELDS`].
 pub const FALLBACK_STATUSES: &[u16] = &[404, 405, 431];
 
-/// The most request header bytes the server accepts: names and values, plus
-/// 4 bytes per field for `": "` and CRLF (about their HTTP/1.1 size). A
-/// release request needs a few KiB (a projected token, a DPoP proof).
-pub const MAX_HEADER_BYTES: usize = 64 * 1024;
-/// The most request header fields the server accepts.
-pub const MAX_HEADER_FIELDS: usize = 100;
+/// The request header limits, the listener's own (its backstops sit above
+/// them, so the API answers past them with 431 as problem+json).
+pub use podseal_https::{MAX_HEADER_BYTES, MAX_HEADER_FIELDS};
 
 /// What the handlers share.
 pub struct App<S: Storage> {

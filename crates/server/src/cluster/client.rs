@@ -170,7 +170,7 @@ pub fn ca_certificates(pem: &str) -> Result<Vec<Vec<u8>>, CaBundleError> {
 pub fn ca_fingerprints(pem: &str) -> Result<Vec<String>, CaBundleError> {
     Ok(ca_certificates(pem)?
         .iter()
-        .map(|der| crate::tls::fingerprint(der))
+        .map(|der| podseal_https::fingerprint(der))
         .collect())
 }
 

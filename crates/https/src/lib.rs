@@ -1,7 +1,16 @@
-//! HTTPS for the release server: TLS 1.3 only, ALPN `h2` and `http/1.1`,
-//! keep-alive, from certificate and key files or — for development — a
-//! self-signed certificate generated at start whose SHA-256 fingerprint is
-//! printed, so a client can pin it.
+//! podseal's HTTPS listener, on its own: TLS 1.3 only, ALPN `h2` and
+//! `http/1.1`, keep-alive, from certificate and key files or — for
+//! development — a self-signed certificate generated at start whose SHA-256
+//! fingerprint is printed, so a client can pin it; every connection under
+//! [`ConnectionLimits`] (a deadline to the first request, an idle timeout,
+//! per-source and total limits) and header backstops above the service's
+//! own [`MAX_HEADER_BYTES`] and [`MAX_HEADER_FIELDS`]; a graceful shutdown
+//! bounded by [`SHUTDOWN_GRACE`].
+//!
+//! The release server serves its `axum` router through
+//! [`serve_connections`]; another podseal service (an admission webhook, a
+//! certificate signer) can serve through it the same way without linking
+//! the release server. It knows nothing of what it serves.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -398,18 +407,28 @@ where
     .flatten()
 }
 
-/// hyper's own limits on request headers, set well above the API's
-/// ([`crate::api::MAX_HEADER_BYTES`], [`crate::api::MAX_HEADER_FIELDS`]) so
-/// that oversized headers are answered by the API as problem+json rather
+/// The most request header bytes a podseal service accepts: names and
+/// values, plus 4 bytes per field for `": "` and CRLF (about their HTTP/1.1
+/// size). A release request needs a few KiB (a projected token, a DPoP
+/// proof). The service answers over it (the release server: 431 as
+/// problem+json); the listener only sets its backstops above it.
+pub const MAX_HEADER_BYTES: usize = 64 * 1024;
+/// The most request header fields a podseal service accepts (see
+/// [`MAX_HEADER_BYTES`]).
+pub const MAX_HEADER_FIELDS: usize = 100;
+
+/// hyper's own limits on request headers, set well above the service's
+/// ([`MAX_HEADER_BYTES`], [`MAX_HEADER_FIELDS`]) so
+/// that oversized headers are answered by the service as problem+json rather
 /// than by hyper's bare 431 (which it sends, and closes, only past these):
 /// the HTTP/1.1 read buffer, in bytes (hyper's default is ~400 KiB)…
-pub const HTTP_HEADER_BACKSTOP_BYTES: usize = 8 * crate::api::MAX_HEADER_BYTES;
+pub const HTTP_HEADER_BACKSTOP_BYTES: usize = 8 * MAX_HEADER_BYTES;
 /// …the HTTP/1.1 header fields parsed (hyper's default, 100, is the API's
 /// own limit)…
-pub const HTTP1_HEADER_BACKSTOP_FIELDS: usize = 10 * crate::api::MAX_HEADER_FIELDS;
+pub const HTTP1_HEADER_BACKSTOP_FIELDS: usize = 10 * MAX_HEADER_FIELDS;
 /// …and HTTP/2's `SETTINGS_MAX_HEADER_LIST_SIZE` (hyper's default is 16 KiB,
 /// below the API's limit; HTTP/2 counts 32 bytes more per field).
-pub const HTTP2_HEADER_LIST_BACKSTOP: u32 = 8 * crate::api::MAX_HEADER_BYTES as u32;
+pub const HTTP2_HEADER_LIST_BACKSTOP: u32 = 8 * MAX_HEADER_BYTES as u32;
 
 /// Serves `router` over TLS (HTTP/1.1 with keep-alive, or HTTP/2 by ALPN)
 /// until `shutdown` resolves; then stops accepting, lets requests in flight
