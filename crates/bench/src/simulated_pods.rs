@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use http::{Method, StatusCode};
 use podseal_core::capsule::{Capsule, KubernetesScope, RevealMode, Scope};
+use podseal_core::clock::{Clock as _, SystemClock};
 use podseal_core::dpop::DpopKey;
 use podseal_core::envelope::{self, SealParams};
 use podseal_core::hpke::{KemId, LocalPrivateKey, RecipientKey as _};
@@ -51,10 +52,6 @@ pub struct Pods {
 /// The name of simulated pod `i` in the stand-in.
 pub fn pod_name(i: usize) -> String {
     format!("load-{i}")
-}
-
-fn now() -> i64 {
-    jiff::Timestamp::now().as_second()
 }
 
 impl Pods {
@@ -174,7 +171,7 @@ impl Pods {
                 &pod.dpop,
                 pod.recipient.public_key_bytes(),
                 Freshness {
-                    iat: now(),
+                    iat: SystemClock.now(),
                     nonce: None,
                 },
             )
@@ -211,7 +208,7 @@ impl Pods {
                 &pod.session,
                 &[&self.capsule.envelope],
                 Freshness {
-                    iat: now(),
+                    iat: SystemClock.now(),
                     nonce: None,
                 },
             )
@@ -282,7 +279,7 @@ fn seal_capsule(deployment: &Deployment) -> Result<Capsule, DeploymentError> {
             }),
             purpose: None,
             reveal: RevealMode::Many,
-            created_at: now(),
+            created_at: SystemClock.now(),
             not_after: None,
         },
         PLAINTEXT,

@@ -11,6 +11,7 @@
 pub mod armor;
 pub mod audit;
 pub mod capsule;
+pub mod clock;
 pub mod dpop;
 pub mod envelope;
 pub mod hpke;

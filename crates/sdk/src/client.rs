@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use http::{Method, StatusCode};
 use podseal_core::capsule::{Capsule, DekEnvelope, SecretSlot, SlotMismatch};
+use podseal_core::clock::{Clock as _, SystemClock};
 use podseal_core::dpop::DpopKey;
 use podseal_core::envelope;
 use podseal_core::hpke::{KemId, LocalPrivateKey, RecipientKey as _};
@@ -314,10 +315,6 @@ fn read_credential(what: &'static str, path: &Path) -> Result<Zeroizing<String>,
     Ok(trimmed)
 }
 
-fn now() -> i64 {
-    jiff::Timestamp::now().as_second()
-}
-
 struct State {
     dpop: DpopKey,
     session: Option<SessionInfo>,
@@ -470,7 +467,7 @@ impl Client {
     /// Opens a session if there is none or it expires within the renewal margin.
     async fn ensure_session(&self, state: &mut State) -> Result<SessionInfo, SdkError> {
         if let Some(session) = &state.session
-            && session.expires_at - now() > self.config.renew_before_secs
+            && session.expires_at - SystemClock.now() > self.config.renew_before_secs
         {
             return Ok(session.clone());
         }
@@ -552,7 +549,7 @@ impl Client {
                     token: &token,
                 },
                 Freshness {
-                    iat: now(),
+                    iat: SystemClock.now(),
                     nonce: state.nonce.as_deref(),
                 },
             )?;

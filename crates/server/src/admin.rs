@@ -168,10 +168,6 @@ fn storage_refusal(error: StorageError) -> Refusal {
     }
 }
 
-fn now() -> i64 {
-    jiff::Timestamp::now().as_second()
-}
-
 fn check(field: &str, value: &str, rule: NameRule) -> Result<(), Refusal> {
     check_name(value, rule)
         .map_err(|why| refused(Reason::InvalidArgument, format!("{field} {why}")))
@@ -395,6 +391,7 @@ impl<S: Storage> AdminService<S> {
             );
         }
         self.audit_intent(audit).await?;
+        let now = self.release.clock().now();
         let mut record = ClusterRecord {
             name: request.name.clone(),
             issuer: request.issuer.clone().unwrap_or_default(),
@@ -405,8 +402,8 @@ impl<S: Storage> AdminService<S> {
             jwks: request.jwks.clone().unwrap_or_default(),
             allow_extra_audiences: request.allow_extra_audiences,
             max_token_lifetime_secs,
-            created_at: existing.as_ref().map_or_else(now, |e| e.created_at),
-            updated_at: now(),
+            created_at: existing.as_ref().map_or(now, |e| e.created_at),
+            updated_at: now,
         };
         if request.jwks.is_none() || request.issuer.is_none() {
             self.fetch_from_cluster(
@@ -642,7 +639,7 @@ impl<S: Storage> AdminService<S> {
             cluster: request.cluster.clone(),
             namespace: request.namespace.clone(),
             service_account: request.service_account.clone(),
-            created_at: now(),
+            created_at: self.release.clock().now(),
             revoked_at: None,
         };
         audit.set("api_key", &id);
@@ -675,7 +672,7 @@ impl<S: Storage> AdminService<S> {
             self.audit_intent(audit).await?;
             let revoked = self
                 .storage()
-                .revoke_api_key(id, now())
+                .revoke_api_key(id, self.release.clock().now())
                 .await
                 .map_err(storage_refusal)?;
             if revoked {
@@ -722,7 +719,7 @@ impl<S: Storage> AdminService<S> {
             digests,
             audit_mode: request.audit_mode,
             require_nonce: request.require_nonce,
-            updated_at: now(),
+            updated_at: self.release.clock().now(),
         };
         audit.set("digests", record.digests.join(","));
         audit.set("audit_mode", record.audit_mode.to_string());
@@ -810,7 +807,7 @@ impl<S: Storage> AdminService<S> {
         };
         let record = self
             .storage()
-            .change_policy_digests(change, now())
+            .change_policy_digests(change, self.release.clock().now())
             .await
             .map_err(storage_refusal)?;
         Ok(record)

@@ -21,6 +21,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use podseal_core::audit::{AuditRecord, Outcome};
 use podseal_core::capsule::{DekEnvelope, RevealMode};
+use podseal_core::clock::SharedClock;
 use podseal_core::dpop::{ProofExpectations, VerifiedProof, verify_proof};
 use podseal_core::envelope::{OpenError, ReleaseBinding, ReleasedDek, rewrap_for_release};
 use podseal_core::key_provider::OrgKeyProvider;
@@ -56,6 +57,9 @@ pub struct ReleaseConfig {
     /// container's running instance (a restarted container runs before the
     /// kubelet reports it).
     pub enrolment_wait: Duration,
+    /// The clock every decision on time reads (session and capsule expiry,
+    /// nonces, pins): the system clock, or a test's `ManualClock`.
+    pub clock: SharedClock,
 }
 
 impl Default for ReleaseConfig {
@@ -66,6 +70,7 @@ impl Default for ReleaseConfig {
             dpop_max_age_secs: 60,
             dpop_max_skew_secs: 5,
             enrolment_wait: Duration::from_secs(5),
+            clock: podseal_core::clock::system(),
         }
     }
 }
@@ -146,10 +151,6 @@ pub struct ReleaseService<S: Storage> {
     enrolments: EnrolmentCounts,
 }
 
-fn now() -> i64 {
-    jiff::Timestamp::now().as_second()
-}
-
 /// SHA-256 of an API key, as stored.
 pub fn api_key_hash(api_key: &str) -> [u8; 32] {
     Sha256::digest(api_key.as_bytes()).into()
@@ -217,12 +218,22 @@ impl<S: Storage> ReleaseService<S> {
 
     /// A fresh DPoP server nonce (sent as `DPoP-Nonce` on every release answer).
     pub fn issue_nonce(&self) -> String {
-        self.nonces.issue(now())
+        self.nonces.issue(self.now())
     }
 
     /// The storage this service decides from.
     pub fn storage(&self) -> &Arc<S> {
         &self.storage
+    }
+
+    /// Seconds since the Unix epoch, by the injected clock.
+    fn now(&self) -> i64 {
+        self.config.clock.now()
+    }
+
+    /// The clock this service decides by (the admin service reads it too).
+    pub fn clock(&self) -> &SharedClock {
+        &self.config.clock
     }
 
     /// The release configuration.
@@ -343,7 +354,7 @@ impl<S: Storage> ReleaseService<S> {
                 &cluster.tokens,
                 cluster.tokens.leeway_secs,
                 credentials.token,
-                now(),
+                self.now(),
             )
             .map_err(|error| {
                 let mut refusal = Refusal::from(error);
@@ -427,7 +438,7 @@ impl<S: Storage> ReleaseService<S> {
             ));
         };
         let htu = format!("{}{route}", self.config.external_url.trim_end_matches('/'));
-        let now = now();
+        let now = self.now();
         let expectations = ProofExpectations {
             htm: "POST",
             htu: &htu,
@@ -595,7 +606,13 @@ impl<S: Storage> ReleaseService<S> {
             audit.set("container_id", &instance.container_id);
             let outcome = self
                 .storage
-                .pin_dpop_key(&verified.key.cluster, &instance, jkt, expires_at, now())
+                .pin_dpop_key(
+                    &verified.key.cluster,
+                    &instance,
+                    jkt,
+                    expires_at,
+                    self.now(),
+                )
                 .await
                 .map_err(Self::storage_refusal)?;
             let (kind, counter) = match outcome {
@@ -696,7 +713,7 @@ impl<S: Storage> ReleaseService<S> {
         let identity = &verified.identity;
         let expires_at = identity
             .expires_at
-            .min(now() + self.config.max_session_secs);
+            .min(self.now() + self.config.max_session_secs);
         let instance = self
             .enrol(
                 &verified,
@@ -707,7 +724,7 @@ impl<S: Storage> ReleaseService<S> {
                 audit,
             )
             .await?;
-        let now = now();
+        let now = self.now();
         let session_id = random_id()?;
         let session = SessionRecord {
             id: session_id.clone(),
@@ -818,7 +835,7 @@ impl<S: Storage> ReleaseService<S> {
         let (verified, session) = self
             .verify_caller(&credentials, Some(&request.session_id), audit)
             .await?;
-        let session = live_session(session, &verified)?;
+        let session = live_session(session, &verified, self.now())?;
         let proof = self.check_proof(
             credentials.dpop,
             "/v1/unwrap",
@@ -844,7 +861,7 @@ impl<S: Storage> ReleaseService<S> {
         for envelope in &request.capsules {
             let header = envelope.header();
             audit.set("capsule", &header.id);
-            check_scope(envelope, &verified)?;
+            check_scope(envelope, &verified, self.now())?;
             let released = rewrap_for_release(
                 envelope,
                 self.org_keys.as_ref(),
@@ -898,7 +915,7 @@ impl<S: Storage> ReleaseService<S> {
         let (verified, session) = self
             .verify_caller(&credentials, Some(session_id), audit)
             .await?;
-        let session = live_session(session, &verified)?;
+        let session = live_session(session, &verified, self.now())?;
         let old = self
             .verify_dpop(
                 credentials.dpop,
@@ -961,6 +978,7 @@ impl<S: Storage> ReleaseService<S> {
 fn live_session(
     session: Option<SessionRecord>,
     verified: &Verified,
+    now: i64,
 ) -> Result<SessionRecord, Refusal> {
     let session = session
         .ok_or_else(|| Refusal::new(Gate::Dpop, Reason::SessionUnknown, "no such session"))?;
@@ -971,7 +989,7 @@ fn live_session(
             "the session was revoked (its pod is gone)",
         ));
     }
-    if session.expires_at <= now() {
+    if session.expires_at <= now {
         return Err(Refusal::new(
             Gate::Dpop,
             Reason::SessionExpired,
@@ -1038,7 +1056,7 @@ fn open_refusal_detail(error: &OpenError) -> &'static str {
 /// scope check in core. This server verifies Kubernetes identities only, so
 /// a capsule of another scope kind is refused by name before any stanza is
 /// opened.
-fn check_scope(envelope: &DekEnvelope, verified: &Verified) -> Result<(), Refusal> {
+fn check_scope(envelope: &DekEnvelope, verified: &Verified, now: i64) -> Result<(), Refusal> {
     let header = envelope.header();
     let identity = VerifiedIdentity::Kubernetes(KubernetesIdentity {
         cluster: &verified.key.cluster,
@@ -1055,7 +1073,7 @@ fn check_scope(envelope: &DekEnvelope, verified: &Verified) -> Result<(), Refusa
         ),
         other => Refusal::new(Gate::Scope, other.reason(), other.to_string()),
     })?;
-    if header.not_after.is_some_and(|t| t <= now()) {
+    if header.not_after.is_some_and(|t| t <= now) {
         return Err(Refusal::new(
             Gate::Scope,
             Reason::CapsuleExpired,

@@ -432,6 +432,7 @@ where
             enrolment_wait: Duration::from_secs(
                 u64::try_from(config.release.enrolment_wait_secs).unwrap_or(0),
             ),
+            clock: podseal_core::clock::system(),
         },
     ));
     let mut cluster_errors = Vec::new();

@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use podseal_core::audit::{AuditKey, verify_export};
 use podseal_core::capsule::{Capsule, DekEnvelope, KubernetesScope, RevealMode, Scope};
+use podseal_core::clock::{Clock as _, ManualClock, SharedClock, SystemClock};
 use podseal_core::dpop::{DpopKey, ProofFor};
 use podseal_core::envelope::{self, ReleaseBinding, SealParams};
 use podseal_core::hpke::{KemId, LocalPrivateKey, RecipientKey};
@@ -44,6 +45,8 @@ const API_KEY: &str = "psk_shop_api_0123456789";
 const SECRET: &[u8] = b"postgres://app:hunter2@db/shop";
 
 struct World {
+    /// The clock the service decides by; the pod's proofs are dated by it.
+    clock: SharedClock,
     cluster: support::Cluster,
     handle: Handle,
     storage: Arc<SqliteStorage>,
@@ -52,7 +55,21 @@ struct World {
     org: OrgPrivateKey,
 }
 
+/// The release configuration of these tests.
+fn release_config() -> ReleaseConfig {
+    ReleaseConfig {
+        external_url: URL.into(),
+        // Short: a second key's refusal waits this long for a restart.
+        enrolment_wait: Duration::from_secs(1),
+        ..ReleaseConfig::default()
+    }
+}
+
 async fn world() -> World {
+    world_with(release_config()).await
+}
+
+async fn world_with(release: ReleaseConfig) -> World {
     let cluster = support::Cluster::start().await;
     let handle = cluster.dev.handle();
     handle.create_pod(&support::api_pod("api-0")).unwrap();
@@ -110,8 +127,10 @@ async fn world() -> World {
         .await
         .unwrap();
     let org = OrgPrivateKey::generate(KemId::X25519HkdfSha256).unwrap();
-    let service = service_over(storage.clone(), view.clone(), &jwks_json, &org);
+    let clock = release.clock.clone();
+    let service = service_over(storage.clone(), view.clone(), &jwks_json, &org, release);
     let world = World {
+        clock,
         cluster,
         handle,
         storage,
@@ -130,6 +149,7 @@ fn service_over(
     view: Arc<PodView>,
     jwks: &str,
     org: &OrgPrivateKey,
+    release: ReleaseConfig,
 ) -> Arc<ReleaseService<SqliteStorage>> {
     let tokens = KubernetesTokens::new(
         "https://kubernetes.default.svc".into(),
@@ -150,12 +170,7 @@ fn service_over(
         clusters.clone(),
         Arc::new(ring),
         NonceIssuer::new(&[7; 32], 60),
-        ReleaseConfig {
-            external_url: URL.into(),
-            // Short: a second key's refusal waits this long for a restart.
-            enrolment_wait: Duration::from_secs(1),
-            ..ReleaseConfig::default()
-        },
+        release,
     ));
     clusters.add(
         "prod",
@@ -280,7 +295,7 @@ impl World {
             .proof(&ProofFor {
                 htm: "POST",
                 htu: &format!("{URL}/v1/sessions"),
-                iat: now(),
+                iat: self.clock.now(),
                 access_token: None,
                 nonce: None,
             })
@@ -313,7 +328,7 @@ impl World {
             .proof(&ProofFor {
                 htm: "POST",
                 htu: &format!("{URL}/v1/unwrap"),
-                iat: now(),
+                iat: self.clock.now(),
                 access_token,
                 nonce: None,
             })
@@ -377,7 +392,7 @@ async fn raw_unwrap(
 }
 
 fn now() -> i64 {
-    jiff::Timestamp::now().as_second()
+    SystemClock.now()
 }
 
 #[track_caller]
@@ -467,6 +482,7 @@ async fn the_release_path_and_its_refusals() {
         w.view.clone(),
         &serde_json::to_string(&w.handle.jwks()).unwrap(),
         &w.org,
+        release_config(),
     );
     assert_refused(
         raw_unwrap(&restarted, &pod, &[&proof], &session, &capsule).await,
@@ -1781,5 +1797,57 @@ async fn an_unwrap_record_names_the_secret_and_key_it_released() {
             ),
             (keyless.header().id.clone(), Some("db".to_owned()), None),
         ]
+    );
+}
+
+/// Time moves by the injected clock, without sleeping (issue 23 §9): a
+/// capsule is refused the moment the clock passes its not-after while one
+/// without a deadline still opens, and the session ends at its expiry.
+#[tokio::test]
+async fn capsules_and_sessions_expire_by_the_injected_clock() {
+    let started = now();
+    let clock = ManualClock::at(started);
+    let w = world_with(ReleaseConfig {
+        // Shorter than the pod's token (600 s): the session's own expiry.
+        max_session_secs: 60,
+        clock: clock.clone(),
+        ..release_config()
+    })
+    .await;
+    let pod = w.pod();
+    // The clock catches up with the wall clock the token was issued by.
+    let base = now();
+    clock.advance(Duration::from_secs(u64::try_from(base - started).unwrap()));
+    let session = w.session(&pod, API_KEY).await.unwrap();
+    let lasting = w.capsule("shop", "api");
+    let mut dated = w.capsule("shop", "api");
+    let scope = dated.envelope.header().scope.clone();
+    dated = envelope::seal(
+        SealParams {
+            scope,
+            purpose: None,
+            reveal: RevealMode::Many,
+            created_at: base,
+            not_after: Some(base + 30),
+        },
+        SECRET,
+        &[w.org.public()],
+    )
+    .unwrap();
+    assert_eq!(w.unwrap(&pod, &session, &dated).await.unwrap(), SECRET);
+
+    clock.advance(Duration::from_secs(31));
+    assert_refused(
+        w.unwrap(&pod, &session, &dated).await,
+        Gate::Scope,
+        Reason::CapsuleExpired,
+    );
+    assert_eq!(w.unwrap(&pod, &session, &lasting).await.unwrap(), SECRET);
+
+    clock.advance(Duration::from_secs(30));
+    assert_refused(
+        w.unwrap(&pod, &session, &lasting).await,
+        Gate::Dpop,
+        Reason::SessionExpired,
     );
 }

@@ -15,6 +15,7 @@ use base64::engine::general_purpose::STANDARD;
 use http::Method;
 use podseal_core::audit::{parse_public_key, verify_export};
 use podseal_core::capsule::{Capsule, KubernetesScope, RevealMode, Scope, SecretSlot};
+use podseal_core::clock::{Clock as _, SystemClock};
 use podseal_core::dpop::DpopKey;
 use podseal_core::envelope::{self, SealParams};
 use podseal_core::hpke::{KemId, LocalPrivateKey, RecipientKey as _};
@@ -219,10 +220,6 @@ impl Drop for Scratch {
     }
 }
 
-fn now() -> i64 {
-    jiff::Timestamp::now().as_second()
-}
-
 fn digest(c: char) -> String {
     format!("sha256:{}", c.to_string().repeat(64))
 }
@@ -351,7 +348,7 @@ impl Demo {
                 key,
                 recipient.public_key_bytes(),
                 Freshness {
-                    iat: now(),
+                    iat: SystemClock.now(),
                     nonce: None,
                 },
             )
@@ -378,7 +375,7 @@ impl Demo {
                 &session,
                 &[&capsule.envelope],
                 Freshness {
-                    iat: now(),
+                    iat: SystemClock.now(),
                     nonce: None,
                 },
             )
@@ -549,7 +546,7 @@ async fn demo(output: OutputFormat) -> Result<(), CliError> {
             }),
             purpose: None,
             reveal: RevealMode::Many,
-            created_at: now(),
+            created_at: SystemClock.now(),
             not_after: None,
         },
         SECRET,
