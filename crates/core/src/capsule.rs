@@ -783,7 +783,8 @@ impl Header {
             .validate()
             .map_err(|e| field(e.field, e.reason))?;
         if let Some(purpose) = &self.purpose {
-            check_name(purpose, NameRule::Subdomain).map_err(|r| field("purpose", r))?;
+            check_name(purpose, NameRule::Subdomain)
+                .map_err(|r| field("purpose", r.to_string()))?;
         }
         if self
             .not_after

@@ -142,11 +142,38 @@ pub struct ScopeError {
     pub reason: String,
 }
 
-fn invalid(field: &'static str, reason: impl Into<String>) -> ScopeError {
+fn invalid(field: &'static str, reason: impl std::fmt::Display) -> ScopeError {
     ScopeError {
         field,
-        reason: reason.into(),
+        reason: reason.to_string(),
     }
+}
+
+/// The rule a name, a list or a scope field breaks, in the words of an
+/// error line (`… is invalid: must be 1 to 63 characters`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum RuleBroken {
+    /// Empty, or longer than `max` characters.
+    #[error("must be 1 to {max} characters")]
+    Characters {
+        /// The most allowed.
+        max: usize,
+    },
+    /// Empty, or longer than `max` bytes.
+    #[error("must be 1 to {max} bytes")]
+    Bytes {
+        /// The most allowed.
+        max: usize,
+    },
+    /// A list with no entry, or more than `max`.
+    #[error("must list 1 to {max}")]
+    ListLength {
+        /// The most allowed.
+        max: usize,
+    },
+    /// The characters or the shape the rule allows, said in full.
+    #[error("{0}")]
+    Form(&'static str),
 }
 
 impl Scope {
@@ -289,32 +316,42 @@ fn spiffe_id_parts(id: &str) -> Option<(&str, &str)> {
     Some(rest.find('/').map_or((rest, ""), |at| rest.split_at(at)))
 }
 
-fn check_trust_domain(name: &str) -> Result<(), String> {
+fn check_trust_domain(name: &str) -> Result<(), RuleBroken> {
     if name.is_empty() || name.len() > MAX_TRUST_DOMAIN_LEN {
-        return Err(format!("must be 1 to {MAX_TRUST_DOMAIN_LEN} characters"));
+        return Err(RuleBroken::Characters {
+            max: MAX_TRUST_DOMAIN_LEN,
+        });
     }
     let allowed = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-._".contains(&b);
     if name.bytes().all(allowed) {
         Ok(())
     } else {
-        Err("must be lowercase letters, digits, '-', '.' and '_'".into())
+        Err(RuleBroken::Form(
+            "must be lowercase letters, digits, '-', '.' and '_'",
+        ))
     }
 }
 
-fn check_spiffe_path(path: &str) -> Result<(), String> {
+fn check_spiffe_path(path: &str) -> Result<(), RuleBroken> {
     let Some(segments) = path.strip_prefix('/') else {
-        return Err("an id must name a workload: spiffe://<trust domain>/<path>".into());
+        return Err(RuleBroken::Form(
+            "an id must name a workload: spiffe://<trust domain>/<path>",
+        ));
     };
     let allowed = |b: u8| b.is_ascii_alphanumeric() || b"-._".contains(&b);
     for segment in segments.split('/') {
         if segment.is_empty() {
-            return Err("a path has an empty segment or a trailing '/'".into());
+            return Err(RuleBroken::Form(
+                "a path has an empty segment or a trailing '/'",
+            ));
         }
         if segment == "." || segment == ".." {
-            return Err("a path segment is '.' or '..'".into());
+            return Err(RuleBroken::Form("a path segment is '.' or '..'"));
         }
         if !segment.bytes().all(allowed) {
-            return Err("path segments must be letters, digits, '-', '.' and '_'".into());
+            return Err(RuleBroken::Form(
+                "path segments must be letters, digits, '-', '.' and '_'",
+            ));
         }
     }
     Ok(())
@@ -349,39 +386,42 @@ impl OidcScope {
     }
 }
 
-fn check_issuer(issuer: &str) -> Result<(), String> {
-    const RULE: &str = "must be an https URL without userinfo, query or fragment";
+fn check_issuer(issuer: &str) -> Result<(), RuleBroken> {
+    const RULE: RuleBroken =
+        RuleBroken::Form("must be an https URL without userinfo, query or fragment");
     if issuer.is_empty() || issuer.len() > MAX_ISSUER_LEN {
-        return Err(format!("must be 1 to {MAX_ISSUER_LEN} characters"));
+        return Err(RuleBroken::Characters {
+            max: MAX_ISSUER_LEN,
+        });
     }
     // `http::Uri` has no fragment; a '#' anywhere is refused here.
     if issuer.contains('#') || !issuer.starts_with("https://") {
-        return Err(RULE.into());
+        return Err(RULE);
     }
-    let uri: http::Uri = issuer.parse().map_err(|_| RULE.to_owned())?;
+    let uri: http::Uri = issuer.parse().map_err(|_| RULE)?;
     let plain_authority = uri.authority().is_some_and(|a| {
         !a.as_str().contains('@') && !a.host().is_empty() && a.as_str().matches(':').count() <= 1
     });
     if uri.scheme_str() != Some("https") || !plain_authority || uri.query().is_some() {
-        return Err(RULE.into());
+        return Err(RULE);
     }
     Ok(())
 }
 
-fn check_list_len(len: usize) -> Result<(), String> {
+fn check_list_len(len: usize) -> Result<(), RuleBroken> {
     if len == 0 || len > MAX_LIST_LEN {
-        Err(format!("must list 1 to {MAX_LIST_LEN}"))
+        Err(RuleBroken::ListLength { max: MAX_LIST_LEN })
     } else {
         Ok(())
     }
 }
 
-fn check_text(text: &str, max: usize) -> Result<(), String> {
+fn check_text(text: &str, max: usize) -> Result<(), RuleBroken> {
     if text.is_empty() || text.len() > max {
-        return Err(format!("must be 1 to {max} bytes"));
+        return Err(RuleBroken::Bytes { max });
     }
     if text.chars().any(char::is_control) {
-        return Err("must not hold control characters".into());
+        return Err(RuleBroken::Form("must not hold control characters"));
     }
     Ok(())
 }
@@ -597,11 +637,15 @@ pub struct SecretSlot {
 impl SecretSlot {
     /// A slot from a Secret name and key, each checked against Kubernetes'
     /// naming rules.
-    pub fn new(secret: &str, key: &str) -> Result<Self, String> {
-        check_name(secret, NameRule::Subdomain)
-            .map_err(|why| format!("Secret name `{secret}` is invalid: {why}"))?;
-        check_name(key, NameRule::SecretKey)
-            .map_err(|why| format!("Secret key `{key}` is invalid: {why}"))?;
+    pub fn new(secret: &str, key: &str) -> Result<Self, SlotError> {
+        check_name(secret, NameRule::Subdomain).map_err(|why| SlotError::SecretName {
+            name: secret.to_owned(),
+            why,
+        })?;
+        check_name(key, NameRule::SecretKey).map_err(|why| SlotError::SecretKey {
+            key: key.to_owned(),
+            why,
+        })?;
         Ok(Self {
             secret: secret.to_owned(),
             key: key.to_owned(),
@@ -609,10 +653,10 @@ impl SecretSlot {
     }
 
     /// Parses `SECRET/KEY`.
-    pub fn parse(text: &str) -> Result<Self, String> {
+    pub fn parse(text: &str) -> Result<Self, SlotError> {
         let (secret, key) = text
             .split_once('/')
-            .ok_or_else(|| format!("`{text}` is not SECRET/KEY"))?;
+            .ok_or_else(|| SlotError::NotSecretSlashKey(text.to_owned()))?;
         Self::new(secret, key)
     }
 
@@ -637,6 +681,30 @@ impl std::fmt::Display for SecretSlot {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "Secret {} key {}", self.secret, self.key)
     }
+}
+
+/// A `SECRET/KEY` that names no Secret and key Kubernetes would accept.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SlotError {
+    /// No `/` between the two.
+    #[error("`{0}` is not SECRET/KEY")]
+    NotSecretSlashKey(String),
+    /// The Secret's name breaks the RFC 1123 subdomain rule.
+    #[error("Secret name `{name}` is invalid: {why}")]
+    SecretName {
+        /// The name given.
+        name: String,
+        /// The rule it breaks.
+        why: RuleBroken,
+    },
+    /// The data key breaks the Secret key rule.
+    #[error("Secret key `{key}` is invalid: {why}")]
+    SecretKey {
+        /// The key given.
+        key: String,
+        /// The rule it breaks.
+        why: RuleBroken,
+    },
 }
 
 /// A capsule found in one Secret and key but sealed for another: both are
@@ -670,10 +738,10 @@ pub enum NameRule {
 }
 
 /// Checks `name` against `rule`, saying what is wrong.
-pub fn check_name(name: &str, rule: NameRule) -> Result<(), String> {
+pub fn check_name(name: &str, rule: NameRule) -> Result<(), RuleBroken> {
     let max = if rule == NameRule::Label { 63 } else { 253 };
     if name.is_empty() || name.len() > max {
-        return Err(format!("must be 1 to {max} characters"));
+        return Err(RuleBroken::Characters { max });
     }
     let ok = match rule {
         NameRule::SecretKey => {
@@ -688,11 +756,15 @@ pub fn check_name(name: &str, rule: NameRule) -> Result<(), String> {
     if ok {
         Ok(())
     } else {
-        Err(match rule {
-            NameRule::Label => "must be lowercase letters, digits and '-', starting and ending with a letter or digit".into(),
-            NameRule::Subdomain => "must be lowercase letters, digits, '-' and '.', each part starting and ending with a letter or digit".into(),
-            NameRule::SecretKey => "must be letters, digits, '-', '_' and '.'".into(),
-        })
+        Err(RuleBroken::Form(match rule {
+            NameRule::Label => {
+                "must be lowercase letters, digits and '-', starting and ending with a letter or digit"
+            }
+            NameRule::Subdomain => {
+                "must be lowercase letters, digits, '-' and '.', each part starting and ending with a letter or digit"
+            }
+            NameRule::SecretKey => "must be letters, digits, '-', '_' and '.'",
+        }))
     }
 }
 
@@ -1093,7 +1165,7 @@ mod tests {
             assert!(SecretSlot::parse(bad).is_err(), "{bad}");
         }
         assert_eq!(
-            SecretSlot::parse("db").unwrap_err(),
+            SecretSlot::parse("db").unwrap_err().to_string(),
             "`db` is not SECRET/KEY"
         );
         assert!(SecretSlot::parse("tls.example/tls.key").is_ok());

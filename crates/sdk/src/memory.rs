@@ -17,10 +17,10 @@
 /// What [`harden_process`] achieved.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Hardening {
-    /// `Ok` when every page is locked in RAM, else why not.
-    pub memory_locked: Result<(), String>,
-    /// `Ok` when the process is no longer dumpable, else why not.
-    pub not_dumpable: Result<(), String>,
+    /// `Ok` when every page is locked in RAM, else the kernel's reason.
+    pub memory_locked: Result<(), rustix::io::Errno>,
+    /// `Ok` when the process is no longer dumpable, else the kernel's reason.
+    pub not_dumpable: Result<(), rustix::io::Errno>,
 }
 
 /// Locks memory and disables dumps, best effort (see the module docs).
@@ -28,9 +28,7 @@ pub fn harden_process() -> Hardening {
     use rustix::mm::{MlockAllFlags, mlockall};
     use rustix::process::{DumpableBehavior, set_dumpable_behavior};
     Hardening {
-        memory_locked: mlockall(MlockAllFlags::CURRENT | MlockAllFlags::FUTURE)
-            .map_err(|e| e.to_string()),
-        not_dumpable: set_dumpable_behavior(DumpableBehavior::NotDumpable)
-            .map_err(|e| e.to_string()),
+        memory_locked: mlockall(MlockAllFlags::CURRENT | MlockAllFlags::FUTURE),
+        not_dumpable: set_dumpable_behavior(DumpableBehavior::NotDumpable),
     }
 }

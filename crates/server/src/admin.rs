@@ -455,7 +455,7 @@ impl<S: Storage> AdminService<S> {
         let cluster = self
             .clusters
             .build(&record)
-            .map_err(|why| refused(Reason::InvalidArgument, why))?;
+            .map_err(|why| refused(Reason::InvalidArgument, why.to_string()))?;
         self.storage()
             .put_cluster(record.clone())
             .await

@@ -558,8 +558,10 @@ impl ServerConfig {
                         .collect(),
                 ),
             };
-            set_path(&mut table, path, value)
-                .map_err(|message| ConfigError::Env { var, message })?;
+            set_path(&mut table, path, value).map_err(|e| ConfigError::Env {
+                var,
+                message: e.to_string(),
+            })?;
         }
         let source = file.map_or_else(|| PathBuf::from("(environment)"), ToOwned::to_owned);
         let config: Self = table
@@ -819,7 +821,22 @@ impl ServerConfig {
     }
 }
 
-fn set_path(table: &mut toml::Table, path: &[&str], value: toml::Value) -> Result<(), String> {
+/// Why an environment variable's value cannot be set in the TOML table.
+#[derive(Debug, thiserror::Error)]
+enum SetPathError {
+    /// A section on the way is a value, not a table.
+    #[error("the file's `{0}` is not a table")]
+    NotATable(String),
+    /// No key named.
+    #[error("empty key path")]
+    Empty,
+}
+
+fn set_path(
+    table: &mut toml::Table,
+    path: &[&str],
+    value: toml::Value,
+) -> Result<(), SetPathError> {
     match path {
         [key] => {
             table.insert((*key).to_owned(), value);
@@ -831,10 +848,10 @@ fn set_path(table: &mut toml::Table, path: &[&str], value: toml::Value) -> Resul
                 .or_insert_with(|| toml::Value::Table(toml::Table::new()));
             match entry {
                 toml::Value::Table(inner) => set_path(inner, rest, value),
-                _ => Err(format!("the file's `{section}` is not a table")),
+                _ => Err(SetPathError::NotATable((*section).to_owned())),
             }
         }
-        [] => Err("empty key path".into()),
+        [] => Err(SetPathError::Empty),
     }
 }
 

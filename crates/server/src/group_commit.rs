@@ -27,7 +27,12 @@ use crate::storage::{CommitItem, Committed, Storage, StorageError};
 /// The most items one transaction carries.
 pub const MAX_BATCH_ITEMS: usize = 256;
 
-type Reply = oneshot::Sender<Result<Committed, String>>;
+type Reply = oneshot::Sender<Result<Committed, CommitFailed>>;
+
+/// Why a group commit failed, the engine's message as it is, for each
+/// waiter (`commit` wraps it once, as a `StorageError::Database`).
+#[derive(Debug, Clone)]
+struct CommitFailed(String);
 
 /// The server's group committer over `S`.
 pub struct GroupCommit<S: Storage> {
@@ -61,7 +66,7 @@ impl<S: Storage> GroupCommit<S> {
         answer
             .await
             .map_err(|_| stopped())?
-            .map_err(|message| StorageError::Database {
+            .map_err(|CommitFailed(message)| StorageError::Database {
                 operation: "commit audit",
                 message,
             })
@@ -117,7 +122,9 @@ async fn run<S: Storage>(
             Ok(_) => {
                 tracing::error!("storage answered a group commit with the wrong number of items");
                 for reply in replies {
-                    let _ = reply.send(Err("the commit's answer did not match".into()));
+                    let _ = reply.send(Err(CommitFailed(
+                        "the commit's answer did not match".into(),
+                    )));
                 }
             }
             Err(error) => {
@@ -127,7 +134,7 @@ async fn run<S: Storage>(
                     other => other.to_string(),
                 };
                 for reply in replies {
-                    let _ = reply.send(Err(message.clone()));
+                    let _ = reply.send(Err(CommitFailed(message.clone())));
                 }
             }
         }

@@ -439,7 +439,7 @@ where
     let mut failed = std::collections::HashMap::new();
     for record in stored_clusters {
         if let Err(why) = clusters.connect(&record) {
-            cluster_errors.push((record.name.clone(), why));
+            cluster_errors.push((record.name.clone(), why.to_string()));
             failed.insert(record.name.clone(), record);
         }
     }

@@ -840,7 +840,8 @@ fn mount_secret(manifest: &Path, secrets_dir: &Path, output: OutputFormat) -> Re
     // Every name is checked before anything is written: a key such as
     // `../x` never reaches the file system.
     for key in files.keys() {
-        podseal_core::scope::SecretSlot::new(&name, key).map_err(not_a_secret)?;
+        podseal_core::scope::SecretSlot::new(&name, key)
+            .map_err(|e| not_a_secret(e.to_string()))?;
     }
     let volume = secrets_dir.join(&name);
     std::fs::DirBuilder::new()

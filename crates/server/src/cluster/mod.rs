@@ -45,6 +45,26 @@ pub struct ConnectedCluster {
     pub token_cache: TokenCache,
 }
 
+/// Why a stored cluster cannot be connected; its releases are refused
+/// and readiness names it, in these words.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// Registered before registrations pinned the cluster's CA.
+    #[error(
+        "cluster {cluster} was registered before its CA was pinned: register it again with `podseal cluster add {cluster} … --replace`"
+    )]
+    NoPinnedCa {
+        /// The cluster.
+        cluster: String,
+    },
+    /// Its client cannot be built (no reader token, a bad CA or URL).
+    #[error(transparent)]
+    Client(#[from] client::ClusterError),
+    /// The pinned JWKS does not parse.
+    #[error(transparent)]
+    Jwks(#[from] crate::identity::jwks::JwksError),
+}
+
 /// Builds the connection of a stored cluster: the pinned token verifier
 /// and a started pod view. Contacts nothing yet (the view connects in the
 /// background and refuses until it has listed the pods).
@@ -52,12 +72,11 @@ pub fn connect(
     record: &ClusterRecord,
     views: ViewConfig,
     leeway_secs: i64,
-) -> Result<ConnectedCluster, String> {
+) -> Result<ConnectedCluster, ConnectError> {
     if record.ca_pem.is_empty() {
-        return Err(format!(
-            "cluster {} was registered before its CA was pinned: register it again with `podseal cluster add {} … --replace`",
-            record.name, record.name
-        ));
+        return Err(ConnectError::NoPinnedCa {
+            cluster: record.name.clone(),
+        });
     }
     // A registration made when the server read a token file named by the
     // request: refused first, with the way out (the one thing to fix).
@@ -65,10 +84,10 @@ pub fn connect(
         return Err(client::ClusterError::NoToken {
             cluster: record.name.clone(),
         }
-        .to_string());
+        .into());
     }
-    let jwks = PinnedJwks::parse(&record.jwks).map_err(|e| e.to_string())?;
-    let client = kube_client(&registration(record)).map_err(|e| e.to_string())?;
+    let jwks = PinnedJwks::parse(&record.jwks)?;
+    let client = kube_client(&registration(record))?;
     Ok(ConnectedCluster {
         tokens: KubernetesTokens {
             issuer: record.issuer.clone(),
@@ -184,7 +203,7 @@ impl<S: Storage> ClusterRegistry<S> {
     /// Builds a connection for `record` with this registry's settings,
     /// without adding it (the admin service builds it, then stores the
     /// record, then adds it: a record that cannot connect is never stored).
-    pub fn build(&self, record: &ClusterRecord) -> Result<ConnectedCluster, String> {
+    pub fn build(&self, record: &ClusterRecord) -> Result<ConnectedCluster, ConnectError> {
         connect(record, self.views, self.leeway_secs)
     }
 
@@ -192,7 +211,7 @@ impl<S: Storage> ClusterRegistry<S> {
     /// previous connection), or records why it cannot be connected: its
     /// releases are then refused and readiness names it. Needs a Tokio
     /// runtime.
-    pub fn connect(self: &Arc<Self>, record: &ClusterRecord) -> Result<(), String> {
+    pub fn connect(self: &Arc<Self>, record: &ClusterRecord) -> Result<(), ConnectError> {
         match self.build(record) {
             Ok(cluster) => {
                 self.add(&record.name, cluster);
@@ -200,7 +219,7 @@ impl<S: Storage> ClusterRegistry<S> {
             }
             Err(why) => {
                 tracing::error!(cluster = %record.name, %why, "cannot connect a registered cluster; its releases are refused");
-                self.mark_unconnected(&record.name, &why);
+                self.mark_unconnected(&record.name, &why.to_string());
                 Err(why)
             }
         }

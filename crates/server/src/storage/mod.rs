@@ -557,6 +557,19 @@ pub struct DigestChange {
     pub remove: Vec<String>,
 }
 
+/// A digest change that only removes, for a service account with no
+/// policy: there is nothing to remove from.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("no policy for {cluster}/{namespace}/{service_account}")]
+pub struct NoPolicy {
+    /// The cluster.
+    pub cluster: String,
+    /// The namespace.
+    pub namespace: String,
+    /// The service account.
+    pub service_account: String,
+}
+
 impl DigestChange {
     /// The policy after the change to `current` (the stored one, if any),
     /// as of `now`: a new one (enforcing, no nonce) when there was none and
@@ -566,14 +579,15 @@ impl DigestChange {
         &self,
         current: Option<PolicyRecord>,
         now: i64,
-    ) -> Result<PolicyRecord, String> {
+    ) -> Result<PolicyRecord, NoPolicy> {
         let policy = match current {
             Some(policy) => policy,
             None if self.add.is_empty() => {
-                return Err(format!(
-                    "no policy for {}/{}/{}",
-                    self.cluster, self.namespace, self.service_account
-                ));
+                return Err(NoPolicy {
+                    cluster: self.cluster.clone(),
+                    namespace: self.namespace.clone(),
+                    service_account: self.service_account.clone(),
+                });
             }
             None => PolicyRecord {
                 cluster: self.cluster.clone(),

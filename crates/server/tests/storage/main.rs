@@ -466,6 +466,7 @@ async fn assert_migrated_v1_cluster<S: Storage>(store: &S) {
     let Err(why) = podseal_server::cluster::connect(&record, views, 30) else {
         panic!("a registration without a pinned CA was connected");
     };
+    let why = why.to_string();
     assert!(why.contains("--replace"), "{why}");
 }
 
@@ -534,6 +535,7 @@ async fn assert_migrated_v5_cluster<S: Storage>(store: &S) {
     let Err(why) = podseal_server::cluster::connect(&record, views, 30) else {
         panic!("a registration without a reader token was connected");
     };
+    let why = why.to_string();
     assert!(
         why.contains("token file") && why.contains("--replace") && !why.contains("/etc/podseal"),
         "{why}"

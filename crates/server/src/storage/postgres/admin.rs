@@ -223,7 +223,7 @@ impl AdminStore for PostgresStorage {
         let current = row.map(|row| policy_from(&row)).transpose()?;
         let policy = change
             .applied_to(current, now)
-            .map_err(StorageError::NotFound)?;
+            .map_err(|missing| StorageError::NotFound(missing.to_string()))?;
         tx.execute(
             &format!(
                 "INSERT INTO policies ({POLICY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)

@@ -208,7 +208,7 @@ impl AdminStore for SqliteStorage {
                     .optional()?;
                 let policy = match change.applied_to(current, now) {
                     Ok(policy) => policy,
-                    Err(missing) => return Ok(Err(missing)),
+                    Err(missing) => return Ok(Err(missing.to_string())),
                 };
                 tx.execute(
                     &format!(
