@@ -30,9 +30,9 @@ use sha2::{Digest, Sha256};
 
 use crate::audit_log::AuditContext;
 use crate::cluster::{ClusterRegistry, ConnectedCluster};
-use crate::gate::enrolment;
 use crate::gate::live_pod::{self, LivePodDecision};
 use crate::gate::{Gate, Reason, Refusal};
+use crate::gate::{api_key, enrolment};
 use crate::group_commit::GroupCommit;
 use crate::identity::WorkloadIdentity;
 use crate::nonce::NonceIssuer;
@@ -325,29 +325,11 @@ impl<S: Storage> ReleaseService<S> {
             .request_context(api_key_hash(credentials.api_key), session_id)
             .await
             .map_err(Self::storage_refusal)?;
-        let key = context.api_key.ok_or_else(|| {
-            Refusal::new(
-                Gate::ApiKey,
-                Reason::ApiKeyUnknown,
-                "the API key is not known",
-            )
-        })?;
+        let key = api_key::known(context.api_key)?;
         audit.set("api_key", &key.id);
         audit.set("cluster", &key.cluster);
-        if key.revoked_at.is_some() {
-            return Err(Refusal::new(
-                Gate::ApiKey,
-                Reason::ApiKeyRevoked,
-                "the API key was revoked",
-            ));
-        }
-        let cluster = self.clusters.get(&key.cluster).ok_or_else(|| {
-            Refusal::new(
-                Gate::ApiKey,
-                Reason::ClusterUnknown,
-                "the API key's cluster is not registered",
-            )
-        })?;
+        api_key::not_revoked(&key)?;
+        let cluster = api_key::cluster_registered(self.clusters.get(&key.cluster))?;
         let identity = cluster
             .token_cache
             .verify(
@@ -368,13 +350,7 @@ impl<S: Storage> ReleaseService<S> {
                 refusal
             })?;
         audit.identity(&identity);
-        if identity.namespace != key.namespace || identity.service_account != key.service_account {
-            return Err(Refusal::new(
-                Gate::ApiKey,
-                Reason::ApiKeyScopeMismatch,
-                "the API key is bound to another namespace or service account than the token",
-            ));
-        }
+        api_key::bound_to(&key, &identity)?;
         // The read took the policy of the key's namespace and service
         // account, which are the token's (checked just above).
         let verified = Verified {
