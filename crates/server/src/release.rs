@@ -22,7 +22,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use podseal_core::audit::{AuditRecord, Outcome};
 use podseal_core::capsule::{DekEnvelope, RevealMode};
 use podseal_core::clock::SharedClock;
-use podseal_core::dpop::{ProofExpectations, VerifiedProof, verify_proof};
+use podseal_core::dpop::VerifiedProof;
 use podseal_core::envelope::{OpenError, ReleaseBinding, ReleasedDek, rewrap_for_release};
 use podseal_core::key_provider::OrgKeyProvider;
 use podseal_core::scope::{self, KubernetesIdentity, ScopeMismatch, VerifiedIdentity};
@@ -32,7 +32,7 @@ use crate::audit_log::AuditContext;
 use crate::cluster::{ClusterRegistry, ConnectedCluster};
 use crate::gate::live_pod::{self, LivePodDecision};
 use crate::gate::{Gate, Reason, Refusal};
-use crate::gate::{api_key, enrolment};
+use crate::gate::{api_key, dpop, enrolment};
 use crate::group_commit::GroupCommit;
 use crate::identity::WorkloadIdentity;
 use crate::nonce::NonceIssuer;
@@ -406,51 +406,18 @@ impl<S: Storage> ReleaseService<S> {
         require_nonce: bool,
         audit: &mut AuditContext,
     ) -> Result<VerifiedProof, Refusal> {
-        let [proof] = proofs else {
-            return Err(Refusal::new(
-                Gate::Dpop,
-                Reason::DpopHeaderCount,
-                format!("exactly one DPoP header is required, got {}", proofs.len()),
-            ));
-        };
-        let htu = format!("{}{route}", self.config.external_url.trim_end_matches('/'));
-        let now = self.now();
-        let expectations = ProofExpectations {
-            htm: "POST",
-            htu: &htu,
-            now,
+        let proof = dpop::one_header(proofs)?;
+        let rules = dpop::ProofRules {
+            external_url: self.config.external_url.trim_end_matches('/'),
             max_age_secs: self.config.dpop_max_age_secs,
             max_skew_secs: self.config.dpop_max_skew_secs,
-            access_token,
-            nonce: None,
         };
-        let verified = verify_proof(proof, &expectations).map_err(|error| {
-            let mut refusal = Refusal::from(error);
-            if refusal.reason == Reason::HtuMismatch {
-                // The URL the client used is not the one this server is
-                // known by: say which one that is (it is public).
-                refusal.detail = format!(
-                    "{}; this server's external URL is {} (set PODSEAL_SERVER to it)",
-                    refusal.detail,
-                    self.config.external_url.trim_end_matches('/')
-                );
-            }
-            refusal
-        })?;
+        let now = self.now();
+        let verified = dpop::verify(proof, rules, route, access_token, now)?;
         audit.set("jkt", &verified.thumbprint);
-        if require_nonce
-            && !verified
-                .claims
-                .nonce
-                .as_deref()
-                .is_some_and(|nonce| self.nonces.is_fresh(nonce, now))
-        {
-            return Err(Refusal::new(
-                Gate::Dpop,
-                Reason::UseDpopNonce,
-                "this service account's policy requires a fresh server nonce in the DPoP proof (see the DPoP-Nonce header)",
-            ));
-        }
+        dpop::nonce_as_required(&verified, require_nonce, |nonce| {
+            self.nonces.is_fresh(nonce, now)
+        })?;
         Ok(verified)
     }
 

@@ -6,6 +6,7 @@
 //! problem+json and the audit log records the same gate and reason.
 
 pub mod api_key;
+pub mod dpop;
 pub mod enrolment;
 pub mod live_pod;
 
