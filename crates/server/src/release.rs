@@ -32,7 +32,7 @@ use crate::audit_log::AuditContext;
 use crate::cluster::{ClusterRegistry, ConnectedCluster};
 use crate::gate::live_pod::{self, LivePodDecision};
 use crate::gate::{Gate, Reason, Refusal};
-use crate::gate::{api_key, dpop, enrolment};
+use crate::gate::{api_key, dpop, enrolment, token};
 use crate::group_commit::GroupCommit;
 use crate::identity::WorkloadIdentity;
 use crate::nonce::NonceIssuer;
@@ -330,25 +330,13 @@ impl<S: Storage> ReleaseService<S> {
         audit.set("cluster", &key.cluster);
         api_key::not_revoked(&key)?;
         let cluster = api_key::cluster_registered(self.clusters.get(&key.cluster))?;
-        let identity = cluster
-            .token_cache
-            .verify(
-                &cluster.tokens,
-                cluster.tokens.leeway_secs,
-                credentials.token,
-                self.now(),
-            )
-            .map_err(|error| {
-                let mut refusal = Refusal::from(error);
-                if refusal.reason == Reason::KidUnknown {
-                    // Most often the cluster rotated its token-signing key.
-                    refusal.detail = format!(
-                        "{}; if cluster {} rotated its token-signing key, an admin re-pins it with `podseal cluster add {} … --replace` (`podseal cluster show {}` lists the key ids it publishes that are not pinned)",
-                        refusal.detail, key.cluster, key.cluster, key.cluster
-                    );
-                }
-                refusal
-            })?;
+        let identity = token::verify(
+            &key.cluster,
+            &cluster.tokens,
+            &cluster.token_cache,
+            credentials.token,
+            self.now(),
+        )?;
         audit.identity(&identity);
         api_key::bound_to(&key, &identity)?;
         // The read took the policy of the key's namespace and service

@@ -9,6 +9,7 @@ pub mod api_key;
 pub mod dpop;
 pub mod enrolment;
 pub mod live_pod;
+pub mod token;
 
 use crate::identity::IdentityError;
 
