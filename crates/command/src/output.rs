@@ -93,27 +93,10 @@ pub fn counted(n: u64, one: &str, many: &str) -> String {
     }
 }
 
-/// Prints `value` as pretty JSON on stdout.
-pub fn print_json<T: Serialize>(value: &T) -> Result<(), CliError> {
-    let text = serde_json::to_string_pretty(value)
-        .map_err(|e| CliError::failure(format!("cannot encode JSON: {e}")))?;
-    crate::outln!("{text}")
-}
-
-/// Prints `value` as YAML on stdout.
-pub fn print_yaml<T: Serialize>(value: &T) -> Result<(), CliError> {
-    let text = serde_saphyr::to_string(value)
-        .map_err(|e| CliError::failure(format!("cannot encode YAML: {e}")))?;
-    crate::out!("{text}")
-}
-
 /// Prints `value` as the document `output` asks for: YAML for `-o yaml`,
-/// JSON otherwise.
+/// JSON otherwise ([`document`]).
 pub fn print_data<T: Serialize>(output: OutputFormat, value: &T) -> Result<(), CliError> {
-    match output {
-        OutputFormat::Yaml => print_yaml(value),
-        OutputFormat::Json | OutputFormat::Text => print_json(value),
-    }
+    crate::out!("{}", document(output, value)?)
 }
 
 /// Prints `value` as JSON or YAML, or runs `text` to print it for people.
@@ -147,13 +130,19 @@ pub fn document<T: Serialize>(output: OutputFormat, value: &T) -> Result<String,
 /// file is never overwritten (exit 1, naming it).
 pub fn write_new_file(path: &std::path::Path, contents: &[u8], mode: u32) -> Result<(), CliError> {
     podseal_keys::key_file::write_new(path, contents, mode).map_err(|e| match e {
-        podseal_keys::key_file::KeyFileError::Exists { .. } => CliError::failure(format!(
-            "{} already exists: --out never overwrites a file",
-            path.display()
-        ))
-        .hint("remove it first, or name another file"),
+        podseal_keys::key_file::KeyFileError::Exists { .. } => out_exists(path),
         other => CliError::failure(other.to_string()),
     })
+}
+
+/// The refusal of an `--out` file that exists already (exit 1, naming it),
+/// for a command that checks before it makes what it would write.
+pub fn out_exists(path: &std::path::Path) -> CliError {
+    CliError::failure(format!(
+        "{} already exists: --out never overwrites a file",
+        path.display()
+    ))
+    .hint("remove it first, or name another file")
 }
 
 #[cfg(test)]

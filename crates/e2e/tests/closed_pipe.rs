@@ -46,6 +46,10 @@ fn every_command_that_prints_ends_quietly_on_a_closed_pipe() {
     let admin = deployment.admin_env();
     let admin_pairs: Vec<(&str, &str)> = admin.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let dc = path("dc");
+    let (ca_bundle, reader_token) = (path("dc/ca.pem"), path("dc/reader.token"));
+    let cluster_file: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path("dc/cluster.json")).unwrap()).unwrap();
+    let cluster_url = cluster_file["url"].as_str().unwrap().to_owned();
     let pod = "shop/api-0";
     deployment.pod("api-0");
     let public = path("state/audit.pub");
@@ -104,6 +108,17 @@ fn every_command_that_prints_ends_quietly_on_a_closed_pipe() {
 
     // The operator CLI against the server.
     let rows: Vec<Vec<String>> = vec![
+        with(
+            &[
+                "cluster",
+                "add",
+                "prod",
+                "--replace",
+                "--api-server",
+                &cluster_url,
+            ],
+            &["--ca-bundle", &ca_bundle, "--token-file", &reader_token],
+        ),
         with(&["cluster", "list"], &[]),
         with(&["cluster", "list", "-o", "json"], &[]),
         with(&["cluster", "show", "prod"], &[]),
@@ -280,4 +295,21 @@ fn every_command_that_prints_ends_quietly_on_a_closed_pipe() {
     // The server's configuration, and the last operator command.
     quiet(&binaries::server(), &["--print-config"], &[], b"");
     quiet(&podseal, &["cluster", "remove", "prod"], &admin, b"");
+
+    // Help and version of every binary (clap's own printing): no panic and
+    // nothing on stderr; clap exits 0 whether or not its text was read.
+    for binary in [podseal, dev, binaries::server(), binaries::exec()] {
+        for flag in ["--help", "--version"] {
+            let mut command = Command::new(&binary);
+            command.arg(flag);
+            let flagged = run_with_closed_stdout(command, b"");
+            let name = binary.file_name().unwrap().to_string_lossy();
+            assert!(
+                matches!(flagged.status.code(), Some(0 | 141)) && flagged.stderr.is_empty(),
+                "`{name} {flag}` with its stdout closed: {} and stderr {:?}",
+                flagged.status,
+                flagged.stderr
+            );
+        }
+    }
 }

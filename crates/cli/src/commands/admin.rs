@@ -19,7 +19,7 @@ use zeroize::Zeroizing;
 use crate::cli::{AdminConnection, ApiKeyCommand, ClusterCommand, PolicyCommand, PolicyTarget};
 use podseal_command::CliError;
 use podseal_command::error::EXIT_CLOSED_PIPE;
-use podseal_command::output::{OutputFormat, counted, emit, write_new_file};
+use podseal_command::output::{OutputFormat, counted, emit, out_exists, write_new_file};
 
 /// A connection to the admin API.
 struct Admin {
@@ -277,10 +277,7 @@ pub fn cluster(command: ClusterCommand, output: OutputFormat) -> Result<(), CliE
                         None::<&()>,
                     )
                     .await?;
-                emit(output, &info, |info| {
-                    print_cluster(info)?;
-                    Ok(())
-                })
+                emit(output, &info, print_cluster)
             }
             ClusterCommand::Remove { connection, name } => {
                 let admin = Admin::connect(&connection)?;
@@ -331,7 +328,6 @@ pub fn cluster(command: ClusterCommand, output: OutputFormat) -> Result<(), CliE
     })
 }
 
-/// The admin API's list answers.
 /// `apikey create --out`: what is printed once the key is in its file.
 #[derive(Serialize)]
 struct ApiKeyWritten<'a> {
@@ -343,6 +339,7 @@ struct ApiKeyWritten<'a> {
     key_file: &'a Path,
 }
 
+/// The admin API's list answers.
 #[derive(serde::Deserialize)]
 struct Listing<T> {
     clusters: Option<Vec<T>>,
@@ -369,11 +366,7 @@ pub fn api_key(command: ApiKeyCommand, output: OutputFormat) -> Result<(), CliEr
                 // A file that is there already is refused before a key is
                 // made; a write that fails after is undone by revoking.
                 if let Some(path) = out.as_deref().filter(|path| path.exists()) {
-                    return Err(CliError::failure(format!(
-                        "{} already exists: --out never overwrites a file",
-                        path.display()
-                    ))
-                    .hint("remove it first, or name another file"));
+                    return Err(out_exists(path));
                 }
                 let request = ApiKeyRequest {
                     cluster,
@@ -484,10 +477,7 @@ pub fn api_key(command: ApiKeyCommand, output: OutputFormat) -> Result<(), CliEr
                         None::<&()>,
                     )
                     .await?;
-                emit(output, &answer, |_| {
-                    outln!("revoked API key {id}")?;
-                    Ok(())
-                })
+                emit(output, &answer, |_| outln!("revoked API key {id}"))
             }
         }
     })
@@ -556,10 +546,7 @@ async fn change_digests(
         .call(Method::POST, "/v1/admin/policies/digests", Some(&request))
         .await?;
     warn_if_empty(&record);
-    emit(output, &record, |record| {
-        print_policy(record)?;
-        Ok(())
-    })
+    emit(output, &record, print_policy)
 }
 
 /// `podseal policy …`
@@ -618,10 +605,7 @@ pub fn policy(command: PolicyCommand, output: OutputFormat) -> Result<(), CliErr
                         record.cluster, record.namespace, record.service_account
                     );
                 }
-                emit(output, &record, |record| {
-                    print_policy(record)?;
-                    Ok(())
-                })
+                emit(output, &record, print_policy)
             }
             PolicyCommand::AddDigest { target, digests } => {
                 change_digests(target, digests, Vec::new(), output).await

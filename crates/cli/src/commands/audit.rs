@@ -134,8 +134,7 @@ pub fn checkpoint(key_file: &Path, out: Option<&Path>, export: &str) -> Result<(
         .note();
     match out {
         None => {
-            out!("{note}")?;
-            Ok(())
+            out!("{note}")
         }
         Some(path) => {
             std::fs::OpenOptions::new()
@@ -179,8 +178,7 @@ pub fn prove(
             for line in proof.checkpoint.lines() {
                 outln!("  {line}")?;
             }
-            outln!("(-o json writes the proof file `podseal audit verify-proof` checks)")?;
-            Ok(())
+            outln!("(-o json writes the proof file `podseal audit verify-proof` checks)")
         }
     }
 }
@@ -203,8 +201,7 @@ pub fn verify_proof(key_file: &Path, proof: &str, output: OutputFormat) -> Resul
             record.event,
             record.outcome,
             counted(proof.tree_size, "record", "records")
-        )?;
-        Ok(())
+        )
     })
 }
 
@@ -236,7 +233,11 @@ pub fn public_key(
     })?;
     let origin = match (origin, export) {
         (_, Some(export)) => {
-            let log = verified_export(&read_key(key_file)?, export, None)?;
+            let key = TrustedKey {
+                public_key,
+                origin: None,
+            };
+            let log = verified_export(&key, export, None)?;
             log.latest()
                 .ok_or_else(|| {
                     CliError::failure("the export has no checkpoint (the log is empty)")

@@ -172,8 +172,7 @@ fn print_text(inspection: &Inspection<'_>) -> Result<(), CliError> {
     outln!(
         "content        {} bytes of AES-256-GCM ciphertext ({plaintext_len}-byte secret)",
         inspection.ciphertext_len
-    )?;
-    Ok(())
+    )
 }
 
 fn print_scope(scope: &Scope) -> Result<(), CliError> {

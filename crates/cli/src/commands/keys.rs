@@ -51,8 +51,7 @@ pub fn init(dir: &Path, algorithm: KeyAlgorithm, output: OutputFormat) -> Result
             outln!(
                 "  public key:  {} (share it with everyone who seals)",
                 public_path.display()
-            )?;
-            Ok(())
+            )
         }
     }
 }
@@ -83,8 +82,7 @@ fn print_public(public: &OrgPublicKey, output: OutputFormat) -> Result<(), CliEr
         OutputFormat::Text => {
             outln!("kid:        {}", info.kid)?;
             outln!("algorithm:  {}", info.algorithm)?;
-            outln!("public key: {}", info.public_key)?;
-            Ok(())
+            outln!("public key: {}", info.public_key)
         }
     }
 }

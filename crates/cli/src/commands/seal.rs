@@ -152,8 +152,7 @@ fn seal_one(
 fn deliver(args: &SealArgs, text: &str) -> Result<(), CliError> {
     match &args.out {
         None => {
-            out!("{text}")?;
-            Ok(())
+            out!("{text}")
         }
         Some(path) => {
             write_new_file(path, text.as_bytes(), 0o644)?;

@@ -95,8 +95,7 @@ fn print_value(value: &serde_json::Value, output: OutputFormat) -> Result<(), Cl
     match output {
         OutputFormat::Json | OutputFormat::Yaml => print_data(output, value),
         OutputFormat::Text => {
-            outln!("{value}")?;
-            Ok(())
+            outln!("{value}")
         }
     }
 }
@@ -174,8 +173,7 @@ async fn serve(
     drop(stdout);
     tokio::signal::ctrl_c()
         .await
-        .map_err(|e| CliError::failure(format!("cannot wait for Ctrl-C: {e}")))?;
-    Ok(())
+        .map_err(|e| CliError::failure(format!("cannot wait for Ctrl-C: {e}")))
 }
 
 fn read_cluster_file(dir: &Path) -> Result<ClusterFile, CliError> {
@@ -752,8 +750,7 @@ async fn token(
             &serde_json::json!({ "token": token, "expirationTimestamp": status.expiration_timestamp }),
         ),
         OutputFormat::Text => {
-            outln!("{token}")?;
-            Ok(())
+            outln!("{token}")
         }
     }
 }
@@ -865,8 +862,7 @@ fn mount_secret(manifest: &Path, secrets_dir: &Path, output: OutputFormat) -> Re
                 mounted.secret,
                 mounted.dir,
                 mounted.keys.join(", ")
-            )?;
-            Ok(())
+            )
         }
     }
 }
