@@ -668,7 +668,8 @@ fn usage_errors_exit_2_and_help_teaches() {
 #[test]
 fn audit_verify_passes_on_an_intact_export_and_fails_on_an_edited_one() {
     use podseal_core::audit::{
-        AuditKey, AuditRecord, ExportLine, Frontier, LogOrigin, Outcome, leaf_hash, public_key_text,
+        AuditKey, AuditRecord, Event, ExportLine, Frontier, LogOrigin, Outcome, leaf_hash,
+        public_key_text,
     };
     let dir = TempDir::new().unwrap();
     let key = AuditKey::generate().unwrap();
@@ -683,7 +684,7 @@ fn audit_verify_passes_on_an_intact_export_and_fails_on_an_edited_one() {
         let record = AuditRecord {
             seq,
             time_ms: 1,
-            event: "unwrap".into(),
+            event: Event::Unwrap.into(),
             outcome: Outcome::Allowed,
             gate: None,
             reason: None,

@@ -20,6 +20,7 @@
 //!   `expected_size`, or check the export against a checkpoint saved
 //!   before with [`VerifiedLog::consistency_since`] to catch that too.)
 
+pub mod event;
 pub mod legacy;
 pub mod merkle;
 pub mod note;
@@ -31,7 +32,9 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use ed25519_dalek::{SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
 
-use crate::reason::{Gate, Reason};
+use crate::reason::{Code, Gate, Reason};
+
+pub use event::{Details, DetailsError, Event};
 
 pub use merkle::{Frontier, Hash, ProofError, leaf_hash};
 pub use note::{
@@ -76,8 +79,9 @@ pub struct AuditRecord {
     pub seq: u64,
     /// Unix time in milliseconds.
     pub time_ms: i64,
-    /// What happened: `session`, `unwrap`, `rotate_key`, `admin.apikey.create`, …
-    pub event: String,
+    /// What happened: `session`, `unwrap`, `rotate_key`, `admin`, … (see
+    /// [`event`]; a code from a newer server reads as [`Code::Unknown`]).
+    pub event: Code<Event>,
     /// The decision.
     pub outcome: Outcome,
     /// The gate that decided a refusal.
@@ -86,33 +90,57 @@ pub struct AuditRecord {
     /// The stable reason code.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<Reason>,
-    /// Who and what: cluster, namespace, service account, pod uid, capsule id, kid, key thumbprint…
+    /// Who and what: cluster, namespace, service account, pod uid, capsule
+    /// id, kid, key thumbprint… as flat strings; the struct of each event's
+    /// details is in [`event`].
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub details: BTreeMap<String, String>,
 }
 
-/// The event of the record that hands the log from one audit key to the
-/// next. Its details name both keys (`old_public_key`, `new_public_key`, in
-/// [`public_key_text`] form); the first checkpoint covering it is signed by
-/// the old key, every later one by the new key. A verifier starting from
-/// the first key follows the hand-over; without such a record a change of
-/// key is a fork and does not verify.
-pub const KEY_ROTATION_EVENT: &str = "audit_key_rotated";
-
-/// The rotation record for handing the log from `old` to `new`.
-pub fn key_rotation_record(old: &[u8; 32], new: &[u8; 32], time_ms: i64) -> AuditRecord {
-    AuditRecord {
-        seq: 0,
-        time_ms,
-        event: KEY_ROTATION_EVENT.to_owned(),
-        outcome: Outcome::Allowed,
-        gate: None,
-        reason: None,
-        details: BTreeMap::from([
-            ("old_public_key".to_owned(), public_key_text(old)),
-            ("new_public_key".to_owned(), public_key_text(new)),
-        ]),
+impl AuditRecord {
+    /// A record of `event` with its typed `details`, not yet in the log (`seq` 0).
+    pub fn new<T: Details>(
+        event: Event,
+        outcome: Outcome,
+        refusal: Option<(Gate, Reason)>,
+        details: &T,
+        time_ms: i64,
+    ) -> Self {
+        Self {
+            seq: 0,
+            time_ms,
+            event: event.into(),
+            outcome,
+            gate: refusal.map(|(gate, _)| gate),
+            reason: refusal.map(|(_, reason)| reason),
+            details: event::to_map(details),
+        }
     }
+
+    /// The details read as `T` (keys `T` does not name are ignored).
+    pub fn details_as<T: Details>(&self) -> Result<T, DetailsError> {
+        event::from_map(&self.details)
+    }
+}
+
+/// The rotation record for handing the log from `old` to `new`
+/// ([`Event::AuditKeyRotated`]). Its details name both keys
+/// ([`event::KeyRotationDetails`], in [`public_key_text`] form); the first
+/// checkpoint covering it is signed by the old key, every later one by the
+/// new key. A verifier starting from the first key follows the hand-over;
+/// without such a record a change of key is a fork and does not verify.
+pub fn key_rotation_record(old: &[u8; 32], new: &[u8; 32], time_ms: i64) -> AuditRecord {
+    let details = event::KeyRotationDetails {
+        old_public_key: Some(public_key_text(old)),
+        new_public_key: Some(public_key_text(new)),
+    };
+    AuditRecord::new(
+        Event::AuditKeyRotated,
+        Outcome::Allowed,
+        None,
+        &details,
+        time_ms,
+    )
 }
 
 /// The server's audit signing key.
@@ -516,16 +544,14 @@ fn read_record(entry: &str, seq: u64, line: usize) -> Result<Option<Rotation>, A
     if record.seq != seq {
         return Err(AuditVerifyError::Record { line, seq });
     }
-    if record.event != KEY_ROTATION_EVENT {
+    if record.event != Event::AuditKeyRotated {
         return Ok(None);
     }
-    let named = |name: &str| {
-        record
-            .details
-            .get(name)
-            .and_then(|text| parse_public_key(text))
-    };
-    match (named("old_public_key"), named("new_public_key")) {
+    let details: event::KeyRotationDetails = record
+        .details_as()
+        .map_err(|_| AuditVerifyError::Record { line, seq })?;
+    let named = |text: Option<String>| text.as_deref().and_then(parse_public_key);
+    match (named(details.old_public_key), named(details.new_public_key)) {
         (Some(old), Some(new)) => Ok(Some((seq, old, new))),
         _ => Err(AuditVerifyError::Record { line, seq }),
     }
@@ -861,9 +887,9 @@ mod tests {
             seq,
             time_ms: 1_000 + seq as i64,
             event: if seq.is_multiple_of(2) {
-                "unwrap".into()
+                Event::Unwrap.into()
             } else {
-                "session".into()
+                Event::Session.into()
             },
             outcome: if seq.is_multiple_of(3) {
                 Outcome::Refused

@@ -45,21 +45,31 @@ macro_rules! codes {
             }
         }
 
+        impl $crate::reason::Code<$name> {
+            /// The wire text, known or not.
+            pub fn as_str(&self) -> &str {
+                match self {
+                    Self::Known(code) => code.code(),
+                    Self::Unknown(text) => text,
+                }
+            }
+        }
+
         impl std::fmt::Display for $name {
             fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 f.write_str(self.code())
             }
         }
 
-        impl Serialize for $name {
-            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        impl serde::Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
                 serializer.serialize_str(self.code())
             }
         }
 
-        impl<'de> Deserialize<'de> for $name {
-            fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-                let text = std::borrow::Cow::<'de, str>::deserialize(deserializer)?;
+        impl<'de> serde::Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                let text = <std::borrow::Cow::<'de, str> as serde::Deserialize>::deserialize(deserializer)?;
                 Self::from_code(&text).ok_or_else(|| {
                     serde::de::Error::custom(format!(
                         concat!("unknown ", stringify!($name), " code `{}`"),
@@ -70,6 +80,7 @@ macro_rules! codes {
         }
     };
 }
+pub(crate) use codes;
 
 codes! {
     /// Which gate (or check) decided.

@@ -21,7 +21,7 @@ use std::path::Path;
 use std::process::Output;
 use std::time::Duration;
 
-use podseal_core::audit::AuditRecord;
+use podseal_core::audit::{AuditRecord, Event};
 use podseal_core::reason::Reason;
 use tempfile::TempDir;
 
@@ -179,7 +179,7 @@ fn restarts_two_containers_and_an_enrolment_race_with_real_processes() {
         records
             .iter()
             .filter(|r| {
-                r.event == "session"
+                r.event == Event::Session
                     && r.details.get("container").map(String::as_str) == Some(container)
             })
             .map(|r| match &r.reason {
@@ -208,7 +208,7 @@ fn restarts_two_containers_and_an_enrolment_race_with_real_processes() {
     let revoked = records
         .iter()
         .filter(|r| {
-            r.event == "session_revoked"
+            r.event == Event::SessionRevoked
                 && r.reason == Some(Reason::ContainerRestarted)
                 && r.details.get("container").map(String::as_str) == Some("api")
         })

@@ -39,7 +39,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use http::Method;
-use podseal_core::audit::{AuditRecord, ExportLine, Outcome, parse_public_key};
+use podseal_core::audit::{AuditRecord, Event, ExportLine, Outcome, parse_public_key};
 use podseal_core::capsule::{Capsule, KubernetesScope, RevealMode, Scope};
 use podseal_core::dpop::DpopKey;
 use podseal_core::envelope::{SealParams, seal};
@@ -540,7 +540,7 @@ fn export_and_verify(
     for line in std::fs::read_to_string(file).unwrap().lines() {
         if let ExportLine::Record { entry, .. } = serde_json::from_str(line).unwrap() {
             let record: AuditRecord = serde_json::from_str(&entry).unwrap();
-            if record.event == "unwrap" && record.outcome == Outcome::Allowed {
+            if record.event == Event::Unwrap && record.outcome == Outcome::Allowed {
                 unwrapped.insert(record.details["capsule"].clone());
             }
         }

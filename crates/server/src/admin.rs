@@ -13,101 +13,21 @@
 
 use std::sync::Arc;
 
-use podseal_core::audit::{ExportLine, Outcome};
-use podseal_core::capsule::{NameRule, check_name};
+use podseal_core::audit::event::{AdminAction, AdminDetails};
+use podseal_core::audit::{Event, ExportLine, Outcome};
+use podseal_core::capsule::NameRule;
 pub use podseal_core::wire::admin::{
     ApiKeyCreated, ApiKeyInfo, ApiKeyRequest, ClusterInfo, ClusterRequest, PolicyDigestsRequest,
     PolicyInfo, PolicyRequest,
 };
 use sha2::{Digest, Sha256};
 
-use crate::audit_log::{AuditContext, AuditLog};
-use crate::cluster::client::{ca_fingerprints, check_api_server_url, check_ca_pem, kube_client};
-use crate::cluster::{ClusterRegistry, registration};
+use crate::audit_log::{AuditLog, AuditWriter};
+use crate::cluster::ClusterRegistry;
+use crate::gate::admin::{check_field, refused, storage_refusal};
 use crate::gate::{Gate, Reason, Refusal};
-use crate::identity::PinnedJwks;
-use crate::identity::kubernetes::{DEFAULT_MAX_LIFETIME_SECS, MAX_LIFETIME_RANGE_SECS};
 use crate::release::{ReleaseService, api_key_hash};
-use crate::storage::{
-    ApiKeyRecord, ClusterRecord, DigestChange, PolicyRecord, RemovedCluster, Storage, StorageError,
-};
-
-/// What a registration's token may do beyond reading pods, as the API
-/// server's SelfSubjectRulesReview lists it for namespace `default` (its
-/// cluster-wide rights show in every namespace; a grant bound in one other
-/// namespace only does not show here). Rights every authenticated user has
-/// (asking what it may do, reading discovery) are not counted.
-async fn review_rights(record: &ClusterRecord) -> Result<Vec<String>, String> {
-    use k8s_openapi::api::authorization::v1::{SelfSubjectRulesReview, SelfSubjectRulesReviewSpec};
-    let client = kube_client(&registration(record)).map_err(|e| e.to_string())?;
-    let review = SelfSubjectRulesReview {
-        spec: SelfSubjectRulesReviewSpec {
-            namespace: Some("default".into()),
-        },
-        ..SelfSubjectRulesReview::default()
-    };
-    let body = serde_json::to_vec(&review).map_err(|e| e.to_string())?;
-    let request = http::Request::post("/apis/authorization.k8s.io/v1/selfsubjectrulesreviews")
-        .header(http::header::CONTENT_TYPE, "application/json")
-        .body(body)
-        .map_err(|e| e.to_string())?;
-    let answer: SelfSubjectRulesReview = client.request(request).await.map_err(|e| {
-        crate::api_server_error::describe(&e, Some(&joined_fingerprints(&record.ca_pem)))
-    })?;
-    let status = answer
-        .status
-        .ok_or("the API server's review has no status")?;
-    let is = |list: &Option<Vec<String>>, allowed: &[&str]| {
-        list.as_deref()
-            .unwrap_or_default()
-            .iter()
-            .all(|item| allowed.contains(&item.as_str()))
-    };
-    let mut broad = Vec::new();
-    for rule in &status.resource_rules {
-        let verbs = Some(rule.verbs.clone());
-        let reads_pods = is(&rule.api_groups, &[""])
-            && is(&rule.resources, &["pods"])
-            && is(&verbs, &["get", "list", "watch"]);
-        let asks_itself = is(&verbs, &["create"])
-            && is(
-                &rule.api_groups,
-                &["authorization.k8s.io", "authentication.k8s.io"],
-            )
-            && is(
-                &rule.resources,
-                &[
-                    "selfsubjectaccessreviews",
-                    "selfsubjectrulesreviews",
-                    "selfsubjectreviews",
-                ],
-            );
-        if !reads_pods && !asks_itself {
-            let groups = rule.api_groups.as_deref().unwrap_or_default();
-            let resources = rule.resources.as_deref().unwrap_or_default();
-            broad.push(format!(
-                "{} on {}",
-                rule.verbs.join(","),
-                resources
-                    .iter()
-                    .map(|r| match groups.first().map(String::as_str) {
-                        Some("") | None => r.clone(),
-                        Some(group) => format!("{r}.{group}"),
-                    })
-                    .collect::<Vec<_>>()
-                    .join(",")
-            ));
-        }
-    }
-    for rule in &status.non_resource_rules {
-        let urls = rule.non_resource_urls.as_deref().unwrap_or_default();
-        let verbs = Some(rule.verbs.clone());
-        if !is(&verbs, &["get", "head"]) || urls.iter().any(|u| u == "*") {
-            broad.push(format!("{} on {}", rule.verbs.join(","), urls.join(",")));
-        }
-    }
-    Ok(broad)
-}
+use crate::storage::{ApiKeyRecord, DigestChange, PolicyRecord, RemovedCluster, Storage};
 
 /// Refuses anything that is not a digest like `sha256:<64 lowercase hex>`.
 fn check_digests<'a>(digests: impl IntoIterator<Item = &'a String>) -> Result<(), Refusal> {
@@ -150,41 +70,18 @@ fn policy_info(record: PolicyRecord) -> PolicyInfo {
     }
 }
 
-fn refused(reason: Reason, detail: impl Into<String>) -> Refusal {
-    Refusal::new(Gate::Admin, reason, detail)
-}
-
-fn storage_refusal(error: StorageError) -> Refusal {
-    match error {
-        StorageError::NotFound(what) => refused(Reason::NotFound, what),
-        other => {
-            tracing::error!(error = %other, "storage failed on the admin path");
-            Refusal::new(
-                Gate::Request,
-                Reason::StorageUnavailable,
-                "the server cannot store this right now",
-            )
-        }
-    }
-}
-
-fn check(field: &str, value: &str, rule: NameRule) -> Result<(), Refusal> {
-    check_name(value, rule)
-        .map_err(|why| refused(Reason::InvalidArgument, format!("{field} {why}")))
-}
-
 /// Records a service account's scope in the audit context and checks its names.
 fn service_account_scope(
-    audit: &mut AuditContext,
+    audit: &mut AdminDetails,
     cluster: &str,
     namespace: &str,
     service_account: &str,
 ) -> Result<(), Refusal> {
-    audit.set("cluster", cluster);
-    audit.set("namespace", namespace);
-    audit.set("service_account", service_account);
-    check("namespace", namespace, NameRule::Label)?;
-    check("service_account", service_account, NameRule::Subdomain)
+    audit.cluster = Some(cluster.to_owned());
+    audit.namespace = Some(namespace.to_owned());
+    audit.service_account = Some(service_account.to_owned());
+    check_field("namespace", namespace, NameRule::Label)?;
+    check_field("service_account", service_account, NameRule::Subdomain)
 }
 
 /// `sha256:` and 64 lowercase hex digits.
@@ -197,17 +94,11 @@ pub fn is_digest(value: &str) -> bool {
     })
 }
 
-/// The pinned CA's fingerprints, joined for an audit record.
-fn joined_fingerprints(ca_pem: &str) -> String {
-    ca_fingerprints(ca_pem)
-        .map(|f| f.join(","))
-        .unwrap_or_default()
-}
-
 /// The admin service.
 pub struct AdminService<S: Storage> {
     release: Arc<ReleaseService<S>>,
     clusters: Arc<ClusterRegistry<S>>,
+    audit: Arc<AuditWriter<S>>,
     audit_log: Arc<AuditLog<S>>,
 }
 
@@ -217,6 +108,7 @@ impl<S: Storage> AdminService<S> {
     pub fn new(release: Arc<ReleaseService<S>>, audit_log: Arc<AuditLog<S>>) -> Self {
         Self {
             clusters: release.clusters().clone(),
+            audit: release.audit_writer().clone(),
             release,
             audit_log,
         }
@@ -227,7 +119,7 @@ impl<S: Storage> AdminService<S> {
     }
 
     /// Checks the admin token; a refusal is audited.
-    pub async fn authorize(&self, action: &str, token: Option<&str>) -> Result<(), Refusal> {
+    pub async fn authorize(&self, action: AdminAction, token: Option<&str>) -> Result<(), Refusal> {
         let stored = self
             .storage()
             .admin_token_hash()
@@ -245,42 +137,41 @@ impl<S: Storage> AdminService<S> {
             }
             _ => refused(Reason::AdminTokenInvalid, "the admin token is not valid"),
         };
-        let mut audit = AuditContext::default();
-        audit.set("action", action);
-        self.release
-            .audit(vec![audit.record(
-                "admin",
+        let audit = AdminDetails {
+            action: Some(action.into()),
+            ..AdminDetails::default()
+        };
+        self.audit
+            .write(vec![self.audit.record(
+                Event::Admin,
                 Outcome::Refused,
                 Some(&refusal),
+                &audit,
             )])
             .await?;
         Err(refusal)
-    }
-
-    /// Audits an admin action about to be carried out.
-    async fn audit_intent(&self, audit: &AuditContext) -> Result<(), Refusal> {
-        self.release
-            .audit(vec![audit.record("admin", Outcome::Allowed, None)])
-            .await
     }
 
     /// Runs an admin action: a refusal at any point is audited (the
     /// action's intent was audited by `audit_intent` before any change).
     async fn audited<T>(
         &self,
-        action: &str,
-        work: impl AsyncFnOnce(&mut AuditContext) -> Result<T, Refusal>,
+        action: AdminAction,
+        work: impl AsyncFnOnce(&mut AdminDetails) -> Result<T, Refusal>,
     ) -> Result<T, Refusal> {
-        let mut audit = AuditContext::default();
-        audit.set("action", action);
+        let mut audit = AdminDetails {
+            action: Some(action.into()),
+            ..AdminDetails::default()
+        };
         match work(&mut audit).await {
             Ok(value) => Ok(value),
             Err(refusal) => {
-                self.release
-                    .audit(vec![audit.record(
-                        "admin",
+                self.audit
+                    .write(vec![self.audit.record(
+                        Event::Admin,
                         Outcome::Refused,
                         Some(&refusal),
+                        &audit,
                     )])
                     .await?;
                 Err(refusal)
@@ -291,289 +182,30 @@ impl<S: Storage> AdminService<S> {
     /// Registers a cluster (or, with `replace`, changes it): the JWKS is
     /// taken from the request or fetched once from the cluster, then pinned.
     pub async fn add_cluster(&self, request: ClusterRequest) -> Result<ClusterInfo, Refusal> {
-        self.audited("cluster_add", async |audit| {
-            self.try_add_cluster(request, audit).await
+        self.audited(AdminAction::ClusterAdd, async |audit| {
+            let record = self.clusters.register(request, audit).await?;
+            Ok(self.clusters.describe(record))
         })
         .await
-    }
-
-    async fn try_add_cluster(
-        &self,
-        request: ClusterRequest,
-        audit: &mut AuditContext,
-    ) -> Result<ClusterInfo, Refusal> {
-        audit.set("cluster", &request.name);
-        check("name", &request.name, NameRule::Subdomain)?;
-        check_api_server_url(&request.api_server_url)
-            .map_err(|why| refused(Reason::InvalidArgument, format!("api_server_url {why}")))?;
-        // The CA and the token are the request's own bytes: no field names a
-        // path, so nothing here reads a file of the caller's choosing (and
-        // sends its content to the caller's `api_server_url`). The CA is
-        // pinned now, as the JWKS is.
-        check_ca_pem(&request.ca_pem)
-            .map_err(|e| refused(Reason::InvalidArgument, format!("ca_pem: {e}")))?;
-        request
-            .reader_token
-            .check()
-            .map_err(|why| refused(Reason::InvalidArgument, format!("reader_token {why}")))?;
-        let max_token_lifetime_secs = request
-            .max_token_lifetime_secs
-            .unwrap_or(DEFAULT_MAX_LIFETIME_SECS);
-        if !MAX_LIFETIME_RANGE_SECS.contains(&max_token_lifetime_secs) {
-            return Err(refused(
-                Reason::InvalidArgument,
-                format!(
-                    "max_token_lifetime_secs must be between {} and {}",
-                    MAX_LIFETIME_RANGE_SECS.start(),
-                    MAX_LIFETIME_RANGE_SECS.end()
-                ),
-            ));
-        }
-        let existing = self
-            .storage()
-            .cluster(&request.name)
-            .await
-            .map_err(storage_refusal)?;
-        if existing.is_some() && !request.replace {
-            return Err(refused(
-                Reason::AlreadyExists,
-                format!(
-                    "cluster {} is already registered; changing it (its pinned keys, CA or token rules) needs --replace",
-                    request.name
-                ),
-            ));
-        }
-        let audiences = if request.audiences.is_empty() {
-            vec!["podseal".to_owned()]
-        } else {
-            request.audiences.clone()
-        };
-        // Everything the registration trusts, old and new, is in the record,
-        // written before the server contacts the cluster with its token.
-        audit.set("api_server_url", &request.api_server_url);
-        audit.set("ca_sha256", joined_fingerprints(&request.ca_pem));
-        audit.set("audiences", audiences.join(","));
-        audit.set(
-            "allow_extra_audiences",
-            request.allow_extra_audiences.to_string(),
-        );
-        audit.set(
-            "max_token_lifetime_secs",
-            max_token_lifetime_secs.to_string(),
-        );
-        audit.set(
-            "jwks_source",
-            if request.jwks.is_some() {
-                "given"
-            } else {
-                "fetched once from the cluster"
-            },
-        );
-        if let Some(old) = &existing {
-            audit.set("action", "cluster_replace");
-            audit.set("old_api_server_url", &old.api_server_url);
-            audit.set("old_ca_sha256", joined_fingerprints(&old.ca_pem));
-            audit.set("old_issuer", &old.issuer);
-            audit.set("old_audiences", old.audiences.join(","));
-            audit.set(
-                "old_allow_extra_audiences",
-                old.allow_extra_audiences.to_string(),
-            );
-            audit.set(
-                "old_max_token_lifetime_secs",
-                old.max_token_lifetime_secs.to_string(),
-            );
-            audit.set(
-                "old_pinned_kids",
-                PinnedJwks::parse(&old.jwks)
-                    .map(|j| j.kids().join(","))
-                    .unwrap_or_default(),
-            );
-        }
-        self.audit_intent(audit).await?;
-        let now = self.release.clock().now();
-        let mut record = ClusterRecord {
-            name: request.name.clone(),
-            issuer: request.issuer.clone().unwrap_or_default(),
-            audiences,
-            api_server_url: request.api_server_url.clone(),
-            ca_pem: request.ca_pem.clone(),
-            reader_token: request.reader_token.clone(),
-            jwks: request.jwks.clone().unwrap_or_default(),
-            allow_extra_audiences: request.allow_extra_audiences,
-            max_token_lifetime_secs,
-            created_at: existing.as_ref().map_or(now, |e| e.created_at),
-            updated_at: now,
-        };
-        if request.jwks.is_none() || request.issuer.is_none() {
-            self.fetch_from_cluster(
-                &mut record,
-                request.jwks.is_none(),
-                request.issuer.is_none(),
-            )
-            .await?;
-        }
-        let jwks = PinnedJwks::parse(&record.jwks)
-            .map_err(|e| refused(Reason::InvalidArgument, format!("jwks: {e}")))?;
-        let kids: Vec<String> = jwks.kids().into_iter().map(str::to_owned).collect();
-        // The token is to read pods and nothing else (docs/rbac.md): whoever
-        // holds the server's files holds it. Say what more it may do, and
-        // refuse unless the admin accepts it by name.
-        match review_rights(&record).await {
-            Ok(broad) if broad.is_empty() => audit.set("token_rights", "get, list, watch pods"),
-            Ok(broad) => {
-                audit.set("token_rights_beyond_pods", broad.join("; "));
-                if !request.allow_broad_token {
-                    return Err(refused(
-                        Reason::InvalidArgument,
-                        format!(
-                            "reader_token: it may do more than read pods ({}): bind it to get, list and watch on pods only (docs/rbac.md), or pass --allow-broad-token",
-                            broad.join("; ")
-                        ),
-                    ));
-                }
-                tracing::warn!(cluster = %record.name, rights = %broad.join("; "), "a cluster token with more than pod-read rights was accepted (--allow-broad-token)");
-            }
-            Err(why) => {
-                audit.set("token_rights", format!("not checked: {why}"));
-                if !request.allow_broad_token {
-                    return Err(refused(
-                        Reason::ClusterUnreachable,
-                        format!(
-                            "reader_token: cannot check what it may do ({why}); pass --allow-broad-token to register it unchecked"
-                        ),
-                    ));
-                }
-            }
-        }
-        audit.set("allow_broad_token", request.allow_broad_token.to_string());
-
-        // The keys now pinned, recorded before they take effect.
-        audit.set("issuer", &record.issuer);
-        audit.set("pinned_kids", kids.join(","));
-        self.audit_intent(audit).await?;
-        let cluster = self
-            .clusters
-            .build(&record)
-            .map_err(|why| refused(Reason::InvalidArgument, why.to_string()))?;
-        self.storage()
-            .put_cluster(record.clone())
-            .await
-            .map_err(storage_refusal)?;
-        self.clusters.add(&record.name, cluster);
-        Ok(self.info(record))
     }
 
     /// Removes a cluster's registration with its API keys, policies, pins
     /// and sessions (`DELETE /v1/admin/clusters/{name}`), and drops its
     /// connection: a dead registration no longer keeps `/readyz` at 503.
     pub async fn remove_cluster(&self, name: &str) -> Result<RemovedCluster, Refusal> {
-        self.audited("cluster_remove", async |audit| {
-            audit.set("cluster", name);
-            check("name", name, NameRule::Subdomain)?;
-            if self
-                .storage()
-                .cluster(name)
-                .await
-                .map_err(storage_refusal)?
-                .is_none()
-            {
-                return Err(refused(
-                    Reason::NotFound,
-                    format!("cluster {name} is not registered"),
-                ));
-            }
-            self.audit_intent(audit).await?;
-            let removed = self
-                .storage()
-                .remove_cluster(name)
-                .await
-                .map_err(storage_refusal)?;
-            self.clusters.remove(name);
-            tracing::info!(
-                cluster = name,
-                api_keys = removed.api_keys,
-                policies = removed.policies,
-                sessions = removed.sessions,
-                "cluster removed"
-            );
-            Ok(removed)
+        self.audited(AdminAction::ClusterRemove, async |audit| {
+            self.clusters.unregister(name, audit).await
         })
         .await
-    }
-
-    /// Reads the JWKS and/or issuer from the cluster, once.
-    async fn fetch_from_cluster(
-        &self,
-        record: &mut ClusterRecord,
-        jwks: bool,
-        issuer: bool,
-    ) -> Result<(), Refusal> {
-        let client = kube_client(&registration(record))
-            .map_err(|e| refused(Reason::InvalidArgument, e.to_string()))?;
-        let get = async |path: &str| {
-            let request = http::Request::get(path)
-                .body(Vec::new())
-                .map_err(|e| refused(Reason::ClusterUnreachable, e.to_string()))?;
-            client.request_text(request).await.map_err(|e| {
-                refused(
-                    Reason::ClusterUnreachable,
-                    format!(
-                        "cannot read {path} from the cluster: {}",
-                        crate::api_server_error::describe(
-                            &e,
-                            Some(&joined_fingerprints(&record.ca_pem))
-                        )
-                    ),
-                )
-            })
-        };
-        if jwks {
-            record.jwks = get("/openid/v1/jwks").await?;
-        }
-        if issuer {
-            let discovery = get("/.well-known/openid-configuration").await?;
-            record.issuer = serde_json::from_str::<serde_json::Value>(&discovery)
-                .ok()
-                .and_then(|v| v.get("issuer")?.as_str().map(str::to_owned))
-                .ok_or_else(|| {
-                    refused(
-                        Reason::ClusterUnreachable,
-                        "the cluster's discovery document names no issuer; pass --issuer",
-                    )
-                })?;
-        }
-        Ok(())
-    }
-
-    fn info(&self, record: ClusterRecord) -> ClusterInfo {
-        let pinned_kids = PinnedJwks::parse(&record.jwks)
-            .map(|j| j.kids().into_iter().map(str::to_owned).collect())
-            .unwrap_or_default();
-        let not_ready = self.clusters.not_ready(&record.name);
-        let unpinned_kids = self.clusters.unpinned_kids(&record.name);
-        let ca_sha256 = ca_fingerprints(&record.ca_pem).unwrap_or_default();
-        ClusterInfo {
-            name: record.name,
-            issuer: record.issuer,
-            audiences: record.audiences,
-            api_server_url: record.api_server_url,
-            ca_sha256,
-            pinned_kids,
-            unpinned_kids,
-            allow_extra_audiences: record.allow_extra_audiences,
-            max_token_lifetime_secs: record.max_token_lifetime_secs,
-            ready: not_ready.is_none(),
-            not_ready,
-            created_at: record.created_at,
-            updated_at: record.updated_at,
-        }
     }
 
     /// Every cluster.
     pub async fn clusters(&self) -> Result<Vec<ClusterInfo>, Refusal> {
         let records = self.storage().clusters().await.map_err(storage_refusal)?;
-        Ok(records.into_iter().map(|r| self.info(r)).collect())
+        Ok(records
+            .into_iter()
+            .map(|r| self.clusters.describe(r))
+            .collect())
     }
 
     /// One cluster.
@@ -584,7 +216,7 @@ impl<S: Storage> AdminService<S> {
             .await
             .map_err(storage_refusal)?
         {
-            Some(record) => Ok(self.info(record)),
+            Some(record) => Ok(self.clusters.describe(record)),
             None => Err(refused(
                 Reason::NotFound,
                 format!("no cluster named {name}"),
@@ -609,7 +241,7 @@ impl<S: Storage> AdminService<S> {
 
     /// Creates an API key bound to one service account; the key is returned once.
     pub async fn create_api_key(&self, request: ApiKeyRequest) -> Result<ApiKeyCreated, Refusal> {
-        self.audited("apikey_create", async |audit| {
+        self.audited(AdminAction::ApiKeyCreate, async |audit| {
             self.try_create_api_key(request, audit).await
         })
         .await
@@ -618,7 +250,7 @@ impl<S: Storage> AdminService<S> {
     async fn try_create_api_key(
         &self,
         request: ApiKeyRequest,
-        audit: &mut AuditContext,
+        audit: &mut AdminDetails,
     ) -> Result<ApiKeyCreated, Refusal> {
         service_account_scope(
             audit,
@@ -642,8 +274,8 @@ impl<S: Storage> AdminService<S> {
             created_at: self.release.clock().now(),
             revoked_at: None,
         };
-        audit.set("api_key", &id);
-        self.audit_intent(audit).await?;
+        audit.api_key = Some(id.clone());
+        self.audit.admin_intent(audit).await?;
         let created_at = record.created_at;
         self.storage()
             .insert_api_key(record)
@@ -667,9 +299,9 @@ impl<S: Storage> AdminService<S> {
 
     /// Revokes an API key.
     pub async fn revoke_api_key(&self, id: &str) -> Result<(), Refusal> {
-        self.audited("apikey_revoke", async |audit| {
-            audit.set("api_key", id);
-            self.audit_intent(audit).await?;
+        self.audited(AdminAction::ApiKeyRevoke, async |audit| {
+            audit.api_key = Some(id.to_owned());
+            self.audit.admin_intent(audit).await?;
             let revoked = self
                 .storage()
                 .revoke_api_key(id, self.release.clock().now())
@@ -689,7 +321,7 @@ impl<S: Storage> AdminService<S> {
 
     /// Sets the release policy of one service account.
     pub async fn set_policy(&self, request: PolicyRequest) -> Result<PolicyInfo, Refusal> {
-        self.audited("policy_set", async |audit| {
+        self.audited(AdminAction::PolicySet, async |audit| {
             self.try_set_policy(request, audit).await
         })
         .await
@@ -699,7 +331,7 @@ impl<S: Storage> AdminService<S> {
     async fn try_set_policy(
         &self,
         request: PolicyRequest,
-        audit: &mut AuditContext,
+        audit: &mut AdminDetails,
     ) -> Result<PolicyRecord, Refusal> {
         service_account_scope(
             audit,
@@ -721,9 +353,9 @@ impl<S: Storage> AdminService<S> {
             require_nonce: request.require_nonce,
             updated_at: self.release.clock().now(),
         };
-        audit.set("digests", record.digests.join(","));
-        audit.set("audit_mode", record.audit_mode.to_string());
-        audit.set("require_nonce", record.require_nonce.to_string());
+        audit.digests = Some(record.digests.clone());
+        audit.audit_mode = Some(record.audit_mode);
+        audit.require_nonce = Some(record.require_nonce);
         if record.audit_mode {
             tracing::warn!(
                 cluster = %record.cluster,
@@ -732,7 +364,7 @@ impl<S: Storage> AdminService<S> {
                 "AUDIT MODE enabled: gate 4 will record instead of refusing unapproved images for this service account"
             );
         }
-        self.audit_intent(audit).await?;
+        self.audit.admin_intent(audit).await?;
         self.storage()
             .set_policy(record.clone())
             .await
@@ -746,7 +378,7 @@ impl<S: Storage> AdminService<S> {
         &self,
         request: PolicyDigestsRequest,
     ) -> Result<PolicyInfo, Refusal> {
-        self.audited("policy_digests", async |audit| {
+        self.audited(AdminAction::PolicyDigests, async |audit| {
             self.try_change_policy_digests(request, audit).await
         })
         .await
@@ -756,7 +388,7 @@ impl<S: Storage> AdminService<S> {
     async fn try_change_policy_digests(
         &self,
         request: PolicyDigestsRequest,
-        audit: &mut AuditContext,
+        audit: &mut AdminDetails,
     ) -> Result<PolicyRecord, Refusal> {
         service_account_scope(
             audit,
@@ -795,9 +427,9 @@ impl<S: Storage> AdminService<S> {
                 ));
             }
         }
-        audit.set("added", request.add.join(","));
-        audit.set("removed", request.remove.join(","));
-        self.audit_intent(audit).await?;
+        audit.added = Some(request.add.clone());
+        audit.removed = Some(request.remove.clone());
+        self.audit.admin_intent(audit).await?;
         let change = DigestChange {
             cluster: request.cluster,
             namespace: request.namespace,
@@ -821,8 +453,8 @@ impl<S: Storage> AdminService<S> {
 
     /// The audit log, ending with a checkpoint signed now (the export itself is audited).
     pub async fn audit_export(&self) -> Result<Vec<ExportLine>, Refusal> {
-        self.audited("audit_export", async |audit| {
-            self.audit_intent(audit).await?;
+        self.audited(AdminAction::AuditExport, async |audit| {
+            self.audit.admin_intent(audit).await?;
             self.audit_log.export().await.map_err(|error| {
                 tracing::error!(%error, "audit export failed");
                 Refusal::new(

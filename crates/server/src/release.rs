@@ -19,7 +19,8 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use podseal_core::audit::{AuditRecord, Outcome};
+use podseal_core::audit::event::{Enrolment, ReleaseDetails};
+use podseal_core::audit::{Event, Outcome};
 use podseal_core::capsule::{DekEnvelope, RevealMode};
 use podseal_core::clock::SharedClock;
 use podseal_core::dpop::VerifiedProof;
@@ -28,12 +29,11 @@ use podseal_core::key_provider::OrgKeyProvider;
 use podseal_core::scope::{self, KubernetesIdentity, ScopeMismatch, VerifiedIdentity};
 use sha2::{Digest, Sha256};
 
-use crate::audit_log::AuditContext;
+use crate::audit_log::AuditWriter;
 use crate::cluster::{ClusterRegistry, ConnectedCluster};
 use crate::gate::live_pod::{self, LivePodDecision};
 use crate::gate::{Gate, Reason, Refusal};
 use crate::gate::{api_key, dpop, enrolment, token};
-use crate::group_commit::GroupCommit;
 use crate::identity::WorkloadIdentity;
 use crate::nonce::NonceIssuer;
 use crate::pod_view::ViewAnswer;
@@ -146,8 +146,7 @@ pub struct ReleaseService<S: Storage> {
     org_keys: Arc<dyn OrgKeyProvider + Send + Sync>,
     nonces: NonceIssuer,
     config: ReleaseConfig,
-    /// Durable writes of concurrent requests share one transaction.
-    commits: GroupCommit<S>,
+    audit: Arc<AuditWriter<S>>,
     enrolments: EnrolmentCounts,
 }
 
@@ -158,12 +157,23 @@ pub fn api_key_hash(api_key: &str) -> [u8; 32] {
 
 /// The Secret name and key a released capsule's header names, so that the
 /// audit record says which Secret's value a pod received.
-fn note_secret(audit: &mut AuditContext, header: &podseal_core::capsule::Header) {
+fn note_secret(audit: &mut ReleaseDetails, header: &podseal_core::capsule::Header) {
     if let Some(scope) = header.scope.as_kubernetes() {
-        audit.set("secret", &scope.name);
-        if let Some(key) = &scope.key {
-            audit.set("secret_key", key);
-        }
+        audit.secret = Some(scope.name.clone());
+        audit.secret_key.clone_from(&scope.key);
+    }
+}
+
+/// Who gate 2 says is asking, for the audit record.
+fn note_identity(audit: &mut ReleaseDetails, identity: &WorkloadIdentity) {
+    audit.namespace = Some(identity.namespace.clone());
+    audit.service_account = Some(identity.service_account.clone());
+    audit.pod = Some(identity.pod_name.clone());
+    audit.pod_uid = Some(identity.pod_uid.clone());
+    audit.credential_id.clone_from(&identity.credential_id);
+    if let Some(node) = &identity.node {
+        audit.node = Some(node.name.clone());
+        audit.node_uid = Some(node.uid.clone());
     }
 }
 
@@ -192,16 +202,18 @@ impl Verified {
 }
 
 impl<S: Storage> ReleaseService<S> {
-    /// A service over `storage`, the clusters of `clusters` and the org keys.
+    /// A service over `storage`, the clusters of `clusters` and the org
+    /// keys, auditing through `audit`.
     pub fn new(
         storage: Arc<S>,
         clusters: Arc<ClusterRegistry<S>>,
+        audit: Arc<AuditWriter<S>>,
         org_keys: Arc<dyn OrgKeyProvider + Send + Sync>,
         nonces: NonceIssuer,
         config: ReleaseConfig,
     ) -> Self {
         Self {
-            commits: GroupCommit::new(storage.clone()),
+            audit,
             storage,
             clusters,
             org_keys,
@@ -266,39 +278,11 @@ impl<S: Storage> ReleaseService<S> {
         )
     }
 
-    /// Appends the records; refuses when they cannot be made durable.
-    pub(crate) async fn audit(&self, records: Vec<AuditRecord>) -> Result<(), Refusal> {
-        self.commit(CommitItem {
-            records,
-            ..CommitItem::default()
-        })
-        .await
-        .map(|_| ())
-    }
-
-    /// Commits one request's durable writes with the others waiting (group
-    /// commit); returns false when its `jti` was seen before. Refuses when
-    /// they cannot be made durable.
-    async fn commit(&self, item: CommitItem) -> Result<bool, Refusal> {
-        self.commits
-            .commit(item)
-            .await
-            .map(|committed| committed.fresh)
-            .map_err(|error| {
-                tracing::error!(%error, "audit write failed: refusing");
-                Refusal::new(
-                    Gate::Request,
-                    Reason::AuditUnavailable,
-                    "the decision could not be audited, so it is refused",
-                )
-            })
-    }
-
     /// Audits a refusal, then returns it.
     async fn refused<T>(
         &self,
-        event: &str,
-        audit: &AuditContext,
+        event: Event,
+        audit: &ReleaseDetails,
         refusal: Refusal,
     ) -> Result<T, Refusal> {
         tracing::info!(
@@ -306,9 +290,20 @@ impl<S: Storage> ReleaseService<S> {
             reason = refusal.reason.code(),
             "{event} refused"
         );
-        self.audit(vec![audit.record(event, Outcome::Refused, Some(&refusal))])
+        self.audit
+            .write(vec![self.audit.record(
+                event,
+                Outcome::Refused,
+                Some(&refusal),
+                audit,
+            )])
             .await?;
         Err(refusal)
+    }
+
+    /// The writer this service audits through (the admin service holds it too).
+    pub fn audit_writer(&self) -> &Arc<AuditWriter<S>> {
+        &self.audit
     }
 
     /// Gates 1 and 2: the API key, the token, and their agreement. The key,
@@ -318,7 +313,7 @@ impl<S: Storage> ReleaseService<S> {
         &self,
         credentials: &Credentials<'_>,
         session_id: Option<&str>,
-        audit: &mut AuditContext,
+        audit: &mut ReleaseDetails,
     ) -> Result<(Verified, Option<SessionRecord>), Refusal> {
         let context = self
             .storage
@@ -326,8 +321,8 @@ impl<S: Storage> ReleaseService<S> {
             .await
             .map_err(Self::storage_refusal)?;
         let key = api_key::known(context.api_key)?;
-        audit.set("api_key", &key.id);
-        audit.set("cluster", &key.cluster);
+        audit.api_key = Some(key.id.clone());
+        audit.cluster = Some(key.cluster.clone());
         api_key::not_revoked(&key)?;
         let cluster = api_key::cluster_registered(self.clusters.get(&key.cluster))?;
         let identity = token::verify(
@@ -337,7 +332,7 @@ impl<S: Storage> ReleaseService<S> {
             credentials.token,
             self.now(),
         )?;
-        audit.identity(&identity);
+        note_identity(audit, &identity);
         api_key::bound_to(&key, &identity)?;
         // The read took the policy of the key's namespace and service
         // account, which are the token's (checked just above).
@@ -357,7 +352,7 @@ impl<S: Storage> ReleaseService<S> {
         route: &str,
         access_token: Option<&str>,
         require_nonce: bool,
-        audit: &mut AuditContext,
+        audit: &mut ReleaseDetails,
     ) -> Result<VerifiedProof, Refusal> {
         let verified = self.check_proof(proofs, route, access_token, require_nonce, audit)?;
         let jti = self.jti_record(&verified);
@@ -392,7 +387,7 @@ impl<S: Storage> ReleaseService<S> {
         route: &str,
         access_token: Option<&str>,
         require_nonce: bool,
-        audit: &mut AuditContext,
+        audit: &mut ReleaseDetails,
     ) -> Result<VerifiedProof, Refusal> {
         let proof = dpop::one_header(proofs)?;
         let rules = dpop::ProofRules {
@@ -402,7 +397,7 @@ impl<S: Storage> ReleaseService<S> {
         };
         let now = self.now();
         let verified = dpop::verify(proof, rules, route, access_token, now)?;
-        audit.set("jkt", &verified.thumbprint);
+        audit.jkt = Some(verified.thumbprint.clone());
         dpop::nonce_as_required(&verified, require_nonce, |nonce| {
             self.nonces.is_fresh(nonce, now)
         })?;
@@ -414,7 +409,7 @@ impl<S: Storage> ReleaseService<S> {
     async fn check_live_pod(
         &self,
         verified: &Verified,
-        audit: &mut AuditContext,
+        audit: &mut ReleaseDetails,
     ) -> Result<ViewAnswer, Refusal> {
         let identity = &verified.identity;
         let answer = verified
@@ -430,7 +425,7 @@ impl<S: Storage> ReleaseService<S> {
         &self,
         answer: ViewAnswer,
         verified: &Verified,
-        audit: &mut AuditContext,
+        audit: &mut ReleaseDetails,
     ) -> Result<ViewAnswer, Refusal> {
         match live_pod::decide(&answer, &verified.identity, verified.policy.as_ref())? {
             LivePodDecision::Allowed => Ok(answer),
@@ -440,12 +435,14 @@ impl<S: Storage> ReleaseService<S> {
                     reason = refusal.reason.code(),
                     "AUDIT MODE: strict mode would refuse this release"
                 );
-                self.audit(vec![audit.record(
-                    "audit_mode",
-                    Outcome::AuditModeWouldRefuse,
-                    Some(&refusal),
-                )])
-                .await?;
+                self.audit
+                    .write(vec![self.audit.record(
+                        Event::AuditMode,
+                        Outcome::AuditModeWouldRefuse,
+                        Some(&refusal),
+                        audit,
+                    )])
+                    .await?;
                 Ok(answer)
             }
         }
@@ -464,7 +461,7 @@ impl<S: Storage> ReleaseService<S> {
         container: &str,
         not: Option<&str>,
         deadline: Instant,
-        audit: &mut AuditContext,
+        audit: &mut ReleaseDetails,
     ) -> Result<Option<ContainerInstance>, Refusal> {
         let identity = &verified.identity;
         let fits = |answer: &ViewAnswer| {
@@ -505,7 +502,7 @@ impl<S: Storage> ReleaseService<S> {
         declared: Option<&str>,
         jkt: &str,
         expires_at: i64,
-        audit: &mut AuditContext,
+        audit: &mut ReleaseDetails,
     ) -> Result<ContainerInstance, Refusal> {
         let ViewAnswer::Present(facts) = answer else {
             // Only audit mode lets an absent or unknown pod past gate 4, and
@@ -513,7 +510,7 @@ impl<S: Storage> ReleaseService<S> {
             return Err(enrolment::not_running(declared.unwrap_or("(none named)")));
         };
         let container = enrolment::choose(facts, declared)?.name.clone();
-        audit.set("container", &container);
+        audit.container = Some(container.clone());
         let deadline = Instant::now() + self.config.enrolment_wait;
         let mut first = Some(answer);
         let mut not = None;
@@ -534,7 +531,7 @@ impl<S: Storage> ReleaseService<S> {
                     Some(_) => self.conflict(),
                 });
             };
-            audit.set("container_id", &instance.container_id);
+            audit.container_id = Some(instance.container_id.clone());
             let outcome = self
                 .storage
                 .pin_dpop_key(
@@ -547,17 +544,17 @@ impl<S: Storage> ReleaseService<S> {
                 .await
                 .map_err(Self::storage_refusal)?;
             let (kind, counter) = match outcome {
-                PinOutcome::Pinned => ("pinned", &self.enrolments.pinned),
-                PinOutcome::AlreadyPinned => ("same_key", &self.enrolments.same_key),
+                PinOutcome::Pinned => (Enrolment::Pinned, &self.enrolments.pinned),
+                PinOutcome::AlreadyPinned => (Enrolment::SameKey, &self.enrolments.same_key),
                 PinOutcome::Replaced {
                     old_jkt,
                     old_container_id,
                     sessions_revoked,
                 } => {
-                    audit.set("replaced_jkt", old_jkt);
-                    audit.set("replaced_container_id", old_container_id);
-                    audit.set("sessions_revoked", sessions_revoked.to_string());
-                    ("after_restart", &self.enrolments.after_restart)
+                    audit.replaced_jkt = Some(old_jkt);
+                    audit.replaced_container_id = Some(old_container_id);
+                    audit.sessions_revoked = Some(sessions_revoked);
+                    (Enrolment::AfterRestart, &self.enrolments.after_restart)
                 }
                 PinOutcome::OtherKeyPinned if Instant::now() < deadline => {
                     // Perhaps a restart the API server has not shown yet:
@@ -567,7 +564,7 @@ impl<S: Storage> ReleaseService<S> {
                 }
                 PinOutcome::OtherKeyPinned => return Err(self.conflict()),
             };
-            audit.set("enrolment", kind);
+            audit.enrolment = Some(kind);
             counter.fetch_add(1, Ordering::Relaxed);
             return Ok(instance);
         }
@@ -593,18 +590,20 @@ impl<S: Storage> ReleaseService<S> {
         recipient_key: &[u8],
         container: Option<&str>,
     ) -> Result<SessionGrant, Refusal> {
-        let mut audit = AuditContext::default();
+        let mut audit = ReleaseDetails::default();
         match self
             .try_establish(credentials, recipient_key, container, &mut audit)
             .await
         {
             Ok(grant) => {
-                audit.set("session", session_label(&grant.session_id));
-                self.audit(vec![audit.record("session", Outcome::Allowed, None)])
-                    .await?;
+                audit.session = Some(session_label(&grant.session_id));
+                let record = self
+                    .audit
+                    .record(Event::Session, Outcome::Allowed, None, &audit);
+                self.audit.write(vec![record]).await?;
                 Ok(grant)
             }
-            Err(refusal) => self.refused("session", &audit, refusal).await,
+            Err(refusal) => self.refused(Event::Session, &audit, refusal).await,
         }
     }
 
@@ -613,7 +612,7 @@ impl<S: Storage> ReleaseService<S> {
         credentials: Credentials<'_>,
         recipient_key: &[u8],
         container: Option<&str>,
-        audit: &mut AuditContext,
+        audit: &mut ReleaseDetails,
     ) -> Result<SessionGrant, Refusal> {
         let (verified, _) = self.verify_caller(&credentials, None, audit).await?;
         let proof = self
@@ -693,13 +692,17 @@ impl<S: Storage> ReleaseService<S> {
         credentials: Credentials<'_>,
         request: UnwrapRequest,
     ) -> Result<Vec<Release>, Refusal> {
-        let mut audit = AuditContext::default();
-        audit.set("session", session_label(&request.session_id));
+        let mut audit = ReleaseDetails {
+            session: Some(session_label(&request.session_id)),
+            ..ReleaseDetails::default()
+        };
         let mut jti = None;
         let outcome = self
             .try_unwrap(credentials, &request, &mut audit, &mut jti)
             .await;
-        let replay = audit.record("unwrap", Outcome::Refused, Some(&replayed()));
+        let replay = self
+            .audit
+            .record(Event::Unwrap, Outcome::Refused, Some(&replayed()), &audit);
         match outcome {
             Ok(releases) => {
                 let records = releases
@@ -707,9 +710,10 @@ impl<S: Storage> ReleaseService<S> {
                     .zip(&request.capsules)
                     .map(|(release, envelope)| {
                         let mut context = audit.clone();
-                        context.set("capsule", &release.capsule_id);
+                        context.capsule = Some(release.capsule_id.clone());
                         note_secret(&mut context, envelope.header());
-                        context.record("unwrap", Outcome::Allowed, None)
+                        self.audit
+                            .record(Event::Unwrap, Outcome::Allowed, None, &context)
                     })
                     .collect();
                 let item = CommitItem {
@@ -717,7 +721,7 @@ impl<S: Storage> ReleaseService<S> {
                     records,
                     if_replayed: vec![replay],
                 };
-                if self.commit(item).await? {
+                if self.audit.commit(item).await? {
                     Ok(releases)
                 } else {
                     tracing::info!(
@@ -737,10 +741,15 @@ impl<S: Storage> ReleaseService<S> {
                 // A proof that got this far is used up, refused or not.
                 let item = CommitItem {
                     jti,
-                    records: vec![audit.record("unwrap", Outcome::Refused, Some(&refusal))],
+                    records: vec![self.audit.record(
+                        Event::Unwrap,
+                        Outcome::Refused,
+                        Some(&refusal),
+                        &audit,
+                    )],
                     if_replayed: vec![replay],
                 };
-                if self.commit(item).await? {
+                if self.audit.commit(item).await? {
                     Err(refusal)
                 } else {
                     Err(replayed())
@@ -753,7 +762,7 @@ impl<S: Storage> ReleaseService<S> {
         &self,
         credentials: Credentials<'_>,
         request: &UnwrapRequest,
-        audit: &mut AuditContext,
+        audit: &mut ReleaseDetails,
         jti: &mut Option<JtiRecord>,
     ) -> Result<Vec<Release>, Refusal> {
         if request.capsules.is_empty() || request.capsules.len() > MAX_BATCH {
@@ -791,7 +800,7 @@ impl<S: Storage> ReleaseService<S> {
         let mut releases = Vec::with_capacity(request.capsules.len());
         for envelope in &request.capsules {
             let header = envelope.header();
-            audit.set("capsule", &header.id);
+            audit.capsule = Some(header.id.clone());
             check_scope(envelope, &verified, self.now())?;
             let released = rewrap_for_release(
                 envelope,
@@ -819,19 +828,23 @@ impl<S: Storage> ReleaseService<S> {
         session_id: &str,
         new_proof: &str,
     ) -> Result<String, Refusal> {
-        let mut audit = AuditContext::default();
-        audit.set("session", session_label(session_id));
+        let mut audit = ReleaseDetails {
+            session: Some(session_label(session_id)),
+            ..ReleaseDetails::default()
+        };
         match self
             .try_rotate(credentials, session_id, new_proof, &mut audit)
             .await
         {
             Ok(new_jkt) => {
-                audit.set("new_jkt", &new_jkt);
-                self.audit(vec![audit.record("rotate_key", Outcome::Allowed, None)])
-                    .await?;
+                audit.new_jkt = Some(new_jkt.clone());
+                let record = self
+                    .audit
+                    .record(Event::RotateKey, Outcome::Allowed, None, &audit);
+                self.audit.write(vec![record]).await?;
                 Ok(new_jkt)
             }
-            Err(refusal) => self.refused("rotate_key", &audit, refusal).await,
+            Err(refusal) => self.refused(Event::RotateKey, &audit, refusal).await,
         }
     }
 
@@ -840,7 +853,7 @@ impl<S: Storage> ReleaseService<S> {
         credentials: Credentials<'_>,
         session_id: &str,
         new_proof: &str,
-        audit: &mut AuditContext,
+        audit: &mut ReleaseDetails,
     ) -> Result<String, Refusal> {
         const ROUTE: &str = "/v1/sessions/rotate-key";
         let (verified, session) = self

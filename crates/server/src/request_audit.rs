@@ -35,11 +35,13 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use podseal_core::audit::{AuditRecord, Outcome};
+use podseal_core::audit::event::RefusalCount;
+use podseal_core::audit::{AuditRecord, Event, Outcome};
+use podseal_core::wire;
 use tokio::sync::Notify;
 
+use crate::audit_log::AuditWriter;
 use crate::gate::{Gate, Reason};
-use crate::release::ReleaseService;
 use crate::storage::Storage;
 
 /// How long refusals of one key are counted before their repeats are written.
@@ -50,15 +52,15 @@ pub const MAX_SOURCE_KEYS: usize = 256;
 
 /// The release routes whose HTTP-layer refusals are audited, and the event
 /// each is recorded under (the release service's own event names).
-pub const RELEASE_EVENTS: &[(&str, &str)] = &[
-    ("/v1/sessions", "session"),
-    ("/v1/unwrap", "unwrap"),
-    ("/v1/sessions/rotate-key", "rotate_key"),
+pub const RELEASE_EVENTS: &[(&str, Event)] = &[
+    (wire::SESSIONS_PATH, Event::Session),
+    (wire::UNWRAP_PATH, Event::Unwrap),
+    (wire::ROTATE_KEY_PATH, Event::RotateKey),
 ];
 
 /// The event a route's refusals are recorded under; `None` for a route
 /// whose HTTP-layer refusals are not audited (unknown paths, admin, health).
-pub fn event_of(route: &str) -> Option<&'static str> {
+pub fn event_of(route: &str) -> Option<Event> {
     RELEASE_EVENTS
         .iter()
         .find(|(path, _)| *path == route)
@@ -87,7 +89,7 @@ impl Source {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 struct Key {
-    event: &'static str,
+    event: Event,
     gate: Gate,
     reason: Reason,
     source: Source,
@@ -118,30 +120,26 @@ pub struct RequestRefusals {
 }
 
 fn record(key: &Key, aggregate: &str, count: u64, first_ms: i64, last_ms: i64) -> AuditRecord {
-    AuditRecord {
-        seq: 0,
-        time_ms: jiff::Timestamp::now().as_millisecond(),
-        event: key.event.to_owned(),
-        outcome: Outcome::Refused,
-        gate: Some(key.gate),
-        reason: Some(key.reason),
-        details: [
-            ("source", key.source.text()),
-            ("aggregate", aggregate.to_owned()),
-            ("count", count.to_string()),
-            ("first_ms", first_ms.to_string()),
-            ("last_ms", last_ms.to_string()),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v))
-        .collect(),
-    }
+    let details = RefusalCount {
+        source: Some(key.source.text()),
+        aggregate: Some(aggregate.to_owned()),
+        count: Some(count),
+        first_ms: Some(first_ms),
+        last_ms: Some(last_ms),
+    };
+    AuditRecord::new(
+        key.event,
+        Outcome::Refused,
+        Some((key.gate, key.reason)),
+        &details,
+        jiff::Timestamp::now().as_millisecond(),
+    )
 }
 
 impl RequestRefusals {
     /// Counts one refusal of `event` from `source`; the first of its key in
     /// this window is queued as a record at once.
-    pub fn refused(&self, event: &'static str, gate: Gate, reason: Reason, source: Option<IpAddr>) {
+    pub fn refused(&self, event: Event, gate: Gate, reason: Reason, source: Option<IpAddr>) {
         let now = jiff::Timestamp::now().as_millisecond();
         let mut window = self.window.lock().unwrap_or_else(PoisonError::into_inner);
         let mut key = Key {
@@ -209,13 +207,13 @@ impl RequestRefusals {
 
     /// Writes every record waiting, in one commit. A failed write is logged
     /// (its records are lost, the refusals were answered already).
-    pub async fn write<S: Storage>(&self, release: &ReleaseService<S>) {
+    pub async fn write<S: Storage>(&self, audit: &AuditWriter<S>) {
         let records = self.take();
         if records.is_empty() {
             return;
         }
         let count = records.len();
-        if release.audit(records).await.is_err() {
+        if audit.write(records).await.is_err() {
             tracing::error!(
                 records = count,
                 "the audit records of request refusals could not be written"
@@ -225,14 +223,14 @@ impl RequestRefusals {
 
     /// Ends the window and writes what it counted (at shutdown, or when a
     /// test wants the records now).
-    pub async fn flush<S: Storage>(&self, release: &ReleaseService<S>) {
+    pub async fn flush<S: Storage>(&self, audit: &AuditWriter<S>) {
         self.end_window();
-        self.write(release).await;
+        self.write(audit).await;
     }
 
     /// The writer: records queued by a first refusal as they come, and each
     /// window's repeats when it ends. Runs until aborted.
-    pub async fn run<S: Storage>(self: Arc<Self>, release: Arc<ReleaseService<S>>) {
+    pub async fn run<S: Storage>(self: Arc<Self>, audit: Arc<AuditWriter<S>>) {
         let mut windows = tokio::time::interval(WINDOW);
         windows.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         windows.tick().await;
@@ -241,7 +239,7 @@ impl RequestRefusals {
                 _ = windows.tick() => self.end_window(),
                 () = self.wake.notified() => {}
             }
-            self.write(&release).await;
+            self.write(&audit).await;
         }
     }
 }
@@ -264,7 +262,7 @@ mod tests {
     fn a_flood_from_one_source_is_two_records_counted_exactly() {
         let refusals = RequestRefusals::default();
         for _ in 0..5000 {
-            refusals.refused("session", Gate::Request, Reason::MalformedBody, ip(1));
+            refusals.refused(Event::Session, Gate::Request, Reason::MalformedBody, ip(1));
         }
         assert_eq!(refusals.take().len(), 1);
         refusals.end_window();
@@ -275,7 +273,7 @@ mod tests {
         assert_eq!(repeats[0].details["source"], "10.0.0.1");
         assert_eq!(repeats[0].reason, Some(Reason::MalformedBody));
         // The next window starts again with a first record.
-        refusals.refused("session", Gate::Request, Reason::MalformedBody, ip(1));
+        refusals.refused(Event::Session, Gate::Request, Reason::MalformedBody, ip(1));
         assert_eq!(refusals.take()[0].details["aggregate"], "first");
     }
 
@@ -289,8 +287,8 @@ mod tests {
         let reasons = [Reason::MalformedBody, Reason::ApiKeyMissing];
         for reason in reasons {
             for n in 0..sources {
-                refusals.refused("unwrap", Gate::Request, reason, ip(n));
-                refusals.refused("unwrap", Gate::Request, reason, ip(n));
+                refusals.refused(Event::Unwrap, Gate::Request, reason, ip(n));
+                refusals.refused(Event::Unwrap, Gate::Request, reason, ip(n));
             }
         }
         refusals.end_window();
@@ -317,10 +315,10 @@ mod tests {
     #[test]
     fn each_reason_is_recorded_with_codes_source_and_counts_only() {
         let refusals = RequestRefusals::default();
-        refusals.refused("session", Gate::ApiKey, Reason::ApiKeyMissing, ip(1));
-        refusals.refused("session", Gate::Token, Reason::TokenMissing, ip(1));
-        refusals.refused("unwrap", Gate::Token, Reason::TokenMissing, ip(1));
-        refusals.refused("unwrap", Gate::Token, Reason::TokenMissing, None);
+        refusals.refused(Event::Session, Gate::ApiKey, Reason::ApiKeyMissing, ip(1));
+        refusals.refused(Event::Session, Gate::Token, Reason::TokenMissing, ip(1));
+        refusals.refused(Event::Unwrap, Gate::Token, Reason::TokenMissing, ip(1));
+        refusals.refused(Event::Unwrap, Gate::Token, Reason::TokenMissing, None);
         let records = refusals.take();
         assert_eq!(records.len(), 4);
         for record in &records {
@@ -332,7 +330,7 @@ mod tests {
             );
         }
         assert_eq!(records[3].details["source"], "unknown");
-        assert_eq!(event_of("/v1/sessions/rotate-key"), Some("rotate_key"));
+        assert_eq!(event_of("/v1/sessions/rotate-key"), Some(Event::RotateKey));
         assert_eq!(event_of("/v1/admin/apikeys"), None);
     }
 }

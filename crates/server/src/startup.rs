@@ -20,7 +20,7 @@ use zeroize::Zeroizing;
 use crate::admin::{ADMIN_TOKEN_PREFIX, AdminService};
 use crate::api::{App, router};
 use crate::audit_log::{
-    AUDIT_PUBLIC_KEY_FILE, AuditKeyPaths, AuditLog, AuditLogError, StartingKey,
+    AUDIT_PUBLIC_KEY_FILE, AuditKeyPaths, AuditLog, AuditLogError, AuditWriter, StartingKey,
 };
 use crate::cluster::ClusterRegistry;
 use crate::config::{ConfigError, ServerConfig};
@@ -125,7 +125,7 @@ impl<S: Storage> Running<S> {
     /// Writes the audit records of the request refusals counted so far,
     /// ending their window (see [`crate::request_audit`]).
     pub async fn flush_request_refusals(&self) {
-        self.refusals.flush(&self.release).await;
+        self.refusals.flush(self.release.audit_writer()).await;
     }
 
     /// Stops accepting connections, stops the background tasks, writes the
@@ -136,7 +136,7 @@ impl<S: Storage> Running<S> {
         for task in &self.background {
             task.abort();
         }
-        self.refusals.flush(&self.release).await;
+        self.refusals.flush(self.release.audit_writer()).await;
         self.audit_log.checkpoint().await?;
         Ok(())
     }
@@ -415,13 +415,21 @@ where
 
     let views =
         ViewConfig::with_max_staleness(Duration::from_secs(config.clusters.max_staleness_secs));
+    let clock = podseal_core::clock::system();
+    let audit = Arc::new(AuditWriter::new(storage.clone(), clock.clone()));
     let clusters = Arc::new(
-        ClusterRegistry::new(storage.clone(), views, config.release.token_leeway_secs)
-            .with_jwks_check(Duration::from_secs(config.clusters.jwks_check_secs)),
+        ClusterRegistry::new(
+            storage.clone(),
+            audit.clone(),
+            views,
+            config.release.token_leeway_secs,
+        )
+        .with_jwks_check(Duration::from_secs(config.clusters.jwks_check_secs)),
     );
     let release = Arc::new(ReleaseService::new(
         storage.clone(),
         clusters.clone(),
+        audit.clone(),
         Arc::new(ring),
         NonceIssuer::new(&nonce_secret, config.release.nonce_lifetime_secs),
         ReleaseConfig {
@@ -432,7 +440,7 @@ where
             enrolment_wait: Duration::from_secs(
                 u64::try_from(config.release.enrolment_wait_secs).unwrap_or(0),
             ),
-            clock: podseal_core::clock::system(),
+            clock,
         },
     ));
     let mut cluster_errors = Vec::new();
@@ -468,7 +476,7 @@ where
     );
     let refresh = clusters.spawn_refresh(failed, Duration::from_secs(config.clusters.refresh_secs));
     let purge = tokio::spawn(run_purge(storage));
-    let refusal_writer = tokio::spawn(refusals.clone().run(release.clone()));
+    let refusal_writer = tokio::spawn(refusals.clone().run(audit));
     Ok(Running {
         addr,
         admin_token,

@@ -82,14 +82,20 @@ async fn every_route_in_the_table_is_served() {
     use tower::ServiceExt as _;
     let dir = tempfile::TempDir::new().unwrap();
     let storage = Arc::new(SqliteStorage::open(&dir.path().join("db")).unwrap());
+    let audit = Arc::new(podseal_server::audit_log::AuditWriter::new(
+        storage.clone(),
+        podseal_core::clock::system(),
+    ));
     let clusters = Arc::new(podseal_server::cluster::ClusterRegistry::new(
         storage.clone(),
+        audit.clone(),
         ViewConfig::with_max_staleness(Duration::from_secs(5)),
         30,
     ));
     let release = Arc::new(ReleaseService::new(
         storage.clone(),
         clusters,
+        audit,
         Arc::new(KeyRing::new()),
         NonceIssuer::new(&[1; 32], 60),
         ReleaseConfig::default(),

@@ -13,7 +13,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use podseal_core::audit::{AuditKey, verify_export};
+use podseal_core::audit::{AuditKey, Event, verify_export};
 use podseal_core::capsule::{Capsule, DekEnvelope, KubernetesScope, RevealMode, Scope};
 use podseal_core::clock::{Clock as _, ManualClock, SharedClock, SystemClock};
 use podseal_core::dpop::{DpopKey, ProofFor};
@@ -23,6 +23,7 @@ use podseal_core::key_provider::KeyRing;
 use podseal_core::org_key::OrgPrivateKey;
 use podseal_dev_cluster::{ContainerImage, Handle};
 use podseal_sdk::protocol::{self, Endpoint, Freshness, SessionInfo, SignedRequest};
+use podseal_server::audit_log::AuditWriter;
 use podseal_server::cluster::{ClusterRegistry, ConnectedCluster};
 use podseal_server::gate::{Gate, Reason, Refusal};
 use podseal_server::identity::{KubernetesTokens, PinnedJwks};
@@ -157,9 +158,11 @@ fn service_over(
         PinnedJwks::parse(jwks).unwrap(),
     );
     let ring = KeyRing::from(OrgPrivateKey::from_text(&org.to_text()).unwrap());
+    let audit = Arc::new(AuditWriter::new(storage.clone(), release.clock.clone()));
     let clusters = Arc::new(
         ClusterRegistry::new(
             storage.clone(),
+            audit.clone(),
             ViewConfig::with_max_staleness(Duration::from_secs(3)),
             30,
         )
@@ -168,6 +171,7 @@ fn service_over(
     let service = Arc::new(ReleaseService::new(
         storage,
         clusters.clone(),
+        audit,
         Arc::new(ring),
         NonceIssuer::new(&[7; 32], 60),
         release,
@@ -974,7 +978,7 @@ async fn enrolments(w: &World) -> Vec<(String, Option<Reason>, Option<String>)> 
     audit_records(w)
         .await
         .into_iter()
-        .filter(|r| r.event == "session")
+        .filter(|r| r.event == Event::Session)
         .map(|r| {
             (
                 serde_json::to_value(r.outcome)
@@ -1045,7 +1049,7 @@ async fn a_restarted_container_enrols_afresh_and_its_old_session_ends() {
     let records = audit_records(&w).await;
     let revoked = records
         .iter()
-        .find(|r| r.event == "session_revoked" && r.reason == Some(Reason::ContainerRestarted))
+        .find(|r| r.event == Event::SessionRevoked && r.reason == Some(Reason::ContainerRestarted))
         .expect("the restart's revocation is audited");
     assert_eq!(revoked.details["container"], "api");
     assert_eq!(revoked.details["container_id"], stored.container_id);
@@ -1778,7 +1782,7 @@ async fn an_unwrap_record_names_the_secret_and_key_it_released() {
     let released: Vec<(String, Option<String>, Option<String>)> = audit_records(&w)
         .await
         .into_iter()
-        .filter(|r| r.event == "unwrap")
+        .filter(|r| r.event == Event::Unwrap)
         .map(|r| {
             (
                 r.details["capsule"].clone(),

@@ -5,6 +5,7 @@
 use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use podseal_core::audit::event::AdminAction;
 use serde::Serialize;
 
 use super::{App, answer, header_text, parse_json, read_body};
@@ -27,7 +28,7 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
 
 async fn authorized<S: Storage>(
     app: &App<S>,
-    action: &str,
+    action: AdminAction,
     headers: &HeaderMap,
 ) -> Result<(), Refusal> {
     app.admin.authorize(action, bearer(headers)).await
@@ -52,7 +53,7 @@ pub(super) async fn add_cluster<S: Storage>(
 ) -> Response {
     let result = async {
         let (headers, bytes) = read_body(request).await?;
-        authorized(&app, "cluster_add", &headers).await?;
+        authorized(&app, AdminAction::ClusterAdd, &headers).await?;
         let body: ClusterRequest = parse_json(&headers, &bytes)?;
         app.admin.add_cluster(body).await
     };
@@ -64,7 +65,7 @@ pub(super) async fn clusters<S: Storage>(
     headers: HeaderMap,
 ) -> Response {
     let result = async {
-        authorized(&app, "cluster_list", &headers).await?;
+        authorized(&app, AdminAction::ClusterList, &headers).await?;
         Ok(listing("clusters", app.admin.clusters().await?))
     };
     answer(StatusCode::OK, result.await)
@@ -76,7 +77,7 @@ pub(super) async fn cluster<S: Storage>(
     headers: HeaderMap,
 ) -> Response {
     let result = async {
-        authorized(&app, "cluster_show", &headers).await?;
+        authorized(&app, AdminAction::ClusterShow, &headers).await?;
         app.admin.cluster(&name).await
     };
     answer(StatusCode::OK, result.await)
@@ -88,7 +89,7 @@ pub(super) async fn create_api_key<S: Storage>(
 ) -> Response {
     let result = async {
         let (headers, bytes) = read_body(request).await?;
-        authorized(&app, "apikey_create", &headers).await?;
+        authorized(&app, AdminAction::ApiKeyCreate, &headers).await?;
         let body: ApiKeyRequest = parse_json(&headers, &bytes)?;
         app.admin.create_api_key(body).await
     };
@@ -107,7 +108,7 @@ pub(super) async fn remove_cluster<S: Storage>(
     headers: HeaderMap,
 ) -> Response {
     let result = async {
-        authorized(&app, "cluster_remove", &headers).await?;
+        authorized(&app, AdminAction::ClusterRemove, &headers).await?;
         let removed = app.admin.remove_cluster(&name).await?;
         Ok(serde_json::json!({
             "removed": name,
@@ -124,7 +125,7 @@ pub(super) async fn api_keys<S: Storage>(
     headers: HeaderMap,
 ) -> Response {
     let result = async {
-        authorized(&app, "apikey_list", &headers).await?;
+        authorized(&app, AdminAction::ApiKeyList, &headers).await?;
         Ok(listing("api_keys", app.admin.api_keys().await?))
     };
     answer(StatusCode::OK, result.await)
@@ -136,7 +137,7 @@ pub(super) async fn revoke_api_key<S: Storage>(
     headers: HeaderMap,
 ) -> Response {
     let result = async {
-        authorized(&app, "apikey_revoke", &headers).await?;
+        authorized(&app, AdminAction::ApiKeyRevoke, &headers).await?;
         app.admin.revoke_api_key(&id).await?;
         Ok(serde_json::json!({ "revoked": id }))
     };
@@ -149,7 +150,7 @@ pub(super) async fn set_policy<S: Storage>(
 ) -> Response {
     let result = async {
         let (headers, bytes) = read_body(request).await?;
-        authorized(&app, "policy_set", &headers).await?;
+        authorized(&app, AdminAction::PolicySet, &headers).await?;
         let body: PolicyRequest = parse_json(&headers, &bytes)?;
         app.admin.set_policy(body).await
     };
@@ -162,7 +163,7 @@ pub(super) async fn change_policy_digests<S: Storage>(
 ) -> Response {
     let result = async {
         let (headers, bytes) = read_body(request).await?;
-        authorized(&app, "policy_digests", &headers).await?;
+        authorized(&app, AdminAction::PolicyDigests, &headers).await?;
         let body: PolicyDigestsRequest = parse_json(&headers, &bytes)?;
         app.admin.change_policy_digests(body).await
     };
@@ -174,7 +175,7 @@ pub(super) async fn policies<S: Storage>(
     headers: HeaderMap,
 ) -> Response {
     let result = async {
-        authorized(&app, "policy_list", &headers).await?;
+        authorized(&app, AdminAction::PolicyList, &headers).await?;
         Ok(listing("policies", app.admin.policies().await?))
     };
     answer(StatusCode::OK, result.await)
@@ -185,7 +186,7 @@ pub(super) async fn audit_export<S: Storage>(
     headers: HeaderMap,
 ) -> Response {
     let result = async {
-        authorized(&app, "audit_export", &headers).await?;
+        authorized(&app, AdminAction::AuditExport, &headers).await?;
         app.admin.audit_export().await
     };
     match result.await {

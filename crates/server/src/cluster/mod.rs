@@ -8,7 +8,9 @@
 //! service writes it when a cluster is registered, and its own tasks keep it
 //! true: a refresh connects what another replica registered or changed, and
 //! one task per cluster revokes the sessions and DPoP pins of pods its view
-//! reports deleted or replaced. [`client`] is how a cluster is reached.
+//! reports deleted or replaced. [`registration`] registers, replaces and
+//! removes one (the admin service asks it); [`client`] is how a cluster is
+//! reached.
 //!
 //! Entries are keyed by the name capsules use and compared as whole stored
 //! records; nothing here is Kubernetes-specific except [`connect`]. A trust
@@ -16,14 +18,16 @@
 //! connection built from its own record, kept and refreshed the same way.
 
 pub mod client;
+pub mod registration;
 
 use std::collections::HashMap;
 use std::sync::{Arc, PoisonError, RwLock, Weak};
 use std::time::Duration;
 
-use podseal_core::audit::Outcome;
+use podseal_core::audit::event::PodGoneDetails;
+use podseal_core::audit::{Event, Outcome};
 
-use crate::audit_log::AuditContext;
+use crate::audit_log::AuditWriter;
 use crate::gate::{Gate, Reason, Refusal};
 use crate::identity::cache::TokenCache;
 use crate::identity::{KubernetesTokens, PinnedJwks};
@@ -87,7 +91,7 @@ pub fn connect(
         .into());
     }
     let jwks = PinnedJwks::parse(&record.jwks)?;
-    let client = kube_client(&registration(record))?;
+    let client = client_of(record)?;
     Ok(ConnectedCluster {
         tokens: KubernetesTokens {
             issuer: record.issuer.clone(),
@@ -122,6 +126,12 @@ fn published_kids(jwks: &str) -> Option<Vec<String>> {
     )
 }
 
+/// The one Kubernetes client of a stored cluster: its pod view, the
+/// signing-key watch and registration all reach the cluster through it.
+fn client_of(record: &ClusterRecord) -> Result<kube::Client, client::ClusterError> {
+    kube_client(&registration(record))
+}
+
 /// How a stored cluster is reached.
 pub fn registration(record: &ClusterRecord) -> ClusterRegistration {
     ClusterRegistration {
@@ -135,6 +145,7 @@ pub fn registration(record: &ClusterRecord) -> ClusterRegistration {
 /// Every cluster the server trusts, connected or not.
 pub struct ClusterRegistry<S: Storage> {
     storage: Arc<S>,
+    audit: Arc<AuditWriter<S>>,
     views: ViewConfig,
     leeway_secs: i64,
     connected: RwLock<HashMap<String, Arc<ConnectedCluster>>>,
@@ -151,12 +162,19 @@ pub struct ClusterRegistry<S: Storage> {
 pub const JWKS_CHECK_INTERVAL: Duration = Duration::from_secs(60);
 
 impl<S: Storage> ClusterRegistry<S> {
-    /// An empty registry over `storage` (where registrations live, and where
-    /// revocations are made and audited); pod views are built with `views`
-    /// and tokens verified with `leeway_secs` of clock leeway.
-    pub fn new(storage: Arc<S>, views: ViewConfig, leeway_secs: i64) -> Self {
+    /// An empty registry over `storage` (where registrations live and
+    /// revocations are made), auditing revocations through `audit` and
+    /// reading its clock; pod views are built with `views` and tokens
+    /// verified with `leeway_secs` of clock leeway.
+    pub fn new(
+        storage: Arc<S>,
+        audit: Arc<AuditWriter<S>>,
+        views: ViewConfig,
+        leeway_secs: i64,
+    ) -> Self {
         Self {
             storage,
+            audit,
             views,
             leeway_secs,
             connected: RwLock::new(HashMap::new()),
@@ -464,6 +482,20 @@ impl<S: Storage> ClusterRegistry<S> {
         })
     }
 
+    /// Audits a revocation the pod view caused (no request waits on it: a
+    /// failed write is logged).
+    async fn audit_revocation(&self, refusal: &Refusal, details: &PodGoneDetails) {
+        let record = self.audit.record(
+            Event::SessionRevoked,
+            Outcome::Refused,
+            Some(refusal),
+            details,
+        );
+        if self.audit.write(vec![record]).await.is_err() {
+            tracing::error!("could not audit a session revocation");
+        }
+    }
+
     /// Drops the pin and revokes the sessions of a container instance that
     /// stopped running (it exited, or a restart replaced it), and audits it
     /// when there was something to end. Every replica's view sees the same
@@ -475,7 +507,7 @@ impl<S: Storage> ClusterRegistry<S> {
         pod: &str,
         instance: ContainerInstance,
     ) {
-        let now = jiff::Timestamp::now().as_second();
+        let now = self.audit.clock().now();
         match self.storage.forget_container(cluster, &instance, now).await {
             Ok((0, false)) => {}
             Ok((revoked, unpinned)) => {
@@ -487,24 +519,22 @@ impl<S: Storage> ClusterRegistry<S> {
                     sessions_revoked = revoked,
                     "a container restarted or stopped: its DPoP pin and sessions ended"
                 );
-                let mut audit = AuditContext::default();
-                audit.set("cluster", cluster);
-                audit.set("namespace", namespace);
-                audit.set("pod", pod);
-                audit.set("pod_uid", &instance.pod_uid);
-                audit.set("container", &instance.container);
-                audit.set("container_id", &instance.container_id);
-                audit.set("pin_dropped", unpinned.to_string());
-                audit.set("sessions_revoked", revoked.to_string());
+                let details = PodGoneDetails {
+                    cluster: Some(cluster.to_owned()),
+                    namespace: Some(namespace.to_owned()),
+                    pod: Some(pod.to_owned()),
+                    pod_uid: Some(instance.pod_uid),
+                    container: Some(instance.container),
+                    container_id: Some(instance.container_id),
+                    pin_dropped: Some(unpinned),
+                    sessions_revoked: Some(revoked),
+                };
                 let refusal = Refusal::new(
                     Gate::LivePod,
                     Reason::ContainerRestarted,
                     "the container instance restarted or stopped",
                 );
-                let record = audit.record("session_revoked", Outcome::Refused, Some(&refusal));
-                if let Err(error) = self.storage.append_audit(vec![record]).await {
-                    tracing::error!(%error, "could not audit a session revocation");
-                }
+                self.audit_revocation(&refusal, &details).await;
             }
             Err(error) => {
                 tracing::error!(%error, "could not revoke the sessions of a restarted container")
@@ -566,24 +596,23 @@ impl<S: Storage> ClusterRegistry<S> {
             let Some(registry) = registry.upgrade() else {
                 return;
             };
-            let now = jiff::Timestamp::now().as_second();
+            let now = registry.audit.clock().now();
             match registry.storage.forget_pod(&cluster, &uid, now).await {
                 Ok(revoked) => {
-                    let mut audit = AuditContext::default();
-                    audit.set("cluster", &cluster);
-                    audit.set("namespace", &namespace);
-                    audit.set("pod", &name);
-                    audit.set("pod_uid", &uid);
-                    audit.set("sessions_revoked", revoked.to_string());
+                    let details = PodGoneDetails {
+                        cluster: Some(cluster.clone()),
+                        namespace: Some(namespace),
+                        pod: Some(name),
+                        pod_uid: Some(uid),
+                        sessions_revoked: Some(revoked),
+                        ..PodGoneDetails::default()
+                    };
                     let refusal = Refusal::new(
                         Gate::LivePod,
                         Reason::PodGone,
                         "the pod was deleted or replaced",
                     );
-                    let record = audit.record("session_revoked", Outcome::Refused, Some(&refusal));
-                    if let Err(error) = registry.storage.append_audit(vec![record]).await {
-                        tracing::error!(%error, "could not audit a session revocation");
-                    }
+                    registry.audit_revocation(&refusal, &details).await;
                 }
                 Err(error) => {
                     tracing::error!(%error, "could not revoke the sessions of a deleted pod")

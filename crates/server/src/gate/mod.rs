@@ -5,6 +5,7 @@
 //! token, key or secret. The HTTP layer turns a [`Refusal`] into RFC 9457
 //! problem+json and the audit log records the same gate and reason.
 
+pub mod admin;
 pub mod api_key;
 pub mod dpop;
 pub mod enrolment;

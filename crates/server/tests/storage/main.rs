@@ -19,7 +19,7 @@ mod support;
 
 use std::sync::Arc;
 
-use podseal_core::audit::{AuditKey, verify_export};
+use podseal_core::audit::{AuditKey, Event, verify_export};
 use podseal_server::storage::{AdminStore as _, AuditStore as _, ReleaseStore as _};
 use podseal_server::storage::{PostgresStorage, SqliteStorage, Storage};
 use tempfile::TempDir;
@@ -53,7 +53,7 @@ async fn postgres_replicas_append_to_one_verifiable_chain() {
     let record = |replica: &str| AuditRecord {
         seq: 0,
         time_ms: 1,
-        event: "unwrap".into(),
+        event: Event::Unwrap.into(),
         outcome: Outcome::Allowed,
         gate: None,
         reason: None,
@@ -319,7 +319,7 @@ async fn sqlite_an_edited_audit_row_fails_verification() {
     let record = |outcome| AuditRecord {
         seq: 0,
         time_ms: 1,
-        event: "unwrap".into(),
+        event: Event::Unwrap.into(),
         outcome,
         gate: None,
         reason: None,

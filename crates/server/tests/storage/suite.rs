@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use podseal_core::audit::{
-    AuditKey, AuditRecord, ExportLine, Hash, LogOrigin, Outcome, leaf_hash, legacy, merkle,
+    AuditKey, AuditRecord, Event, ExportLine, Hash, LogOrigin, Outcome, leaf_hash, legacy, merkle,
     verify_export,
 };
 use podseal_server::storage::{
@@ -632,7 +632,7 @@ pub async fn audit_appends_chain_and_export_verifies<S: Storage>(store: &S) {
     let record = |event: &str, outcome| AuditRecord {
         seq: 0,
         time_ms: 1_000,
-        event: event.into(),
+        event: Event::from_code(event).expect("a known event").into(),
         outcome,
         gate: (outcome == Outcome::Refused).then_some(podseal_core::reason::Gate::Dpop),
         reason: (outcome == Outcome::Refused).then_some(podseal_core::reason::Reason::JtiReplayed),
@@ -704,7 +704,7 @@ pub async fn the_stored_frontier_is_the_tree_over_the_records<S: Storage>(store:
     let record = |n: usize| AuditRecord {
         seq: 0,
         time_ms: n as i64,
-        event: "unwrap".into(),
+        event: Event::Unwrap.into(),
         outcome: Outcome::Allowed,
         gate: None,
         reason: None,
@@ -751,7 +751,7 @@ pub fn chain_log(n: u64, signed: u64, key: &[u8; 32]) -> ChainLog {
         let record = AuditRecord {
             seq,
             time_ms: 1,
-            event: "unwrap".into(),
+            event: Event::Unwrap.into(),
             outcome: if seq == 2 {
                 Outcome::Refused
             } else {
@@ -802,7 +802,7 @@ pub async fn assert_upgraded_chain<S: Storage>(store: &S, n: u64, signed: u64, k
         .append_audit(vec![AuditRecord {
             seq: 0,
             time_ms: 2,
-            event: "unwrap".into(),
+            event: Event::Unwrap.into(),
             outcome: Outcome::Allowed,
             gate: None,
             reason: None,
@@ -821,7 +821,7 @@ fn jti_item(jkt: &str, jti: &str, label: &str) -> CommitItem {
     let record = |event: &str, outcome| AuditRecord {
         seq: 0,
         time_ms: 1_000,
-        event: event.into(),
+        event: Event::from_code(event).expect("a known event").into(),
         outcome,
         gate: None,
         reason: None,

@@ -3,6 +3,9 @@
 //! checkpoints (C2SP signed notes over the Merkle tree's root) at an
 //! interval and on demand, and the export — which always ends with a fresh
 //! checkpoint, so `audit verify` can tell a cut tail from a complete log.
+//! Records reach the log through the one [`AuditWriter`].
+
+mod writer;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -15,13 +18,8 @@ use podseal_core::audit::{
 };
 use podseal_keys::key_file::{KeyFileError, read_secret_text, write_new};
 
-use std::collections::BTreeMap;
-
-use podseal_core::audit::{AuditRecord, Outcome};
-
-use crate::gate::Refusal;
-use crate::identity::WorkloadIdentity;
 use crate::storage::{Storage, StorageError};
+pub use writer::AuditWriter;
 
 /// File name of the audit private key.
 pub const AUDIT_KEY_FILE: &str = "audit.key";
@@ -361,49 +359,6 @@ impl StartingKey {
     }
 }
 
-/// The audit context of one request, filled in as gates pass.
-#[derive(Default, Clone)]
-pub(crate) struct AuditContext {
-    details: BTreeMap<String, String>,
-}
-
-impl AuditContext {
-    pub(crate) fn set(&mut self, key: &str, value: impl Into<String>) {
-        self.details.insert(key.to_owned(), value.into());
-    }
-
-    pub(crate) fn identity(&mut self, identity: &WorkloadIdentity) {
-        self.set("namespace", &identity.namespace);
-        self.set("service_account", &identity.service_account);
-        self.set("pod", &identity.pod_name);
-        self.set("pod_uid", &identity.pod_uid);
-        if let Some(credential_id) = &identity.credential_id {
-            self.set("credential_id", credential_id);
-        }
-        if let Some(node) = &identity.node {
-            self.set("node", &node.name);
-            self.set("node_uid", &node.uid);
-        }
-    }
-
-    pub(crate) fn record(
-        &self,
-        event: &str,
-        outcome: Outcome,
-        refusal: Option<&Refusal>,
-    ) -> AuditRecord {
-        AuditRecord {
-            seq: 0,
-            time_ms: jiff::Timestamp::now().as_millisecond(),
-            event: event.to_owned(),
-            outcome,
-            gate: refusal.map(|r| r.gate),
-            reason: refusal.map(|r| r.reason),
-            details: self.details.clone(),
-        }
-    }
-}
-
 /// Signs checkpoints over the log in storage.
 pub struct AuditLog<S: Storage> {
     storage: Arc<S>,
@@ -482,7 +437,7 @@ mod tests {
     use super::*;
     use crate::storage::AuditStore as _;
     use crate::storage::SqliteStorage;
-    use podseal_core::audit::{AuditRecord, Outcome, parse_public_key, verify_export};
+    use podseal_core::audit::{AuditRecord, Event, Outcome, parse_public_key, verify_export};
     use std::os::unix::fs::PermissionsExt as _;
 
     fn origin() -> LogOrigin {
@@ -507,7 +462,7 @@ mod tests {
         AuditRecord {
             seq: 0,
             time_ms: 1,
-            event: "unwrap".into(),
+            event: Event::Unwrap.into(),
             outcome: Outcome::Allowed,
             gate: None,
             reason: None,
@@ -666,7 +621,7 @@ mod tests {
         let log = AuditLog::new(storage.clone(), new, origin());
         storage.append_audit(vec![record()]).await.unwrap();
         let text = export_text(&log).await;
-        assert!(text.contains(podseal_core::audit::KEY_ROTATION_EVENT));
+        assert!(text.contains(Event::AuditKeyRotated.code()));
         let report = verify_export(&text, &original, None).unwrap();
         assert_eq!(report.records, 3);
         // The new key now lives in the state directory; the old one is kept beside it.
@@ -732,9 +687,9 @@ mod tests {
         use podseal_core::audit::legacy;
         let raw = rusqlite::Connection::open(path).unwrap();
         for sql in [
-            include_str!("../migrations/sqlite/0001_init.sql"),
-            include_str!("../migrations/sqlite/0002_cluster_ca_and_token_rules.sql"),
-            include_str!("../migrations/sqlite/0003_session_id_hash.sql"),
+            include_str!("../../migrations/sqlite/0001_init.sql"),
+            include_str!("../../migrations/sqlite/0002_cluster_ca_and_token_rules.sql"),
+            include_str!("../../migrations/sqlite/0003_session_id_hash.sql"),
         ] {
             raw.execute_batch(sql).unwrap();
         }
