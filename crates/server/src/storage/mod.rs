@@ -33,6 +33,7 @@ use podseal_core::audit::legacy::{CHAIN_GENESIS, ChainCheckpoint, chain};
 use podseal_core::audit::{AuditRecord, Checkpoint, ExportLine, Frontier, Hash, leaf_hash};
 
 pub use bounded::Bounded;
+use bounded::bounded_stores;
 pub use podseal_core::wire::admin::ReaderToken;
 pub use postgres::PostgresStorage;
 pub use sqlite::SqliteStorage;
@@ -293,242 +294,198 @@ pub trait Storage: ReleaseStore + AdminStore + AuditStore + Send + Sync + 'stati
     fn stats(&self) -> &StorageStats;
 }
 
-/// Release state: DPoP pins, sessions, replay records, the shared nonce
-/// secret, and the one read the hot path needs.
-pub trait ReleaseStore: Send + Sync {
-    /// The API key with this hash, its policy and the session `session_id`,
-    /// in one round trip.
-    ///
-    /// Atomicity: one consistent read (one statement on PostgreSQL, one read
-    /// transaction on SQLite), so the key, its policy and the session are of
-    /// the same moment. Replicas: reads what any replica committed.
-    fn request_context(
-        &self,
-        api_key_hash: [u8; 32],
-        session_id: Option<&str>,
-    ) -> impl Future<Output = Result<RequestContext, StorageError>> + Send;
+bounded_stores! {
+    /// Release state: DPoP pins, sessions, replay records, the shared nonce
+    /// secret, and the one read the hot path needs.
+    pub trait ReleaseStore {
+        /// The API key with this hash, its policy and the session `session_id`,
+        /// in one round trip.
+        ///
+        /// Atomicity: one consistent read (one statement on PostgreSQL, one read
+        /// transaction on SQLite), so the key, its policy and the session are of
+        /// the same moment. Replicas: reads what any replica committed.
+        fn request_context(
+            &self,
+            api_key_hash: [u8; 32],
+            session_id: Option<&str>,
+        ) -> RequestContext = "read request context";
 
-    /// The server-wide secret called `name`: stores `candidate` if none
-    /// exists, and returns the stored one (used to MAC DPoP server nonces so
-    /// any replica can check another's).
-    ///
-    /// Atomicity: insert-if-absent then read, in one statement (PostgreSQL)
-    /// or one transaction (SQLite). Replicas: replicas starting together all
-    /// return the one that was stored first.
-    fn server_secret(
-        &self,
-        name: &str,
-        candidate: [u8; 32],
-    ) -> impl Future<Output = Result<[u8; 32], StorageError>> + Send;
+        /// The server-wide secret called `name`: stores `candidate` if none
+        /// exists, and returns the stored one (used to MAC DPoP server nonces so
+        /// any replica can check another's).
+        ///
+        /// Atomicity: insert-if-absent then read, in one statement (PostgreSQL)
+        /// or one transaction (SQLite). Replicas: replicas starting together all
+        /// return the one that was stored first.
+        fn server_secret(&self, name: &str, candidate: [u8; 32]) -> [u8; 32] = "read server secret";
 
-    /// Pins `jkt` to a container instance unless another unexpired key holds
-    /// the pin of that same instance. A pin of an earlier instance of the
-    /// container (it restarted: another `containerID`) is replaced, and the
-    /// sessions of that instance are revoked with it. A live pod-wide pin
-    /// made before version 5 (container `""`) of another key refuses, as it
-    /// did then.
-    ///
-    /// Atomicity: one transaction under the pin's row lock (PostgreSQL
-    /// `INSERT … ON CONFLICT DO NOTHING`, then `SELECT … FOR UPDATE`; SQLite's
-    /// single writer); the replacement and the revocation are in it.
-    /// Replicas: two replicas pinning different keys for one instance at
-    /// once: exactly one gets [`PinOutcome::Pinned`] (or `Replaced`), the
-    /// other [`PinOutcome::OtherKeyPinned`].
-    fn pin_dpop_key(
-        &self,
-        cluster: &str,
-        instance: &ContainerInstance,
-        jkt: &str,
-        expires_at: i64,
-        now: i64,
-    ) -> impl Future<Output = Result<PinOutcome, StorageError>> + Send;
+        /// Pins `jkt` to a container instance unless another unexpired key holds
+        /// the pin of that same instance. A pin of an earlier instance of the
+        /// container (it restarted: another `containerID`) is replaced, and the
+        /// sessions of that instance are revoked with it. A live pod-wide pin
+        /// made before version 5 (container `""`) of another key refuses, as it
+        /// did then.
+        ///
+        /// Atomicity: one transaction under the pin's row lock (PostgreSQL
+        /// `INSERT … ON CONFLICT DO NOTHING`, then `SELECT … FOR UPDATE`; SQLite's
+        /// single writer); the replacement and the revocation are in it.
+        /// Replicas: two replicas pinning different keys for one instance at
+        /// once: exactly one gets [`PinOutcome::Pinned`] (or `Replaced`), the
+        /// other [`PinOutcome::OtherKeyPinned`].
+        fn pin_dpop_key(
+            &self,
+            cluster: &str,
+            instance: &ContainerInstance,
+            jkt: &str,
+            expires_at: i64,
+            now: i64,
+        ) -> PinOutcome = "pin DPoP key";
 
-    /// Moves the pin of a pod's container from `old_jkt` to `new_jkt`;
-    /// false when `old_jkt` is not the pin.
-    ///
-    /// Atomicity: one conditional update (compare-and-swap on `old_jkt`).
-    /// Replicas: of two rotations from the same key, one wins.
-    fn rotate_pin(
-        &self,
-        cluster: &str,
-        pod_uid: &str,
-        container: &str,
-        old_jkt: &str,
-        new_jkt: &str,
-    ) -> impl Future<Output = Result<bool, StorageError>> + Send;
+        /// Moves the pin of a pod's container from `old_jkt` to `new_jkt`;
+        /// false when `old_jkt` is not the pin.
+        ///
+        /// Atomicity: one conditional update (compare-and-swap on `old_jkt`).
+        /// Replicas: of two rotations from the same key, one wins.
+        fn rotate_pin(
+            &self,
+            cluster: &str,
+            pod_uid: &str,
+            container: &str,
+            old_jkt: &str,
+            new_jkt: &str,
+        ) -> bool = "rotate DPoP pin";
 
-    /// Drops the pins and revokes the sessions of a pod uid (the pod is
-    /// gone); returns the sessions revoked.
-    ///
-    /// Atomicity: pins and sessions in one transaction, so no session
-    /// survives its pod's pin. Replicas: every replica's view sees the
-    /// pod go and calls this; the second call finds nothing and returns 0.
-    fn forget_pod(
-        &self,
-        cluster: &str,
-        pod_uid: &str,
-        now: i64,
-    ) -> impl Future<Output = Result<u64, StorageError>> + Send;
+        /// Drops the pins and revokes the sessions of a pod uid (the pod is
+        /// gone); returns the sessions revoked.
+        ///
+        /// Atomicity: pins and sessions in one transaction, so no session
+        /// survives its pod's pin. Replicas: every replica's view sees the
+        /// pod go and calls this; the second call finds nothing and returns 0.
+        fn forget_pod(&self, cluster: &str, pod_uid: &str, now: i64) -> u64 = "forget pod";
 
-    /// Drops the pin of a container instance that stopped running (exited,
-    /// or replaced by a restart) and revokes its sessions; returns the
-    /// sessions revoked and whether a pin was dropped. A pin of a newer
-    /// instance is left alone.
-    ///
-    /// Atomicity: pin and sessions in one transaction. Replicas: every
-    /// replica's view sees the instance end and calls this; the second call
-    /// finds nothing.
-    fn forget_container(
-        &self,
-        cluster: &str,
-        instance: &ContainerInstance,
-        now: i64,
-    ) -> impl Future<Output = Result<(u64, bool), StorageError>> + Send;
+        /// Drops the pin of a container instance that stopped running (exited,
+        /// or replaced by a restart) and revokes its sessions; returns the
+        /// sessions revoked and whether a pin was dropped. A pin of a newer
+        /// instance is left alone.
+        ///
+        /// Atomicity: pin and sessions in one transaction. Replicas: every
+        /// replica's view sees the instance end and calls this; the second call
+        /// finds nothing.
+        fn forget_container(
+            &self,
+            cluster: &str,
+            instance: &ContainerInstance,
+            now: i64,
+        ) -> (u64, bool) = "forget container";
 
-    /// Stores a new session (its id only as a hash).
-    ///
-    /// Atomicity: one insert. Replicas: visible to every replica once it
-    /// returns.
-    fn insert_session(
-        &self,
-        session: SessionRecord,
-    ) -> impl Future<Output = Result<(), StorageError>> + Send;
+        /// Stores a new session (its id only as a hash).
+        ///
+        /// Atomicity: one insert. Replicas: visible to every replica once it
+        /// returns.
+        fn insert_session(&self, session: SessionRecord) -> () = "store session";
 
-    /// One session, revoked or not. Atomicity: one read.
-    fn session(
-        &self,
-        id: &str,
-    ) -> impl Future<Output = Result<Option<SessionRecord>, StorageError>> + Send;
+        /// One session, revoked or not. Atomicity: one read.
+        fn session(&self, id: &str) -> Option<SessionRecord> = "read session";
 
-    /// Points a session at its rotated DPoP key.
-    ///
-    /// Atomicity: one update; called after [`ReleaseStore::rotate_pin`] won,
-    /// so the pin decides the race and this only follows it.
-    fn set_session_jkt(
-        &self,
-        id: &str,
-        jkt: &str,
-    ) -> impl Future<Output = Result<(), StorageError>> + Send;
+        /// Points a session at its rotated DPoP key.
+        ///
+        /// Atomicity: one update; called after [`ReleaseStore::rotate_pin`] won,
+        /// so the pin decides the race and this only follows it.
+        fn set_session_jkt(&self, id: &str, jkt: &str) -> () = "store session key";
 
-    /// Records a proof's (`jkt`, `jti`); false when it was seen before (a
-    /// replay).
-    ///
-    /// Atomicity: a primary key decides. Replicas: the same proof sent to
-    /// two replicas at once is accepted by exactly one.
-    fn record_jti(
-        &self,
-        jkt: &str,
-        jti: &str,
-        expires_at: i64,
-    ) -> impl Future<Output = Result<bool, StorageError>> + Send;
+        /// Records a proof's (`jkt`, `jti`); false when it was seen before (a
+        /// replay).
+        ///
+        /// Atomicity: a primary key decides. Replicas: the same proof sent to
+        /// two replicas at once is accepted by exactly one.
+        fn record_jti(&self, jkt: &str, jti: &str, expires_at: i64) -> bool = "record jti";
 
-    /// Deletes expired replay records, pins and sessions; returns rows
-    /// removed.
-    ///
-    /// Atomicity: one transaction. Replicas: any replica may run it; it
-    /// only removes what no decision can use any more (expired at `now`).
-    fn purge_expired(&self, now: i64) -> impl Future<Output = Result<u64, StorageError>> + Send;
+        /// Deletes expired replay records, pins and sessions; returns rows
+        /// removed.
+        ///
+        /// Atomicity: one transaction. Replicas: any replica may run it; it
+        /// only removes what no decision can use any more (expired at `now`).
+        fn purge_expired(&self, now: i64) -> u64 = "purge expired";
+    }
 }
 
-/// Admin state: the admin token, clusters with their pinned keys and CA,
-/// API keys (as hashes), and policies.
-pub trait AdminStore: Send + Sync {
-    /// Stores the admin token hash if none exists; true when this call
-    /// stored it.
-    ///
-    /// Atomicity: insert-if-absent. Replicas: of replicas initialising one
-    /// store together, exactly one stores its token (and shows it).
-    fn init_admin_token(
-        &self,
-        hash: [u8; 32],
-    ) -> impl Future<Output = Result<bool, StorageError>> + Send;
+bounded_stores! {
+    /// Admin state: the admin token, clusters with their pinned keys and CA,
+    /// API keys (as hashes), and policies.
+    pub trait AdminStore {
+        /// Stores the admin token hash if none exists; true when this call
+        /// stored it.
+        ///
+        /// Atomicity: insert-if-absent. Replicas: of replicas initialising one
+        /// store together, exactly one stores its token (and shows it).
+        fn init_admin_token(&self, hash: [u8; 32]) -> bool = "store admin token";
 
-    /// The admin token hash. Atomicity: one read.
-    fn admin_token_hash(
-        &self,
-    ) -> impl Future<Output = Result<Option<[u8; 32]>, StorageError>> + Send;
+        /// The admin token hash. Atomicity: one read.
+        fn admin_token_hash(&self) -> Option<[u8; 32]> = "read admin token";
 
-    /// Adds or replaces a cluster.
-    ///
-    /// Atomicity: one upsert of the whole record (pinned JWKS and CA with
-    /// it). Replicas: the others connect it at their next cluster refresh,
-    /// comparing whole records.
-    fn put_cluster(
-        &self,
-        cluster: ClusterRecord,
-    ) -> impl Future<Output = Result<(), StorageError>> + Send;
+        /// Adds or replaces a cluster.
+        ///
+        /// Atomicity: one upsert of the whole record (pinned JWKS and CA with
+        /// it). Replicas: the others connect it at their next cluster refresh,
+        /// comparing whole records.
+        fn put_cluster(&self, cluster: ClusterRecord) -> () = "store cluster";
 
-    /// One cluster. Atomicity: one read.
-    fn cluster(
-        &self,
-        name: &str,
-    ) -> impl Future<Output = Result<Option<ClusterRecord>, StorageError>> + Send;
+        /// One cluster. Atomicity: one read.
+        fn cluster(&self, name: &str) -> Option<ClusterRecord> = "read cluster";
 
-    /// Every cluster. Atomicity: one read.
-    fn clusters(&self) -> impl Future<Output = Result<Vec<ClusterRecord>, StorageError>> + Send;
+        /// Every cluster. Atomicity: one read.
+        fn clusters(&self) -> Vec<ClusterRecord> = "read clusters";
 
-    /// Removes a cluster's registration with everything bound to it: its
-    /// API keys, its policies, and its pods' DPoP pins and sessions.
-    /// [`StorageError::NotFound`] when it is not registered.
-    ///
-    /// Atomicity: one transaction, so no key or policy outlives its cluster
-    /// and no registration is left half removed. Replicas: the others drop
-    /// their connection at their next cluster refresh.
-    fn remove_cluster(
-        &self,
-        name: &str,
-    ) -> impl Future<Output = Result<RemovedCluster, StorageError>> + Send;
+        /// Removes a cluster's registration with everything bound to it: its
+        /// API keys, its policies, and its pods' DPoP pins and sessions.
+        /// [`StorageError::NotFound`] when it is not registered.
+        ///
+        /// Atomicity: one transaction, so no key or policy outlives its cluster
+        /// and no registration is left half removed. Replicas: the others drop
+        /// their connection at their next cluster refresh.
+        fn remove_cluster(&self, name: &str) -> RemovedCluster = "remove cluster";
 
-    /// Adds an API key; its cluster must exist ([`StorageError::NotFound`]
-    /// otherwise).
-    ///
-    /// Atomicity: one insert, the cluster checked by a foreign key.
-    fn insert_api_key(
-        &self,
-        key: ApiKeyRecord,
-    ) -> impl Future<Output = Result<(), StorageError>> + Send;
+        /// Adds an API key; its cluster must exist ([`StorageError::NotFound`]
+        /// otherwise).
+        ///
+        /// Atomicity: one insert, the cluster checked by a foreign key.
+        fn insert_api_key(&self, key: ApiKeyRecord) -> () = "store API key";
 
-    /// Every key. Atomicity: one read.
-    fn api_keys(&self) -> impl Future<Output = Result<Vec<ApiKeyRecord>, StorageError>> + Send;
+        /// Every key. Atomicity: one read.
+        fn api_keys(&self) -> Vec<ApiKeyRecord> = "read API keys";
 
-    /// Revokes a key; false when no unrevoked key has this id.
-    ///
-    /// Atomicity: one conditional update. Replicas: every replica refuses
-    /// the key from its next request (keys are read per request, never
-    /// cached).
-    fn revoke_api_key(
-        &self,
-        id: &str,
-        now: i64,
-    ) -> impl Future<Output = Result<bool, StorageError>> + Send;
+        /// Revokes a key; false when no unrevoked key has this id.
+        ///
+        /// Atomicity: one conditional update. Replicas: every replica refuses
+        /// the key from its next request (keys are read per request, never
+        /// cached).
+        fn revoke_api_key(&self, id: &str, now: i64) -> bool = "revoke API key";
 
-    /// Adds or replaces a policy; its cluster must exist.
-    ///
-    /// Atomicity: one upsert, the cluster checked by a foreign key.
-    /// Replicas: read per request, so it holds from every replica's next
-    /// request.
-    fn set_policy(
-        &self,
-        policy: PolicyRecord,
-    ) -> impl Future<Output = Result<(), StorageError>> + Send;
+        /// Adds or replaces a policy; its cluster must exist.
+        ///
+        /// Atomicity: one upsert, the cluster checked by a foreign key.
+        /// Replicas: read per request, so it holds from every replica's next
+        /// request.
+        fn set_policy(&self, policy: PolicyRecord) -> () = "store policy";
 
-    /// Adds `change.add` to and removes `change.remove` from the approved
-    /// digests of one service account's policy, keeping its modes; creates
-    /// the policy (enforcing, no nonce) when there is none and something is
-    /// added. Returns the policy as stored. [`StorageError::NotFound`] when
-    /// the cluster is not registered, or there is no policy to remove from.
-    ///
-    /// Atomicity: read and write in one transaction under the policy's row
-    /// lock (PostgreSQL `SELECT … FOR UPDATE`; SQLite's single writer), so
-    /// two changes at once from two replicas both hold.
-    fn change_policy_digests(
-        &self,
-        change: DigestChange,
-        now: i64,
-    ) -> impl Future<Output = Result<PolicyRecord, StorageError>> + Send;
+        /// Adds `change.add` to and removes `change.remove` from the approved
+        /// digests of one service account's policy, keeping its modes; creates
+        /// the policy (enforcing, no nonce) when there is none and something is
+        /// added. Returns the policy as stored. [`StorageError::NotFound`] when
+        /// the cluster is not registered, or there is no policy to remove from.
+        ///
+        /// Atomicity: read and write in one transaction under the policy's row
+        /// lock (PostgreSQL `SELECT … FOR UPDATE`; SQLite's single writer), so
+        /// two changes at once from two replicas both hold.
+        fn change_policy_digests(
+            &self,
+            change: DigestChange,
+            now: i64,
+        ) -> PolicyRecord = "change policy digests";
 
-    /// Every policy. Atomicity: one read.
-    fn policies(&self) -> impl Future<Output = Result<Vec<PolicyRecord>, StorageError>> + Send;
+        /// Every policy. Atomicity: one read.
+        fn policies(&self) -> Vec<PolicyRecord> = "read policies";
+    }
 }
 
 /// What removing a cluster took with it.
@@ -620,74 +577,68 @@ impl DigestChange {
     }
 }
 
-/// The audit log: one RFC 9162 Merkle tree for every replica, and its
-/// checkpoints.
-pub trait AuditStore: Send + Sync {
-    /// Records the items' `jti`s and appends their audit records, in order,
-    /// to the one tree; an item whose `jti` was seen before (also earlier in
-    /// the same batch) stores its `if_replayed` records instead.
-    ///
-    /// Atomicity: all or nothing, in one durable transaction with the tree's
-    /// frontier read and written in it (PostgreSQL: under a
-    /// transaction-scoped advisory lock; SQLite: the single writer).
-    /// Replicas: appends from every replica are serialised into one tree;
-    /// no record is answered before it is durable.
-    fn commit_batch(
-        &self,
-        items: Vec<CommitItem>,
-    ) -> impl Future<Output = Result<Vec<Committed>, StorageError>> + Send;
+bounded_stores! {
+    /// The audit log: one RFC 9162 Merkle tree for every replica, and its
+    /// checkpoints.
+    pub trait AuditStore {
+        /// Records the items' `jti`s and appends their audit records, in order,
+        /// to the one tree; an item whose `jti` was seen before (also earlier in
+        /// the same batch) stores its `if_replayed` records instead.
+        ///
+        /// Atomicity: all or nothing, in one durable transaction with the tree's
+        /// frontier read and written in it (PostgreSQL: under a
+        /// transaction-scoped advisory lock; SQLite: the single writer).
+        /// Replicas: appends from every replica are serialised into one tree;
+        /// no record is answered before it is durable.
+        fn commit_batch(&self, items: Vec<CommitItem>) -> Vec<Committed> = "commit";
 
-    /// Appends records in one durable transaction, assigning `seq`; returns
-    /// them as stored. Atomicity: that of [`AuditStore::commit_batch`], which
-    /// it is.
-    fn append_audit(
-        &self,
-        records: Vec<AuditRecord>,
-    ) -> impl Future<Output = Result<Vec<AuditRecord>, StorageError>> + Send {
-        async move {
-            let item = CommitItem {
-                records,
-                ..CommitItem::default()
-            };
-            let mut committed = self.commit_batch(vec![item]).await?;
-            Ok(committed.pop().map(|c| c.stored).unwrap_or_default())
+        /// Size of the log and its tree's root, from the stored frontier.
+        /// Atomicity: one read of the frontier row.
+        fn audit_head(&self) -> (u64, Hash) = "read audit head";
+
+        /// Stores a checkpoint; one already stored at its size is kept (a
+        /// checkpoint is never re-signed, so a hand-over's stays).
+        ///
+        /// Atomicity: insert-if-absent by size. Replicas: two replicas
+        /// checkpointing the same size keep the first.
+        fn put_checkpoint(&self, checkpoint: Checkpoint) -> () = "store checkpoint";
+
+        /// The checkpoint over the most records, if any (what the audit key of
+        /// a starting server must have signed). Atomicity: one read.
+        fn latest_checkpoint(&self) -> Option<Checkpoint> = "read latest checkpoint";
+
+        /// The latest checkpoint of the hash chain the log was before schema
+        /// version 4, if the database was upgraded from one (the key that
+        /// signed it is the log's key until a Merkle checkpoint is signed).
+        fn legacy_checkpoint(&self) -> Option<ChainCheckpoint> = "read chain checkpoint";
+
+        /// The whole log as export lines, each checkpoint after the record it
+        /// covers up to.
+        ///
+        /// Atomicity: one snapshot for records and checkpoints (PostgreSQL
+        /// repeatable read; SQLite one read transaction), so an export taken
+        /// while replicas append is still a prefix that verifies.
+        fn audit_export(&self) -> Vec<ExportLine> = "export audit" * 10;
+
+        provided {
+            /// Appends records in one durable transaction, assigning `seq`; returns
+            /// them as stored. Atomicity: that of [`AuditStore::commit_batch`], which
+            /// it is.
+            fn append_audit(
+                &self,
+                records: Vec<AuditRecord>,
+            ) -> impl Future<Output = Result<Vec<AuditRecord>, StorageError>> + Send {
+                async move {
+                    let item = CommitItem {
+                        records,
+                        ..CommitItem::default()
+                    };
+                    let mut committed = self.commit_batch(vec![item]).await?;
+                    Ok(committed.pop().map(|c| c.stored).unwrap_or_default())
+                }
+            }
         }
     }
-
-    /// Size of the log and its tree's root, from the stored frontier.
-    /// Atomicity: one read of the frontier row.
-    fn audit_head(&self) -> impl Future<Output = Result<(u64, Hash), StorageError>> + Send;
-
-    /// Stores a checkpoint; one already stored at its size is kept (a
-    /// checkpoint is never re-signed, so a hand-over's stays).
-    ///
-    /// Atomicity: insert-if-absent by size. Replicas: two replicas
-    /// checkpointing the same size keep the first.
-    fn put_checkpoint(
-        &self,
-        checkpoint: Checkpoint,
-    ) -> impl Future<Output = Result<(), StorageError>> + Send;
-
-    /// The checkpoint over the most records, if any (what the audit key of
-    /// a starting server must have signed). Atomicity: one read.
-    fn latest_checkpoint(
-        &self,
-    ) -> impl Future<Output = Result<Option<Checkpoint>, StorageError>> + Send;
-
-    /// The latest checkpoint of the hash chain the log was before schema
-    /// version 4, if the database was upgraded from one (the key that
-    /// signed it is the log's key until a Merkle checkpoint is signed).
-    fn legacy_checkpoint(
-        &self,
-    ) -> impl Future<Output = Result<Option<ChainCheckpoint>, StorageError>> + Send;
-
-    /// The whole log as export lines, each checkpoint after the record it
-    /// covers up to.
-    ///
-    /// Atomicity: one snapshot for records and checkpoints (PostgreSQL
-    /// repeatable read; SQLite one read transaction), so an export taken
-    /// while replicas append is still a prefix that verifies.
-    fn audit_export(&self) -> impl Future<Output = Result<Vec<ExportLine>, StorageError>> + Send;
 }
 
 /// The export: records in order, each checkpoint right after the record it
