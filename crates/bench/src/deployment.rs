@@ -23,8 +23,10 @@ use k8s_openapi::api::authentication::v1::{BoundObjectReference, TokenRequest, T
 use podseal_core::audit::AuditKey;
 use podseal_core::hpke::KemId;
 use podseal_core::org_key::{OrgPrivateKey, OrgPublicKey};
+use podseal_core::wire::admin::{ApiKeyRequest, ClusterRequest, PolicyRequest, ReaderToken};
 use podseal_dev_cluster::{ContainerImage, PodTemplate};
 use podseal_keys::key_file::write_new;
+use podseal_sdk::admin::{AdminClient, AdminError};
 use podseal_sdk::https::{Answer, HttpsClient};
 use serde_json::{Value, json};
 use zeroize::Zeroizing;
@@ -112,6 +114,14 @@ pub struct Deployment {
     admin_token: Zeroizing<String>,
     api_key: Zeroizing<String>,
     org_public: OrgPublicKey,
+}
+
+/// An admin request's failure as a setup failure of `what`.
+fn refused(what: &'static str) -> impl Fn(AdminError) -> DeploymentError {
+    move |error| DeploymentError::Request {
+        what: what.into(),
+        reason: error.to_string(),
+    }
 }
 
 impl Deployment {
@@ -208,34 +218,38 @@ impl Deployment {
                 reason: e.to_string(),
             })
         };
-        let registration = json!({
-            "name": CLUSTER,
-            "api_server_url": stand_in_url,
-            "ca_pem": read("dc/ca.pem")?,
-            "reader_token": Zeroizing::new(read("dc/reader.token")?).trim(),
-        });
-        self.admin(0, Method::POST, "/v1/admin/clusters", Some(registration))
-            .await?;
-        let binding = json!({ "cluster": CLUSTER, "namespace": NAMESPACE, "service_account": SERVICE_ACCOUNT });
-        let created = self
-            .admin(0, Method::POST, "/v1/admin/apikeys", Some(binding.clone()))
-            .await?;
-        self.api_key = Zeroizing::new(
-            created
-                .get("key")
-                .and_then(Value::as_str)
-                .ok_or_else(|| DeploymentError::Request {
-                    what: "creating an API key".into(),
-                    reason: "the answer has no key".into(),
-                })?
-                .to_owned(),
-        );
-        let mut policy = binding;
-        if let Some(object) = policy.as_object_mut() {
-            object.insert("digests".into(), json!([DIGEST]));
-        }
-        self.admin(0, Method::PUT, "/v1/admin/policies", Some(policy))
-            .await?;
+        let registration = ClusterRequest {
+            name: CLUSTER.into(),
+            api_server_url: stand_in_url.into(),
+            ca_pem: read("dc/ca.pem")?,
+            reader_token: ReaderToken::new(&Zeroizing::new(read("dc/reader.token")?)),
+            ..ClusterRequest::default()
+        };
+        let admin = self.admin(0)?;
+        admin
+            .add_cluster(&registration)
+            .await
+            .map_err(refused("registering the cluster"))?;
+        let created = admin
+            .create_api_key(&ApiKeyRequest {
+                cluster: CLUSTER.into(),
+                namespace: NAMESPACE.into(),
+                service_account: SERVICE_ACCOUNT.into(),
+            })
+            .await
+            .map_err(refused("creating an API key"))?;
+        self.api_key = Zeroizing::new(created.key);
+        admin
+            .set_policy(&PolicyRequest {
+                cluster: CLUSTER.into(),
+                namespace: NAMESPACE.into(),
+                service_account: SERVICE_ACCOUNT.into(),
+                digests: vec![DIGEST.into()],
+                audit_mode: false,
+                require_nonce: false,
+            })
+            .await
+            .map_err(refused("setting the policy"))?;
         self.wait_for_reconnections().await?;
         self.wait_for_cluster().await
     }
@@ -257,14 +271,10 @@ impl Deployment {
 
     async fn wait_for_cluster(&mut self) -> Result<(), DeploymentError> {
         let until = Instant::now() + CLUSTER_DEADLINE;
-        let route = format!("/v1/admin/clusters/{CLUSTER}");
         for replica in 0..self.replicas.len() {
+            let admin = self.admin(replica)?;
             loop {
-                let ready = self
-                    .admin(replica, Method::GET, &route, None)
-                    .await
-                    .ok()
-                    .and_then(|info| info.get("ready").and_then(Value::as_bool));
+                let ready = admin.cluster(CLUSTER).await.ok().map(|info| info.ready);
                 if ready == Some(true) {
                     break;
                 }
@@ -281,32 +291,17 @@ impl Deployment {
         Ok(())
     }
 
-    /// An admin request to replica `replica`; the answer's JSON.
-    async fn admin(
-        &self,
-        replica: usize,
-        method: Method,
-        route: &str,
-        body: Option<Value>,
-    ) -> Result<Value, DeploymentError> {
+    /// The admin client of replica `replica`.
+    fn admin(&self, replica: usize) -> Result<AdminClient, DeploymentError> {
         let client = &self
             .replicas
             .get(replica)
             .ok_or_else(|| DeploymentError::Request {
-                what: format!("admin {route}"),
-                reason: format!("no replica {replica}"),
+                what: format!("administering replica {replica}"),
+                reason: "no such replica".into(),
             })?
             .client;
-        let authorization = Zeroizing::new(format!("Bearer {}", self.admin_token.as_str()));
-        let answer = client
-            .send(
-                method.clone(),
-                route,
-                &[("authorization", &authorization)],
-                body.map(|b| serde_json::to_vec(&b).unwrap_or_default()),
-            )
-            .await;
-        json_answer(&format!("admin {method} {route}"), answer)
+        Ok(AdminClient::new(client.clone(), &self.admin_token))
     }
 
     /// A request to the stand-in's control or Kubernetes API as its admin.

@@ -7,7 +7,9 @@
 //! which zeroizes on drop and never prints. [`blocking::BlockingClient`]
 //! wraps it for programs without an async runtime. [`https`] is the
 //! HTTPS client (TLS 1.3; CA, system roots or a pinned certificate
-//! fingerprint); [`memory`] hardens the process best effort.
+//! fingerprint); [`memory`] hardens the process best effort. [`admin`] is
+//! the typed client of the admin API, for the tools that administer a
+//! server (it is not used in a pod).
 //!
 //! ```no_run
 //! # async fn example(capsule: podseal_core::capsule::Capsule) -> Result<(), podseal_sdk::client::SdkError> {
@@ -19,6 +21,7 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod admin;
 pub mod blocking;
 pub mod client;
 pub mod https;

@@ -5,15 +5,14 @@
 use podseal_command::outln;
 use std::path::Path;
 
-use http::Method;
 use podseal_core::wire::admin::{
-    ApiKeyCreated, ApiKeyInfo, ApiKeyRequest, ClusterInfo, ClusterRequest, MAX_CA_PEM_BYTES,
-    MAX_READER_TOKEN_BYTES, PolicyDigestsRequest, PolicyInfo, PolicyRequest, ReaderToken,
+    ApiKeyRequest, ClusterInfo, ClusterRequest, MAX_CA_PEM_BYTES, MAX_READER_TOKEN_BYTES,
+    PolicyDigestsRequest, PolicyInfo, PolicyRequest, ReaderToken,
 };
 use podseal_keys::key_file::read_secret_text;
-use podseal_sdk::https::{Answer, HttpsClient};
+use podseal_sdk::admin::{AdminClient, AdminError};
+use podseal_sdk::https::HttpsClient;
 use serde::Serialize;
-use serde::de::DeserializeOwned;
 use zeroize::Zeroizing;
 
 use crate::cli::{AdminConnection, ApiKeyCommand, ClusterCommand, PolicyCommand, PolicyTarget};
@@ -21,93 +20,39 @@ use podseal_command::CliError;
 use podseal_command::error::EXIT_CLOSED_PIPE;
 use podseal_command::output::{OutputFormat, counted, emit, out_exists, write_new_file};
 
-/// A connection to the admin API.
-struct Admin {
-    http: HttpsClient,
-    token: Zeroizing<String>,
-}
-
-impl Admin {
-    fn connect(connection: &AdminConnection) -> Result<Self, CliError> {
-        let Some(path) = &connection.admin_token_file else {
-            return Err(CliError::usage("no admin token").hint(
-                "pass --admin-token-file FILE (or set PODSEAL_ADMIN_TOKEN_FILE); `podseal-server` showed the token once on its first start",
-            ));
-        };
-        let token = read_secret_text(path, "admin token file")?;
-        let token = Zeroizing::new(token.trim().to_owned());
-        let http = match &connection.ca {
-            Some(ca) => HttpsClient::with_ca_file(&connection.server, ca),
-            None => HttpsClient::new(&connection.server, None),
-        }
-        .map_err(|e| CliError::usage(e.to_string()))?;
-        Ok(Self { http, token })
-    }
-
-    async fn call<T: DeserializeOwned>(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<&impl Serialize>,
-    ) -> Result<T, CliError> {
-        let answer = self.send(method, path, body).await?;
-        serde_json::from_slice(&answer.body).map_err(|e| {
-            CliError::failure(format!(
-                "the server's answer is not what this client expects: {e}"
-            ))
-        })
-    }
-
-    async fn send(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<&impl Serialize>,
-    ) -> Result<Answer, CliError> {
-        let body = body
-            .map(serde_json::to_vec)
-            .transpose()
-            .map_err(|e| CliError::failure(format!("cannot encode the request: {e}")))?;
-        let authorization = Zeroizing::new(format!("Bearer {}", self.token.as_str()));
-        let answer = self
-            .http
-            .send(method, path, &[("authorization", authorization.as_str())], body)
-            .await
-            .map_err(|e| {
-                CliError::failure(e.to_string()).hint(
-                    "is the server running? for a development server pass --ca STATE_DIR/tls-dev.crt",
-                )
-            })?;
-        if answer.status.is_success() {
-            return Ok(answer);
-        }
-        Err(refusal(&answer))
-    }
-}
-
-/// A problem+json answer as a CLI error: exit 2 for a bad request, else 1.
-fn refusal(answer: &Answer) -> CliError {
-    let problem: serde_json::Value = serde_json::from_slice(&answer.body).unwrap_or_default();
-    let text = |key: &str| {
-        problem
-            .get(key)
-            .and_then(|v| v.as_str())
-            .unwrap_or("?")
-            .to_owned()
+/// A connection to the admin API, from `--server`, `--ca` and
+/// `--admin-token-file`.
+fn connect(connection: &AdminConnection) -> Result<AdminClient, CliError> {
+    let Some(path) = &connection.admin_token_file else {
+        return Err(CliError::usage("no admin token").hint(
+            "pass --admin-token-file FILE (or set PODSEAL_ADMIN_TOKEN_FILE); `podseal-server` showed the token once on its first start",
+        ));
     };
-    let message = format!(
-        "refused by the server ({} {}, {}/{}): {}",
-        answer.status.as_u16(),
-        answer.status.canonical_reason().unwrap_or(""),
-        text("gate"),
-        text("reason"),
-        text("detail")
-    );
-    match (answer.status.as_u16(), text("reason").as_str()) {
-        (_, "admin_token_invalid" | "admin_token_missing") => CliError::failure(message)
-            .hint("the admin token is the one `podseal-server` showed on its first start"),
-        (400, _) => CliError::usage(message),
-        _ => CliError::failure(message),
+    let token = Zeroizing::new(read_secret_text(path, "admin token file")?);
+    let http = match &connection.ca {
+        Some(ca) => HttpsClient::with_ca_file(&connection.server, ca),
+        None => HttpsClient::new(&connection.server, None),
+    }
+    .map_err(|e| CliError::usage(e.to_string()))?;
+    Ok(AdminClient::new(http, &token))
+}
+
+/// An admin request's failure as a CLI error: a refusal exits 2 for a bad
+/// request, 1 otherwise; an unreachable server says what to check.
+fn failed(error: AdminError) -> CliError {
+    match &error {
+        AdminError::Transport(_) => CliError::failure(error.to_string()).hint(
+            "is the server running? for a development server pass --ca STATE_DIR/tls-dev.crt",
+        ),
+        AdminError::Refused { status, reason, .. } => match (status.as_u16(), reason.as_str()) {
+            (_, "admin_token_invalid" | "admin_token_missing") => {
+                CliError::failure(error.to_string())
+                    .hint("the admin token is the one `podseal-server` showed on its first start")
+            }
+            (400, _) => CliError::usage(error.to_string()),
+            _ => CliError::failure(error.to_string()),
+        },
+        AdminError::Answer(_) | AdminError::Encode(_) => CliError::failure(error.to_string()),
     }
 }
 
@@ -250,10 +195,8 @@ pub fn cluster(command: ClusterCommand, output: OutputFormat) -> Result<(), CliE
                     replace,
                     allow_broad_token,
                 };
-                let admin = Admin::connect(&connection)?;
-                let info: ClusterInfo = admin
-                    .call(Method::POST, "/v1/admin/clusters", Some(&request))
-                    .await?;
+                let admin = connect(&connection)?;
+                let info = admin.add_cluster(&request).await.map_err(failed)?;
                 emit(output, &info, |info| {
                     print_cluster(info)?;
                     eprintln!(
@@ -269,41 +212,25 @@ pub fn cluster(command: ClusterCommand, output: OutputFormat) -> Result<(), CliE
                 })
             }
             ClusterCommand::Show { connection, name } => {
-                let admin = Admin::connect(&connection)?;
-                let info: ClusterInfo = admin
-                    .call(
-                        Method::GET,
-                        &format!("/v1/admin/clusters/{name}"),
-                        None::<&()>,
-                    )
-                    .await?;
+                let admin = connect(&connection)?;
+                let info = admin.cluster(&name).await.map_err(failed)?;
                 emit(output, &info, print_cluster)
             }
             ClusterCommand::Remove { connection, name } => {
-                let admin = Admin::connect(&connection)?;
-                let answer: serde_json::Value = admin
-                    .call(
-                        Method::DELETE,
-                        &format!("/v1/admin/clusters/{name}"),
-                        None::<&()>,
-                    )
-                    .await?;
-                emit(output, &answer, |answer| {
-                    let count = |key: &str| answer[key].as_u64().unwrap_or_default();
+                let admin = connect(&connection)?;
+                let removed = admin.remove_cluster(&name).await.map_err(failed)?;
+                emit(output, &removed, |removed| {
                     outln!(
                         "removed cluster {name} ({}, {}, {} with it)",
-                        counted(count("api_keys_deleted"), "API key", "API keys"),
-                        counted(count("policies_deleted"), "policy", "policies"),
-                        counted(count("sessions_deleted"), "session", "sessions")
+                        counted(removed.api_keys_deleted, "API key", "API keys"),
+                        counted(removed.policies_deleted, "policy", "policies"),
+                        counted(removed.sessions_deleted, "session", "sessions")
                     )
                 })
             }
             ClusterCommand::List { connection } => {
-                let admin = Admin::connect(&connection)?;
-                let list: Listing<ClusterInfo> = admin
-                    .call(Method::GET, "/v1/admin/clusters", None::<&()>)
-                    .await?;
-                let clusters = list.clusters.unwrap_or_default();
+                let admin = connect(&connection)?;
+                let clusters = admin.clusters().await.map_err(failed)?;
                 emit(output, &clusters, |clusters| {
                     outln!(
                         "{:<20} {:<8} {:<40} PINNED KIDS",
@@ -339,14 +266,6 @@ struct ApiKeyWritten<'a> {
     key_file: &'a Path,
 }
 
-/// The admin API's list answers.
-#[derive(serde::Deserialize)]
-struct Listing<T> {
-    clusters: Option<Vec<T>>,
-    api_keys: Option<Vec<T>>,
-    policies: Option<Vec<T>>,
-}
-
 fn time(seconds: i64) -> String {
     jiff::Timestamp::from_second(seconds).map_or_else(|_| seconds.to_string(), |t| t.to_string())
 }
@@ -362,7 +281,7 @@ pub fn api_key(command: ApiKeyCommand, output: OutputFormat) -> Result<(), CliEr
                 service_account,
                 out,
             } => {
-                let admin = Admin::connect(&connection)?;
+                let admin = connect(&connection)?;
                 // A file that is there already is refused before a key is
                 // made; a write that fails after is undone by revoking.
                 if let Some(path) = out.as_deref().filter(|path| path.exists()) {
@@ -373,9 +292,7 @@ pub fn api_key(command: ApiKeyCommand, output: OutputFormat) -> Result<(), CliEr
                     namespace,
                     service_account,
                 };
-                let created: ApiKeyCreated = admin
-                    .call(Method::POST, "/v1/admin/apikeys", Some(&request))
-                    .await?;
+                let created = admin.create_api_key(&request).await.map_err(failed)?;
                 // The key is delivered once, to the file or to stdout; a key
                 // that reached neither (a failed write, a closed pipe) is
                 // revoked at once, so that no credential nobody holds stays
@@ -395,13 +312,7 @@ pub fn api_key(command: ApiKeyCommand, output: OutputFormat) -> Result<(), CliEr
                     }),
                 };
                 if let Err(error) = delivered {
-                    let revoked: Result<serde_json::Value, CliError> = admin
-                        .call(
-                            Method::DELETE,
-                            &format!("/v1/admin/apikeys/{}", created.id),
-                            None::<&()>,
-                        )
-                        .await;
+                    let revoked = admin.revoke_api_key(&created.id).await;
                     return Err(match revoked {
                         Ok(_) if error.exit_code() == EXIT_CLOSED_PIPE => error,
                         Ok(_) => CliError::failure(format!(
@@ -440,11 +351,8 @@ pub fn api_key(command: ApiKeyCommand, output: OutputFormat) -> Result<(), CliEr
                 })
             }
             ApiKeyCommand::List { connection } => {
-                let admin = Admin::connect(&connection)?;
-                let list: Listing<ApiKeyInfo> = admin
-                    .call(Method::GET, "/v1/admin/apikeys", None::<&()>)
-                    .await?;
-                let keys = list.api_keys.unwrap_or_default();
+                let admin = connect(&connection)?;
+                let keys = admin.api_keys().await.map_err(failed)?;
                 emit(output, &keys, |keys| {
                     outln!(
                         "{:<16} {:<12} {:<20} {:<20} {:<22} REVOKED",
@@ -469,15 +377,9 @@ pub fn api_key(command: ApiKeyCommand, output: OutputFormat) -> Result<(), CliEr
                 })
             }
             ApiKeyCommand::Revoke { connection, id } => {
-                let admin = Admin::connect(&connection)?;
-                let answer: serde_json::Value = admin
-                    .call(
-                        Method::DELETE,
-                        &format!("/v1/admin/apikeys/{id}"),
-                        None::<&()>,
-                    )
-                    .await?;
-                emit(output, &answer, |_| outln!("revoked API key {id}"))
+                let admin = connect(&connection)?;
+                let revoked = admin.revoke_api_key(&id).await.map_err(failed)?;
+                emit(output, &revoked, |_| outln!("revoked API key {id}"))
             }
         }
     })
@@ -505,15 +407,13 @@ fn print_policy(p: &PolicyInfo) -> Result<(), CliError> {
 
 /// The stored policy of one service account, if any.
 async fn stored_policy(
-    admin: &Admin,
+    admin: &AdminClient,
     cluster: &str,
     namespace: &str,
     service_account: &str,
 ) -> Result<Option<PolicyInfo>, CliError> {
-    let list: Listing<PolicyInfo> = admin
-        .call(Method::GET, "/v1/admin/policies", None::<&()>)
-        .await?;
-    Ok(list.policies.unwrap_or_default().into_iter().find(|p| {
+    let policies = admin.policies().await.map_err(failed)?;
+    Ok(policies.into_iter().find(|p| {
         p.cluster == cluster && p.namespace == namespace && p.service_account == service_account
     }))
 }
@@ -534,7 +434,7 @@ async fn change_digests(
     remove: Vec<String>,
     output: OutputFormat,
 ) -> Result<(), CliError> {
-    let admin = Admin::connect(&target.connection)?;
+    let admin = connect(&target.connection)?;
     let request = PolicyDigestsRequest {
         cluster: target.cluster,
         namespace: target.namespace,
@@ -542,9 +442,10 @@ async fn change_digests(
         add,
         remove,
     };
-    let record: PolicyInfo = admin
-        .call(Method::POST, "/v1/admin/policies/digests", Some(&request))
-        .await?;
+    let record = admin
+        .change_policy_digests(&request)
+        .await
+        .map_err(failed)?;
     warn_if_empty(&record);
     emit(output, &record, print_policy)
 }
@@ -563,7 +464,7 @@ pub fn policy(command: PolicyCommand, output: OutputFormat) -> Result<(), CliErr
                 audit_mode,
                 require_nonce,
             } => {
-                let admin = Admin::connect(&connection)?;
+                let admin = connect(&connection)?;
                 let before = stored_policy(&admin, &cluster, &namespace, &service_account).await?;
                 let request = PolicyRequest {
                     cluster,
@@ -573,9 +474,7 @@ pub fn policy(command: PolicyCommand, output: OutputFormat) -> Result<(), CliErr
                     audit_mode,
                     require_nonce,
                 };
-                let record: PolicyInfo = admin
-                    .call(Method::PUT, "/v1/admin/policies", Some(&request))
-                    .await?;
+                let record = admin.set_policy(&request).await.map_err(failed)?;
                 if let Some(before) = before {
                     for (mode, was, is, flag) in [
                         (
@@ -619,15 +518,11 @@ pub fn policy(command: PolicyCommand, output: OutputFormat) -> Result<(), CliErr
                 namespace,
                 service_account,
             } => {
-                let admin = Admin::connect(&connection)?;
-                let list: Listing<PolicyInfo> = admin
-                    .call(Method::GET, "/v1/admin/policies", None::<&()>)
-                    .await?;
+                let admin = connect(&connection)?;
+                let policies = admin.policies().await.map_err(failed)?;
                 let matches =
                     |want: &Option<String>, have: &str| want.as_deref().is_none_or(|w| w == have);
-                let policies: Vec<PolicyInfo> = list
-                    .policies
-                    .unwrap_or_default()
+                let policies: Vec<PolicyInfo> = policies
                     .into_iter()
                     .filter(|p| {
                         matches(&cluster, &p.cluster)
@@ -654,13 +549,11 @@ pub fn policy(command: PolicyCommand, output: OutputFormat) -> Result<(), CliErr
 /// `podseal audit export`
 pub fn audit_export(connection: &AdminConnection, out: Option<&Path>) -> Result<(), CliError> {
     block_on(async move {
-        let admin = Admin::connect(connection)?;
-        let answer = admin
-            .send(Method::GET, "/v1/admin/audit/export", None::<&()>)
-            .await?;
+        let admin = connect(connection)?;
+        let export = admin.audit_export().await.map_err(failed)?;
         match out {
-            Some(path) => write_new_file(path, &answer.body, 0o644),
-            None => podseal_command::output::print_bytes(&answer.body),
+            Some(path) => write_new_file(path, &export, 0o644),
+            None => podseal_command::output::print_bytes(&export),
         }
     })
 }

@@ -12,6 +12,53 @@
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
+/// `POST` registers a cluster ([`ClusterRequest`] → [`ClusterInfo`]);
+/// `GET` lists them ([`ClusterList`]).
+pub const CLUSTERS_PATH: &str = "/v1/admin/clusters";
+/// `GET` shows one cluster ([`ClusterInfo`]); `DELETE` removes it
+/// ([`ClusterRemoved`]). The route the server serves; a client sends to
+/// [`cluster_path`].
+pub const CLUSTER_ROUTE: &str = "/v1/admin/clusters/{name}";
+/// `POST` creates an API key ([`ApiKeyRequest`] → [`ApiKeyCreated`]);
+/// `GET` lists them ([`ApiKeyList`]).
+pub const API_KEYS_PATH: &str = "/v1/admin/apikeys";
+/// `DELETE` revokes an API key ([`ApiKeyRevoked`]); a client sends to
+/// [`api_key_path`].
+pub const API_KEY_ROUTE: &str = "/v1/admin/apikeys/{id}";
+/// `PUT` sets a policy ([`PolicyRequest`] → [`PolicyInfo`]); `GET` lists
+/// them ([`PolicyList`]).
+pub const POLICIES_PATH: &str = "/v1/admin/policies";
+/// `POST` approves and withdraws digests ([`PolicyDigestsRequest`] →
+/// [`PolicyInfo`]).
+pub const POLICY_DIGESTS_PATH: &str = "/v1/admin/policies/digests";
+/// `GET` exports the audit log (JSON lines, `application/x-ndjson`).
+pub const AUDIT_EXPORT_PATH: &str = "/v1/admin/audit/export";
+
+/// One path segment, percent-encoded but for RFC 3986's unreserved
+/// characters: a name with `/` or `..` in it stays one segment, which the
+/// server then refuses by name, instead of reaching another route.
+fn segment(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+/// The path of cluster `name` ([`CLUSTER_ROUTE`]).
+pub fn cluster_path(name: &str) -> String {
+    format!("{CLUSTERS_PATH}/{}", segment(name))
+}
+
+/// The path of API key `id` ([`API_KEY_ROUTE`]).
+pub fn api_key_path(id: &str) -> String {
+    format!("{API_KEYS_PATH}/{}", segment(id))
+}
+
 /// The largest CA bundle a registration takes (PEM bytes; a cluster CA
 /// bundle is a few KiB, and the whole request must fit in the 1 MiB body).
 pub const MAX_CA_PEM_BYTES: usize = 256 * 1024;
@@ -78,8 +125,9 @@ impl<'de> Deserialize<'de> for ReaderToken {
     }
 }
 
-/// `POST /v1/admin/clusters` body.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// `POST /v1/admin/clusters` body (`..Default::default()` leaves every
+/// option at the server's default).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClusterRequest {
     /// The name capsules use for this cluster.
@@ -292,4 +340,60 @@ pub struct PolicyInfo {
     pub require_nonce: bool,
     /// Unix seconds.
     pub updated_at: i64,
+}
+
+/// `GET /v1/admin/clusters` answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterList {
+    /// Every registered cluster.
+    pub clusters: Vec<ClusterInfo>,
+}
+
+/// `GET /v1/admin/apikeys` answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiKeyList {
+    /// Every API key, revoked ones included.
+    pub api_keys: Vec<ApiKeyInfo>,
+}
+
+/// `GET /v1/admin/policies` answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyList {
+    /// Every policy.
+    pub policies: Vec<PolicyInfo>,
+}
+
+/// `DELETE /v1/admin/clusters/{name}` answer: what went with the cluster.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterRemoved {
+    /// The cluster removed.
+    pub removed: String,
+    /// Its API keys, deleted.
+    pub api_keys_deleted: u64,
+    /// Its policies, deleted.
+    pub policies_deleted: u64,
+    /// Its sessions, deleted.
+    pub sessions_deleted: u64,
+}
+
+/// `DELETE /v1/admin/apikeys/{id}` answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiKeyRevoked {
+    /// The API key revoked.
+    pub revoked: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_name_is_one_path_segment_whatever_it_holds() {
+        assert_eq!(cluster_path("prod-1.eu"), "/v1/admin/clusters/prod-1.eu");
+        assert_eq!(
+            cluster_path("../apikeys/ak_1"),
+            "/v1/admin/clusters/..%2Fapikeys%2Fak_1"
+        );
+        assert_eq!(api_key_path("ak_x y?"), "/v1/admin/apikeys/ak_x%20y%3F");
+    }
 }

@@ -22,10 +22,12 @@ use podseal_core::hpke::{KemId, LocalPrivateKey, RecipientKey as _};
 use podseal_core::org_key::OrgPrivateKey;
 use podseal_core::reason::Reason;
 use podseal_core::wire::Problem;
+use podseal_core::wire::admin::{ApiKeyRequest, ClusterRequest, PolicyRequest, ReaderToken};
 use podseal_dev_cluster::{
     Config as ClusterConfig, ContainerImage, DevCluster, Handle, ImageVolume, PodTemplate,
 };
 use podseal_keys::key_file::write_new;
+use podseal_sdk::admin::AdminClient;
 use podseal_sdk::client::{Client, ClientConfig, Origin, SdkError};
 use podseal_sdk::https::{Answer, HttpsClient, Trust};
 use podseal_sdk::protocol::{
@@ -36,7 +38,6 @@ use podseal_server::pod_view::{PodView, ViewAnswer};
 use podseal_server::startup::{Running, start};
 use podseal_server::storage::ReleaseStore as _;
 use serde::Serialize;
-use serde_json::{Value, json};
 
 use podseal_command::CliError;
 use podseal_command::output::{OutputFormat, counted};
@@ -251,40 +252,12 @@ struct Demo {
     url: String,
     trust: Trust,
     http: HttpsClient,
-    admin_token: String,
+    admin: AdminClient,
 }
 
 impl Demo {
     fn path(&self, name: &str) -> PathBuf {
         self.dir.join(name)
-    }
-
-    async fn admin(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<Value>,
-    ) -> Result<Value, CliError> {
-        let authorization = format!("Bearer {}", self.admin_token);
-        let answer = self
-            .http
-            .send(
-                method,
-                path,
-                &[("authorization", &authorization)],
-                body.map(|b| serde_json::to_vec(&b).unwrap_or_default()),
-            )
-            .await
-            .map_err(failed)?;
-        if !answer.status.is_success() {
-            return Err(failed(format!("admin {path}: HTTP {}", answer.status)));
-        }
-        if path.ends_with("/export") {
-            return Ok(Value::String(
-                String::from_utf8_lossy(&answer.body).into_owned(),
-            ));
-        }
-        serde_json::from_slice(&answer.body).map_err(failed)
     }
 
     fn pod(
@@ -465,13 +438,16 @@ async fn demo(output: OutputFormat) -> Result<(), CliError> {
     .await
     .map_err(failed)?;
     let trust = Trust::fingerprint(&running.tls_fingerprint).map_err(failed)?;
+    let admin_token = running
+        .admin_token
+        .as_ref()
+        .ok_or_else(|| failed("the new store showed no admin token"))?;
     let demo = Demo {
         http: HttpsClient::with_trust(&url, &trust).map_err(failed)?,
-        admin_token: running
-            .admin_token
-            .as_ref()
-            .map(|t| t.to_string())
-            .ok_or_else(|| failed("the new store showed no admin token"))?,
+        admin: AdminClient::new(
+            HttpsClient::with_trust(&url, &trust).map_err(failed)?,
+            admin_token,
+        ),
         handle: cluster.handle(),
         dir: dir.clone(),
         running,
@@ -489,38 +465,42 @@ async fn demo(output: OutputFormat) -> Result<(), CliError> {
     // Registration, as an operator does it: the CA and the reader token are
     // sent as content (the server reads no file a request names).
     let step = Instant::now();
-    demo.admin(
-        Method::POST,
-        "/v1/admin/clusters",
-        Some(json!({ "name": "prod", "api_server_url": cluster.url(),
-            "ca_pem": cluster.ca_pem(), "reader_token": cluster.reader_token() })),
-    )
-    .await?;
+    demo.admin
+        .add_cluster(&ClusterRequest {
+            name: "prod".into(),
+            api_server_url: cluster.url().into(),
+            ca_pem: cluster.ca_pem().into(),
+            reader_token: ReaderToken::new(cluster.reader_token()),
+            ..ClusterRequest::default()
+        })
+        .await
+        .map_err(failed)?;
     let mut keys = Vec::new();
     for namespace in ["shop", "payments"] {
         let created = demo
-            .admin(
-                Method::POST,
-                "/v1/admin/apikeys",
-                Some(
-                    json!({ "cluster": "prod", "namespace": namespace, "service_account": "api" }),
-                ),
-            )
-            .await?;
-        let key = created
-            .get("key")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned();
+            .admin
+            .create_api_key(&ApiKeyRequest {
+                cluster: "prod".into(),
+                namespace: namespace.into(),
+                service_account: "api".into(),
+            })
+            .await
+            .map_err(failed)?;
+        let key = created.key;
         let path = dir.join(format!("{namespace}.api-key"));
         write_new(&path, key.as_bytes(), 0o600).map_err(failed)?;
         keys.push((path, key));
-        demo.admin(
-            Method::PUT,
-            "/v1/admin/policies",
-            Some(json!({ "cluster": "prod", "namespace": namespace, "service_account": "api", "digests": [digest('a')] })),
-        )
-        .await?;
+        demo.admin
+            .set_policy(&PolicyRequest {
+                cluster: "prod".into(),
+                namespace: namespace.into(),
+                service_account: "api".into(),
+                digests: vec![digest('a')],
+                audit_mode: false,
+                require_nonce: false,
+            })
+            .await
+            .map_err(failed)?;
     }
     let [(shop_key_file, shop_key), (payments_key_file, _)] = keys.as_slice() else {
         return Err(failed("API keys missing"));
@@ -749,10 +729,8 @@ Ok(s) => format!(
 
     // The audit log.
     let step = Instant::now();
-    let export = demo
-        .admin(Method::GET, "/v1/admin/audit/export", None)
-        .await?;
-    let export = export.as_str().unwrap_or_default().to_owned();
+    let export = demo.admin.audit_export().await.map_err(failed)?;
+    let export = String::from_utf8_lossy(&export).into_owned();
     let public = std::fs::read_to_string(&demo.running.audit_public_key_file)
         .ok()
         .and_then(|text| parse_public_key(&text))

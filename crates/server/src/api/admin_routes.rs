@@ -6,12 +6,14 @@ use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use podseal_core::audit::event::AdminAction;
-use serde::Serialize;
 
 use super::{App, answer, header_text, parse_json, read_body};
-use crate::admin::{ApiKeyRequest, ClusterRequest, PolicyDigestsRequest, PolicyRequest};
 use crate::gate::{Gate, Reason, Refusal};
 use crate::storage::Storage;
+use podseal_core::wire::admin::{
+    ApiKeyList, ApiKeyRequest, ApiKeyRevoked, ClusterList, ClusterRemoved, ClusterRequest,
+    PolicyDigestsRequest, PolicyList, PolicyRequest,
+};
 
 /// The bearer token of `Authorization`, if the header has one.
 fn bearer(headers: &HeaderMap) -> Option<&str> {
@@ -34,19 +36,6 @@ async fn authorized<S: Storage>(
     app.admin.authorize(action, bearer(headers)).await
 }
 
-/// `{ "<field>": [...] }`.
-#[derive(Serialize)]
-struct Listing<T: Serialize> {
-    #[serde(flatten)]
-    items: std::collections::BTreeMap<&'static str, Vec<T>>,
-}
-
-fn listing<T: Serialize>(field: &'static str, items: Vec<T>) -> Listing<T> {
-    Listing {
-        items: std::collections::BTreeMap::from([(field, items)]),
-    }
-}
-
 pub(super) async fn add_cluster<S: Storage>(
     State(app): State<App<S>>,
     request: Request,
@@ -66,7 +55,9 @@ pub(super) async fn clusters<S: Storage>(
 ) -> Response {
     let result = async {
         authorized(&app, AdminAction::ClusterList, &headers).await?;
-        Ok(listing("clusters", app.admin.clusters().await?))
+        Ok(ClusterList {
+            clusters: app.admin.clusters().await?,
+        })
     };
     answer(StatusCode::OK, result.await)
 }
@@ -110,12 +101,12 @@ pub(super) async fn remove_cluster<S: Storage>(
     let result = async {
         authorized(&app, AdminAction::ClusterRemove, &headers).await?;
         let removed = app.admin.remove_cluster(&name).await?;
-        Ok(serde_json::json!({
-            "removed": name,
-            "api_keys_deleted": removed.api_keys,
-            "policies_deleted": removed.policies,
-            "sessions_deleted": removed.sessions,
-        }))
+        Ok(ClusterRemoved {
+            removed: name,
+            api_keys_deleted: removed.api_keys,
+            policies_deleted: removed.policies,
+            sessions_deleted: removed.sessions,
+        })
     };
     answer(StatusCode::OK, result.await)
 }
@@ -126,7 +117,9 @@ pub(super) async fn api_keys<S: Storage>(
 ) -> Response {
     let result = async {
         authorized(&app, AdminAction::ApiKeyList, &headers).await?;
-        Ok(listing("api_keys", app.admin.api_keys().await?))
+        Ok(ApiKeyList {
+            api_keys: app.admin.api_keys().await?,
+        })
     };
     answer(StatusCode::OK, result.await)
 }
@@ -139,7 +132,7 @@ pub(super) async fn revoke_api_key<S: Storage>(
     let result = async {
         authorized(&app, AdminAction::ApiKeyRevoke, &headers).await?;
         app.admin.revoke_api_key(&id).await?;
-        Ok(serde_json::json!({ "revoked": id }))
+        Ok(ApiKeyRevoked { revoked: id })
     };
     answer(StatusCode::OK, result.await)
 }
@@ -176,7 +169,9 @@ pub(super) async fn policies<S: Storage>(
 ) -> Response {
     let result = async {
         authorized(&app, AdminAction::PolicyList, &headers).await?;
-        Ok(listing("policies", app.admin.policies().await?))
+        Ok(PolicyList {
+            policies: app.admin.policies().await?,
+        })
     };
     answer(StatusCode::OK, result.await)
 }

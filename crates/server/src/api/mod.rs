@@ -33,6 +33,7 @@ use axum::routing::{delete, get, post, put};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use podseal_core::capsule::DekEnvelope;
+use podseal_core::wire::{self, admin as admin_wire};
 use serde::Serialize;
 
 use crate::admin::AdminService;
@@ -66,17 +67,17 @@ pub struct Route {
 pub const ROUTES: &[Route] = &[
     Route {
         method: "POST",
-        path: "/v1/sessions",
+        path: wire::SESSIONS_PATH,
         statuses: &[201, 400, 401, 403, 413, 415, 503],
     },
     Route {
         method: "POST",
-        path: "/v1/unwrap",
+        path: wire::UNWRAP_PATH,
         statuses: &[200, 400, 401, 403, 413, 415, 503],
     },
     Route {
         method: "POST",
-        path: "/v1/sessions/rotate-key",
+        path: wire::ROTATE_KEY_PATH,
         statuses: &[200, 400, 401, 403, 413, 415, 503],
     },
     Route {
@@ -96,57 +97,57 @@ pub const ROUTES: &[Route] = &[
     },
     Route {
         method: "POST",
-        path: "/v1/admin/clusters",
+        path: admin_wire::CLUSTERS_PATH,
         statuses: &[201, 400, 401, 409, 413, 415, 502, 503],
     },
     Route {
         method: "GET",
-        path: "/v1/admin/clusters",
+        path: admin_wire::CLUSTERS_PATH,
         statuses: &[200, 401, 503],
     },
     Route {
         method: "GET",
-        path: "/v1/admin/clusters/{name}",
+        path: admin_wire::CLUSTER_ROUTE,
         statuses: &[200, 401, 404, 503],
     },
     Route {
         method: "DELETE",
-        path: "/v1/admin/clusters/{name}",
+        path: admin_wire::CLUSTER_ROUTE,
         statuses: &[200, 400, 401, 404, 503],
     },
     Route {
         method: "POST",
-        path: "/v1/admin/apikeys",
+        path: admin_wire::API_KEYS_PATH,
         statuses: &[201, 400, 401, 404, 413, 415, 503],
     },
     Route {
         method: "GET",
-        path: "/v1/admin/apikeys",
+        path: admin_wire::API_KEYS_PATH,
         statuses: &[200, 401, 503],
     },
     Route {
         method: "DELETE",
-        path: "/v1/admin/apikeys/{id}",
+        path: admin_wire::API_KEY_ROUTE,
         statuses: &[200, 401, 404, 503],
     },
     Route {
         method: "PUT",
-        path: "/v1/admin/policies",
+        path: admin_wire::POLICIES_PATH,
         statuses: &[200, 400, 401, 404, 413, 415, 503],
     },
     Route {
         method: "GET",
-        path: "/v1/admin/policies",
+        path: admin_wire::POLICIES_PATH,
         statuses: &[200, 401, 503],
     },
     Route {
         method: "POST",
-        path: "/v1/admin/policies/digests",
+        path: admin_wire::POLICY_DIGESTS_PATH,
         statuses: &[200, 400, 401, 404, 413, 415, 503],
     },
     Route {
         method: "GET",
-        path: "/v1/admin/audit/export",
+        path: admin_wire::AUDIT_EXPORT_PATH,
         statuses: &[200, 401, 503],
     },
 ];
@@ -187,9 +188,9 @@ pub fn router<S: Storage>(app: App<S>) -> Router {
     let metrics = app.metrics.clone();
     let refusals = app.refusals.clone();
     Router::new()
-        .route("/v1/sessions", post(create_session::<S>))
-        .route("/v1/unwrap", post(unwrap::<S>))
-        .route("/v1/sessions/rotate-key", post(rotate_key::<S>))
+        .route(wire::SESSIONS_PATH, post(create_session::<S>))
+        .route(wire::UNWRAP_PATH, post(unwrap::<S>))
+        .route(wire::ROTATE_KEY_PATH, post(rotate_key::<S>))
         .route(
             "/healthz",
             get(|| async { axum::Json(serde_json::json!({ "status": "ok" })) }),
@@ -197,31 +198,31 @@ pub fn router<S: Storage>(app: App<S>) -> Router {
         .route("/readyz", get(ready::<S>))
         .route("/metrics", get(metrics_text::<S>))
         .route(
-            "/v1/admin/clusters",
+            admin_wire::CLUSTERS_PATH,
             post(admin_routes::add_cluster::<S>).get(admin_routes::clusters::<S>),
         )
         .route(
-            "/v1/admin/clusters/{name}",
+            admin_wire::CLUSTER_ROUTE,
             get(admin_routes::cluster::<S>).delete(admin_routes::remove_cluster::<S>),
         )
         .route(
-            "/v1/admin/apikeys",
+            admin_wire::API_KEYS_PATH,
             post(admin_routes::create_api_key::<S>).get(admin_routes::api_keys::<S>),
         )
         .route(
-            "/v1/admin/apikeys/{id}",
+            admin_wire::API_KEY_ROUTE,
             delete(admin_routes::revoke_api_key::<S>),
         )
         .route(
-            "/v1/admin/policies",
+            admin_wire::POLICIES_PATH,
             put(admin_routes::set_policy::<S>).get(admin_routes::policies::<S>),
         )
         .route(
-            "/v1/admin/policies/digests",
+            admin_wire::POLICY_DIGESTS_PATH,
             post(admin_routes::change_policy_digests::<S>),
         )
         .route(
-            "/v1/admin/audit/export",
+            admin_wire::AUDIT_EXPORT_PATH,
             get(admin_routes::audit_export::<S>),
         )
         .fallback(|| async {
