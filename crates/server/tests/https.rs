@@ -21,9 +21,9 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use http::Method;
 use podseal_core::audit::{AuditRecord, ExportLine, parse_public_key, verify_export};
-use podseal_core::capsule::{Capsule, DekEnvelope, KubernetesScope, RevealMode, Scope};
+use podseal_core::capsule::{Capsule, DekEnvelope};
 use podseal_core::dpop::{DpopKey, ProofClaims, ProofFor, new_jti};
-use podseal_core::envelope::{self, ReleaseBinding, ReleasedDek, SealParams};
+use podseal_core::envelope::{self, ReleaseBinding, ReleasedDek};
 use podseal_core::hpke::{KemId, LocalPrivateKey, RecipientKey as _};
 use podseal_core::jwk::ed25519_jwk;
 use podseal_core::org_key::OrgPrivateKey;
@@ -41,6 +41,7 @@ use podseal_server::nonce::NonceIssuer;
 use podseal_server::pod_view::ViewAnswer;
 use podseal_server::startup::{Running, start};
 use podseal_server::storage::{ReleaseStore as _, SqliteStorage, Storage as _};
+use podseal_test_support::fixtures::{kubernetes_scope, seal_params};
 use serde_json::{Value, json};
 use tempfile::TempDir;
 
@@ -252,15 +253,10 @@ impl Suite {
     ) {
         self.handle
             .create_pod(&PodTemplate {
-                namespace: "shop".into(),
-                name: name.into(),
                 service_account: service_account.into(),
-                labels: Default::default(),
-                sidecars: vec![],
-                image_volumes: vec![],
-                node: None,
                 init_containers: init,
                 containers: app,
+                ..support::api_pod(name)
             })
             .unwrap();
         if running {
@@ -303,19 +299,7 @@ impl Suite {
     }
 
     fn capsule(&self, cluster: &str, namespace: &str, service_account: &str) -> Capsule {
-        let params = SealParams {
-            scope: Scope::Kubernetes(KubernetesScope {
-                cluster: cluster.into(),
-                namespace: namespace.into(),
-                service_accounts: vec![service_account.into()],
-                name: "db".into(),
-                key: None,
-            }),
-            purpose: None,
-            reveal: RevealMode::Many,
-            created_at: 1,
-            not_after: None,
-        };
+        let params = seal_params(kubernetes_scope(cluster, namespace, service_account));
         envelope::seal(params, SECRET, &[self.org.public()]).unwrap()
     }
 

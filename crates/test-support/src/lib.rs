@@ -6,6 +6,7 @@
 //!   run real processes of several of them.
 //! - [`closed_pipe`]: a command run with its stdout a pipe already closed
 //!   (`| head -1`), and the quiet end every binary must make of it.
+//! - [`fixtures`]: values many tests build alike (the seal parameters).
 //! - [`provision`]: the tools the tests need and a fresh machine may lack
 //!   (PostgreSQL started, OpenBao and schemathesis installed), set up
 //!   idempotently, so `cargo test --workspace` passes with nothing run first.
@@ -18,5 +19,6 @@
 
 pub mod binaries;
 pub mod closed_pipe;
+pub mod fixtures;
 pub mod provision;
 pub mod testdata;
