@@ -32,11 +32,11 @@ pub enum CpuError {
         allowed: String,
     },
     /// The kernel refused to read or set an affinity mask.
-    #[error("cannot {what} the CPU affinity: {source}")]
+    #[error("cannot {what} the CPU affinity")]
     Affinity {
         /// `read` or `set`.
         what: &'static str,
-        /// The error.
+        /// The kernel's reason.
         source: std::io::Error,
     },
 }

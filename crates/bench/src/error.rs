@@ -1,17 +1,35 @@
 //! What can go wrong starting and running a deployment (shared by the
-//! deployment and the child processes it starts).
+//! deployment and the child processes it starts), and how an error is
+//! shown with the errors beneath it ([`chain`]).
 
 use std::path::PathBuf;
+
+/// An error and every error beneath it (its [`source`] chain), joined by
+/// `: `, as a person reads it: `cannot start podseal-server: No such file
+/// or directory (os error 2)`. An error returns its source or prints it,
+/// never both, so nothing is said twice.
+///
+/// [`source`]: std::error::Error::source
+pub fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut next = error.source();
+    while let Some(source) = next {
+        text.push_str(": ");
+        text.push_str(&source.to_string());
+        next = source.source();
+    }
+    text
+}
 
 /// Why the deployment could not start or stopped working.
 #[derive(Debug, thiserror::Error)]
 pub enum DeploymentError {
     /// A child process could not be started.
-    #[error("cannot start {what}: {source}")]
+    #[error("cannot start {what}")]
     Spawn {
         /// Which process.
         what: String,
-        /// The error.
+        /// Why.
         source: std::io::Error,
     },
     /// A child did not print what it prints when ready, in time.
@@ -73,4 +91,21 @@ pub enum DeploymentError {
         /// Why.
         reason: String,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_chain_says_each_error_once_from_the_outermost() {
+        let error = DeploymentError::Spawn {
+            what: "podseal-server".into(),
+            source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"),
+        };
+        assert_eq!(error.to_string(), "cannot start podseal-server");
+        assert_eq!(chain(&error), "cannot start podseal-server: no such file");
+        let alone = DeploymentError::Timeout("the view did not list the pod".into());
+        assert_eq!(chain(&alone), "the view did not list the pod");
+    }
 }

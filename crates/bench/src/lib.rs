@@ -103,11 +103,11 @@ pub enum BenchError {
     #[error(transparent)]
     Deployment(#[from] DeploymentError),
     /// A release did not open as the pod would open it.
-    #[error("a release did not check out: {0}")]
-    Release(String),
+    #[error("a release did not check out")]
+    Release(#[from] simulated_pods::PodError),
     /// The OpenBao side failed.
-    #[error("OpenBao: {0}")]
-    OpenBao(String),
+    #[error("OpenBao")]
+    OpenBao(#[from] openbao::OpenBaoError),
     /// Ctrl-C.
     #[error("interrupted; every process the benchmark started was stopped")]
     Interrupted,

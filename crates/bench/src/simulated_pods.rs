@@ -18,7 +18,8 @@ use podseal_core::envelope::{self, SealParams};
 use podseal_core::hpke::{KemId, LocalPrivateKey, RecipientKey as _};
 use podseal_sdk::https::{Answer, HttpsClient, TransportError};
 use podseal_sdk::protocol::{
-    self, Credentials, Endpoint, Freshness, PendingUnwrap, SessionInfo, SignedRequest,
+    self, Credentials, Endpoint, Freshness, PendingUnwrap, ProtocolError, SessionInfo,
+    SignedRequest,
 };
 use zeroize::Zeroizing;
 
@@ -30,6 +31,52 @@ use crate::labels::{refusal_label, transport_label};
 const ENROL_DEADLINE: Duration = Duration::from_secs(30);
 /// The secret every pod opens (not a real secret: a benchmark value).
 const PLAINTEXT: &[u8] = b"benchmark value, 32 bytes long!!";
+
+/// Why a simulated pod's request failed, or a release did not check out.
+/// What it says is the label the report counts the failure under (a
+/// bounded set): never a token, key or session id.
+#[derive(Debug, thiserror::Error)]
+pub enum PodError {
+    /// There are no pods.
+    #[error("no pod")]
+    NoPod,
+    /// A pod's replica has no client.
+    #[error("no replica")]
+    NoReplica,
+    /// A replica serves none of the pods.
+    #[error("a replica without pods")]
+    ReplicaWithoutPods,
+    /// The request could not be built (its proof or its body).
+    #[error(transparent)]
+    Request(ProtocolError),
+    /// No answer: counted as `transport: timeout`, `transport:
+    /// unreachable` or `transport: request`; the error is its source.
+    #[error("{}", transport_label(.0))]
+    Transport(#[source] TransportError),
+    /// Not the status the request should get: `401 dpop/key_not_pinned`,
+    /// or `HTTP 502` for an answer without a problem document.
+    #[error("{0}")]
+    Refused(String),
+    /// The answer did not open as the pod opens it.
+    #[error(transparent)]
+    Answer(ProtocolError),
+    /// The answer released no key.
+    #[error("no release")]
+    NoRelease,
+    /// The released key does not open the capsule (the error is not
+    /// kept: what a failed decryption says is not shown).
+    #[error("the capsule did not open with the released key")]
+    DidNotOpen,
+    /// The capsule opened, to other bytes than were sealed.
+    #[error("the capsule opened to other bytes")]
+    OtherBytes,
+}
+
+impl PodError {
+    fn refused(answer: &Answer) -> Self {
+        Self::Refused(refusal_label(answer))
+    }
+}
 
 /// One simulated pod.
 struct Pod {
@@ -103,13 +150,13 @@ impl Pods {
         self.pods.is_empty()
     }
 
-    fn pod(&self, i: u64) -> Result<(&Pod, &HttpsClient), String> {
+    fn pod(&self, i: u64) -> Result<(&Pod, &HttpsClient), PodError> {
         let count = self.pods.len().max(1) as u64;
         let pod = usize::try_from(i % count)
             .ok()
             .and_then(|i| self.pods.get(i))
-            .ok_or("no pod")?;
-        let client = self.clients.get(pod.replica).ok_or("no replica")?;
+            .ok_or(PodError::NoPod)?;
+        let client = self.clients.get(pod.replica).ok_or(PodError::NoReplica)?;
         Ok((pod, client))
     }
 
@@ -180,16 +227,16 @@ impl Pods {
     }
 
     /// Pod `i mod P` establishes a new session with its pinned key (201).
-    pub async fn establish_session(&self, i: u64) -> Result<(), String> {
+    pub async fn establish_session(&self, i: u64) -> Result<(), PodError> {
         let (pod, client) = self.pod(i)?;
         let answer = self
             .send_session(pod, client)
             .await
-            .map_err(|e| transport_label(&e))?;
+            .map_err(PodError::Transport)?;
         if answer.status == StatusCode::CREATED {
             Ok(())
         } else {
-            Err(refusal_label(&answer))
+            Err(PodError::refused(&answer))
         }
     }
 
@@ -199,7 +246,7 @@ impl Pods {
         &self,
         pod: &Pod,
         client: &HttpsClient,
-    ) -> Result<(PendingUnwrap, Answer), String> {
+    ) -> Result<(PendingUnwrap, Answer), PodError> {
         let pending = self
             .endpoint
             .unwrap(
@@ -212,42 +259,42 @@ impl Pods {
                     nonce: None,
                 },
             )
-            .map_err(|e| e.to_string())?;
+            .map_err(PodError::Request)?;
         let answer = Self::send(client, pending.request())
             .await
-            .map_err(|e| transport_label(&e))?;
+            .map_err(PodError::Transport)?;
         if answer.status == StatusCode::OK {
             Ok((pending, answer))
         } else {
-            Err(refusal_label(&answer))
+            Err(PodError::refused(&answer))
         }
     }
 
     /// Pod `i mod P` unwraps the capsule (one capsule, a fresh proof).
-    pub async fn unwrap(&self, i: u64) -> Result<(), String> {
+    pub async fn unwrap(&self, i: u64) -> Result<(), PodError> {
         let (pod, client) = self.pod(i)?;
         self.send_unwrap(pod, client).await.map(drop)
     }
 
     /// One unwrap by every replica's first pod, opened as the pod would:
     /// proves the benchmark measures real releases of the real capsule.
-    pub async fn check_releases_open(&self) -> Result<(), String> {
+    pub async fn check_releases_open(&self) -> Result<(), PodError> {
         for replica in 0..self.clients.len() {
             let pod = self
                 .pods
                 .iter()
                 .find(|p| p.replica == replica)
-                .ok_or("a replica without pods")?;
-            let client = self.clients.get(replica).ok_or("no replica")?;
+                .ok_or(PodError::ReplicaWithoutPods)?;
+            let client = self.clients.get(replica).ok_or(PodError::NoReplica)?;
             let (pending, answer) = self.send_unwrap(pod, client).await?;
             let deks = pending
                 .open_answer(answer.status, &answer.body, &pod.recipient)
-                .map_err(|e| e.to_string())?;
-            let dek = deks.first().ok_or("no release")?;
-            let plaintext = envelope::decrypt_content(&self.capsule, dek)
-                .map_err(|_| "the capsule did not open with the released key".to_owned())?;
+                .map_err(PodError::Answer)?;
+            let dek = deks.first().ok_or(PodError::NoRelease)?;
+            let plaintext =
+                envelope::decrypt_content(&self.capsule, dek).map_err(|_| PodError::DidNotOpen)?;
             if plaintext.expose_secret_bytes() != PLAINTEXT {
-                return Err("the capsule opened to other bytes".into());
+                return Err(PodError::OtherBytes);
             }
         }
         Ok(())
@@ -289,4 +336,23 @@ fn seal_capsule(deployment: &Deployment) -> Result<Capsule, DeploymentError> {
         what: "the capsule",
         reason: e.to_string(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::chain;
+
+    #[test]
+    fn a_failure_is_counted_under_its_label_and_shown_with_its_cause() {
+        let timeout = PodError::Transport(TransportError::Timeout("https://127.0.0.1:1".into()));
+        assert_eq!(timeout.to_string(), "transport: timeout");
+        assert_eq!(
+            chain(&timeout),
+            "transport: timeout: the server at https://127.0.0.1:1 did not answer in time"
+        );
+        let built = PodError::Request(ProtocolError::Request("a batch of 0".into()));
+        assert_eq!(chain(&built), "a batch of 0");
+        assert_eq!(chain(&PodError::NoRelease), "no release");
+    }
 }

@@ -15,6 +15,7 @@
 
 use std::time::{Duration, Instant};
 
+use podseal_bench::error::chain;
 use podseal_bench::openbao::{JwtSetup, OpenBao};
 use podseal_dev_cluster::issuer::{Issuer, KubernetesClaim, NameUid, TokenClaims};
 
@@ -104,7 +105,7 @@ async fn openbao_decrypts_and_logs_in_with_pinned_keys_and_refuses_the_rest() {
         ),
     ];
     for (what, bad) in &refused {
-        let error = bao.jwt_login(&client, bad).await.unwrap_err();
+        let error = chain(&bao.jwt_login(&client, bad).await.unwrap_err());
         assert!(!error.contains(bad.as_str()), "the error quotes the token");
         eprintln!("refused ({what}): {error}");
     }

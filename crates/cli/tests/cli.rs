@@ -192,10 +192,11 @@ fn seal_inspect_open_round_trip() {
 #[test]
 fn inspect_names_stanza_kinds_and_who_may_open() {
     use podseal_core::capsule::{
-        Capsule, OidcScope, RevealMode, Scope, SpiffeScope, Stanza, TransitStanza, UnknownStanza,
+        Capsule, OidcScope, Scope, SpiffeScope, Stanza, TransitStanza, UnknownStanza,
     };
     use podseal_core::envelope::{self, SealParams};
     use podseal_core::org_key::OrgPublicKey;
+    use podseal_test_support::fixtures::seal_params;
 
     let ws = Workspace::new();
     let inspect = |capsule: &str| {
@@ -230,11 +231,8 @@ fn inspect_names_stanza_kinds_and_who_may_open() {
     let public = OrgPublicKey::from_text(&std::fs::read_to_string(ws.public()).unwrap()).unwrap();
     let sealed = |scope: Scope| {
         let params = SealParams {
-            scope,
-            purpose: None,
-            reveal: RevealMode::Many,
             created_at: 1_790_000_000,
-            not_after: None,
+            ..seal_params(scope)
         };
         envelope::seal(params, MARKER.as_bytes(), &[&public]).unwrap()
     };

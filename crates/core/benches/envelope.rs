@@ -16,29 +16,20 @@ use std::hint::black_box;
 use std::path::{Path, PathBuf};
 
 use criterion::Criterion;
-use podseal_core::capsule::{KubernetesScope, RevealMode, Scope};
 use podseal_core::dpop::{DpopKey, ProofExpectations, ProofFor, verify_proof};
 use podseal_core::envelope::{self, ReleaseBinding, SealParams};
 use podseal_core::hpke::{KemId, LocalPrivateKey, RecipientKey};
 use podseal_core::key_provider::KeyRing;
 use podseal_core::org_key::OrgPrivateKey;
+use podseal_test_support::fixtures::{kubernetes_scope, seal_params};
 
 const BASELINE: &str = "raw_x25519";
 const HTU: &str = "https://podseal.example/v1/unwrap";
 
 fn params() -> SealParams {
     SealParams {
-        scope: Scope::Kubernetes(KubernetesScope {
-            cluster: "prod".into(),
-            namespace: "shop".into(),
-            service_accounts: vec!["api".into()],
-            name: "db".into(),
-            key: None,
-        }),
-        purpose: None,
-        reveal: RevealMode::Many,
         created_at: 1_790_000_000,
-        not_after: None,
+        ..seal_params(kubernetes_scope("prod", "shop", "api"))
     }
 }
 

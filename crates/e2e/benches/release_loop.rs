@@ -21,13 +21,13 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use http::Method;
-use podseal_core::capsule::{KubernetesScope, RevealMode, Scope};
 use podseal_core::dpop::DpopKey;
-use podseal_core::envelope::{self, SealParams};
+use podseal_core::envelope;
 use podseal_core::hpke::{KemId, LocalPrivateKey, RecipientKey as _};
 use podseal_keys::key_file::read_public_key;
 use podseal_sdk::https::HttpsClient;
 use podseal_sdk::protocol::{self, Credentials, Endpoint, Freshness, SignedRequest};
+use podseal_test_support::fixtures::{kubernetes_scope, seal_params};
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -82,19 +82,7 @@ fn main() {
 
     let org = read_public_key(Path::new(&path("keys/org.pub"))).unwrap();
     let capsule = envelope::seal(
-        SealParams {
-            scope: Scope::Kubernetes(KubernetesScope {
-                cluster: "prod".into(),
-                namespace: "shop".into(),
-                service_accounts: vec!["api".into()],
-                name: "db".into(),
-                key: None,
-            }),
-            purpose: None,
-            reveal: RevealMode::Many,
-            created_at: 1,
-            not_after: None,
-        },
+        seal_params(kubernetes_scope("prod", "shop", "api")),
         b"postgres://app:hunter2@db/shop",
         &[&org],
     )

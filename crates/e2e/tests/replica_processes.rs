@@ -40,9 +40,9 @@ use std::time::{Duration, Instant};
 
 use http::Method;
 use podseal_core::audit::{AuditRecord, Event, ExportLine, Outcome, parse_public_key};
-use podseal_core::capsule::{Capsule, KubernetesScope, RevealMode, Scope};
+use podseal_core::capsule::Capsule;
 use podseal_core::dpop::DpopKey;
-use podseal_core::envelope::{SealParams, seal};
+use podseal_core::envelope::seal;
 use podseal_core::hpke::{KemId, LocalPrivateKey, RecipientKey as _};
 use podseal_core::org_key::OrgPublicKey;
 use podseal_core::wire::{Problem, UnwrapAnswer};
@@ -51,6 +51,7 @@ use podseal_sdk::https::{Answer, HttpsClient, TransportError};
 use podseal_sdk::protocol::{
     self, Credentials, Endpoint, Freshness, PendingUnwrap, SessionInfo, SignedRequest,
 };
+use podseal_test_support::fixtures::{kubernetes_scope, seal_params};
 use serde_json::Value;
 use support::{Replicas, SERVICE_URL};
 
@@ -170,19 +171,7 @@ impl Service {
 
     /// A new capsule for `prod/shop/api`.
     fn capsule(&self) -> Capsule {
-        let params = SealParams {
-            scope: Scope::Kubernetes(KubernetesScope {
-                cluster: "prod".into(),
-                namespace: "shop".into(),
-                service_accounts: vec!["api".into()],
-                name: "db".into(),
-                key: None,
-            }),
-            purpose: None,
-            reveal: RevealMode::Many,
-            created_at: 1,
-            not_after: None,
-        };
+        let params = seal_params(kubernetes_scope("prod", "shop", "api"));
         seal(params, b"s3cret", &[&self.org]).unwrap()
     }
 

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use podseal_core::audit::{AuditKey, Event, verify_export};
-use podseal_core::capsule::{Capsule, DekEnvelope, KubernetesScope, RevealMode, Scope};
+use podseal_core::capsule::{Capsule, DekEnvelope, KubernetesScope, Scope};
 use podseal_core::clock::{Clock as _, ManualClock, SharedClock, SystemClock};
 use podseal_core::dpop::{DpopKey, ProofFor};
 use podseal_core::envelope::{self, ReleaseBinding, SealParams};
@@ -36,6 +36,7 @@ use podseal_server::storage::{AdminStore as _, AuditStore as _, ReleaseStore as 
 use podseal_server::storage::{
     ApiKeyRecord, ClusterRecord, PolicyRecord, ReaderToken, SqliteStorage,
 };
+use podseal_test_support::fixtures::{kubernetes_scope, seal_params};
 
 mod support;
 
@@ -240,20 +241,10 @@ impl World {
 
     /// A capsule of Secret `db`, data key `key` when given.
     fn capsule_of_key(&self, namespace: &str, service_account: &str, key: Option<&str>) -> Capsule {
-        let scope = Scope::Kubernetes(KubernetesScope {
-            cluster: "prod".into(),
-            namespace: namespace.into(),
-            service_accounts: vec![service_account.into()],
-            name: "db".into(),
+        let params = seal_params(KubernetesScope {
             key: key.map(str::to_owned),
+            ..kubernetes_scope("prod", namespace, service_account)
         });
-        let params = SealParams {
-            scope,
-            purpose: None,
-            reveal: RevealMode::Many,
-            created_at: 1,
-            not_after: None,
-        };
         envelope::seal(params, SECRET, &[self.org.public()]).unwrap()
     }
 
@@ -1583,16 +1574,8 @@ async fn scope_kinds_and_stanza_kinds_through_the_http_api() {
         let (_, status, headers, answer) = unwrap_pending(capsule).await;
         (status, headers, answer)
     };
-    let sealed = |scope: Scope| {
-        let params = SealParams {
-            scope,
-            purpose: None,
-            reveal: RevealMode::Many,
-            created_at: 1,
-            not_after: None,
-        };
-        envelope::seal(params, SECRET, &[w.org.public()]).unwrap()
-    };
+    let sealed =
+        |scope: Scope| envelope::seal(seal_params(scope), SECRET, &[w.org.public()]).unwrap();
     let with_stanzas = |capsule: &Capsule, stanzas: Vec<Stanza>| Capsule {
         envelope: capsule.envelope.with_stanzas(stanzas).unwrap(),
         ..capsule.clone()
@@ -1828,11 +1811,9 @@ async fn capsules_and_sessions_expire_by_the_injected_clock() {
     let scope = dated.envelope.header().scope.clone();
     dated = envelope::seal(
         SealParams {
-            scope,
-            purpose: None,
-            reveal: RevealMode::Many,
             created_at: base,
             not_after: Some(base + 30),
+            ..seal_params(scope)
         },
         SECRET,
         &[w.org.public()],

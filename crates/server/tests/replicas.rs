@@ -28,6 +28,7 @@ use podseal_server::config::{ServerConfig, TlsSection};
 use podseal_server::startup::{Running, start_postgres};
 use podseal_server::storage::AdminStore as _;
 use podseal_server::storage::{Bounded, PostgresStorage, Storage as _};
+use podseal_test_support::fixtures::{kubernetes_scope, seal_params};
 use serde_json::{Value, json};
 use tempfile::TempDir;
 
@@ -276,21 +277,7 @@ async fn replicas_on_one_postgres_share_every_decision() {
 
     // A proof used on one replica is refused on the others.
     let capsule = {
-        let params = podseal_core::envelope::SealParams {
-            scope: podseal_core::capsule::Scope::Kubernetes(
-                podseal_core::capsule::KubernetesScope {
-                    cluster: "prod".into(),
-                    namespace: "shop".into(),
-                    service_accounts: vec!["api".into()],
-                    name: "db".into(),
-                    key: None,
-                },
-            ),
-            purpose: None,
-            reveal: podseal_core::capsule::RevealMode::Many,
-            created_at: 1,
-            not_after: None,
-        };
+        let params = seal_params(kubernetes_scope("prod", "shop", "api"));
         podseal_core::envelope::seal(params, b"s3cret", &[org.public()]).unwrap()
     };
     let unwrap_request = || {

@@ -15,12 +15,12 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use http::Method;
-use podseal_core::capsule::{Capsule, KubernetesScope, RevealMode, Scope};
-use podseal_core::envelope::{self, SealParams};
+use podseal_core::capsule::Capsule;
+use podseal_core::envelope;
 use podseal_core::hpke::KemId;
 use podseal_core::org_key::OrgPrivateKey;
 use podseal_core::reason::{Code, Gate, Reason};
-use podseal_dev_cluster::{ContainerImage, Handle, PodTemplate};
+use podseal_dev_cluster::Handle;
 use podseal_keys::key_file::write_new;
 use podseal_sdk::blocking::BlockingClient;
 use podseal_sdk::client::{Client, ClientConfig, SdkError};
@@ -28,6 +28,7 @@ use podseal_sdk::https::{HttpsClient, Trust};
 use podseal_server::config::{ServerConfig, TlsSection};
 use podseal_server::startup::{Running, start, start_postgres};
 use podseal_server::storage::{Bounded, PostgresStorage};
+use podseal_test_support::fixtures::{kubernetes_scope, seal_params};
 use serde_json::{Value, json};
 use tempfile::TempDir;
 
@@ -172,25 +173,7 @@ impl World {
             )
             .await;
         std::fs::write(world.path("api-key"), key["key"].as_str().unwrap()).unwrap();
-        world
-            .handle
-            .create_pod(&PodTemplate {
-                namespace: "shop".into(),
-                name: "api-0".into(),
-                service_account: "api".into(),
-                labels: Default::default(),
-                sidecars: vec![],
-                image_volumes: vec![],
-                node: None,
-                init_containers: vec![],
-                containers: vec![ContainerImage {
-                    name: "api".into(),
-                    image: "registry.example/shop/api:1".into(),
-                    digest: Some(support::digest('a')),
-                    env: Default::default(),
-                }],
-            })
-            .unwrap();
+        world.handle.create_pod(&support::api_pod("api-0")).unwrap();
         world.handle.mark_running("shop", "api-0").unwrap();
         world.rotate_token();
         world
@@ -241,19 +224,7 @@ impl World {
     }
 
     fn capsule(&self) -> Capsule {
-        let params = SealParams {
-            scope: Scope::Kubernetes(KubernetesScope {
-                cluster: "prod".into(),
-                namespace: "shop".into(),
-                service_accounts: vec!["api".into()],
-                name: "db".into(),
-                key: None,
-            }),
-            purpose: None,
-            reveal: RevealMode::Many,
-            created_at: 1,
-            not_after: None,
-        };
+        let params = seal_params(kubernetes_scope("prod", "shop", "api"));
         envelope::seal(params, SECRET, &[self.org.public()]).unwrap()
     }
 
@@ -397,24 +368,7 @@ async fn a_session_is_renewed_before_it_expires_and_the_blocking_client_works() 
     drop(client);
     // The same pod's pin belongs to the first client's key until it expires,
     // so the blocking client runs as another pod.
-    w.handle
-        .create_pod(&PodTemplate {
-            namespace: "shop".into(),
-            name: "api-1".into(),
-            service_account: "api".into(),
-            labels: Default::default(),
-            sidecars: vec![],
-            image_volumes: vec![],
-            node: None,
-            init_containers: vec![],
-            containers: vec![ContainerImage {
-                name: "api".into(),
-                image: "registry.example/shop/api:1".into(),
-                digest: Some(support::digest('a')),
-                env: Default::default(),
-            }],
-        })
-        .unwrap();
+    w.handle.create_pod(&support::api_pod("api-1")).unwrap();
     w.handle.mark_running("shop", "api-1").unwrap();
     let (token, _) = w
         .handle

@@ -4,8 +4,11 @@
 //!   time and never pasted into the source.
 //! - [`binaries`]: the workspace's built binaries, fresh, for the tests that
 //!   run real processes of several of them.
+//! - [`cases`]: a table of named cases run in order, one line of output
+//!   each, a failure named by its case.
 //! - [`closed_pipe`]: a command run with its stdout a pipe already closed
 //!   (`| head -1`), and the quiet end every binary must make of it.
+//! - [`fixtures`]: values many tests build alike (the seal parameters).
 //! - [`provision`]: the tools the tests need and a fresh machine may lack
 //!   (PostgreSQL started, OpenBao and schemathesis installed), set up
 //!   idempotently, so `cargo test --workspace` passes with nothing run first.
@@ -17,6 +20,8 @@
 )]
 
 pub mod binaries;
+pub mod cases;
 pub mod closed_pipe;
+pub mod fixtures;
 pub mod provision;
 pub mod testdata;

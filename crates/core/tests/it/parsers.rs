@@ -1,15 +1,13 @@
 //! Every parser of attacker-controlled input returns a value or a typed
 //! error for any input: no panic, whatever the bytes.
 
-use podseal_core::capsule::{
-    Capsule, DekEnvelope, HPKE_STANZA, KubernetesScope, RevealMode, Scope, TRANSIT_STANZA,
-    parse_header,
-};
+use podseal_core::capsule::{Capsule, DekEnvelope, HPKE_STANZA, TRANSIT_STANZA, parse_header};
 use podseal_core::dpop::{ProofExpectations, verify_proof};
-use podseal_core::envelope::{self, SealParams, open};
+use podseal_core::envelope::{self, open};
 use podseal_core::hpke::KemId;
 use podseal_core::key_provider::KeyRing;
 use podseal_core::org_key::{OrgPrivateKey, OrgPublicKey};
+use podseal_test_support::fixtures::{kubernetes_scope, seal_params};
 use proptest::prelude::*;
 
 fn expectations() -> ProofExpectations<'static> {
@@ -98,19 +96,7 @@ fn stanza_bytes() -> impl Strategy<Value = Vec<u8>> {
 /// A valid header and its sealed content, as the frame around the stanzas.
 fn valid_parts() -> (Vec<u8>, Vec<u8>, KeyRing) {
     let key = podseal_core::org_key::OrgPrivateKey::generate(KemId::X25519HkdfSha256).unwrap();
-    let params = SealParams {
-        scope: Scope::Kubernetes(KubernetesScope {
-            cluster: "c1".into(),
-            namespace: "shop".into(),
-            service_accounts: vec!["api".into()],
-            name: "db".into(),
-            key: None,
-        }),
-        purpose: None,
-        reveal: RevealMode::Many,
-        created_at: 1,
-        not_after: None,
-    };
+    let params = seal_params(kubernetes_scope("c1", "shop", "api"));
     let capsule = envelope::seal(params, b"s3cret", &[key.public()]).unwrap();
     let header = capsule.envelope.header_bytes();
     let mut prefix = (header.len() as u16).to_be_bytes().to_vec();

@@ -72,8 +72,9 @@ fn options(args: &BenchArgs) -> Result<Options, CliError> {
 }
 
 fn bench_error(error: BenchError) -> CliError {
+    let message = podseal_bench::error::chain(&error);
     if error.is_usage() {
-        return CliError::usage(error.to_string());
+        return CliError::usage(message);
     }
     let hint = match &error {
         BenchError::Deployment(podseal_bench::error::DeploymentError::Postgres { .. }) => {
@@ -84,7 +85,7 @@ fn bench_error(error: BenchError) -> CliError {
         }
         _ => None,
     };
-    let failure = CliError::failure(error.to_string());
+    let failure = CliError::failure(message);
     match hint {
         Some(hint) => failure.hint(hint),
         None => failure,
