@@ -30,6 +30,7 @@ use podseal_core::hpke::{KemId, LocalPrivateKey, RecipientKey as _};
 use podseal_core::jwk::ed25519_jwk;
 use podseal_core::org_key::OrgPrivateKey;
 use podseal_core::reason::{Gate, Reason};
+use podseal_core::wire::admin;
 use podseal_dev_cluster::issuer::SigningAlgorithm;
 use podseal_dev_cluster::{ContainerImage, Handle, PodTemplate};
 use podseal_keys::key_file::write_new;
@@ -217,8 +218,8 @@ impl Suite {
         let answer = self
             .send(
                 Method::POST,
-                "/v1/admin/apikeys",
-                "/v1/admin/apikeys",
+                admin::API_KEYS_PATH,
+                admin::API_KEYS_PATH,
                 &[("authorization", &authorization)],
                 Some(serde_json::to_vec(&body).unwrap()),
             )
@@ -236,8 +237,8 @@ impl Suite {
     async fn policy(&self, service_account: &str, digests: &[String], require_nonce: bool) {
         self.admin(
             Method::PUT,
-            "/v1/admin/policies",
-            "/v1/admin/policies",
+            admin::POLICIES_PATH,
+            admin::POLICIES_PATH,
             Some(json!({
                 "cluster": "prod", "namespace": "shop", "service_account": service_account,
                 "digests": digests, "require_nonce": require_nonce,
@@ -645,8 +646,8 @@ impl Matrix {
         let added = s
             .admin(
                 Method::POST,
-                "/v1/admin/clusters",
-                "/v1/admin/clusters",
+                admin::CLUSTERS_PATH,
+                admin::CLUSTERS_PATH,
                 Some(json!({
                     "name": "prod",
                     "api_server_url": s.cluster.dev.url(),
@@ -929,8 +930,8 @@ const CASES: &[Case] = &[
         Box::pin(async move {
             m.s.admin(
                 Method::DELETE,
-                "/v1/admin/apikeys/{id}",
-                &format!("/v1/admin/apikeys/{}", m.revoked_id),
+                admin::API_KEY_ROUTE,
+                &admin::api_key_path(&m.revoked_id),
                 None,
             )
             .await;
@@ -1793,8 +1794,8 @@ const CASES: &[Case] = &[
             let answer =
                 m.s.send(
                     Method::GET,
-                    "/v1/admin/apikeys",
-                    "/v1/admin/apikeys",
+                    admin::API_KEYS_PATH,
+                    admin::API_KEYS_PATH,
                     &[("authorization", "Bearer psa_wrong")],
                     None,
                 )
@@ -1807,8 +1808,8 @@ const CASES: &[Case] = &[
             let answer =
                 m.s.send(
                     Method::GET,
-                    "/v1/admin/policies",
-                    "/v1/admin/policies",
+                    admin::POLICIES_PATH,
+                    admin::POLICIES_PATH,
                     &[],
                     None,
                 )
@@ -1906,8 +1907,8 @@ impl Suite {
     async fn registered(&self) -> String {
         self.admin(
             Method::POST,
-            "/v1/admin/clusters",
-            "/v1/admin/clusters",
+            admin::CLUSTERS_PATH,
+            admin::CLUSTERS_PATH,
             Some(json!({
                 "name": "prod",
                 "api_server_url": self.cluster.dev.url(),
@@ -1933,8 +1934,8 @@ impl Suite {
         let export = self
             .send(
                 Method::GET,
-                "/v1/admin/audit/export",
-                "/v1/admin/audit/export",
+                admin::AUDIT_EXPORT_PATH,
+                admin::AUDIT_EXPORT_PATH,
                 &[("authorization", &authorization)],
                 None,
             )
@@ -2304,7 +2305,7 @@ async fn a_flood_of_garbage_is_two_audit_records_counted_exactly() {
     let export = client
         .send(
             Method::GET,
-            "/v1/admin/audit/export",
+            admin::AUDIT_EXPORT_PATH,
             &[("authorization", &authorization)],
             None,
         )
@@ -2457,8 +2458,8 @@ impl Suite {
         let body = serde_json::to_vec(&registration(self, url, extra)).unwrap();
         self.send(
             Method::POST,
-            "/v1/admin/clusters",
-            "/v1/admin/clusters",
+            admin::CLUSTERS_PATH,
+            admin::CLUSTERS_PATH,
             &[("authorization", &authorization)],
             Some(body),
         )
@@ -2501,8 +2502,8 @@ async fn token_lifetime_and_extra_audiences_are_bounded_per_cluster() {
     let added = s
         .admin(
             Method::POST,
-            "/v1/admin/clusters",
-            "/v1/admin/clusters",
+            admin::CLUSTERS_PATH,
+            admin::CLUSTERS_PATH,
             Some(registration(&s, &url, json!({}))),
         )
         .await;
@@ -2591,8 +2592,8 @@ async fn token_lifetime_and_extra_audiences_are_bounded_per_cluster() {
     let replaced = s
         .admin(
             Method::POST,
-            "/v1/admin/clusters",
-            "/v1/admin/clusters",
+            admin::CLUSTERS_PATH,
+            admin::CLUSTERS_PATH,
             Some(registration(
                 &s,
                 &url,
@@ -2610,8 +2611,8 @@ async fn token_lifetime_and_extra_audiences_are_bounded_per_cluster() {
     let shown = s
         .admin(
             Method::GET,
-            "/v1/admin/clusters/{name}",
-            "/v1/admin/clusters/prod",
+            admin::CLUSTER_ROUTE,
+            &admin::cluster_path("prod"),
             None,
         )
         .await;
@@ -2753,8 +2754,8 @@ async fn the_cluster_ca_is_pinned_at_registration_and_changed_only_with_replace(
     let added = s
         .admin(
             Method::POST,
-            "/v1/admin/clusters",
-            "/v1/admin/clusters",
+            admin::CLUSTERS_PATH,
+            admin::CLUSTERS_PATH,
             Some(registration(&s, &proxy.url(), json!({}))),
         )
         .await;
@@ -2762,8 +2763,8 @@ async fn the_cluster_ca_is_pinned_at_registration_and_changed_only_with_replace(
     let shown = s
         .admin(
             Method::GET,
-            "/v1/admin/clusters/{name}",
-            "/v1/admin/clusters/prod",
+            admin::CLUSTER_ROUTE,
+            &admin::cluster_path("prod"),
             None,
         )
         .await;
@@ -2839,8 +2840,8 @@ async fn the_cluster_ca_is_pinned_at_registration_and_changed_only_with_replace(
     let replaced = s
         .admin(
             Method::POST,
-            "/v1/admin/clusters",
-            "/v1/admin/clusters",
+            admin::CLUSTERS_PATH,
+            admin::CLUSTERS_PATH,
             Some(registration(&s, &proxy.url(), json!({ "replace": true }))),
         )
         .await;
@@ -2945,8 +2946,8 @@ async fn an_admin_request_cannot_make_the_server_read_a_file_or_send_its_content
     let post = async |body: Value| {
         s.send(
             Method::POST,
-            "/v1/admin/clusters",
-            "/v1/admin/clusters",
+            admin::CLUSTERS_PATH,
+            admin::CLUSTERS_PATH,
             &[("authorization", &authorization)],
             Some(serde_json::to_vec(&body).unwrap()),
         )
@@ -3012,8 +3013,8 @@ async fn an_admin_request_cannot_make_the_server_read_a_file_or_send_its_content
     let listed = s
         .admin(
             Method::GET,
-            "/v1/admin/clusters",
-            "/v1/admin/clusters",
+            admin::CLUSTERS_PATH,
+            admin::CLUSTERS_PATH,
             None,
         )
         .await;
@@ -3031,8 +3032,8 @@ async fn the_reader_token_is_stored_never_shown_and_needs_no_file() {
     let added = s
         .admin(
             Method::POST,
-            "/v1/admin/clusters",
-            "/v1/admin/clusters",
+            admin::CLUSTERS_PATH,
+            admin::CLUSTERS_PATH,
             Some(json!({
                 "name": "prod",
                 "api_server_url": s.cluster.dev.url(),
@@ -3047,8 +3048,8 @@ async fn the_reader_token_is_stored_never_shown_and_needs_no_file() {
     let shown = s
         .admin(
             Method::GET,
-            "/v1/admin/clusters/{name}",
-            "/v1/admin/clusters/prod",
+            admin::CLUSTER_ROUTE,
+            &admin::cluster_path("prod"),
             None,
         )
         .await;

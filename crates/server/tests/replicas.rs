@@ -21,7 +21,9 @@ use podseal_core::dpop::DpopKey;
 use podseal_core::hpke::{KemId, LocalPrivateKey, RecipientKey as _};
 use podseal_core::org_key::OrgPrivateKey;
 use podseal_core::wire::Problem;
+use podseal_core::wire::admin::{ApiKeyRequest, ClusterRequest, PolicyRequest, ReaderToken};
 use podseal_keys::key_file::write_new;
+use podseal_sdk::admin::AdminClient;
 use podseal_sdk::https::{Answer, HttpsClient};
 use podseal_sdk::protocol::{self, Credentials, Endpoint, Freshness, SignedRequest};
 use podseal_server::config::{ServerConfig, TlsSection};
@@ -29,7 +31,6 @@ use podseal_server::startup::{Running, start_postgres};
 use podseal_server::storage::AdminStore as _;
 use podseal_server::storage::{Bounded, PostgresStorage, Storage as _};
 use podseal_test_support::fixtures::{kubernetes_scope, seal_params};
-use serde_json::{Value, json};
 use tempfile::TempDir;
 
 mod support;
@@ -103,29 +104,19 @@ async fn replicas_on_one_postgres_share_every_decision() {
         replicas[1].admin_token.is_none() && replicas[2].admin_token.is_none(),
         "one store, one admin token"
     );
-    let admin = async |replica: usize, method: Method, route: &str, body: Option<Value>| {
-        let authorization = format!("Bearer {admin_token}");
-        let answer = clients[replica]
-            .send(
-                method,
-                route,
-                &[("authorization", &authorization)],
-                body.map(|b| serde_json::to_vec(&b).unwrap()),
-            )
-            .await
-            .unwrap();
-        assert!(answer.status.is_success(), "{}", reason(&answer));
-        serde_json::from_slice::<Value>(&answer.body).unwrap_or_default()
-    };
+    let admin = |replica: usize| AdminClient::new(clients[replica].clone(), &admin_token);
     // Registered through replica a only: b and c notice it within their
     // refresh interval (1 s here) and connect their own views.
-    let registration = json!({
-        "name": "prod",
-        "api_server_url": cluster.dev.url(),
-        "ca_pem": std::fs::read_to_string(cluster.dir.path().join("ca.pem")).unwrap(),
-        "reader_token": std::fs::read_to_string(cluster.dir.path().join("reader.token")).unwrap(),
-    });
-    admin(0, Method::POST, "/v1/admin/clusters", Some(registration)).await;
+    let registration = |name: &str| ClusterRequest {
+        name: name.into(),
+        api_server_url: cluster.dev.url().into(),
+        ca_pem: std::fs::read_to_string(cluster.dir.path().join("ca.pem")).unwrap(),
+        reader_token: ReaderToken::new(
+            &std::fs::read_to_string(cluster.dir.path().join("reader.token")).unwrap(),
+        ),
+        ..ClusterRequest::default()
+    };
+    admin(0).add_cluster(&registration("prod")).await.unwrap();
     let registered = replicas[0].release().clusters().get("prod").unwrap();
     let (polls_before, _) = replicas[0].release().storage().stats().snapshot();
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
@@ -164,13 +155,10 @@ async fn replicas_on_one_postgres_share_every_decision() {
     );
     // A cluster removed through one replica is dropped by every other one
     // within its refresh interval (it no longer counts in their /readyz).
-    let staging = json!({
-        "name": "staging",
-        "api_server_url": cluster.dev.url(),
-        "ca_pem": std::fs::read_to_string(cluster.dir.path().join("ca.pem")).unwrap(),
-        "reader_token": std::fs::read_to_string(cluster.dir.path().join("reader.token")).unwrap(),
-    });
-    admin(0, Method::POST, "/v1/admin/clusters", Some(staging)).await;
+    admin(0)
+        .add_cluster(&registration("staging"))
+        .await
+        .unwrap();
     let connected = |name: &str| {
         replicas
             .iter()
@@ -185,7 +173,7 @@ async fn replicas_on_one_postgres_share_every_decision() {
         );
         ticks.tick().await;
     }
-    admin(1, Method::DELETE, "/v1/admin/clusters/staging", None).await;
+    admin(1).remove_cluster("staging").await.unwrap();
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
     while connected("staging") > 0 {
         assert!(
@@ -195,21 +183,26 @@ async fn replicas_on_one_postgres_share_every_decision() {
         ticks.tick().await;
     }
     assert_eq!(connected("prod"), replicas.len());
-    let created = admin(
-        0,
-        Method::POST,
-        "/v1/admin/apikeys",
-        Some(json!({ "cluster": "prod", "namespace": "shop", "service_account": "api" })),
-    )
-    .await;
-    let api_key = created["key"].as_str().unwrap().to_owned();
-    admin(
-        1,
-        Method::PUT,
-        "/v1/admin/policies",
-        Some(json!({ "cluster": "prod", "namespace": "shop", "service_account": "api", "digests": [support::digest('a')] })),
-    )
-    .await;
+    let created = admin(0)
+        .create_api_key(&ApiKeyRequest {
+            cluster: "prod".into(),
+            namespace: "shop".into(),
+            service_account: "api".into(),
+        })
+        .await
+        .unwrap();
+    let api_key = created.key.clone();
+    admin(1)
+        .set_policy(&PolicyRequest {
+            cluster: "prod".into(),
+            namespace: "shop".into(),
+            service_account: "api".into(),
+            digests: vec![support::digest('a')],
+            audit_mode: false,
+            require_nonce: false,
+        })
+        .await
+        .unwrap();
     handle.create_pod(&support::api_pod("api-0")).unwrap();
     handle.mark_running("shop", "api-0").unwrap();
     let (token, _) = handle
@@ -323,8 +316,7 @@ async fn replicas_on_one_postgres_share_every_decision() {
     }
 
     // Revoked through replica c: refused by a and b at once.
-    let id = created["id"].as_str().unwrap();
-    admin(2, Method::DELETE, &format!("/v1/admin/apikeys/{id}"), None).await;
+    admin(2).revoke_api_key(&created.id).await.unwrap();
     for replica in 0..2 {
         assert_eq!(
             reason(&send_on(replica, unwrap_request().request()).await),
@@ -333,17 +325,8 @@ async fn replicas_on_one_postgres_share_every_decision() {
     }
 
     // One chain: exported from b, signed by the shared key, verifies.
-    let authorization = format!("Bearer {admin_token}");
-    let export = clients[1]
-        .send(
-            Method::GET,
-            "/v1/admin/audit/export",
-            &[("authorization", &authorization)],
-            None,
-        )
-        .await
-        .unwrap();
-    let text = String::from_utf8(export.body.to_vec()).unwrap();
+    let export = admin(1).audit_export().await.unwrap();
+    let text = String::from_utf8(export).unwrap();
     let public =
         parse_public_key(&std::fs::read_to_string(path("b").join("audit.pub")).unwrap()).unwrap();
     assert_eq!(public, audit.public_key());

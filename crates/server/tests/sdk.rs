@@ -20,8 +20,10 @@ use podseal_core::envelope;
 use podseal_core::hpke::KemId;
 use podseal_core::org_key::OrgPrivateKey;
 use podseal_core::reason::{Code, Gate, Reason};
+use podseal_core::wire::admin::{ApiKeyRequest, ClusterRequest, PolicyRequest, ReaderToken};
 use podseal_dev_cluster::Handle;
 use podseal_keys::key_file::write_new;
+use podseal_sdk::admin::AdminClient;
 use podseal_sdk::blocking::BlockingClient;
 use podseal_sdk::client::{Client, ClientConfig, SdkError};
 use podseal_sdk::https::{HttpsClient, Trust};
@@ -29,7 +31,6 @@ use podseal_server::config::{ServerConfig, TlsSection};
 use podseal_server::startup::{Running, start, start_postgres};
 use podseal_server::storage::{Bounded, PostgresStorage};
 use podseal_test_support::fixtures::{kubernetes_scope, seal_params};
-use serde_json::{Value, json};
 use tempfile::TempDir;
 
 mod support;
@@ -145,34 +146,40 @@ impl World {
             admin,
             org,
         };
-        world
-            .admin_call(
-                Method::POST,
-                "/v1/admin/clusters",
-                json!({
-                    "name": "prod",
-                    "api_server_url": world._cluster.dev.url(),
-                    "ca_pem": std::fs::read_to_string(world._cluster.dir.path().join("ca.pem")).unwrap(),
-                    "reader_token": std::fs::read_to_string(world._cluster.dir.path().join("reader.token")).unwrap(),
-                }),
-            )
-            .await;
-        world
-            .admin_call(
-                Method::PUT,
-                "/v1/admin/policies",
-                json!({ "cluster": "prod", "namespace": "shop", "service_account": "api",
-                        "digests": [support::digest('a')], "require_nonce": true }),
-            )
-            .await;
-        let key = world
-            .admin_call(
-                Method::POST,
-                "/v1/admin/apikeys",
-                json!({ "cluster": "prod", "namespace": "shop", "service_account": "api" }),
-            )
-            .await;
-        std::fs::write(world.path("api-key"), key["key"].as_str().unwrap()).unwrap();
+        let cluster_dir = world._cluster.dir.path();
+        let admin = world.admin();
+        admin
+            .add_cluster(&ClusterRequest {
+                name: "prod".into(),
+                api_server_url: world._cluster.dev.url().into(),
+                ca_pem: std::fs::read_to_string(cluster_dir.join("ca.pem")).unwrap(),
+                reader_token: ReaderToken::new(
+                    &std::fs::read_to_string(cluster_dir.join("reader.token")).unwrap(),
+                ),
+                ..ClusterRequest::default()
+            })
+            .await
+            .unwrap();
+        admin
+            .set_policy(&PolicyRequest {
+                cluster: "prod".into(),
+                namespace: "shop".into(),
+                service_account: "api".into(),
+                digests: vec![support::digest('a')],
+                audit_mode: false,
+                require_nonce: true,
+            })
+            .await
+            .unwrap();
+        let key = admin
+            .create_api_key(&ApiKeyRequest {
+                cluster: "prod".into(),
+                namespace: "shop".into(),
+                service_account: "api".into(),
+            })
+            .await
+            .unwrap();
+        std::fs::write(world.path("api-key"), &key.key).unwrap();
         world.handle.create_pod(&support::api_pod("api-0")).unwrap();
         world.handle.mark_running("shop", "api-0").unwrap();
         world.rotate_token();
@@ -187,24 +194,8 @@ impl World {
         HttpsClient::new(&self.url, Some(&self.ca)).unwrap()
     }
 
-    async fn admin_call(&self, method: Method, path: &str, body: Value) -> Value {
-        let authorization = format!("Bearer {}", self.admin);
-        let answer = self
-            .http()
-            .send(
-                method,
-                path,
-                &[("authorization", &authorization)],
-                Some(serde_json::to_vec(&body).unwrap()),
-            )
-            .await
-            .unwrap();
-        assert!(
-            answer.status.is_success(),
-            "{}",
-            String::from_utf8_lossy(&answer.body)
-        );
-        serde_json::from_slice(&answer.body).unwrap()
+    fn admin(&self) -> AdminClient {
+        AdminClient::new(self.http(), &self.admin)
     }
 
     /// What the kubelet does: a fresh projected token in the file.
