@@ -97,6 +97,19 @@ impl EnrolmentCounts {
             ("conflict", self.conflict.load(Ordering::Relaxed)),
         ]
     }
+
+    /// Another key holds the pin of the running instance: refused, counted.
+    fn conflict(&self) -> Refusal {
+        self.conflict.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(
+            "enrolment conflict: another DPoP key is pinned to this container instance; if it just started, another process enrolled first"
+        );
+        Refusal::new(
+            Gate::Dpop,
+            Reason::PodKeyAlreadyPinned,
+            "another DPoP key is pinned to this container while it runs; a restarted container enrols afresh (if this container just started, another process enrolled first: treat the API key and token as exposed)",
+        )
+    }
 }
 
 /// What every request carries.
@@ -188,6 +201,25 @@ fn random_id() -> Result<String, Refusal> {
         .map_err(|_| Refusal::new(Gate::Request, Reason::ServerError, "randomness unavailable"))
 }
 
+/// Storage that failed on the release path: refused, logged.
+fn storage_refusal(error: crate::storage::StorageError) -> Refusal {
+    tracing::error!(%error, "storage failed on the release path");
+    Refusal::new(
+        Gate::Request,
+        Reason::StorageUnavailable,
+        "the server cannot decide right now",
+    )
+}
+
+/// The replay record of a verified proof, kept while it could be fresh.
+fn jti_record(config: &ReleaseConfig, proof: &VerifiedProof) -> JtiRecord {
+    JtiRecord {
+        jkt: proof.thumbprint.clone(),
+        jti: proof.claims.jti.clone(),
+        expires_at: proof.claims.iat + config.dpop_max_age_secs + config.dpop_max_skew_secs,
+    }
+}
+
 struct Verified {
     key: ApiKeyRecord,
     cluster: Arc<ConnectedCluster>,
@@ -269,15 +301,6 @@ impl<S: Storage> ReleaseService<S> {
         problems
     }
 
-    fn storage_refusal(error: crate::storage::StorageError) -> Refusal {
-        tracing::error!(%error, "storage failed on the release path");
-        Refusal::new(
-            Gate::Request,
-            Reason::StorageUnavailable,
-            "the server cannot decide right now",
-        )
-    }
-
     /// Audits a refusal, then returns it.
     async fn refused<T>(
         &self,
@@ -319,7 +342,7 @@ impl<S: Storage> ReleaseService<S> {
             .storage
             .request_context(api_key_hash(credentials.api_key), session_id)
             .await
-            .map_err(Self::storage_refusal)?;
+            .map_err(storage_refusal)?;
         let key = api_key::known(context.api_key)?;
         audit.api_key = Some(key.id.clone());
         audit.cluster = Some(key.cluster.clone());
@@ -355,27 +378,16 @@ impl<S: Storage> ReleaseService<S> {
         audit: &mut ReleaseDetails,
     ) -> Result<VerifiedProof, Refusal> {
         let verified = self.check_proof(proofs, route, access_token, require_nonce, audit)?;
-        let jti = self.jti_record(&verified);
+        let jti = jti_record(&self.config, &verified);
         let fresh = self
             .storage
             .record_jti(&jti.jkt, &jti.jti, jti.expires_at)
             .await
-            .map_err(Self::storage_refusal)?;
+            .map_err(storage_refusal)?;
         if !fresh {
             return Err(replayed());
         }
         Ok(verified)
-    }
-
-    /// The replay record of a verified proof, kept while it could be fresh.
-    fn jti_record(&self, proof: &VerifiedProof) -> JtiRecord {
-        JtiRecord {
-            jkt: proof.thumbprint.clone(),
-            jti: proof.claims.jti.clone(),
-            expires_at: proof.claims.iat
-                + self.config.dpop_max_age_secs
-                + self.config.dpop_max_skew_secs,
-        }
     }
 
     /// Gate 3's stateless checks: one proof, its signature and claims, and
@@ -528,7 +540,7 @@ impl<S: Storage> ReleaseService<S> {
             else {
                 return Err(match not {
                     None => enrolment::not_running(&container),
-                    Some(_) => self.conflict(),
+                    Some(_) => self.enrolments.conflict(),
                 });
             };
             audit.container_id = Some(instance.container_id.clone());
@@ -542,7 +554,7 @@ impl<S: Storage> ReleaseService<S> {
                     self.now(),
                 )
                 .await
-                .map_err(Self::storage_refusal)?;
+                .map_err(storage_refusal)?;
             let (kind, counter) = match outcome {
                 PinOutcome::Pinned => (Enrolment::Pinned, &self.enrolments.pinned),
                 PinOutcome::AlreadyPinned => (Enrolment::SameKey, &self.enrolments.same_key),
@@ -562,25 +574,12 @@ impl<S: Storage> ReleaseService<S> {
                     not = Some(instance.container_id);
                     continue;
                 }
-                PinOutcome::OtherKeyPinned => return Err(self.conflict()),
+                PinOutcome::OtherKeyPinned => return Err(self.enrolments.conflict()),
             };
             audit.enrolment = Some(kind);
             counter.fetch_add(1, Ordering::Relaxed);
             return Ok(instance);
         }
-    }
-
-    /// Another key holds the pin of the running instance: refused, counted.
-    fn conflict(&self) -> Refusal {
-        self.enrolments.conflict.fetch_add(1, Ordering::Relaxed);
-        tracing::warn!(
-            "enrolment conflict: another DPoP key is pinned to this container instance; if it just started, another process enrolled first"
-        );
-        Refusal::new(
-            Gate::Dpop,
-            Reason::PodKeyAlreadyPinned,
-            "another DPoP key is pinned to this container while it runs; a restarted container enrols afresh (if this container just started, another process enrolled first: treat the API key and token as exposed)",
-        )
     }
 
     /// `POST /v1/sessions`: the four gates, then the pin and the session.
@@ -675,7 +674,7 @@ impl<S: Storage> ReleaseService<S> {
         self.storage
             .insert_session(session)
             .await
-            .map_err(Self::storage_refusal)?;
+            .map_err(storage_refusal)?;
         Ok(SessionGrant {
             session_id,
             expires_at,
@@ -783,7 +782,7 @@ impl<S: Storage> ReleaseService<S> {
             verified.require_nonce(),
             audit,
         )?;
-        *jti = Some(self.jti_record(&proof));
+        *jti = Some(jti_record(&self.config, &proof));
         if proof.thumbprint != session.jkt {
             return Err(Refusal::new(
                 Gate::Dpop,
@@ -902,7 +901,7 @@ impl<S: Storage> ReleaseService<S> {
                 &new.thumbprint,
             )
             .await
-            .map_err(Self::storage_refusal)?;
+            .map_err(storage_refusal)?;
         if !rotated {
             return Err(Refusal::new(
                 Gate::Dpop,
@@ -913,7 +912,7 @@ impl<S: Storage> ReleaseService<S> {
         self.storage
             .set_session_jkt(session_id, &new.thumbprint)
             .await
-            .map_err(Self::storage_refusal)?;
+            .map_err(storage_refusal)?;
         Ok(new.thumbprint)
     }
 }
