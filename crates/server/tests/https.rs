@@ -696,6 +696,19 @@ impl Matrix {
         }
     }
 
+    /// `api-0` unwraps its capsule in its session with `proof`.
+    async fn unwrap_api0(&self, proof: &str) -> Answer {
+        self.s
+            .unwrap_raw(
+                &self.pod,
+                &self.key,
+                &self.session,
+                &[proof],
+                envelope_body(&self.capsule),
+            )
+            .await
+    }
+
     /// `api-0`'s token re-signed with the pinned kid after `edit`.
     fn token_with(&self, edit: impl FnOnce(&mut Value)) -> String {
         let mut claims = claims_of(&self.pod.token);
@@ -1158,14 +1171,7 @@ const CASES: &[Case] = &[
         Box::pin(async move {
             let no_ath = m.s.proof(&m.pod.dpop, "/v1/unwrap", None, None);
             refused(
-                &m.s.unwrap_raw(
-                    &m.pod,
-                    &m.key,
-                    &m.session,
-                    &[&no_ath],
-                    envelope_body(&m.capsule),
-                )
-                .await,
+                &m.unwrap_api0(&no_ath).await,
                 401,
                 Gate::Dpop,
                 Reason::AthMissing,
@@ -1180,14 +1186,7 @@ const CASES: &[Case] = &[
                 let wrong_ath =
                     m.s.proof(&m.pod.dpop, "/v1/unwrap", Some("another-session"), None);
                 refused(
-                    &m.s.unwrap_raw(
-                        &m.pod,
-                        &m.key,
-                        &m.session,
-                        &[&wrong_ath],
-                        envelope_body(&m.capsule),
-                    )
-                    .await,
+                    &m.unwrap_api0(&wrong_ath).await,
                     401,
                     Gate::Dpop,
                     Reason::AthMismatch,
@@ -1199,14 +1198,7 @@ const CASES: &[Case] = &[
         Box::pin(async move {
             let stolen = m.s.proof(&m.thief, "/v1/unwrap", Some(&m.session), None);
             refused(
-                &m.s.unwrap_raw(
-                    &m.pod,
-                    &m.key,
-                    &m.session,
-                    &[&stolen],
-                    envelope_body(&m.capsule),
-                )
-                .await,
+                &m.unwrap_api0(&stolen).await,
                 401,
                 Gate::Dpop,
                 Reason::KeyNotPinned,
@@ -1216,28 +1208,13 @@ const CASES: &[Case] = &[
     steps("unwrap/replayed-proof", &[Reason::JtiReplayed], |m| {
         Box::pin(async move {
             let once = m.s.proof(&m.pod.dpop, "/v1/unwrap", Some(&m.session), None);
-            let answer =
-                m.s.unwrap_raw(
-                    &m.pod,
-                    &m.key,
-                    &m.session,
-                    &[&once],
-                    envelope_body(&m.capsule),
-                )
-                .await;
+            let answer = m.unwrap_api0(&once).await;
             assert_eq!(
                 m.s.open(&m.pod, &m.session, &m.capsule, &answer, &once),
                 SECRET
             );
             refused(
-                &m.s.unwrap_raw(
-                    &m.pod,
-                    &m.key,
-                    &m.session,
-                    &[&once],
-                    envelope_body(&m.capsule),
-                )
-                .await,
+                &m.unwrap_api0(&once).await,
                 401,
                 Gate::Dpop,
                 Reason::JtiReplayed,
