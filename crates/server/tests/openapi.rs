@@ -77,9 +77,9 @@ fn the_openapi_document_lists_exactly_the_routes_and_statuses_of_the_server() {
     );
 }
 
-#[tokio::test]
-async fn every_route_in_the_table_is_served() {
-    use tower::ServiceExt as _;
+/// The router over a fresh SQLite store (no cluster registered); the
+/// store's directory lives as long as the router is used.
+fn app() -> (axum::Router, tempfile::TempDir) {
     let dir = tempfile::TempDir::new().unwrap();
     let storage = Arc::new(SqliteStorage::open(&dir.path().join("db")).unwrap());
     let audit = Arc::new(podseal_server::audit_log::AuditWriter::new(
@@ -111,6 +111,13 @@ async fn every_route_in_the_table_is_served() {
         metrics: Arc::default(),
         refusals: Arc::default(),
     });
+    (app, dir)
+}
+
+#[tokio::test]
+async fn every_route_in_the_table_is_served() {
+    use tower::ServiceExt as _;
+    let (app, _dir) = app();
     for route in ROUTES {
         let path = route.path.replace('{', "x").replace('}', "");
         let request = http::Request::builder()
@@ -175,4 +182,51 @@ fn the_openapi_document_lists_exactly_the_gate_and_reason_codes() {
     let problem = &doc["components"]["schemas"]["Problem"]["properties"];
     assert_eq!(problem["gate"]["$ref"], "#/components/schemas/Gate");
     assert_eq!(problem["reason"]["$ref"], "#/components/schemas/Reason");
+}
+
+/// `/metrics` labels are bounded (docs/design.md): a request is counted
+/// under its route's pattern, and every path no route matches under
+/// `unmatched`, however many distinct paths a client sends. Counting by the
+/// raw path would grow a label per path and fails here.
+#[tokio::test]
+async fn metrics_count_requests_by_route_pattern_not_by_path() {
+    use tower::ServiceExt as _;
+    let (app, _dir) = app();
+    let get = async |path: String| {
+        let request = http::Request::builder()
+            .uri(&path)
+            .body(axum::body::Body::empty())
+            .unwrap();
+        let response = app.clone().oneshot(request).await.unwrap();
+        axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap()
+    };
+    for i in 0..40 {
+        get(podseal_core::wire::admin::cluster_path(&format!("c{i}"))).await;
+        get(format!("/no/such/path/{i}")).await;
+    }
+    let text = String::from_utf8(get("/metrics".to_owned()).await.to_vec()).unwrap();
+    let routes: std::collections::BTreeSet<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("podseal_requests_total{"))
+        .filter_map(|l| l.split("route=\"").nth(1)?.split('"').next())
+        .collect();
+    assert_eq!(
+        routes,
+        std::collections::BTreeSet::from([podseal_core::wire::admin::CLUSTER_ROUTE, "unmatched"]),
+        "{text}"
+    );
+    let count = |route: &str| -> u64 {
+        text.lines()
+            .filter(|l| l.starts_with(&format!("podseal_requests_total{{route=\"{route}\"")))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum()
+    };
+    assert_eq!(
+        count(podseal_core::wire::admin::CLUSTER_ROUTE),
+        40,
+        "{text}"
+    );
+    assert_eq!(count("unmatched"), 40, "{text}");
 }
