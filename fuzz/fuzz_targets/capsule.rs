@@ -1,0 +1,8 @@
+#![no_main]
+//! `cargo fuzz run -s none capsule`: see `podseal_fuzz::TARGETS`.
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    if let Some(target) = podseal_fuzz::target("capsule") {
+        (target.run)(data);
+    }
+});
