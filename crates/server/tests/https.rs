@@ -1973,8 +1973,12 @@ async fn hostile_recipient_keys_are_refused_when_a_session_opens() {
     assert!(low_order > 0 && non_canonical > 0, "{hostile:?}");
 
     let pod = s.pod("api-0", "api");
+    // Each hostile key comes with a DPoP key that is not the pod's: had any
+    // refusal come after enrolment, that key would hold the container's pin
+    // and the pod's own session below would be refused.
+    let attacker = DpopKey::generate().unwrap();
     for (public, label) in &hostile {
-        let proof = s.proof(&pod.dpop, "/v1/sessions", None, None);
+        let proof = s.proof(&attacker, "/v1/sessions", None, None);
         let answer = s
             .send(
                 Method::POST,
@@ -1991,7 +1995,7 @@ async fn hostile_recipient_keys_are_refused_when_a_session_opens() {
         assert_eq!(answer.status, 400, "{label}");
         refused(&answer, 400, Gate::Request, Reason::RecipientKeyInvalid);
     }
-    // Nothing was pinned by the refusals: the pod's own key opens a session.
+    // Nothing was pinned by the refusals: the pod's own, other key opens a session.
     s.open_session(&pod, &key).await;
 
     let text = s.audit_export().await;
