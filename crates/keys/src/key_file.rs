@@ -310,3 +310,69 @@ pub fn write_new(path: &Path, contents: &[u8], mode: u32) -> Result<(), KeyFileE
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "test code")]
+    use super::*;
+    use podseal_core::hpke::KemId;
+
+    /// Every mode that gives group or others any access: each is refused.
+    /// (0644 alone would pass a check narrowed to others' bits.)
+    const LOOSE: [u32; 7] = [0o640, 0o620, 0o610, 0o604, 0o602, 0o601, 0o660];
+
+    fn file_with(dir: &Path, name: &str, text: &str, mode: u32) -> std::path::PathBuf {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+        path
+    }
+
+    #[test]
+    fn a_secret_file_any_group_or_other_may_access_is_refused() {
+        let dir = tempfile::TempDir::new().unwrap();
+        for mode in LOOSE {
+            let path = file_with(dir.path(), &format!("token-{mode:o}"), "psa_x", mode);
+            let refused = read_secret_text(&path, "admin token file");
+            assert!(
+                matches!(refused, Err(KeyFileError::InsecurePermissions { mode: m, .. }) if m == mode),
+                "mode {mode:o}: {refused:?}"
+            );
+        }
+        for mode in [0o600, 0o400] {
+            let path = file_with(dir.path(), &format!("ok-{mode:o}"), "psa_x", mode);
+            assert_eq!(
+                read_secret_text(&path, "admin token file")
+                    .unwrap()
+                    .as_str(),
+                "psa_x"
+            );
+        }
+    }
+
+    #[test]
+    fn an_org_private_key_any_group_or_other_may_access_is_refused() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let key = OrgPrivateKey::generate(KemId::X25519HkdfSha256).unwrap();
+        for mode in LOOSE {
+            let path = file_with(
+                dir.path(),
+                &format!("org-{mode:o}.key"),
+                &key.to_text(),
+                mode,
+            );
+            assert!(
+                matches!(
+                    read_private_key(&path),
+                    Err(KeyFileError::InsecurePermissions { .. })
+                ),
+                "mode {mode:o}"
+            );
+        }
+        let path = file_with(dir.path(), "org.key", &key.to_text(), 0o600);
+        assert_eq!(
+            read_private_key(&path).unwrap().public().to_text(),
+            key.public().to_text()
+        );
+    }
+}

@@ -621,4 +621,84 @@ mod tests {
             "{message}"
         );
     }
+
+    #[test]
+    fn a_state_directory_group_or_others_may_enter_is_refused() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::TempDir::new().unwrap();
+        let state = dir.path().join("state");
+        create_state_dir(&state).unwrap();
+        assert_eq!(
+            std::fs::metadata(&state).unwrap().permissions().mode() & 0o777,
+            0o700
+        );
+        for mode in [0o750, 0o710, 0o705, 0o701, 0o770] {
+            std::fs::set_permissions(&state, std::fs::Permissions::from_mode(mode)).unwrap();
+            let Err(error) = create_state_dir(&state) else {
+                panic!("a state directory of mode {mode:o} was taken")
+            };
+            assert!(
+                error.to_string().contains("open to group or others"),
+                "{mode:o}: {error}"
+            );
+        }
+        std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o700)).unwrap();
+        create_state_dir(&state).unwrap();
+    }
+
+    #[test]
+    fn a_development_key_group_or_others_may_read_is_not_reused() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::TempDir::new().unwrap();
+        let names = vec!["localhost".to_owned()];
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(names.clone())
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let (cert_file, key_file) = (
+            dir.path().join("tls-dev.crt"),
+            dir.path().join("tls-dev.key"),
+        );
+        std::fs::write(&cert_file, cert.pem()).unwrap();
+        write_new(&key_file, key.serialize_pem().as_bytes(), 0o600).unwrap();
+        assert!(reusable_dev_certificate(&cert_file, &key_file, &names));
+        for mode in [0o640, 0o604, 0o620, 0o660] {
+            std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(mode)).unwrap();
+            assert!(
+                !reusable_dev_certificate(&cert_file, &key_file, &names),
+                "a {mode:o} development key was reused"
+            );
+        }
+    }
+
+    /// The database, its write-ahead log and shared memory are the owner's
+    /// only (they hold the nonce secret and the hashes of API keys).
+    #[tokio::test]
+    async fn the_database_and_its_wal_are_owner_only() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::TempDir::new().unwrap();
+        let org = OrgPrivateKey::generate(KemId::X25519HkdfSha256).unwrap();
+        let org_key = dir.path().join("org.key");
+        write_new(&org_key, org.to_text().as_bytes(), 0o600).unwrap();
+        let state = dir.path().join("state");
+        let running = start(ServerConfig {
+            listen: "127.0.0.1:0".into(),
+            state_dir: state.clone(),
+            org_key_files: vec![org_key],
+            ..ServerConfig::default()
+        })
+        .await
+        .unwrap();
+        let mut seen = 0;
+        for name in ["podseal.db", "podseal.db-wal", "podseal.db-shm"] {
+            if let Ok(metadata) = std::fs::metadata(state.join(name)) {
+                seen += 1;
+                let mode = metadata.permissions().mode() & 0o777;
+                assert_eq!(mode & 0o077, 0, "{name} has mode {mode:o}");
+            }
+        }
+        running.shutdown().await.unwrap();
+        assert!(seen >= 2, "the database and its WAL exist while it runs");
+    }
 }
