@@ -1510,6 +1510,13 @@ async fn a_release_that_cannot_be_audited_is_refused() {
         Gate::Request,
         Reason::AuditUnavailable,
     );
+    // A session that passes every gate (the pinned key again) is refused
+    // too: its grant is never answered unaudited.
+    assert_refused(
+        w.session(&pod, API_KEY).await,
+        Gate::Request,
+        Reason::AuditUnavailable,
+    );
     // Once records can be written again, releases resume.
     raw.execute_batch("DROP TRIGGER audit_down;").unwrap();
     assert_eq!(w.unwrap(&pod, &session, &capsule).await.unwrap(), SECRET);
