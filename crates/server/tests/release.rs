@@ -1522,6 +1522,66 @@ async fn a_release_that_cannot_be_audited_is_refused() {
     assert_eq!(w.unwrap(&pod, &session, &capsule).await.unwrap(), SECRET);
 }
 
+/// An admin change is audited before it is made: when its record cannot be
+/// written it is refused and not made (the policy keeps its digests, no API
+/// key appears, the cluster stays registered), and it is made once records
+/// can be written again.
+#[tokio::test]
+async fn an_admin_change_that_cannot_be_audited_is_not_made() {
+    use podseal_core::wire::admin::{ApiKeyRequest, PolicyRequest};
+    let w = world().await;
+    let admin = podseal_server::admin::AdminService::new(
+        w.service.clone(),
+        Arc::new(podseal_server::audit_log::AuditLog::new(
+            w.storage.clone(),
+            AuditKey::generate().unwrap(),
+            podseal_core::audit::LogOrigin::new("test").unwrap(),
+        )),
+    );
+    let policy = PolicyRequest {
+        cluster: "prod".into(),
+        namespace: "shop".into(),
+        service_account: "api".into(),
+        digests: vec![digest('b')],
+        audit_mode: false,
+        require_nonce: false,
+    };
+    let api_key = ApiKeyRequest {
+        cluster: "prod".into(),
+        namespace: "shop".into(),
+        service_account: "api".into(),
+    };
+    let keys_before = w.storage.api_keys().await.unwrap().len();
+    let raw = rusqlite::Connection::open(w.cluster.dir.path().join("podseal.db")).unwrap();
+    raw.execute_batch("CREATE TRIGGER audit_down BEFORE INSERT ON audit_log BEGIN SELECT RAISE(ABORT, 'disk full'); END;").unwrap();
+    let unaudited = |result: Result<(), Refusal>| {
+        let refusal = result.expect_err("an unaudited admin change was made");
+        assert_eq!(
+            (refusal.gate, refusal.reason),
+            (Gate::Request, Reason::AuditUnavailable)
+        );
+    };
+    unaudited(admin.set_policy(policy.clone()).await.map(|_| ()));
+    unaudited(admin.create_api_key(api_key.clone()).await.map(|_| ()));
+    unaudited(admin.remove_cluster("prod").await.map(|_| ()));
+    let digests = |policies: Vec<PolicyRecord>| -> Vec<String> {
+        policies
+            .into_iter()
+            .find(|p| p.namespace == "shop")
+            .map(|p| p.digests)
+            .unwrap_or_default()
+    };
+    assert_eq!(digests(w.storage.policies().await.unwrap()), [digest('a')]);
+    assert_eq!(w.storage.api_keys().await.unwrap().len(), keys_before);
+    assert!(w.storage.cluster("prod").await.unwrap().is_some());
+
+    raw.execute_batch("DROP TRIGGER audit_down;").unwrap();
+    admin.set_policy(policy).await.unwrap();
+    admin.create_api_key(api_key).await.unwrap();
+    assert_eq!(digests(w.storage.policies().await.unwrap()), [digest('b')]);
+    assert_eq!(w.storage.api_keys().await.unwrap().len(), keys_before + 1);
+}
+
 /// Claims, over the HTTP API: today's server verifies Kubernetes identities
 /// only, so a capsule whose scope is `spiffe` or `oidc` is refused by name
 /// (403, gate `scope`, `scope_kind_unsupported`, the kind in the detail)
