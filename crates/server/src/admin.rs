@@ -3,8 +3,9 @@
 //! refusal a [`Refusal`] with gate `admin`.
 //!
 //! The admin token is created when the store is first initialised, shown
-//! once, and stored only as its SHA-256. Comparing digests of the presented
-//! and stored tokens says nothing useful about the token through timing.
+//! once, and stored only as its SHA-256; the presented token's digest is
+//! compared with the stored one in constant time (and a comparison of
+//! digests could tell at most a digest's prefix, never the token's).
 //!
 //! A change is audited *before* it is carried out; a refused admin request
 //! (bad token, bad argument, or a change that then failed) is audited with
@@ -21,6 +22,7 @@ pub use podseal_core::wire::admin::{
     PolicyInfo, PolicyRequest,
 };
 use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq as _;
 
 use crate::audit_log::{AuditLog, AuditWriter};
 use crate::cluster::ClusterRegistry;
@@ -131,7 +133,7 @@ impl<S: Storage> AdminService<S> {
                 "Authorization: Bearer <admin token> is required",
             ),
             (Some(token), Some(hash))
-                if <[u8; 32]>::from(Sha256::digest(token.as_bytes())) == hash =>
+                if bool::from(Sha256::digest(token.as_bytes()).as_slice().ct_eq(&hash)) =>
             {
                 return Ok(());
             }
