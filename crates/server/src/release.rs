@@ -112,8 +112,9 @@ impl EnrolmentCounts {
     }
 }
 
-/// What every request carries.
-#[derive(Debug, Clone, Copy)]
+/// What every request carries. `Debug` redacts all of it: each is a
+/// credential.
+#[derive(Clone, Copy)]
 pub struct Credentials<'a> {
     /// The bound API key.
     pub api_key: &'a str,
@@ -121,6 +122,12 @@ pub struct Credentials<'a> {
     pub token: &'a str,
     /// Every `DPoP` header value the request carried (exactly one is allowed).
     pub dpop: &'a [&'a str],
+}
+
+impl std::fmt::Debug for Credentials<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Credentials([redacted], {} DPoP)", self.dpop.len())
+    }
 }
 
 /// A granted session.
@@ -1100,5 +1107,19 @@ mod tests {
         }
         // A session opened before version 5 is bound to the pod only.
         assert_eq!(reason(&session(""), &pod(Some("cid-2"))), None);
+    }
+
+    /// A derived `Debug` would print the API key, the token and the proof.
+    #[test]
+    fn credentials_never_print_what_they_hold() {
+        let credentials = Credentials {
+            api_key: "psk_secret-api-key",
+            token: "eyJ.secret-token.sig",
+            dpop: &["eyJ.secret-proof.sig"],
+        };
+        let printed = format!("{credentials:?}");
+        for secret in ["psk_secret", "secret-token", "secret-proof"] {
+            assert!(!printed.contains(secret), "{printed}");
+        }
     }
 }

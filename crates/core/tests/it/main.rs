@@ -11,4 +11,5 @@
 mod checkpoint_note;
 mod envelope;
 mod parsers;
+mod redaction;
 mod testkit;
