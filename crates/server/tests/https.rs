@@ -594,7 +594,7 @@ async fn every_attack_is_refused_over_https_with_its_gate_named_and_audited() {
     let mut m = cases::run("set-up", Matrix::start()).await;
     for case in CASES {
         cases::run(case.name, case.run(&mut m)).await;
-        m.audited.extend_from_slice(case.audited());
+        m.audited.extend(case.audited());
     }
 }
 
@@ -634,8 +634,8 @@ struct Matrix {
     /// The audit export and its public key, from `audit/every-refusal-recorded`.
     export: String,
     audit_public: [u8; 32],
-    /// The reasons the cases run so far had refused (and so audited).
-    audited: Vec<Reason>,
+    /// The gates and reasons the cases run so far had refused (and so audited).
+    audited: Vec<(Gate, Reason)>,
 }
 
 impl Matrix {
@@ -818,8 +818,8 @@ enum Run {
     /// `POST /v1/sessions` by `api-0` with the DPoP proof this builds: 401
     /// from gate dpop, for this reason.
     Proof(fn(&Matrix) -> String, Reason),
-    /// Steps of its own, and the reasons its refusals are audited under.
-    Steps(&'static [Reason], Steps),
+    /// Steps of its own, and the gates and reasons its refusals are audited under.
+    Steps(&'static [(Gate, Reason)], Steps),
 }
 
 type Steps = for<'a> fn(&'a mut Matrix) -> Pin<Box<dyn Future<Output = ()> + 'a>>;
@@ -841,7 +841,7 @@ const fn proof(name: &'static str, build: fn(&Matrix) -> String, reason: Reason)
 }
 
 /// A case of [`Run::Steps`].
-const fn steps(name: &'static str, audited: &'static [Reason], run: Steps) -> Case {
+const fn steps(name: &'static str, audited: &'static [(Gate, Reason)], run: Steps) -> Case {
     Case {
         name,
         run: Run::Steps(audited, run),
@@ -850,10 +850,11 @@ const fn steps(name: &'static str, audited: &'static [Reason], run: Steps) -> Ca
 
 impl Case {
     /// The reasons the audit export must hold once this case has run.
-    fn audited(&self) -> &[Reason] {
+    fn audited(&self) -> Vec<(Gate, Reason)> {
         match &self.run {
-            Run::Token(_, reason) | Run::Proof(_, reason) => std::slice::from_ref(reason),
-            Run::Steps(audited, _) => audited,
+            Run::Token(_, reason) => vec![(Gate::Token, *reason)],
+            Run::Proof(_, reason) => vec![(Gate::Dpop, *reason)],
+            Run::Steps(audited, _) => audited.to_vec(),
         }
     }
 
@@ -913,7 +914,7 @@ const CASES: &[Case] = &[
     // Gate 1: another namespace's key, another service account's, a revoked one, none.
     steps(
         "gate1/another-namespace-key",
-        &[Reason::ApiKeyScopeMismatch],
+        &[(Gate::ApiKey, Reason::ApiKeyScopeMismatch)],
         |m| {
             Box::pin(async move {
                 refused(
@@ -927,7 +928,7 @@ const CASES: &[Case] = &[
     ),
     steps(
         "gate1/another-service-account-key",
-        &[Reason::ApiKeyScopeMismatch],
+        &[(Gate::ApiKey, Reason::ApiKeyScopeMismatch)],
         |m| {
             Box::pin(async move {
                 refused(
@@ -939,33 +940,41 @@ const CASES: &[Case] = &[
             })
         },
     ),
-    steps("gate1/revoked-key", &[Reason::ApiKeyRevoked], |m| {
-        Box::pin(async move {
-            m.s.admin(
-                Method::DELETE,
-                admin::API_KEY_ROUTE,
-                &admin::api_key_path(&m.revoked_id),
-                None,
-            )
-            .await;
-            refused(
-                &m.s.session(&m.pod, &m.revoked_key).await,
-                401,
-                Gate::ApiKey,
-                Reason::ApiKeyRevoked,
-            );
-        })
-    }),
-    steps("gate1/unknown-key", &[Reason::ApiKeyUnknown], |m| {
-        Box::pin(async move {
-            refused(
-                &m.s.session(&m.pod, "psk_guessed").await,
-                401,
-                Gate::ApiKey,
-                Reason::ApiKeyUnknown,
-            );
-        })
-    }),
+    steps(
+        "gate1/revoked-key",
+        &[(Gate::ApiKey, Reason::ApiKeyRevoked)],
+        |m| {
+            Box::pin(async move {
+                m.s.admin(
+                    Method::DELETE,
+                    admin::API_KEY_ROUTE,
+                    &admin::api_key_path(&m.revoked_id),
+                    None,
+                )
+                .await;
+                refused(
+                    &m.s.session(&m.pod, &m.revoked_key).await,
+                    401,
+                    Gate::ApiKey,
+                    Reason::ApiKeyRevoked,
+                );
+            })
+        },
+    ),
+    steps(
+        "gate1/unknown-key",
+        &[(Gate::ApiKey, Reason::ApiKeyUnknown)],
+        |m| {
+            Box::pin(async move {
+                refused(
+                    &m.s.session(&m.pod, "psk_guessed").await,
+                    401,
+                    Gate::ApiKey,
+                    Reason::ApiKeyUnknown,
+                );
+            })
+        },
+    ),
     // Gate 2: the token's audience, issuer, times and header.
     token(
         "gate2/audience-vault",
@@ -1144,43 +1153,55 @@ const CASES: &[Case] = &[
         },
         Reason::AlgNotAllowed,
     ),
-    steps("gate3/two-proofs", &[Reason::DpopHeaderCount], |m| {
-        Box::pin(async move {
-            let fresh = m.s.proof(&m.pod.dpop, "/v1/sessions", None, None);
-            refused(
-                &m.s.session_with(&m.pod, &m.key, &m.pod.token, &[&fresh, &fresh])
-                    .await,
-                400,
-                Gate::Dpop,
-                Reason::DpopHeaderCount,
-            );
-        })
-    }),
-    steps("gate3/no-proof", &[Reason::DpopHeaderCount], |m| {
-        Box::pin(async move {
-            refused(
-                &m.s.session_with(&m.pod, &m.key, &m.pod.token, &[]).await,
-                400,
-                Gate::Dpop,
-                Reason::DpopHeaderCount,
-            );
-        })
-    }),
+    steps(
+        "gate3/two-proofs",
+        &[(Gate::Dpop, Reason::DpopHeaderCount)],
+        |m| {
+            Box::pin(async move {
+                let fresh = m.s.proof(&m.pod.dpop, "/v1/sessions", None, None);
+                refused(
+                    &m.s.session_with(&m.pod, &m.key, &m.pod.token, &[&fresh, &fresh])
+                        .await,
+                    400,
+                    Gate::Dpop,
+                    Reason::DpopHeaderCount,
+                );
+            })
+        },
+    ),
+    steps(
+        "gate3/no-proof",
+        &[(Gate::Dpop, Reason::DpopHeaderCount)],
+        |m| {
+            Box::pin(async move {
+                refused(
+                    &m.s.session_with(&m.pod, &m.key, &m.pod.token, &[]).await,
+                    400,
+                    Gate::Dpop,
+                    Reason::DpopHeaderCount,
+                );
+            })
+        },
+    ),
     // Unwrap: ath missing or for another session, another key, a replay.
-    steps("unwrap/ath-missing", &[Reason::AthMissing], |m| {
-        Box::pin(async move {
-            let no_ath = m.s.proof(&m.pod.dpop, "/v1/unwrap", None, None);
-            refused(
-                &m.unwrap_api0(&no_ath).await,
-                401,
-                Gate::Dpop,
-                Reason::AthMissing,
-            );
-        })
-    }),
+    steps(
+        "unwrap/ath-missing",
+        &[(Gate::Dpop, Reason::AthMissing)],
+        |m| {
+            Box::pin(async move {
+                let no_ath = m.s.proof(&m.pod.dpop, "/v1/unwrap", None, None);
+                refused(
+                    &m.unwrap_api0(&no_ath).await,
+                    401,
+                    Gate::Dpop,
+                    Reason::AthMissing,
+                );
+            })
+        },
+    ),
     steps(
         "unwrap/ath-of-another-session",
-        &[Reason::AthMismatch],
+        &[(Gate::Dpop, Reason::AthMismatch)],
         |m| {
             Box::pin(async move {
                 let wrong_ath =
@@ -1194,37 +1215,45 @@ const CASES: &[Case] = &[
             })
         },
     ),
-    steps("unwrap/another-key", &[Reason::KeyNotPinned], |m| {
-        Box::pin(async move {
-            let stolen = m.s.proof(&m.thief, "/v1/unwrap", Some(&m.session), None);
-            refused(
-                &m.unwrap_api0(&stolen).await,
-                401,
-                Gate::Dpop,
-                Reason::KeyNotPinned,
-            );
-        })
-    }),
-    steps("unwrap/replayed-proof", &[Reason::JtiReplayed], |m| {
-        Box::pin(async move {
-            let once = m.s.proof(&m.pod.dpop, "/v1/unwrap", Some(&m.session), None);
-            let answer = m.unwrap_api0(&once).await;
-            assert_eq!(
-                m.s.open(&m.pod, &m.session, &m.capsule, &answer, &once),
-                SECRET
-            );
-            refused(
-                &m.unwrap_api0(&once).await,
-                401,
-                Gate::Dpop,
-                Reason::JtiReplayed,
-            );
-        })
-    }),
+    steps(
+        "unwrap/another-key",
+        &[(Gate::Dpop, Reason::KeyNotPinned)],
+        |m| {
+            Box::pin(async move {
+                let stolen = m.s.proof(&m.thief, "/v1/unwrap", Some(&m.session), None);
+                refused(
+                    &m.unwrap_api0(&stolen).await,
+                    401,
+                    Gate::Dpop,
+                    Reason::KeyNotPinned,
+                );
+            })
+        },
+    ),
+    steps(
+        "unwrap/replayed-proof",
+        &[(Gate::Dpop, Reason::JtiReplayed)],
+        |m| {
+            Box::pin(async move {
+                let once = m.s.proof(&m.pod.dpop, "/v1/unwrap", Some(&m.session), None);
+                let answer = m.unwrap_api0(&once).await;
+                assert_eq!(
+                    m.s.open(&m.pod, &m.session, &m.capsule, &answer, &once),
+                    SECRET
+                );
+                refused(
+                    &m.unwrap_api0(&once).await,
+                    401,
+                    Gate::Dpop,
+                    Reason::JtiReplayed,
+                );
+            })
+        },
+    ),
     // A second key cannot enroll for the same live pod uid; rotation needs the previous key.
     steps(
         "gate3/second-key-for-the-pod",
-        &[Reason::PodKeyAlreadyPinned],
+        &[(Gate::Dpop, Reason::PodKeyAlreadyPinned)],
         |m| {
             Box::pin(async move {
                 let second = Pod {
@@ -1243,7 +1272,7 @@ const CASES: &[Case] = &[
     ),
     steps(
         "gate3/rotation-signed-by-another-key",
-        &[Reason::KeyNotPinned],
+        &[(Gate::Dpop, Reason::KeyNotPinned)],
         |m| {
             Box::pin(async move {
                 let next = m.second.as_ref().expect("the second key's case ran");
@@ -1275,7 +1304,7 @@ const CASES: &[Case] = &[
     // Scope: another namespace, cluster, service account; a header edited after sealing.
     steps(
         "scope/another-namespace",
-        &[Reason::NamespaceMismatch],
+        &[(Gate::Scope, Reason::NamespaceMismatch)],
         |m| {
             Box::pin(async move {
                 let other = m.s.capsule("prod", "payments", "api");
@@ -1283,15 +1312,19 @@ const CASES: &[Case] = &[
             })
         },
     ),
-    steps("scope/another-cluster", &[Reason::ClusterMismatch], |m| {
-        Box::pin(async move {
-            let other = m.s.capsule("staging", "shop", "api");
-            m.scope_refused(&other, Reason::ClusterMismatch).await;
-        })
-    }),
+    steps(
+        "scope/another-cluster",
+        &[(Gate::Scope, Reason::ClusterMismatch)],
+        |m| {
+            Box::pin(async move {
+                let other = m.s.capsule("staging", "shop", "api");
+                m.scope_refused(&other, Reason::ClusterMismatch).await;
+            })
+        },
+    ),
     steps(
         "scope/another-service-account",
-        &[Reason::ServiceAccountMismatch],
+        &[(Gate::Scope, Reason::ServiceAccountMismatch)],
         |m| {
             Box::pin(async move {
                 let other = m.s.capsule("prod", "shop", "worker");
@@ -1302,7 +1335,7 @@ const CASES: &[Case] = &[
     ),
     steps(
         "scope/header-edited-after-sealing",
-        &[Reason::DidNotOpen],
+        &[(Gate::Scope, Reason::DidNotOpen)],
         |m| {
             Box::pin(async move {
                 let mut header = m.capsule.envelope.header().clone();
@@ -1322,7 +1355,7 @@ const CASES: &[Case] = &[
     // The request: content ciphertext, malformed or oversized bodies, wrong media type.
     steps(
         "request/content-ciphertext",
-        &[Reason::ContentCiphertextPresent],
+        &[(Gate::Request, Reason::ContentCiphertextPresent)],
         |m| {
             Box::pin(async move {
                 let with_content =
@@ -1333,15 +1366,19 @@ const CASES: &[Case] = &[
             })
         },
     ),
-    steps("request/malformed-json", &[Reason::MalformedBody], |m| {
-        Box::pin(async move {
-            m.body_refused(b"{\"capsules\": [".to_vec(), 400, Reason::MalformedBody)
-                .await;
-        })
-    }),
+    steps(
+        "request/malformed-json",
+        &[(Gate::Request, Reason::MalformedBody)],
+        |m| {
+            Box::pin(async move {
+                m.body_refused(b"{\"capsules\": [".to_vec(), 400, Reason::MalformedBody)
+                    .await;
+            })
+        },
+    ),
     steps(
         "request/capsule-not-base64",
-        &[Reason::CapsuleMalformed],
+        &[(Gate::Request, Reason::CapsuleMalformed)],
         |m| {
             Box::pin(async move {
                 let body = serde_json::to_vec(&json!({ "capsules": ["!!"] })).unwrap();
@@ -1349,12 +1386,17 @@ const CASES: &[Case] = &[
             })
         },
     ),
-    steps("request/unknown-field", &[Reason::MalformedBody], |m| {
-        Box::pin(async move {
-            let body = serde_json::to_vec(&json!({ "capsules": [], "content": "AAAA" })).unwrap();
-            m.body_refused(body, 400, Reason::MalformedBody).await;
-        })
-    }),
+    steps(
+        "request/unknown-field",
+        &[(Gate::Request, Reason::MalformedBody)],
+        |m| {
+            Box::pin(async move {
+                let body =
+                    serde_json::to_vec(&json!({ "capsules": [], "content": "AAAA" })).unwrap();
+                m.body_refused(body, 400, Reason::MalformedBody).await;
+            })
+        },
+    ),
     steps("request/empty-batch", &[], |m| {
         Box::pin(async move {
             let body = serde_json::to_vec(&json!({ "capsules": [] })).unwrap();
@@ -1365,90 +1407,110 @@ const CASES: &[Case] = &[
     // without reading the rest, so a client still writing may see the close
     // instead of the answer; either way nothing past the limit is read. (The
     // in-process test reads the 413 every time.)
-    steps("request/oversized-body", &[Reason::BodyTooLarge], |m| {
-        Box::pin(async move {
-            let proof = m.s.proof(&m.pod.dpop, "/v1/unwrap", Some(&m.session), None);
-            let authorization = format!("DPoP {}", m.session);
-            let oversized =
-                m.s.client
-                    .send(
+    steps(
+        "request/oversized-body",
+        &[(Gate::Request, Reason::BodyTooLarge)],
+        |m| {
+            Box::pin(async move {
+                let proof = m.s.proof(&m.pod.dpop, "/v1/unwrap", Some(&m.session), None);
+                let authorization = format!("DPoP {}", m.session);
+                let oversized =
+                    m.s.client
+                        .send(
+                            Method::POST,
+                            "/v1/unwrap",
+                            &[
+                                (API_KEY_HEADER, &m.key),
+                                (TOKEN_HEADER, &m.pod.token),
+                                ("authorization", &authorization),
+                                ("dpop", &proof),
+                            ],
+                            Some(vec![b' '; 2 * 1024 * 1024]),
+                        )
+                        .await;
+                match oversized {
+                    Ok(answer) => {
+                        m.s.seen.lock().unwrap().insert((
+                            "POST".into(),
+                            "/v1/unwrap".into(),
+                            answer.status.as_u16(),
+                        ));
+                        refused(&answer, 413, Gate::Request, Reason::BodyTooLarge);
+                    }
+                    Err(error) => {
+                        // The OS spells it "Broken pipe"; hyper "connection closed".
+                        let message = error.to_string().to_lowercase();
+                        assert!(
+                            message.contains("connection closed")
+                                || message.contains("reset")
+                                || message.contains("broken pipe"),
+                            "{error}"
+                        );
+                    }
+                }
+            })
+        },
+    ),
+    steps(
+        "request/text-plain",
+        &[(Gate::Request, Reason::UnsupportedMediaType)],
+        |m| {
+            Box::pin(async move {
+                let answer =
+                    m.s.send(
                         Method::POST,
                         "/v1/unwrap",
-                        &[
-                            (API_KEY_HEADER, &m.key),
-                            (TOKEN_HEADER, &m.pod.token),
-                            ("authorization", &authorization),
-                            ("dpop", &proof),
-                        ],
-                        Some(vec![b' '; 2 * 1024 * 1024]),
+                        "/v1/unwrap",
+                        &[("content-type", "text/plain")],
+                        Some(b"x".to_vec()),
                     )
                     .await;
-            match oversized {
-                Ok(answer) => {
-                    m.s.seen.lock().unwrap().insert((
-                        "POST".into(),
-                        "/v1/unwrap".into(),
-                        answer.status.as_u16(),
-                    ));
-                    refused(&answer, 413, Gate::Request, Reason::BodyTooLarge);
-                }
-                Err(error) => {
-                    // The OS spells it "Broken pipe"; hyper "connection closed".
-                    let message = error.to_string().to_lowercase();
-                    assert!(
-                        message.contains("connection closed")
-                            || message.contains("reset")
-                            || message.contains("broken pipe"),
-                        "{error}"
-                    );
-                }
-            }
-        })
-    }),
-    steps("request/text-plain", &[Reason::UnsupportedMediaType], |m| {
-        Box::pin(async move {
-            let answer =
-                m.s.send(
-                    Method::POST,
-                    "/v1/unwrap",
-                    "/v1/unwrap",
-                    &[("content-type", "text/plain")],
-                    Some(b"x".to_vec()),
-                )
-                .await;
-            refused(&answer, 415, Gate::Request, Reason::UnsupportedMediaType);
-        })
-    }),
+                refused(&answer, 415, Gate::Request, Reason::UnsupportedMediaType);
+            })
+        },
+    ),
     // Credentials missing before any gate runs: the API key, the token, the
     // session (absent, or not `DPoP <session>`).
-    steps("credentials/no-api-key", &[Reason::ApiKeyMissing], |m| {
-        Box::pin(async move {
-            let headers = [(TOKEN_HEADER, m.pod.token.as_str()), JSON];
-            m.credentials_refused(&headers, Gate::ApiKey, Reason::ApiKeyMissing)
-                .await;
-        })
-    }),
-    steps("credentials/no-token", &[Reason::TokenMissing], |m| {
-        Box::pin(async move {
-            let headers = [(API_KEY_HEADER, m.key.as_str()), JSON];
-            m.credentials_refused(&headers, Gate::Token, Reason::TokenMissing)
-                .await;
-        })
-    }),
-    steps("credentials/no-session", &[Reason::SessionMissing], |m| {
-        Box::pin(async move {
-            let headers = [
-                (API_KEY_HEADER, m.key.as_str()),
-                (TOKEN_HEADER, &m.pod.token),
-                JSON,
-            ];
-            m.credentials_refused(&headers, Gate::Dpop, Reason::SessionMissing)
-                .await;
-        })
-    }),
+    steps(
+        "credentials/no-api-key",
+        &[(Gate::ApiKey, Reason::ApiKeyMissing)],
+        |m| {
+            Box::pin(async move {
+                let headers = [(TOKEN_HEADER, m.pod.token.as_str()), JSON];
+                m.credentials_refused(&headers, Gate::ApiKey, Reason::ApiKeyMissing)
+                    .await;
+            })
+        },
+    ),
+    steps(
+        "credentials/no-token",
+        &[(Gate::Token, Reason::TokenMissing)],
+        |m| {
+            Box::pin(async move {
+                let headers = [(API_KEY_HEADER, m.key.as_str()), JSON];
+                m.credentials_refused(&headers, Gate::Token, Reason::TokenMissing)
+                    .await;
+            })
+        },
+    ),
+    steps(
+        "credentials/no-session",
+        &[(Gate::Dpop, Reason::SessionMissing)],
+        |m| {
+            Box::pin(async move {
+                let headers = [
+                    (API_KEY_HEADER, m.key.as_str()),
+                    (TOKEN_HEADER, &m.pod.token),
+                    JSON,
+                ];
+                m.credentials_refused(&headers, Gate::Dpop, Reason::SessionMissing)
+                    .await;
+            })
+        },
+    ),
     steps(
         "credentials/bearer-session",
-        &[Reason::SessionMissing],
+        &[(Gate::Dpop, Reason::SessionMissing)],
         |m| {
             Box::pin(async move {
                 let bearer = format!("Bearer {}", m.session);
@@ -1464,16 +1526,20 @@ const CASES: &[Case] = &[
         },
     ),
     // Gate 4: not running, no digest, unapproved init/app/ephemeral images.
-    steps("gate4/pod-not-running", &[Reason::PodNotRunning], |m| {
-        Box::pin(async move {
-            let app = vec![image("api", Some('a'))];
-            m.pod_refused("pending-0", vec![], app, false, Reason::PodNotRunning)
-                .await;
-        })
-    }),
+    steps(
+        "gate4/pod-not-running",
+        &[(Gate::LivePod, Reason::PodNotRunning)],
+        |m| {
+            Box::pin(async move {
+                let app = vec![image("api", Some('a'))];
+                m.pod_refused("pending-0", vec![], app, false, Reason::PodNotRunning)
+                    .await;
+            })
+        },
+    ),
     steps(
         "gate4/image-without-digest",
-        &[Reason::ImageWithoutDigest],
+        &[(Gate::LivePod, Reason::ImageWithoutDigest)],
         |m| {
             Box::pin(async move {
                 let app = vec![image("api", None)];
@@ -1484,7 +1550,7 @@ const CASES: &[Case] = &[
     ),
     steps(
         "gate4/init-image-not-approved",
-        &[Reason::ImageNotApproved],
+        &[(Gate::LivePod, Reason::ImageNotApproved)],
         |m| {
             Box::pin(async move {
                 let init = vec![image("migrate", Some('b'))];
@@ -1496,7 +1562,7 @@ const CASES: &[Case] = &[
     ),
     steps(
         "gate4/app-image-not-approved",
-        &[Reason::ImageNotApproved],
+        &[(Gate::LivePod, Reason::ImageNotApproved)],
         |m| {
             Box::pin(async move {
                 let app = vec![image("api", Some('c'))];
@@ -1507,7 +1573,7 @@ const CASES: &[Case] = &[
     ),
     steps(
         "gate4/debug-container-before-the-session",
-        &[Reason::DebugContainerNotApproved],
+        &[(Gate::LivePod, Reason::DebugContainerNotApproved)],
         |m| {
             Box::pin(async move {
                 m.s.create_pod(
@@ -1537,7 +1603,7 @@ const CASES: &[Case] = &[
     // An ephemeral container injected after the session started stops the next unwrap.
     steps(
         "gate4/debug-container-after-the-session",
-        &[Reason::DebugContainerNotApproved],
+        &[(Gate::LivePod, Reason::DebugContainerNotApproved)],
         |m| {
             Box::pin(async move {
                 m.s.handle
@@ -1558,64 +1624,76 @@ const CASES: &[Case] = &[
         },
     ),
     // Recreated under the same name (new uid): the old token is refused; then deleted: not found.
-    steps("gate4/pod-recreated", &[Reason::PodUidMismatch], |m| {
-        Box::pin(async move {
-            m.s.handle.recreate_pod("shop", "api-0").unwrap();
-            m.s.handle.mark_running("shop", "api-0").unwrap();
-            m.s.until_view(
+    steps(
+        "gate4/pod-recreated",
+        &[(Gate::LivePod, Reason::PodUidMismatch)],
+        |m| {
+            Box::pin(async move {
+                m.s.handle.recreate_pod("shop", "api-0").unwrap();
+                m.s.handle.mark_running("shop", "api-0").unwrap();
+                m.s.until_view(
                     "api-0",
                     |a| matches!(a, ViewAnswer::Present(f) if f.is_running() && f.containers.len() == 2),
                 )
                 .await;
-            refused(
-                &m.s.session(&m.pod, &m.key).await,
-                403,
-                Gate::LivePod,
-                Reason::PodUidMismatch,
-            );
-        })
-    }),
-    steps("gate4/pod-deleted", &[Reason::PodNotFound], |m| {
-        Box::pin(async move {
-            m.s.handle.delete_pod("shop", "api-0").unwrap();
-            m.s.until_view("api-0", |a| *a == ViewAnswer::Absent).await;
-            refused(
-                &m.s.session(&m.pod, &m.key).await,
-                403,
-                Gate::LivePod,
-                Reason::PodNotFound,
-            );
-        })
-    }),
+                refused(
+                    &m.s.session(&m.pod, &m.key).await,
+                    403,
+                    Gate::LivePod,
+                    Reason::PodUidMismatch,
+                );
+            })
+        },
+    ),
+    steps(
+        "gate4/pod-deleted",
+        &[(Gate::LivePod, Reason::PodNotFound)],
+        |m| {
+            Box::pin(async move {
+                m.s.handle.delete_pod("shop", "api-0").unwrap();
+                m.s.until_view("api-0", |a| *a == ViewAnswer::Absent).await;
+                refused(
+                    &m.s.session(&m.pod, &m.key).await,
+                    403,
+                    Gate::LivePod,
+                    Reason::PodNotFound,
+                );
+            })
+        },
+    ),
     // Server nonces, for a policy that requires them.
-    steps("nonce/required", &[Reason::UseDpopNonce], |m| {
-        Box::pin(async move {
-            m.s.create_pod(
-                "worker-0",
-                "worker",
-                vec![],
-                vec![image("worker", Some('a'))],
-                true,
-            );
-            m.s.policy("worker", &[digest('a')], true).await;
-            let worker = m.s.pod("worker-0", "worker");
-            let answer = m.s.session(&worker, &m.other_sa_key).await;
-            refused(&answer, 401, Gate::Dpop, Reason::UseDpopNonce);
-            assert!(
-                answer.headers["www-authenticate"]
+    steps(
+        "nonce/required",
+        &[(Gate::Dpop, Reason::UseDpopNonce)],
+        |m| {
+            Box::pin(async move {
+                m.s.create_pod(
+                    "worker-0",
+                    "worker",
+                    vec![],
+                    vec![image("worker", Some('a'))],
+                    true,
+                );
+                m.s.policy("worker", &[digest('a')], true).await;
+                let worker = m.s.pod("worker-0", "worker");
+                let answer = m.s.session(&worker, &m.other_sa_key).await;
+                refused(&answer, 401, Gate::Dpop, Reason::UseDpopNonce);
+                assert!(
+                    answer.headers["www-authenticate"]
+                        .to_str()
+                        .unwrap()
+                        .contains(Reason::UseDpopNonce.code())
+                );
+                m.nonce = answer.headers[DPOP_NONCE_HEADER]
                     .to_str()
                     .unwrap()
-                    .contains(Reason::UseDpopNonce.code())
-            );
-            m.nonce = answer.headers[DPOP_NONCE_HEADER]
-                .to_str()
-                .unwrap()
-                .to_owned();
-            m.worker = Some(worker);
-        })
-    }),
+                    .to_owned();
+                m.worker = Some(worker);
+            })
+        },
+    ),
     // A nonce issued long ago (with the server's own secret) is stale.
-    steps("nonce/stale", &[Reason::UseDpopNonce], |m| {
+    steps("nonce/stale", &[(Gate::Dpop, Reason::UseDpopNonce)], |m| {
         Box::pin(async move {
             let secret = SqliteStorage::open(&m.s.config.database_path())
                 .unwrap()
@@ -1682,7 +1760,7 @@ const CASES: &[Case] = &[
     // A replayed proof stays refused after a restart (the record is in storage).
     steps(
         "nonce/replay-refused-after-a-restart",
-        &[Reason::JtiReplayed],
+        &[(Gate::Dpop, Reason::JtiReplayed)],
         |m| {
             Box::pin(async move {
                 let worker = m.worker.as_ref().expect("nonce/required made worker-0");
@@ -1727,25 +1805,29 @@ const CASES: &[Case] = &[
     ),
     // Tokens from a key the cluster rotated to, which was never pinned; and the
     // pinned kid on a token that key signed.
-    steps("gate2/rotated-key-not-pinned", &[Reason::KidUnknown], |m| {
-        Box::pin(async move {
-            m.s.handle.rotate_signing_key(true).unwrap();
-            m.unpinned = m.s.token("worker-0", "worker", &["podseal"]);
-            let worker = m.worker();
-            let proof =
-                m.s.proof(&worker.dpop, "/v1/sessions", None, Some(&m.nonce));
-            refused(
-                &m.s.session_with(worker, &m.other_sa_key, &m.unpinned, &[&proof])
-                    .await,
-                401,
-                Gate::Token,
-                Reason::KidUnknown,
-            );
-        })
-    }),
+    steps(
+        "gate2/rotated-key-not-pinned",
+        &[(Gate::Token, Reason::KidUnknown)],
+        |m| {
+            Box::pin(async move {
+                m.s.handle.rotate_signing_key(true).unwrap();
+                m.unpinned = m.s.token("worker-0", "worker", &["podseal"]);
+                let worker = m.worker();
+                let proof =
+                    m.s.proof(&worker.dpop, "/v1/sessions", None, Some(&m.nonce));
+                refused(
+                    &m.s.session_with(worker, &m.other_sa_key, &m.unpinned, &[&proof])
+                        .await,
+                    401,
+                    Gate::Token,
+                    Reason::KidUnknown,
+                );
+            })
+        },
+    ),
     steps(
         "gate2/pinned-kid-on-the-rotated-keys-token",
-        &[Reason::SignatureInvalid],
+        &[(Gate::Token, Reason::SignatureInvalid)],
         |m| {
             Box::pin(async move {
                 let mislabeled = m.token_signed(
@@ -1766,20 +1848,24 @@ const CASES: &[Case] = &[
         },
     ),
     // Admin refusals.
-    steps("admin/wrong-token", &[Reason::AdminTokenInvalid], |m| {
-        Box::pin(async move {
-            let answer =
-                m.s.send(
-                    Method::GET,
-                    admin::API_KEYS_PATH,
-                    admin::API_KEYS_PATH,
-                    &[("authorization", "Bearer psa_wrong")],
-                    None,
-                )
-                .await;
-            refused(&answer, 401, Gate::Admin, Reason::AdminTokenInvalid);
-        })
-    }),
+    steps(
+        "admin/wrong-token",
+        &[(Gate::Admin, Reason::AdminTokenInvalid)],
+        |m| {
+            Box::pin(async move {
+                let answer =
+                    m.s.send(
+                        Method::GET,
+                        admin::API_KEYS_PATH,
+                        admin::API_KEYS_PATH,
+                        &[("authorization", "Bearer psa_wrong")],
+                        None,
+                    )
+                    .await;
+                refused(&answer, 401, Gate::Admin, Reason::AdminTokenInvalid);
+            })
+        },
+    ),
     steps("admin/no-token", &[], |m| {
         Box::pin(async move {
             let answer =
@@ -1807,10 +1893,12 @@ const CASES: &[Case] = &[
             .unwrap();
             let report = verify_export(&text, &public, None).unwrap();
             assert!(report.records > 60, "{report:?}");
-            for reason in &m.audited {
+            for (gate, reason) in &m.audited {
                 assert!(
-                    text.contains(&format!("\\\"reason\\\":\\\"{reason}\\\"")),
-                    "no audit record for {reason}"
+                    text.contains(&format!(
+                        "\\\"gate\\\":\\\"{gate}\\\",\\\"reason\\\":\\\"{reason}\\\""
+                    )),
+                    "no audit record of gate {gate} refusing {reason}"
                 );
             }
             m.export = text;
