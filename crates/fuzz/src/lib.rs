@@ -130,7 +130,13 @@ pub fn dpop_proof(data: &[u8]) {
     if let Ok(jws) = CompactJws::parse(proof) {
         black_box(jws.payload.len());
     }
-    let expect = ProofExpectations {
+    black_box(verify_proof(proof, &dpop_expectations()).ok());
+}
+
+/// What the `dpop` target verifies proofs against (its seeds are signed
+/// for these).
+pub fn dpop_expectations() -> ProofExpectations<'static> {
+    ProofExpectations {
         htm: "POST",
         htu: "https://podseal.example/v1/unwrap",
         now: 1_795_000_000,
@@ -138,9 +144,12 @@ pub fn dpop_proof(data: &[u8]) {
         max_skew_secs: 5,
         access_token: None,
         nonce: None,
-    };
-    black_box(verify_proof(proof, &expect).ok());
+    }
 }
+
+/// The seed of the audit key the `audit_export` target verifies with (its
+/// seed export is signed by it).
+pub const AUDIT_KEY_SEED: [u8; 32] = [7; 32];
 
 /// A checkpoint note: one that parses prints back as the same text.
 pub fn checkpoint_note(data: &[u8]) {
@@ -157,7 +166,8 @@ pub fn checkpoint_note(data: &[u8]) {
 pub fn audit_export(data: &[u8]) {
     use std::sync::OnceLock;
     static KEY: OnceLock<[u8; 32]> = OnceLock::new();
-    let key = KEY.get_or_init(|| podseal_core::audit::AuditKey::from_seed(&[7; 32]).public_key());
+    let key =
+        KEY.get_or_init(|| podseal_core::audit::AuditKey::from_seed(&AUDIT_KEY_SEED).public_key());
     let Some(text) = text(data) else { return };
     black_box(verify_export(text, key, None).ok());
 }

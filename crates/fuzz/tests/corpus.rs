@@ -93,7 +93,7 @@ fn every_target_has_its_cargo_fuzz_entry_and_no_entry_is_orphaned() {
 #[test]
 fn the_seeds_pass_every_check_of_their_parser() {
     use podseal_core::audit::{AuditKey, Checkpoint, verify_export};
-    use podseal_core::dpop::{ProofExpectations, verify_proof};
+    use podseal_core::dpop::verify_proof;
     let read = |target: &str| {
         inputs(&fuzz_dir().join("corpus").join(target))
             .iter()
@@ -101,15 +101,7 @@ fn the_seeds_pass_every_check_of_their_parser() {
             .collect::<Vec<_>>()
     };
     for proof in read("dpop") {
-        let expect = ProofExpectations {
-            htm: "POST",
-            htu: "https://podseal.example/v1/unwrap",
-            now: 1_795_000_000,
-            max_age_secs: 60,
-            max_skew_secs: 5,
-            access_token: None,
-            nonce: None,
-        };
+        let expect = podseal_fuzz::dpop_expectations();
         // `ath` and `nonce` are not expected here: the proof's signature
         // and claims check before those are compared.
         if let Err(error) = verify_proof(&proof, &expect) {
@@ -119,7 +111,7 @@ fn the_seeds_pass_every_check_of_their_parser() {
             );
         }
     }
-    let key = AuditKey::from_seed(&[7; 32]).public_key();
+    let key = AuditKey::from_seed(&podseal_fuzz::AUDIT_KEY_SEED).public_key();
     for export in read("audit_export") {
         verify_export(&export, &key, None).expect("the export seed verifies");
     }

@@ -82,11 +82,12 @@ pub fn run() {
         ("bound", Some("a-session"), None),
         ("nonce", Some("a-session"), Some("a-nonce")),
     ] {
+        let expect = podseal_fuzz::dpop_expectations();
         let (proof, _) = key
             .proof(&ProofFor {
-                htm: "POST",
-                htu: "https://podseal.example/v1/unwrap",
-                iat: 1_795_000_000,
+                htm: expect.htm,
+                htu: expect.htu,
+                iat: expect.now,
                 access_token,
                 nonce,
             })
@@ -94,10 +95,10 @@ pub fn run() {
         seed(&root, "dpop", name, proof.as_bytes());
     }
 
-    // The `audit_export` target verifies against the public key of the
-    // audit key with seed [7; 32]: this export verifies, so mutations of it
-    // reach every check after parsing.
-    let audit = AuditKey::from_seed(&[7; 32]);
+    // The `audit_export` target verifies against this key's public half:
+    // the export verifies, so mutations of it reach every check after
+    // parsing.
+    let audit = AuditKey::from_seed(&podseal_fuzz::AUDIT_KEY_SEED);
     let origin = LogOrigin::new("podseal.example/fuzz").unwrap();
     let records: Vec<String> = (1..=3u64)
         .map(|seq| {
