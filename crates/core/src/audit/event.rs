@@ -86,7 +86,8 @@ pub struct DetailsError {
     source: serde_json::Error,
 }
 
-/// The flat string map a record stores for `details`.
+/// The flat string map a record stores for `details`: a field that is
+/// `None` is left out (a details struct reads a missing key as `None`).
 pub fn to_map<T: Details>(details: &T) -> BTreeMap<String, String> {
     let serde_json::Value::Object(fields) = serde_json::to_value(details).unwrap_or_default()
     else {
@@ -185,69 +186,50 @@ pub enum Enrolment {
 /// One release request (`session`, `unwrap`, `rotate_key`, `audit_mode`),
 /// filled in as its gates pass: a refusal's record says how far it got.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct ReleaseDetails {
     /// The session, as a short non-reversible label.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session: Option<String>,
     /// Gate 1: the API key's id.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_key: Option<String>,
     /// The cluster the API key is bound to.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<String>,
     /// Gate 2: the token's namespace.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace: Option<String>,
     /// The token's service account.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service_account: Option<String>,
     /// The token's pod.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pod: Option<String>,
     /// The token's pod uid.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pod_uid: Option<String>,
     /// The token's credential id, when the API server sets one.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credential_id: Option<String>,
     /// The token's node, when bound to one.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node: Option<String>,
     /// The token's node uid.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node_uid: Option<String>,
     /// Gate 3: the DPoP key's thumbprint.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jkt: Option<String>,
     /// The container the key is pinned to.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub container: Option<String>,
     /// The container instance the key is pinned to.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub container_id: Option<String>,
     /// How the key was pinned.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub enrolment: Option<Enrolment>,
     /// After a restart: the old instance's key.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replaced_jkt: Option<String>,
     /// After a restart: the old instance.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replaced_container_id: Option<String>,
     /// After a restart: how many of the old instance's sessions ended.
-    #[serde(default, skip_serializing_if = "Option::is_none", with = "as_text")]
+    #[serde(with = "as_text")]
     pub sessions_revoked: Option<u64>,
     /// The capsule released (or refused).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub capsule: Option<String>,
     /// The Secret the released capsule holds a value of.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret: Option<String>,
     /// The Secret's key.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_key: Option<String>,
     /// `rotate_key`: the session's new key.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub new_jkt: Option<String>,
 }
 
@@ -257,21 +239,20 @@ impl Details for ReleaseDetails {}
 /// them (malformed requests, missing credentials): the first is recorded at
 /// once, the repeats of a window as one record.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct RefusalCount {
     /// The source address, `other` past the window's limit, or `unknown`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,
     /// `first` or `repeats`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub aggregate: Option<String>,
     /// How many refusals the record stands for.
-    #[serde(default, skip_serializing_if = "Option::is_none", with = "as_text")]
+    #[serde(with = "as_text")]
     pub count: Option<u64>,
     /// The first one's time, Unix milliseconds.
-    #[serde(default, skip_serializing_if = "Option::is_none", with = "as_text")]
+    #[serde(with = "as_text")]
     pub first_ms: Option<i64>,
     /// The last one's time, Unix milliseconds.
-    #[serde(default, skip_serializing_if = "Option::is_none", with = "as_text")]
+    #[serde(with = "as_text")]
     pub last_ms: Option<i64>,
 }
 
@@ -280,30 +261,25 @@ impl Details for RefusalCount {}
 /// A pod gone or a container restarted, seen by the pod view: the pin of
 /// the instance dropped and its sessions revoked.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct PodGoneDetails {
     /// The cluster.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<String>,
     /// The pod's namespace.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace: Option<String>,
     /// The pod.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pod: Option<String>,
     /// The pod's uid.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pod_uid: Option<String>,
     /// The restarted container.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub container: Option<String>,
     /// The instance that stopped.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub container_id: Option<String>,
     /// Whether a pin was dropped.
-    #[serde(default, skip_serializing_if = "Option::is_none", with = "as_text")]
+    #[serde(with = "as_text")]
     pub pin_dropped: Option<bool>,
     /// How many sessions ended.
-    #[serde(default, skip_serializing_if = "Option::is_none", with = "as_text")]
+    #[serde(with = "as_text")]
     pub sessions_revoked: Option<u64>,
 }
 
@@ -312,91 +288,80 @@ impl Details for PodGoneDetails {}
 /// An admin request: its action and what it named, and for a cluster's
 /// registration everything the registration trusts, old and new.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct AdminDetails {
     /// The action.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub action: Option<Code<AdminAction>>,
     /// The cluster.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<String>,
     /// The namespace of an API key or policy.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace: Option<String>,
     /// The service account of an API key or policy.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service_account: Option<String>,
     /// The API key's id.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_key: Option<String>,
     /// The cluster's API server.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_server_url: Option<String>,
     /// SHA-256 fingerprints of the pinned CA's certificates.
-    #[serde(default, skip_serializing_if = "Option::is_none", with = "comma_list")]
+    #[serde(with = "comma_list")]
     pub ca_sha256: Option<Vec<String>>,
     /// The token audiences accepted.
-    #[serde(default, skip_serializing_if = "Option::is_none", with = "comma_list")]
+    #[serde(with = "comma_list")]
     pub audiences: Option<Vec<String>>,
     /// Whether tokens may carry other audiences too.
-    #[serde(default, skip_serializing_if = "Option::is_none", with = "as_text")]
+    #[serde(with = "as_text")]
     pub allow_extra_audiences: Option<bool>,
     /// The longest token lifetime accepted.
-    #[serde(default, skip_serializing_if = "Option::is_none", with = "as_text")]
+    #[serde(with = "as_text")]
     pub max_token_lifetime_secs: Option<i64>,
     /// Where the JWKS came from: `given`, or `fetched once from the cluster`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jwks_source: Option<String>,
     /// Replaced: the old API server.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub old_api_server_url: Option<String>,
     /// Replaced: the old CA's fingerprints.
-    #[serde(default, skip_serializing_if = "Option::is_none", with = "comma_list")]
+    #[serde(with = "comma_list")]
     pub old_ca_sha256: Option<Vec<String>>,
     /// Replaced: the old issuer.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub old_issuer: Option<String>,
     /// Replaced: the old audiences.
-    #[serde(default, skip_serializing_if = "Option::is_none", with = "comma_list")]
+    #[serde(with = "comma_list")]
     pub old_audiences: Option<Vec<String>>,
     /// Replaced: whether other audiences were accepted.
-    #[serde(default, skip_serializing_if = "Option::is_none", with = "as_text")]
+    #[serde(with = "as_text")]
     pub old_allow_extra_audiences: Option<bool>,
     /// Replaced: the old longest token lifetime.
-    #[serde(default, skip_serializing_if = "Option::is_none", with = "as_text")]
+    #[serde(with = "as_text")]
     pub old_max_token_lifetime_secs: Option<i64>,
     /// Replaced: the old pinned key ids.
-    #[serde(default, skip_serializing_if = "Option::is_none", with = "comma_list")]
+    #[serde(with = "comma_list")]
     pub old_pinned_kids: Option<Vec<String>>,
     /// The reader token's rights when only pod reads: `get, list, watch
     /// pods`; or `not checked: <why>`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_rights: Option<String>,
     /// The reader token's rights beyond reading pods, `; `-separated.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_rights_beyond_pods: Option<String>,
     /// Whether a broader (or unchecked) reader token was accepted by name.
-    #[serde(default, skip_serializing_if = "Option::is_none", with = "as_text")]
+    #[serde(with = "as_text")]
     pub allow_broad_token: Option<bool>,
     /// The issuer pinned.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub issuer: Option<String>,
     /// The key ids pinned.
-    #[serde(default, skip_serializing_if = "Option::is_none", with = "comma_list")]
+    #[serde(with = "comma_list")]
     pub pinned_kids: Option<Vec<String>>,
     /// A policy's approved digests.
-    #[serde(default, skip_serializing_if = "Option::is_none", with = "comma_list")]
+    #[serde(with = "comma_list")]
     pub digests: Option<Vec<String>>,
     /// Whether the policy is in audit mode.
-    #[serde(default, skip_serializing_if = "Option::is_none", with = "as_text")]
+    #[serde(with = "as_text")]
     pub audit_mode: Option<bool>,
     /// Whether the policy requires a server nonce.
-    #[serde(default, skip_serializing_if = "Option::is_none", with = "as_text")]
+    #[serde(with = "as_text")]
     pub require_nonce: Option<bool>,
     /// Digests added.
-    #[serde(default, skip_serializing_if = "Option::is_none", with = "comma_list")]
+    #[serde(with = "comma_list")]
     pub added: Option<Vec<String>>,
     /// Digests removed.
-    #[serde(default, skip_serializing_if = "Option::is_none", with = "comma_list")]
+    #[serde(with = "comma_list")]
     pub removed: Option<Vec<String>>,
 }
 
@@ -404,12 +369,11 @@ impl Details for AdminDetails {}
 
 /// The hand-over from one audit key to the next.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct KeyRotationDetails {
     /// The key that signed the log until this record.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub old_public_key: Option<String>,
     /// The key that signs it after.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub new_public_key: Option<String>,
 }
 
