@@ -57,9 +57,6 @@ pub struct ReleaseConfig {
     /// container's running instance (a restarted container runs before the
     /// kubelet reports it).
     pub enrolment_wait: Duration,
-    /// The clock every decision on time reads (session and capsule expiry,
-    /// nonces, pins): the system clock, or a test's `ManualClock`.
-    pub clock: SharedClock,
 }
 
 impl Default for ReleaseConfig {
@@ -70,7 +67,6 @@ impl Default for ReleaseConfig {
             dpop_max_age_secs: 60,
             dpop_max_skew_secs: 5,
             enrolment_wait: Duration::from_secs(5),
-            clock: podseal_core::clock::system(),
         }
     }
 }
@@ -279,12 +275,14 @@ impl<S: Storage> ReleaseService<S> {
 
     /// Seconds since the Unix epoch, by the injected clock.
     fn now(&self) -> i64 {
-        self.config.clock.now()
+        self.clock().now()
     }
 
-    /// The clock this service decides by (the admin service reads it too).
+    /// The clock every decision on time reads (session and capsule expiry,
+    /// nonces, pins): the audit writer's, so records and decisions share
+    /// one time; the system clock, or a test's `ManualClock`.
     pub fn clock(&self) -> &SharedClock {
-        &self.config.clock
+        self.audit.clock()
     }
 
     /// The release configuration.

@@ -440,7 +440,6 @@ where
             enrolment_wait: Duration::from_secs(
                 u64::try_from(config.release.enrolment_wait_secs).unwrap_or(0),
             ),
-            clock,
         },
     ));
     let mut cluster_errors = Vec::new();

@@ -68,10 +68,10 @@ fn release_config() -> ReleaseConfig {
 }
 
 async fn world() -> World {
-    world_with(release_config()).await
+    world_with(release_config(), podseal_core::clock::system()).await
 }
 
-async fn world_with(release: ReleaseConfig) -> World {
+async fn world_with(release: ReleaseConfig, clock: SharedClock) -> World {
     let cluster = support::Cluster::start().await;
     let handle = cluster.dev.handle();
     handle.create_pod(&support::api_pod("api-0")).unwrap();
@@ -129,8 +129,14 @@ async fn world_with(release: ReleaseConfig) -> World {
         .await
         .unwrap();
     let org = OrgPrivateKey::generate(KemId::X25519HkdfSha256).unwrap();
-    let clock = release.clock.clone();
-    let service = service_over(storage.clone(), view.clone(), &jwks_json, &org, release);
+    let service = service_over(
+        storage.clone(),
+        view.clone(),
+        &jwks_json,
+        &org,
+        release,
+        clock.clone(),
+    );
     let world = World {
         clock,
         cluster,
@@ -152,6 +158,7 @@ fn service_over(
     jwks: &str,
     org: &OrgPrivateKey,
     release: ReleaseConfig,
+    clock: SharedClock,
 ) -> Arc<ReleaseService<SqliteStorage>> {
     let tokens = KubernetesTokens::new(
         "https://kubernetes.default.svc".into(),
@@ -159,7 +166,7 @@ fn service_over(
         PinnedJwks::parse(jwks).unwrap(),
     );
     let ring = KeyRing::from(OrgPrivateKey::from_text(&org.to_text()).unwrap());
-    let audit = Arc::new(AuditWriter::new(storage.clone(), release.clock.clone()));
+    let audit = Arc::new(AuditWriter::new(storage.clone(), clock));
     let clusters = Arc::new(
         ClusterRegistry::new(
             storage.clone(),
@@ -478,6 +485,7 @@ async fn the_release_path_and_its_refusals() {
         &serde_json::to_string(&w.handle.jwks()).unwrap(),
         &w.org,
         release_config(),
+        w.clock.clone(),
     );
     assert_refused(
         raw_unwrap(&restarted, &pod, &[&proof], &session, &capsule).await,
@@ -1861,12 +1869,14 @@ async fn an_unwrap_record_names_the_secret_and_key_it_released() {
 async fn capsules_and_sessions_expire_by_the_injected_clock() {
     let started = now();
     let clock = ManualClock::at(started);
-    let w = world_with(ReleaseConfig {
-        // Shorter than the pod's token (600 s): the session's own expiry.
-        max_session_secs: 60,
-        clock: clock.clone(),
-        ..release_config()
-    })
+    let w = world_with(
+        ReleaseConfig {
+            // Shorter than the pod's token (600 s): the session's own expiry.
+            max_session_secs: 60,
+            ..release_config()
+        },
+        clock.clone(),
+    )
     .await;
     let pod = w.pod();
     // The clock catches up with the wall clock the token was issued by.
