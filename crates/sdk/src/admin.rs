@@ -52,22 +52,6 @@ pub enum AdminError {
 }
 
 impl AdminError {
-    /// A refusal's reason code, when the server refused.
-    pub fn reason(&self) -> Option<&str> {
-        match self {
-            Self::Refused { reason, .. } => Some(reason),
-            _ => None,
-        }
-    }
-
-    /// A refusal's status, when the server refused.
-    pub fn status(&self) -> Option<StatusCode> {
-        match self {
-            Self::Refused { status, .. } => Some(*status),
-            _ => None,
-        }
-    }
-
     fn refused(answer: &Answer) -> Self {
         let problem: serde_json::Value = serde_json::from_slice(&answer.body).unwrap_or_default();
         let text = |key: &str| {
@@ -111,13 +95,8 @@ impl AdminClient {
         }
     }
 
-    /// The server's base URL.
-    pub fn server(&self) -> &str {
-        self.http.base_url()
-    }
-
     /// Sends one admin request; a refusal is [`AdminError::Refused`].
-    pub async fn send(
+    async fn send(
         &self,
         method: Method,
         path: &str,
