@@ -205,3 +205,23 @@ impl AdminClient {
         Ok(answer.body.to_vec())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "test code")]
+    use super::*;
+
+    /// The admin token is in no `Debug` of the client, nor in the error of
+    /// a request that could not be sent.
+    #[tokio::test]
+    async fn the_admin_token_is_never_printed() {
+        let http = HttpsClient::new("https://127.0.0.1:1", None).unwrap();
+        let client = AdminClient::new(http, " psa_the-admin-token\n");
+        assert!(!format!("{client:?}").contains("the-admin-token"));
+        let error = client.clusters().await.unwrap_err();
+        assert!(matches!(error, AdminError::Transport(_)), "{error}");
+        for printed in [error.to_string(), format!("{error:?}")] {
+            assert!(!printed.contains("the-admin-token"), "{printed}");
+        }
+    }
+}
