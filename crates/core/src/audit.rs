@@ -173,10 +173,9 @@ impl AuditKey {
 
     /// The one-line private text form. Secret: write it only to a 0600 file.
     pub fn to_text(&self) -> zeroize::Zeroizing<String> {
-        zeroize::Zeroizing::new(format!(
-            "{PRIVATE_KEY_PREFIX}{}",
-            URL_SAFE_NO_PAD.encode(self.key.to_bytes())
-        ))
+        let seed = zeroize::Zeroizing::new(self.key.to_bytes());
+        let encoded = zeroize::Zeroizing::new(URL_SAFE_NO_PAD.encode(seed.as_slice()));
+        zeroize::Zeroizing::new(format!("{PRIVATE_KEY_PREFIX}{}", encoded.as_str()))
     }
 
     /// Parses the private text form (comment lines with `#` are ignored).
@@ -189,8 +188,10 @@ impl AuditKey {
         if lines.next().is_some() {
             return None;
         }
+        // The decoded bytes are zeroized too, not only the seed taken from them.
+        let decoded = zeroize::Zeroizing::new(URL_SAFE_NO_PAD.decode(encoded).ok()?);
         let seed: zeroize::Zeroizing<[u8; 32]> =
-            zeroize::Zeroizing::new(URL_SAFE_NO_PAD.decode(encoded).ok()?.try_into().ok()?);
+            zeroize::Zeroizing::new(decoded.as_slice().try_into().ok()?);
         Some(Self::from_seed(&seed))
     }
 
