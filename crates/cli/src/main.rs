@@ -4,6 +4,7 @@
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    podseal_command::panic_report::install();
     let cli: podseal_cli::cli::Cli = podseal_command::arguments::parse();
     match podseal_cli::commands::run(cli) {
         Ok(()) => ExitCode::SUCCESS,

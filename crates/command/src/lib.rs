@@ -4,13 +4,15 @@
 //! at most one `hint:` line, and the same exit codes ([`error`], also for
 //! argument errors: [`arguments`]); the same
 //! `-o` formats ([`output`]); the same rules for reading capsules and
-//! secrets from files or stdin ([`input`]).
+//! secrets from files or stdin ([`input`]); the same report of a panic,
+//! which never prints a message formatted at run time ([`panic_report`]).
 #![deny(missing_docs)]
 
 pub mod arguments;
 pub mod error;
 pub mod input;
 pub mod output;
+pub mod panic_report;
 
 pub use error::CliError;
 

@@ -7,6 +7,7 @@ mod commands;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    podseal_command::panic_report::install();
     let cli: cli::Cli = podseal_command::arguments::parse();
     match commands::run(cli) {
         Ok(()) => ExitCode::SUCCESS,

@@ -88,6 +88,7 @@ struct ExecArgs {
 }
 
 fn main() -> ExitCode {
+    podseal_command::panic_report::install();
     let args: ExecArgs = podseal_command::arguments::parse();
     match exec::run(&args) {
         Ok(()) => ExitCode::SUCCESS,

@@ -64,6 +64,7 @@ fn after_help() -> String {
 }
 
 fn main() -> ExitCode {
+    podseal_command::panic_report::install();
     use clap::CommandFactory as _;
     let args: ServeArgs =
         podseal_command::arguments::parse_command(ServeArgs::command().after_help(after_help()));
