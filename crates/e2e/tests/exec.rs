@@ -14,13 +14,18 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
+use std::sync::LazyLock;
+
+use podseal_test_support::canary::{self, Canary};
 
 use tempfile::TempDir;
 
 mod support;
 
-const SECRET: &str = "correct-horse-battery-staple-5b1f";
-const OTHER_SECRET: &str = "tls-private-key-9c2e";
+/// The plaintexts: random per run, so that the leak canary finds each only
+/// where this run put it.
+static SECRET: LazyLock<String> = LazyLock::new(canary::random_text);
+static OTHER_SECRET: LazyLock<String> = LazyLock::new(canary::random_text);
 
 fn bin() -> PathBuf {
     podseal_test_support::binaries::podseal()
@@ -44,20 +49,6 @@ fn ok(output: &Output) -> String {
         String::from_utf8_lossy(&output.stderr)
     );
     String::from_utf8(output.stdout.clone()).unwrap()
-}
-
-/// Every file below `dir`, recursively.
-fn files(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            out.extend(files(&path));
-        } else {
-            out.push(path);
-        }
-    }
-    out
 }
 
 #[test]
@@ -96,9 +87,9 @@ fn exec_gives_the_program_its_secrets_and_leaves_none_on_disk() {
         std::fs::write(p(out), &capsule).unwrap();
         capsule.trim().to_owned()
     };
-    let env_capsule = seal(SECRET, "shop", "db.capsule");
-    seal(OTHER_SECRET, "shop", "tls.capsule");
-    seal(SECRET, "payments", "foreign.capsule");
+    let env_capsule = seal(&SECRET, "shop", "db.capsule");
+    seal(&OTHER_SECRET, "shop", "tls.capsule");
+    seal(&SECRET, "payments", "foreign.capsule");
 
     let shm = PathBuf::from(format!("/dev/shm/podseal-exec-test-{}", std::process::id()));
     let _ = std::fs::remove_file(&shm);
@@ -131,7 +122,7 @@ fn exec_gives_the_program_its_secrets_and_leaves_none_on_disk() {
     );
     assert_eq!(
         String::from_utf8(output.stdout).unwrap(),
-        format!("{SECRET}|{SECRET}|{OTHER_SECRET}|400\n")
+        format!("{}|{}|{}|400\n", *SECRET, *SECRET, *OTHER_SECRET)
     );
 
     // A refusal: the program never starts, and the gate and reason are named.
@@ -181,7 +172,7 @@ fn exec_gives_the_program_its_secrets_and_leaves_none_on_disk() {
         &third_pod,
         None,
     );
-    assert_eq!(ok(&output), SECRET);
+    assert_eq!(ok(&output), *SECRET);
 
     // A --file destination on disk is refused unless --allow-disk.
     let on_disk = format!("{}={}", p("plain.txt"), p("tls.capsule"));
@@ -200,8 +191,10 @@ fn exec_gives_the_program_its_secrets_and_leaves_none_on_disk() {
     assert!(String::from_utf8_lossy(&output.stderr).contains("never overwrites"));
     assert_eq!(kept, b"keep");
 
-    // The export, then: no plaintext anywhere on disk (the server's log, at
-    // trace level, written out in full).
+    // The export, then the leak canary: no plaintext, DEK, org key, API key,
+    // admin token or projected token anywhere on disk (the server's log, at
+    // trace level, written out in full; the database; the export), in any
+    // encoding, except in the one file that is each credential's home.
     ok(&run(
         &["audit", "export", "--out", &p("audit.jsonl")],
         &admin,
@@ -209,7 +202,40 @@ fn exec_gives_the_program_its_secrets_and_leaves_none_on_disk() {
     ));
     let log = deployment.stop();
     std::fs::write(p("server.log"), log.join("\n")).unwrap();
-    let scanned = files(dir.path());
+    let mut canary = Canary::new();
+    canary.watch("the db plaintext", SECRET.as_bytes());
+    canary.watch("the tls plaintext", OTHER_SECRET.as_bytes());
+    let org = std::fs::read_to_string(p("keys/org.key")).unwrap();
+    let org = podseal_core::org_key::OrgPrivateKey::from_text(&org).unwrap();
+    let org_text = org.to_text();
+    canary.watch("the org private key", org_text.as_bytes());
+    let ring = podseal_core::key_provider::KeyRing::from(org);
+    for name in ["db.capsule", "tls.capsule", "foreign.capsule"] {
+        let capsule = podseal_core::capsule::Capsule::from_armored(
+            std::fs::read_to_string(p(name)).unwrap().trim(),
+        )
+        .unwrap();
+        let dek = podseal_core::envelope::open_dek(&capsule.envelope, &ring).unwrap();
+        canary.watch(&format!("the DEK of {name}"), dek.expose_secret_bytes());
+    }
+    let mut homes = vec![dir.path().join("keys/org.key")];
+    for home in [
+        "admin.token",
+        "api-key",
+        "api-0.token",
+        "api-1.token",
+        "api-2.token",
+    ] {
+        let credential = std::fs::read(p(home)).unwrap();
+        canary.watch(
+            &format!("the credential in {home}"),
+            credential.trim_ascii(),
+        );
+        homes.push(dir.path().join(home));
+    }
+    let (hits, searched) = canary.hits_in_dir(dir.path(), &homes);
+    assert!(hits.is_empty(), "secret material:\n{}", hits.join("\n"));
+    let scanned = canary::files(dir.path());
     assert!(
         scanned.iter().any(|f| f.ends_with("podseal.db")),
         "{scanned:?}"
@@ -218,16 +244,13 @@ fn exec_gives_the_program_its_secrets_and_leaves_none_on_disk() {
         std::fs::metadata(p("server.log")).unwrap().len() > 0,
         "the server logged nothing"
     );
-    for file in scanned {
-        let bytes = std::fs::read(&file).unwrap();
-        for secret in [SECRET, OTHER_SECRET] {
-            assert!(
-                !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
-                "{} holds a plaintext",
-                file.display()
-            );
-        }
-    }
+    println!(
+        "leak canary: {} secrets ({} needles) in {} files, {} bytes",
+        canary.names().len(),
+        canary.needle_count(),
+        searched.files,
+        searched.bytes
+    );
 }
 
 /// `podseal seal --k8s-secret NAME --from-file KEY=-` for `prod/shop/api`:

@@ -28,6 +28,7 @@ use podseal_core::dpop::{DpopKey, ProofClaims, ProofFor, new_jti};
 use podseal_core::envelope::{self, ReleaseBinding, ReleasedDek};
 use podseal_core::hpke::{KemId, LocalPrivateKey, RecipientKey as _};
 use podseal_core::jwk::ed25519_jwk;
+use podseal_core::key_provider::KeyRing;
 use podseal_core::org_key::OrgPrivateKey;
 use podseal_core::reason::{Gate, Reason};
 use podseal_core::wire::admin;
@@ -44,6 +45,7 @@ use podseal_server::nonce::NonceIssuer;
 use podseal_server::pod_view::ViewAnswer;
 use podseal_server::startup::{Running, start};
 use podseal_server::storage::{ReleaseStore as _, SqliteStorage, Storage as _};
+use podseal_test_support::canary::{self, Canary};
 use podseal_test_support::cases;
 use podseal_test_support::fixtures::{kubernetes_scope, seal_params};
 use serde_json::{Value, json};
@@ -54,7 +56,43 @@ mod support;
 use support::digest;
 
 const EXTERNAL_URL: &str = "https://podseal.test";
-const SECRET: &[u8] = b"postgres://app:hunter2@db/shop";
+/// The plaintext every capsule of this binary seals: random per run, so
+/// that the leak canary finds it only where this run put it.
+static SECRET: std::sync::LazyLock<String> = std::sync::LazyLock::new(canary::random_text);
+
+fn secret() -> &'static [u8] {
+    SECRET.as_bytes()
+}
+
+/// Everything this test binary logged, at trace level (the server, the
+/// stand-in and the client transport all run in it): the leak canary reads it.
+static LOG: Mutex<Vec<u8>> = Mutex::new(Vec::new());
+
+struct LogWriter;
+
+impl std::io::Write for LogWriter {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        LOG.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Logs at trace level into [`LOG`], once per binary.
+fn capture_logs() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_ansi(false)
+            .with_writer(|| LogWriter)
+            .try_init()
+            .unwrap();
+    });
+}
 
 /// The server, its cluster and an admin.
 struct Suite {
@@ -67,6 +105,12 @@ struct Suite {
     admin_token: String,
     org: OrgPrivateKey,
     seen: Mutex<BTreeSet<(String, String, u16)>>,
+    /// Secrets minted or handed out so far (API keys, tokens, session ids,
+    /// DEKs, the admin token), by name, for the leak canary.
+    watched: Mutex<Vec<(String, Vec<u8>)>>,
+    /// What the server wrote to clients that is not a credential it hands
+    /// out: every answer's headers, and the body of every refusal.
+    written: Mutex<Vec<(String, Vec<u8>)>>,
 }
 
 /// What a pod holds in RAM.
@@ -125,6 +169,7 @@ impl Suite {
 
     /// A suite whose cluster signs its tokens with `algorithm`.
     async fn start_signing(algorithm: SigningAlgorithm) -> Self {
+        capture_logs();
         let cluster = support::Cluster::start_signing(algorithm).await;
         let handle = cluster.dev.handle();
         let state = TempDir::new().unwrap();
@@ -147,10 +192,23 @@ impl Suite {
             config,
             running: Some(running),
             client,
-            admin_token,
+            admin_token: admin_token.clone(),
+            watched: Mutex::new(vec![(
+                "the admin token".into(),
+                admin_token.clone().into_bytes(),
+            )]),
             org,
             seen: Mutex::default(),
+            written: Mutex::default(),
         }
+    }
+
+    /// Watches `secret` for the leak canary.
+    fn watch(&self, name: impl Into<String>, secret: impl Into<Vec<u8>>) {
+        self.watched
+            .lock()
+            .unwrap()
+            .push((name.into(), secret.into()));
     }
 
     fn running(&self) -> &Running {
@@ -189,6 +247,12 @@ impl Suite {
             route.to_owned(),
             answer.status.as_u16(),
         ));
+        let place = format!("the answer to {method} {path} ({})", answer.status);
+        let mut written = format!("{:?}", answer.headers).into_bytes();
+        if !answer.status.is_success() {
+            written.extend_from_slice(&answer.body);
+        }
+        self.written.lock().unwrap().push((place, written));
         answer
     }
 
@@ -228,10 +292,12 @@ impl Suite {
         // The only answer that carries a key is never cached.
         assert_eq!(answer.headers["cache-control"], "no-store");
         let created: Value = serde_json::from_slice(&answer.body).unwrap();
-        (
-            created["id"].as_str().unwrap().to_owned(),
-            created["key"].as_str().unwrap().to_owned(),
-        )
+        let key = created["key"].as_str().unwrap().to_owned();
+        self.watch(
+            format!("an API key for {namespace}/{service_account}"),
+            key.clone(),
+        );
+        (created["id"].as_str().unwrap().to_owned(), key)
     }
 
     async fn policy(&self, service_account: &str, digests: &[String], require_nonce: bool) {
@@ -279,10 +345,13 @@ impl Suite {
 
     fn token(&self, pod: &str, service_account: &str, audiences: &[&str]) -> String {
         let audiences: Vec<String> = audiences.iter().map(|a| (*a).to_owned()).collect();
-        self.handle
+        let token = self
+            .handle
             .issue_token("shop", service_account, &audiences, 600, Some(pod))
             .unwrap()
-            .0
+            .0;
+        self.watch(format!("the projected token of {pod}"), token.clone());
+        token
     }
 
     async fn until_view(&self, pod: &str, mut condition: impl FnMut(&ViewAnswer) -> bool) {
@@ -304,7 +373,14 @@ impl Suite {
 
     fn capsule(&self, cluster: &str, namespace: &str, service_account: &str) -> Capsule {
         let params = seal_params(kubernetes_scope(cluster, namespace, service_account));
-        envelope::seal(params, SECRET, &[self.org.public()]).unwrap()
+        let capsule = envelope::seal(params, secret(), &[self.org.public()]).unwrap();
+        let org = OrgPrivateKey::from_text(&self.org.to_text()).unwrap();
+        let dek = envelope::open_dek(&capsule.envelope, &KeyRing::from(org)).unwrap();
+        self.watch(
+            format!("the DEK of a capsule for {cluster}/{namespace}/{service_account}"),
+            dek.expose_secret_bytes().to_vec(),
+        );
+        capsule
     }
 
     fn proof(
@@ -384,7 +460,9 @@ impl Suite {
             String::from_utf8_lossy(&answer.body)
         );
         let body: Value = serde_json::from_slice(&answer.body).unwrap();
-        body["session_id"].as_str().unwrap().to_owned()
+        let session = body["session_id"].as_str().unwrap().to_owned();
+        self.watch("a session id", session.clone());
+        session
     }
 
     /// `POST /v1/unwrap` with this proof and raw body.
@@ -906,7 +984,7 @@ const CASES: &[Case] = &[
                     .await;
             assert_eq!(
                 Suite::open_pending(&m.pod, &pending, &m.capsule, &answer),
-                SECRET
+                secret()
             );
             assert!(answer.headers.contains_key(DPOP_NONCE_HEADER));
         })
@@ -1239,7 +1317,7 @@ const CASES: &[Case] = &[
                 let answer = m.unwrap_api0(&once).await;
                 assert_eq!(
                     m.s.open(&m.pod, &m.session, &m.capsule, &answer, &once),
-                    SECRET
+                    secret()
                 );
                 refused(
                     &m.unwrap_api0(&once).await,
@@ -1752,7 +1830,7 @@ const CASES: &[Case] = &[
                 .await;
             assert_eq!(
                 m.s.open(worker, &m.worker_session, &worker_capsule, &answer, &proof),
-                SECRET
+                secret()
             );
             m.worker_capsule = Some(worker_capsule);
         })
@@ -1908,7 +1986,7 @@ const CASES: &[Case] = &[
     steps("audit/no-secret-material", &[], |m| {
         Box::pin(async move {
             for secret in [
-                std::str::from_utf8(SECRET).unwrap(),
+                SECRET.as_str(),
                 &m.pod.token,
                 &m.key,
                 &m.session,
@@ -1959,10 +2037,33 @@ const CASES: &[Case] = &[
     steps("routes/every-status-documented", &[], |m| {
         Box::pin(async move { m.s.check_statuses() })
     }),
+    // The leak canary: every secret the run minted or handed out, searched
+    // in everything the server wrote while serving.
+    steps("leak/canary-while-serving", &[], |m| {
+        Box::pin(async move {
+            for path in ["/metrics", "/readyz"] {
+                let answer = m.s.send(Method::GET, path, path, &[], None).await;
+                assert_eq!(answer.status, 200, "{path}");
+                let place = format!("{path}'s body");
+                m.s.written
+                    .lock()
+                    .unwrap()
+                    .push((place, answer.body.to_vec()));
+            }
+            let mut places = m.s.written.lock().unwrap().clone();
+            places.push(("the audit export".into(), m.export.clone().into_bytes()));
+            m.s.leak_search("while serving", &places);
+        })
+    }),
     steps("shutdown", &[], |m| {
         Box::pin(async move {
             m.s.running.take().unwrap().shutdown().await.unwrap();
         })
+    }),
+    // The state directory again once the server has stopped (the WAL
+    // checkpointed into the database), and the log of the shutdown.
+    steps("leak/canary-after-shutdown", &[], |m| {
+        Box::pin(async move { m.s.leak_search("after shutdown", &[]) })
     }),
 ];
 
@@ -1991,6 +2092,57 @@ impl Suite {
         )
         .await;
         key
+    }
+
+    /// Searches `places`, the state directory and the trace log for every
+    /// watched secret (and the plaintext, and the org private key), raw,
+    /// hex and base64 at every alignment; any hit fails.
+    fn leak_search(&self, when: &str, places: &[(String, Vec<u8>)]) {
+        let mut canary = Canary::new();
+        canary.watch("the plaintext", secret());
+        let org_text = self.org.to_text();
+        let org_raw = URL_SAFE_NO_PAD
+            .decode(org_text.rsplit(':').next().unwrap())
+            .unwrap();
+        canary.watch("the org private key", &org_raw);
+        let watched = self.watched.lock().unwrap().clone();
+        for (name, secret) in &watched {
+            canary.watch(name, secret);
+        }
+        let mut hits = Vec::new();
+        let mut bytes = 0;
+        for (place, written) in places {
+            hits.extend(canary.hits(place, written));
+            bytes += written.len();
+        }
+        let log = LOG.lock().unwrap().clone();
+        hits.extend(canary.hits("the trace log", &log));
+        // The org key file is the org key's home; nothing else is exempt.
+        let org_key_file = self.state.path().join("org.key");
+        let (found, searched) = canary.hits_in_dir(self.state.path(), &[org_key_file]);
+        hits.extend(found);
+        assert!(
+            hits.is_empty(),
+            "secret material {when}:\n{}",
+            hits.join("\n")
+        );
+        // The search covered what it claims to.
+        assert!(!log.is_empty(), "nothing was logged");
+        let files = canary::files(self.state.path());
+        assert!(
+            files.iter().any(|f| f.ends_with("podseal.db")),
+            "no database among {files:?}"
+        );
+        println!(
+            "leak canary {when}: {} secrets ({} needles) in {} answers and bodies ({bytes} bytes), \
+             {} bytes of trace log, {} files ({} bytes) of the state directory",
+            canary.names().len(),
+            canary.needle_count(),
+            places.len(),
+            log.len(),
+            searched.files,
+            searched.bytes,
+        );
     }
 
     /// The audit export, as text.
@@ -2194,7 +2346,7 @@ async fn es384_and_es512_clusters_are_released_to_and_their_bad_keys_refused() {
         );
         assert_eq!(
             Suite::open_pending(&pod, &pending, &capsule, &answer),
-            SECRET
+            secret()
         );
 
         // The pinned kid under any other algorithm: refused before the signature.
@@ -2848,7 +3000,7 @@ async fn the_cluster_ca_is_pinned_at_registration_and_changed_only_with_replace(
     let (pending, answer) = s.unwrap_pending(&pod, &key, &session, &capsule).await;
     assert_eq!(
         Suite::open_pending(&pod, &pending, &capsule, &answer),
-        SECRET
+        secret()
     );
 
     // The CA file is overwritten with another CA: the pinned bytes are still
@@ -2860,7 +3012,7 @@ async fn the_cluster_ca_is_pinned_at_registration_and_changed_only_with_replace(
     let (pending, answer) = s.unwrap_pending(&pod, &key, &session, &capsule).await;
     assert_eq!(
         Suite::open_pending(&pod, &pending, &capsule, &answer),
-        SECRET
+        secret()
     );
 
     // The API server behind the URL is rebuilt with that CA, and the reader
@@ -3137,7 +3289,7 @@ async fn the_reader_token_is_stored_never_shown_and_needs_no_file() {
     let (pending, answer) = s.unwrap_pending(&pod, &key, &session, &capsule).await;
     assert_eq!(
         Suite::open_pending(&pod, &pending, &capsule, &answer),
-        SECRET
+        secret()
     );
     let text = s.audit_export().await;
     assert!(!text.contains(&token), "the audit log holds the token");
