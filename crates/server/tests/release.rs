@@ -408,6 +408,79 @@ fn assert_refused<T: std::fmt::Debug>(result: Result<T, Refusal>, gate: Gate, re
     );
 }
 
+/// Clock skew between pod and server, with the server's clock injected
+/// (the machine's is never changed). The pod reads its clock as the token's
+/// `iat` and signs its DPoP proof at that time; the server's clock is set
+/// at each skew in turn. Within the token's leeway (30 s) and the DPoP
+/// window (5 s ahead, 60 s behind) a session opens; beyond either it is
+/// refused by the gate whose window was left.
+#[tokio::test]
+async fn clock_skew_between_pod_and_server_is_accepted_within_leeway_and_refused_beyond() {
+    use base64::Engine as _;
+    let clock = ManualClock::at(now() - 60);
+    let w = world_with(release_config(), clock.clone()).await;
+    let pod = w.pod();
+    let payload = pod.token.split('.').nth(1).unwrap();
+    let claims: serde_json::Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .unwrap(),
+    )
+    .unwrap();
+    let pod_now = claims["iat"].as_i64().unwrap();
+    let cases: &[(i64, Option<(Gate, Reason)>)] = &[
+        (-40, Some((Gate::Token, Reason::TokenNotYetValid))),
+        (-8, Some((Gate::Dpop, Reason::IatFuture))),
+        (-4, None),
+        (0, None),
+        (50, None),
+        (70, Some((Gate::Dpop, Reason::IatStale))),
+        (600 + 31, Some((Gate::Token, Reason::TokenExpired))),
+    ];
+    for (skew, expected) in cases {
+        let target = pod_now + skew;
+        let behind = target - clock.now();
+        assert!(behind >= 0, "the cases run in increasing skew");
+        clock.advance(Duration::from_secs(u64::try_from(behind).unwrap()));
+        assert_eq!(clock.now(), target);
+        let (proof, _) = pod
+            .dpop
+            .proof(&ProofFor {
+                htm: "POST",
+                htu: &format!("{URL}/v1/sessions"),
+                iat: pod_now,
+                access_token: None,
+                nonce: None,
+            })
+            .unwrap();
+        let credentials = Credentials {
+            api_key: API_KEY,
+            token: &pod.token,
+            dpop: &[&proof],
+        };
+        let outcome = w
+            .service
+            .establish_session(credentials, pod.recipient.public_key_bytes(), None)
+            .await
+            .map(|g| g.session_id);
+        match expected {
+            None => assert!(
+                outcome.is_ok(),
+                "server {skew} s from the pod: {:?}",
+                outcome.err()
+            ),
+            Some((gate, reason)) => {
+                let refusal = outcome.expect_err(&format!("server {skew} s from the pod"));
+                assert_eq!(
+                    (refusal.gate, refusal.reason),
+                    (*gate, *reason),
+                    "server {skew} s from the pod: {refusal}"
+                );
+            }
+        }
+    }
+}
+
 #[tokio::test]
 async fn the_release_path_and_its_refusals() {
     let w = world().await;
