@@ -267,6 +267,11 @@ impl Deployment {
         self.dir.join("dc")
     }
 
+    /// The stand-in's process id (to stop, continue or kill it).
+    pub fn cluster_process_id(&self) -> u32 {
+        self._cluster.0.id()
+    }
+
     /// The client environment of a process in the existing pod `shop/NAME`
     /// that runs in `container` (a fresh projected token, and
     /// `PODSEAL_CONTAINER`).
