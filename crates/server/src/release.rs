@@ -301,6 +301,13 @@ impl<S: Storage> ReleaseService<S> {
         let mut problems = Vec::new();
         if let Err(error) = self.storage.audit_head().await {
             problems.push(format!("storage: {error}"));
+        } else if self.audit.failing() {
+            // Reads can succeed on a disk gone read-only: after a failed
+            // commit, ready means a write can be made durable again.
+            match self.storage.probe_write().await {
+                Ok(()) => self.audit.recovered(),
+                Err(error) => problems.push(format!("storage: writes fail: {error}")),
+            }
         }
         problems.extend(self.clusters.readiness());
         problems

@@ -6,6 +6,7 @@
 //! its records are; when they cannot be, the request is refused.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use podseal_core::audit::event::AdminDetails;
 use podseal_core::audit::{AuditRecord, Details, Event, Outcome};
@@ -20,6 +21,9 @@ pub struct AuditWriter<S: Storage> {
     /// Durable writes of concurrent requests share one transaction.
     commits: GroupCommit<S>,
     clock: SharedClock,
+    /// The last commit failed (and none succeeded since): readiness then
+    /// probes a write rather than trusting a read.
+    failing: AtomicBool,
 }
 
 impl<S: Storage> AuditWriter<S> {
@@ -28,6 +32,7 @@ impl<S: Storage> AuditWriter<S> {
         Self {
             commits: GroupCommit::new(storage),
             clock,
+            failing: AtomicBool::new(false),
         }
     }
 
@@ -75,17 +80,26 @@ impl<S: Storage> AuditWriter<S> {
     /// commit); returns false when its `jti` was seen before. Refuses when
     /// they cannot be made durable.
     pub async fn commit(&self, item: CommitItem) -> Result<bool, Refusal> {
-        self.commits
-            .commit(item)
-            .await
-            .map(|committed| committed.fresh)
-            .map_err(|error| {
-                tracing::error!(%error, "audit write failed: refusing");
-                Refusal::new(
-                    Gate::Request,
-                    Reason::AuditUnavailable,
-                    "the decision could not be audited, so it is refused",
-                )
-            })
+        let outcome = self.commits.commit(item).await;
+        self.failing.store(outcome.is_err(), Ordering::SeqCst);
+        outcome.map(|committed| committed.fresh).map_err(|error| {
+            tracing::error!(%error, "audit write failed: refusing");
+            Refusal::new(
+                Gate::Request,
+                Reason::AuditUnavailable,
+                "the decision could not be audited, so it is refused",
+            )
+        })
+    }
+
+    /// Whether the last commit failed (no commit succeeded since).
+    pub fn failing(&self) -> bool {
+        self.failing.load(Ordering::SeqCst)
+    }
+
+    /// A write succeeded outside a commit (readiness's probe): commits are
+    /// expected to succeed again.
+    pub fn recovered(&self) {
+        self.failing.store(false, Ordering::SeqCst);
     }
 }

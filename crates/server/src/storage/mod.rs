@@ -596,6 +596,14 @@ bounded_stores! {
         /// Atomicity: one read of the frontier row.
         fn audit_head(&self) -> (u64, Hash) = "read audit head";
 
+        /// Whether a write can be made durable now: a transaction that
+        /// writes and leaves nothing changed (SQLite: a row inserted and
+        /// deleted; PostgreSQL: the frontier row updated to itself, a new
+        /// row version). Readiness asks it after a write failed, since
+        /// reads can still succeed on a disk gone read-only.
+        /// Atomicity: one transaction, no value changed.
+        fn probe_write(&self) -> () = "probe a write";
+
         /// Stores a checkpoint; one already stored at its size is kept (a
         /// checkpoint is never re-signed, so a hand-over's stays).
         ///

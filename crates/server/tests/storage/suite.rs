@@ -666,6 +666,9 @@ pub async fn audit_appends_chain_and_export_verifies<S: Storage>(store: &S) {
     assert_eq!(stored[0].seq, 3);
     let (size, head) = store.audit_head().await.unwrap();
     assert_eq!(size, 3);
+    // The readiness probe writes, and leaves the log as it was.
+    store.probe_write().await.unwrap();
+    assert_eq!(store.audit_head().await.unwrap(), (size, head));
     store
         .put_checkpoint(key.checkpoint(&test_origin(), size, &head))
         .await

@@ -119,6 +119,16 @@ impl AuditStore for PostgresStorage {
         Ok((frontier.size(), frontier.root()))
     }
 
+    async fn probe_write(&self) -> Result<(), StorageError> {
+        self.execute(
+            "probe a write",
+            "UPDATE audit_frontier SET size = size WHERE id = 1",
+            &[],
+        )
+        .await
+        .map(|_| ())
+    }
+
     async fn put_checkpoint(&self, checkpoint: Checkpoint) -> Result<(), StorageError> {
         self.execute(
             "store checkpoint",

@@ -55,6 +55,26 @@ impl AuditStore for SqliteStorage {
         .await
     }
 
+    async fn probe_write(&self) -> Result<(), StorageError> {
+        self.run("probe a write", |c| {
+            // A row written and removed in one transaction: SQLite skips a
+            // write that leaves a row's bytes as they were, so an unchanged
+            // update would prove nothing. The key is no thumbprint.
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            tx.execute(
+                "INSERT OR REPLACE INTO dpop_jti (jkt, jti, expires_at) VALUES ('readiness probe', '', 0)",
+                [],
+            )?;
+            tx.execute(
+                "DELETE FROM dpop_jti WHERE jkt = 'readiness probe' AND jti = ''",
+                [],
+            )?;
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
     async fn put_checkpoint(&self, checkpoint: Checkpoint) -> Result<(), StorageError> {
         self.run("store checkpoint", move |c| {
             let size = i64::try_from(checkpoint.size()).map_err(conversion)?;

@@ -87,14 +87,33 @@ fn is_disk_full(error: &rusqlite::Error) -> bool {
     )
 }
 
-/// An engine error as a [`StorageError`]: a full volume is said in words,
-/// with the database file named (SQLite says only "database or disk is full").
+/// True when the database's file cannot be opened for writing because its
+/// file system is read-only (SQLite says only "disk I/O error"; asked only
+/// after an I/O error, and the file is opened without writing anything).
+fn on_read_only_file_system(error: &rusqlite::Error, path: &Path) -> bool {
+    matches!(
+        error,
+        rusqlite::Error::SqliteFailure(e, _) if e.code == rusqlite::ErrorCode::SystemIoFailure
+    ) && std::fs::OpenOptions::new()
+        .append(true)
+        .open(path)
+        .is_err_and(|e| e.kind() == std::io::ErrorKind::ReadOnlyFilesystem)
+}
+
+/// An engine error as a [`StorageError`]: a full volume and a read-only
+/// file system are said in words, with the database file named (SQLite
+/// says only "database or disk is full" and "disk I/O error").
 fn db_error(path: &Path, operation: &'static str) -> impl Fn(rusqlite::Error) -> StorageError {
     move |e| StorageError::Database {
         operation,
         message: if is_disk_full(&e) {
             format!(
                 "no space left on device for the database {} (or its -wal file): its volume is full; writes resume once space is freed",
+                path.display()
+            )
+        } else if on_read_only_file_system(&e, path) {
+            format!(
+                "the database {} is on a read-only file system (a disk that failed is remounted read-only): writes are refused until it is writable again ({e})",
                 path.display()
             )
         } else {
