@@ -188,17 +188,28 @@ fn create_state_dir(path: &Path) -> Result<(), ServeError> {
         })
 }
 
-/// Writes a public file of the state directory atomically (temp file, then
-/// rename); a failure removes the temp file and names `what` was written.
+/// Writes a public file of the state directory atomically and durably
+/// (temp file synced, renamed, the directory synced); a failure removes the
+/// temp file and names `what` was written.
 fn replace_file(
     what: &'static str,
     path: &Path,
     contents: &str,
     state_dir: &Path,
 ) -> Result<(), ServeError> {
+    use std::io::Write as _;
     let temp = path.with_extension("tmp");
-    std::fs::write(&temp, contents)
+    let _ = std::fs::remove_file(&temp);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&temp)
+        .and_then(|mut file| {
+            file.write_all(contents.as_bytes())
+                .and_then(|()| file.sync_all())
+        })
         .and_then(|()| std::fs::rename(&temp, path))
+        .and_then(|()| sync_parent(path))
         .map_err(|e| {
             let _ = std::fs::remove_file(&temp);
             ServeError::StateFile {
@@ -242,6 +253,7 @@ fn replace_secret_file(
                 .and_then(|()| file.sync_all())
         })
         .and_then(|()| std::fs::rename(&temp, path))
+        .and_then(|()| sync_parent(path))
         .map_err(|e| {
             let _ = std::fs::remove_file(&temp);
             ServeError::StateFile {
@@ -250,6 +262,14 @@ fn replace_secret_file(
                 message: io_reason(&e, state_dir),
             }
         })
+}
+
+/// Makes a rename into `path`'s directory durable: until the directory is
+/// synced, a crash (or a disk remounted read-only) can undo the rename and
+/// leave the old file, or none, after the new one's bytes were synced.
+fn sync_parent(path: &Path) -> std::io::Result<()> {
+    let parent = path.parent().unwrap_or_else(|| Path::new("."));
+    std::fs::File::open(parent)?.sync_all()
 }
 
 /// Starts the server described by `config` on SQLite (`storage.engine = "sqlite"`).
