@@ -39,13 +39,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use http::Method;
-use podseal_core::audit::{AuditRecord, Event, ExportLine, Outcome, parse_public_key};
+use podseal_core::audit::parse_public_key;
 use podseal_core::capsule::Capsule;
 use podseal_core::dpop::DpopKey;
 use podseal_core::envelope::seal;
 use podseal_core::hpke::{KemId, LocalPrivateKey, RecipientKey as _};
 use podseal_core::org_key::OrgPublicKey;
-use podseal_core::wire::{Problem, UnwrapAnswer};
+use podseal_core::wire::UnwrapAnswer;
 use podseal_keys::key_file::read_public_key;
 use podseal_sdk::https::{Answer, HttpsClient, TransportError};
 use podseal_sdk::protocol::{
@@ -53,27 +53,12 @@ use podseal_sdk::protocol::{
 };
 use podseal_test_support::fixtures::{kubernetes_scope, seal_params};
 use serde_json::Value;
+use support::faults::{KillFlag, allowed_unwraps, audit_records, reason, wait_until};
 use support::{Replicas, SERVICE_URL};
 
 mod support;
 
 const REPLICAS: usize = 3;
-
-/// `gate/reason` of a refusal, or `HTTP <status>`.
-fn reason(answer: &Answer) -> String {
-    serde_json::from_slice::<Problem>(&answer.body)
-        .map(|p| format!("{}/{}", p.gate, p.reason))
-        .unwrap_or_else(|_| format!("HTTP {}", answer.status.as_u16()))
-}
-
-/// Waits (polling every millisecond, deadline `within`) until `condition` holds.
-fn wait_until(what: &str, within: Duration, condition: impl Fn() -> bool) {
-    let deadline = Instant::now() + within;
-    while !condition() {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        std::thread::sleep(Duration::from_millis(1));
-    }
-}
 
 /// A pod with a session: its projected token, its pinned DPoP key, the session.
 struct Pod {
@@ -387,7 +372,7 @@ impl Request {
 /// Clients sending unwraps through the Service until `stop`.
 struct Load {
     stop: AtomicBool,
-    killed: AtomicBool,
+    killed: KillFlag,
     /// Answered 200, in all and per replica.
     acknowledged: AtomicUsize,
     served: Vec<AtomicUsize>,
@@ -403,7 +388,7 @@ impl Load {
     fn new() -> Arc<Self> {
         Arc::new(Self {
             stop: AtomicBool::new(false),
-            killed: AtomicBool::new(false),
+            killed: KillFlag::default(),
             acknowledged: AtomicUsize::new(0),
             served: (0..REPLICAS).map(|_| AtomicUsize::new(0)).collect(),
             retries: AtomicUsize::new(0),
@@ -429,18 +414,19 @@ impl Load {
             let mut attempts = Vec::new();
             for _ in 0..MAX_ATTEMPTS {
                 let pending = Service::unwrap_request(&service.api_key, &pod, &sealed);
-                let started_before_kill = !self.killed.load(SeqCst);
                 service.in_flight[replica].fetch_add(1, SeqCst);
-                let result = service.send(replica, pending.request()).await;
+                let timed = self
+                    .killed
+                    .time(service.send(replica, pending.request()))
+                    .await;
                 service.in_flight[replica].fetch_sub(1, SeqCst);
-                let ended_after_kill = self.killed.load(SeqCst);
                 let mut attempt = Attempt {
                     replica,
-                    started_before_kill,
-                    ended_after_kill,
+                    started_before_kill: timed.started_before_kill,
+                    ended_after_kill: timed.ended_after_kill,
                     result: Err(String::new()),
                 };
-                match result {
+                match timed.value {
                     Ok(answer) => {
                         if answer.status == 200 {
                             let released: UnwrapAnswer =
@@ -525,16 +511,8 @@ fn export_and_verify(
         "json",
     ]))
     .unwrap();
-    let mut unwrapped = BTreeSet::new();
-    for line in std::fs::read_to_string(file).unwrap().lines() {
-        if let ExportLine::Record { entry, .. } = serde_json::from_str(line).unwrap() {
-            let record: AuditRecord = serde_json::from_str(&entry).unwrap();
-            if record.event == Event::Unwrap && record.outcome == Outcome::Allowed {
-                unwrapped.insert(record.details["capsule"].clone());
-            }
-        }
-    }
-    (report, unwrapped)
+    let records = audit_records(&std::fs::read_to_string(file).unwrap());
+    (report, allowed_unwraps(&records))
 }
 
 /// Every acknowledged unwrap in `requests` has an allowed record in `unwrapped`.
@@ -579,7 +557,7 @@ fn sigkill_mid_burst(
         || service.in_flight[KILLED].load(SeqCst) >= 2,
     );
     let in_flight_at_kill = service.in_flight[KILLED].load(SeqCst);
-    load.killed.store(true, SeqCst);
+    load.killed.raise();
     replicas.kill(KILLED);
     service.in_rotation[KILLED].store(false, SeqCst);
     let at_kill = load.acknowledged();

@@ -8,6 +8,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+pub mod faults;
+
 /// A child killed (and reaped) on drop.
 pub struct Process(pub Child);
 
@@ -169,6 +171,8 @@ pub struct Deployment {
     pub digest: String,
     /// The API key bound to `prod/shop/api`.
     pub api_key: String,
+    /// The server's `PODSEAL_*` settings, for [`Deployment::restart`].
+    server_env: Vec<(String, String)>,
 }
 
 impl Deployment {
@@ -202,13 +206,11 @@ impl Deployment {
             ("PODSEAL_LOG_LEVEL", log_level),
         ];
         env.extend_from_slice(extra);
-        let (server, _, server_log) = spawn(
-            &podseal_test_support::binaries::server(),
-            &["--admin-token-file", &p("admin.token")],
-            &env,
-            true,
-            "listening on",
-        );
+        let server_env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        let (server, server_log) = spawn_server(dir, &server_env);
         wait_for_line(&server_log, "admin token written to");
         let mut deployment = Self {
             binary: binary.to_owned(),
@@ -219,6 +221,7 @@ impl Deployment {
             url,
             digest: format!("sha256:{}", "a".repeat(64)),
             api_key: String::new(),
+            server_env,
         };
         let admin = deployment.admin_env();
         let admin: Vec<(&str, &str)> = admin.iter().map(|(k, v)| (*k, v.as_str())).collect();
@@ -324,6 +327,117 @@ impl Deployment {
     pub fn stop(&mut self) -> Vec<String> {
         terminate(&mut self.server, &self.server_log)
     }
+
+    /// SIGSTOP to the server: it keeps its connections but answers nothing
+    /// until it is killed, so requests sent to it stay in flight.
+    pub fn freeze(&self) {
+        freeze(&self.server);
+    }
+
+    /// SIGKILL to the server (no final checkpoint, nothing flushed),
+    /// reaped before this returns.
+    pub fn kill(&mut self) {
+        kill(&mut self.server);
+    }
+
+    /// Starts the server again (after [`Deployment::kill`] or
+    /// [`Deployment::stop`]) with the same settings: state directory,
+    /// port, org key, log level. Returns once it answers `/readyz` with 200.
+    pub fn restart(&mut self) {
+        let (server, server_log) = spawn_server(&self.dir, &self.server_env);
+        self.server = server;
+        self.server_log = server_log;
+        wait_ready(&self.url, &self.ca_pem(), "the restarted server");
+    }
+
+    /// The server's (development) certificate, which clients trust.
+    pub fn ca_pem(&self) -> Vec<u8> {
+        std::fs::read(self.dir.join("state/tls-dev.crt")).expect("the server's certificate")
+    }
+
+    /// The audit public key the server wrote to its state directory.
+    pub fn audit_public_key(&self) -> [u8; 32] {
+        let text = std::fs::read_to_string(self.dir.join("state/audit.pub")).expect("audit.pub");
+        podseal_core::audit::parse_public_key(&text).expect("an audit public key")
+    }
+
+    /// The org public key capsules are sealed to.
+    pub fn org_public_key(&self) -> podseal_core::org_key::OrgPublicKey {
+        podseal_keys::key_file::read_public_key(&self.dir.join("keys/org.pub")).expect("org.pub")
+    }
+
+    /// An HTTPS client of the server (trusting its certificate).
+    pub fn https_client(&self) -> podseal_sdk::https::HttpsClient {
+        podseal_sdk::https::HttpsClient::new(&self.url, Some(&self.ca_pem())).expect("a client")
+    }
+
+    /// An admin API client of the server, with the admin token.
+    pub fn admin_client(&self) -> podseal_sdk::admin::AdminClient {
+        let token = std::fs::read_to_string(self.dir.join("admin.token")).expect("admin.token");
+        podseal_sdk::admin::AdminClient::new(self.https_client(), &token)
+    }
+}
+
+/// Spawns `podseal-server` with `env` and the admin token file in `dir`;
+/// returns once it listens.
+fn spawn_server(dir: &Path, env: &[(String, String)]) -> (Process, mpsc::Receiver<String>) {
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let token_file = dir.join("admin.token");
+    let (server, _, server_log) = spawn(
+        &podseal_test_support::binaries::server(),
+        &[
+            "--admin-token-file",
+            token_file.to_str().expect("utf-8 path"),
+        ],
+        &env,
+        true,
+        "listening on",
+    );
+    (server, server_log)
+}
+
+/// SIGSTOP to `process`: it answers nothing until it is continued or killed.
+pub fn freeze(process: &Process) {
+    let status = Command::new("kill")
+        .args(["-STOP", &process.0.id().to_string()])
+        .status()
+        .expect("run kill -STOP");
+    assert!(status.success(), "kill -STOP failed: {status}");
+}
+
+/// SIGKILL to `process`, reaped before this returns.
+pub fn kill(process: &mut Process) {
+    process.0.kill().expect("SIGKILL");
+    let status = process.0.wait().expect("reaped");
+    assert!(!status.success(), "killed, not exited: {status}");
+}
+
+/// Waits (deadline 30 s) until the server at `url` (whose certificate is
+/// `ca_pem`) answers `/readyz` with 200; `what` names it in the failure.
+pub fn wait_ready(url: &str, ca_pem: &[u8], what: &str) {
+    let client = podseal_sdk::https::HttpsClient::new(url, Some(ca_pem))
+        .expect("a client")
+        .with_timeout(Duration::from_secs(5));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut last = String::new();
+    runtime.block_on(async {
+        loop {
+            match client.send(http::Method::GET, "/readyz", &[], None).await {
+                Ok(answer) if answer.status == 200 => return,
+                Ok(answer) => last = String::from_utf8_lossy(&answer.body).into_owned(),
+                Err(e) => last = e.to_string(),
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{what} is not ready after 30 s: {last}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
 }
 
 /// Starts the stand-in (`podseal-dev cluster serve`) with its files in
@@ -753,30 +867,7 @@ impl Replicas {
 
     /// Waits (deadline 30 s) until replica `i` answers `/readyz` with 200.
     pub fn wait_ready(&self, i: usize) {
-        let client =
-            podseal_sdk::https::HttpsClient::new(&self.replicas[i].url, Some(&self.ca_pem))
-                .expect("a client")
-                .with_timeout(Duration::from_secs(5));
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("a runtime");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let mut last = String::new();
-        runtime.block_on(async {
-            loop {
-                match client.send(http::Method::GET, "/readyz", &[], None).await {
-                    Ok(answer) if answer.status == 200 => return,
-                    Ok(answer) => last = String::from_utf8_lossy(&answer.body).into_owned(),
-                    Err(e) => last = e.to_string(),
-                }
-                assert!(
-                    Instant::now() < deadline,
-                    "replica {i} is not ready after 30 s: {last}"
-                );
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        });
+        wait_ready(&self.replicas[i].url, &self.ca_pem, &format!("replica {i}"));
     }
 
     /// SIGTERM to replica `i`; waits for it to exit successfully and returns
@@ -790,23 +881,18 @@ impl Replicas {
     /// SIGSTOP to replica `i`: it keeps its connections but answers nothing
     /// until it is killed, so requests sent to it stay in flight.
     pub fn freeze(&self, i: usize) {
-        let process = self.replicas[i]
-            .process
-            .as_ref()
-            .expect("a running replica");
-        let status = Command::new("kill")
-            .args(["-STOP", &process.0.id().to_string()])
-            .status()
-            .expect("run kill -STOP");
-        assert!(status.success(), "kill -STOP failed: {status}");
+        freeze(
+            self.replicas[i]
+                .process
+                .as_ref()
+                .expect("a running replica"),
+        );
     }
 
     /// SIGKILL to replica `i`, reaped before this returns.
     pub fn kill(&mut self, i: usize) {
         let mut process = self.replicas[i].process.take().expect("a running replica");
-        process.0.kill().expect("SIGKILL");
-        let status = process.0.wait().expect("reaped");
-        assert!(!status.success(), "killed, not exited: {status}");
+        kill(&mut process);
         self.replicas[i].log = None;
     }
 
