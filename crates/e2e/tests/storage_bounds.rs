@@ -278,23 +278,7 @@ fn a_disk_gone_read_only_refuses_names_the_cause_and_recovers_after_repair() {
         std::thread::sleep(Duration::from_millis(100));
     }
     volume.repair();
-    let port = deployment.url.rsplit(':').next().unwrap().to_owned();
-    let (keys, state, listen) = (p("keys/org.key"), p("state"), format!("127.0.0.1:{port}"));
-    let (server, _, server_log) = support::spawn(
-        &podseal_test_support::binaries::server(),
-        &[],
-        &[
-            ("PODSEAL_ORG_KEY_FILES", keys.as_str()),
-            ("PODSEAL_STATE_DIR", state.as_str()),
-            ("PODSEAL_LISTEN", listen.as_str()),
-            ("PODSEAL_EXTERNAL_URL", deployment.url.as_str()),
-            ("PODSEAL_LOG_LEVEL", "info"),
-        ],
-        true,
-        "listening on",
-    );
-    deployment.server = server;
-    deployment.server_log = server_log;
+    deployment.restart();
 
     // Releases work again, and the log verifies: every release acknowledged
     // before the failure has its record, nothing half-written breaks it.
