@@ -493,53 +493,78 @@ impl ServerConfig {
         file: Option<&std::path::Path>,
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Self, ConfigError> {
-        let mut table = match file {
+        match file {
             Some(path) => {
                 let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
                     path: path.to_owned(),
                     message: e.to_string(),
                 })?;
-                // One line: where, and what (the toml crate's report draws
-                // the line with a caret over several).
-                let parse_error = |e: toml::de::Error| ConfigError::Parse {
-                    path: path.to_owned(),
-                    message: match e.span() {
-                        Some(span) => {
-                            let before = text.get(..span.start).unwrap_or_default();
-                            let line = before.matches('\n').count() + 1;
-                            let column = before
-                                .rsplit('\n')
-                                .next()
-                                .unwrap_or_default()
-                                .chars()
-                                .count()
-                                + 1;
-                            // The key on that line, so that the one line names it.
-                            let key = text
-                                .lines()
-                                .nth(line - 1)
-                                .and_then(|l| l.split_once('='))
-                                .map(|(key, _)| key.trim())
-                                .filter(|key| !key.is_empty() && !key.starts_with('#'));
-                            match key {
-                                Some(key) => format!(
-                                    "line {line}, column {column} ({key}): {}",
-                                    e.message().trim()
-                                ),
-                                None => {
-                                    format!("line {line}, column {column}: {}", e.message().trim())
-                                }
-                            }
-                        }
-                        None => e.message().trim().to_owned(),
-                    },
-                };
-                // Typed first, for errors that name the line and key.
-                toml::from_str::<Self>(&text).map_err(parse_error)?;
-                text.parse::<toml::Table>().map_err(parse_error)?
+                Self::from_toml(&text, path, env)
             }
-            None => toml::Table::new(),
+            None => Self::from_table(
+                toml::Table::new(),
+                std::path::Path::new("(environment)"),
+                env,
+            ),
+        }
+    }
+
+    /// Parses `text`, the content of the config file `source` (named in
+    /// errors, never read), applies the overrides `env` finds, validates:
+    /// [`ServerConfig::load`] without the file system.
+    pub fn from_toml(
+        text: &str,
+        source: &std::path::Path,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        // One line: where, and what (the toml crate's report draws the line
+        // with a caret over several).
+        let parse_error = |e: toml::de::Error| ConfigError::Parse {
+            path: source.to_owned(),
+            message: match e.span() {
+                Some(span) => {
+                    let before = text.get(..span.start).unwrap_or_default();
+                    let line = before.matches('\n').count() + 1;
+                    let column = before
+                        .rsplit('\n')
+                        .next()
+                        .unwrap_or_default()
+                        .chars()
+                        .count()
+                        + 1;
+                    // The key on that line, so that the one line names it.
+                    let key = text
+                        .lines()
+                        .nth(line - 1)
+                        .and_then(|l| l.split_once('='))
+                        .map(|(key, _)| key.trim())
+                        .filter(|key| !key.is_empty() && !key.starts_with('#'));
+                    match key {
+                        Some(key) => format!(
+                            "line {line}, column {column} ({key}): {}",
+                            e.message().trim()
+                        ),
+                        None => {
+                            format!("line {line}, column {column}: {}", e.message().trim())
+                        }
+                    }
+                }
+                None => e.message().trim().to_owned(),
+            },
         };
+        // Typed first, for errors that name the line and key.
+        toml::from_str::<Self>(text).map_err(parse_error)?;
+        let table = text.parse::<toml::Table>().map_err(parse_error)?;
+        Self::from_table(table, source, env)
+    }
+
+    /// Applies the overrides `env` finds to `table` (the file's, or empty),
+    /// then types and validates the result; `source` names it in errors.
+    fn from_table(
+        mut table: toml::Table,
+        source: &std::path::Path,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
         for (var, path, kind) in ENV_OVERRIDES {
             let Some(raw) = env(var) else { continue };
             let value = match kind {
@@ -563,11 +588,10 @@ impl ServerConfig {
                 message: e.to_string(),
             })?;
         }
-        let source = file.map_or_else(|| PathBuf::from("(environment)"), ToOwned::to_owned);
         let config: Self = table
             .try_into()
             .map_err(|e: toml::de::Error| ConfigError::Parse {
-                path: source,
+                path: source.to_owned(),
                 message: e.message().to_owned(),
             })?;
         config.validate()?;
