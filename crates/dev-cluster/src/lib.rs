@@ -7,7 +7,9 @@
 //! - pods: get, list (label and field selectors) and watch (resourceVersion,
 //!   ADDED/MODIFIED/DELETED, BOOKMARK, `410 Expired`), so that
 //!   `kube::runtime::watcher` runs against it unmodified;
-//! - service accounts: get and list.
+//! - service accounts: get and list;
+//! - and, for `podseal-dev cluster mount-secret`, the files a Secret
+//!   volume mounts ([`secret_volume`]), as the kubelet makes them.
 //!
 //! Two bearer identities exist: a read-only one that may only get, list and
 //! watch pods (what the release server's ClusterRole grants), and an admin
@@ -24,6 +26,7 @@ mod api_error;
 pub mod issuer;
 mod list_params;
 pub mod pods;
+pub mod secret_volume;
 mod selectors;
 mod server;
 pub mod store;

@@ -12,6 +12,7 @@ use std::time::Duration;
 use k8s_openapi::api::authentication::v1::{BoundObjectReference, TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
 use podseal_dev_cluster::issuer::SigningAlgorithm;
+use podseal_dev_cluster::secret_volume::{self, SecretVolume};
 use podseal_dev_cluster::{
     Config, ContainerImage, DevCluster, ImageVolume, PodTemplate, connection_files,
 };
@@ -797,49 +798,15 @@ fn mount_secret(manifest: &Path, secrets_dir: &Path, output: OutputFormat) -> Re
             manifest.display()
         )));
     }
-    let not_a_secret = |why: String| {
+    // Every name is checked before anything is written: a key such as
+    // `../x` never reaches the file system.
+    let SecretVolume { name, files } = secret_volume::parse_manifest(&text).map_err(|e| {
         CliError::usage(format!(
-            "{} is not a Secret manifest: {why}",
+            "{} is not a Secret manifest: {e}",
             manifest.display()
         ))
         .hint("give a manifest `podseal seal --k8s-secret NAME … --out FILE` wrote")
-    };
-    let value: serde_json::Value =
-        serde_saphyr::from_str(&text).map_err(|e| not_a_secret(e.to_string()))?;
-    if value.get("kind").and_then(|k| k.as_str()) != Some("Secret")
-        || value.get("apiVersion").and_then(|v| v.as_str()) != Some("v1")
-    {
-        return Err(not_a_secret("its kind is not v1 Secret".into()));
-    }
-    let secret: k8s_openapi::api::core::v1::Secret =
-        serde_json::from_value(value).map_err(|e| not_a_secret(e.to_string()))?;
-    let name = secret
-        .metadata
-        .name
-        .ok_or_else(|| not_a_secret("it has no metadata.name".into()))?;
-    // `stringData` wins over `data` for the same key, as the API server merges them.
-    let mut files: std::collections::BTreeMap<String, Vec<u8>> = secret
-        .data
-        .unwrap_or_default()
-        .into_iter()
-        .map(|(key, value)| (key, value.0))
-        .collect();
-    files.extend(
-        secret
-            .string_data
-            .unwrap_or_default()
-            .into_iter()
-            .map(|(key, value)| (key, value.into_bytes())),
-    );
-    if files.is_empty() {
-        return Err(not_a_secret("it has no data".into()));
-    }
-    // Every name is checked before anything is written: a key such as
-    // `../x` never reaches the file system.
-    for key in files.keys() {
-        podseal_core::scope::SecretSlot::new(&name, key)
-            .map_err(|e| not_a_secret(e.to_string()))?;
-    }
+    })?;
     let volume = secrets_dir.join(&name);
     std::fs::DirBuilder::new()
         .recursive(true)
