@@ -1,0 +1,8 @@
+#![no_main]
+//! `cargo fuzz run -s none admin_request`: see `podseal_fuzz::TARGETS`.
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    if let Some(target) = podseal_fuzz::target("admin_request") {
+        (target.run)(data);
+    }
+});
