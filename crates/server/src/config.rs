@@ -627,32 +627,30 @@ impl ServerConfig {
                 })
                 .collect()
         };
-        let mut out = String::new();
-        let mut section: Option<String> = None;
         let close = |out: &mut String, section: Option<&str>| {
             for line in unset(section) {
                 out.push_str(&line);
                 out.push('\n');
             }
         };
-        for line in text.lines() {
-            if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
-                close(&mut out, section.as_deref());
-                if section.is_none() || !out.ends_with("\n\n") {
-                    out.push('\n');
-                }
-                section = Some(name.to_owned());
-                out.push_str(line);
-                out.push('\n');
-                continue;
+        // Each part is printed whole from the parsed table (in the struct's
+        // order), never taken apart line by line: a value that spans lines
+        // (a string with a line break) is printed as it is.
+        let (sections, top): (Vec<_>, Vec<_>) =
+            table.iter().partition(|(_, value)| value.is_table());
+        let top: toml::Table = top
+            .into_iter()
+            .map(|(key, value)| (key.clone(), value.clone()))
+            .collect();
+        let mut out = toml::to_string_pretty(&top).unwrap_or_default();
+        close(&mut out, None);
+        for (name, section) in sections {
+            out.push_str(&format!("\n[{name}]\n"));
+            if let Some(section) = section.as_table() {
+                out.push_str(&toml::to_string_pretty(section).unwrap_or_default());
             }
-            if line.is_empty() {
-                continue;
-            }
-            out.push_str(line);
-            out.push('\n');
+            close(&mut out, Some(name));
         }
-        close(&mut out, section.as_deref());
         out
     }
 
@@ -902,6 +900,34 @@ mod tests {
         assert_eq!(config, ServerConfig::default());
         let printed = config.to_toml();
         assert_eq!(load(&printed, &[]).unwrap(), config);
+    }
+
+    #[test]
+    fn print_config_prints_a_value_with_line_breaks_whole() {
+        // Blank lines and `[section]` lines inside a string are the
+        // string's, not the printout's layout.
+        let config = load(
+            "state_dir = \"podseal-state\\n\\n[tls]\\n\"\n[tls]\ncert_file = \"c\\n\\nd.pem\"\nkey_file = \"k.pem\"\n",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(config.state_dir, PathBuf::from("podseal-state\n\n[tls]\n"));
+        assert_eq!(load(&config.to_toml(), &[]).unwrap(), config);
+        // Keys and sections stay in the configuration's own order.
+        let printed = ServerConfig::default().to_toml();
+        assert!(printed.starts_with("listen = \"127.0.0.1:8443\"\nexternal_url = "));
+        let sections: Vec<&str> = printed.lines().filter(|l| l.starts_with('[')).collect();
+        assert_eq!(
+            sections,
+            [
+                "[tls]",
+                "[release]",
+                "[audit]",
+                "[clusters]",
+                "[storage]",
+                "[connections]"
+            ]
+        );
     }
 
     #[test]
