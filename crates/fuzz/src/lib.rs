@@ -89,6 +89,11 @@ pub const TARGETS: &[Target] = &[
         run: audit_export,
     },
     Target {
+        name: "inclusion_proof",
+        parses: "an inclusion proof file (`podseal audit verify-proof`) checked offline; parse → encode → parse gives the same proof, and one that verifies names its own record",
+        run: inclusion_proof,
+    },
+    Target {
         name: "org_public_key",
         parses: "an org public key's text",
         run: org_public_key,
@@ -221,6 +226,31 @@ pub fn audit_export(data: &[u8]) {
         KEY.get_or_init(|| podseal_core::audit::AuditKey::from_seed(&AUDIT_KEY_SEED).public_key());
     let Some(text) = text(data) else { return };
     black_box(verify_export(text, key, None).ok());
+}
+
+/// An inclusion proof file, as `podseal audit verify-proof` reads it,
+/// checked against the audit key with seed [`AUDIT_KEY_SEED`] (which signed
+/// the seed proofs' checkpoints): a proof that parses round-trips through
+/// JSON, and one that verifies answers the record at its own `seq`.
+pub fn inclusion_proof(data: &[u8]) {
+    use podseal_core::audit::{InclusionProof, TrustedKey};
+    static KEY: OnceLock<[u8; 32]> = OnceLock::new();
+    let public_key =
+        *KEY.get_or_init(|| podseal_core::audit::AuditKey::from_seed(&AUDIT_KEY_SEED).public_key());
+    let Ok(proof) = serde_json::from_slice::<InclusionProof>(data) else {
+        return;
+    };
+    let again = serde_json::to_string(&proof)
+        .ok()
+        .and_then(|json| serde_json::from_str::<InclusionProof>(&json).ok());
+    assert_eq!(again.as_ref(), Some(&proof), "inclusion proof round trip");
+    let trusted = TrustedKey {
+        public_key,
+        origin: None,
+    };
+    if let Ok(record) = proof.verify(&trusted) {
+        assert_eq!(record.seq, proof.seq, "a proof verified another record");
+    }
 }
 
 /// An org public key's text.

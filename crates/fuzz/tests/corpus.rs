@@ -115,6 +115,18 @@ fn the_seeds_pass_every_check_of_their_parser() {
     for export in read("audit_export") {
         verify_export(&export, &key, None).expect("the export seed verifies");
     }
+    let trusted = podseal_core::audit::TrustedKey {
+        public_key: key,
+        origin: None,
+    };
+    let proofs = read("inclusion_proof");
+    assert!(!proofs.is_empty(), "no inclusion proof seed");
+    for proof in proofs {
+        let proof: podseal_core::audit::InclusionProof = serde_json::from_str(&proof).unwrap();
+        proof
+            .verify(&trusted)
+            .expect("the inclusion proof seed verifies");
+    }
     assert!(
         read("checkpoint")
             .iter()

@@ -10,6 +10,7 @@
 //! - `checkpoint`: a signed note, its verifier key and public key texts;
 //! - `audit_export`: a small export that verifies, signed by the key the
 //!   `audit_export` target checks against;
+//! - `inclusion_proof`: the proof of each record of that export;
 //! - `org_public_key`: an org public key per KEM;
 //! - `release_request`: the bodies the SDK's request builder sends (a
 //!   session with and without a container, unwraps of the testkit's
@@ -41,8 +42,8 @@
 use std::path::{Path, PathBuf};
 
 use podseal_core::audit::{
-    AuditKey, AuditRecord, Event, ExportLine, LogOrigin, Outcome, leaf_hash, merkle,
-    public_key_text, verifier_key_text,
+    AuditKey, AuditRecord, Event, ExportLine, LogOrigin, Outcome, TrustedKey, leaf_hash, merkle,
+    public_key_text, verifier_key_text, verify_log,
 };
 use podseal_core::capsule::{Capsule, DekEnvelope};
 use podseal_core::dpop::{DpopKey, ProofFor};
@@ -152,6 +153,22 @@ pub fn run() {
     export.push_str(&serde_json::to_string(&ExportLine::Checkpoint(checkpoint.clone())).unwrap());
     export.push('\n');
     seed(&root, "audit_export", "three_records", export.as_bytes());
+    // Inclusion proofs of each record, made as `podseal audit prove` makes
+    // them from that export.
+    let trusted = TrustedKey {
+        public_key: audit.public_key(),
+        origin: Some(origin.clone()),
+    };
+    let log = verify_log(&export, &trusted, None).unwrap();
+    for seq in 1..=3u64 {
+        let proof = log.inclusion_proof(seq).unwrap();
+        seed(
+            &root,
+            "inclusion_proof",
+            &format!("record_{seq}_of_3"),
+            serde_json::to_string_pretty(&proof).unwrap().as_bytes(),
+        );
+    }
     seed(&root, "checkpoint", "note", checkpoint.note().as_bytes());
     seed(
         &root,
