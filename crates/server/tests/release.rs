@@ -292,12 +292,22 @@ impl World {
     }
 
     async fn session(&self, pod: &Pod, api_key: &str) -> Result<String, Refusal> {
+        self.session_signed_at(pod, api_key, self.clock.now()).await
+    }
+
+    /// [`World::session`] with the proof signed at `iat` by the pod's clock.
+    async fn session_signed_at(
+        &self,
+        pod: &Pod,
+        api_key: &str,
+        iat: i64,
+    ) -> Result<String, Refusal> {
         let (proof, _) = pod
             .dpop
             .proof(&ProofFor {
                 htm: "POST",
                 htu: &format!("{URL}/v1/sessions"),
-                iat: self.clock.now(),
+                iat,
                 access_token: None,
                 nonce: None,
             })
@@ -443,26 +453,7 @@ async fn clock_skew_between_pod_and_server_is_accepted_within_leeway_and_refused
         assert!(behind >= 0, "the cases run in increasing skew");
         clock.advance(Duration::from_secs(u64::try_from(behind).unwrap()));
         assert_eq!(clock.now(), target);
-        let (proof, _) = pod
-            .dpop
-            .proof(&ProofFor {
-                htm: "POST",
-                htu: &format!("{URL}/v1/sessions"),
-                iat: pod_now,
-                access_token: None,
-                nonce: None,
-            })
-            .unwrap();
-        let credentials = Credentials {
-            api_key: API_KEY,
-            token: &pod.token,
-            dpop: &[&proof],
-        };
-        let outcome = w
-            .service
-            .establish_session(credentials, pod.recipient.public_key_bytes(), None)
-            .await
-            .map(|g| g.session_id);
+        let outcome = w.session_signed_at(&pod, API_KEY, pod_now).await;
         match expected {
             None => assert!(
                 outcome.is_ok(),
