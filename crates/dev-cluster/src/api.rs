@@ -29,6 +29,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/.well-known/openid-configuration", get(discovery))
         .route("/openid/v1/jwks", get(jwks))
+        .route("/version", get(version))
         .route("/api/v1/pods", get(list_all_pods))
         .route(
             "/api/v1/namespaces/{namespace}/pods",
@@ -138,7 +139,10 @@ async fn authorize(State(shared): State<Arc<Shared>>, request: Request, next: Ne
         Some(Identity::Admin) => next.run(request).await,
         // Every authenticated user may ask what it may do (the API server
         // grants it to all through `system:basic-user`).
-        Some(Identity::Reader) if is_self_review(request.method(), path) => next.run(request).await,
+        // …and read the version (`system:public-info-viewer`).
+        Some(Identity::Reader) if is_self_review(request.method(), path) || path == "/version" => {
+            next.run(request).await
+        }
         Some(Identity::Reader) => {
             let access = classify(request.method(), path, request.uri().query());
             let allowed =
@@ -348,6 +352,35 @@ mod protobuf {
 
 async fn discovery(State(shared): State<Arc<Shared>>) -> Response {
     Json(shared.issuer().discovery(&shared.external_url)).into_response()
+}
+
+/// The Kubernetes release whose API the stand-in serves, as `/version`
+/// names it.
+pub const KUBERNETES_MINOR: &str = "36";
+
+/// `GET /version`, as kube-apiserver answers it: the release, with the
+/// emulated and minimum compatible versions 1.31+ add.
+async fn version() -> Response {
+    use k8s_openapi::apimachinery::pkg::version::Info;
+    let minimum = KUBERNETES_MINOR
+        .parse::<u32>()
+        .map_or_else(|_| KUBERNETES_MINOR.to_owned(), |m| (m - 1).to_string());
+    Json(Info {
+        major: "1".into(),
+        minor: KUBERNETES_MINOR.into(),
+        emulation_major: Some("1".into()),
+        emulation_minor: Some(KUBERNETES_MINOR.into()),
+        min_compatibility_major: Some("1".into()),
+        min_compatibility_minor: Some(minimum),
+        git_version: format!("v1.{KUBERNETES_MINOR}.0-podseal-dev"),
+        git_commit: String::new(),
+        git_tree_state: "clean".into(),
+        build_date: String::new(),
+        go_version: String::new(),
+        compiler: "rustc".into(),
+        platform: format!("{}/{}", std::env::consts::OS, std::env::consts::ARCH),
+    })
+    .into_response()
 }
 
 async fn jwks(State(shared): State<Arc<Shared>>) -> Response {

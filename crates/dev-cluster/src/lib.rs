@@ -22,6 +22,7 @@
 //! a URL, a CA bundle and a token file, as for any cluster.
 
 mod api;
+pub use api::KUBERNETES_MINOR;
 mod api_error;
 pub mod issuer;
 mod list_params;

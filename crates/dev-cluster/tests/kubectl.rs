@@ -1,8 +1,9 @@
 //! The stand-in as the real `kubectl` sees it (`/usr/bin/kubectl`, on the
 //! image): what a token may do, listed by `kubectl auth can-i --list`
 //! through the stand-in's SelfSubjectRulesReview (kubectl sends it as
-//! protobuf). Discovery (`/api`, `/apis`) is not served, so `kubectl get`
-//! is not a client of the stand-in yet.
+//! protobuf), and the server version `kubectl version` reads from
+//! `/version`, which every token may read. Discovery (`/api`, `/apis`) is not
+//! served yet, so `kubectl get` is not a client of the stand-in yet.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -98,5 +99,34 @@ async fn kubectl_reads_a_missing_path_as_from_kube_apiserver() {
     assert_eq!(
         String::from_utf8_lossy(&output.stderr).trim_end(),
         "Error from server (NotFound): the server could not find the requested resource"
+    );
+}
+
+/// `kubectl version -o json` with the read-only token (which may read
+/// nothing but pods) reads the stand-in's `/version`, as
+/// `system:public-info-viewer` allows every user, and gets the Kubernetes
+/// release the stand-in serves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_reads_the_server_version_with_any_token() {
+    let cluster = DevCluster::start(Config::default()).await.unwrap();
+    let output = kubectl_output(&cluster, cluster.reader_token(), &["version", "-o", "json"]).await;
+    assert!(
+        output.status.success(),
+        "kubectl version: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let version: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let server = &version["serverVersion"];
+    assert_eq!(server["major"], "1", "{version}");
+    assert_eq!(
+        server["minor"],
+        podseal_dev_cluster::KUBERNETES_MINOR,
+        "{version}"
+    );
+    assert!(
+        server["gitVersion"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("v1.")),
+        "{version}"
     );
 }
