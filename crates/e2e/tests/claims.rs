@@ -133,10 +133,16 @@ fn glob(pattern: &str, name: &str) -> bool {
 /// Why `reference` names no test, or `None` when it does.
 fn check(reference: &str, tests: &[Test]) -> Option<String> {
     if reference.starts_with("crates/") {
-        let (file, rest) = reference.split_once(".rs::")?;
+        // A reference that does not parse is not found: it fails, never passes.
+        let Some((file, rest)) = reference.split_once(".rs::") else {
+            return Some("not `crates/…/file.rs::test`".to_owned());
+        };
         let file = format!("{file}.rs");
         let (name, case) = match rest.split_once('[') {
-            Some((name, case)) => (name, case.strip_suffix(']')),
+            Some((name, case)) => match case.strip_suffix(']') {
+                Some(case) => (name, Some(case)),
+                None => return Some("a case without its closing `]`".to_owned()),
+            },
             None => (rest, None),
         };
         if !tests.iter().any(|t| t.file == file && t.name == name) {
@@ -151,7 +157,9 @@ fn check(reference: &str, tests: &[Test]) -> Option<String> {
         return None;
     }
     let mut segments: Vec<&str> = reference.split("::").filter(|s| *s != "tests").collect();
-    let pattern = segments.pop()?;
+    let Some(pattern) = segments.pop() else {
+        return Some("not `module::test`".to_owned());
+    };
     let found = tests.iter().any(|t| {
         t.modules.len() >= segments.len()
             && t.modules[t.modules.len() - segments.len()..]
@@ -286,6 +294,8 @@ fn references_are_read_and_resolved_as_the_documents_write_them() {
     assert!(check("b::c_e", &tests).is_some());
     assert!(check("n::*", &tests).is_some());
     assert!(check("crates/a/tests/c.rs::c_d", &tests).is_some());
+    assert!(check("crates/a/tests/b.md::c_d", &tests).is_some());
+    assert!(check("crates/a/tests/b.rs::c_d[x/y", &tests).is_some());
     assert_eq!(
         module_path(Path::new("crates/s/tests/storage/main.rs")),
         ["storage"]
