@@ -207,8 +207,7 @@ fn exec_gives_the_program_its_secrets_and_leaves_none_on_disk() {
     canary.watch("the tls plaintext", OTHER_SECRET.as_bytes());
     let org = std::fs::read_to_string(p("keys/org.key")).unwrap();
     let org = podseal_core::org_key::OrgPrivateKey::from_text(&org).unwrap();
-    let org_text = org.to_text();
-    canary.watch("the org private key", org_text.as_bytes());
+    canary.watch_org_key("the org private key", &org.to_text());
     let ring = podseal_core::key_provider::KeyRing::from(org);
     for name in ["db.capsule", "tls.capsule", "foreign.capsule"] {
         let capsule = podseal_core::capsule::Capsule::from_armored(

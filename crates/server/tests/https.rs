@@ -2100,11 +2100,7 @@ impl Suite {
     fn leak_search(&self, when: &str, places: &[(String, Vec<u8>)]) {
         let mut canary = Canary::new();
         canary.watch("the plaintext", secret());
-        let org_text = self.org.to_text();
-        let org_raw = URL_SAFE_NO_PAD
-            .decode(org_text.rsplit(':').next().unwrap())
-            .unwrap();
-        canary.watch("the org private key", &org_raw);
+        canary.watch_org_key("the org private key", &self.org.to_text());
         let watched = self.watched.lock().unwrap().clone();
         for (name, secret) in &watched {
             canary.watch(name, secret);

@@ -81,6 +81,17 @@ impl Canary {
         }
     }
 
+    /// Watches an org private key's raw bytes, given its text form (the
+    /// bytes are its last `:`-separated part, base64url): the raw needles
+    /// find it anywhere, and the base64url one finds the text form too.
+    pub fn watch_org_key(&mut self, name: &str, key_text: &str) {
+        let encoded = key_text.trim().rsplit(':').next().unwrap_or_default();
+        let raw = URL_SAFE_NO_PAD
+            .decode(encoded)
+            .expect("an org private key's text form");
+        self.watch(name, &raw);
+    }
+
     /// The names watched, in order.
     pub fn names(&self) -> &[String] {
         &self.secrets
@@ -112,9 +123,12 @@ impl Canary {
                 continue;
             }
             // A file that vanished while being listed (a temporary file, a
-            // WAL checkpointed away) holds nothing now.
-            let Ok(bytes) = std::fs::read(&file) else {
-                continue;
+            // WAL checkpointed away) holds nothing now; any other file that
+            // cannot be read fails the search rather than going unsearched.
+            let bytes = match std::fs::read(&file) {
+                Ok(bytes) => bytes,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => panic!("the canary cannot read {}: {e}", file.display()),
             };
             searched.files += 1;
             searched.bytes += bytes.len();
