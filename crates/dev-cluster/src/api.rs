@@ -354,24 +354,21 @@ async fn discovery(State(shared): State<Arc<Shared>>) -> Response {
     Json(shared.issuer().discovery(&shared.external_url)).into_response()
 }
 
-/// The Kubernetes release whose API the stand-in serves, as `/version`
-/// names it.
-pub const KUBERNETES_MINOR: &str = "36";
+/// The Kubernetes minor release whose API the stand-in serves (1.N), as
+/// `/version` names it.
+pub const KUBERNETES_MINOR: u32 = 36;
 
 /// `GET /version`, as kube-apiserver answers it: the release, with the
 /// emulated and minimum compatible versions 1.31+ add.
 async fn version() -> Response {
     use k8s_openapi::apimachinery::pkg::version::Info;
-    let minimum = KUBERNETES_MINOR
-        .parse::<u32>()
-        .map_or_else(|_| KUBERNETES_MINOR.to_owned(), |m| (m - 1).to_string());
     Json(Info {
         major: "1".into(),
-        minor: KUBERNETES_MINOR.into(),
+        minor: KUBERNETES_MINOR.to_string(),
         emulation_major: Some("1".into()),
-        emulation_minor: Some(KUBERNETES_MINOR.into()),
+        emulation_minor: Some(KUBERNETES_MINOR.to_string()),
         min_compatibility_major: Some("1".into()),
-        min_compatibility_minor: Some(minimum),
+        min_compatibility_minor: Some((KUBERNETES_MINOR - 1).to_string()),
         git_version: format!("v1.{KUBERNETES_MINOR}.0-podseal-dev"),
         git_commit: String::new(),
         git_tree_state: "clean".into(),

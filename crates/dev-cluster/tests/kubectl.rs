@@ -120,7 +120,7 @@ async fn kubectl_reads_the_server_version_with_any_token() {
     assert_eq!(server["major"], "1", "{version}");
     assert_eq!(
         server["minor"],
-        podseal_dev_cluster::KUBERNETES_MINOR,
+        podseal_dev_cluster::KUBERNETES_MINOR.to_string(),
         "{version}"
     );
     assert!(

@@ -48,7 +48,7 @@ fn run(program: &str, args: &[&str]) {
 /// An ext4 file system on a loop device, thawed and unmounted on drop.
 struct Volume {
     mount: PathBuf,
-    _dir: TempDir,
+    dir: TempDir,
 }
 
 impl Volume {
@@ -76,11 +76,11 @@ impl Volume {
                 mount.to_str().unwrap(),
             ],
         );
-        Self { mount, _dir: dir }
+        Self { mount, dir }
     }
 
     fn image(&self) -> PathBuf {
-        self._dir.path().join("volume.img")
+        self.dir.path().join("volume.img")
     }
 
     /// An ext4 error on this volume, as the kernel raises for a failing
