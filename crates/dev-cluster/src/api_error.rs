@@ -44,13 +44,24 @@ impl ApiError {
     }
 
     /// 403, worded as the API server words it.
-    pub fn forbidden(user: &str, verb: &str, resource: &str, namespace: Option<&str>) -> Self {
+    pub fn forbidden(
+        user: &str,
+        verb: &str,
+        resource: &str,
+        group: &str,
+        namespace: Option<&str>,
+    ) -> Self {
         let scope = namespace.map_or_else(
             || "at the cluster scope".to_owned(),
             |ns| format!("in the namespace \"{ns}\""),
         );
+        let qualified = if group.is_empty() {
+            resource.to_owned()
+        } else {
+            format!("{resource}.{group}")
+        };
         let message = format!(
-            "{resource} is forbidden: User \"{user}\" cannot {verb} resource \"{resource}\" in API group \"\" {scope}"
+            "{qualified} is forbidden: User \"{user}\" cannot {verb} resource \"{resource}\" in API group \"{group}\" {scope}"
         );
         Self::new(
             StatusCode::FORBIDDEN,
@@ -81,6 +92,116 @@ impl ApiError {
         )
     }
 
+    /// 404 for an object of a served kind: `deployments.apps "x" not found`.
+    pub(crate) fn object_not_found(kind: &crate::kinds::Kind, name: &str) -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            format!("{} \"{name}\" not found", kind.qualified()),
+            Some(group_details(kind, name)),
+        )
+    }
+
+    /// 409 for a name already taken.
+    pub(crate) fn already_exists(kind: &crate::kinds::Kind, name: &str) -> Self {
+        Self::new(
+            StatusCode::CONFLICT,
+            "AlreadyExists",
+            format!("{} \"{name}\" already exists", kind.qualified()),
+            Some(group_details(kind, name)),
+        )
+    }
+
+    /// 409 for a write from a stale resourceVersion.
+    pub(crate) fn conflict(kind: &crate::kinds::Kind, name: &str) -> Self {
+        Self::new(
+            StatusCode::CONFLICT,
+            "Conflict",
+            format!(
+                "Operation cannot be fulfilled on {} \"{name}\": the object has been modified; please apply your changes to the latest version and try again",
+                kind.qualified()
+            ),
+            Some(group_details(kind, name)),
+        )
+    }
+
+    /// 409 for a server-side apply that would take fields another manager owns.
+    pub(crate) fn apply_conflict(
+        kind: &crate::kinds::Kind,
+        name: &str,
+        causes: Vec<(String, String)>,
+    ) -> Self {
+        let count = causes.len();
+        // kube-apiserver's wording: one conflict inline, several as a list.
+        let listed = match causes.as_slice() {
+            [(_, message)] => message.clone(),
+            _ => causes
+                .iter()
+                .map(|(_, message)| format!("\n- {message}"))
+                .collect(),
+        };
+        let mut details = group_details(kind, name);
+        details.causes = Some(
+            causes
+                .into_iter()
+                .map(|(field, message)| {
+                    k8s_openapi::apimachinery::pkg::apis::meta::v1::StatusCause {
+                        reason: Some("FieldManagerConflict".into()),
+                        message: Some(message),
+                        field: Some(field),
+                    }
+                })
+                .collect(),
+        );
+        Self::new(
+            StatusCode::CONFLICT,
+            "Conflict",
+            format!(
+                "Apply failed with {count} conflict{}: {listed}",
+                if count == 1 { "" } else { "s" }
+            ),
+            Some(details),
+        )
+    }
+
+    /// 422 for a field the kind's rules refuse.
+    pub(crate) fn invalid(
+        kind: &crate::kinds::Kind,
+        name: &str,
+        field: &str,
+        message: &str,
+    ) -> Self {
+        let mut details = group_details(kind, name);
+        details.causes = Some(vec![
+            k8s_openapi::apimachinery::pkg::apis::meta::v1::StatusCause {
+                reason: Some("FieldValueInvalid".into()),
+                message: Some(format!("Invalid value: {message}")),
+                field: Some(field.to_owned()),
+            },
+        ]);
+        Self::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Invalid",
+            format!(
+                "{} \"{name}\" is invalid: {field}: Invalid value: {message}",
+                kind.kind
+            ),
+            Some(details),
+        )
+    }
+
+    /// 406 for an `Accept` the stand-in cannot answer in (protobuf only).
+    pub fn not_acceptable(accept: &str) -> Self {
+        Self::new(
+            StatusCode::NOT_ACCEPTABLE,
+            "NotAcceptable",
+            format!(
+                "only the following media types are accepted: application/json, application/yaml, application/json;as=Table;v=v1;g=meta.k8s.io (got {accept:?})"
+            ),
+            None,
+        )
+    }
+
     /// 400.
     pub fn bad_request(message: String) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "BadRequest", message, None)
@@ -92,8 +213,18 @@ impl ApiError {
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "UnsupportedMediaType",
             format!(
-                "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf (got {content_type:?})"
+                "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/merge-patch+json, application/strategic-merge-patch+json, application/apply-patch+yaml (got {content_type:?})"
             ),
+            None,
+        )
+    }
+
+    /// 500, for a change the stand-in could not keep.
+    pub(crate) fn internal(message: &str) -> Self {
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "InternalError",
+            format!("Internal error occurred: {message}"),
             None,
         )
     }
@@ -156,6 +287,15 @@ impl ApiError {
     }
 }
 
+fn group_details(kind: &crate::kinds::Kind, name: &str) -> StatusDetails {
+    StatusDetails {
+        name: Some(name.to_owned()),
+        group: (!kind.group.is_empty()).then(|| kind.group.to_owned()),
+        kind: Some(kind.plural.to_owned()),
+        ..StatusDetails::default()
+    }
+}
+
 fn details(kind: &str, name: Option<&str>) -> StatusDetails {
     StatusDetails {
         kind: Some(kind.into()),
@@ -179,8 +319,8 @@ mod tests {
     async fn every_error_body_round_trips_through_k8s_openapi_status() {
         let errors = [
             ApiError::unauthorized(),
-            ApiError::forbidden(crate::READER_USER, "delete", "pods", Some("shop")),
-            ApiError::forbidden(crate::READER_USER, "list", "secrets", None),
+            ApiError::forbidden(crate::READER_USER, "delete", "pods", "", Some("shop")),
+            ApiError::forbidden(crate::READER_USER, "list", "secrets", "", None),
             ApiError::not_found("pods", "api-0"),
             ApiError::bad_request("bad".into()),
             ApiError::method_not_allowed(),

@@ -89,6 +89,32 @@ struct IssuerKey {
     /// The JWK published for this key.
     public: Jwk,
     signing: Option<PrivateKey>,
+    /// The private key, encoded for the state directory: PKCS#8 DER
+    /// (RS256, ES256, ES384) or the scalar (ES512).
+    encoded: Option<Vec<u8>>,
+}
+
+/// An issuer's keys as the stand-in keeps them in its state directory.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SavedIssuer {
+    /// The JWS algorithm.
+    pub algorithm: String,
+    /// The keys, the signing key first.
+    pub keys: Vec<SavedKey>,
+}
+
+/// One saved key.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SavedKey {
+    /// The published JWK.
+    pub jwk: Jwk,
+    /// base64 of the private key (see [`IssuerKey`]); absent for a key
+    /// that only verifies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub private: Option<String>,
+    /// Whether this key signs new tokens.
+    #[serde(default)]
+    pub signing: bool,
 }
 
 /// One JWK of the JWKS, as `kube-apiserver` serializes it (go-jose): `n` and
@@ -234,12 +260,16 @@ impl Issuer {
 
     fn generate_key(&self, sign: bool) -> Result<IssuerKey, IssuerError> {
         let failed = |e: &dyn std::fmt::Display| IssuerError::KeyGeneration(e.to_string());
-        let (signer, public) = match self.algorithm {
+        let (signer, public, encoded) = match self.algorithm {
             SigningAlgorithm::Rs256 => {
                 let private = RsaPrivateKey::new(&mut rsa::rand_core::OsRng, RSA_BITS)
                     .map_err(|e| failed(&e))?;
                 let public = RsaPublicKey::from(&private);
                 let der = public.to_public_key_der().map_err(|e| failed(&e))?;
+                let encoded = rsa::pkcs8::EncodePrivateKey::to_pkcs8_der(&private)
+                    .map_err(|e| failed(&e))?
+                    .as_bytes()
+                    .to_vec();
                 let jwk = Jwk {
                     kty: "RSA".into(),
                     kid: URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(der.as_bytes())),
@@ -247,7 +277,11 @@ impl Issuer {
                     e: Some(URL_SAFE_NO_PAD.encode(public.e().to_bytes_be())),
                     ..Jwk::empty(self.algorithm)
                 };
-                (PrivateKey::Rsa(Box::new(SigningKey::new(private))), jwk)
+                (
+                    PrivateKey::Rsa(Box::new(SigningKey::new(private))),
+                    jwk,
+                    encoded,
+                )
             }
             SigningAlgorithm::Es256 | SigningAlgorithm::Es384 => {
                 let (ring_alg, crv) = if self.algorithm == SigningAlgorithm::Es256 {
@@ -260,7 +294,11 @@ impl Issuer {
                 let pair = EcdsaKeyPair::from_pkcs8(ring_alg, pkcs8.as_ref(), &rng)
                     .map_err(|e| failed(&e))?;
                 let jwk = Jwk::ec(self.algorithm, crv, pair.public_key().as_ref());
-                (PrivateKey::Ring(Box::new(pair)), jwk)
+                (
+                    PrivateKey::Ring(Box::new(pair)),
+                    jwk,
+                    pkcs8.as_ref().to_vec(),
+                )
             }
             SigningAlgorithm::Es512 => {
                 // A uniformly random 521-bit scalar, retried in the rare
@@ -277,13 +315,88 @@ impl Issuer {
                 };
                 let point = key.verifying_key().to_sec1_point(false);
                 let jwk = Jwk::ec(self.algorithm, "P-521", point.as_bytes());
-                (PrivateKey::Es512(Box::new(key)), jwk)
+                let encoded = key.to_bytes().to_vec();
+                (PrivateKey::Es512(Box::new(key)), jwk, encoded)
             }
         };
         Ok(IssuerKey {
             kid: public.kid.clone(),
             public,
             signing: sign.then_some(signer),
+            encoded: sign.then_some(encoded),
+        })
+    }
+
+    /// The keys, for the state directory.
+    pub fn save(&self) -> SavedIssuer {
+        SavedIssuer {
+            algorithm: self.algorithm.name().to_owned(),
+            keys: self
+                .keys
+                .iter()
+                .map(|k| SavedKey {
+                    jwk: k.public.clone(),
+                    private: k.encoded.as_ref().map(|e| URL_SAFE_NO_PAD.encode(e)),
+                    signing: k.signing.is_some(),
+                })
+                .collect(),
+        }
+    }
+
+    /// An issuer with the keys [`Issuer::save`] kept.
+    pub fn restore(issuer_url: String, saved: &SavedIssuer) -> Result<Self, IssuerError> {
+        let failed = |what: &str| IssuerError::KeyGeneration(format!("the saved issuer {what}"));
+        let algorithm = SigningAlgorithm::from_name(&saved.algorithm)
+            .ok_or_else(|| failed("names no known algorithm"))?;
+        let mut keys = Vec::new();
+        for key in &saved.keys {
+            let encoded = match &key.private {
+                Some(text) => Some(
+                    URL_SAFE_NO_PAD
+                        .decode(text)
+                        .map_err(|_| failed("has a key that is not base64"))?,
+                ),
+                None => None,
+            };
+            let private = match &encoded {
+                None => None,
+                Some(bytes) => Some(match algorithm {
+                    SigningAlgorithm::Rs256 => {
+                        let private: RsaPrivateKey =
+                            rsa::pkcs8::DecodePrivateKey::from_pkcs8_der(bytes)
+                                .map_err(|_| failed("has an RSA key that does not parse"))?;
+                        PrivateKey::Rsa(Box::new(SigningKey::new(private)))
+                    }
+                    SigningAlgorithm::Es256 | SigningAlgorithm::Es384 => {
+                        let ring_alg = if algorithm == SigningAlgorithm::Es256 {
+                            &ring::signature::ECDSA_P256_SHA256_FIXED_SIGNING
+                        } else {
+                            &ring::signature::ECDSA_P384_SHA384_FIXED_SIGNING
+                        };
+                        let pair = EcdsaKeyPair::from_pkcs8(ring_alg, bytes, &SystemRandom::new())
+                            .map_err(|_| failed("has an EC key that does not parse"))?;
+                        PrivateKey::Ring(Box::new(pair))
+                    }
+                    SigningAlgorithm::Es512 => PrivateKey::Es512(Box::new(
+                        p521::ecdsa::SigningKey::from_slice(bytes)
+                            .map_err(|_| failed("has a P-521 key that does not parse"))?,
+                    )),
+                }),
+            };
+            keys.push(IssuerKey {
+                kid: key.jwk.kid.clone(),
+                public: key.jwk.clone(),
+                signing: private.filter(|_| key.signing),
+                encoded: encoded.filter(|_| key.signing),
+            });
+        }
+        if !keys.iter().any(|k| k.signing.is_some()) {
+            return Err(failed("has no signing key"));
+        }
+        Ok(Self {
+            issuer_url,
+            algorithm,
+            keys,
         })
     }
 
@@ -295,6 +408,7 @@ impl Issuer {
         if keep_old {
             for old in &mut self.keys {
                 old.signing = None;
+                old.encoded = None;
             }
         } else {
             self.keys.clear();

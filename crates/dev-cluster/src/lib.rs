@@ -24,14 +24,26 @@
 mod api;
 pub use api::KUBERNETES_MINOR;
 mod api_error;
+mod behaviour;
+mod columns;
+mod discovery;
+mod fields;
 pub mod issuer;
+mod kinds;
 mod list_params;
+pub mod patch;
 pub mod pods;
+pub mod protobuf;
+mod rest;
+mod reviews;
 pub mod secret_volume;
 mod selectors;
 mod server;
-pub mod store;
+mod state;
+pub use state::StateError;
+mod store;
 pub mod tls;
+mod token_request;
 mod watch;
 
 use std::net::SocketAddr;
@@ -64,6 +76,11 @@ pub struct Config {
     /// `kube-apiserver` with an RSA key, unless set (an external signer,
     /// KEP-740, may sign ES256, ES384 or ES512).
     pub token_algorithm: issuer::SigningAlgorithm,
+    /// Where the CA, the signing keys, the bearer identities and the
+    /// objects are kept across restarts; `None` keeps them in memory only.
+    /// A directory with state in it restores it: same CA, same keys, same
+    /// tokens, same address (when `listen` asks for port 0), same objects.
+    pub state_dir: Option<std::path::PathBuf>,
 }
 
 /// What the kubelet asks for its default projected token, seconds: the
@@ -81,6 +98,7 @@ impl Default for Config {
             bookmark_interval: Duration::from_secs(5),
             extend_token_expiration: true,
             token_algorithm: issuer::SigningAlgorithm::Rs256,
+            state_dir: None,
         }
     }
 }
@@ -121,6 +139,9 @@ pub enum DevClusterError {
     /// The request is not valid.
     #[error("{0}")]
     Invalid(String),
+    /// The state directory could not be read or written.
+    #[error("state directory: {0}")]
+    State(#[from] StateError),
 }
 
 /// The bearer identities the stand-in accepts.
@@ -137,6 +158,7 @@ pub const ADMIN_USER: &str = "dev-cluster-admin";
 
 pub(crate) struct Shared {
     store: Mutex<Store>,
+    state: Option<state::StateDir>,
     issuer: Mutex<Issuer>,
     identities: Identities,
     paused: tokio::sync::watch::Sender<bool>,
@@ -158,6 +180,40 @@ impl Shared {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
+
+    /// Keeps what must survive a restart, when there is a state directory.
+    fn save_keys(
+        &self,
+        ca_pem: &str,
+        ca_key_pem: &str,
+        address: SocketAddr,
+    ) -> Result<(), DevClusterError> {
+        let Some(state) = &self.state else {
+            return Ok(());
+        };
+        state.save_keys(&state::Keys {
+            ca_cert_pem: ca_pem.to_owned(),
+            ca_key_pem: ca_key_pem.to_owned(),
+            issuer: self.issuer().save(),
+            reader_token: self.identities.reader.clone(),
+            admin_token: self.identities.admin.clone(),
+            node_uid: self.node_uid.clone(),
+            address,
+        })?;
+        Ok(())
+    }
+
+    /// Keeps the issuer's keys after a rotation, the rest as it was.
+    fn save_issuer(&self) -> Result<(), DevClusterError> {
+        let Some(state) = &self.state else {
+            return Ok(());
+        };
+        if let Some(mut keys) = state.load_keys()? {
+            keys.issuer = self.issuer().save();
+            state.save_keys(&keys)?;
+        }
+        Ok(())
+    }
 }
 
 /// A running stand-in. Dropping it stops the server.
@@ -165,38 +221,68 @@ pub struct DevCluster {
     shared: Arc<Shared>,
     ca_pem: String,
     addr: SocketAddr,
-    task: tokio::task::JoinHandle<()>,
+    task: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl DevCluster {
-    /// Generates a CA, keys and tokens, and starts serving.
+    /// Generates a CA, keys and tokens (or takes those of the state
+    /// directory), and starts serving.
     pub async fn start(config: Config) -> Result<Self, DevClusterError> {
-        let tls = tls::generate()?;
-        let listener = tokio::net::TcpListener::bind(config.listen)
+        let state = config.state_dir.as_deref().map(state::StateDir::new);
+        let saved = match &state {
+            Some(state) => state.load_keys()?,
+            None => None,
+        };
+        let listen = match &saved {
+            Some(saved) if config.listen.port() == 0 => saved.address,
+            _ => config.listen,
+        };
+        let tls = tls::generate(saved.as_ref().map(|k| tls::SavedCa {
+            cert_pem: &k.ca_cert_pem,
+            key_pem: &k.ca_key_pem,
+        }))?;
+        let listener = tokio::net::TcpListener::bind(listen)
             .await
             .map_err(|source| DevClusterError::Listen {
-                addr: config.listen,
+                addr: listen,
                 source,
             })?;
         let addr = listener
             .local_addr()
             .map_err(|source| DevClusterError::Listen {
-                addr: config.listen,
+                addr: listen,
                 source,
             })?;
-        let issuer = Issuer::with_algorithm(config.issuer.clone(), config.token_algorithm)?;
+        let (issuer, identities, node_uid) = match &saved {
+            Some(saved) => (
+                Issuer::restore(config.issuer.clone(), &saved.issuer)?,
+                Identities {
+                    reader: saved.reader_token.clone(),
+                    admin: saved.admin_token.clone(),
+                },
+                saved.node_uid.clone(),
+            ),
+            None => (
+                Issuer::with_algorithm(config.issuer.clone(), config.token_algorithm)?,
+                Identities {
+                    reader: random_token(),
+                    admin: random_token(),
+                },
+                pods::new_uid(),
+            ),
+        };
+        let store = Store::open(config.history_limit, state.clone()).map_err(stored)?;
         let shared = Arc::new(Shared {
-            store: Mutex::new(Store::new(config.history_limit)),
+            store: Mutex::new(store),
+            state,
             issuer: Mutex::new(issuer),
-            identities: Identities {
-                reader: random_token(),
-                admin: random_token(),
-            },
+            identities,
             paused: tokio::sync::watch::channel(false).0,
             external_url: format!("https://{addr}"),
-            node_uid: pods::new_uid(),
+            node_uid,
             config,
         });
+        shared.save_keys(&tls.ca_pem, &tls.ca_key_pem, addr)?;
         let router = api::router(shared.clone());
         let task = tokio::spawn(server::serve(
             listener,
@@ -208,7 +294,7 @@ impl DevCluster {
             shared,
             ca_pem: tls.ca_pem,
             addr,
-            task,
+            task: Some(task),
         })
     }
 
@@ -245,9 +331,22 @@ impl DevCluster {
     }
 }
 
+impl DevCluster {
+    /// Stops serving and returns once the listening port is free (the
+    /// state directory, if any, holds everything written before).
+    pub async fn stop(mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+            let _ = task.await;
+        }
+    }
+}
+
 impl Drop for DevCluster {
     fn drop(&mut self) {
-        self.task.abort();
+        if let Some(task) = &self.task {
+            task.abort();
+        }
     }
 }
 
@@ -262,6 +361,24 @@ pub struct Handle {
     shared: Arc<Shared>,
 }
 
+/// Creates namespace `name` unless it exists.
+fn ensure_namespace(store: &mut Store, name: &str) -> Result<(), DevClusterError> {
+    if !store.namespace_exists(name) {
+        store
+            .create(
+                kinds::of::<k8s_openapi::api::core::v1::Namespace>(),
+                behaviour::new_namespace(name),
+            )
+            .map_err(stored)?;
+    }
+    Ok(())
+}
+
+/// A control verb's write that the store refused.
+fn stored(error: store::StoreError) -> DevClusterError {
+    DevClusterError::Invalid(format!("the store refused the write: {error}"))
+}
+
 fn not_found(namespace: &str, name: &str) -> DevClusterError {
     DevClusterError::PodNotFound {
         namespace: namespace.into(),
@@ -270,8 +387,9 @@ fn not_found(namespace: &str, name: &str) -> DevClusterError {
 }
 
 impl Handle {
-    /// Creates a pod (Pending, no container statuses), and its service
-    /// account if it does not exist.
+    /// Creates a pod (Pending, no container statuses), and its namespace and
+    /// service account if they do not exist (a control verb sets the
+    /// scene; the API itself refuses a pod in a missing namespace).
     pub fn create_pod(&self, template: &PodTemplate) -> Result<Pod, DevClusterError> {
         if template.containers.is_empty() {
             return Err(DevClusterError::Invalid(
@@ -279,22 +397,28 @@ impl Handle {
             ));
         }
         let mut store = self.shared.store();
-        if store.pod(&template.namespace, &template.name).is_some() {
+        if store
+            .get_as::<Pod>(&template.namespace, &template.name)
+            .is_some()
+        {
             return Err(DevClusterError::PodExists {
                 namespace: template.namespace.clone(),
                 name: template.name.clone(),
             });
         }
+        ensure_namespace(&mut store, &template.namespace)?;
         if store
-            .service_account(&template.namespace, &template.service_account)
+            .get_as::<ServiceAccount>(&template.namespace, &template.service_account)
             .is_none()
         {
-            store.put_service_account(pods::new_service_account(
-                &template.namespace,
-                &template.service_account,
-            ));
+            store
+                .put_as(&pods::new_service_account(
+                    &template.namespace,
+                    &template.service_account,
+                ))
+                .map_err(stored)?;
         }
-        Ok(store.put_pod(pods::new_pod(template)))
+        store.put_as(&pods::new_pod(template)).map_err(stored)
     }
 
     fn modify_pod(
@@ -305,12 +429,12 @@ impl Handle {
     ) -> Result<Pod, DevClusterError> {
         let mut store = self.shared.store();
         let mut pod = store
-            .pod(namespace, name)
+            .get_as::<Pod>(namespace, name)
             .ok_or_else(|| not_found(namespace, name))?;
         let template = pods::template_of(&pod)
             .ok_or_else(|| DevClusterError::Invalid("pod has no template".into()))?;
         edit(&mut pod, &template);
-        Ok(store.put_pod(pod))
+        store.put_as(&pod).map_err(stored)
     }
 
     /// Reports every container started: phase Running, statuses with imageIDs.
@@ -367,14 +491,14 @@ impl Handle {
     ) -> Result<Pod, DevClusterError> {
         let mut store = self.shared.store();
         let mut pod = store
-            .pod(namespace, name)
+            .get_as::<Pod>(namespace, name)
             .ok_or_else(|| not_found(namespace, name))?;
         if !edit(&mut pod) {
             return Err(DevClusterError::Invalid(format!(
                 "pod {namespace}/{name} has no {state} container named {container}"
             )));
         }
-        Ok(store.put_pod(pod))
+        store.put_as(&pod).map_err(stored)
     }
 
     /// Adds an ephemeral (debug) container, running, as `kubectl debug` does.
@@ -392,35 +516,50 @@ impl Handle {
 
     /// Deletes a pod.
     pub fn delete_pod(&self, namespace: &str, name: &str) -> Result<Pod, DevClusterError> {
-        self.shared
+        let deleted = self
+            .shared
             .store()
-            .delete_pod(namespace, name)
-            .ok_or_else(|| not_found(namespace, name))
+            .delete(kinds::of::<Pod>(), namespace, name)
+            .map_err(|e| match e {
+                store::StoreError::NotFound => not_found(namespace, name),
+                other => stored(other),
+            })?;
+        serde_json::from_value(deleted).map_err(|e| DevClusterError::Invalid(e.to_string()))
     }
 
     /// Deletes a pod and creates it again under the same name with a new uid.
     pub fn recreate_pod(&self, namespace: &str, name: &str) -> Result<Pod, DevClusterError> {
         let mut store = self.shared.store();
         let old = store
-            .delete_pod(namespace, name)
+            .get_as::<Pod>(namespace, name)
             .ok_or_else(|| not_found(namespace, name))?;
         let template = pods::template_of(&old)
             .ok_or_else(|| DevClusterError::Invalid("pod has no template".into()))?;
-        Ok(store.put_pod(pods::new_pod(&template)))
+        store
+            .delete(kinds::of::<Pod>(), namespace, name)
+            .map_err(stored)?;
+        store.put_as(&pods::new_pod(&template)).map_err(stored)
     }
 
     /// The pod as stored.
     pub fn pod(&self, namespace: &str, name: &str) -> Option<Pod> {
-        self.shared.store().pod(namespace, name)
+        self.shared.store().get_as(namespace, name)
     }
 
-    /// A service account, created on first use.
-    pub fn service_account(&self, namespace: &str, name: &str) -> ServiceAccount {
+    /// A service account, created (with its namespace) on first use.
+    pub fn service_account(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<ServiceAccount, DevClusterError> {
         let mut store = self.shared.store();
-        match store.service_account(namespace, name) {
-            Some(sa) => sa,
-            None => store.put_service_account(pods::new_service_account(namespace, name)),
+        if let Some(sa) = store.get_as(namespace, name) {
+            return Ok(sa);
         }
+        ensure_namespace(&mut store, namespace)?;
+        store
+            .put_as(&pods::new_service_account(namespace, name))
+            .map_err(stored)
     }
 
     /// Issues a token for `namespace/service_account`, optionally bound to a
@@ -433,7 +572,7 @@ impl Handle {
         expiration_seconds: i64,
         bound_pod: Option<&str>,
     ) -> Result<(String, TokenClaims), DevClusterError> {
-        let sa = self.service_account(namespace, service_account);
+        let sa = self.service_account(namespace, service_account)?;
         let pod = match bound_pod {
             Some(pod_name) => {
                 let pod = self
@@ -512,12 +651,16 @@ impl Handle {
 
     /// Rotates the token signing key; `keep_old` keeps old keys in the JWKS.
     pub fn rotate_signing_key(&self, keep_old: bool) -> Result<String, DevClusterError> {
-        Ok(self.shared.issuer().rotate_signing_key(keep_old)?)
+        let kid = self.shared.issuer().rotate_signing_key(keep_old)?;
+        self.shared.save_issuer()?;
+        Ok(kid)
     }
 
     /// Publishes a second key in the JWKS that verifies but does not sign.
     pub fn add_verification_key(&self) -> Result<String, DevClusterError> {
-        Ok(self.shared.issuer().add_verification_key()?)
+        let kid = self.shared.issuer().add_verification_key()?;
+        self.shared.save_issuer()?;
+        Ok(kid)
     }
 
     /// Signs any header and claims with the current signing key (for tests
@@ -535,19 +678,28 @@ impl Handle {
         self.shared.issuer().jwks()
     }
 
+    /// The uid of the node pods are scheduled on, as the kubelet knows it
+    /// (what a PodCertificateRequest's `spec.nodeUID` must name).
+    pub fn node_uid(&self) -> &str {
+        &self.shared.node_uid
+    }
+
     /// Forgets watch history: resuming from any older resourceVersion gets 410.
     pub fn compact_history(&self) {
         self.shared.store().compact();
     }
 
     /// Empties the store as a restore of etcd from an empty backup would:
-    /// no pods, no service accounts, resourceVersions counting from the
-    /// start again, and every open watch ended (its sender is dropped).
-    /// The CA, the signing keys and the bearer identities stay, so tokens
-    /// issued before still verify — the case gate 4 must catch.
-    pub fn reset_state(&self) {
+    /// only the namespaces a new cluster has, resourceVersions counting
+    /// from the start again, and every open watch ended (its sender is
+    /// dropped). The CA, the signing keys and the bearer identities stay,
+    /// so tokens issued before still verify — the case gate 4 must catch.
+    /// With a state directory, the empty store is what it keeps.
+    pub fn reset_state(&self) -> Result<(), DevClusterError> {
         let limit = self.shared.config.history_limit;
-        *self.shared.store() = Store::new(limit);
+        let mut store = self.shared.store();
+        *store = Store::new(limit, store.state()).map_err(stored)?;
+        Ok(())
     }
 
     /// Stops answering: open connections are dropped and new ones closed.
@@ -571,4 +723,22 @@ pub mod connection_files {
     pub const ADMIN_TOKEN: &str = "admin.token";
     /// The URL and the paths above, as JSON.
     pub const CLUSTER: &str = "cluster.json";
+    /// A kubeconfig for kubectl and client libraries, as the admin
+    /// identity (`KUBECONFIG=DIR/kubeconfig kubectl get pods -A`).
+    pub const KUBECONFIG: &str = "kubeconfig";
+
+    /// The kubeconfig of a stand-in at `url`, naming the CA and admin token
+    /// files by paths relative to its own directory, as client-go reads them.
+    pub fn kubeconfig(url: &str) -> String {
+        let config = serde_json::json!({
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": "podseal-dev", "cluster": {"server": url, "certificate-authority": CA}}],
+            "users": [{"name": crate::ADMIN_USER, "user": {"tokenFile": ADMIN_TOKEN}}],
+            "contexts": [{"name": "podseal-dev", "context": {"cluster": "podseal-dev", "user": crate::ADMIN_USER}}],
+            "current-context": "podseal-dev",
+        });
+        // JSON is YAML: kubectl reads it as it is.
+        serde_json::to_string_pretty(&config).unwrap_or_default()
+    }
 }

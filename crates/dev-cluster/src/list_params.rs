@@ -15,6 +15,7 @@ pub(crate) struct ListParams {
     pub(crate) send_initial_events: Option<String>,
     pub(crate) resource_version_match: Option<String>,
     pub(crate) limit: Option<usize>,
+    pub(crate) include_object: Option<String>,
     #[serde(rename = "continue")]
     pub(crate) continue_token: Option<String>,
 }

@@ -1,17 +1,26 @@
-//! The stand-in's object store: pods and service accounts, one global
-//! resourceVersion counter, and a bounded history of pod changes so that a
+//! The stand-in's object store, one for every kind as etcd is for the API
+//! server: objects kept as JSON under (group, resource, namespace, name),
+//! one resourceVersion counter, and a bounded history of changes so that a
 //! watch can resume from a recent resourceVersion and a too-old one gets
 //! `410 Gone`, as a real API server's watch cache behaves.
+//!
+//! Namespaces are real: a namespaced object can only be stored in a
+//! namespace that exists, and deleting a namespace deletes what is in it.
 
 use std::collections::{BTreeMap, VecDeque};
 
-use k8s_openapi::api::core::v1::{Pod, ServiceAccount};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
 use tokio::sync::broadcast;
 
-/// What happened to a pod.
+use crate::fields::{at, put};
+use crate::kinds::{self, Kind};
+use crate::state::StateDir;
+
+/// What happened to an object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ChangeKind {
+pub(crate) enum ChangeKind {
     /// Created.
     Added,
     /// Changed.
@@ -20,45 +29,137 @@ pub enum ChangeKind {
     Deleted,
 }
 
-/// One pod change, as stored in the history and sent to live watches.
-#[derive(Debug, Clone)]
-pub struct PodChange {
+/// One change, as stored in the history and sent to live watches.
+#[derive(Clone)]
+pub(crate) struct Change {
     /// The resourceVersion of the change.
     pub resource_version: u64,
     /// What happened.
     pub kind: ChangeKind,
-    /// The pod after the change (for a deletion: as it was, with the new RV).
-    pub pod: Pod,
+    /// The object's kind.
+    pub resource: &'static Kind,
+    /// The object after the change (for a deletion: as it was, with the new RV).
+    pub object: Value,
 }
 
-/// Key of a namespaced object.
-pub type ObjectKey = (String, String);
+/// Where an object is kept.
+type Key = (&'static str, &'static str, String, String);
+
+fn key(kind: &'static Kind, namespace: &str, name: &str) -> Key {
+    (
+        kind.group,
+        kind.plural,
+        namespace.to_owned(),
+        name.to_owned(),
+    )
+}
+
+/// Why a write was refused.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum StoreError {
+    /// No such object.
+    #[error("not found")]
+    NotFound,
+    /// The name is taken.
+    #[error("already exists")]
+    AlreadyExists,
+    /// The namespace does not exist.
+    #[error("namespace {0} not found")]
+    NamespaceNotFound(String),
+    /// The object has no name.
+    #[error("the object has no name")]
+    NoName,
+    /// The state directory could not be written: the change is not kept.
+    #[error("cannot keep the change: {0}")]
+    Storage(#[from] crate::state::StateError),
+}
+
+/// Namespaces every cluster starts with.
+pub(crate) const INITIAL_NAMESPACES: [&str; 4] =
+    ["default", "kube-system", "kube-public", "kube-node-lease"];
 
 /// Objects plus history.
-pub struct Store {
+pub(crate) struct Store {
     resource_version: u64,
-    pods: BTreeMap<ObjectKey, Pod>,
-    service_accounts: BTreeMap<ObjectKey, ServiceAccount>,
-    history: VecDeque<PodChange>,
+    objects: BTreeMap<Key, Value>,
+    history: VecDeque<Change>,
     history_limit: usize,
     /// The oldest resourceVersion a watch may resume from.
     compacted_to: u64,
-    live: broadcast::Sender<PodChange>,
+    live: broadcast::Sender<Change>,
+    /// Where every change is kept, when the stand-in has a state directory.
+    state: Option<StateDir>,
+}
+
+/// `metadata.name`, `metadata.namespace` of an object.
+pub(crate) fn name_of(object: &Value) -> (&str, &str) {
+    let meta = &at(object, &["metadata"]);
+    (
+        at(meta, &["namespace"]).as_str().unwrap_or_default(),
+        at(meta, &["name"]).as_str().unwrap_or_default(),
+    )
 }
 
 impl Store {
-    /// An empty store keeping `history_limit` pod changes.
-    pub fn new(history_limit: usize) -> Self {
+    /// A store with the namespaces a new cluster has, keeping
+    /// `history_limit` changes, and every change in `state` if given.
+    pub fn new(history_limit: usize, state: Option<StateDir>) -> Result<Self, StoreError> {
+        let mut store = Self::empty(history_limit, 1, state);
+        for name in INITIAL_NAMESPACES {
+            let namespace = crate::behaviour::new_namespace(name);
+            store.create(
+                kinds::of::<k8s_openapi::api::core::v1::Namespace>(),
+                namespace,
+            )?;
+        }
+        store.compacted_to = store.resource_version;
+        Ok(store)
+    }
+
+    /// The store `state` kept, or a new one when it kept none. A restored
+    /// store has no history: a watch from before the restart gets 410 and
+    /// relists, as after an API server restart.
+    pub fn open(history_limit: usize, state: Option<StateDir>) -> Result<Self, StoreError> {
+        let saved = match &state {
+            Some(dir) => dir.load_objects()?,
+            None => None,
+        };
+        let Some((resource_version, objects)) = saved else {
+            return Self::new(history_limit, state);
+        };
+        let mut store = Self::empty(history_limit, resource_version, state);
+        for (kind, object) in objects {
+            let (namespace, name) = name_of(&object);
+            let key = key(kind, namespace, name);
+            store.objects.insert(key, object);
+        }
+        Ok(store)
+    }
+
+    fn empty(history_limit: usize, resource_version: u64, state: Option<StateDir>) -> Self {
         let (live, _) = broadcast::channel(1024);
         Self {
-            resource_version: 1,
-            pods: BTreeMap::new(),
-            service_accounts: BTreeMap::new(),
+            resource_version,
+            objects: BTreeMap::new(),
             history: VecDeque::new(),
             history_limit,
-            compacted_to: 1,
+            compacted_to: resource_version,
             live,
+            state,
         }
+    }
+
+    /// Keeps the objects in the state directory, if there is one.
+    fn save(&self) -> Result<(), StoreError> {
+        if let Some(state) = &self.state {
+            state.save_objects(self.resource_version, self.objects.values())?;
+        }
+        Ok(())
+    }
+
+    /// The state directory, for a reset to keep using it.
+    pub fn state(&self) -> Option<StateDir> {
+        self.state.clone()
     }
 
     /// The current resourceVersion.
@@ -71,89 +172,173 @@ impl Store {
         self.resource_version
     }
 
-    /// All pods, optionally in one namespace.
-    pub fn pods(&self, namespace: Option<&str>) -> Vec<Pod> {
-        self.pods
+    /// One object.
+    pub fn get(&self, kind: &'static Kind, namespace: &str, name: &str) -> Option<&Value> {
+        self.objects.get(&key(kind, namespace, name))
+    }
+
+    /// Objects of `kind`, optionally in one namespace, by namespace and name.
+    pub fn list(&self, kind: &'static Kind, namespace: Option<&str>) -> Vec<Value> {
+        self.objects
             .iter()
-            .filter(|((ns, _), _)| namespace.is_none_or(|n| n == ns))
-            .map(|(_, pod)| pod.clone())
+            .filter(|((group, plural, ns, _), _)| {
+                *group == kind.group && *plural == kind.plural && namespace.is_none_or(|n| n == ns)
+            })
+            .map(|(_, object)| object.clone())
             .collect()
     }
 
-    /// One pod.
-    pub fn pod(&self, namespace: &str, name: &str) -> Option<Pod> {
-        self.pods
-            .get(&(namespace.to_owned(), name.to_owned()))
-            .cloned()
+    /// Whether namespace `name` exists.
+    pub fn namespace_exists(&self, name: &str) -> bool {
+        self.get(
+            kinds::of::<k8s_openapi::api::core::v1::Namespace>(),
+            "",
+            name,
+        )
+        .is_some()
     }
 
-    /// Service accounts, optionally in one namespace.
-    pub fn service_accounts(&self, namespace: Option<&str>) -> Vec<ServiceAccount> {
-        self.service_accounts
-            .iter()
-            .filter(|((ns, _), _)| namespace.is_none_or(|n| n == ns))
-            .map(|(_, sa)| sa.clone())
-            .collect()
-    }
-
-    /// One service account.
-    pub fn service_account(&self, namespace: &str, name: &str) -> Option<ServiceAccount> {
-        self.service_accounts
-            .get(&(namespace.to_owned(), name.to_owned()))
-            .cloned()
-    }
-
-    /// Stores a service account (stamping its resourceVersion).
-    pub fn put_service_account(&mut self, mut sa: ServiceAccount) -> ServiceAccount {
+    /// Stores a new object, stamping its resourceVersion.
+    pub fn create(&mut self, kind: &'static Kind, mut object: Value) -> Result<Value, StoreError> {
+        let (namespace, name) = name_of(&object);
+        if name.is_empty() {
+            return Err(StoreError::NoName);
+        }
+        let namespace = if kind.namespaced { namespace } else { "" };
+        if kind.namespaced && !self.namespace_exists(namespace) {
+            return Err(StoreError::NamespaceNotFound(namespace.to_owned()));
+        }
+        let key = key(kind, namespace, name);
+        if self.objects.contains_key(&key) {
+            return Err(StoreError::AlreadyExists);
+        }
         let rv = self.next_resource_version();
-        sa.metadata.resource_version = Some(rv.to_string());
-        let key = (
-            sa.metadata.namespace.clone().unwrap_or_default(),
-            sa.metadata.name.clone().unwrap_or_default(),
+        put(
+            &mut object,
+            &["metadata", "resourceVersion"],
+            Value::String(rv.to_string()),
         );
-        self.service_accounts.insert(key, sa.clone());
-        sa
+        self.objects.insert(key, object.clone());
+        self.record(rv, ChangeKind::Added, kind, object.clone());
+        self.save()?;
+        Ok(object)
     }
 
-    /// Adds or replaces a pod, recording the change.
-    pub fn put_pod(&mut self, mut pod: Pod) -> Pod {
-        let key = (
-            pod.metadata.namespace.clone().unwrap_or_default(),
-            pod.metadata.name.clone().unwrap_or_default(),
+    /// Replaces a stored object, stamping its resourceVersion.
+    pub fn replace(&mut self, kind: &'static Kind, mut object: Value) -> Result<Value, StoreError> {
+        let (namespace, name) = name_of(&object);
+        let namespace = if kind.namespaced { namespace } else { "" };
+        let key = key(kind, namespace, name);
+        if !self.objects.contains_key(&key) {
+            return Err(StoreError::NotFound);
+        }
+        let rv = self.next_resource_version();
+        put(
+            &mut object,
+            &["metadata", "resourceVersion"],
+            Value::String(rv.to_string()),
         );
-        let kind = if self.pods.contains_key(&key) {
-            ChangeKind::Modified
+        self.objects.insert(key, object.clone());
+        self.record(rv, ChangeKind::Modified, kind, object.clone());
+        self.save()?;
+        Ok(object)
+    }
+
+    /// Removes an object, recording the deletion; a namespace takes what
+    /// is in it along.
+    pub fn delete(
+        &mut self,
+        kind: &'static Kind,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Value, StoreError> {
+        let deleted = self.remove(kind, namespace, name)?;
+        self.save()?;
+        Ok(deleted)
+    }
+
+    fn remove(
+        &mut self,
+        kind: &'static Kind,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Value, StoreError> {
+        let namespace = if kind.namespaced { namespace } else { "" };
+        let mut object = self
+            .objects
+            .remove(&key(kind, namespace, name))
+            .ok_or(StoreError::NotFound)?;
+        if kind.kind == "Namespace" {
+            let inside: Vec<Key> = self
+                .objects
+                .keys()
+                .filter(|(_, _, ns, _)| ns == name)
+                .cloned()
+                .collect();
+            for (group, plural, ns, member) in inside {
+                if let Some(member_kind) = kinds::table()
+                    .iter()
+                    .find(|k| k.group == group && k.plural == plural)
+                {
+                    self.remove(member_kind, &ns, &member)?;
+                }
+            }
+        }
+        let rv = self.next_resource_version();
+        put(
+            &mut object,
+            &["metadata", "resourceVersion"],
+            Value::String(rv.to_string()),
+        );
+        if at(&object, &["metadata", "deletionTimestamp"]).is_null() {
+            put(
+                &mut object,
+                &["metadata", "deletionTimestamp"],
+                crate::behaviour::now(),
+            );
+        }
+        self.record(rv, ChangeKind::Deleted, kind, object.clone());
+        Ok(object)
+    }
+
+    /// One object as its `k8s-openapi` type.
+    pub fn get_as<T>(&self, namespace: &str, name: &str) -> Option<T>
+    where
+        T: DeserializeOwned + 'static,
+    {
+        let object = self.get(kinds::of::<T>(), namespace, name)?;
+        serde_json::from_value(object.clone()).ok()
+    }
+
+    /// Creates or replaces a typed object, as a control verb writes it.
+    pub fn put_as<T>(&mut self, object: &T) -> Result<T, StoreError>
+    where
+        T: Serialize + DeserializeOwned + 'static,
+    {
+        let kind = kinds::of::<T>();
+        let value = serde_json::to_value(object).map_err(|_| StoreError::NoName)?;
+        let (namespace, name) = name_of(&value);
+        let stored = if self.get(kind, namespace, name).is_some() {
+            self.replace(kind, value)?
         } else {
-            ChangeKind::Added
+            self.create(kind, value)?
         };
-        let rv = self.next_resource_version();
-        pod.metadata.resource_version = Some(rv.to_string());
-        self.pods.insert(key, pod.clone());
-        self.record(PodChange {
-            resource_version: rv,
+        serde_json::from_value(stored).map_err(|_| StoreError::NoName)
+    }
+
+    fn record(
+        &mut self,
+        resource_version: u64,
+        kind: ChangeKind,
+        resource: &'static Kind,
+        object: Value,
+    ) {
+        let change = Change {
+            resource_version,
             kind,
-            pod: pod.clone(),
-        });
-        pod
-    }
-
-    /// Removes a pod, recording the deletion.
-    pub fn delete_pod(&mut self, namespace: &str, name: &str) -> Option<Pod> {
-        let mut pod = self.pods.remove(&(namespace.to_owned(), name.to_owned()))?;
-        let rv = self.next_resource_version();
-        pod.metadata.resource_version = Some(rv.to_string());
-        pod.metadata
-            .deletion_timestamp
-            .get_or_insert_with(|| Time(jiff::Timestamp::now()));
-        self.record(PodChange {
-            resource_version: rv,
-            kind: ChangeKind::Deleted,
-            pod: pod.clone(),
-        });
-        Some(pod)
-    }
-
-    fn record(&mut self, change: PodChange) {
+            resource,
+            object,
+        };
         // No receiver is fine: nobody is watching.
         let _ = self.live.send(change.clone());
         self.history.push_back(change);
@@ -177,10 +362,7 @@ impl Store {
 
     /// Changes after `since`, and a receiver for live ones, taken atomically;
     /// `None` when `since` is older than the kept history (410 Gone).
-    pub fn changes_since(
-        &self,
-        since: u64,
-    ) -> Option<(Vec<PodChange>, broadcast::Receiver<PodChange>)> {
+    pub fn changes_since(&self, since: u64) -> Option<(Vec<Change>, broadcast::Receiver<Change>)> {
         if since < self.compacted_to {
             return None;
         }
@@ -194,7 +376,7 @@ impl Store {
     }
 
     /// A receiver for live changes only.
-    pub fn subscribe(&self) -> broadcast::Receiver<PodChange> {
+    pub fn subscribe(&self) -> broadcast::Receiver<Change> {
         self.live.subscribe()
     }
 }

@@ -22,23 +22,41 @@ pub enum TlsError {
     Config(#[from] rustls::Error),
 }
 
-/// A generated CA and a serving certificate it signed.
+/// A CA and a serving certificate it signed.
 pub struct TlsMaterial {
     /// The CA certificate, PEM: what clients put in their CA bundle.
     pub ca_pem: String,
+    /// The CA's private key, PEM, for the state directory.
+    pub ca_key_pem: String,
     /// The rustls server configuration.
     pub server_config: Arc<rustls::ServerConfig>,
 }
 
-/// Generates a CA and a certificate for `localhost` and `127.0.0.1`.
-pub fn generate() -> Result<TlsMaterial, TlsError> {
+/// A CA kept from an earlier start: its certificate and key, PEM.
+pub struct SavedCa<'a> {
+    /// The certificate clients trust.
+    pub cert_pem: &'a str,
+    /// Its private key.
+    pub key_pem: &'a str,
+}
+
+/// Generates a CA (or takes `saved`) and a new certificate it signs for
+/// `localhost` and `127.0.0.1`. A saved CA signs with its own key and
+/// name, so the certificate clients already trust verifies the new one.
+pub fn generate(saved: Option<SavedCa<'_>>) -> Result<TlsMaterial, TlsError> {
     let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
     ca_params
         .distinguished_name
         .push(DnType::CommonName, "podseal-dev cluster CA");
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
     ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate()?)?;
+    let ca_key = match &saved {
+        Some(saved) => KeyPair::from_pem(saved.key_pem)?,
+        None => KeyPair::generate()?,
+    };
+    let ca_key_pem = ca_key.serialize_pem();
+    let ca = CertifiedIssuer::self_signed(ca_params, ca_key)?;
+    let ca_pem = saved.map_or_else(|| ca.pem(), |saved| saved.cert_pem.to_owned());
 
     let mut params = CertificateParams::new(vec!["localhost".to_owned()])?;
     params
@@ -59,7 +77,8 @@ pub fn generate() -> Result<TlsMaterial, TlsError> {
         .with_single_cert(chain, private)?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(TlsMaterial {
-        ca_pem: ca.pem(),
+        ca_pem,
+        ca_key_pem,
         server_config: Arc::new(config),
     })
 }

@@ -1,5 +1,5 @@
-//! Pod watches with the API server's semantics:
-//! - no resourceVersion (or `0`): ADDED for every current pod, then changes;
+//! Watches with the API server's semantics, for every kind:
+//! - no resourceVersion (or `0`): ADDED for every current object, then changes;
 //! - a resourceVersion still in the history: every later change, then live;
 //! - an older one: one `ERROR` event carrying a `410 Expired` `Status`, as the
 //!   watch cache answers, after which a client relists;
@@ -8,12 +8,11 @@
 //!   `k8s.io/initial-events-end`;
 //! - the stream ends at `timeoutSeconds`, or when the stand-in pauses.
 //!
-//! Events are `k8s-openapi` `WatchEvent<Pod>` values, except bookmarks: that
-//! type drops `kind`/`apiVersion` from a bookmark's object, which a real API
-//! server sends and `kube` requires, so a bookmark is sent as a `Pod` holding
-//! only metadata, exactly as the API server does.
+//! A bookmark's object holds only `kind`, `apiVersion` and metadata,
+//! exactly as the API server sends it (and `kube` requires). Objects are
+//! rendered as the request asked: in the version of its path, or as a
+//! `Table` row for `kubectl get -w`.
 
-use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,46 +20,56 @@ use std::time::Duration;
 use axum::body::{Body, Bytes};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use k8s_openapi::api::core::v1::Pod;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, WatchEvent};
-use serde::Serialize;
+use serde_json::{Value, json};
 use tokio::sync::{broadcast, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 
 use crate::Shared;
 use crate::api_error::ApiError;
+use crate::fields::{at, put};
+use crate::kinds::Kind;
 use crate::list_params::{ListParams, flag};
 use crate::selectors::Selector;
-use crate::store::{ChangeKind, PodChange};
+use crate::store::{Change, ChangeKind};
 
 /// Watches end after this long unless the client asked for less.
 const MAX_TIMEOUT: Duration = Duration::from_secs(1800);
 
-struct Filter {
-    namespace: Option<String>,
-    labels: Selector,
-    fields: Selector,
+/// Which objects a watch sends.
+pub(crate) struct Filter {
+    pub kind: &'static Kind,
+    pub namespace: Option<String>,
+    pub labels: Selector,
+    pub fields: Selector,
 }
 
 impl Filter {
-    fn matches(&self, pod: &Pod) -> bool {
+    fn matches(&self, object: &Value) -> bool {
         self.namespace
-            .as_ref()
-            .is_none_or(|ns| pod.metadata.namespace.as_ref() == Some(ns))
-            && self.labels.matches(pod)
-            && self.fields.matches(pod)
+            .as_deref()
+            .is_none_or(|ns| at(object, &["metadata", "namespace"]).as_str() == Some(ns))
+            && self.labels.matches(object)
+            && self.fields.matches(object)
+    }
+
+    fn concerns(&self, change: &Change) -> bool {
+        std::ptr::eq(change.resource, self.kind) && self.matches(&change.object)
     }
 }
 
+/// Renders an object for the wire (the version asked for, or a Table);
+/// `true` for the first object the watch sends.
+pub(crate) type Render = Box<dyn Fn(&Value, bool) -> Value + Send>;
+
 enum Start {
     Snapshot {
-        pods: Vec<Pod>,
-        live: broadcast::Receiver<PodChange>,
+        objects: Vec<Value>,
+        live: broadcast::Receiver<Change>,
         resource_version: u64,
     },
     Resume {
-        replay: Vec<PodChange>,
-        live: broadcast::Receiver<PodChange>,
+        replay: Vec<Change>,
+        live: broadcast::Receiver<Change>,
         resource_version: u64,
     },
     Expired(u64),
@@ -68,9 +77,9 @@ enum Start {
 
 pub(crate) fn respond(
     shared: Arc<Shared>,
-    namespace: Option<String>,
-    labels: Selector,
-    fields: Selector,
+    filter: Filter,
+    render: Render,
+    api_version: String,
     params: &ListParams,
     since: Option<u64>,
 ) -> Response {
@@ -87,7 +96,7 @@ pub(crate) fn respond(
                 None => Start::Expired(rv),
             },
             None => Start::Snapshot {
-                pods: store.pods(namespace.as_deref()),
+                objects: store.list(filter.kind, filter.namespace.as_deref()),
                 live: store.subscribe(),
                 resource_version: store.resource_version(),
             },
@@ -100,14 +109,15 @@ pub(crate) fn respond(
             .timeout_seconds
             .map_or(MAX_TIMEOUT, |s| Duration::from_secs(s).min(MAX_TIMEOUT)),
         bookmark_interval: shared.config.bookmark_interval,
+        api_version,
     };
     let (tx, rx) = mpsc::channel::<Result<Bytes, Infallible>>(256);
-    let filter = Filter {
-        namespace,
-        labels,
-        fields,
+    let stream = Stream {
+        tx,
+        render,
+        first: true,
     };
-    tokio::spawn(stream_events(shared, filter, start, options, tx));
+    tokio::spawn(stream_events(shared, filter, start, options, stream));
     (
         [(header::CONTENT_TYPE, "application/json")],
         Body::from_stream(ReceiverStream::new(rx)),
@@ -120,46 +130,59 @@ struct StreamOptions {
     initial_events: bool,
     timeout: Duration,
     bookmark_interval: Duration,
+    api_version: String,
 }
 
-#[derive(Serialize)]
-struct BookmarkEvent {
-    #[serde(rename = "type")]
-    kind: &'static str,
-    object: Pod,
+struct Stream {
+    tx: mpsc::Sender<Result<Bytes, Infallible>>,
+    render: Render,
+    first: bool,
 }
 
-fn line<T: Serialize>(event: &T) -> Result<Bytes, Infallible> {
-    let mut bytes = serde_json::to_vec(event).unwrap_or_default();
-    bytes.push(b'\n');
-    Ok(Bytes::from(bytes))
-}
+impl Stream {
+    /// Sends one event; false once the client is gone.
+    async fn send(&mut self, kind: &str, object: Value) -> bool {
+        let mut bytes =
+            serde_json::to_vec(&json!({"type": kind, "object": object})).unwrap_or_default();
+        bytes.push(b'\n');
+        self.tx.send(Ok(Bytes::from(bytes))).await.is_ok()
+    }
 
-fn bookmark(resource_version: u64, initial_events_end: bool) -> Result<Bytes, Infallible> {
-    let annotations = initial_events_end
-        .then(|| BTreeMap::from([("k8s.io/initial-events-end".to_owned(), "true".to_owned())]));
-    let object = Pod {
-        metadata: ObjectMeta {
-            resource_version: Some(resource_version.to_string()),
-            annotations,
-            ..ObjectMeta::default()
-        },
-        spec: None,
-        status: None,
-    };
-    line(&BookmarkEvent {
-        kind: "BOOKMARK",
-        object,
-    })
-}
+    async fn object(&mut self, kind: ChangeKind, object: &Value) -> bool {
+        let rendered = (self.render)(object, self.first);
+        self.first = false;
+        let kind = match kind {
+            ChangeKind::Added => "ADDED",
+            ChangeKind::Modified => "MODIFIED",
+            ChangeKind::Deleted => "DELETED",
+        };
+        self.send(kind, rendered).await
+    }
 
-fn change_event(change: PodChange) -> Result<Bytes, Infallible> {
-    let event = match change.kind {
-        ChangeKind::Added => WatchEvent::Added(change.pod),
-        ChangeKind::Modified => WatchEvent::Modified(change.pod),
-        ChangeKind::Deleted => WatchEvent::Deleted(change.pod),
-    };
-    line(&event)
+    async fn bookmark(
+        &mut self,
+        kind: &Kind,
+        api_version: &str,
+        resource_version: u64,
+        initial_events_end: bool,
+    ) -> bool {
+        let mut metadata = json!({"resourceVersion": resource_version.to_string()});
+        if initial_events_end {
+            put(
+                &mut metadata,
+                &["annotations"],
+                json!({"k8s.io/initial-events-end": "true"}),
+            );
+        }
+        let object = json!({"kind": kind.kind, "apiVersion": api_version, "metadata": metadata});
+        self.send("BOOKMARK", object).await
+    }
+
+    async fn expired(&mut self, resource_version: u64) {
+        let status = serde_json::to_value(ApiError::expired(resource_version).status())
+            .unwrap_or(Value::Null);
+        self.send("ERROR", status).await;
+    }
 }
 
 async fn stream_events(
@@ -167,28 +190,28 @@ async fn stream_events(
     filter: Filter,
     start: Start,
     options: StreamOptions,
-    tx: mpsc::Sender<Result<Bytes, Infallible>>,
+    mut stream: Stream,
 ) {
     let (mut live, mut last) = match start {
         Start::Expired(rv) => {
-            let _ = tx
-                .send(line(&WatchEvent::<Pod>::ErrorStatus(
-                    ApiError::expired(rv).status().clone(),
-                )))
-                .await;
+            stream.expired(rv).await;
             return;
         }
         Start::Snapshot {
-            pods,
+            objects,
             live,
             resource_version,
         } => {
-            for pod in pods.into_iter().filter(|p| filter.matches(p)) {
-                if tx.send(line(&WatchEvent::Added(pod))).await.is_err() {
+            for object in objects.iter().filter(|o| filter.matches(o)) {
+                if !stream.object(ChangeKind::Added, object).await {
                     return;
                 }
             }
-            if options.initial_events && tx.send(bookmark(resource_version, true)).await.is_err() {
+            if options.initial_events
+                && !stream
+                    .bookmark(filter.kind, &options.api_version, resource_version, true)
+                    .await
+            {
                 return;
             }
             (live, resource_version)
@@ -201,7 +224,7 @@ async fn stream_events(
             let mut last = resource_version;
             for change in replay {
                 last = change.resource_version;
-                if filter.matches(&change.pod) && tx.send(change_event(change)).await.is_err() {
+                if filter.concerns(&change) && !stream.object(change.kind, &change.object).await {
                     return;
                 }
             }
@@ -214,29 +237,30 @@ async fn stream_events(
     let mut ticks = tokio::time::interval(options.bookmark_interval);
     ticks.tick().await;
     loop {
-        let next = tokio::select! {
+        let sent = tokio::select! {
             _ = &mut deadline => return,
             () = until_paused(&mut paused) => return,
-            _ = ticks.tick(), if options.bookmarks => bookmark(last, false),
+            _ = ticks.tick(), if options.bookmarks => {
+                stream.bookmark(filter.kind, &options.api_version, last, false).await
+            }
             change = live.recv() => match change {
                 Ok(change) if change.resource_version <= last => continue,
                 Ok(change) => {
                     last = change.resource_version;
-                    if !filter.matches(&change.pod) {
+                    if !filter.concerns(&change) {
                         continue;
                     }
-                    change_event(change)
+                    stream.object(change.kind, &change.object).await
                 }
                 // This watcher fell too far behind: like the API server, end it with 410.
                 Err(broadcast::error::RecvError::Lagged(_)) => {
-                    let expired = WatchEvent::<Pod>::ErrorStatus(ApiError::expired(last).status().clone());
-                    let _ = tx.send(line(&expired)).await;
+                    stream.expired(last).await;
                     return;
                 }
                 Err(broadcast::error::RecvError::Closed) => return,
             },
         };
-        if tx.send(next).await.is_err() {
+        if !sent {
             return;
         }
     }

@@ -185,10 +185,15 @@ pub struct DevClusterDir {
 pub enum DevClusterCommand {
     /// Serve the stand-in until interrupted (Ctrl-C).
     ///
-    /// Serves OIDC discovery, the JWKS, TokenRequest and pod get/list/watch over HTTPS with a CA it
-    /// generates, and writes DIR/ca.pem, DIR/reader.token (read-only: get/list/watch pods),
-    /// DIR/admin.token and DIR/cluster.json. Register it with the release server like any cluster:
-    /// its URL, ca.pem and reader.token.
+    /// Serves, over HTTPS with a CA it generates, what kubectl and client libraries use of a
+    /// Kubernetes API server: discovery, OpenAPI v3, pods, secrets, service accounts, config maps,
+    /// namespaces, workloads, network policies, RBAC bindings, admission configurations, pod
+    /// certificate requests and cluster trust bundles (get, list, watch, create, update, patch,
+    /// server-side apply, delete), the TokenRequest API, the access reviews, OIDC discovery and the
+    /// JWKS. Writes DIR/ca.pem, DIR/reader.token (read-only: get/list/watch pods), DIR/admin.token
+    /// and DIR/cluster.json, and keeps its CA, keys, tokens, address and objects in DIR/state:
+    /// started again with the same DIR, it is the same cluster. Register it with the release
+    /// server like any cluster: its URL, ca.pem and reader.token.
     #[command(after_help = "Example:
   podseal-dev cluster serve --dir ./dev-cluster &
   podseal-dev cluster pod create --namespace shop --name api-0 --service-account api \\
@@ -196,7 +201,8 @@ pub enum DevClusterCommand {
     Serve {
         #[command(flatten)]
         dir: DevClusterDir,
-        /// Address to listen on (port 0 picks a free port; cluster.json records it).
+        /// Address to listen on (port 0: the address of the last start with this DIR, else a free
+        /// port; cluster.json records it).
         #[arg(long, default_value = "127.0.0.1:6443")]
         listen: std::net::SocketAddr,
         /// Seconds between watch bookmarks.

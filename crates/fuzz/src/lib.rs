@@ -128,6 +128,16 @@ pub const TARGETS: &[Target] = &[
         parses: "a Secret manifest as `podseal-dev cluster mount-secret` mounts it; every name it would write is one path component",
         run: secret_manifest,
     },
+    Target {
+        name: "kube_protobuf",
+        parses: "a protobuf request body as the stand-in reads those kubectl sends only as protobuf (TokenRequest, access and rules reviews)",
+        run: kube_protobuf,
+    },
+    Target {
+        name: "kube_patch",
+        parses: "a strategic merge patch and a server-side apply configuration, as the stand-in applies them to a stored pod",
+        run: kube_patch,
+    },
 ];
 
 /// The target called `name`.
@@ -577,5 +587,48 @@ pub fn secret_manifest(data: &[u8]) {
             one_path_component(key),
             "the key {key:?} is not one path component"
         );
+    }
+}
+
+/// The stand-in's protobuf reader: any bytes are read or refused, never a
+/// panic.
+pub fn kube_protobuf(data: &[u8]) {
+    black_box(podseal_dev_cluster::protobuf::read_any(data));
+}
+
+/// A pod as the stand-in stores one, for [`kube_patch`].
+const STORED_POD: &str = r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"api-0","namespace":"shop","labels":{"app":"api"},
+"managedFields":[{"manager":"kubectl","operation":"Apply","apiVersion":"v1","fieldsType":"FieldsV1","fieldsV1":{"f:metadata":{"f:labels":{"f:app":{}}},"f:spec":{"f:containers":{}}}}]},
+"spec":{"containers":[{"name":"api","image":"a:1","env":[{"name":"A","value":"1"}]}],"tolerations":[{"key":"k"}]}}"#;
+
+/// A patch (any JSON) applied to a stored pod both ways: a strategic
+/// merge patch never panics and leaves an object an object; a forced
+/// server-side apply never conflicts and leaves every field it names with
+/// the value it gives.
+pub fn kube_patch(data: &[u8]) {
+    use podseal_dev_cluster::patch;
+    let Ok(patch_body) = serde_json::from_slice::<serde_json::Value>(data) else {
+        return;
+    };
+    let Ok(stored) = serde_json::from_str::<serde_json::Value>(STORED_POD) else {
+        unreachable!("the stored pod is a JSON literal");
+    };
+    let mut merged = stored.clone();
+    if patch::strategic_merge(&mut merged, &patch_body).is_ok() && patch_body.is_object() {
+        assert!(
+            merged.is_object() || merged.is_null(),
+            "a strategic merge patch object made {merged}"
+        );
+    }
+    if !patch_body.is_object() {
+        return;
+    }
+    let applied = patch::apply(Some(&stored), &patch_body, "fuzz", true);
+    assert!(applied.is_ok(), "a forced apply conflicted: {applied:?}");
+    let Ok(applied) = applied else { return };
+    for leaf in patch::leaves(&patch_body) {
+        let given = leaf.iter().try_fold(&patch_body, |v, k| v.get(k));
+        let kept = leaf.iter().try_fold(&applied, |v, k| v.get(k));
+        assert_eq!(given, kept, "the applied field {leaf:?} was not kept");
     }
 }

@@ -3086,7 +3086,7 @@ struct Catcher {
 impl Catcher {
     async fn start() -> Self {
         use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-        let tls = podseal_dev_cluster::tls::generate().unwrap();
+        let tls = podseal_dev_cluster::tls::generate(None).unwrap();
         let acceptor = tokio_rustls::TlsAcceptor::from(tls.server_config);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("https://{}", listener.local_addr().unwrap());

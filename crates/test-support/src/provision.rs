@@ -129,6 +129,44 @@ pub fn python_with_schemathesis() -> PathBuf {
         .clone()
 }
 
+/// The official Python Kubernetes client (PyPI `kubernetes`) the stand-in
+/// is checked against: the release generated from Kubernetes 1.37.
+const KUBERNETES_CLIENT_VERSION: &str = "37.0.3";
+
+/// A Python interpreter that imports the official Kubernetes client at the
+/// pinned version: `python3` itself when it does, else one in a virtualenv
+/// under `target/tools/` (installed on first use).
+pub fn python_with_kubernetes() -> PathBuf {
+    static PYTHON: OnceLock<PathBuf> = OnceLock::new();
+    PYTHON
+        .get_or_init(|| {
+            let system = PathBuf::from("python3");
+            if has_pinned_package(&system, "kubernetes", KUBERNETES_CLIENT_VERSION) {
+                return system;
+            }
+            let venv = python_tool("kubernetes", KUBERNETES_CLIENT_VERSION, |venv| {
+                has_pinned_package(
+                    &venv.join("bin").join("python"),
+                    "kubernetes",
+                    KUBERNETES_CLIENT_VERSION,
+                )
+            });
+            venv.join("bin").join("python")
+        })
+        .clone()
+}
+
+/// Whether `python` imports `module` at `version` (its `__version__`).
+fn has_pinned_package(python: &Path, module: &str, version: &str) -> bool {
+    let check = format!("import sys, {module}; sys.exit({module}.__version__ != {version:?})");
+    Command::new(python)
+        .args(["-c", &check])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success())
+}
+
 fn has_pinned_schemathesis(python: &Path) -> bool {
     let check = format!(
         "import sys, schemathesis; sys.exit(schemathesis.__version__ != {SCHEMATHESIS_VERSION:?})"

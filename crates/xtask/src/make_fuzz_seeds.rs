@@ -27,7 +27,11 @@
 //!   `projected_token` target's fixed key, that verify at its clock, and
 //!   near misses (each fails one check);
 //! - `secret_manifest`: the manifest `podseal seal --k8s-secret` writes,
-//!   JSON and `stringData` ones, and some `mount-secret` refuses.
+//!   JSON and `stringData` ones, and some `mount-secret` refuses;
+//! - `kube_protobuf`: the protobuf TokenRequest and reviews kubectl sends,
+//!   and bodies cut short;
+//! - `kube_patch`: the patches `kubectl apply` and `kubectl patch` send
+//!   (strategic merge with directives) and apply configurations.
 //!
 //! The files are committed. Regenerating replaces the random parts; do it
 //! when a parser's accepted shape changes.
@@ -207,6 +211,147 @@ pub fn run() {
     jwks(&root);
     projected_tokens(&root);
     secret_manifests(&root);
+    kube_protobuf(&root);
+    kube_patches(&root);
+}
+
+/// A protobuf field: `number` length-delimited holding `bytes`.
+fn pb_bytes(number: u8, bytes: &[u8]) -> Vec<u8> {
+    let mut out = vec![(number << 3) | 2];
+    let mut len = bytes.len();
+    loop {
+        let byte = u8::try_from(len & 0x7f).unwrap();
+        len >>= 7;
+        if len == 0 {
+            out.push(byte);
+            break;
+        }
+        out.push(byte | 0x80);
+    }
+    out.extend_from_slice(bytes);
+    out
+}
+
+/// A protobuf field: `number` varint holding `value`.
+fn pb_varint(number: u8, mut value: u64) -> Vec<u8> {
+    let mut out = vec![number << 3];
+    loop {
+        let byte = u8::try_from(value & 0x7f).unwrap();
+        value >>= 7;
+        if value == 0 {
+            out.push(byte);
+            return out;
+        }
+        out.push(byte | 0x80);
+    }
+}
+
+/// `k8s\0` + `runtime.Unknown{typeMeta, raw: object}`.
+fn pb_envelope(api_version: &str, kind: &str, object: &[u8]) -> Vec<u8> {
+    let type_meta = [
+        pb_bytes(1, api_version.as_bytes()),
+        pb_bytes(2, kind.as_bytes()),
+    ]
+    .concat();
+    let unknown = [pb_bytes(1, &type_meta), pb_bytes(2, object)].concat();
+    [b"k8s\0".as_slice(), &unknown].concat()
+}
+
+/// The bodies kubectl sends as protobuf, as the stand-in reads them.
+fn kube_protobuf(root: &Path) {
+    let target = "kube_protobuf";
+    let bound = [
+        pb_bytes(1, b"Pod"),
+        pb_bytes(2, b"v1"),
+        pb_bytes(3, b"api-0"),
+        pb_bytes(4, b"5e1b7a2c-0000-4000-8000-000000000001"),
+    ]
+    .concat();
+    let spec = [
+        pb_bytes(1, b"podseal"),
+        pb_bytes(1, b"https://kubernetes.default.svc"),
+        pb_bytes(3, &bound),
+        pb_varint(4, 900),
+    ]
+    .concat();
+    let token_request = pb_envelope(
+        "authentication.k8s.io/v1",
+        "TokenRequest",
+        &[pb_bytes(1, &[]), pb_bytes(2, &spec)].concat(),
+    );
+    seed(root, target, "token_request", &token_request);
+    let attributes = [
+        pb_bytes(1, b"shop"),
+        pb_bytes(2, b"get"),
+        pb_bytes(3, b""),
+        pb_bytes(5, b"pods"),
+    ]
+    .concat();
+    let access = pb_envelope(
+        "authorization.k8s.io/v1",
+        "SelfSubjectAccessReview",
+        &[pb_bytes(1, &[]), pb_bytes(2, &pb_bytes(1, &attributes))].concat(),
+    );
+    seed(root, target, "access_review", &access);
+    let non_resource = [pb_bytes(1, b"/version"), pb_bytes(2, b"get")].concat();
+    let access_path = pb_envelope(
+        "authorization.k8s.io/v1",
+        "SelfSubjectAccessReview",
+        &[pb_bytes(1, &[]), pb_bytes(2, &pb_bytes(2, &non_resource))].concat(),
+    );
+    seed(root, target, "access_review_path", &access_path);
+    let rules = pb_envelope(
+        "authorization.k8s.io/v1",
+        "SelfSubjectRulesReview",
+        &[pb_bytes(1, &[]), pb_bytes(2, &pb_bytes(1, b"shop"))].concat(),
+    );
+    seed(root, target, "rules_review", &rules);
+    seed(
+        root,
+        target,
+        "cut_short",
+        &token_request[..token_request.len() - 7],
+    );
+    seed(root, target, "no_envelope", &token_request[4..]);
+}
+
+/// Patches as kubectl sends them, and apply configurations.
+fn kube_patches(root: &Path) {
+    let target = "kube_patch";
+    let patches = [
+        (
+            "apply_containers",
+            serde_json::json!({"spec": {
+                "$setElementOrder/containers": [{"name": "api"}, {"name": "sidecar"}],
+                "containers": [{"name": "api", "image": "a:2"}, {"name": "sidecar", "image": "s:1"}]
+            }}),
+        ),
+        (
+            "delete_directive",
+            serde_json::json!({"spec": {"containers": [{"name": "api", "$patch": "delete"}]},
+                               "metadata": {"labels": {"app": null}}}),
+        ),
+        (
+            "retain_keys",
+            serde_json::json!({"spec": {"$retainKeys": ["containers"], "containers": [{"name": "api", "env": [{"name": "B", "value": "2"}]}]}}),
+        ),
+        (
+            "replace",
+            serde_json::json!({"spec": {"$patch": "replace", "containers": [{"name": "new"}]}}),
+        ),
+        (
+            "delete_from_list",
+            serde_json::json!({"metadata": {"$deleteFromPrimitiveList/finalizers": ["a"], "finalizers": ["b"]}}),
+        ),
+        (
+            "apply_configuration",
+            serde_json::json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "api-0", "namespace": "shop", "labels": {"app": "web", "tier": "front"}},
+                               "spec": {"containers": [{"name": "api", "image": "a:3"}]}}),
+        ),
+    ];
+    for (name, patch) in patches {
+        seed(root, target, name, patch.to_string().as_bytes());
+    }
 }
 
 /// Release API bodies, built by the SDK's one request builder.
@@ -307,7 +452,7 @@ fn admin_requests(root: &Path) {
     reader_claims.kubernetes_io.pod = None;
     reader_claims.kubernetes_io.node = None;
     let reader_token = issuer.sign(&reader_claims).unwrap();
-    let ca_pem = podseal_dev_cluster::tls::generate().unwrap().ca_pem;
+    let ca_pem = podseal_dev_cluster::tls::generate(None).unwrap().ca_pem;
     let full = ClusterRequest {
         name: "prod-eu1".into(),
         api_server_url: "https://10.0.0.1:6443".into(),

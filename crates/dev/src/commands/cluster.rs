@@ -34,6 +34,9 @@ struct ClusterFile {
     admin_token_file: PathBuf,
 }
 
+/// Where under `--dir` the stand-in keeps its CA, keys and objects.
+const STATE_DIR: &str = "state";
+
 /// Runs a `dev-cluster` subcommand.
 pub fn run(command: DevClusterCommand, output: OutputFormat) -> Result<(), CliError> {
     podseal_command::runtime()?.block_on(async move {
@@ -132,6 +135,7 @@ async fn serve(
             TokenAlg::Es384 => SigningAlgorithm::Es384,
             TokenAlg::Es512 => SigningAlgorithm::Es512,
         },
+        state_dir: Some(dir.join(STATE_DIR)),
         ..Config::default()
     };
     let cluster = DevCluster::start(config)
@@ -146,6 +150,11 @@ async fn serve(
     write_file(&file.ca_bundle, cluster.ca_pem(), 0o644)?;
     write_file(&file.reader_token_file, cluster.reader_token(), 0o600)?;
     write_file(&file.admin_token_file, cluster.admin_token(), 0o600)?;
+    write_file(
+        &dir.join(connection_files::KUBECONFIG),
+        &connection_files::kubeconfig(cluster.url()),
+        0o600,
+    )?;
     // cluster.json last: its presence means the others are complete.
     let json = serde_json::to_string_pretty(&file).map_err(|e| CliError::failure(e.to_string()))?;
     write_file(&dir.join(connection_files::CLUSTER), &json, 0o644)?;
@@ -169,6 +178,16 @@ async fn serve(
         stdout,
         "  admin token:        {}",
         file.admin_token_file.display()
+    );
+    let _ = writeln!(
+        stdout,
+        "  kubeconfig:         {} (admin; KUBECONFIG=… kubectl get pods -A)",
+        dir.join(connection_files::KUBECONFIG).display()
+    );
+    let _ = writeln!(
+        stdout,
+        "  state:              {} (kept across restarts)",
+        dir.join(STATE_DIR).display()
     );
     let _ = writeln!(stdout, "Stop with Ctrl-C.").and_then(|()| stdout.flush());
     drop(stdout);

@@ -160,7 +160,7 @@ pub fn run_ok_stdin(binary: &Path, args: &[&str], stdin: &str) -> String {
 pub struct Deployment {
     binary: std::path::PathBuf,
     dir: std::path::PathBuf,
-    _cluster: Process,
+    cluster: Process,
     /// The server (SIGTERM it with [`Deployment::stop`]).
     pub server: Process,
     /// The server's stderr, line by line (its log).
@@ -215,7 +215,7 @@ impl Deployment {
         let mut deployment = Self {
             binary: binary.to_owned(),
             dir: dir.to_owned(),
-            _cluster: cluster,
+            cluster,
             server,
             server_log,
             url,
@@ -272,7 +272,16 @@ impl Deployment {
 
     /// The stand-in's process id (to stop, continue or kill it).
     pub fn cluster_process_id(&self) -> u32 {
-        self._cluster.0.id()
+        self.cluster.0.id()
+    }
+
+    /// SIGKILL to the stand-in, then `cluster serve` again with the same
+    /// directory: it comes back from its state directory as the same
+    /// cluster (address, CA, keys, tokens, objects).
+    pub fn restart_cluster(&mut self) {
+        kill(&mut self.cluster);
+        let (cluster, _url) = start_dev_cluster(&self.dev_cluster_dir());
+        self.cluster = cluster;
     }
 
     /// The client environment of a process in the existing pod `shop/NAME`
@@ -735,7 +744,7 @@ pub struct Replica {
 pub struct Replicas {
     binary: PathBuf,
     dir: PathBuf,
-    _cluster: Process,
+    cluster: Process,
     /// The replicas, each started and ready.
     pub replicas: Vec<Replica>,
     /// The URL of the Service (DPoP `htu`); no replica listens on it.
@@ -812,7 +821,7 @@ impl Replicas {
         let mut this = Self {
             binary: binary.to_owned(),
             dir: dir.to_owned(),
-            _cluster: cluster,
+            cluster,
             replicas,
             external_url: SERVICE_URL.into(),
             ca_pem: cert.pem().into_bytes(),
