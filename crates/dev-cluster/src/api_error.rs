@@ -229,6 +229,19 @@ impl ApiError {
         )
     }
 
+    /// 415 for a protobuf body of a kind the stand-in does not read as
+    /// protobuf: kubectl does not fall back to JSON, so say what to do.
+    pub(crate) fn protobuf_not_read(kind: &str) -> Self {
+        Self::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "UnsupportedMediaType",
+            format!(
+                "the stand-in reads protobuf bodies only for namespaces, secrets, configmaps, serviceaccounts, token requests and access reviews, not a {kind}: write it as JSON or YAML (kubectl apply -f)"
+            ),
+            None,
+        )
+    }
+
     /// 405.
     pub fn method_not_allowed() -> Self {
         Self::new(

@@ -142,7 +142,7 @@ pub(crate) fn on_create(
                 json!({"phase": "Pending", "qosClass": "BestEffort"}),
             );
         }
-        "Secret" => secret_string_data(object),
+        "Secret" => secret_defaults(object),
         "PodCertificateRequest" => pod_certificate_request(kind, object, store, node_uid)?,
         _ => {}
     }
@@ -182,7 +182,7 @@ pub(crate) fn on_update(kind: &'static Kind, old: &Value, new: &mut Value) -> Re
     match kind.kind {
         "Secret" | "ConfigMap" => {
             if kind.kind == "Secret" {
-                secret_string_data(new);
+                secret_defaults(new);
             }
             if at(old, &["immutable"]) == true {
                 let same = ["data", "binaryData", "immutable"]
@@ -231,8 +231,12 @@ pub(crate) fn on_status_update(
     Ok(())
 }
 
-/// `stringData` is write-only: its entries replace `data`'s, base64.
-fn secret_string_data(secret: &mut Value) {
+/// A Secret as the API server stores one: `stringData` is write-only,
+/// its entries replace `data`'s (base64); an empty `type` is `Opaque`.
+fn secret_defaults(secret: &mut Value) {
+    if at(secret, &["type"]).as_str().is_none_or(str::is_empty) {
+        put(secret, &["type"], json!("Opaque"));
+    }
     use base64::Engine as _;
     let Some(string_data) = secret
         .as_object_mut()
@@ -246,9 +250,6 @@ fn secret_string_data(secret: &mut Value) {
                 .encode(value.as_str().unwrap_or_default());
             put(secret, &["data", key], Value::String(encoded));
         }
-    }
-    if secret.get("type").is_none() {
-        put(secret, &["type"], json!("Opaque"));
     }
 }
 

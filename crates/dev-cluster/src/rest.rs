@@ -46,7 +46,8 @@ pub(crate) fn parse(path: &str) -> Option<Target> {
         let (name, subresource) = match tail {
             [] => (None, None),
             [name] => (Some(*name), None),
-            [name, sub] => (Some(*name), Some(*sub)),
+            // The one subresource served generically; `token` has its own route.
+            [name, "status"] if kind.status => (Some(*name), Some("status")),
             _ => return None,
         };
         Some(Target {
@@ -128,7 +129,7 @@ enum Body {
     Apply(Value),
 }
 
-fn body(headers: &HeaderMap, bytes: &[u8]) -> Result<Body, ApiError> {
+fn body(kind: &Kind, headers: &HeaderMap, bytes: &[u8]) -> Result<Body, ApiError> {
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -153,6 +154,17 @@ fn body(headers: &HeaderMap, bytes: &[u8]) -> Result<Body, ApiError> {
         "application/strategic-merge-patch+json" => Body::StrategicMergePatch(json()?),
         "application/json-patch+json" => Body::JsonPatch(json()?),
         "application/apply-patch+yaml" => Body::Apply(yaml()?),
+        "application/vnd.kubernetes.protobuf" => {
+            let object = kind
+                .group
+                .is_empty()
+                .then(|| crate::protobuf::object(kind.kind, bytes))
+                .flatten();
+            match object {
+                Some(object) => Body::Json(object.map_err(ApiError::bad_request)?),
+                None => return Err(ApiError::protobuf_not_read(kind.kind)),
+            }
+        }
         other => return Err(ApiError::unsupported_media_type(other)),
     })
 }
@@ -614,7 +626,7 @@ fn write(
     let params: WriteParams = serde_urlencoded::from_str(query.as_deref().unwrap_or_default())
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
     let answer = answer(headers)?;
-    let body = body(headers, bytes)?;
+    let body = body(kind, headers, bytes)?;
     let dry_run = params.dry_run.as_deref() == Some("All");
     if let Some(other) = params.dry_run.as_deref().filter(|d| *d != "All") {
         return Err(ApiError::bad_request(format!(
@@ -897,4 +909,89 @@ fn delete(shared: &Shared, target: &Target, bytes: &[u8]) -> Result<Response, Ap
         "details": details,
     }))
     .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(name: header::HeaderName, value: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(name, HeaderValue::from_str(value).unwrap());
+        headers
+    }
+
+    #[test]
+    fn accept_picks_json_or_a_table_and_refuses_protobuf_alone() {
+        let accept = |value: &str| answer(&headers(header::ACCEPT, value));
+        let table = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json";
+        assert!(matches!(accept(table), Ok(Answer::Table)));
+        assert!(matches!(
+            accept("application/vnd.kubernetes.protobuf, */*"),
+            Ok(Answer::Object)
+        ));
+        assert!(matches!(
+            accept("application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json"),
+            Ok(Answer::Object)
+        ));
+        let refused = accept("application/vnd.kubernetes.protobuf").err().unwrap();
+        assert_eq!(refused.status().code, Some(406));
+        assert_eq!(refused.status().reason.as_deref(), Some("NotAcceptable"));
+    }
+
+    #[test]
+    fn a_body_in_a_media_type_not_read_is_a_415_status() {
+        let secrets = kinds::of::<k8s_openapi::api::core::v1::Secret>();
+        let deployments = kinds::of::<k8s_openapi::api::apps::v1::Deployment>();
+        let protobuf = headers(header::CONTENT_TYPE, "application/vnd.kubernetes.protobuf");
+        for (kind, content_type, bytes) in [
+            (deployments, &protobuf, &b"k8s\0"[..]),
+            (
+                secrets,
+                &headers(header::CONTENT_TYPE, "application/cbor"),
+                b"\xa0",
+            ),
+        ] {
+            let refused = body(kind, content_type, bytes).err().unwrap();
+            assert_eq!(refused.status().code, Some(415));
+            assert_eq!(
+                refused.status().reason.as_deref(),
+                Some("UnsupportedMediaType")
+            );
+        }
+        let yaml = body(
+            secrets,
+            &headers(header::CONTENT_TYPE, "application/apply-patch+yaml"),
+            b"kind: Secret\nmetadata: {name: x}\n",
+        );
+        assert!(matches!(yaml, Ok(Body::Apply(v)) if v["metadata"]["name"] == "x"));
+    }
+
+    #[test]
+    fn paths_name_kinds_as_kube_apiserver_routes_them() {
+        let target = parse("/api/v1/namespaces/shop/pods/api-0/status").unwrap();
+        assert_eq!(
+            (
+                target.kind.plural,
+                target.namespace.as_deref(),
+                target.name.as_deref(),
+                target.subresource.as_deref()
+            ),
+            ("pods", Some("shop"), Some("api-0"), Some("status"))
+        );
+        let namespace = parse("/api/v1/namespaces/shop").unwrap();
+        assert_eq!(
+            (namespace.kind.plural, namespace.name.as_deref()),
+            ("namespaces", Some("shop"))
+        );
+        let all = parse("/apis/apps/v1/deployments").unwrap();
+        assert_eq!((all.kind.kind, all.namespace), ("Deployment", None));
+        let beta =
+            parse("/apis/certificates.k8s.io/v1beta1/namespaces/shop/podcertificaterequests")
+                .unwrap();
+        assert_eq!(beta.version, "v1beta1");
+        assert!(parse("/apis/apps/v2/deployments").is_none());
+        assert!(parse("/api/v1/namespaces/shop/clusterrolebindings").is_none());
+        assert!(parse("/api/v1/pods/a/b/c").is_none());
+    }
 }

@@ -685,3 +685,166 @@ async fn a_restarted_stand_in_keeps_its_ca_keys_tokens_and_objects() {
     assert_eq!(gone.status.code(), Some(1));
     assert_eq!(third.ca_pem(), ca);
 }
+
+/// `kubectl create namespace|secret|configmap|serviceaccount` send their
+/// objects as protobuf, which the stand-in reads; a kind it does not read
+/// as protobuf is a JSON `Status` 415 that says what to do instead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_create_sends_protobuf_the_stand_in_reads() {
+    let cluster = DevCluster::start(Config::default()).await.unwrap();
+    let admin = cluster.admin_token();
+    for (args, said) in [
+        (
+            &["create", "namespace", "team"][..],
+            "namespace/team created",
+        ),
+        (
+            &[
+                "create",
+                "secret",
+                "generic",
+                "db",
+                "-n",
+                "team",
+                "--from-literal=password=hunter2",
+                "--from-literal=user=app",
+            ],
+            "secret/db created",
+        ),
+        (
+            &[
+                "create",
+                "configmap",
+                "cfg",
+                "-n",
+                "team",
+                "--from-literal=level=debug",
+            ],
+            "configmap/cfg created",
+        ),
+        (
+            &["create", "serviceaccount", "robot", "-n", "team"],
+            "serviceaccount/robot created",
+        ),
+    ] {
+        assert_eq!(kubectl(&cluster, admin, args).await.trim(), said);
+    }
+    let secret = kubectl(
+        &cluster,
+        admin,
+        &["get", "secret", "db", "-n", "team", "-o", "json"],
+    )
+    .await;
+    let secret: serde_json::Value = serde_json::from_str(&secret).unwrap();
+    assert_eq!(
+        secret["data"],
+        serde_json::json!({"password": "aHVudGVyMg==", "user": "YXBw"})
+    );
+    assert_eq!(secret["type"], "Opaque");
+    let namespace = kubectl(&cluster, admin, &["get", "namespace", "team", "-o", "json"]).await;
+    let namespace: serde_json::Value = serde_json::from_str(&namespace).unwrap();
+    assert_eq!(
+        namespace["metadata"]["labels"]["kubernetes.io/metadata.name"],
+        "team"
+    );
+    assert!(
+        namespace["metadata"].get("generateName").is_none(),
+        "{namespace}"
+    );
+    let level = kubectl(
+        &cluster,
+        admin,
+        &[
+            "get",
+            "cm",
+            "cfg",
+            "-n",
+            "team",
+            "-o",
+            "jsonpath={.data.level}",
+        ],
+    )
+    .await;
+    assert_eq!(level, "debug");
+
+    let refused = kubectl_output(
+        &cluster,
+        admin,
+        &["create", "deployment", "web", "--image=nginx", "-n", "team"],
+    )
+    .await;
+    assert_eq!(refused.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("not a Deployment") && stderr.contains("kubectl apply -f"),
+        "{stderr}"
+    );
+}
+
+/// Discovery lists every served kind as kubectl shows it
+/// (`kubectl api-resources`), with short names, scope and versions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_discovers_the_served_kinds() {
+    let cluster = DevCluster::start(Config::default()).await.unwrap();
+    let resources = kubectl(
+        &cluster,
+        cluster.reader_token(),
+        &["api-resources", "--no-headers"],
+    )
+    .await;
+    let row = |name: &str| -> Vec<String> {
+        resources
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(name))
+            .unwrap_or_else(|| panic!("no {name} in\n{resources}"))
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect()
+    };
+    assert_eq!(row("pods"), ["pods", "po", "v1", "true", "Pod"]);
+    assert_eq!(row("secrets"), ["secrets", "v1", "true", "Secret"]);
+    assert_eq!(
+        row("deployments"),
+        ["deployments", "deploy", "apps/v1", "true", "Deployment"]
+    );
+    assert_eq!(
+        row("podcertificaterequests"),
+        [
+            "podcertificaterequests",
+            "pcr",
+            "certificates.k8s.io/v1",
+            "true",
+            "PodCertificateRequest"
+        ]
+    );
+    assert_eq!(
+        row("mutatingwebhookconfigurations"),
+        [
+            "mutatingwebhookconfigurations",
+            "admissionregistration.k8s.io/v1",
+            "false",
+            "MutatingWebhookConfiguration"
+        ]
+    );
+    for name in [
+        "clustertrustbundles",
+        "networkpolicies",
+        "rolebindings",
+        "clusterrolebindings",
+        "cronjobs",
+        "jobs",
+        "statefulsets",
+        "daemonsets",
+        "configmaps",
+        "serviceaccounts",
+        "namespaces",
+        "mutatingadmissionpolicies",
+    ] {
+        row(name);
+    }
+    let versions = kubectl(&cluster, cluster.reader_token(), &["api-versions"]).await;
+    assert!(
+        versions.lines().any(|l| l == "certificates.k8s.io/v1beta1"),
+        "{versions}"
+    );
+}

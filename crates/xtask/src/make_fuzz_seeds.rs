@@ -306,6 +306,42 @@ fn kube_protobuf(root: &Path) {
         &[pb_bytes(1, &[]), pb_bytes(2, &pb_bytes(1, b"shop"))].concat(),
     );
     seed(root, target, "rules_review", &rules);
+    // `kubectl create namespace|secret generic` bodies: gogo protobuf
+    // writes unset strings as empty ones.
+    let meta = |name: &str, namespace: &str| {
+        [
+            pb_bytes(1, name.as_bytes()),
+            pb_bytes(2, b""),
+            pb_bytes(3, namespace.as_bytes()),
+            pb_bytes(11, &[pb_bytes(1, b"app"), pb_bytes(2, b"shop")].concat()),
+        ]
+        .concat()
+    };
+    let namespace = pb_envelope(
+        "v1",
+        "Namespace",
+        &[
+            pb_bytes(1, &meta("team", "")),
+            pb_bytes(2, &[]),
+            pb_bytes(3, &[]),
+        ]
+        .concat(),
+    );
+    seed(root, target, "namespace", &namespace);
+    let entry = |key: &[u8], value: &[u8]| [pb_bytes(1, key), pb_bytes(2, value)].concat();
+    let secret = pb_envelope(
+        "v1",
+        "Secret",
+        &[
+            pb_bytes(1, &meta("db", "shop")),
+            pb_bytes(2, &entry(b"password", b"\x00\xffbinary")),
+            pb_bytes(3, b""),
+            pb_bytes(4, &entry(b"user", b"app")),
+            pb_varint(5, 1),
+        ]
+        .concat(),
+    );
+    seed(root, target, "secret", &secret);
     seed(
         root,
         target,
