@@ -26,6 +26,10 @@ async fn kubectl_output(cluster: &DevCluster, token: &str, args: &[&str]) -> std
         .env("KUBECONFIG", dir.path().join("none"))
         .arg(format!("--server={}", cluster.url()))
         .arg(format!("--certificate-authority={}", ca.display()))
+        .arg(format!(
+            "--cache-dir={}",
+            dir.path().join("cache").display()
+        ))
         .arg(format!("--token={token}"))
         .args(args);
     tokio::task::spawn_blocking(move || command.output())

@@ -1,6 +1,6 @@
 //! The stand-in as the official Python client (PyPI `kubernetes`, a client
 //! none of us wrote, provisioned at a pinned version by the test) uses it:
-//! list and watch pods, Secrets created and updated with a conflict on a
+//! legacy discovery through its dynamic client, list and watch pods, Secrets created and updated with a conflict on a
 //! stale resourceVersion, and a PodCertificateRequest created for a pod,
 //! issued by a signer through the status subresource and read back, in v1
 //! and v1beta1. The flows are `tests/python/kubernetes_client.py`.
@@ -16,7 +16,7 @@ use std::process::Command;
 use podseal_dev_cluster::{Config, ContainerImage, DevCluster, PodTemplate};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_official_python_client_lists_watches_writes_and_requests_pod_certificates() {
+async fn the_official_python_client_discovers_lists_watches_writes_and_requests_pod_certificates() {
     let python =
         tokio::task::spawn_blocking(podseal_test_support::provision::python_with_kubernetes)
             .await

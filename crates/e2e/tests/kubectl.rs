@@ -39,6 +39,10 @@ fn kubectl(dc: &Path, args: &[&str]) -> Output {
             dc.join("ca.pem").display()
         ))
         .arg(format!("--token={}", token.trim()))
+        .arg(format!(
+            "--cache-dir={}",
+            dc.join("kubectl-cache").display()
+        ))
         .args(args)
         .output()
         .expect("kubectl is on the image (/usr/bin/kubectl)")

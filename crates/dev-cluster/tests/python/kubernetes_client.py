@@ -1,6 +1,8 @@
 """The stand-in as the official Python client (PyPI `kubernetes`) uses it.
 
-Run by crates/dev-cluster/tests/python_client.rs against a running
+Discovery through the dynamic client, pods, Secrets and
+PodCertificateRequests. Run by crates/dev-cluster/tests/python_client.rs
+against a running
 stand-in with STANDIN_URL, STANDIN_CA, STANDIN_TOKEN (admin) and
 STANDIN_NODE_UID set, and a running pod shop/api-0. Each check that fails
 prints what it expected and exits 1.
@@ -12,7 +14,7 @@ import json
 import os
 import sys
 
-from kubernetes import client, watch
+from kubernetes import client, dynamic, watch
 from kubernetes.client.rest import ApiException
 
 
@@ -160,8 +162,22 @@ def pod_certificate_requests(api):
     refused(lambda: certificates.replace_namespaced_pod_certificate_request_status(name, "shop", issued), 422)
 
 
+def discovery(api):
+    """The dynamic client finds kinds through legacy discovery (/api,
+    /api/v1, /apis, /apis/GROUP/VERSION), as client libraries do."""
+    dynamic_client = dynamic.DynamicClient(api)
+    deployments = dynamic_client.resources.get(api_version="apps/v1", kind="Deployment")
+    check(deployments.namespaced and deployments.name == "deployments", "deployments found")
+    requests = dynamic_client.resources.get(api_version="certificates.k8s.io/v1beta1", kind="PodCertificateRequest")
+    check(requests.name == "podcertificaterequests", "PodCertificateRequest found in v1beta1")
+    secrets = dynamic_client.resources.get(api_version="v1", kind="Secret")
+    listed = secrets.get(namespace="shop")
+    check(listed.kind == "SecretList", f"a SecretList: {listed.kind}")
+
+
 def main():
     api = api_client()
+    discovery(api)
     pods(api)
     secrets(api)
     pod_certificate_requests(api)
