@@ -260,6 +260,10 @@ fn control_routes() -> Router<Arc<Shared>> {
             post(control_container),
         )
         .route(
+            "/dev-cluster/v1/pods/{namespace}/{name}/certificate-request",
+            post(control_certificate_request),
+        )
+        .route(
             "/dev-cluster/v1/signing-key/rotate",
             post(control_rotate_key),
         )
@@ -329,6 +333,26 @@ async fn control_add_ephemeral(
     Json(image): Json<ContainerImage>,
 ) -> Response {
     control_result(handle(shared).add_ephemeral_container(&ns, &name, &image))
+}
+
+/// What `pod certificate-request` asks for.
+#[derive(Deserialize)]
+struct CertificateRequestBody {
+    signer_name: String,
+    #[serde(default)]
+    max_expiration_seconds: Option<i32>,
+}
+
+async fn control_certificate_request(
+    State(shared): State<Arc<Shared>>,
+    Path((ns, name)): Path<(String, String)>,
+    Json(body): Json<CertificateRequestBody>,
+) -> Response {
+    control_result(
+        handle(shared)
+            .request_pod_certificate(&ns, &name, &body.signer_name, body.max_expiration_seconds)
+            .map(|(request, key)| serde_json::json!({"request": request, "private_key_pem": key})),
+    )
 }
 
 #[derive(Deserialize)]

@@ -53,6 +53,7 @@ use std::time::Duration;
 pub use pods::{ContainerImage, ImageVolume, PodTemplate};
 
 use issuer::{Issuer, IssuerError, KubernetesClaim, NameUid, TokenClaims};
+use k8s_openapi::api::certificates::v1beta1::PodCertificateRequest;
 use k8s_openapi::api::core::v1::{Pod, ServiceAccount};
 use store::Store;
 
@@ -647,6 +648,73 @@ impl Handle {
         };
         let token = issuer.sign(&claims)?;
         Ok((token, claims))
+    }
+
+    /// Asks for a certificate for a pod as the kubelet does for a
+    /// `podCertificate` projected volume (KEP-4317): a new P-256 key, an
+    /// empty PKCS#10 request it signs, and a PodCertificateRequest naming the
+    /// pod, its service account and its node by name and uid, checked as the
+    /// API server checks one. Returns the stored request (its `status` is
+    /// the signer's to write) and the private key (PKCS#8 PEM), which the
+    /// kubelet keeps.
+    pub fn request_pod_certificate(
+        &self,
+        namespace: &str,
+        pod_name: &str,
+        signer_name: &str,
+        max_expiration_seconds: Option<i32>,
+    ) -> Result<(PodCertificateRequest, String), DevClusterError> {
+        use base64::Engine as _;
+        let mut store = self.shared.store();
+        let pod = store
+            .get_as::<Pod>(namespace, pod_name)
+            .ok_or_else(|| not_found(namespace, pod_name))?;
+        let spec = pod.spec.unwrap_or_default();
+        let account_name = spec.service_account_name.unwrap_or_default();
+        let account = store
+            .get_as::<ServiceAccount>(namespace, &account_name)
+            .ok_or_else(|| {
+                DevClusterError::Invalid(format!(
+                    "pod {namespace}/{pod_name} runs as service account {account_name}, which does not exist"
+                ))
+            })?;
+        let key =
+            rcgen::KeyPair::generate().map_err(|e| DevClusterError::Invalid(e.to_string()))?;
+        // The kubelet's request is empty but for its key: no subject, no extensions.
+        let mut params = rcgen::CertificateParams::default();
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        let csr = params
+            .serialize_request(&key)
+            .map_err(|e| DevClusterError::Invalid(e.to_string()))?;
+        let mut request = serde_json::json!({
+            "metadata": {"generateName": format!("{pod_name}-"), "namespace": namespace},
+            "spec": {
+                "signerName": signer_name,
+                "podName": pod_name,
+                "podUID": pod.metadata.uid.unwrap_or_default(),
+                "serviceAccountName": account_name,
+                "serviceAccountUID": account.metadata.uid.unwrap_or_default(),
+                "nodeName": spec.node_name.unwrap_or_default(),
+                "nodeUID": self.shared.node_uid,
+                "stubPKCS10Request": base64::engine::general_purpose::STANDARD.encode(csr.der()),
+            },
+        });
+        if let Some(seconds) = max_expiration_seconds {
+            fields::put(
+                &mut request,
+                &["spec", "maxExpirationSeconds"],
+                seconds.into(),
+            );
+        }
+        let kind = kinds::of::<PodCertificateRequest>();
+        let mut request = kind.typed(request).map_err(DevClusterError::Invalid)?;
+        behaviour::on_create(kind, &mut request, &store, &self.shared.node_uid).map_err(|e| {
+            DevClusterError::Invalid(e.status().message.clone().unwrap_or_default())
+        })?;
+        let stored = store.create(kind, request).map_err(stored)?;
+        let stored =
+            serde_json::from_value(stored).map_err(|e| DevClusterError::Invalid(e.to_string()))?;
+        Ok((stored, key.serialize_pem()))
     }
 
     /// Rotates the token signing key; `keep_old` keeps old keys in the JWKS.

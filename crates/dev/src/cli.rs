@@ -402,4 +402,28 @@ pub enum PodCommand {
         #[arg(long, default_value = "debugger")]
         name: String,
     },
+    /// Ask for a certificate for a pod as the kubelet does for a `podCertificate` projected
+    /// volume: a new P-256 key, an empty PKCS#10 request it signs, and a PodCertificateRequest
+    /// naming the pod, its service account and its node, checked as the API server checks one.
+    /// A signer then writes its status (Issued, Denied or Failed).
+    #[command(after_help = "Example:
+  podseal-dev cluster pod certificate-request shop/api-0 --signer podseal.dev/workload \\
+      --key-out api-0.key
+  KUBECONFIG=./dev-cluster/kubeconfig kubectl get podcertificaterequests -n shop")]
+    CertificateRequest {
+        #[command(flatten)]
+        dir: DevClusterDir,
+        /// NAMESPACE/NAME.
+        pod: String,
+        /// The signer asked (`spec.signerName`): a domain-prefixed path.
+        #[arg(long)]
+        signer: String,
+        /// The longest lifetime the certificate may have, seconds (3600 to 7862400; the API
+        /// server's default is 86400).
+        #[arg(long)]
+        max_expiration_seconds: Option<i32>,
+        /// Write the private key here (PKCS#8 PEM; a new file, mode 0600, never overwritten).
+        #[arg(long, value_name = "FILE")]
+        key_out: PathBuf,
+    },
 }

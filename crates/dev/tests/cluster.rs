@@ -34,9 +34,8 @@ fn podseal(dir: &TempDir, args: &[&str]) -> std::process::Output {
     command.output().unwrap()
 }
 
-#[test]
-fn serve_then_control_verbs() {
-    let dir = TempDir::new().unwrap();
+/// `cluster serve` on a free port with its files in `dir`, once ready.
+fn serve(dir: &TempDir) -> Server {
     let mut child = Command::new(env!("CARGO_BIN_EXE_podseal-dev"))
         .args(["cluster", "serve", "--listen", "127.0.0.1:0", "--dir"])
         .arg(dir.path())
@@ -44,7 +43,7 @@ fn serve_then_control_verbs() {
         .spawn()
         .unwrap();
     let stdout = child.stdout.take().unwrap();
-    let _server = Server(child);
+    let server = Server(child);
     // Ready when it prints its first line (written after every connection file).
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
@@ -59,6 +58,26 @@ fn serve_then_control_verbs() {
         ready.starts_with("dev-cluster serving https://127.0.0.1:"),
         "{ready}"
     );
+    server
+}
+
+/// `kubectl ARGS` with the kubeconfig `cluster serve` wrote in `dir`.
+fn kubectl(dir: &TempDir, args: &[&str]) -> std::process::Output {
+    Command::new("kubectl")
+        .env("KUBECONFIG", dir.path().join("kubeconfig"))
+        .arg(format!(
+            "--cache-dir={}",
+            dir.path().join("kubectl-cache").display()
+        ))
+        .args(args)
+        .output()
+        .expect("kubectl is on the image (/usr/bin/kubectl)")
+}
+
+#[test]
+fn serve_then_control_verbs() {
+    let dir = TempDir::new().unwrap();
+    let _server = serve(&dir);
     for (file, mode) in [
         ("reader.token", 0o600),
         ("admin.token", 0o600),
@@ -302,4 +321,176 @@ fn serve_then_control_verbs() {
     );
     let out = podseal(&dir, &["pod", "running", "no-slash"]);
     assert_eq!(out.status.code(), Some(2));
+}
+
+/// `pod certificate-request` makes a PodCertificateRequest as the kubelet
+/// does (its key in a new 0600 file, never overwritten); a signer issues it
+/// through the status subresource (`kubectl patch --subresource=status`,
+/// with the kubeconfig `cluster serve` writes), after which its status is
+/// final.
+#[test]
+fn a_pod_certificate_request_is_made_as_the_kubelet_makes_one_and_issued_by_a_signer() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = TempDir::new().unwrap();
+    let _server = serve(&dir);
+    let created = podseal(
+        &dir,
+        &[
+            "pod",
+            "create",
+            "--namespace",
+            "shop",
+            "--name",
+            "api-0",
+            "--service-account",
+            "api",
+            "--container",
+            "api=registry.example/shop/api:1.4",
+            "--running",
+        ],
+    );
+    assert!(
+        created.status.success(),
+        "{}",
+        String::from_utf8_lossy(&created.stderr)
+    );
+    let key = dir.path().join("api-0.key");
+    let key_arg = key.to_str().unwrap();
+    let requested = podseal(
+        &dir,
+        &[
+            "pod",
+            "certificate-request",
+            "shop/api-0",
+            "--signer",
+            "podseal.dev/workload",
+            "--key-out",
+            key_arg,
+            "-o",
+            "json",
+        ],
+    );
+    assert!(
+        requested.status.success(),
+        "{}",
+        String::from_utf8_lossy(&requested.stderr)
+    );
+    let request: serde_json::Value = serde_json::from_slice(&requested.stdout).unwrap();
+    let name = request["metadata"]["name"].as_str().unwrap().to_owned();
+    assert!(name.starts_with("api-0-"), "{name}");
+    assert_eq!(request["spec"]["podName"], "api-0");
+    assert_eq!(request["spec"]["maxExpirationSeconds"], 86400);
+    let pem = std::fs::read_to_string(&key).unwrap();
+    assert!(pem.starts_with("-----BEGIN PRIVATE KEY-----"), "{pem}");
+    assert_eq!(
+        std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let again = podseal(
+        &dir,
+        &[
+            "pod",
+            "certificate-request",
+            "shop/api-0",
+            "--signer",
+            "podseal.dev/workload",
+            "--key-out",
+            key_arg,
+        ],
+    );
+    assert!(!again.status.success());
+    assert_eq!(
+        std::fs::read_to_string(&key).unwrap(),
+        pem,
+        "the key was overwritten"
+    );
+    let unknown = podseal(
+        &dir,
+        &[
+            "pod",
+            "certificate-request",
+            "shop/nope",
+            "--signer",
+            "podseal.dev/workload",
+            "--key-out",
+            dir.path().join("nope.key").to_str().unwrap(),
+        ],
+    );
+    assert!(!unknown.status.success());
+    assert!(!dir.path().join("nope.key").exists());
+
+    let pending = kubectl(
+        &dir,
+        &[
+            "get",
+            "podcertificaterequests",
+            "-n",
+            "shop",
+            "--no-headers",
+        ],
+    );
+    let pending = String::from_utf8_lossy(&pending.stdout).to_string();
+    let columns: Vec<&str> = pending.split_whitespace().collect();
+    assert_eq!(
+        &columns[..4],
+        [name.as_str(), "api-0", "podseal.dev/workload", "Pending"],
+        "{pending}"
+    );
+
+    let now = jiff::Timestamp::now().as_second();
+    let at = |seconds: i64| {
+        jiff::Timestamp::from_second(now + seconds)
+            .unwrap()
+            .to_string()
+    };
+    let issued = serde_json::json!({"status": {
+        "certificateChain": "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
+        "notBefore": at(0), "notAfter": at(86400), "beginRefreshAt": at(43200),
+        "conditions": [{"type": "Issued", "status": "True", "reason": "Issued",
+                        "message": "issued by the test signer", "lastTransitionTime": at(0)}],
+    }})
+    .to_string();
+    let patch = |body: &str| {
+        kubectl(
+            &dir,
+            &[
+                "patch",
+                "podcertificaterequest",
+                &name,
+                "-n",
+                "shop",
+                "--subresource=status",
+                "--type=merge",
+                "-p",
+                body,
+            ],
+        )
+    };
+    let first = patch(&issued);
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let state = kubectl(
+        &dir,
+        &[
+            "get",
+            "pcr",
+            &name,
+            "-n",
+            "shop",
+            "-o",
+            "jsonpath={.status.conditions[0].type}",
+        ],
+    );
+    assert_eq!(String::from_utf8_lossy(&state.stdout), "Issued");
+    let denied = issued.replace("Issued", "Denied");
+    let refused = patch(&denied);
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("immutable once it is Issued"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
 }

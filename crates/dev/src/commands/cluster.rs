@@ -549,8 +549,69 @@ async fn list_pods(
     }
 }
 
+/// What the stand-in answers to a certificate request.
+#[derive(Deserialize)]
+struct CertificateRequestAnswer {
+    request: serde_json::Value,
+    private_key_pem: String,
+}
+
+/// `pod certificate-request`: the key is written first (a new file), then
+/// the request is printed; a key that cannot be written leaves the
+/// request pending with no one holding its key, as a kubelet that failed.
+async fn certificate_request(
+    dir: &DevClusterDir,
+    pod: &str,
+    body: serde_json::Value,
+    key_out: &Path,
+    output: OutputFormat,
+) -> Result<(), CliError> {
+    let (ns, name) = split_pod(pod)?;
+    if key_out.exists() {
+        return Err(CliError::usage(format!(
+            "{} exists; the key is written only to a new file",
+            key_out.display()
+        )));
+    }
+    let answer: CertificateRequestAnswer = control(
+        dir,
+        "POST",
+        &format!("/dev-cluster/v1/pods/{ns}/{name}/certificate-request"),
+        Some(body),
+    )
+    .await?;
+    podseal_command::output::write_new_file(key_out, answer.private_key_pem.as_bytes(), 0o600)?;
+    match output {
+        OutputFormat::Json | OutputFormat::Yaml => print_data(output, &answer.request),
+        OutputFormat::Text => {
+            let request = answer
+                .request
+                .pointer("/metadata/name")
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or_default();
+            outln!(
+                "podcertificaterequest {ns}/{request} created for pod {ns}/{name}; its key is in {}",
+                key_out.display()
+            )
+        }
+    }
+}
+
 async fn pod(command: PodCommand, output: OutputFormat) -> Result<(), CliError> {
     let (pod, what): (Pod, String) = match command {
+        PodCommand::CertificateRequest {
+            dir,
+            pod,
+            signer,
+            max_expiration_seconds,
+            key_out,
+        } => {
+            let body = serde_json::json!({
+                "signer_name": signer,
+                "max_expiration_seconds": max_expiration_seconds,
+            });
+            return certificate_request(&dir, &pod, body, &key_out, output).await;
+        }
         PodCommand::List { dir, namespace } => {
             return list_pods(&dir, namespace.as_deref(), output).await;
         }
