@@ -112,40 +112,61 @@ struct Access {
     namespace: Option<String>,
 }
 
-fn classify(method: &Method, path: &str, query: Option<&str>) -> Access {
-    match crate::rest::parse(path) {
-        Some(target) => Access {
-            verb: crate::rest::verb(method, &target, query),
-            resource: match &target.subresource {
-                Some(sub) => format!("{}/{sub}", target.kind.plural),
-                None => target.kind.plural.to_owned(),
-            },
-            group: target.kind.group.to_owned(),
-            namespace: target.namespace,
-        },
-        None => Access {
-            verb: if *method == Method::GET {
-                "get"
-            } else {
-                "create"
-            },
-            resource: path.to_owned(),
-            group: String::new(),
-            namespace: None,
-        },
+/// What a request asks to do, read from its path alone as kube-apiserver's
+/// request-info resolver reads it (whether or not the resource is served):
+/// `None` for a non-resource request (discovery, `/version`, …).
+fn classify(method: &Method, path: &str, query: Option<&str>) -> Option<Access> {
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let (group, mut rest) = match segments.as_slice() {
+        ["api", _version, rest @ ..] if !rest.is_empty() => ("", rest),
+        ["apis", group, _version, rest @ ..] if !rest.is_empty() => (*group, rest),
+        _ => return None,
+    };
+    let mut namespace = None;
+    if let ["namespaces", ns, tail @ ..] = rest {
+        namespace = Some((*ns).to_owned());
+        // A namespace's own subresources stay the namespace's.
+        if !tail.is_empty() && !matches!(tail.first(), Some(&"status" | &"finalize")) {
+            rest = tail;
+        }
     }
+    let (resource, name, subresource) = match rest {
+        [resource] => (*resource, None, None),
+        [resource, name] => (*resource, Some(*name), None),
+        [resource, name, sub, ..] => (*resource, Some(*name), Some(*sub)),
+        [] => return None,
+    };
+    if resource == "namespaces" && rest.len() > 1 {
+        namespace = None;
+    }
+    let watching = query.is_some_and(|q| q.split('&').any(|p| p == "watch=true" || p == "watch=1"));
+    let verb = match *method {
+        Method::GET if name.is_some() => "get",
+        Method::GET if watching => "watch",
+        Method::GET => "list",
+        Method::POST => "create",
+        Method::PUT => "update",
+        Method::PATCH => "patch",
+        Method::DELETE if name.is_some() => "delete",
+        Method::DELETE => "deletecollection",
+        _ => "unknown",
+    };
+    Some(Access {
+        verb,
+        resource: subresource
+            .map_or_else(|| resource.to_owned(), |sub| format!("{resource}/{sub}")),
+        group: group.to_owned(),
+        namespace,
+    })
 }
 
-/// Paths every authenticated user may read (`system:discovery`,
-/// `system:public-info-viewer`).
+/// Non-resource paths every authenticated user may read
+/// (`system:discovery`, `system:public-info-viewer`).
 fn is_discovery(method: &Method, path: &str) -> bool {
     *method == Method::GET
         && (path == "/version"
-            || path == "/api"
-            || path == "/apis"
             || path.starts_with("/openapi/")
-            || crate::rest::parse(path).is_none()
-                && (path.starts_with("/api/") || path.starts_with("/apis/")))
+            || path.starts_with("/api") && classify(method, path, None).is_none())
 }
 
 async fn authorize(State(shared): State<Arc<Shared>>, request: Request, next: Next) -> Response {
@@ -166,21 +187,23 @@ async fn authorize(State(shared): State<Arc<Shared>>, request: Request, next: Ne
         {
             next.run(request).await
         }
-        Some(Identity::Reader) => {
-            let access = classify(request.method(), path, request.uri().query());
-            if reader_may(&access.group, &access.resource, access.verb) {
+        Some(Identity::Reader) => match classify(request.method(), path, request.uri().query()) {
+            Some(access) if reader_may(&access.group, &access.resource, access.verb) => {
                 next.run(request).await
-            } else {
-                ApiError::forbidden(
-                    READER_USER,
-                    access.verb,
-                    &access.resource,
-                    &access.group,
-                    access.namespace.as_deref(),
-                )
-                .into_response()
             }
-        }
+            Some(access) => ApiError::forbidden(
+                READER_USER,
+                access.verb,
+                &access.resource,
+                &access.group,
+                access.namespace.as_deref(),
+            )
+            .into_response(),
+            // A non-resource path that is not discovery: RBAC grants the
+            // reader none.
+            None => ApiError::forbidden_path(READER_USER, request.method().as_str(), path)
+                .into_response(),
+        },
     }
 }
 

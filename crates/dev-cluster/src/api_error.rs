@@ -71,6 +71,17 @@ impl ApiError {
         )
     }
 
+    /// 403 for a non-resource path, worded as the API server words it.
+    pub(crate) fn forbidden_path(user: &str, method: &str, path: &str) -> Self {
+        let verb = method.to_ascii_lowercase();
+        Self::new(
+            StatusCode::FORBIDDEN,
+            "Forbidden",
+            format!("forbidden: User \"{user}\" cannot {verb} path \"{path}\""),
+            Some(StatusDetails::default()),
+        )
+    }
+
     /// 404.
     pub fn not_found(resource: &str, name: &str) -> Self {
         Self::new(

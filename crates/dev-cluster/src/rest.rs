@@ -69,23 +69,6 @@ pub(crate) fn parse(path: &str) -> Option<Target> {
     }
 }
 
-/// The verb a request is, in RBAC terms.
-pub(crate) fn verb(method: &Method, target: &Target, query: Option<&str>) -> &'static str {
-    let watching = query.is_some_and(|q| q.split('&').any(|p| p == "watch=true" || p == "watch=1"));
-    let named = target.name.is_some();
-    match *method {
-        Method::GET if named => "get",
-        Method::GET if watching => "watch",
-        Method::GET => "list",
-        Method::POST => "create",
-        Method::PUT => "update",
-        Method::PATCH => "patch",
-        Method::DELETE if named => "delete",
-        Method::DELETE => "deletecollection",
-        _ => "unknown",
-    }
-}
-
 /// How the answer is encoded, from `Accept`.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Answer {

@@ -199,38 +199,37 @@ impl Store {
     }
 
     /// Stores a new object, stamping its resourceVersion.
-    pub fn create(&mut self, kind: &'static Kind, mut object: Value) -> Result<Value, StoreError> {
+    pub fn create(&mut self, kind: &'static Kind, object: Value) -> Result<Value, StoreError> {
         let (namespace, name) = name_of(&object);
         if name.is_empty() {
             return Err(StoreError::NoName);
         }
-        let namespace = if kind.namespaced { namespace } else { "" };
         if kind.namespaced && !self.namespace_exists(namespace) {
             return Err(StoreError::NamespaceNotFound(namespace.to_owned()));
         }
-        let key = key(kind, namespace, name);
-        if self.objects.contains_key(&key) {
-            return Err(StoreError::AlreadyExists);
-        }
-        let rv = self.next_resource_version();
-        put(
-            &mut object,
-            &["metadata", "resourceVersion"],
-            Value::String(rv.to_string()),
-        );
-        self.objects.insert(key, object.clone());
-        self.record(rv, ChangeKind::Added, kind, object.clone());
-        self.save()?;
-        Ok(object)
+        self.write(kind, object, ChangeKind::Added)
     }
 
     /// Replaces a stored object, stamping its resourceVersion.
-    pub fn replace(&mut self, kind: &'static Kind, mut object: Value) -> Result<Value, StoreError> {
+    pub fn replace(&mut self, kind: &'static Kind, object: Value) -> Result<Value, StoreError> {
+        self.write(kind, object, ChangeKind::Modified)
+    }
+
+    /// Adds (the name must be free) or modifies (the object must exist),
+    /// stamps the next resourceVersion, records the change and keeps it.
+    fn write(
+        &mut self,
+        kind: &'static Kind,
+        mut object: Value,
+        change: ChangeKind,
+    ) -> Result<Value, StoreError> {
         let (namespace, name) = name_of(&object);
         let namespace = if kind.namespaced { namespace } else { "" };
         let key = key(kind, namespace, name);
-        if !self.objects.contains_key(&key) {
-            return Err(StoreError::NotFound);
+        match (change, self.objects.contains_key(&key)) {
+            (ChangeKind::Added, true) => return Err(StoreError::AlreadyExists),
+            (ChangeKind::Modified, false) => return Err(StoreError::NotFound),
+            _ => {}
         }
         let rv = self.next_resource_version();
         put(
@@ -239,7 +238,7 @@ impl Store {
             Value::String(rv.to_string()),
         );
         self.objects.insert(key, object.clone());
-        self.record(rv, ChangeKind::Modified, kind, object.clone());
+        self.record(rv, change, kind, object.clone());
         self.save()?;
         Ok(object)
     }

@@ -49,6 +49,16 @@ async fn kubectl(cluster: &DevCluster, token: &str, args: &[&str]) -> String {
     String::from_utf8(output.stdout).unwrap()
 }
 
+/// kubectl failed (exit 1) and said each of `needles` on stderr.
+#[track_caller]
+fn refused_saying(output: &std::process::Output, needles: &[&str]) {
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    for needle in needles {
+        assert!(stderr.contains(needle), "no {needle:?} in: {stderr}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_lists_what_each_token_may_do() {
     let cluster = DevCluster::start(Config::default()).await.unwrap();
@@ -344,11 +354,9 @@ async fn kubectl_applies_replaces_and_deletes_as_against_kube_apiserver() {
         &secret("dHdv").replace("type: Opaque", "type: Opaque\nflavour: mint"),
     );
     let refused = kubectl_output(&cluster, admin, &["apply", "-f", &unknown]).await;
-    assert!(
-        String::from_utf8_lossy(&refused.stderr)
-            .contains("strict decoding error: unknown field \"flavour\""),
-        "{}",
-        String::from_utf8_lossy(&refused.stderr)
+    refused_saying(
+        &refused,
+        &["strict decoding error: unknown field \"flavour\""],
     );
 
     let config = |value: &str| {
@@ -376,13 +384,9 @@ async fn kubectl_applies_replaces_and_deletes_as_against_kube_apiserver() {
         ],
     )
     .await;
-    assert_eq!(conflict.status.code(), Some(1));
-    assert!(
-        String::from_utf8_lossy(&conflict.stderr).contains(
-            "Apply failed with 1 conflict: conflict with \"kubectl\" using v1: .data.level"
-        ),
-        "{}",
-        String::from_utf8_lossy(&conflict.stderr)
+    refused_saying(
+        &conflict,
+        &["Apply failed with 1 conflict: conflict with \"kubectl\" using v1: .data.level"],
     );
     kubectl(
         &cluster,
@@ -416,15 +420,12 @@ async fn kubectl_applies_replaces_and_deletes_as_against_kube_apiserver() {
     let stale = manifest(&dir, "stale.json", &stale);
     kubectl(&cluster, admin, &["label", "secret", "db", "tier=backend"]).await;
     let replaced = kubectl_output(&cluster, admin, &["replace", "-f", &stale]).await;
-    assert_eq!(replaced.status.code(), Some(1));
-    assert!(
-        String::from_utf8_lossy(&replaced.stderr).contains(
+    refused_saying(
+        &replaced,
+        &[
             "Error from server (Conflict): error when replacing \"",
-        ) && String::from_utf8_lossy(&replaced.stderr).contains(
-            "Operation cannot be fulfilled on secrets \"db\": the object has been modified; please apply your changes to the latest version and try again"
-        ),
-        "{}",
-        String::from_utf8_lossy(&replaced.stderr)
+            "Operation cannot be fulfilled on secrets \"db\": the object has been modified; please apply your changes to the latest version and try again",
+        ],
     );
 
     assert_eq!(
@@ -445,11 +446,7 @@ async fn kubectl_applies_replaces_and_deletes_as_against_kube_apiserver() {
         &secret("b25l").replace("default", "nowhere"),
     );
     let nowhere = kubectl_output(&cluster, admin, &["apply", "-f", &elsewhere]).await;
-    assert!(
-        String::from_utf8_lossy(&nowhere.stderr).contains("namespaces \"nowhere\" not found"),
-        "{}",
-        String::from_utf8_lossy(&nowhere.stderr)
-    );
+    refused_saying(&nowhere, &["namespaces \"nowhere\" not found"]);
 }
 
 /// `kubectl create token` (sent as protobuf) for the `podseal` audience,
@@ -540,11 +537,7 @@ async fn kubectl_create_token_issues_pod_bound_tokens_for_podseal() {
         &["create", "token", "nobody", "-n", "shop"],
     )
     .await;
-    assert!(
-        String::from_utf8_lossy(&missing.stderr).contains("serviceaccounts \"nobody\" not found"),
-        "{}",
-        String::from_utf8_lossy(&missing.stderr)
-    );
+    refused_saying(&missing, &["serviceaccounts \"nobody\" not found"]);
 }
 
 /// `kubectl auth can-i` (an access review, sent as protobuf) and `kubectl
@@ -777,12 +770,7 @@ async fn kubectl_create_sends_protobuf_the_stand_in_reads() {
         &["create", "deployment", "web", "--image=nginx", "-n", "team"],
     )
     .await;
-    assert_eq!(refused.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&refused.stderr);
-    assert!(
-        stderr.contains("not a Deployment") && stderr.contains("kubectl apply -f"),
-        "{stderr}"
-    );
+    refused_saying(&refused, &["not a Deployment", "kubectl apply -f"]);
 }
 
 /// Discovery lists every served kind as kubectl shows it

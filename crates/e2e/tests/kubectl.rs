@@ -176,34 +176,26 @@ fn a_restarted_stand_in_is_the_same_cluster_to_the_release_server() {
         ["ca.pem", "reader.token", "cluster.json"].map(|f| std::fs::read(dir.join(f)).unwrap())
     };
     let connection = files(&dc);
-    let pods_before = ok(&kubectl(
-        &dc,
-        &[
-            "get",
-            "pod",
-            "api-0",
-            "-n",
-            "shop",
-            "-o",
-            "jsonpath={.metadata.uid}",
-        ],
-    ));
+    let pod_uid = || {
+        ok(&kubectl(
+            &dc,
+            &[
+                "get",
+                "pod",
+                "api-0",
+                "-n",
+                "shop",
+                "-o",
+                "jsonpath={.metadata.uid}",
+            ],
+        ))
+    };
+    let pods_before = pod_uid();
 
     deployment.restart_cluster();
 
     assert_eq!(files(&dc), connection, "the connection files changed");
-    let pods_after = ok(&kubectl(
-        &dc,
-        &[
-            "get",
-            "pod",
-            "api-0",
-            "-n",
-            "shop",
-            "-o",
-            "jsonpath={.metadata.uid}",
-        ],
-    ));
+    let pods_after = pod_uid();
     assert_eq!(
         pods_after, pods_before,
         "the pod did not survive the restart"
