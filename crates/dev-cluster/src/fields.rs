@@ -6,21 +6,21 @@ use serde_json::{Map, Value};
 static NULL: Value = Value::Null;
 
 /// The value at `path`, or `null` when any step is missing.
-pub(crate) fn at<'v>(value: &'v Value, path: &[&str]) -> &'v Value {
+pub(crate) fn at<'v, K: AsRef<str>>(value: &'v Value, path: &[K]) -> &'v Value {
     path.iter()
-        .try_fold(value, |value, key| value.get(*key))
+        .try_fold(value, |value, key| value.get(key.as_ref()))
         .unwrap_or(&NULL)
 }
 
 /// Sets the value at `path`, making objects of what is on the way.
-pub(crate) fn put(value: &mut Value, path: &[&str], new: Value) {
+pub(crate) fn put<K: AsRef<str>>(value: &mut Value, path: &[K], new: Value) {
     let mut slot = value;
     for key in path {
         if !slot.is_object() {
             *slot = Value::Object(Map::new());
         }
         slot = match slot {
-            Value::Object(map) => map.entry((*key).to_owned()).or_insert(Value::Null),
+            Value::Object(map) => map.entry(key.as_ref().to_owned()).or_insert(Value::Null),
             _ => return,
         };
     }
@@ -28,12 +28,12 @@ pub(crate) fn put(value: &mut Value, path: &[&str], new: Value) {
 }
 
 /// Removes the value at `path`, if there is one.
-pub(crate) fn take(value: &mut Value, path: &[&str]) -> Option<Value> {
+pub(crate) fn take<K: AsRef<str>>(value: &mut Value, path: &[K]) -> Option<Value> {
     let (last, parents) = path.split_last()?;
     let parent = parents
         .iter()
-        .try_fold(value, |value, key| value.get_mut(*key))?;
-    parent.as_object_mut()?.remove(*last)
+        .try_fold(value, |value, key| value.get_mut(key.as_ref()))?;
+    parent.as_object_mut()?.remove(last.as_ref())
 }
 
 #[cfg(test)]

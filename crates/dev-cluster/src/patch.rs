@@ -214,47 +214,13 @@ fn collect(value: &Value, prefix: &mut Path, out: &mut BTreeSet<Path>) {
     }
 }
 
-fn get<'v>(object: &'v Value, path: &[String]) -> Option<&'v Value> {
-    path.iter().try_fold(object, |value, key| value.get(key))
-}
-
-fn set(object: &mut Value, path: &[String], value: Value) {
-    let mut slot = object;
-    for key in path {
-        if !slot.is_object() {
-            *slot = Value::Object(Map::new());
-        }
-        slot = match slot {
-            Value::Object(map) => map.entry(key.clone()).or_insert(Value::Null),
-            _ => return,
-        };
-    }
-    *slot = value;
-}
-
-fn remove(object: &mut Value, path: &[String]) {
-    let Some((last, parents)) = path.split_last() else {
-        return;
-    };
-    let mut slot = object;
-    for key in parents {
-        match slot.get_mut(key) {
-            Some(next) => slot = next,
-            None => return,
-        }
-    }
-    if let Some(map) = slot.as_object_mut() {
-        map.remove(last);
-    }
-}
-
 /// `fieldsV1` of a field set: `{"f:spec": {"f:replicas": {}}}`.
 fn fields_v1(fields: &BTreeSet<Path>) -> Value {
     let mut root = Value::Object(Map::new());
     for path in fields {
         let keyed: Path = path.iter().map(|k| format!("f:{k}")).collect();
-        if get(&root, &keyed).is_none() {
-            set(&mut root, &keyed, json!({}));
+        if at(&root, &keyed).is_null() {
+            put(&mut root, &keyed, json!({}));
         }
     }
     root
@@ -364,7 +330,7 @@ pub(crate) fn record_update(
     let after = leaves(new);
     let changed: BTreeSet<Path> = after
         .iter()
-        .filter(|p| old.and_then(|o| get(o, p)) != get(new, p))
+        .filter(|p| old.map(|o| at(o, p)) != Some(at(new, p)))
         .cloned()
         .collect();
     let removed: BTreeSet<Path> = before.difference(&after).cloned().collect();
@@ -433,7 +399,7 @@ pub fn apply(
         let contested: Vec<Path> = entry
             .fields
             .iter()
-            .filter(|p| wanted.contains(*p) && get(&object, p) != get(applied, p))
+            .filter(|p| wanted.contains(*p) && at(&object, p) != at(applied, p))
             .cloned()
             .collect();
         if force {
@@ -463,13 +429,11 @@ pub fn apply(
             .iter()
             .any(|e| e.manager != manager && e.fields.contains(path));
         if !owned_elsewhere {
-            remove(&mut object, path);
+            take(&mut object, path);
         }
     }
     for path in &wanted {
-        if let Some(value) = get(applied, path) {
-            set(&mut object, path, value.clone());
-        }
+        put(&mut object, path, at(applied, path).clone());
     }
     list.retain(|e| !(e.manager == manager && e.operation == "Apply"));
     for entry in &mut list {
